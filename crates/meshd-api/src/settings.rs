@@ -1,0 +1,206 @@
+//! Reading and checking a Mesh outside the API server: from a YAML file (`meshd webhook --mesh`,
+//! `meshd inject --mesh`, the file-fed control plane) or before the operator acts on one. The CRD schema
+//! refuses most bad specs at `kubectl apply`; this catches the rest (and specs written before a schema
+//! change) with the same field names.
+
+use std::path::Path;
+
+use crate::mesh::{Mesh, MeshSpec};
+use crate::values::{IpCidr, parse_include_cidrs};
+
+/// One bad field: its path in the Mesh, the offending value and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason} (got {value:?})")]
+pub struct FieldError {
+    pub field: String,
+    pub value: String,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read mesh file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("mesh file {path} is not a Mesh: {source}")]
+    Parse {
+        path: String,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("mesh {name:?} is invalid: {}", .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid { name: String, errors: Vec<FieldError> },
+}
+
+/// Every problem with a spec, each naming its field; empty when the spec is good.
+pub fn validate(spec: &MeshSpec) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let mut bad = |field: String, value: &dyn ToString, reason: &str| {
+        errors.push(FieldError { field, value: value.to_string(), reason: reason.to_string() })
+    };
+    let capture = &spec.traffic_capture;
+    for (field, ports) in [
+        ("excludeInboundPorts", &capture.exclude_inbound_ports),
+        ("excludeOutboundPorts", &capture.exclude_outbound_ports),
+    ] {
+        for (i, p) in ports.iter().enumerate() {
+            if *p == 0 {
+                bad(format!("spec.trafficCapture.{field}[{i}]"), p, "ports are 1-65535");
+            }
+        }
+    }
+    for (i, c) in capture.exclude_outbound_cidrs.iter().enumerate() {
+        if c.parse::<IpCidr>().is_err() {
+            bad(
+                format!("spec.trafficCapture.excludeOutboundCIDRs[{i}]"),
+                c,
+                "not an IPv4 or IPv6 CIDR",
+            );
+        }
+    }
+    if parse_include_cidrs(&capture.include_outbound_cidrs.join(",")).is_err() {
+        for (i, c) in capture.include_outbound_cidrs.iter().enumerate() {
+            if c != "*" && c.parse::<IpCidr>().is_err() {
+                bad(
+                    format!("spec.trafficCapture.includeOutboundCIDRs[{i}]"),
+                    c,
+                    "not '*' or an IPv4 or IPv6 CIDR",
+                );
+            }
+        }
+    }
+    if !(1..=i64::from(i32::MAX)).contains(&spec.proxy.uid) {
+        bad("spec.proxy.uid".into(), &spec.proxy.uid, "must be a non-root uid");
+    }
+    if spec.proxy.concurrency > 64 {
+        bad("spec.proxy.concurrency".into(), &spec.proxy.concurrency, "must be 0-64");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, g) in spec.gateways.iter().enumerate() {
+        if !is_dns_label(&g.name) {
+            bad(format!("spec.gateways[{i}].name"), &g.name, "must be a DNS label");
+        }
+        if !is_dns_label(&g.namespace) {
+            bad(format!("spec.gateways[{i}].namespace"), &g.namespace, "must be a DNS label");
+        }
+        if !seen.insert((&g.namespace, &g.name)) {
+            bad(format!("spec.gateways[{i}].name"), &g.name, "duplicate gateway name");
+        }
+        if g.replicas < 0 {
+            bad(format!("spec.gateways[{i}].replicas"), &g.replicas, "must be 0 or more");
+        }
+        for (j, p) in g.service.ports.iter().enumerate() {
+            if p.port == 0 {
+                bad(format!("spec.gateways[{i}].service.ports[{j}].port"), &p.port, "ports are 1-65535");
+            }
+            if p.target_port <= 1024 {
+                bad(
+                    format!("spec.gateways[{i}].service.ports[{j}].targetPort"),
+                    &p.target_port,
+                    "the gateway runs as non-root, so targetPort must be above 1024",
+                );
+            }
+        }
+    }
+    errors
+}
+
+/// RFC 1123 label: what Kubernetes accepts as a namespace or Deployment name.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Reads a Mesh from a YAML file and checks it. A file holding only a spec (no apiVersion/kind) is
+/// accepted too, named `default`.
+pub fn load_mesh_file(path: &Path) -> Result<Mesh, SettingsError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| SettingsError::Read { path: shown.clone(), source })?;
+    let mesh = parse_mesh_yaml(&text).map_err(|source| SettingsError::Parse { path: shown, source })?;
+    let errors = validate(&mesh.spec);
+    if !errors.is_empty() {
+        return Err(SettingsError::Invalid { name: mesh_name(&mesh), errors });
+    }
+    Ok(mesh)
+}
+
+/// A Mesh document, or a bare spec (named `default`).
+pub fn parse_mesh_yaml(text: &str) -> Result<Mesh, serde_yaml::Error> {
+    let value: serde_yaml::Value = serde_yaml::from_str(text)?;
+    if value.get("kind").is_some() || value.get("apiVersion").is_some() {
+        let mut mesh: Mesh = serde_yaml::from_value(value)?;
+        if mesh.metadata.name.is_none() {
+            mesh.metadata.name = Some(crate::names::DEFAULT_MESH.to_string());
+        }
+        return Ok(mesh);
+    }
+    let spec: MeshSpec = if value.is_null() { MeshSpec::default() } else { serde_yaml::from_value(value)? };
+    Ok(Mesh::new(crate::names::DEFAULT_MESH, spec))
+}
+
+pub fn mesh_name(mesh: &Mesh) -> String {
+    mesh.metadata.name.clone().unwrap_or_else(|| crate::names::DEFAULT_MESH.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::*;
+
+    #[test]
+    fn empty_spec_gets_every_default() {
+        let mesh = parse_mesh_yaml("apiVersion: meshd.io/v1alpha1\nkind: Mesh\nmetadata: {name: default}\nspec: {}\n").unwrap();
+        let s = &mesh.spec;
+        assert_eq!(s.trust_domain, "cluster.local");
+        assert_eq!(s.proxy.uid, 1337);
+        assert_eq!(s.injection.native_sidecar, NativeSidecar::Auto);
+        assert!(s.injection.hold_application_until_proxy_starts);
+        assert_eq!(s.injection.failure_policy, FailurePolicy::Fail);
+        assert_eq!(s.traffic_capture.mode, CaptureMode::Iptables);
+        assert_eq!(s.traffic_capture.include_outbound_cidrs, vec!["*"]);
+        assert_eq!(s.mtls.mode, MtlsMode::Permissive);
+        assert_eq!(s.outbound_traffic_policy, OutboundTrafficPolicy::AllowAny);
+        assert!(validate(s).is_empty());
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let mut spec = MeshSpec::default();
+        spec.traffic_capture.exclude_outbound_cidrs = vec!["10.0.0.0/8".into(), "10.0.0.0/33".into()];
+        spec.traffic_capture.include_outbound_cidrs = vec!["nope".into()];
+        let g = GatewaySpec {
+            name: "ingress".into(),
+            namespace: "meshd-system".into(),
+            replicas: 1,
+            service: GatewayServiceSpec::default(),
+            resources: default_proxy_resources(),
+        };
+        spec.gateways = vec![g.clone(), g];
+        let errors = validate(&spec);
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.trafficCapture.excludeOutboundCIDRs[1]",
+                "spec.trafficCapture.includeOutboundCIDRs[0]",
+                "spec.gateways[1].name"
+            ]
+        );
+        assert!(errors[0].to_string().contains("\"10.0.0.0/33\""), "{}", errors[0]);
+    }
+
+    #[test]
+    fn bare_spec_file_is_the_default_mesh() {
+        let mesh = parse_mesh_yaml("mtls: {mode: STRICT}\n").unwrap();
+        assert_eq!(mesh_name(&mesh), "default");
+        assert_eq!(mesh.spec.mtls.mode, MtlsMode::Strict);
+        assert!(parse_mesh_yaml("mtls: {mode: SOMETIMES}\n").unwrap_err().to_string().contains("SOMETIMES"));
+    }
+}

@@ -1,0 +1,1 @@
+//! Sidecar injection as a pure function: pod + mesh settings -> injection plan -> JSON patch, and the AdmissionReview answer

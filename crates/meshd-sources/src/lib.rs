@@ -1,0 +1,1 @@
+//! Where the mesh snapshot comes from: Kubernetes watches or a directory of YAML files

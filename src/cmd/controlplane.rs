@@ -1,0 +1,8 @@
+//! `meshd controlplane`: being built (see the open issue); until then it says so and exits 1.
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_: Args) -> anyhow::Result<i32> {
+    anyhow::bail!("meshd controlplane is not built yet")
+}

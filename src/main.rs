@@ -1,0 +1,36 @@
+//! `meshd`: one binary that is the operator, the injection webhook, the xDS control plane and CA, the
+//! capture init step and the sidecar agent (SPEC.md §2). Each subcommand's wiring lives in `cmd/`.
+
+mod cmd;
+mod logging;
+
+use clap::Parser;
+
+/// Exit code for bad flags (EX_USAGE).
+const EXIT_USAGE: i32 = 64;
+
+fn main() {
+    let cli = match cmd::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            let _ = e.print();
+            std::process::exit(0);
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            let line = reason.lines().next().unwrap_or("bad arguments").trim_start_matches("error: ");
+            eprintln!("meshd: {line}");
+            std::process::exit(EXIT_USAGE);
+        }
+    };
+    logging::init(cli.log_format, cli.log_level.as_deref());
+    match cmd::run(cli.command) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("meshd: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}

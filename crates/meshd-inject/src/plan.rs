@@ -1,0 +1,258 @@
+//! The decision for one pod: skip it, refuse it, or an [`InjectionPlan`] of what to add.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Container, Pod, ResourceRequirements, Volume};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use meshd_api::mesh::{CaptureMode, NativeSidecar};
+use meshd_api::names;
+use meshd_api::values::{IncludeCidrs, parse_include_cidrs};
+use serde::Serialize;
+
+use crate::decision::{SkipReason, skip_reason};
+use crate::overrides::{BadAnnotation, PodOverrides, Refusal, parse_overrides};
+use crate::probes::{ProbeRewrite, plan_probes};
+use crate::quantity::parse_quantity;
+use crate::settings::{ApiServerVersion, InjectionSettings, RequestFacts};
+use crate::sidecar::{self, CaptureArgs, SidecarSettings};
+
+/// What injection decided for a pod.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Inject(Box<InjectionPlan>),
+    Skip(SkipReason),
+    Refuse(Refusal),
+    /// The object is not a pod that can be injected (no spec, no containers).
+    Invalid(String),
+}
+
+/// Everything injection adds to one pod, and what the pod as sent already has (so that the patch creates
+/// a parent map or array only when it is missing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InjectionPlan {
+    pub native_sidecar: bool,
+    /// `meshd-init`; absent when the Mesh's capture mode is `none`.
+    pub init_container: Option<Container>,
+    pub proxy_container: Container,
+    pub volumes: Vec<Volume>,
+    pub probe_rewrites: Vec<ProbeRewrite>,
+    pub annotations: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    /// Said to the API client as admission warnings (probes left unrewritten).
+    pub warnings: Vec<String>,
+    pub(crate) pod_has: PodHas,
+}
+
+/// Which parents exist (and are not null) in the pod as sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PodHas {
+    pub annotations: bool,
+    pub labels: bool,
+    pub init_containers: bool,
+    pub volumes: bool,
+}
+
+/// The `meshd.io/status` record: what was added, so that injection can be recognised and undone.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InjectionStatus<'a> {
+    mesh: &'a str,
+    image: &'a str,
+    native_sidecar: bool,
+    init_containers: Vec<&'a str>,
+    containers: Vec<&'a str>,
+    volumes: Vec<&'a str>,
+}
+
+/// Decides for one pod. Pure: the same inputs always give the same verdict.
+pub fn decide(pod: &Pod, settings: &InjectionSettings, facts: &RequestFacts) -> Verdict {
+    let namespace = pod
+        .metadata
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&facts.namespace);
+    if let Some(reason) = skip_reason(pod, namespace) {
+        return Verdict::Skip(reason);
+    }
+    let Some(spec) = pod.spec.as_ref() else {
+        return Verdict::Invalid("the pod has no spec".into());
+    };
+    if spec.containers.is_empty() {
+        return Verdict::Invalid("the pod has no containers".into());
+    }
+    let overrides = match parse_overrides(pod.metadata.annotations.as_ref()) {
+        Ok(o) => o,
+        Err(refusal) => return Verdict::Refuse(refusal),
+    };
+    let sidecar = match sidecar_settings(settings, facts.server_version, &overrides) {
+        Ok(s) => s,
+        Err(refusal) => return Verdict::Refuse(refusal),
+    };
+    let containers = &spec.containers;
+    let probes = plan_probes(containers);
+    let app_probes = (!probes.originals.is_empty()).then(|| {
+        serde_json::to_string(&probes.originals).expect("probes are plain data and serialize")
+    });
+    let init_container = sidecar
+        .capture
+        .as_ref()
+        .map(|c| sidecar::init_container(&sidecar, c));
+    let proxy_container = sidecar::proxy_container(&sidecar, app_probes);
+    let volumes = sidecar::volumes();
+
+    let mut init_names: Vec<&str> = init_container.iter().map(|c| c.name.as_str()).collect();
+    let mut container_names = Vec::new();
+    if sidecar.native {
+        init_names.push(names::PROXY_CONTAINER);
+    } else {
+        container_names.push(names::PROXY_CONTAINER);
+    }
+    let status = InjectionStatus {
+        mesh: &settings.mesh,
+        image: &sidecar.image,
+        native_sidecar: sidecar.native,
+        init_containers: init_names,
+        containers: container_names,
+        volumes: volumes.iter().map(|v| v.name.as_str()).collect(),
+    };
+    let mut annotations = BTreeMap::new();
+    annotations.insert(
+        names::ANNOTATION_STATUS.to_string(),
+        serde_json::to_string(&status).expect("the status record is plain data and serializes"),
+    );
+    let pod_annotations = pod.metadata.annotations.as_ref();
+    if !pod_annotations.is_some_and(|a| a.contains_key(names::ANNOTATION_DEFAULT_CONTAINER))
+        && let Some(first) = containers.first()
+    {
+        annotations.insert(
+            names::ANNOTATION_DEFAULT_CONTAINER.to_string(),
+            first.name.clone(),
+        );
+    }
+    let labels = BTreeMap::from([(names::LABEL_MESH.to_string(), settings.mesh.clone())]);
+    let pod_has = PodHas {
+        annotations: pod_annotations.is_some(),
+        labels: pod.metadata.labels.is_some(),
+        init_containers: spec.init_containers.is_some(),
+        volumes: spec.volumes.is_some(),
+    };
+    Verdict::Inject(Box::new(InjectionPlan {
+        native_sidecar: sidecar.native,
+        init_container,
+        proxy_container,
+        volumes,
+        probe_rewrites: probes.rewrites,
+        annotations,
+        labels,
+        warnings: probes.warnings,
+        pod_has,
+    }))
+}
+
+/// Mesh settings with the pod's overrides applied.
+fn sidecar_settings(
+    settings: &InjectionSettings,
+    version: Option<ApiServerVersion>,
+    o: &PodOverrides,
+) -> Result<SidecarSettings, Refusal> {
+    let spec = &settings.spec;
+    let native = o
+        .native_sidecar
+        .unwrap_or(match spec.injection.native_sidecar {
+            NativeSidecar::True => true,
+            NativeSidecar::False => false,
+            NativeSidecar::Auto => version.is_none_or(|v| v >= ApiServerVersion::NATIVE_SIDECARS),
+        });
+    let capture_spec = &spec.traffic_capture;
+    let capture = match capture_spec.mode {
+        CaptureMode::None => None,
+        mode => Some(CaptureArgs {
+            mode: mode.as_str(),
+            exclude_inbound_ports: o
+                .exclude_inbound_ports
+                .clone()
+                .unwrap_or_else(|| capture_spec.exclude_inbound_ports.clone()),
+            exclude_outbound_ports: o
+                .exclude_outbound_ports
+                .clone()
+                .unwrap_or_else(|| capture_spec.exclude_outbound_ports.clone()),
+            exclude_outbound_cidrs: match &o.exclude_outbound_cidrs {
+                Some(c) => c.iter().map(ToString::to_string).collect(),
+                None => capture_spec.exclude_outbound_cidrs.clone(),
+            },
+            include_outbound_cidrs: match &o.include_outbound_cidrs {
+                Some(c) => c.clone(),
+                // The Mesh was validated when it was loaded; a list that still fails means "all", as the default.
+                None => parse_include_cidrs(&capture_spec.include_outbound_cidrs.join(","))
+                    .unwrap_or(IncludeCidrs::All),
+            },
+        }),
+    };
+    let resources = resources(&spec.proxy.resources, o)?;
+    Ok(SidecarSettings {
+        image: spec.proxy.image_or_default(),
+        mesh: settings.mesh.clone(),
+        uid: spec.proxy.uid,
+        native,
+        hold_application: o
+            .hold_application
+            .unwrap_or(spec.injection.hold_application_until_proxy_starts),
+        resources,
+        log_level: o.log_level.unwrap_or(spec.proxy.log_level).as_str(),
+        concurrency: spec.proxy.concurrency,
+        discovery_address: settings.discovery_address.clone(),
+        trust_domain: spec.trust_domain.clone(),
+        capture,
+    })
+}
+
+/// The proxy's resources: the Mesh's, with the annotations' values on top. A request above its limit
+/// would be refused by the API server with a message that does not name the annotation, so refuse here.
+fn resources(
+    base: &ResourceRequirements,
+    o: &PodOverrides,
+) -> Result<ResourceRequirements, Refusal> {
+    let mut r = base.clone();
+    let set = |map: &mut Option<BTreeMap<String, Quantity>>, key: &str, value: &Option<String>| {
+        if let Some(v) = value {
+            map.get_or_insert_with(BTreeMap::new)
+                .insert(key.to_string(), Quantity(v.clone()));
+        }
+    };
+    set(&mut r.requests, "cpu", &o.proxy_cpu);
+    set(&mut r.requests, "memory", &o.proxy_memory);
+    set(&mut r.limits, "cpu", &o.proxy_cpu_limit);
+    set(&mut r.limits, "memory", &o.proxy_memory_limit);
+    let mut bad = Vec::new();
+    for (key, annotation, value) in [
+        ("cpu", names::ANNOTATION_PROXY_CPU, &o.proxy_cpu),
+        ("memory", names::ANNOTATION_PROXY_MEMORY, &o.proxy_memory),
+    ] {
+        let get = |m: &Option<BTreeMap<String, Quantity>>| {
+            m.as_ref()
+                .and_then(|m| m.get(key))
+                .and_then(|q| parse_quantity(&q.0).ok())
+        };
+        if let (Some(v), Some(req), Some(limit)) = (value, get(&r.requests), get(&r.limits))
+            && req > limit
+        {
+            let limit_text = r
+                .limits
+                .as_ref()
+                .and_then(|m| m.get(key))
+                .map(|q| q.0.clone())
+                .unwrap_or_default();
+            bad.push(BadAnnotation {
+                name: annotation.to_string(),
+                value: v.clone(),
+                reason: format!("the request is above the proxy's {key} limit {limit_text}"),
+            });
+        }
+    }
+    if bad.is_empty() {
+        Ok(r)
+    } else {
+        Err(Refusal { bad })
+    }
+}

@@ -1,0 +1,282 @@
+//! One AdmissionReview in, one AdmissionReview out (SPEC.md §4 "Answers"). Always an answer: HTTP 200
+//! with the request's uid echoed, or HTTP 400 when there is no uid to answer.
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+
+use crate::InjectError;
+use crate::decision::SkipReason;
+use crate::plan::{Verdict, decide};
+use crate::settings::{ApiServerVersion, InjectionSettings, RequestFacts};
+
+/// How a review ended; `result_label`/`reason_label` are the metric labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReviewResult {
+    Injected,
+    Skipped(SkipReason),
+    /// `allowed: false` because of the pod's override annotations.
+    Refused,
+    /// `allowed: false` (or HTTP 400) because the request itself is unusable; the label says why.
+    Invalid(&'static str),
+}
+
+impl ReviewResult {
+    pub fn result_label(&self) -> &'static str {
+        match self {
+            Self::Injected => "injected",
+            Self::Skipped(_) => "skipped",
+            Self::Refused => "refused",
+            Self::Invalid(_) => "invalid",
+        }
+    }
+
+    pub fn reason_label(&self) -> &'static str {
+        match self {
+            Self::Injected => "",
+            Self::Skipped(r) => r.label(),
+            Self::Refused => "bad_annotation",
+            Self::Invalid(label) => label,
+        }
+    }
+}
+
+/// Which pod a review was about, for Events on its owner.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: Option<String>,
+    pub generate_name: Option<String>,
+    /// The controlling owner (a ReplicaSet, Job, StatefulSet…), if any.
+    pub owner: Option<OwnerReference>,
+}
+
+impl PodRef {
+    fn of(pod: &Pod, namespace: &str) -> Self {
+        let meta = &pod.metadata;
+        let owners = meta.owner_references.iter().flatten();
+        Self {
+            namespace: namespace.to_string(),
+            name: meta.name.clone().filter(|n| !n.is_empty()),
+            generate_name: meta.generate_name.clone(),
+            owner: owners
+                .clone()
+                .find(|o| o.controller == Some(true))
+                .or_else(|| owners.clone().next())
+                .cloned(),
+        }
+    }
+
+    /// `ns/name`, or `ns/generateName*` for a pod not yet named.
+    pub fn display_name(&self) -> String {
+        match (&self.name, &self.generate_name) {
+            (Some(n), _) => format!("{}/{n}", self.namespace),
+            (None, Some(g)) => format!("{}/{g}*", self.namespace),
+            (None, None) => format!("{}/<unnamed>", self.namespace),
+        }
+    }
+}
+
+/// The answer to one review body.
+#[derive(Debug, Clone)]
+pub struct ReviewAnswer {
+    /// 200, or 400 when the body has no uid to answer.
+    pub http_status: u16,
+    /// An `admission.k8s.io/v1` AdmissionReview (or, with 400, a one-line message).
+    pub body: Vec<u8>,
+    pub result: ReviewResult,
+    /// Why, in words, for logs (the refusal or parse error; the skip's description).
+    pub message: String,
+    pub uid: Option<String>,
+    pub dry_run: bool,
+    /// The pod, when the request was a pod CREATE that could be read.
+    pub pod: Option<PodRef>,
+}
+
+/// Answers one AdmissionReview body. Never panics: a body that cannot be used gets an answer saying why.
+pub fn review(
+    body: &[u8],
+    settings: &InjectionSettings,
+    server_version: Option<ApiServerVersion>,
+) -> ReviewAnswer {
+    match serde_json::from_slice::<AdmissionReview<Pod>>(body) {
+        Ok(review) => match TryInto::<AdmissionRequest<Pod>>::try_into(review) {
+            Ok(req) if !req.uid.is_empty() => review_pod_request(&req, settings, server_version),
+            _ => bad_request(&InjectError::NoUid),
+        },
+        // The object is not a pod (another kind, or a pod that does not decode): read it loosely to
+        // answer with the uid.
+        Err(pod_error) => review_other(body, pod_error),
+    }
+}
+
+fn is_pod_create<T: kube::Resource>(req: &AdmissionRequest<T>) -> bool {
+    req.kind.group.is_empty()
+        && req.kind.kind == "Pod"
+        && req.operation == Operation::Create
+        && req.sub_resource.as_deref().is_none_or(str::is_empty)
+}
+
+fn review_pod_request(
+    req: &AdmissionRequest<Pod>,
+    settings: &InjectionSettings,
+    server_version: Option<ApiServerVersion>,
+) -> ReviewAnswer {
+    let response = AdmissionResponse::from(req);
+    let uid = Some(req.uid.clone());
+    let namespace = req.namespace.clone().unwrap_or_default();
+    let answer = |response: AdmissionResponse,
+                  result: ReviewResult,
+                  message: String,
+                  pod: Option<PodRef>| {
+        finish(response, result, message, uid.clone(), req.dry_run, pod)
+    };
+    let pod = match (&req.object, is_pod_create(req)) {
+        (_, false) => {
+            let reason = SkipReason::NotPodCreate;
+            return answer(
+                response,
+                ReviewResult::Skipped(reason),
+                reason.describe().into(),
+                None,
+            );
+        }
+        (None, true) => {
+            let message = "a pod CREATE without an object".to_string();
+            return answer(
+                response.deny(&message),
+                ReviewResult::Invalid("no_object"),
+                message,
+                None,
+            );
+        }
+        (Some(pod), true) => pod,
+    };
+    let pod_ref = PodRef::of(pod, &namespace);
+    let facts = RequestFacts {
+        namespace,
+        dry_run: req.dry_run,
+        server_version,
+    };
+    match decide(pod, settings, &facts) {
+        Verdict::Skip(reason) => answer(
+            response,
+            ReviewResult::Skipped(reason),
+            reason.describe().into(),
+            Some(pod_ref),
+        ),
+        Verdict::Refuse(refusal) => {
+            let message = refusal.to_string();
+            answer(
+                response.deny(&message),
+                ReviewResult::Refused,
+                message,
+                Some(pod_ref),
+            )
+        }
+        Verdict::Invalid(why) => {
+            let message = format!("the pod cannot be injected: {why}");
+            answer(
+                response.deny(&message),
+                ReviewResult::Invalid("not_a_pod"),
+                message,
+                Some(pod_ref),
+            )
+        }
+        Verdict::Inject(plan) => match response.with_patch(plan.to_patch()) {
+            Ok(mut response) => {
+                if !plan.warnings.is_empty() {
+                    response.warnings = Some(plan.warnings.clone());
+                }
+                answer(
+                    response,
+                    ReviewResult::Injected,
+                    "injected".into(),
+                    Some(pod_ref),
+                )
+            }
+            Err(e) => {
+                let message = format!("cannot serialize the patch: {e}");
+                let response = AdmissionResponse::from(req).deny(&message);
+                answer(
+                    response,
+                    ReviewResult::Invalid("serialize"),
+                    message,
+                    Some(pod_ref),
+                )
+            }
+        },
+    }
+}
+
+/// A body that is not an AdmissionReview of a pod.
+fn review_other(body: &[u8], pod_error: serde_json::Error) -> ReviewAnswer {
+    let review = match serde_json::from_slice::<AdmissionReview<DynamicObject>>(body) {
+        Ok(r) => r,
+        Err(source) => return bad_request(&InjectError::Malformed { source }),
+    };
+    let req = match TryInto::<AdmissionRequest<DynamicObject>>::try_into(review) {
+        Ok(req) if !req.uid.is_empty() => req,
+        _ => return bad_request(&InjectError::NoUid),
+    };
+    let response = AdmissionResponse::from(&req);
+    let uid = Some(req.uid.clone());
+    if is_pod_create(&req) {
+        let error = InjectError::NotAPod { source: pod_error };
+        let message = error.to_string();
+        finish(
+            response.deny(&message),
+            ReviewResult::Invalid(error.label()),
+            message,
+            uid,
+            req.dry_run,
+            None,
+        )
+    } else {
+        let reason = SkipReason::NotPodCreate;
+        finish(
+            response,
+            ReviewResult::Skipped(reason),
+            reason.describe().into(),
+            uid,
+            req.dry_run,
+            None,
+        )
+    }
+}
+
+fn finish(
+    response: AdmissionResponse,
+    result: ReviewResult,
+    message: String,
+    uid: Option<String>,
+    dry_run: bool,
+    pod: Option<PodRef>,
+) -> ReviewAnswer {
+    match serde_json::to_vec(&response.into_review()) {
+        Ok(body) => ReviewAnswer {
+            http_status: 200,
+            body,
+            result,
+            message,
+            uid,
+            dry_run,
+            pod,
+        },
+        Err(source) => bad_request(&InjectError::Serialize { source }),
+    }
+}
+
+fn bad_request(error: &InjectError) -> ReviewAnswer {
+    let message = error.to_string();
+    ReviewAnswer {
+        http_status: 400,
+        body: message.clone().into_bytes(),
+        result: ReviewResult::Invalid(error.label()),
+        message,
+        uid: None,
+        dry_run: false,
+        pod: None,
+    }
+}

@@ -1,0 +1,177 @@
+//! `meshd inject`: the same decision and patch as the webhook, applied to the pod templates of workload
+//! manifests (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob; a `List` of them), in
+//! multi-document YAML. Other kinds pass through unchanged.
+
+use k8s_openapi::api::core::v1::Pod;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::InjectError;
+use crate::plan::{Verdict, decide};
+use crate::settings::{ApiServerVersion, InjectionSettings, RequestFacts};
+
+/// What happened to one workload.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ManifestOutcome {
+    Injected {
+        kind: String,
+        name: String,
+    },
+    Skipped {
+        kind: String,
+        name: String,
+        reason: crate::SkipReason,
+    },
+    /// Not a workload kind: printed as it was.
+    PassedThrough {
+        kind: String,
+        name: String,
+    },
+}
+
+/// The documents after injection, in input order, and what happened to each workload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InjectedManifests {
+    pub documents: Vec<Value>,
+    pub outcomes: Vec<ManifestOutcome>,
+}
+
+impl InjectedManifests {
+    /// Multi-document YAML.
+    pub fn to_yaml(&self) -> Result<String, InjectError> {
+        let mut out = String::new();
+        for (index, doc) in self.documents.iter().enumerate() {
+            if index > 0 {
+                out.push_str("---\n");
+            }
+            out.push_str(
+                &serde_yaml::to_string(doc)
+                    .map_err(|source| InjectError::Yaml { index, source })?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// Where a kind keeps its pod template.
+fn template_path(kind: &str) -> Option<&'static [&'static str]> {
+    match kind {
+        "Pod" => Some(&[]),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
+            Some(&["spec", "template"])
+        }
+        "CronJob" => Some(&["spec", "jobTemplate", "spec", "template"]),
+        _ => None,
+    }
+}
+
+/// Injects every workload in `yaml`. A refused workload (a bad override annotation) fails the whole
+/// run, naming the document, so that nothing is printed half-injected.
+pub fn inject_manifests(
+    yaml: &str,
+    settings: &InjectionSettings,
+    server_version: Option<ApiServerVersion>,
+) -> Result<InjectedManifests, InjectError> {
+    let mut out = InjectedManifests {
+        documents: Vec::new(),
+        outcomes: Vec::new(),
+    };
+    for (index, document) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
+        let mut doc =
+            Value::deserialize(document).map_err(|source| InjectError::Yaml { index, source })?;
+        if doc.is_null() {
+            continue; // an empty document, e.g. a leading `---`
+        }
+        inject_document(index, &mut doc, settings, server_version, &mut out.outcomes)?;
+        out.documents.push(doc);
+    }
+    Ok(out)
+}
+
+fn text<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    path.iter()
+        .try_fold(v, |v, k| v.get(k))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn inject_document(
+    index: usize,
+    doc: &mut Value,
+    settings: &InjectionSettings,
+    server_version: Option<ApiServerVersion>,
+    outcomes: &mut Vec<ManifestOutcome>,
+) -> Result<(), InjectError> {
+    let kind = text(doc, &["kind"]).to_string();
+    let name = text(doc, &["metadata", "name"]).to_string();
+    let namespace = text(doc, &["metadata", "namespace"]).to_string();
+    if kind == "List" {
+        if let Some(items) = doc.get_mut("items").and_then(Value::as_array_mut) {
+            for item in items {
+                inject_document(index, item, settings, server_version, outcomes)?;
+            }
+        }
+        return Ok(());
+    }
+    let manifest_error = |reason: String| InjectError::Manifest {
+        index,
+        kind: kind.clone(),
+        name: name.clone(),
+        reason,
+    };
+    let Some(path) = template_path(&kind) else {
+        outcomes.push(ManifestOutcome::PassedThrough { kind, name });
+        return Ok(());
+    };
+    let Some(template) = path.iter().try_fold(&mut *doc, |v, k| v.get_mut(*k)) else {
+        return Err(manifest_error(format!(
+            "no pod template at .{}",
+            path.join(".")
+        )));
+    };
+    // The template as a Pod: the same input the webhook gets.
+    let mut pod_value = Value::Object(Map::from_iter([
+        ("apiVersion".to_string(), Value::from("v1")),
+        ("kind".to_string(), Value::from("Pod")),
+        (
+            "metadata".to_string(),
+            template
+                .get("metadata")
+                .cloned()
+                .unwrap_or_else(|| Value::Object(Map::new())),
+        ),
+        (
+            "spec".to_string(),
+            template.get("spec").cloned().unwrap_or(Value::Null),
+        ),
+    ]));
+    let pod: Pod = serde_json::from_value(pod_value.clone())
+        .map_err(|e| manifest_error(format!("the pod template cannot be read as a pod: {e}")))?;
+    let facts = RequestFacts {
+        namespace,
+        dry_run: true,
+        server_version,
+    };
+    match decide(&pod, settings, &facts) {
+        Verdict::Skip(reason) => outcomes.push(ManifestOutcome::Skipped { kind, name, reason }),
+        Verdict::Refuse(refusal) => return Err(manifest_error(refusal.to_string())),
+        Verdict::Invalid(why) => return Err(manifest_error(why)),
+        Verdict::Inject(plan) => {
+            json_patch::patch(&mut pod_value, &plan.to_patch()).map_err(|source| {
+                InjectError::Patch {
+                    what: format!("document {index} ({kind} {name})"),
+                    source,
+                }
+            })?;
+            if let (Value::Object(mut injected), Some(t)) = (pod_value, template.as_object_mut()) {
+                for key in ["metadata", "spec"] {
+                    if let Some(v) = injected.remove(key) {
+                        t.insert(key.to_string(), v);
+                    }
+                }
+            }
+            outcomes.push(ManifestOutcome::Injected { kind, name });
+        }
+    }
+    Ok(())
+}

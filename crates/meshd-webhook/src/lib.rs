@@ -1,1 +1,73 @@
-//! The injection webhook's HTTPS server: axum + rustls, AdmissionReview in and out, certificates re-read on change
+//! The injection webhook's HTTPS server (SPEC.md §4): axum + rustls (TLS 1.2/1.3, HTTP/1.1 and h2 via
+//! ALPN), `POST /inject` with AdmissionReview v1 in and out, a body-size limit, certificate files re-read
+//! when they change, graceful shutdown on a [`CancellationToken`](tokio_util::sync::CancellationToken).
+//!
+//! The decision itself is `meshd-inject`'s pure [`review`](meshd_inject::review). This crate adds what
+//! needs I/O: settings from a `watch` channel, metrics, logs and Events. `meshd webhook` and
+//! `meshd controller` embed it the same way:
+//!
+//! ```ignore
+//! let injector = Injector::new(settings_rx, server_version, Arc::new(LogEvents), &mut registry);
+//! meshd_webhook::run(WebhookConfig::new(listen, cert, key), injector, shutdown).await?;
+//! ```
+
+mod events;
+mod handler;
+mod metrics;
+mod server;
+mod tls;
+
+pub use events::{InjectionEvents, LogEvents};
+pub use handler::Injector;
+pub use meshd_inject::review::PodRef;
+pub use metrics::WebhookMetrics;
+pub use server::{WebhookConfig, run, serve, serve_metrics};
+pub use tls::{CertificateFiles, ReloadingCertResolver, server_config};
+
+/// What can stop the webhook; each variant has a fixed label.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("cannot read {what} {path}: {source}")]
+    ReadFile {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} holds no usable {what}: {reason}")]
+    Pem {
+        what: &'static str,
+        path: String,
+        reason: String,
+    },
+    #[error("the certificate {cert} and key {key} do not go together: {source}")]
+    CertKey {
+        cert: String,
+        key: String,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("cannot build the TLS configuration: {source}")]
+    Tls {
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl WebhookError {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::ReadFile { .. } => "read_file",
+            Self::Pem { .. } => "pem",
+            Self::CertKey { .. } => "cert_key",
+            Self::Tls { .. } => "tls",
+            Self::Bind { .. } => "bind",
+        }
+    }
+}

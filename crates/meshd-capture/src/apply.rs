@@ -1,0 +1,154 @@
+//! The I/O half: detect the iptables backend, read meshd's current footprint, run a [`Plan`]'s steps.
+//! Runs in the current network namespace (the pod's, in the init container).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use tracing::{debug, info, warn};
+
+use crate::error::CaptureError;
+use crate::iptables::NatState;
+use crate::nftables;
+use crate::plan::{Backend, CurrentState, Plan, Step};
+use crate::rules::{CaptureRules, Family};
+
+/// Runs `program args` with `stdin`; returns stdout, or an error naming the command with its stderr.
+pub fn run(program: &str, args: &[&str], stdin: &str) -> Result<String, CaptureError> {
+    let command = std::iter::once(program)
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| CaptureError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    if let Some(mut pipe) = child.stdin.take() {
+        // A child that exits early closes its stdin; its status and stderr then say why.
+        if let Err(e) = pipe.write_all(stdin.as_bytes()) {
+            debug!(%command, error = %e, "child closed stdin early");
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|source| CaptureError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(CaptureError::Command {
+            command,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs every step of a plan, in order.
+pub fn apply(plan: &Plan) -> Result<(), CaptureError> {
+    for step in &plan.steps {
+        let Step {
+            program,
+            args,
+            stdin,
+        } = step;
+        debug!(command = %step.command_line(), "applying");
+        run(program, args, stdin)?;
+    }
+    Ok(())
+}
+
+/// Does a legacy (x_tables) nat/filter/mangle table in this namespace already hold rules? Then the
+/// node's other software uses iptables-legacy and meshd must too (istio-iptables does the same).
+pub fn detect_backend() -> Backend {
+    for family in [Family::V4, Family::V6] {
+        let program = Backend::IptablesLegacy.save_program(family);
+        match run(program, &[], "") {
+            Ok(save) if save.lines().any(|l| l.starts_with("-A ")) => {
+                info!(
+                    backend = "iptables-legacy",
+                    found_by = program,
+                    "legacy rules present"
+                );
+                return Backend::IptablesLegacy;
+            }
+            Ok(_) => {}
+            // No legacy tooling or kernel support means nothing can be using it.
+            Err(e) => debug!(error = %e, "legacy iptables not readable"),
+        }
+    }
+    Backend::IptablesNft
+}
+
+/// meshd's jumps and chains as one backend's `*-save -t nat` shows them, per family.
+pub fn read_state(backend: Backend, families: &[Family]) -> Result<CurrentState, CaptureError> {
+    let mut state = CurrentState::default();
+    for &family in families {
+        let save = run(backend.save_program(family), &["-t", "nat"], "")?;
+        let parsed = NatState::parse(&save);
+        match family {
+            Family::V4 => state.v4 = parsed,
+            Family::V6 => state.v6 = parsed,
+        }
+    }
+    Ok(state)
+}
+
+/// The install plan for this namespace: `nftables` as asked, otherwise the detected iptables backend
+/// with the deletes a re-run needs.
+pub fn plan_for_namespace(
+    rules: &CaptureRules,
+    nftables: bool,
+) -> Result<(Backend, Plan), CaptureError> {
+    if nftables {
+        let empty = CurrentState::default();
+        return Ok((
+            Backend::Nftables,
+            Plan::install(rules, Backend::Nftables, &empty),
+        ));
+    }
+    let backend = detect_backend();
+    let state = read_state(backend, rules.families())?;
+    Ok((backend, Plan::install(rules, backend, &state)))
+}
+
+/// The plan that removes meshd's rules from every backend that has some, and nothing else.
+pub fn cleanup() -> Result<Plan, CaptureError> {
+    let mut plan = Plan::default();
+    for backend in [Backend::IptablesLegacy, Backend::IptablesNft] {
+        let mut state = CurrentState::default();
+        for family in [Family::V4, Family::V6] {
+            match read_state(backend, &[family]) {
+                Ok(s) if family == Family::V4 => state.v4 = s.v4,
+                Ok(s) => state.v6 = s.v6,
+                // Unreadable means absent (no binary, no kernel support): nothing of meshd's to remove.
+                Err(CaptureError::Spawn { .. }) => {
+                    debug!(backend = backend.as_str(), ?family, "not installed")
+                }
+                Err(e) => {
+                    warn!(backend = backend.as_str(), ?family, error = %e, "could not read rules; skipping")
+                }
+            }
+        }
+        plan.steps.extend(Plan::cleanup(backend, &state).steps);
+    }
+    match run("nft", &["list", "tables"], "") {
+        Ok(tables)
+            if tables
+                .lines()
+                .any(|l| l.trim() == format!("table inet {}", nftables::TABLE)) =>
+        {
+            plan.steps
+                .extend(Plan::cleanup(Backend::Nftables, &CurrentState::default()).steps);
+        }
+        Ok(_) => {}
+        Err(e) => debug!(error = %e, "nft not usable; no meshd table to remove"),
+    }
+    Ok(plan)
+}

@@ -1,0 +1,36 @@
+//! Envoy object names meshd generates (SPEC §6). Tests, `meshd proxy-status` and people reading
+//! `/config_dump` rely on them.
+
+/// The outbound capture listener on 15001.
+pub const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
+/// The inbound capture listener on 15006.
+pub const VIRTUAL_INBOUND: &str = "virtualInbound";
+/// Unknown outbound destinations under ALLOW_ANY: connect to the original destination.
+pub const PASSTHROUGH_CLUSTER: &str = "PassthroughCluster";
+/// Unknown outbound destinations under REGISTRY_ONLY: no endpoints, the connection is closed.
+pub const BLACKHOLE_CLUSTER: &str = "BlackHoleCluster";
+/// Inbound ports no Service names: to the app on its original destination.
+pub const INBOUND_PASSTHROUGH_CLUSTER: &str = "InboundPassthroughCluster";
+/// Source address of Envoy's connections to the local app. The capture rules return traffic from
+/// 127.0.0.6 on `lo` (as Istio's do), so Envoy's own inbound hop is never captured again.
+pub const INBOUND_PASSTHROUGH_SOURCE: &str = "127.0.0.6";
+
+/// `outbound|<port>|<subset>|<svc>.<ns>.svc.<domain>`; meshd has no subsets yet.
+pub fn outbound_cluster_name(port: u16, fqdn: &str) -> String {
+    format!("outbound|{port}||{fqdn}")
+}
+
+/// `inbound|<port>||`: the app's port on this pod.
+pub fn inbound_cluster_name(port: u16) -> String {
+    format!("inbound|{port}||")
+}
+
+/// `<svc>.<ns>.svc.<domain>`.
+pub fn service_fqdn(name: &str, namespace: &str, domain: &str) -> String {
+    format!("{name}.{namespace}.svc.{domain}")
+}
+
+/// The RDS name of one service port: `<fqdn>:<port>`.
+pub fn route_name(fqdn: &str, port: u16) -> String {
+    format!("{fqdn}:{port}")
+}

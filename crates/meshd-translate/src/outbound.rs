@@ -1,0 +1,446 @@
+//! The proxy-independent half of the translation: every Service port's cluster, load assignment and route,
+//! and the `virtualOutbound` listener that dispatches captured connections by original destination VIP:port.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
+use envoy_types::pb::envoy::config::core::v3::{
+    BindConfig, CidrRange, HealthStatus, Http2ProtocolOptions, SocketAddress, TrafficDirection,
+    socket_address,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+};
+use envoy_types::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
+};
+use envoy_types::pb::envoy::config::route::v3::{
+    RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route,
+    route_action, route_match,
+};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+    HttpProtocolOptions, http_protocol_options,
+};
+use envoy_types::pb::google::protobuf::UInt32Value;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use meshd_api::mesh::OutboundTrafficPolicy;
+
+use crate::envoy::{ads, pack, seconds, socket, tcp_proxy_filter};
+use crate::naming::*;
+use crate::protocol::Protocol;
+use crate::snapshot::MeshSnapshot;
+
+/// One Service port, resolved: what every part of the translation needs to know about it.
+#[derive(Clone, Debug)]
+pub(crate) struct ServicePortView {
+    pub service: String,
+    pub namespace: String,
+    pub fqdn: String,
+    /// Cluster IPs; empty for headless Services (no VIP to dispatch on).
+    pub vips: Vec<String>,
+    pub port: u16,
+    pub port_name: String,
+    /// The pod port: a number, or a container port name resolved per pod.
+    pub target_port: TargetPort,
+    pub protocol: Protocol,
+    pub selector: BTreeMap<String, String>,
+    pub cluster: String,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum TargetPort {
+    Number(u16),
+    Named(String),
+}
+
+/// Every usable Service port, sorted by (namespace, service, port). Problems become warnings.
+pub(crate) fn service_ports(
+    snapshot: &MeshSnapshot,
+    warnings: &mut Vec<String>,
+) -> Vec<ServicePortView> {
+    let mut out = Vec::new();
+    for svc in &snapshot.services {
+        let (Some(name), Some(namespace)) = (&svc.metadata.name, &svc.metadata.namespace) else {
+            warnings
+                .push("a Service without metadata.name or metadata.namespace was skipped".into());
+            continue;
+        };
+        let Some(spec) = &svc.spec else { continue };
+        if spec.type_.as_deref() == Some("ExternalName") {
+            continue;
+        }
+        let mut vips: Vec<String> = spec.cluster_ips.clone().unwrap_or_default();
+        if let Some(ip) = &spec.cluster_ip
+            && !vips.contains(ip)
+        {
+            vips.insert(0, ip.clone());
+        }
+        vips.retain(|ip| ip.parse::<std::net::IpAddr>().is_ok());
+        let fqdn = service_fqdn(name, namespace, &snapshot.cluster_domain);
+        for p in spec.ports.iter().flatten() {
+            let Ok(port) = u16::try_from(p.port) else {
+                warnings.push(format!(
+                    "Service {namespace}/{name}: spec.ports[].port {} is not 1-65535",
+                    p.port
+                ));
+                continue;
+            };
+            if p.protocol.as_deref().is_some_and(|proto| proto != "TCP") {
+                continue; // UDP/SCTP are not proxied
+            }
+            use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+            let target_port = match &p.target_port {
+                None => TargetPort::Number(port),
+                Some(IntOrString::Int(n)) => match u16::try_from(*n) {
+                    Ok(n) if n > 0 => TargetPort::Number(n),
+                    _ => {
+                        warnings.push(format!(
+                            "Service {namespace}/{name}: spec.ports[{port}].targetPort {n} is not 1-65535"
+                        ));
+                        continue;
+                    }
+                },
+                Some(IntOrString::String(s)) => match s.parse::<u16>() {
+                    Ok(n) if n > 0 => TargetPort::Number(n),
+                    _ => TargetPort::Named(s.clone()),
+                },
+            };
+            out.push(ServicePortView {
+                service: name.clone(),
+                namespace: namespace.clone(),
+                fqdn: fqdn.clone(),
+                vips: vips.clone(),
+                port,
+                port_name: p.name.clone().unwrap_or_default(),
+                target_port,
+                protocol: Protocol::of_port(p.app_protocol.as_deref(), p.name.as_deref()),
+                selector: spec.selector.clone().unwrap_or_default(),
+                cluster: outbound_cluster_name(port, &fqdn),
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.namespace, &a.service, a.port).cmp(&(&b.namespace, &b.service, b.port)));
+    out.dedup_by(|a, b| (&a.namespace, &a.service, a.port) == (&b.namespace, &b.service, b.port));
+    out
+}
+
+/// EndpointSlices grouped by (namespace, service name) for O(1) lookup per service.
+pub(crate) fn slices_by_service(
+    snapshot: &MeshSnapshot,
+) -> BTreeMap<(String, String), Vec<&EndpointSlice>> {
+    let mut map: BTreeMap<(String, String), Vec<&EndpointSlice>> = BTreeMap::new();
+    for slice in &snapshot.endpoint_slices {
+        let service = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("kubernetes.io/service-name"));
+        if let (Some(service), Some(ns)) = (service, &slice.metadata.namespace) {
+            map.entry((ns.clone(), service.clone()))
+                .or_default()
+                .push(slice);
+        }
+    }
+    map
+}
+
+/// The EDS answer for one service port: ready endpoints (ready true or unset) as HEALTHY, terminating
+/// but still serving ones as DRAINING (no new requests, open ones finish), everything else left out.
+pub(crate) fn load_assignment(
+    view: &ServicePortView,
+    slices: &[&EndpointSlice],
+) -> ClusterLoadAssignment {
+    let mut hosts: BTreeMap<(String, u16), HealthStatus> = BTreeMap::new();
+    for slice in slices {
+        if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
+            continue;
+        }
+        let port = slice.ports.iter().flatten().find_map(|p| {
+            (p.name.as_deref().unwrap_or("") == view.port_name)
+                .then_some(p.port)
+                .flatten()
+        });
+        let Some(port) = port.and_then(|p| u16::try_from(p).ok()) else {
+            continue;
+        };
+        for ep in &slice.endpoints {
+            let c = ep.conditions.as_ref();
+            let ready = c.and_then(|c| c.ready).unwrap_or(true);
+            let serving = c.and_then(|c| c.serving).unwrap_or(ready);
+            let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
+            let health = match (ready, terminating && serving) {
+                (true, _) => HealthStatus::Healthy,
+                (false, true) => HealthStatus::Draining,
+                (false, false) => continue,
+            };
+            for addr in &ep.addresses {
+                let entry = hosts.entry((addr.clone(), port)).or_insert(health);
+                if health == HealthStatus::Healthy {
+                    *entry = health;
+                }
+            }
+        }
+    }
+    let lb_endpoints = hosts
+        .into_iter()
+        .map(|((ip, port), health)| LbEndpoint {
+            health_status: health as i32,
+            host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                address: Some(socket(&ip, port)),
+                ..Default::default()
+            })),
+            ..Default::default()
+        })
+        .collect();
+    ClusterLoadAssignment {
+        cluster_name: view.cluster.clone(),
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// `outbound|<port>||<fqdn>`: EDS over ADS, HTTP/2 upstream for http2/grpc ports.
+pub(crate) fn outbound_cluster(view: &ServicePortView) -> Cluster {
+    let mut cluster = Cluster {
+        name: view.cluster.clone(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Eds as i32,
+        )),
+        eds_cluster_config: Some(cluster::EdsClusterConfig {
+            eds_config: Some(ads()),
+            service_name: view.cluster.clone(),
+        }),
+        connect_timeout: Some(seconds(10)),
+        lb_policy: cluster::LbPolicy::LeastRequest as i32,
+        ..Default::default()
+    };
+    if view.protocol.is_http2() {
+        set_http2(&mut cluster);
+    }
+    cluster
+}
+
+pub(crate) fn set_http2(cluster: &mut Cluster) {
+    let options = HttpProtocolOptions {
+        upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+            http_protocol_options::ExplicitHttpConfig {
+                protocol_config: Some(
+                    http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                        Http2ProtocolOptions::default(),
+                    ),
+                ),
+            },
+        )),
+        ..Default::default()
+    };
+    cluster.typed_extension_protocol_options.insert(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+        pack(&options),
+    );
+}
+
+/// The clusters every proxy has besides the services': passthrough, blackhole, inbound passthrough.
+pub(crate) fn special_clusters() -> Vec<Cluster> {
+    let original_dst = |name: &str| Cluster {
+        name: name.to_string(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::OriginalDst as i32,
+        )),
+        lb_policy: cluster::LbPolicy::ClusterProvided as i32,
+        connect_timeout: Some(seconds(10)),
+        ..Default::default()
+    };
+    let mut inbound = original_dst(INBOUND_PASSTHROUGH_CLUSTER);
+    inbound.upstream_bind_config = Some(inbound_bind_config());
+    let blackhole = Cluster {
+        name: BLACKHOLE_CLUSTER.to_string(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Static as i32,
+        )),
+        connect_timeout: Some(seconds(10)),
+        ..Default::default()
+    };
+    vec![blackhole, inbound, original_dst(PASSTHROUGH_CLUSTER)]
+}
+
+/// Envoy's connections to the local app come from 127.0.0.6, which the capture rules let through.
+pub(crate) fn inbound_bind_config() -> BindConfig {
+    BindConfig {
+        source_address: Some(SocketAddress {
+            address: INBOUND_PASSTHROUGH_SOURCE.to_string(),
+            port_specifier: Some(socket_address::PortSpecifier::PortValue(0)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Route for one HTTP service port: a virtual host answering to the service's short, namespaced and
+/// full names (and its VIPs), everything to the service's cluster, no route timeout (Envoy's default is
+/// 15 s; meshd, like Istio, leaves timeouts to the app unless configured).
+pub(crate) fn route_configuration(view: &ServicePortView) -> RouteConfiguration {
+    let (svc, ns) = (&view.service, &view.namespace);
+    let mut domains = vec![
+        view.fqdn.clone(),
+        format!("{svc}.{ns}.svc"),
+        format!("{svc}.{ns}"),
+        svc.clone(),
+    ];
+    domains.extend(view.vips.iter().map(|ip| {
+        if ip.contains(':') {
+            format!("[{ip}]")
+        } else {
+            ip.clone()
+        }
+    }));
+    let action = RouteAction {
+        cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+            view.cluster.clone(),
+        )),
+        timeout: Some(seconds(0)),
+        retry_policy: Some(RetryPolicy {
+            retry_on: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+                .into(),
+            num_retries: Some(UInt32Value { value: 2 }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    RouteConfiguration {
+        name: route_name(&view.fqdn, view.port),
+        virtual_hosts: vec![VirtualHost {
+            name: route_name(&view.fqdn, view.port),
+            domains,
+            routes: vec![Route {
+                name: "default".into(),
+                r#match: Some(RouteMatch {
+                    path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
+                    ..Default::default()
+                }),
+                action: Some(route::Action::Route(action)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        validate_clusters: Some(envoy_types::pb::google::protobuf::BoolValue { value: false }),
+        ignore_port_in_host_matching: true,
+        ..Default::default()
+    }
+}
+
+pub(crate) fn http_connection_manager(
+    stat_prefix: &str,
+    routes: http_connection_manager::RouteSpecifier,
+) -> Filter {
+    let hcm = HttpConnectionManager {
+        stat_prefix: stat_prefix.to_string(),
+        codec_type: http_connection_manager::CodecType::Auto as i32,
+        route_specifier: Some(routes),
+        http_filters: vec![HttpFilter {
+            name: "envoy.filters.http.router".into(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(pack(
+                &Router::default(),
+            ))),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    Filter {
+        name: "envoy.filters.network.http_connection_manager".into(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack(&hcm))),
+    }
+}
+
+pub(crate) fn original_dst_filter() -> ListenerFilter {
+    ListenerFilter {
+        name: "envoy.filters.listener.original_dst".into(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(pack(
+            &OriginalDst::default(),
+        ))),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn cidr(ip: &str) -> CidrRange {
+    let len = if ip.contains(':') { 128 } else { 32 };
+    CidrRange {
+        address_prefix: ip.to_string(),
+        prefix_len: Some(UInt32Value { value: len }),
+    }
+}
+
+/// `virtualOutbound` on 15001: the original destination picks a filter chain per service VIP:port; what
+/// no service claims goes to the passthrough (ALLOW_ANY) or the blackhole (REGISTRY_ONLY).
+pub(crate) fn virtual_outbound(
+    views: &[ServicePortView],
+    policy: OutboundTrafficPolicy,
+    warnings: &mut Vec<String>,
+) -> Listener {
+    let mut claimed: BTreeSet<(String, u16)> = BTreeSet::new();
+    let mut chains = Vec::new();
+    for view in views {
+        let vips: Vec<&String> = view
+            .vips
+            .iter()
+            .filter(|ip| claimed.insert(((*ip).clone(), view.port)))
+            .collect();
+        if vips.len() < view.vips.len() {
+            warnings.push(format!(
+                "Service {}/{} port {}: its VIP is already claimed by another Service; skipped",
+                view.namespace, view.service, view.port
+            ));
+        }
+        if vips.is_empty() {
+            continue;
+        }
+        let stat_prefix = view.cluster.clone();
+        let filter = if view.protocol.is_http() {
+            http_connection_manager(
+                &stat_prefix,
+                http_connection_manager::RouteSpecifier::Rds(Rds {
+                    config_source: Some(ads()),
+                    route_config_name: route_name(&view.fqdn, view.port),
+                }),
+            )
+        } else {
+            tcp_proxy_filter(&stat_prefix, &view.cluster)
+        };
+        chains.push(FilterChain {
+            name: route_name(&view.fqdn, view.port),
+            filter_chain_match: Some(FilterChainMatch {
+                destination_port: Some(UInt32Value {
+                    value: u32::from(view.port),
+                }),
+                prefix_ranges: vips.iter().map(|ip| cidr(ip)).collect(),
+                ..Default::default()
+            }),
+            filters: vec![filter],
+            ..Default::default()
+        });
+    }
+    let fallback = match policy {
+        OutboundTrafficPolicy::AllowAny => PASSTHROUGH_CLUSTER,
+        OutboundTrafficPolicy::RegistryOnly => BLACKHOLE_CLUSTER,
+    };
+    Listener {
+        name: VIRTUAL_OUTBOUND.into(),
+        address: Some(socket("0.0.0.0", meshd_api::names::PORT_OUTBOUND_CAPTURE)),
+        listener_filters: vec![original_dst_filter()],
+        filter_chains: chains,
+        default_filter_chain: Some(FilterChain {
+            name: fallback.into(),
+            filters: vec![tcp_proxy_filter(fallback, fallback)],
+            ..Default::default()
+        }),
+        traffic_direction: TrafficDirection::Outbound as i32,
+        ..Default::default()
+    }
+}

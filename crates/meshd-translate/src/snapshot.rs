@@ -1,0 +1,78 @@
+//! The mesh as the control plane sees it at one instant: what the translation reads.
+
+use std::fmt;
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use meshd_api::MeshSpec;
+
+use crate::TranslateError;
+
+/// Everything translation needs, from the cluster or from files. Sources fill it; order does not matter
+/// (translation sorts), so two sources reading the same objects produce the same Envoy config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeshSnapshot {
+    pub services: Vec<Service>,
+    pub endpoint_slices: Vec<EndpointSlice>,
+    pub pods: Vec<Pod>,
+    /// The resolved Mesh settings (defaults filled in).
+    pub mesh: MeshSpec,
+    /// `cluster.local` unless `--cluster-domain` says otherwise.
+    pub cluster_domain: String,
+}
+
+impl Default for MeshSnapshot {
+    fn default() -> Self {
+        Self {
+            services: Vec::new(),
+            endpoint_slices: Vec::new(),
+            pods: Vec::new(),
+            mesh: MeshSpec::default(),
+            cluster_domain: meshd_api::names::DEFAULT_CLUSTER_DOMAIN.to_string(),
+        }
+    }
+}
+
+/// A proxy's identity on the ADS stream: `<pod>.<namespace>`. Pod names may hold dots, namespaces may
+/// not, so the namespace is what follows the last dot.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId {
+    pub pod: String,
+    pub namespace: String,
+}
+
+impl NodeId {
+    pub fn parse(id: &str) -> Result<Self, TranslateError> {
+        match id.rsplit_once('.') {
+            Some((pod, namespace)) if !pod.is_empty() && !namespace.is_empty() => Ok(Self {
+                pod: pod.to_string(),
+                namespace: namespace.to_string(),
+            }),
+            _ => Err(TranslateError::BadNodeId(id.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.pod, self.namespace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_id_splits_at_the_last_dot() {
+        let id = NodeId::parse("web-0.v2.shop").unwrap();
+        assert_eq!(
+            (id.pod.as_str(), id.namespace.as_str()),
+            ("web-0.v2", "shop")
+        );
+        assert_eq!(id.to_string(), "web-0.v2.shop");
+        for bad in ["", "web", "web.", ".shop"] {
+            assert!(NodeId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

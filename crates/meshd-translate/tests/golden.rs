@@ -1,0 +1,305 @@
+//! Golden xDS output: a small mesh (three services with HTTP, TCP and gRPC ports, two endpoints each)
+//! translated for one proxy and rendered as Envoy's proto-JSON. Regenerate with `MESHD_BLESS=1`, then
+//! review the diff.
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use meshd_api::mesh::{MtlsMode, OutboundTrafficPolicy};
+use meshd_translate::{CompiledMesh, MeshSnapshot, NodeId, ProxyConfig, ResourceType};
+use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use serde_json::{Map, Value};
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+fn load_mesh(file: &str) -> MeshSnapshot {
+    let text = std::fs::read_to_string(golden_dir().join(file)).unwrap();
+    let mut snap = MeshSnapshot::default();
+    snap.mesh.mtls.mode = MtlsMode::Disable;
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let value: serde_yaml::Value = serde::Deserialize::deserialize(doc).unwrap();
+        match value["kind"].as_str().unwrap() {
+            "Service" => snap
+                .services
+                .push(serde_yaml::from_value::<Service>(value).unwrap()),
+            "EndpointSlice" => snap
+                .endpoint_slices
+                .push(serde_yaml::from_value::<EndpointSlice>(value).unwrap()),
+            "Pod" => snap
+                .pods
+                .push(serde_yaml::from_value::<Pod>(value).unwrap()),
+            other => panic!("unexpected kind {other}"),
+        }
+    }
+    snap
+}
+
+/// envoy-types ships Envoy's descriptor set beside its generated code; it turns our bytes into the
+/// JSON Envoy itself would print in `/config_dump`.
+fn descriptor_pool() -> DescriptorPool {
+    if let Ok(path) = std::env::var("MESHD_ENVOY_DESCRIPTORS") {
+        return DescriptorPool::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
+    }
+    let cargo_home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
+    let mut found: Vec<PathBuf> = std::fs::read_dir(cargo_home.join("registry/src"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|index| {
+            std::fs::read_dir(index.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("envoy-types-0.7."))
+        })
+        .map(|p| p.join("src/generated/types.bin"))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    let path = found.pop().expect(
+        "envoy-types' types.bin under $CARGO_HOME/registry/src (or set MESHD_ENVOY_DESCRIPTORS)",
+    );
+    DescriptorPool::decode(std::fs::read(path).unwrap().as_slice()).unwrap()
+}
+
+fn render(pool: &DescriptorPool, config: &ProxyConfig) -> Value {
+    let options = SerializeOptions::new().skip_default_fields(true);
+    let mut out = Map::new();
+    for ty in ResourceType::ALL {
+        let list: Vec<Value> = config
+            .resources(ty)
+            .map(|r| {
+                let full_name = r.body.type_url.trim_start_matches("type.googleapis.com/");
+                let desc = pool.get_message_by_name(full_name).unwrap();
+                let msg = DynamicMessage::decode(desc, r.body.value.as_slice()).unwrap();
+                msg.serialize_with_options(serde_json::value::Serializer, &options)
+                    .unwrap()
+            })
+            .collect();
+        out.insert(ty.short().to_string(), Value::Array(list));
+    }
+    Value::Object(out)
+}
+
+fn check_golden(name: &str, actual: &Value) {
+    let path = golden_dir().join(name);
+    let text = serde_json::to_string_pretty(actual).unwrap() + "\n";
+    if std::env::var_os("MESHD_BLESS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with MESHD_BLESS=1 to create it",
+            path.display()
+        )
+    });
+    pretty_assertions::assert_eq!(
+        want,
+        text,
+        "{} differs; MESHD_BLESS=1 regenerates it",
+        path.display()
+    );
+}
+
+#[test]
+fn small_mesh_for_web_pod_matches_golden() {
+    let pool = descriptor_pool();
+    let compiled = CompiledMesh::compile(&load_mesh("mesh.yaml"));
+    let config = compiled.proxy_config(&NodeId::parse("web-0.shop").unwrap());
+    assert!(config.known);
+    let json = render(&pool, &config);
+    check_golden("web-0.shop.json", &json);
+
+    // What the golden file must show, spelled out so a careless bless cannot hide a regression.
+    let names = |ty: &str| -> Vec<String> {
+        json[ty]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r["name"]
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| r["clusterName"].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    assert_eq!(
+        names("cds"),
+        [
+            "BlackHoleCluster",
+            "InboundPassthroughCluster",
+            "PassthroughCluster",
+            "outbound|5432||db.shop.svc.cluster.local",
+            "outbound|80||web.shop.svc.cluster.local",
+            "outbound|9090||api.backend.svc.cluster.local",
+            "inbound|8080||",
+        ]
+    );
+    assert_eq!(names("lds"), ["virtualOutbound", "virtualInbound"]);
+    assert_eq!(
+        names("rds"),
+        [
+            "api.backend.svc.cluster.local:9090",
+            "web.shop.svc.cluster.local:80"
+        ]
+    );
+    let web_eds = json["eds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["clusterName"] == "outbound|80||web.shop.svc.cluster.local")
+        .unwrap();
+    let hosts: Vec<(String, String)> = web_eds["endpoints"][0]["lbEndpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["endpoint"]["address"]["socketAddress"]["address"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                e["healthStatus"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // 10.0.1.4 is not ready and not terminating: left out. 10.0.1.3 is terminating: draining.
+    assert_eq!(
+        hosts,
+        [
+            ("10.0.1.1".into(), "HEALTHY".into()),
+            ("10.0.1.2".into(), "HEALTHY".into()),
+            ("10.0.1.3".into(), "DRAINING".into())
+        ]
+    );
+    let outbound = &json["lds"][0];
+    let chains = outbound["filterChains"].as_array().unwrap();
+    let filter_of = |port: u64| {
+        chains
+            .iter()
+            .find(|c| c["filterChainMatch"]["destinationPort"] == port)
+            .unwrap()["filters"][0]["name"]
+            .clone()
+    };
+    assert_eq!(
+        filter_of(80),
+        "envoy.filters.network.http_connection_manager"
+    );
+    assert_eq!(
+        filter_of(9090),
+        "envoy.filters.network.http_connection_manager"
+    );
+    assert_eq!(filter_of(5432), "envoy.filters.network.tcp_proxy");
+    assert_eq!(outbound["defaultFilterChain"]["name"], "PassthroughCluster");
+    let inbound = &json["lds"][1];
+    assert_eq!(inbound["address"]["socketAddress"]["portValue"], 15006);
+    assert_eq!(
+        inbound["filterChains"][0]["filterChainMatch"]["destinationPort"],
+        8080
+    );
+}
+
+#[test]
+fn output_is_byte_identical_whatever_the_input_order() {
+    let snap = load_mesh("mesh.yaml");
+    let mut reversed = snap.clone();
+    reversed.services.reverse();
+    reversed.endpoint_slices.reverse();
+    for slice in &mut reversed.endpoint_slices {
+        slice.endpoints.reverse();
+    }
+    let node = NodeId::parse("web-0.shop").unwrap();
+    let a = CompiledMesh::compile(&snap).proxy_config(&node);
+    let b = CompiledMesh::compile(&reversed).proxy_config(&node);
+    for ty in ResourceType::ALL {
+        let bytes = |c: &ProxyConfig| {
+            c.resources(ty)
+                .map(|r| (r.name.clone(), r.body.value.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bytes(&a), bytes(&b), "{}", ty.short());
+        assert_eq!(a.type_version(ty), b.type_version(ty));
+    }
+}
+
+#[test]
+fn a_changed_endpoint_changes_only_its_own_versions() {
+    let snap = load_mesh("mesh.yaml");
+    let mut changed = snap.clone();
+    changed.endpoint_slices[1].endpoints[0].addresses = vec!["10.0.2.9".into()];
+    let node = NodeId::parse("web-0.shop").unwrap();
+    let a = CompiledMesh::compile(&snap).proxy_config(&node);
+    let b = CompiledMesh::compile(&changed).proxy_config(&node);
+    for ty in [
+        ResourceType::Cluster,
+        ResourceType::Listener,
+        ResourceType::Route,
+    ] {
+        assert_eq!(a.type_version(ty), b.type_version(ty), "{}", ty.short());
+    }
+    assert_ne!(
+        a.type_version(ResourceType::Endpoint),
+        b.type_version(ResourceType::Endpoint)
+    );
+    let db = "outbound|5432||db.shop.svc.cluster.local";
+    let web = "outbound|80||web.shop.svc.cluster.local";
+    assert_ne!(
+        a.get(ResourceType::Endpoint, db).unwrap().version,
+        b.get(ResourceType::Endpoint, db).unwrap().version
+    );
+    assert_eq!(
+        a.get(ResourceType::Endpoint, web).unwrap().version,
+        b.get(ResourceType::Endpoint, web).unwrap().version
+    );
+}
+
+#[test]
+fn registry_only_sends_unknown_destinations_to_the_blackhole() {
+    let mut snap = load_mesh("mesh.yaml");
+    snap.mesh.outbound_traffic_policy = OutboundTrafficPolicy::RegistryOnly;
+    let config = CompiledMesh::compile(&snap).proxy_config(&NodeId::parse("web-0.shop").unwrap());
+    let json = render(&descriptor_pool(), &config);
+    assert_eq!(
+        json["lds"][0]["defaultFilterChain"]["name"],
+        "BlackHoleCluster"
+    );
+}
+
+#[test]
+fn unknown_node_gets_an_empty_config() {
+    let compiled = CompiledMesh::compile(&load_mesh("mesh.yaml"));
+    let config = compiled.proxy_config(&NodeId::parse("ghost-0.shop").unwrap());
+    assert!(!config.known);
+    for ty in ResourceType::ALL {
+        assert_eq!(config.count(ty), 0, "{}", ty.short());
+    }
+}
+
+#[test]
+fn mtls_request_is_reported_not_silently_claimed() {
+    let mut snap = load_mesh("mesh.yaml");
+    snap.mesh.mtls.mode = MtlsMode::Strict;
+    let compiled = CompiledMesh::compile(&snap);
+    assert!(
+        compiled
+            .warnings
+            .iter()
+            .any(|w| w.contains("STRICT") && w.contains("not implemented")),
+        "{:?}",
+        compiled.warnings
+    );
+    snap.mesh.mtls.mode = MtlsMode::Disable;
+    assert!(CompiledMesh::compile(&snap).warnings.is_empty());
+}

@@ -1,1 +1,56 @@
-//! The ADS gRPC server: state-of-the-world and delta xDS to Envoy, per-proxy versions, ACK/NACK, debounced pushes
+//! The ADS gRPC server: Envoy's listeners, routes, clusters and endpoints over one stream, both
+//! state-of-the-world and delta, with per-proxy versions and nonces, ACK/NACK tracking, warming order
+//! (CDS before EDS, LDS before RDS) and debounced pushes. Never imports kube: it reads
+//! [`MeshSnapshot`](meshd_translate::MeshSnapshot)s from a `watch` channel that any source fills.
+//!
+//! Fan-out: a debounced compile publishes one [`Generation`] on a `watch`; every stream is its own task
+//! that picks up the latest generation when it is ready for it, so a slow proxy only delays itself and
+//! never queues stale configs.
+
+mod delta;
+mod generation;
+mod health;
+mod metrics;
+mod registry;
+mod server;
+mod sotw;
+mod stream;
+
+pub use generation::{Generation, XdsOptions};
+pub use health::serve_health;
+pub use metrics::XdsMetrics;
+pub use registry::{ProxyRegistry, ProxyStatus, TypeStatus, XdsApiKind};
+pub use server::{TlsFiles, XdsServer};
+
+/// What can go wrong serving xDS.
+#[derive(Debug, thiserror::Error)]
+pub enum XdsError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} exists and is not a socket; refusing to remove it")]
+    NotASocket { path: String },
+    #[error("cannot read TLS file {path}: {source}")]
+    TlsFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("gRPC server failed: {0}")]
+    Transport(#[source] tonic::transport::Error),
+}
+
+impl XdsError {
+    /// A fixed label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Listen { .. } => "listen",
+            Self::NotASocket { .. } => "not_a_socket",
+            Self::TlsFile { .. } => "tls_file",
+            Self::Transport(_) => "transport",
+        }
+    }
+}

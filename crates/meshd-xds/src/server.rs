@@ -1,0 +1,227 @@
+//! The gRPC server: ADS over TCP or a Unix socket, optionally TLS, with graceful shutdown.
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use futures::Stream;
+use meshd_translate::{MeshSnapshot, XdsAddress};
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::XdsError;
+use crate::generation::{Generation, XdsOptions, compile_loop};
+use crate::metrics::XdsMetrics;
+use crate::registry::ProxyRegistry;
+use crate::stream::Shared;
+
+/// Responses queued per stream before the stream's task waits for the proxy to read. Small on purpose:
+/// a slow proxy holds its own task back, and when it catches up it gets the newest config, not a backlog.
+const STREAM_QUEUE: usize = 4;
+
+/// Server certificate and key (PEM) for xDS over TLS.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The xDS control plane, embeddable: feed it snapshots, ask it who is connected, serve it.
+#[derive(Clone, Debug)]
+pub struct XdsServer {
+    shared: Arc<Shared>,
+}
+
+impl XdsServer {
+    /// Compiles the current snapshot, then follows `snapshots` (debounced) until `cancel`. Must be called
+    /// inside a tokio runtime.
+    pub fn start(
+        snapshots: watch::Receiver<Arc<MeshSnapshot>>,
+        options: XdsOptions,
+        registry: &mut Registry,
+        cancel: CancellationToken,
+    ) -> Self {
+        let metrics = XdsMetrics::new(registry);
+        let first = Generation::first(&snapshots.borrow());
+        let (tx, rx) = watch::channel(Arc::new(first));
+        tokio::spawn(compile_loop(
+            snapshots,
+            tx,
+            options,
+            metrics.clone(),
+            cancel.clone(),
+        ));
+        let shared = Shared {
+            generations: rx,
+            registry: ProxyRegistry::default(),
+            metrics,
+            cancel,
+            next_stream: AtomicU64::new(1),
+        };
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// Connected proxies and their sync state.
+    pub fn proxies(&self) -> ProxyRegistry {
+        self.shared.registry.clone()
+    }
+
+    /// The compiled generations, newest first; for readiness and tests.
+    pub fn generations(&self) -> watch::Receiver<Arc<Generation>> {
+        self.shared.generations.clone()
+    }
+
+    /// The tonic service, for callers that run their own gRPC server.
+    pub fn service(&self) -> AggregatedDiscoveryServiceServer<AdsService> {
+        AggregatedDiscoveryServiceServer::new(AdsService {
+            shared: Arc::clone(&self.shared),
+        })
+    }
+
+    /// Serves ADS on `listen` until the cancellation token fires; then every stream is closed and this
+    /// returns within 5 s. A stale Unix socket is replaced; the new one is mode 0666 (Envoy runs as 1337).
+    pub async fn serve(&self, listen: &XdsAddress, tls: Option<&TlsFiles>) -> Result<(), XdsError> {
+        let mut builder = Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+        if let Some(tls) = tls {
+            let read = |path: &PathBuf| {
+                std::fs::read(path).map_err(|source| XdsError::TlsFile {
+                    path: path.display().to_string(),
+                    source,
+                })
+            };
+            let identity = Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+            builder = builder
+                .tls_config(ServerTlsConfig::new().identity(identity))
+                .map_err(XdsError::Transport)?;
+        }
+        let router = builder.add_service(self.service());
+        let cancel = self.shared.cancel.clone();
+        let shutdown = async move { cancel.cancelled().await };
+        let listen_err = |source| XdsError::Listen {
+            addr: listen.to_string(),
+            source,
+        };
+        let serving = async {
+            match listen {
+                XdsAddress::Unix(path) => {
+                    remove_stale_socket(path)?;
+                    let listener = tokio::net::UnixListener::bind(path).map_err(listen_err)?;
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+                        .map_err(listen_err)?;
+                    tracing::info!(listen = %listen, "xDS server listening");
+                    let result = router
+                        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+                        .await;
+                    let _ = std::fs::remove_file(path);
+                    result.map_err(XdsError::Transport)
+                }
+                XdsAddress::Tcp { host, port } => {
+                    let listener = tokio::net::TcpListener::bind((host.as_str(), *port))
+                        .await
+                        .map_err(listen_err)?;
+                    tracing::info!(listen = %listen, tls = tls.is_some(), "xDS server listening");
+                    router
+                        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                        .await
+                        .map_err(XdsError::Transport)
+                }
+            }
+        };
+        tokio::pin!(serving);
+        tokio::select! {
+            result = &mut serving => result,
+            () = async {
+                self.shared.cancel.cancelled().await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            } => {
+                tracing::warn!("xDS server did not drain within 5 s; closing");
+                Ok(())
+            }
+        }
+    }
+
+    /// Serves on an already-bound TCP listener (tests, the load tool): no TLS.
+    pub async fn serve_tcp(&self, listener: tokio::net::TcpListener) -> Result<(), XdsError> {
+        let cancel = self.shared.cancel.clone();
+        Server::builder()
+            .add_service(self.service())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                cancel.cancelled().await
+            })
+            .await
+            .map_err(XdsError::Transport)
+    }
+}
+
+fn remove_stale_socket(path: &str) -> Result<(), XdsError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            tracing::info!(path, "removing stale socket");
+            std::fs::remove_file(path).map_err(|source| XdsError::Listen {
+                addr: format!("unix:{path}"),
+                source,
+            })
+        }
+        Ok(_) => Err(XdsError::NotASocket {
+            path: path.to_string(),
+        }),
+        Err(_) => Ok(()),
+    }
+}
+
+/// The `AggregatedDiscoveryService` implementation: each stream runs in its own task.
+#[derive(Debug)]
+pub struct AdsService {
+    shared: Arc<Shared>,
+}
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsService {
+    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        tokio::spawn(crate::sotw::serve(
+            Arc::clone(&self.shared),
+            request.into_inner(),
+            tx,
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        tokio::spawn(crate::delta::serve(
+            Arc::clone(&self.shared),
+            request.into_inner(),
+            tx,
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

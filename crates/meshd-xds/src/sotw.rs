@@ -1,0 +1,150 @@
+//! State-of-the-world ADS: each response carries the whole set of a type (or of the names asked for).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use meshd_translate::ResourceType;
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+use crate::registry::XdsApiKind;
+use crate::stream::{Shared, StreamCtx, set_version};
+
+type Tx = mpsc::Sender<Result<DiscoveryResponse, Status>>;
+
+#[derive(Default)]
+struct TypeState {
+    /// Names asked for (EDS, RDS); ignored for the wildcard types.
+    names: BTreeSet<String>,
+    /// What the last response covered: its version and nonce, and the names it answered.
+    sent: Option<(String, String)>,
+    sent_names: BTreeSet<String>,
+}
+
+/// Serves one SotW stream until the proxy leaves or the server shuts down.
+pub(crate) async fn serve(shared: Arc<Shared>, mut requests: Streaming<DiscoveryRequest>, tx: Tx) {
+    let cancel = shared.cancel.clone();
+    let first = tokio::select! {
+        () = cancel.cancelled() => return,
+        m = requests.message() => match m { Ok(Some(r)) => r, _ => return },
+    };
+    let Some(node) = first.node.as_ref().map(|n| n.id.clone()) else {
+        let _ = tx
+            .send(Err(Status::invalid_argument(
+                "the first DiscoveryRequest must carry node.id",
+            )))
+            .await;
+        return;
+    };
+    let mut ctx = match StreamCtx::open(shared, &node, XdsApiKind::Sotw) {
+        Ok(ctx) => ctx,
+        Err(status) => {
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
+    };
+    let mut types: BTreeMap<ResourceType, TypeState> = BTreeMap::new();
+    if handle(&mut ctx, &mut types, first, &tx).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            m = requests.message() => match m {
+                Ok(Some(req)) => if handle(&mut ctx, &mut types, req, &tx).await.is_err() { return },
+                Ok(None) => return,
+                Err(status) => {
+                    tracing::debug!(node = %ctx.node, %status, "ADS stream ended");
+                    return;
+                }
+            },
+            changed = ctx.generations.changed() => {
+                if changed.is_err() { return }
+                ctx.refresh();
+                // Clusters before endpoints, listeners before routes.
+                for ty in ResourceType::ALL {
+                    if let Some(state) = types.get_mut(&ty)
+                        && respond(&mut ctx, ty, state, &tx, false, true).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn handle(
+    ctx: &mut StreamCtx,
+    types: &mut BTreeMap<ResourceType, TypeState>,
+    req: DiscoveryRequest,
+    tx: &Tx,
+) -> Result<(), ()> {
+    let Some(ty) = ResourceType::from_type_url(&req.type_url) else {
+        tracing::debug!(node = %ctx.node, type_url = req.type_url, "request for a type meshd does not serve");
+        return Ok(());
+    };
+    let state = types.entry(ty).or_default();
+    if !req.response_nonce.is_empty() {
+        let current = state.sent.as_ref().map(|(_, n)| n.as_str());
+        if current != Some(req.response_nonce.as_str()) {
+            return Ok(()); // about an older response; a newer one is on its way
+        }
+        match &req.error_detail {
+            Some(err) => ctx.record_nack(ty, &req.response_nonce, &err.message),
+            None => ctx.record_ack(ty, &req.response_nonce),
+        }
+    }
+    state.names = req.resource_names.into_iter().collect();
+    let first = state.sent.is_none();
+    let names_changed = !ty.is_wildcard() && state.names != state.sent_names;
+    if first || names_changed {
+        respond(ctx, ty, state, tx, true, false).await?;
+    }
+    Ok(())
+}
+
+/// Sends the type's current set if it differs from what was sent (or `force`).
+async fn respond(
+    ctx: &mut StreamCtx,
+    ty: ResourceType,
+    state: &mut TypeState,
+    tx: &Tx,
+    force: bool,
+    by_change: bool,
+) -> Result<(), ()> {
+    let selected: Vec<_> = if ty.is_wildcard() {
+        ctx.config.resources(ty).collect()
+    } else {
+        state
+            .names
+            .iter()
+            .filter_map(|n| ctx.config.get(ty, n))
+            .collect()
+    };
+    let version = set_version(
+        selected
+            .iter()
+            .map(|r| (r.name.as_str(), r.version.as_str())),
+    );
+    let unchanged =
+        state.sent.as_ref().is_some_and(|(v, _)| *v == version) && state.sent_names == state.names;
+    if unchanged && !force {
+        return Ok(());
+    }
+    let resources = selected.iter().map(|r| r.body.clone()).collect();
+    let nonce = ctx.next_nonce();
+    let response = DiscoveryResponse {
+        version_info: version.clone(),
+        resources,
+        type_url: ty.type_url(),
+        nonce: nonce.clone(),
+        ..Default::default()
+    };
+    tx.send(Ok(response)).await.map_err(|_| ())?;
+    ctx.record_sent(ty, &version, &nonce, by_change);
+    state.sent = Some((version, nonce));
+    state.sent_names = state.names.clone();
+    Ok(())
+}

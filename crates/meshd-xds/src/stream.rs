@@ -1,0 +1,181 @@
+//! What SotW and delta streams share: the proxy's identity and config, nonces, ACK/NACK bookkeeping.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use meshd_translate::{NodeId, ProxyConfig, ResourceType};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use crate::generation::Generation;
+use crate::metrics::XdsMetrics;
+use crate::registry::{ProxyRegistry, ProxyStatus, XdsApiKind};
+
+/// Handles every stream task gets.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub generations: watch::Receiver<Arc<Generation>>,
+    pub registry: ProxyRegistry,
+    pub metrics: XdsMetrics,
+    pub cancel: CancellationToken,
+    pub next_stream: AtomicU64,
+}
+
+/// One open ADS stream, registered for as long as it lives.
+pub(crate) struct StreamCtx {
+    pub shared: Arc<Shared>,
+    pub id: u64,
+    pub node: NodeId,
+    api: XdsApiKind,
+    pub generations: watch::Receiver<Arc<Generation>>,
+    pub generation: Arc<Generation>,
+    pub config: ProxyConfig,
+    nonce: u64,
+}
+
+impl StreamCtx {
+    pub fn open(shared: Arc<Shared>, node_id: &str, api: XdsApiKind) -> Result<Self, Status> {
+        let node = NodeId::parse(node_id).map_err(|e| {
+            tracing::warn!(node = node_id, error = %e, "ADS stream refused");
+            Status::invalid_argument(format!("{e}; meshd expects node.id = <pod>.<namespace>"))
+        })?;
+        let id = shared.next_stream.fetch_add(1, Ordering::Relaxed);
+        let mut generations = shared.generations.clone();
+        let generation = Arc::clone(&generations.borrow_and_update());
+        let config = generation.mesh.proxy_config(&node);
+        let api_name = match api {
+            XdsApiKind::Sotw => "sotw",
+            XdsApiKind::Delta => "delta",
+        };
+        if config.known {
+            tracing::info!(node = %node, stream = id, api = api_name, "proxy connected");
+        } else {
+            tracing::warn!(
+                node = %node, stream = id, api = api_name,
+                "proxy connected but no Pod {} exists in namespace {}; sending it an empty config until one does",
+                node.pod, node.namespace
+            );
+        }
+        shared.registry.insert(ProxyStatus {
+            stream_id: id,
+            node_id: node.to_string(),
+            known: config.known,
+            api,
+            connected_at: SystemTime::now(),
+            generation: generation.number,
+            types: Default::default(),
+        });
+        shared.metrics.connected_proxies.inc();
+        Ok(Self {
+            shared,
+            id,
+            node,
+            api,
+            generations,
+            generation,
+            config,
+            nonce: 0,
+        })
+    }
+
+    /// Takes the newest generation and recomputes this proxy's config.
+    pub fn refresh(&mut self) {
+        let generation = Arc::clone(&self.generations.borrow_and_update());
+        let config = generation.mesh.proxy_config(&self.node);
+        if config.known != self.config.known {
+            if config.known {
+                tracing::info!(node = %self.node, "a Pod now matches this proxy; sending its config");
+            } else {
+                tracing::warn!(node = %self.node, "the Pod of this proxy is gone; sending an empty config");
+            }
+        }
+        let (number, known) = (generation.number, config.known);
+        self.shared.registry.update(self.id, |s| {
+            s.generation = number;
+            s.known = known;
+        });
+        self.generation = generation;
+        self.config = config;
+    }
+
+    pub fn next_nonce(&mut self) -> String {
+        self.nonce += 1;
+        format!("{}-{}", self.id, self.nonce)
+    }
+
+    /// Books a response: registry, counters and, for pushes caused by a mesh change, latency.
+    pub fn record_sent(
+        &self,
+        ty: ResourceType,
+        version: &str,
+        nonce: &str,
+        pushed_by_change: bool,
+    ) {
+        let api = match self.api {
+            XdsApiKind::Sotw => "sotw",
+            XdsApiKind::Delta => "delta",
+        };
+        self.shared
+            .metrics
+            .pushes
+            .get_or_create(&vec![("type", ty.short()), ("api", api)])
+            .inc();
+        if pushed_by_change {
+            self.shared
+                .metrics
+                .push_latency
+                .observe(self.generation.changed_at.elapsed().as_secs_f64());
+        }
+        self.shared.registry.update(self.id, |s| {
+            let t = s.types.entry(ty).or_default();
+            t.sent_version = version.to_string();
+            t.sent_nonce = nonce.to_string();
+        });
+    }
+
+    pub fn record_ack(&self, ty: ResourceType, nonce: &str) {
+        tracing::debug!(node = %self.node, r#type = ty.short(), nonce, "ACK");
+        self.shared.registry.update(self.id, |s| {
+            let t = s.types.entry(ty).or_default();
+            t.acked_nonce = nonce.to_string();
+            t.last_nack = None;
+        });
+    }
+
+    /// A NACK is logged with Envoy's reason and counted; the rejected config is not sent again (only a
+    /// later change produces a new response), so a bad resource cannot cause a push loop.
+    pub fn record_nack(&self, ty: ResourceType, nonce: &str, detail: &str) {
+        tracing::warn!(node = %self.node, r#type = ty.short(), nonce, error = detail, "proxy rejected its config (NACK)");
+        self.shared
+            .metrics
+            .nacks
+            .get_or_create(&vec![("type", ty.short())])
+            .inc();
+        self.shared.registry.update(self.id, |s| {
+            let t = s.types.entry(ty).or_default();
+            t.last_nack = Some(detail.to_string());
+            t.nacks += 1;
+        });
+    }
+}
+
+impl Drop for StreamCtx {
+    fn drop(&mut self) {
+        self.shared.metrics.connected_proxies.dec();
+        self.shared.registry.remove(self.id);
+        tracing::info!(node = %self.node, stream = self.id, "proxy disconnected");
+    }
+}
+
+/// Version of a set of resources: stable, changes when any name or version does.
+pub(crate) fn set_version<'a>(items: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (name, version) in items {
+        for b in name.bytes().chain([0]).chain(version.bytes()).chain([0xff]) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}

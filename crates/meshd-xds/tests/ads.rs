@@ -1,0 +1,486 @@
+//! The ADS server in-process over real gRPC (tonic client on loopback TCP): ACK, NACK, reconnect,
+//! delta add/remove, a slow client, unknown nodes, debounce and shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+use k8s_openapi::api::discovery::v1::Endpoint;
+use meshd_translate::synthetic::synthetic_mesh;
+use meshd_translate::{MeshSnapshot, ResourceType};
+use meshd_xds::{XdsOptions, XdsServer};
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::Streaming;
+use tonic::transport::Channel;
+
+const NODE: &str = "svc-0-0.ns-0";
+const WAIT: Duration = Duration::from_secs(5);
+
+struct Harness {
+    snapshots: watch::Sender<Arc<MeshSnapshot>>,
+    server: XdsServer,
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    registry: Registry,
+}
+
+async fn start(snapshot: MeshSnapshot) -> Harness {
+    let (snapshots, rx) = watch::channel(Arc::new(snapshot));
+    let cancel = CancellationToken::new();
+    let mut registry = Registry::default();
+    let options = XdsOptions {
+        debounce: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+    };
+    let server = XdsServer::start(rx, options, &mut registry, cancel.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let s = server.clone();
+    tokio::spawn(async move { s.serve_tcp(listener).await.unwrap() });
+    Harness {
+        snapshots,
+        server,
+        addr,
+        cancel,
+        registry,
+    }
+}
+
+impl Harness {
+    async fn client(&self) -> AggregatedDiscoveryServiceClient<Channel> {
+        AggregatedDiscoveryServiceClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    fn change(&self, f: impl FnOnce(&mut MeshSnapshot)) {
+        self.snapshots.send_modify(|s| f(Arc::make_mut(s)));
+    }
+
+    fn metrics(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).unwrap();
+        text
+    }
+}
+
+fn node(id: &str) -> Option<Node> {
+    Some(Node {
+        id: id.into(),
+        ..Default::default()
+    })
+}
+
+fn cluster_names(r: &DiscoveryResponse) -> Vec<String> {
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use prost::Message;
+    r.resources
+        .iter()
+        .map(|a| Cluster::decode(a.value.as_slice()).unwrap().name)
+        .collect()
+}
+
+async fn next<T>(stream: &mut Streaming<T>) -> T {
+    tokio::time::timeout(WAIT, stream.message())
+        .await
+        .expect("a response in time")
+        .unwrap()
+        .expect("stream open")
+}
+
+async fn nothing_within<T: std::fmt::Debug>(stream: &mut Streaming<T>, d: Duration) {
+    if let Ok(m) = tokio::time::timeout(d, stream.message()).await {
+        panic!("expected no response, got {m:?}");
+    }
+}
+
+struct Sotw {
+    tx: mpsc::Sender<DiscoveryRequest>,
+    rx: Streaming<DiscoveryResponse>,
+}
+
+async fn sotw(h: &Harness, id: &str, ty: ResourceType, names: &[&str]) -> Sotw {
+    let (tx, req) = mpsc::channel(16);
+    tx.send(DiscoveryRequest {
+        node: node(id),
+        type_url: ty.type_url(),
+        resource_names: names.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let rx = h
+        .client()
+        .await
+        .stream_aggregated_resources(ReceiverStream::new(req))
+        .await
+        .unwrap()
+        .into_inner();
+    Sotw { tx, rx }
+}
+
+fn ack(ty: ResourceType, r: &DiscoveryResponse, names: &[&str]) -> DiscoveryRequest {
+    DiscoveryRequest {
+        type_url: ty.type_url(),
+        version_info: r.version_info.clone(),
+        response_nonce: r.nonce.clone(),
+        resource_names: names.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+struct Delta {
+    tx: mpsc::Sender<DeltaDiscoveryRequest>,
+    rx: Streaming<DeltaDiscoveryResponse>,
+}
+
+async fn delta(h: &Harness, first: DeltaDiscoveryRequest) -> Delta {
+    let (tx, req) = mpsc::channel(16);
+    tx.send(first).await.unwrap();
+    let rx = h
+        .client()
+        .await
+        .delta_aggregated_resources(ReceiverStream::new(req))
+        .await
+        .unwrap()
+        .into_inner();
+    Delta { tx, rx }
+}
+
+fn delta_ack(ty: ResourceType, r: &DeltaDiscoveryResponse) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        type_url: ty.type_url(),
+        response_nonce: r.nonce.clone(),
+        ..Default::default()
+    }
+}
+
+fn names(r: &DeltaDiscoveryResponse) -> Vec<&str> {
+    r.resources.iter().map(|r| r.name.as_str()).collect()
+}
+
+fn add_endpoint(s: &mut MeshSnapshot, slice: usize, ip: &str) {
+    s.endpoint_slices[slice].endpoints.push(Endpoint {
+        addresses: vec![ip.into()],
+        ..Default::default()
+    });
+}
+
+const CDS: ResourceType = ResourceType::Cluster;
+const EDS: ResourceType = ResourceType::Endpoint;
+
+#[tokio::test]
+async fn sotw_ack_marks_the_proxy_in_sync_and_changes_are_pushed() {
+    let h = start(synthetic_mesh(3, 2)).await;
+    let mut s = sotw(&h, NODE, CDS, &[]).await;
+    let first = next(&mut s.rx).await;
+    let before = cluster_names(&first);
+    assert!(
+        before.contains(&"outbound|80||svc-0.ns-0.svc.cluster.local".to_string()),
+        "{before:?}"
+    );
+    assert!(
+        before.contains(&"inbound|80||".to_string()),
+        "the pod's own inbound cluster: {before:?}"
+    );
+    s.tx.send(ack(CDS, &first, &[])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let proxies = h.server.proxies().list();
+    assert_eq!(proxies.len(), 1);
+    assert_eq!(proxies[0].node_id, NODE);
+    assert!(proxies[0].known && proxies[0].in_sync(), "{:?}", proxies[0]);
+
+    h.change(|s| {
+        s.services.remove(2);
+    });
+    let second = next(&mut s.rx).await;
+    assert_ne!(second.version_info, first.version_info);
+    assert_ne!(second.nonce, first.nonce);
+    assert!(
+        !cluster_names(&second).iter().any(|n| n.contains("svc-2")),
+        "{:?}",
+        cluster_names(&second)
+    );
+    assert!(
+        !h.server.proxies().list()[0].in_sync(),
+        "sent but not yet ACKed"
+    );
+    assert!(
+        h.metrics().contains("meshd_xds_connected_proxies 1"),
+        "{}",
+        h.metrics()
+    );
+}
+
+#[tokio::test]
+async fn a_nack_is_recorded_counted_and_not_resent() {
+    let h = start(synthetic_mesh(3, 2)).await;
+    let mut s = sotw(&h, NODE, CDS, &[]).await;
+    let first = next(&mut s.rx).await;
+    let mut nack = ack(CDS, &first, &[]);
+    nack.version_info = String::new();
+    nack.error_detail = Some(RpcStatus {
+        code: 3,
+        message: "cluster outbound|80: bad thing".into(),
+        details: vec![],
+    });
+    s.tx.send(nack).await.unwrap();
+    nothing_within(&mut s.rx, Duration::from_millis(500)).await;
+    let status = &h.server.proxies().list()[0];
+    let cds = &status.types[&CDS];
+    assert_eq!(
+        cds.last_nack.as_deref(),
+        Some("cluster outbound|80: bad thing")
+    );
+    assert_eq!(cds.nacks, 1);
+    assert!(!status.in_sync());
+    assert!(
+        h.metrics()
+            .contains(r#"meshd_xds_nacks_total{type="cds"} 1"#),
+        "{}",
+        h.metrics()
+    );
+
+    // Only a real change produces a new response; its ACK clears the NACK.
+    h.change(|s| {
+        s.services.remove(1);
+    });
+    let second = next(&mut s.rx).await;
+    s.tx.send(ack(CDS, &second, &[])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(h.server.proxies().list()[0].in_sync());
+}
+
+#[tokio::test]
+async fn sotw_eds_answers_the_names_asked_for() {
+    let h = start(synthetic_mesh(3, 2)).await;
+    let web = "outbound|80||svc-0.ns-0.svc.cluster.local";
+    let mut s = sotw(&h, NODE, EDS, &[web]).await;
+    let r = next(&mut s.rx).await;
+    assert_eq!(r.resources.len(), 1);
+    s.tx.send(ack(EDS, &r, &[web])).await.unwrap();
+    // Another service's endpoints change: nothing for this subscription.
+    h.change(|s| add_endpoint(s, 1, "10.200.0.1"));
+    nothing_within(&mut s.rx, Duration::from_millis(400)).await;
+    h.change(|s| add_endpoint(s, 0, "10.200.0.2"));
+    let r2 = next(&mut s.rx).await;
+    assert_ne!(r2.version_info, r.version_info);
+}
+
+#[tokio::test]
+async fn delta_sends_only_changes_and_removals() {
+    let h = start(synthetic_mesh(3, 2)).await;
+    let mut d = delta(
+        &h,
+        DeltaDiscoveryRequest {
+            node: node(NODE),
+            type_url: CDS.type_url(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let all = next(&mut d.rx).await;
+    assert_eq!(
+        all.resources.len(),
+        3 + 3 + 1,
+        "3 services, 3 special clusters, 1 inbound: {:?}",
+        names(&all)
+    );
+    d.tx.send(delta_ack(CDS, &all)).await.unwrap();
+    let web = "outbound|80||svc-0.ns-0.svc.cluster.local";
+    d.tx.send(DeltaDiscoveryRequest {
+        type_url: EDS.type_url(),
+        resource_names_subscribe: vec![web.into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let eds = next(&mut d.rx).await;
+    assert_eq!(names(&eds), [web]);
+    d.tx.send(delta_ack(EDS, &eds)).await.unwrap();
+
+    h.change(|s| add_endpoint(s, 0, "10.200.0.3"));
+    let changed = next(&mut d.rx).await;
+    assert_eq!(changed.type_url, EDS.type_url());
+    assert_eq!(names(&changed), [web]);
+    assert_ne!(changed.resources[0].version, eds.resources[0].version);
+    d.tx.send(delta_ack(EDS, &changed)).await.unwrap();
+
+    h.change(|s| {
+        s.services.remove(2);
+    });
+    let removed = next(&mut d.rx).await;
+    assert_eq!(removed.type_url, CDS.type_url());
+    assert!(removed.resources.is_empty(), "{:?}", names(&removed));
+    assert_eq!(
+        removed.removed_resources,
+        ["outbound|5432||svc-2.ns-2.svc.cluster.local"]
+    );
+}
+
+#[tokio::test]
+async fn delta_reconnect_resends_only_what_the_proxy_lacks() {
+    let h = start(synthetic_mesh(3, 2)).await;
+    let mut d = delta(
+        &h,
+        DeltaDiscoveryRequest {
+            node: node(NODE),
+            type_url: CDS.type_url(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let all = next(&mut d.rx).await;
+    let mut held: std::collections::HashMap<String, String> = all
+        .resources
+        .iter()
+        .map(|r| (r.name.clone(), r.version.clone()))
+        .collect();
+    drop(d);
+    // The proxy comes back holding everything but one stale cluster version.
+    let stale = "outbound|9090||svc-1.ns-1.svc.cluster.local";
+    held.insert(stale.into(), "stale".into());
+    held.insert("outbound|1||gone.ns.svc.cluster.local".into(), "x".into());
+    let mut d2 = delta(
+        &h,
+        DeltaDiscoveryRequest {
+            node: node(NODE),
+            type_url: CDS.type_url(),
+            initial_resource_versions: held,
+            ..Default::default()
+        },
+    )
+    .await;
+    let r = next(&mut d2.rx).await;
+    assert_eq!(names(&r), [stale]);
+    assert_eq!(
+        r.removed_resources,
+        ["outbound|1||gone.ns.svc.cluster.local"]
+    );
+}
+
+#[tokio::test]
+async fn a_slow_proxy_does_not_hold_up_the_others() {
+    let h = start(synthetic_mesh(3000, 2)).await;
+    // The slow proxy asks for all clusters over SotW and never reads: each change of the cluster set
+    // is a full response it will not take.
+    let slow = sotw(&h, "client-1.ns-1", CDS, &[]).await;
+    let mut fast = delta(
+        &h,
+        DeltaDiscoveryRequest {
+            node: node(NODE),
+            type_url: CDS.type_url(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let first = next(&mut fast.rx).await;
+    fast.tx.send(delta_ack(CDS, &first)).await.unwrap();
+    for round in 0..20 {
+        h.change(|s| {
+            let port = &mut s.services[round + 10]
+                .spec
+                .as_mut()
+                .unwrap()
+                .ports
+                .as_mut()
+                .unwrap()[0];
+            port.port += 1;
+        });
+        let started = std::time::Instant::now();
+        let r = next(&mut fast.rx).await;
+        assert_eq!(r.type_url, CDS.type_url());
+        assert!(
+            !r.removed_resources.is_empty(),
+            "round {round}: the renamed cluster is removed"
+        );
+        fast.tx.send(delta_ack(CDS, &r)).await.unwrap();
+        // Generous: debounce is 20 ms; this only fails if the fast stream waited on the slow one.
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "round {round} took {:?}",
+            started.elapsed()
+        );
+    }
+    let statuses = h.server.proxies().list();
+    let slow_status = statuses
+        .iter()
+        .find(|p| p.node_id == "client-1.ns-1")
+        .unwrap();
+    let sent_to_slow: u64 = slow_status.types[&CDS]
+        .sent_nonce
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    eprintln!("responses the slow proxy was sent before its stream backed up: {sent_to_slow}");
+    assert!(
+        sent_to_slow < 21,
+        "the slow stream must have been held back by its own backpressure"
+    );
+    drop(slow);
+}
+
+#[tokio::test]
+async fn unknown_nodes_get_an_empty_config_and_bad_ids_are_refused() {
+    let h = start(synthetic_mesh(3, 2)).await;
+    let mut s = sotw(&h, "ghost.ns-0", CDS, &[]).await;
+    let r = next(&mut s.rx).await;
+    assert!(r.resources.is_empty());
+    assert!(!h.server.proxies().list()[0].known);
+
+    let mut bad = sotw(&h, "no-namespace", CDS, &[]).await;
+    let err = tokio::time::timeout(WAIT, bad.rx.message())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("no-namespace"), "{}", err.message());
+}
+
+#[tokio::test]
+async fn a_burst_of_changes_is_one_push() {
+    let h = start(synthetic_mesh(3, 2)).await;
+    let mut gens = h.server.generations();
+    let before = gens.borrow_and_update().number;
+    for i in 0..5 {
+        h.change(|s| add_endpoint(s, 0, &format!("10.201.0.{i}")));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::timeout(WAIT, gens.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        gens.borrow().number,
+        before + 1,
+        "five changes 5 ms apart, debounce 20 ms"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_streams_promptly() {
+    let h = start(synthetic_mesh(3, 2)).await;
+    let mut s = sotw(&h, NODE, CDS, &[]).await;
+    next(&mut s.rx).await;
+    let started = std::time::Instant::now();
+    h.cancel.cancel();
+    let end = tokio::time::timeout(WAIT, s.rx.message())
+        .await
+        .expect("stream ends within 5 s");
+    assert!(!matches!(end, Ok(Some(_))), "{end:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(h.server.proxies().connected(), 0);
+}

@@ -11,6 +11,7 @@
 //! meshd_webhook::run(WebhookConfig::new(listen, cert, key), injector, shutdown).await?;
 //! ```
 
+pub mod dev_pki;
 mod events;
 mod handler;
 mod metrics;

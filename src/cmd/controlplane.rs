@@ -1,8 +1,126 @@
-//! `meshd controlplane`: being built (see the open issue); until then it says so and exits 1.
+//! `meshd controlplane --config-dir DIR --xds-listen ADDR`: the xDS control plane fed from
+//! Kubernetes-style YAML files (SPEC §2, §6): the mesh without a cluster.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use meshd_sources::FileSource;
+use meshd_translate::XdsAddress;
+use meshd_xds::{TlsFiles, XdsOptions, XdsServer};
+use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Directory of YAML files (Service, EndpointSlice, Pod with status.podIP, Mesh), re-read on change.
+    #[arg(long, env = "MESHD_CONFIG_DIR")]
+    config_dir: PathBuf,
+    /// Where Envoys connect: `HOST:PORT` or `unix:PATH`.
+    #[arg(long, env = "MESHD_XDS_LISTEN", default_value = "0.0.0.0:15012", value_parser = parse_address)]
+    xds_listen: XdsAddress,
+    /// PEM certificate for xDS over TLS (with --tls-key).
+    #[arg(long, env = "MESHD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "MESHD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// DNS domain of the cluster's Services, as in `outbound|80||web.shop.svc.<domain>`.
+    #[arg(long, env = "MESHD_CLUSTER_DOMAIN", default_value = meshd_api::names::DEFAULT_CLUSTER_DOMAIN)]
+    cluster_domain: String,
+    /// Which Mesh in the config directory applies (defaults when there is none).
+    #[arg(long, env = "MESHD_MESH", default_value = meshd_api::names::DEFAULT_MESH)]
+    mesh: String,
+    /// Quiet time before a change is pushed, e.g. `100ms`, `1s`.
+    #[arg(long, env = "MESHD_DEBOUNCE", default_value = "100ms", value_parser = parse_duration)]
+    debounce: Duration,
+    /// Rescan of the config directory in case a file event was missed.
+    #[arg(long, env = "MESHD_RESCAN_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    rescan_interval: Duration,
+    /// Prometheus metrics (`/metrics`) and health (`/ready`, `/live`).
+    #[arg(long, env = "MESHD_METRICS_LISTEN", default_value = "0.0.0.0:15014")]
+    metrics_listen: SocketAddr,
+}
 
-pub fn run(_: Args) -> anyhow::Result<i32> {
-    anyhow::bail!("meshd controlplane is not built yet")
+fn parse_address(s: &str) -> Result<XdsAddress, String> {
+    s.parse().map_err(|e: meshd_translate::TranslateError| e.to_string())
+}
+
+/// `250ms`, `2s`, `1m`, or a bare number of milliseconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration like 100ms, 2s or 1m");
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "ms"),
+    };
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(bad()),
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+    runtime.block_on(serve(args))?;
+    Ok(0)
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    let mut source =
+        FileSource::new(&args.config_dir, &args.mesh, &args.cluster_domain).with_rescan(args.rescan_interval);
+    let first = source.scan().with_context(|| format!("--config-dir {}", args.config_dir.display()))?;
+    let (snapshots_tx, snapshots_rx) = tokio::sync::watch::channel(Arc::new(first));
+    let mut registry = prometheus_client::registry::Registry::default();
+    let options = XdsOptions { debounce: args.debounce, ..XdsOptions::default() };
+    let server = XdsServer::start(snapshots_rx, options, &mut registry, cancel.clone());
+    tokio::spawn(source.run(snapshots_tx, cancel.clone()));
+
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let health = tokio::spawn(meshd_xds::serve_health(
+        args.metrics_listen,
+        Arc::new(registry),
+        ready_rx,
+        cancel.clone(),
+    ));
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: closing xDS streams");
+        stop.cancel();
+    });
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    if tls.is_some() && matches!(args.xds_listen, XdsAddress::Unix(_)) {
+        tracing::info!("TLS over a Unix socket: clients must use TLS too");
+    }
+    let _ = ready_tx.send(true);
+    let served = server.serve(&args.xds_listen, tls.as_ref()).await;
+    cancel.cancel();
+    served?;
+    if let Ok(Err(e)) = health.await {
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

@@ -86,11 +86,12 @@ pub fn detect_backend() -> Backend {
     Backend::IptablesNft
 }
 
-/// meshd's jumps and chains as one backend's `*-save -t nat` shows them, per family.
+/// meshd's jumps and chains as one backend's `*-save` shows them, per family. No `-t nat`: with
+/// iptables-legacy that would create an empty nat table where there was none.
 pub fn read_state(backend: Backend, families: &[Family]) -> Result<CurrentState, CaptureError> {
     let mut state = CurrentState::default();
     for &family in families {
-        let save = run(backend.save_program(family), &["-t", "nat"], "")?;
+        let save = run(backend.save_program(family), &[], "")?;
         let parsed = NatState::parse(&save);
         match family {
             Family::V4 => state.v4 = parsed,
@@ -100,22 +101,13 @@ pub fn read_state(backend: Backend, families: &[Family]) -> Result<CurrentState,
     Ok(state)
 }
 
-/// The install plan for this namespace: `nftables` as asked, otherwise the detected iptables backend
-/// with the deletes a re-run needs.
-pub fn plan_for_namespace(
-    rules: &CaptureRules,
-    nftables: bool,
-) -> Result<(Backend, Plan), CaptureError> {
-    if nftables {
-        let empty = CurrentState::default();
-        return Ok((
-            Backend::Nftables,
-            Plan::install(rules, Backend::Nftables, &empty),
-        ));
-    }
-    let backend = detect_backend();
-    let state = read_state(backend, rules.families())?;
-    Ok((backend, Plan::install(rules, backend, &state)))
+/// The install plan for this namespace and backend: for iptables, with the deletes a re-run needs.
+pub fn plan_for_namespace(rules: &CaptureRules, backend: Backend) -> Result<Plan, CaptureError> {
+    let state = match backend {
+        Backend::Nftables => CurrentState::default(),
+        _ => read_state(backend, rules.families())?,
+    };
+    Ok(Plan::install(rules, backend, &state))
 }
 
 /// The plan that removes meshd's rules from every backend that has some, and nothing else.

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 /// involved; a failing command's stderr is part of the message.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error("could not run `{command}`: {source} (is it installed and on PATH?)")]
+    #[error("could not run `{command}` (is it installed and on PATH?)")]
     Spawn {
         command: String,
         #[source]
@@ -16,14 +16,14 @@ pub enum CaptureError {
         status: String,
         stderr: String,
     },
-    #[error("validation: could not listen on the outbound port {port}: {source}")]
+    #[error("validation: could not listen on the outbound port {port}")]
     ValidationListen {
         port: u16,
         #[source]
         source: std::io::Error,
     },
     #[error(
-        "validation: connecting to {target} failed before capture could redirect it: {source}; \
+        "validation: connecting to {target} failed before capture could redirect it; \
          the namespace needs a route to {target} (a default route), as every pod has"
     )]
     ValidationUnroutable {

@@ -1,1 +1,16 @@
-//! Test and demo harness: network namespaces on a bridge, capture, Envoy via meshd agent, small HTTP apps; torn down on Drop
+//! Test and demo harness: network namespaces on a bridge, capture, Envoy via meshd agent, small HTTP
+//! apps; torn down on Drop.
+//!
+//! - [`netns`]: a network-namespace guard ([`NetNs`]) with veth links, addresses and routes, commands run
+//!   inside it (optionally as another uid/gid), and closures run on a thread inside it.
+//! - [`tcp`]: real TCP endpoints inside a namespace: a listener that names itself to every client and
+//!   reports each connection's original destination (`SO_ORIGINAL_DST`), and a connector that runs as a
+//!   given uid so that owner-based capture rules see it.
+//! - [`prereq`]: checks for root, namespaces and binaries; prints `SKIP: <reason>`, or fails under `CI=true`.
+
+pub mod netns;
+pub mod prereq;
+pub mod tcp;
+
+pub use netns::{Identity, NetNs, link_veth};
+pub use prereq::require;

@@ -1,0 +1,63 @@
+//! Prerequisites of tests that need root and network namespaces. Outside CI a missing one skips the
+//! test with a printed reason; with `CI=true` it fails the run, so CI never passes by skipping.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Why these tests cannot run here, or `Ok` when they can: root, `ip netns` working, and `programs`
+/// on PATH.
+pub fn check(programs: &[&str]) -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("needs root (network namespaces and iptables)".into());
+    }
+    for program in std::iter::once("ip").chain(programs.iter().copied()) {
+        if !on_path(program) {
+            return Err(format!(
+                "`{program}` is not installed (apt-get install -y iproute2 iptables nftables util-linux)"
+            ));
+        }
+    }
+    let name = format!("meshd-prereq-{}", std::process::id());
+    let added = Command::new("ip")
+        .args(["netns", "add", &name])
+        .stderr(Stdio::piped())
+        .output();
+    match added {
+        Ok(out) if out.status.success() => {
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+            Ok(())
+        }
+        Ok(out) => Err(format!(
+            "`ip netns add` fails: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Err(format!("`ip netns add` cannot run: {e}")),
+    }
+}
+
+/// `true` when the test can run. Otherwise prints `SKIP: <test>: <reason>` and returns `false`, or,
+/// when `CI=true`, panics with the reason.
+pub fn require(test: &str, programs: &[&str]) -> bool {
+    match check(programs) {
+        Ok(()) => true,
+        Err(reason) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{test}: prerequisite missing in CI: {reason}")
+        }
+        Err(reason) => {
+            println!("SKIP: {test}: {reason}");
+            eprintln!("SKIP: {test}: {reason}");
+            false
+        }
+    }
+}
+
+/// Is `program` an executable file in a PATH directory (or the path given)?
+pub fn on_path(program: &str) -> bool {
+    if program.contains('/') {
+        return Path::new(program).is_file();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(Into::into))
+        .any(|dir| dir.join(program).is_file())
+}

@@ -1,0 +1,458 @@
+//! `meshd init` in real network namespaces, proven with real TCP (TESTING.md "Real traffic capture").
+//!
+//! A "pod" namespace is linked to a "peer" namespace by a veth pair and routes everything through it.
+//! The built `meshd init` programs capture in the pod, with each backend; then sockets of the app uid
+//! (1000) and the proxy uid (1337) show what is captured: a captured connection is answered by the
+//! pod's listener on 15001/15006 and carries its original destination, a bypassing one is answered by
+//! the real peer. Needs root, `ip netns`, iptables (legacy and nft), nft and setpriv; prints SKIP
+//! otherwise, fails under CI=true.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use meshd_testbed::tcp::{NamedListener, connect};
+use meshd_testbed::{Identity, NetNs, link_veth, require};
+
+const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
+const APP: Option<Identity> = Some(Identity::new(1000, 1000));
+const PROXY: Option<Identity> = Some(Identity::new(1337, 1337));
+const WAIT: Duration = Duration::from_secs(3);
+const PROGRAMS: [&str; 7] = [
+    "iptables-legacy-save",
+    "iptables-nft-save",
+    "ip6tables-nft-save",
+    "iptables-legacy",
+    "nft",
+    "setpriv",
+    "iptables-nft-restore",
+];
+
+/// Exclusions every scenario passes, so that each bypass is proven too.
+const EXCLUSIONS: [&str; 6] = [
+    "--exclude-outbound-ports",
+    "5432",
+    "--exclude-outbound-cidrs",
+    "10.99.0.0/16",
+    "--exclude-inbound-ports",
+    "2222",
+];
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("test address")
+}
+
+/// Pod 10.77.0.2 / fd77::2, peer 10.77.0.1 / fd77::1 (and 10.99.0.1, in the excluded CIDR).
+struct PodNet {
+    pod: NetNs,
+    peer: NetNs,
+}
+
+impl PodNet {
+    fn new(label: &str) -> anyhow::Result<Self> {
+        let pod = NetNs::new(label)?;
+        let peer = NetNs::new(&format!("{label}-peer"))?;
+        link_veth(&pod, "eth0", &peer, "eth0")?;
+        pod.add_address("eth0", "10.77.0.2/24")?;
+        pod.add_address("eth0", "fd77::2/64")?;
+        peer.add_address("eth0", "10.77.0.1/24")?;
+        peer.add_address("eth0", "fd77::1/64")?;
+        peer.add_address("eth0", "10.99.0.1/32")?;
+        pod.add_default_route("10.77.0.1".parse()?)?;
+        pod.add_default_route("fd77::1".parse()?)?;
+        Ok(PodNet { pod, peer })
+    }
+
+    /// `meshd init ARGS` inside the pod, as the init container runs it (root).
+    fn init(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self
+            .pod
+            .command(MESHD)
+            .arg("init")
+            .args(args)
+            .output()
+            .expect("meshd runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn init_ok(&self, args: &[&str]) -> String {
+        let (ok, stdout, stderr) = self.init(args);
+        assert!(ok, "meshd init {args:?} failed: {stderr}");
+        stdout
+    }
+
+    /// Everything any backend holds in the pod, counters zeroed, for before/after comparisons.
+    fn ruleset(&self) -> String {
+        let mut all = String::new();
+        for (program, args) in [
+            ("iptables-legacy-save", &[][..]),
+            ("ip6tables-legacy-save", &[]),
+            ("iptables-nft-save", &[]),
+            ("ip6tables-nft-save", &[]),
+            ("nft", &["list", "table", "inet", "meshd"]),
+        ] {
+            let out = self
+                .pod
+                .command(program)
+                .args(args)
+                .output()
+                .expect("save runs");
+            let text = String::from_utf8_lossy(&out.stdout);
+            all.push_str(&format!("== {program}\n"));
+            for line in text.lines().filter(|l| !l.starts_with('#')) {
+                all.push_str(&zero_counters(line));
+                all.push('\n');
+            }
+        }
+        all
+    }
+}
+
+fn zero_counters(line: &str) -> String {
+    let mut words: Vec<String> = Vec::new();
+    let mut iter = line.split(' ').peekable();
+    while let Some(w) = iter.next() {
+        if w.starts_with('[') && w.ends_with(']') && w.contains(':') {
+            words.push("[0:0]".into());
+        } else if w == "packets" || w == "bytes" {
+            iter.next();
+            words.push(format!("{w} 0"));
+        } else {
+            words.push(w.to_string());
+        }
+    }
+    words.join(" ")
+}
+
+/// Which backend holds meshd's rules, as the tools list them.
+fn holder(net: &PodNet) -> Vec<&'static str> {
+    let has = |program: &str, args: &[&str]| {
+        let out = net.pod.command(program).args(args).output().expect("runs");
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("meshd/")
+    };
+    let mut found = Vec::new();
+    if has("iptables-legacy-save", &[]) || has("ip6tables-legacy-save", &[]) {
+        found.push("iptables-legacy");
+    }
+    if has("iptables-nft-save", &[]) || has("ip6tables-nft-save", &[]) {
+        found.push("iptables-nft");
+    }
+    if has("nft", &["list", "table", "inet", "meshd"]) {
+        found.push("nftables");
+    }
+    found
+}
+
+/// The whole story for one backend: apply (with --validate), traffic, re-run, cleanup.
+fn scenario(
+    label: &str,
+    mode: &[&str],
+    expect_backend: &str,
+    seed_legacy_rule: bool,
+) -> anyhow::Result<()> {
+    let net = PodNet::new(label)?;
+    if seed_legacy_rule {
+        // Someone else's legacy rule: makes auto-detection pick iptables-legacy, and must survive cleanup.
+        net.pod.run(
+            "iptables-legacy",
+            &[
+                "-t",
+                "filter",
+                "-A",
+                "INPUT",
+                "-p",
+                "udp",
+                "--dport",
+                "9",
+                "-m",
+                "comment",
+                "--comment",
+                "not-meshd",
+                "-j",
+                "ACCEPT",
+            ],
+        )?;
+    }
+    let args: Vec<&str> = mode
+        .iter()
+        .chain(&EXCLUSIONS)
+        .copied()
+        .chain(["--validate"])
+        .collect();
+    net.init_ok(&args);
+    assert_eq!(
+        holder(&net),
+        [expect_backend],
+        "rules are in the expected backend only"
+    );
+    let applied = net.ruleset();
+    assert!(
+        applied.contains("meshd/capture-outbound"),
+        "rules not listed:\n{applied}"
+    );
+
+    // The pod's proxy side and apps; the peer's real servers.
+    let outbound = NamedListener::start(&net.pod, "outbound-capture", addr("0.0.0.0:15001"))?;
+    let outbound6 = NamedListener::start(&net.pod, "outbound-capture", addr("[::]:15001"))?;
+    let inbound = NamedListener::start(&net.pod, "inbound-capture", addr("0.0.0.0:15006"))?;
+    let _health = NamedListener::start(&net.pod, "health", addr("0.0.0.0:15021"))?;
+    let _ssh = NamedListener::start(&net.pod, "ssh", addr("0.0.0.0:2222"))?;
+    let _local = NamedListener::start(&net.pod, "local-app", addr("0.0.0.0:7000"))?;
+    let _peer = NamedListener::start(&net.peer, "peer", addr("0.0.0.0:9000"))?;
+    let _peer_db = NamedListener::start(&net.peer, "peer", addr("0.0.0.0:5432"))?;
+    let _peer6 = NamedListener::start(&net.peer, "peer", addr("[::]:9000"))?;
+    let _client = NamedListener::start(&net.peer, "peer-app", addr("0.0.0.0:8080"))?;
+
+    // Outbound of the app: captured, original destination kept (IPv4 and IPv6).
+    for (target, listener) in [
+        ("10.200.0.5:8080", &outbound),
+        ("[fd00:200::5]:8080", &outbound6),
+        ("10.77.0.1:9000", &outbound),
+    ] {
+        assert_eq!(
+            connect(&net.pod, APP, addr(target), WAIT)?,
+            "outbound-capture",
+            "app → {target}"
+        );
+        let got = listener
+            .next(WAIT)
+            .expect("the capture listener saw the connection");
+        assert_eq!(
+            got.original_dst,
+            Some(addr(target)),
+            "original destination of app → {target}"
+        );
+    }
+    // The proxy's own traffic, excluded ports and excluded CIDRs reach the real peer.
+    assert_eq!(
+        connect(&net.pod, PROXY, addr("10.77.0.1:9000"), WAIT)?,
+        "peer",
+        "proxy uid bypasses"
+    );
+    assert_eq!(
+        connect(&net.pod, PROXY, addr("[fd77::1]:9000"), WAIT)?,
+        "peer",
+        "proxy uid bypasses (IPv6)"
+    );
+    assert_eq!(
+        connect(&net.pod, APP, addr("10.77.0.1:5432"), WAIT)?,
+        "peer",
+        "excluded outbound port"
+    );
+    assert_eq!(
+        connect(&net.pod, APP, addr("10.99.0.1:9000"), WAIT)?,
+        "peer",
+        "excluded outbound CIDR"
+    );
+    // Loopback: the app's own calls stay local; the proxy calling the pod's address goes inbound.
+    assert_eq!(
+        connect(&net.pod, APP, addr("10.77.0.2:7000"), WAIT)?,
+        "local-app",
+        "app over lo"
+    );
+    assert_eq!(
+        connect(&net.pod, APP, addr("127.0.0.1:7000"), WAIT)?,
+        "local-app",
+        "app to localhost"
+    );
+    assert_eq!(
+        connect(&net.pod, PROXY, addr("10.77.0.2:7000"), WAIT)?,
+        "inbound-capture",
+        "proxy → own address → inbound"
+    );
+    assert_eq!(
+        inbound.next(WAIT).and_then(|a| a.original_dst),
+        Some(addr("10.77.0.2:7000"))
+    );
+    assert!(
+        outbound.drain().is_empty() && outbound6.drain().is_empty(),
+        "no bypassing connection reached 15001"
+    );
+
+    // Inbound from the peer: app ports to 15006; the proxy's own and excluded ports are not captured.
+    assert_eq!(
+        connect(&net.peer, APP, addr("10.77.0.2:8080"), WAIT)?,
+        "inbound-capture",
+        "inbound to an app port"
+    );
+    assert_eq!(
+        inbound.next(WAIT).and_then(|a| a.original_dst),
+        Some(addr("10.77.0.2:8080"))
+    );
+    assert_eq!(
+        connect(&net.peer, None, addr("10.77.0.2:15021"), WAIT)?,
+        "health",
+        "proxy port not captured"
+    );
+    assert_eq!(
+        connect(&net.peer, None, addr("10.77.0.2:2222"), WAIT)?,
+        "ssh",
+        "excluded inbound port"
+    );
+    assert!(
+        inbound.drain().is_empty(),
+        "no excluded inbound connection reached 15006"
+    );
+
+    // A second run leaves the rule set as it was (without --validate: the test's listener holds 15001).
+    net.init_ok(&args[..args.len() - 1]);
+    assert_eq!(net.ruleset(), applied, "second run changed the rules");
+
+    // Cleanup removes all of meshd's rules and chains, and only those.
+    let cleanup: Vec<&str> = mode.iter().copied().chain(["--cleanup"]).collect();
+    net.init_ok(&cleanup);
+    let left = net.ruleset();
+    assert!(
+        !left.contains("meshd") && !left.contains("MESHD"),
+        "cleanup left meshd rules:\n{left}"
+    );
+    if seed_legacy_rule {
+        assert!(
+            left.contains("not-meshd"),
+            "cleanup removed someone else's rule:\n{left}"
+        );
+    }
+    assert_eq!(
+        connect(&net.pod, APP, addr("10.77.0.1:9000"), WAIT)?,
+        "peer",
+        "no capture after cleanup"
+    );
+    Ok(())
+}
+
+#[test]
+fn iptables_nft_backend_captures_in_a_real_namespace() -> anyhow::Result<()> {
+    if !require(
+        "iptables_nft_backend_captures_in_a_real_namespace",
+        &PROGRAMS,
+    ) {
+        return Ok(());
+    }
+    scenario("cap-nft", &["--mode", "iptables"], "iptables-nft", false)
+}
+
+#[test]
+fn iptables_legacy_backend_is_detected_and_captures() -> anyhow::Result<()> {
+    if !require(
+        "iptables_legacy_backend_is_detected_and_captures",
+        &PROGRAMS,
+    ) {
+        return Ok(());
+    }
+    scenario("cap-legacy", &[], "iptables-legacy", true)
+}
+
+#[test]
+fn native_nftables_captures_in_a_real_namespace() -> anyhow::Result<()> {
+    if !require("native_nftables_captures_in_a_real_namespace", &PROGRAMS) {
+        return Ok(());
+    }
+    scenario("cap-nftables", &["--mode", "nftables"], "nftables", false)
+}
+
+#[test]
+fn dry_run_prints_the_golden_document_and_touches_nothing() -> anyhow::Result<()> {
+    if !require(
+        "dry_run_prints_the_golden_document_and_touches_nothing",
+        &PROGRAMS,
+    ) {
+        return Ok(());
+    }
+    let net = PodNet::new("cap-dry")?;
+    let before = net.ruleset();
+    let golden = |name: &str| {
+        std::fs::read_to_string(format!(
+            "{}/crates/meshd-capture/tests/golden/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+    };
+    assert_eq!(net.init_ok(&["--dry-run"]), golden("defaults.iptables")?);
+    assert_eq!(
+        net.init_ok(&["--dry-run", "--mode", "nftables"]),
+        golden("defaults.nft")?
+    );
+    assert_eq!(net.ruleset(), before, "a dry run changed the namespace");
+    Ok(())
+}
+
+#[test]
+fn validate_reports_a_redirect_that_does_not_happen() -> anyhow::Result<()> {
+    if !require(
+        "validate_reports_a_redirect_that_does_not_happen",
+        &PROGRAMS,
+    ) {
+        return Ok(());
+    }
+    let net = PodNet::new("cap-val")?;
+    // With root as the "proxy" uid, the validator's own connection bypasses capture.
+    let (ok, _, stderr) = net.init(&[
+        "--proxy-uid",
+        "0",
+        "--proxy-gid",
+        "0",
+        "--validate",
+        "--validate-timeout-ms",
+        "300",
+    ]);
+    assert!(
+        !ok,
+        "validation passed although nothing of root's is captured"
+    );
+    assert!(
+        stderr.contains("was not redirected to the outbound port 15001"),
+        "{stderr}"
+    );
+
+    // Without any route the connection fails before capture: said so, not mistaken for success.
+    let lonely = NetNs::new("cap-noroute")?;
+    let out = lonely
+        .command(MESHD)
+        .args(["init", "--validate"])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "validation passed without a route");
+    assert!(stderr.contains("needs a route"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn apply_errors_name_the_failing_command_and_its_stderr() -> anyhow::Result<()> {
+    if !require(
+        "apply_errors_name_the_failing_command_and_its_stderr",
+        &PROGRAMS,
+    ) {
+        return Ok(());
+    }
+    let net = PodNet::new("cap-err")?;
+    // A PATH whose iptables-nft-restore fails as a broken one would.
+    let dir = tempfile::tempdir()?;
+    let fake = dir.path().join("iptables-nft-restore");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'iptables-restore: line 3 failed' >&2\nexit 2\n",
+    )?;
+    Command::new("chmod").arg("+x").arg(&fake).status()?;
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = net
+        .pod
+        .command(MESHD)
+        .args(["init", "--iptables-backend", "nft"])
+        .env("PATH", path)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("iptables-nft-restore --noflush --wait=5")
+            && stderr.contains("line 3 failed"),
+        "{stderr}"
+    );
+    Ok(())
+}

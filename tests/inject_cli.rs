@@ -1,0 +1,215 @@
+//! `meshd inject -f FILE`: the fixtures' source manifests (Pod, Deployment, StatefulSet, DaemonSet, Job,
+//! CronJob, a Namespace) in one multi-document stream; workloads injected, the rest unchanged.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
+const SOURCES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/fixtures/admission/source"
+);
+
+fn sources(skip: &[&str]) -> String {
+    let mut names: Vec<_> = std::fs::read_dir(SOURCES)
+        .expect("sources")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| !skip.iter().any(|s| p.to_string_lossy().contains(s)))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|p| std::fs::read_to_string(p).expect("read"))
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+fn inject(args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(MESHD)
+        .arg("inject")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("meshd runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|d| serde::Deserialize::deserialize(d).expect("yaml document"))
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+fn template(doc: &Value) -> &Value {
+    match doc["kind"].as_str().expect("kind") {
+        "Pod" => doc,
+        "CronJob" => &doc["spec"]["jobTemplate"]["spec"]["template"],
+        _ => &doc["spec"]["template"],
+    }
+}
+
+fn container_names(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect()
+}
+
+#[test]
+fn every_workload_kind_is_injected_and_other_kinds_pass_through() {
+    // The bad-annotation pod is refused (its own test below).
+    let input = sources(&["09-pod-badannotation"]);
+    let (code, stdout, stderr) = inject(&["-f", "-"], &input);
+    assert_eq!(code, 0, "{stderr}");
+    let (before, after) = (documents(&input), documents(&stdout));
+    assert_eq!(before.len(), after.len());
+    for (b, a) in before.iter().zip(&after) {
+        let kind = b["kind"].as_str().expect("kind");
+        let name = b["metadata"]["name"].as_str().unwrap_or("");
+        let workload = [
+            "Pod",
+            "Deployment",
+            "StatefulSet",
+            "DaemonSet",
+            "ReplicaSet",
+            "Job",
+            "CronJob",
+        ]
+        .contains(&kind);
+        let left_alone = !workload || ["hostnet", "optout", "already"].contains(&name);
+        if left_alone {
+            assert_eq!(a, b, "{kind} {name} changed");
+            continue;
+        }
+        let t = template(a);
+        assert_eq!(
+            container_names(&t["spec"]["initContainers"])[..2],
+            ["meshd-init", "meshd-proxy"],
+            "{kind} {name}"
+        );
+        assert_eq!(
+            t["metadata"]["labels"]["meshd.io/mesh"], "default",
+            "{kind} {name}"
+        );
+        assert!(
+            t["metadata"]["annotations"]["meshd.io/status"].is_string(),
+            "{kind} {name}"
+        );
+        // Outside the pod template, nothing changed.
+        let mut a2 = a.clone();
+        let mut b2 = b.clone();
+        for v in [&mut a2, &mut b2] {
+            match kind {
+                "Pod" => *v = Value::Null,
+                "CronJob" => v["spec"]["jobTemplate"]["spec"]["template"] = Value::Null,
+                _ => v["spec"]["template"] = Value::Null,
+            }
+        }
+        assert_eq!(a2, b2, "{kind} {name}: outside the template changed");
+    }
+    let kinds: Vec<&str> = after.iter().filter_map(|d| d["kind"].as_str()).collect();
+    for k in [
+        "Namespace",
+        "ServiceAccount",
+        "Service",
+        "Pod",
+        "Deployment",
+        "StatefulSet",
+        "Job",
+        "CronJob",
+        "DaemonSet",
+    ] {
+        assert!(kinds.contains(&k), "{k} missing from the output");
+    }
+    assert!(
+        stderr.contains("hostnet") && stderr.contains("hostNetwork"),
+        "skips are reported: {stderr}"
+    );
+
+    // Injecting the output again changes nothing.
+    let (code, again, stderr) = inject(&["-f", "-"], &stdout);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(documents(&again), after);
+}
+
+#[test]
+fn a_file_a_mesh_and_a_kubernetes_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = dir.path().join("deploy.yaml");
+    std::fs::write(
+        &manifest,
+        std::fs::read_to_string(format!("{SOURCES}/03-deploy-reviews.yaml")).expect("read"),
+    )
+    .expect("write");
+    let mesh = dir.path().join("mesh.yaml");
+    std::fs::write(&mesh, "apiVersion: meshd.io/v1alpha1\nkind: Mesh\nmetadata: {name: blue}\nspec:\n  trafficCapture: {mode: nftables}\n  proxy: {image: example/proxy:1}\n").expect("write");
+    let (code, stdout, stderr) = inject(
+        &[
+            "-f",
+            manifest.to_str().expect("path"),
+            "--mesh",
+            mesh.to_str().expect("path"),
+            "--kubernetes-version",
+            "1.28",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let doc = &documents(&stdout)[0];
+    let spec = &doc["spec"]["template"]["spec"];
+    // 1.28 with nativeSidecar auto: classic sidecar, first container.
+    assert_eq!(
+        container_names(&spec["containers"]),
+        ["meshd-proxy", "reviews"]
+    );
+    assert_eq!(container_names(&spec["initContainers"]), ["meshd-init"]);
+    assert_eq!(spec["containers"][0]["image"], "example/proxy:1");
+    let args = spec["initContainers"][0]["args"].as_array().expect("args");
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "--mode" && w[1] == "nftables"),
+        "{args:?}"
+    );
+    assert_eq!(
+        doc["spec"]["template"]["metadata"]["labels"]["meshd.io/mesh"],
+        "blue"
+    );
+}
+
+#[test]
+fn bad_annotations_fail_naming_them_and_bad_flags_exit_64() {
+    let input =
+        std::fs::read_to_string(format!("{SOURCES}/09-pod-badannotation.yaml")).expect("read");
+    let (code, stdout, stderr) = inject(&["-f", "-"], &input);
+    assert_eq!(code, 1);
+    assert!(stdout.is_empty(), "printed half a result: {stdout}");
+    for needle in [
+        "sidecar.meshd.io/proxyCPU",
+        "traffic.meshd.io/excludeOutboundPorts",
+    ] {
+        assert!(stderr.contains(needle), "{needle} missing from {stderr}");
+    }
+    let (code, _, stderr) = inject(&["-f", "-", "--kubernetes-version", "soon"], "");
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("soon"), "{stderr}");
+    let (code, _, stderr) = inject(&["-f", "/nonexistent/file.yaml"], "");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("/nonexistent/file.yaml"), "{stderr}");
+}

@@ -37,7 +37,11 @@ pub struct Args {
     #[arg(long, env = "MESHD_XDS_SERVER_NAME", default_value = meshd_api::names::CONTROL_PLANE_SERVER_NAME)]
     xds_server_name: String,
     /// CA bundle that signed the control plane's certificate.
-    #[arg(long, env = "MESHD_CA_FILE", default_value = "/var/run/meshd/ca-root/root-cert.pem")]
+    #[arg(
+        long,
+        env = "MESHD_CA_FILE",
+        default_value = "/var/run/meshd/ca-root/root-cert.pem"
+    )]
     ca_file: PathBuf,
     /// Pod labels for the node metadata, `KEY=VALUE` (repeat, or comma-separated).
     #[arg(long = "label", env = "MESHD_LABELS", value_delimiter = ',', value_parser = parse_label)]
@@ -54,7 +58,8 @@ pub struct Args {
 }
 
 fn parse_address(s: &str) -> Result<XdsAddress, String> {
-    s.parse().map_err(|e: meshd_translate::TranslateError| e.to_string())
+    s.parse()
+        .map_err(|e: meshd_translate::TranslateError| e.to_string())
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -65,8 +70,13 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let tls = match (&args.xds_address, args.xds_tls) {
-        (XdsAddress::Unix(_), true) => anyhow::bail!("--xds-tls needs a HOST:PORT --xds-address, not a Unix socket"),
-        (_, true) => Some((args.xds_server_name.clone(), args.ca_file.display().to_string())),
+        (XdsAddress::Unix(_), true) => {
+            anyhow::bail!("--xds-tls needs a HOST:PORT --xds-address, not a Unix socket")
+        }
+        (_, true) => Some((
+            args.xds_server_name.clone(),
+            args.ca_file.display().to_string(),
+        )),
         (_, false) => None,
     };
     let params = BootstrapParams {
@@ -87,8 +97,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     };
     let value = meshd_translate::bootstrap(&params);
     let text = match format {
-        BootstrapFormat::Json => serde_json::to_string_pretty(&value).context("rendering the bootstrap")? + "\n",
-        BootstrapFormat::Yaml => serde_yaml::to_string(&value).context("rendering the bootstrap")?,
+        BootstrapFormat::Json => {
+            serde_json::to_string_pretty(&value).context("rendering the bootstrap")? + "\n"
+        }
+        BootstrapFormat::Yaml => {
+            serde_yaml::to_string(&value).context("rendering the bootstrap")?
+        }
     };
     print!("{text}");
     Ok(0)

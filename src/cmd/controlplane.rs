@@ -44,7 +44,8 @@ pub struct Args {
 }
 
 fn parse_address(s: &str) -> Result<XdsAddress, String> {
-    s.parse().map_err(|e: meshd_translate::TranslateError| e.to_string())
+    s.parse()
+        .map_err(|e: meshd_translate::TranslateError| e.to_string())
 }
 
 /// `250ms`, `2s`, `1m`, or a bare number of milliseconds.
@@ -64,19 +65,27 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
     runtime.block_on(serve(args))?;
     Ok(0)
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
-    let mut source =
-        FileSource::new(&args.config_dir, &args.mesh, &args.cluster_domain).with_rescan(args.rescan_interval);
-    let first = source.scan().with_context(|| format!("--config-dir {}", args.config_dir.display()))?;
+    let mut source = FileSource::new(&args.config_dir, &args.mesh, &args.cluster_domain)
+        .with_rescan(args.rescan_interval);
+    let first = source
+        .scan()
+        .with_context(|| format!("--config-dir {}", args.config_dir.display()))?;
     let (snapshots_tx, snapshots_rx) = tokio::sync::watch::channel(Arc::new(first));
     let mut registry = prometheus_client::registry::Registry::default();
-    let options = XdsOptions { debounce: args.debounce, ..XdsOptions::default() };
+    let options = XdsOptions {
+        debounce: args.debounce,
+        ..XdsOptions::default()
+    };
     let server = XdsServer::start(snapshots_rx, options, &mut registry, cancel.clone());
     tokio::spawn(source.run(snapshots_tx, cancel.clone()));
 

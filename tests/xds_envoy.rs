@@ -84,6 +84,8 @@ impl Drop for Guard {
 /// A tiny HTTP/1.1 server inside the namespace that answers every request with its name.
 struct HttpUpstream {
     stop: Arc<AtomicBool>,
+    /// Source addresses of the connections it accepted.
+    peers: Arc<std::sync::Mutex<Vec<std::net::IpAddr>>>,
 }
 
 impl HttpUpstream {
@@ -91,18 +93,20 @@ impl HttpUpstream {
         let listener = ns.run_in(None, move || Ok(TcpListener::bind(addr)?))?;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (stopped, body) = (stop.clone(), name.to_string());
+        let peers = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stopped, body, seen) = (stop.clone(), name.to_string(), peers.clone());
         std::thread::spawn(move || {
             while !stopped.load(Ordering::Relaxed) {
-                let Ok((stream, _)) = listener.accept() else {
+                let Ok((stream, peer)) = listener.accept() else {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 };
+                seen.lock().unwrap().push(peer.ip());
                 let body = body.clone();
                 std::thread::spawn(move || serve_http(stream, &body));
             }
         });
-        Ok(Self { stop })
+        Ok(Self { stop, peers })
     }
 }
 
@@ -271,7 +275,7 @@ struct Scenario {
     socket: PathBuf,
     control_plane: Option<Guard>,
     _envoy: Guard,
-    _upstreams: (HttpUpstream, HttpUpstream, NamedListener),
+    upstreams: (HttpUpstream, HttpUpstream, NamedListener, HttpUpstream),
 }
 
 impl Scenario {
@@ -299,10 +303,48 @@ impl Scenario {
                 "15001",
             ],
         )?;
+        // Inbound as meshd init captures it: Envoy's hop to the app (from 127.0.0.6) returns, the
+        // app's port goes to 15006. (Locally generated here, so in OUTPUT rather than PREROUTING.)
+        ns.run(
+            "iptables",
+            &[
+                "-w",
+                "-t",
+                "nat",
+                "-I",
+                "OUTPUT",
+                "1",
+                "-s",
+                "127.0.0.6/32",
+                "-j",
+                "RETURN",
+            ],
+        )?;
+        ns.run(
+            "iptables",
+            &[
+                "-w",
+                "-t",
+                "nat",
+                "-A",
+                "OUTPUT",
+                "-p",
+                "tcp",
+                "-d",
+                "10.1.0.5/32",
+                "--dport",
+                "8080",
+                "-j",
+                "REDIRECT",
+                "--to-ports",
+                "15006",
+            ],
+        )?;
         let upstreams = (
             HttpUpstream::start(&ns, "alpha-1", "127.0.0.1:18080".parse()?)?,
             HttpUpstream::start(&ns, "alpha-2", "127.0.0.2:18080".parse()?)?,
             NamedListener::start(&ns, "beta", "127.0.0.1:15432".parse()?)?,
+            HttpUpstream::start(&ns, "app", "10.1.0.5:8080".parse()?)?,
         );
         let dir = tempfile::tempdir()?;
         let d = dir.path();
@@ -374,7 +416,7 @@ impl Scenario {
             socket,
             control_plane,
             _envoy: Guard(envoy),
-            _upstreams: upstreams,
+            upstreams,
         })
     }
 
@@ -487,6 +529,16 @@ fn envoy_accepts_meshd_config_and_routes_through_virtual_outbound() {
     );
     // An unknown destination under REGISTRY_ONLY: the blackhole, no answer.
     assert_eq!(blackholed(&s.ns, "10.96.7.7:5432"), 1);
+
+    // Inbound: the pod's own port, captured to 15006, reaches the app through inbound|8080|| from
+    // 127.0.0.6 (which the capture rules let through, so there is no loop).
+    let (status, body) = http_get(&s.ns, "10.1.0.5:8080".parse().unwrap(), "client", "/").unwrap();
+    assert!(status.contains(" 200 ") && body == "app", "{status} {body}");
+    assert_eq!(stat(&s.ns, "cluster.inbound|8080||.upstream_rq_200"), 1);
+    assert_eq!(
+        *s.upstreams.3.peers.lock().unwrap(),
+        ["127.0.0.6".parse::<std::net::IpAddr>().unwrap()]
+    );
 
     // An added endpoint reaches Envoy, and traffic.
     std::fs::write(

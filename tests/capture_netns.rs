@@ -93,7 +93,7 @@ impl PodNet {
             ("ip6tables-legacy-save", &[]),
             ("iptables-nft-save", &[]),
             ("ip6tables-nft-save", &[]),
-            ("nft", &["list", "table", "inet", "meshd"]),
+            ("nft", &["list", "ruleset"]),
         ] {
             let out = self
                 .pod
@@ -171,7 +171,7 @@ fn scenario(
                 "-m",
                 "comment",
                 "--comment",
-                "not-meshd",
+                "someone-else",
                 "-j",
                 "ACCEPT",
             ],
@@ -312,7 +312,7 @@ fn scenario(
     );
     if seed_legacy_rule {
         assert!(
-            left.contains("not-meshd"),
+            left.contains("someone-else"),
             "cleanup removed someone else's rule:\n{left}"
         );
     }

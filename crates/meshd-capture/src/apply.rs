@@ -64,10 +64,21 @@ pub fn apply(plan: &Plan) -> Result<(), CaptureError> {
     Ok(())
 }
 
-/// Does a legacy (x_tables) nat/filter/mangle table in this namespace already hold rules? Then the
-/// node's other software uses iptables-legacy and meshd must too (istio-iptables does the same).
+/// Does a legacy (x_tables) table in this namespace already hold rules? Then the node's other software
+/// uses iptables-legacy and meshd must too (istio-iptables does the same); otherwise iptables-nft.
 pub fn detect_backend() -> Backend {
     for family in [Family::V4, Family::V6] {
+        // The kernel lists the legacy tables instantiated in this namespace; none means no legacy rules,
+        // and no `*-legacy-save` process is needed (the common case, and the fast one).
+        let names = match family {
+            Family::V4 => "/proc/thread-self/net/ip_tables_names",
+            Family::V6 => "/proc/thread-self/net/ip6_tables_names",
+        };
+        match std::fs::read_to_string(names) {
+            Ok(tables) if tables.trim().is_empty() => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            _ => {}
+        }
         let program = Backend::IptablesLegacy.save_program(family);
         match run(program, &[], "") {
             Ok(save) if save.lines().any(|l| l.starts_with("-A ")) => {
@@ -79,7 +90,7 @@ pub fn detect_backend() -> Backend {
                 return Backend::IptablesLegacy;
             }
             Ok(_) => {}
-            // No legacy tooling or kernel support means nothing can be using it.
+            // No legacy tooling means nothing here is using it.
             Err(e) => debug!(error = %e, "legacy iptables not readable"),
         }
     }

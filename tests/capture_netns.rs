@@ -199,6 +199,7 @@ fn scenario(
     let outbound = NamedListener::start(&net.pod, "outbound-capture", addr("0.0.0.0:15001"))?;
     let outbound6 = NamedListener::start(&net.pod, "outbound-capture", addr("[::]:15001"))?;
     let inbound = NamedListener::start(&net.pod, "inbound-capture", addr("0.0.0.0:15006"))?;
+    let inbound6 = NamedListener::start(&net.pod, "inbound-capture", addr("[::]:15006"))?;
     let _health = NamedListener::start(&net.pod, "health", addr("0.0.0.0:15021"))?;
     let _ssh = NamedListener::start(&net.pod, "ssh", addr("0.0.0.0:2222"))?;
     let _local = NamedListener::start(&net.pod, "local-app", addr("0.0.0.0:7000"))?;
@@ -237,6 +238,12 @@ fn scenario(
         connect(&net.pod, PROXY, addr("[fd77::1]:9000"), WAIT)?,
         "peer",
         "proxy uid bypasses (IPv6)"
+    );
+    let proxy_group = Some(Identity::new(1000, 1337));
+    assert_eq!(
+        connect(&net.pod, proxy_group, addr("10.77.0.1:9000"), WAIT)?,
+        "peer",
+        "proxy gid bypasses"
     );
     assert_eq!(
         connect(&net.pod, APP, addr("10.77.0.1:5432"), WAIT)?,
@@ -282,6 +289,15 @@ fn scenario(
     assert_eq!(
         inbound.next(WAIT).and_then(|a| a.original_dst),
         Some(addr("10.77.0.2:8080"))
+    );
+    assert_eq!(
+        connect(&net.peer, APP, addr("[fd77::2]:8080"), WAIT)?,
+        "inbound-capture",
+        "IPv6 inbound"
+    );
+    assert_eq!(
+        inbound6.next(WAIT).and_then(|a| a.original_dst),
+        Some(addr("[fd77::2]:8080"))
     );
     assert_eq!(
         connect(&net.peer, None, addr("10.77.0.2:15021"), WAIT)?,
@@ -352,6 +368,38 @@ fn native_nftables_captures_in_a_real_namespace() -> anyhow::Result<()> {
         return Ok(());
     }
     scenario("cap-nftables", &["--mode", "nftables"], "nftables", false)
+}
+
+#[test]
+fn only_included_cidrs_are_captured() -> anyhow::Result<()> {
+    if !require("only_included_cidrs_are_captured", &PROGRAMS) {
+        return Ok(());
+    }
+    let net = PodNet::new("cap-incl")?;
+    net.init_ok(&["--include-outbound-cidrs", "10.200.0.0/16", "--validate"]);
+    let outbound = NamedListener::start(&net.pod, "outbound-capture", addr("0.0.0.0:15001"))?;
+    let _peer = NamedListener::start(&net.peer, "peer", addr("0.0.0.0:9000"))?;
+    let _peer6 = NamedListener::start(&net.peer, "peer", addr("[::]:9000"))?;
+    assert_eq!(
+        connect(&net.pod, APP, addr("10.200.0.5:8080"), WAIT)?,
+        "outbound-capture",
+        "included CIDR"
+    );
+    assert_eq!(
+        outbound.next(WAIT).and_then(|a| a.original_dst),
+        Some(addr("10.200.0.5:8080"))
+    );
+    assert_eq!(
+        connect(&net.pod, APP, addr("10.77.0.1:9000"), WAIT)?,
+        "peer",
+        "not in the included CIDRs"
+    );
+    assert_eq!(
+        connect(&net.pod, APP, addr("[fd77::1]:9000"), WAIT)?,
+        "peer",
+        "no IPv6 CIDR included"
+    );
+    Ok(())
 }
 
 #[test]

@@ -424,6 +424,9 @@ fn dry_run_prints_the_golden_document_and_touches_nothing() -> anyhow::Result<()
         golden("defaults.nft")?
     );
     assert_eq!(net.ruleset(), before, "a dry run changed the namespace");
+    // Cleanup where meshd never ran is a no-op, not an error.
+    net.init_ok(&["--cleanup"]);
+    assert_eq!(net.ruleset(), before, "cleanup of a clean namespace changed it");
     Ok(())
 }
 
@@ -481,7 +484,7 @@ fn apply_errors_name_the_failing_command_and_its_stderr() -> anyhow::Result<()> 
     let fake = dir.path().join("iptables-nft-restore");
     std::fs::write(
         &fake,
-        "#!/bin/sh\necho 'iptables-restore: line 3 failed' >&2\nexit 2\n",
+        "#!/bin/sh\necho 'iptables-restore v1.8.9: bad rule' >&2\necho 'Error occurred at line: 7' >&2\nexit 2\n",
     )?;
     Command::new("chmod").arg("+x").arg(&fake).status()?;
     let path = format!(
@@ -499,7 +502,8 @@ fn apply_errors_name_the_failing_command_and_its_stderr() -> anyhow::Result<()> 
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("iptables-nft-restore --noflush --wait=5")
-            && stderr.contains("line 3 failed"),
+            && stderr.contains("bad rule")
+            && stderr.contains("(the line is: -A MESHD_IN_REDIRECT -p tcp"),
         "{stderr}"
     );
     Ok(())

@@ -59,9 +59,42 @@ pub fn apply(plan: &Plan) -> Result<(), CaptureError> {
             stdin,
         } = step;
         debug!(command = %step.command_line(), "applying");
-        run(program, args, stdin)?;
+        run(program, args, stdin).map_err(|e| with_failing_line(e, stdin))?;
     }
     Ok(())
+}
+
+/// iptables-restore reports the line it failed at; add that line of the document, so the error says which
+/// rule the kernel or the tool refused.
+fn with_failing_line(e: CaptureError, document: &str) -> CaptureError {
+    match e {
+        CaptureError::Command {
+            command,
+            status,
+            stderr,
+        } => {
+            let line =
+                failing_line_number(&stderr).and_then(|n| document.lines().nth(n.checked_sub(1)?));
+            let stderr = match line {
+                Some(text) => format!("{stderr} (the line is: {text})"),
+                None => stderr,
+            };
+            CaptureError::Command {
+                command,
+                status,
+                stderr,
+            }
+        }
+        other => other,
+    }
+}
+
+/// `Error occurred at line: 3` (iptables-restore) → 3.
+fn failing_line_number(stderr: &str) -> Option<usize> {
+    let at = stderr.find("line")?;
+    let rest = stderr[at + 4..].trim_start_matches([':', ' ']);
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// Does a legacy (x_tables) table in this namespace already hold rules? Then the node's other software
@@ -154,4 +187,24 @@ pub fn cleanup() -> Result<Plan, CaptureError> {
         Err(e) => debug!(error = %e, "nft not usable; no meshd table to remove"),
     }
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_line_is_quoted_from_the_document() {
+        let doc = "*nat\n:MESHD_OUTPUT - [0:0]\n-A MESHD_OUTPUT -j NOPE\nCOMMIT\n";
+        let e = CaptureError::Command {
+            command: "iptables-nft-restore --noflush".into(),
+            status: "exit status: 2".into(),
+            stderr: "iptables-restore v1.8.9 (nf_tables): Couldn't load target `NOPE':No such file or directory\n\nError occurred at line: 3".into(),
+        };
+        let text = with_failing_line(e, doc).to_string();
+        assert!(
+            text.contains("(the line is: -A MESHD_OUTPUT -j NOPE)"),
+            "{text}"
+        );
+    }
 }

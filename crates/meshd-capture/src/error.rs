@@ -16,7 +16,10 @@ pub enum CaptureError {
         status: String,
         stderr: String,
     },
-    #[error("validation: could not listen on the outbound port {port}")]
+    #[error(
+        "validation: could not listen on the outbound port {port} (validation runs before the proxy \
+         starts, as the init container does, and needs the port free)"
+    )]
     ValidationListen {
         port: u16,
         #[source]

@@ -164,7 +164,7 @@ fn backend(args: &Args) -> Backend {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let settings = match settings(&args) {
+    let mut settings = match settings(&args) {
         Ok(s) => s,
         Err(BadFlag { flag, value, why }) => {
             eprintln!("meshd: {flag}: {why} (got {value:?})");
@@ -174,6 +174,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     if args.cleanup {
         let plan = meshd_capture::cleanup().context("reading meshd's current rules")?;
         return finish(&plan, args.dry_run, "cleanup");
+    }
+    if settings.ipv6 && !meshd_capture::apply::ipv6_available() {
+        tracing::warn!(
+            "this kernel has no IPv6 (/proc/sys/net/ipv6 is missing); programming IPv4 only"
+        );
+        settings.ipv6 = false;
     }
     let rules = CaptureRules::new(&settings);
     let backend = backend(&args);

@@ -145,6 +145,12 @@ pub fn read_state(backend: Backend, families: &[Family]) -> Result<CurrentState,
     Ok(state)
 }
 
+/// Whether this kernel has IPv6 at all (`ipv6.disable=1` removes `/proc/sys/net/ipv6`); without it,
+/// ip6tables cannot work and only IPv4 is programmed.
+pub fn ipv6_available() -> bool {
+    std::path::Path::new("/proc/sys/net/ipv6").exists()
+}
+
 /// The install plan for this namespace and backend: for iptables, with the deletes a re-run needs.
 pub fn plan_for_namespace(rules: &CaptureRules, backend: Backend) -> Result<Plan, CaptureError> {
     let state = match backend {

@@ -26,7 +26,9 @@ pub enum IptablesBackend {
     /// iptables-legacy when legacy rules already exist in the namespace, iptables-nft otherwise.
     #[default]
     Auto,
+    /// iptables-legacy-restore (x_tables).
     Legacy,
+    /// iptables-nft-restore (iptables syntax on nf_tables).
     Nft,
 }
 

@@ -2,32 +2,54 @@
 //! parent maps and arrays are created only when missing, keys are escaped (`meshd.io/status` →
 //! `meshd.io~1status`), and the operations are ordered so that indices stay right (probes are replaced
 //! before any container is inserted in front of them).
+//!
+//! One list of operations feeds both forms: [`InjectionPlan::to_patch`] (`json_patch` types, for
+//! `meshd inject` and tests) and [`InjectionPlan::patch_bytes`] (serialized straight from the plan's
+//! typed values, without building a `serde_json::Value` tree: the webhook's hot path).
+
+use std::collections::BTreeMap;
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use k8s_openapi::api::core::v1::{Container, Probe, Volume};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::plan::InjectionPlan;
+
+/// The value of one operation, borrowed from the plan.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum OpValue<'a> {
+    Text(&'a str),
+    Map(&'a BTreeMap<String, String>),
+    Probe(&'a Probe),
+    Volume(&'a Volume),
+    Volumes(&'a [Volume]),
+    Container(&'a Container),
+    Containers(Vec<&'a Container>),
+}
+
+#[derive(Serialize)]
+struct Op<'a> {
+    op: &'static str,
+    path: PointerBuf,
+    value: OpValue<'a>,
+}
 
 fn pointer(tokens: &[&str]) -> PointerBuf {
     PointerBuf::from_tokens(tokens.iter().copied())
 }
 
-fn json(v: &impl Serialize) -> Value {
-    serde_json::to_value(v).expect("Kubernetes types and string maps always serialize")
-}
-
-fn add(tokens: &[&str], value: Value) -> PatchOperation {
-    PatchOperation::Add(AddOperation {
+fn add<'a>(tokens: &[&str], value: OpValue<'a>) -> Op<'a> {
+    Op {
+        op: "add",
         path: pointer(tokens),
         value,
-    })
+    }
 }
 
 impl InjectionPlan {
-    /// The patch that turns the pod as sent into the injected pod.
-    pub fn to_patch(&self) -> Patch {
+    fn ops(&self) -> Vec<Op<'_>> {
         let mut ops = Vec::new();
         for (field, entries, present) in [
             ("labels", &self.labels, self.pod_has.labels),
@@ -35,48 +57,76 @@ impl InjectionPlan {
         ] {
             if present {
                 for (k, v) in entries {
-                    ops.push(add(&["metadata", field, k], Value::String(v.clone())));
+                    ops.push(add(&["metadata", field, k], OpValue::Text(v)));
                 }
             } else if !entries.is_empty() {
-                ops.push(add(&["metadata", field], json(entries)));
+                ops.push(add(&["metadata", field], OpValue::Map(entries)));
             }
         }
         for rewrite in &self.probe_rewrites {
             let index = rewrite.container_index.to_string();
-            ops.push(PatchOperation::Replace(ReplaceOperation {
+            ops.push(Op {
+                op: "replace",
                 path: pointer(&["spec", "containers", &index, rewrite.kind.field()]),
-                value: json(&rewrite.probe),
-            }));
+                value: OpValue::Probe(&rewrite.probe),
+            });
         }
         if self.pod_has.volumes {
             for v in &self.volumes {
-                ops.push(add(&["spec", "volumes", "-"], json(v)));
+                ops.push(add(&["spec", "volumes", "-"], OpValue::Volume(v)));
             }
         } else {
-            ops.push(add(&["spec", "volumes"], json(&self.volumes)));
+            ops.push(add(&["spec", "volumes"], OpValue::Volumes(&self.volumes)));
         }
         // Init containers: meshd-init first (capture is in place before anything else runs), then the
         // native proxy, then the user's init containers in their order.
-        let mut front: Vec<Value> = self.init_container.iter().map(json).collect();
+        let mut front: Vec<&Container> = self.init_container.iter().collect();
         if self.native_sidecar {
-            front.push(json(&self.proxy_container));
+            front.push(&self.proxy_container);
         }
         if !front.is_empty() {
             if self.pod_has.init_containers {
                 for (i, c) in front.into_iter().enumerate() {
-                    ops.push(add(&["spec", "initContainers", &i.to_string()], c));
+                    ops.push(add(
+                        &["spec", "initContainers", &i.to_string()],
+                        OpValue::Container(c),
+                    ));
                 }
             } else {
-                ops.push(add(&["spec", "initContainers"], Value::Array(front)));
+                ops.push(add(&["spec", "initContainers"], OpValue::Containers(front)));
             }
         }
         if !self.native_sidecar {
             // Classic: first, so that its postStart hold delays the app containers.
             ops.push(add(
                 &["spec", "containers", "0"],
-                json(&self.proxy_container),
+                OpValue::Container(&self.proxy_container),
             ));
         }
-        Patch(ops)
+        ops
+    }
+
+    /// The patch that turns the pod as sent into the injected pod.
+    pub fn to_patch(&self) -> Patch {
+        let ops = self.ops().into_iter().map(|op| {
+            let value = serde_json::to_value(&op.value)
+                .expect("Kubernetes types and string maps always serialize");
+            match op.op {
+                "replace" => PatchOperation::Replace(ReplaceOperation {
+                    path: op.path,
+                    value,
+                }),
+                _ => PatchOperation::Add(AddOperation {
+                    path: op.path,
+                    value,
+                }),
+            }
+        });
+        Patch(ops.collect())
+    }
+
+    /// The same patch, serialized: byte for byte `serde_json::to_vec(&self.to_patch())`.
+    pub fn patch_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(&self.ops())
     }
 }

@@ -8,7 +8,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 
 use crate::InjectError;
 use crate::decision::SkipReason;
-use crate::plan::{Verdict, decide};
+use crate::plan::{InjectionPlan, Verdict, decide};
 use crate::settings::{ApiServerVersion, InjectionSettings, RequestFacts};
 
 /// How a review ended; `result_label`/`reason_label` are the metric labels.
@@ -184,7 +184,7 @@ fn review_pod_request(
                 Some(pod_ref),
             )
         }
-        Verdict::Inject(plan) => match response.with_patch(plan.to_patch()) {
+        Verdict::Inject(plan) => match with_patch(response, &plan) {
             Ok(mut response) => {
                 if !plan.warnings.is_empty() {
                     response.warnings = Some(plan.warnings.clone());
@@ -196,8 +196,7 @@ fn review_pod_request(
                     Some(pod_ref),
                 )
             }
-            Err(e) => {
-                let message = format!("cannot serialize the patch: {e}");
+            Err(message) => {
                 let response = AdmissionResponse::from(req).deny(&message);
                 answer(
                     response,
@@ -208,6 +207,22 @@ fn review_pod_request(
             }
         },
     }
+}
+
+/// The response carrying the plan's patch. `with_patch` of an empty patch sets the private `patchType`;
+/// the real bytes, serialized straight from the plan (no `Value` tree), then replace its `[]`.
+fn with_patch(
+    response: AdmissionResponse,
+    plan: &InjectionPlan,
+) -> Result<AdmissionResponse, String> {
+    let bytes = plan
+        .patch_bytes()
+        .map_err(|e| format!("cannot serialize the patch: {e}"))?;
+    let mut response = response
+        .with_patch(json_patch::Patch(Vec::new()))
+        .map_err(|e| format!("cannot serialize the patch: {e}"))?;
+    response.patch = Some(bytes);
+    Ok(response)
 }
 
 /// A body that is not an AdmissionReview of a pod.

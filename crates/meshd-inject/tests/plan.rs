@@ -442,3 +442,27 @@ fn unreadable_requests_get_an_answer_not_a_panic() {
         assert!(matches!(answer.result, ReviewResult::Invalid(_)));
     }
 }
+
+#[test]
+fn patch_bytes_are_the_json_patch_serialized() {
+    for name in fixture_names() {
+        let body: Value = serde_json::from_slice(&fixture(&name)).expect("json");
+        let Ok(p) = serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(
+            body["request"]["object"].clone(),
+        ) else {
+            continue;
+        };
+        for version in [None, Some(V1_28)] {
+            if let Verdict::Inject(plan) =
+                decide(&p, &InjectionSettings::default(), &facts(version))
+            {
+                let fast = plan.patch_bytes().expect("bytes");
+                assert_eq!(
+                    fast,
+                    serde_json::to_vec(&plan.to_patch()).expect("json"),
+                    "{name}"
+                );
+            }
+        }
+    }
+}

@@ -160,6 +160,7 @@ fn scenario(
         net.pod.run(
             "iptables-legacy",
             &[
+                "-w",
                 "-t",
                 "filter",
                 "-A",

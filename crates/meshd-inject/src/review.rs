@@ -229,7 +229,7 @@ fn with_patch(
 fn review_other(body: &[u8], pod_error: serde_json::Error) -> ReviewAnswer {
     let review = match serde_json::from_slice::<AdmissionReview<DynamicObject>>(body) {
         Ok(r) => r,
-        Err(source) => return bad_request(&InjectError::Malformed { source }),
+        Err(source) => return malformed(body, InjectError::Malformed { source }),
     };
     let req = match TryInto::<AdmissionRequest<DynamicObject>>::try_into(review) {
         Ok(req) if !req.uid.is_empty() => req,
@@ -259,6 +259,29 @@ fn review_other(body: &[u8], pod_error: serde_json::Error) -> ReviewAnswer {
             None,
         )
     }
+}
+
+/// A body that is not a readable AdmissionReview: an AdmissionResponse error when it still names a uid
+/// to answer, HTTP 400 otherwise.
+fn malformed(body: &[u8], error: InjectError) -> ReviewAnswer {
+    let uid = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("request")?.get("uid")?.as_str().map(str::to_string))
+        .filter(|uid| !uid.is_empty());
+    let Some(uid) = uid else {
+        return bad_request(&error);
+    };
+    let message = error.to_string();
+    let mut response = AdmissionResponse::invalid(&message);
+    response.uid = uid.clone();
+    finish(
+        response,
+        ReviewResult::Invalid(error.label()),
+        message,
+        Some(uid),
+        false,
+        None,
+    )
 }
 
 fn finish(

@@ -466,3 +466,23 @@ fn patch_bytes_are_the_json_patch_serialized() {
         }
     }
 }
+
+#[test]
+fn a_review_with_a_uid_but_unreadable_gets_an_admission_error() {
+    // `kind` missing: not a readable AdmissionRequest, but there is a uid to answer.
+    let body = with_request(|r| {
+        r.as_object_mut().expect("request").remove("kind");
+    });
+    let a = run(&body, &InjectionSettings::default());
+    assert_eq!(a.answer.result, ReviewResult::Invalid("malformed"));
+    assert_eq!(a.response["allowed"], false);
+    assert_eq!(a.response["status"]["reason"], "InvalidRequest");
+    assert!(
+        a.response["status"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("kind"),
+        "{}",
+        a.response
+    );
+}

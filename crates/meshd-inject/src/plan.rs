@@ -56,12 +56,11 @@ pub(crate) struct PodHas {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct InjectionStatus<'a> {
-    mesh: &'a str,
-    image: &'a str,
-    native_sidecar: bool,
     init_containers: Vec<&'a str>,
     containers: Vec<&'a str>,
     volumes: Vec<&'a str>,
+    mesh: &'a str,
+    proxy_image: &'a str,
 }
 
 /// Decides for one pod. Pure: the same inputs always give the same verdict.
@@ -109,12 +108,11 @@ pub fn decide(pod: &Pod, settings: &InjectionSettings, facts: &RequestFacts) -> 
         container_names.push(names::PROXY_CONTAINER);
     }
     let status = InjectionStatus {
-        mesh: &settings.mesh,
-        image: &sidecar.image,
-        native_sidecar: sidecar.native,
         init_containers: init_names,
         containers: container_names,
         volumes: volumes.iter().map(|v| v.name.as_str()).collect(),
+        mesh: &settings.mesh,
+        proxy_image: &sidecar.image,
     };
     let mut annotations = BTreeMap::new();
     annotations.insert(

@@ -17,7 +17,7 @@ use meshd_api::values::IncludeCidrs;
 /// kubelet starts the app containers only then (Istio's `pilot-agent wait`).
 pub const POST_START_WAIT_COMMAND: [&str; 3] = ["meshd", "agent", "wait"];
 
-pub const VOLUME_ENVOY_CONFIG: &str = "meshd-envoy-config";
+pub const VOLUME_ENVOY_CONFIG: &str = "meshd-envoy";
 pub const VOLUME_SDS: &str = "meshd-sds";
 pub const VOLUME_TOKEN: &str = "meshd-token";
 pub const VOLUME_CA_ROOT: &str = "meshd-ca-root";

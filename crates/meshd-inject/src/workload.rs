@@ -175,3 +175,78 @@ fn inject_document(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEMPLATE: &str = "template:\n    metadata: {labels: {app: a}}\n    spec:\n      containers: [{name: app, image: app:1}]\n";
+
+    fn first_init(t: &Value) -> Vec<&str> {
+        t["spec"]["initContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn replicaset_list_and_pass_through() {
+        let yaml = format!(
+            "---\napiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {{name: rs}}\nspec:\n  {TEMPLATE}---\n\
+             apiVersion: v1\nkind: List\nitems:\n- apiVersion: apps/v1\n  kind: DaemonSet\n  metadata: {{name: ds}}\n  spec:\n    template:\n      spec:\n        containers: [{{name: app}}]\n\
+             - apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: cm}}\n  data: {{a: b}}\n"
+        );
+        let out = inject_manifests(&yaml, &InjectionSettings::default(), None).expect("inject");
+        assert_eq!(
+            out.documents.len(),
+            2,
+            "the empty leading document is dropped"
+        );
+        assert_eq!(
+            first_init(&out.documents[0]["spec"]["template"]),
+            ["meshd-init", "meshd-proxy"]
+        );
+        assert_eq!(
+            first_init(&out.documents[1]["items"][0]["spec"]["template"]),
+            ["meshd-init", "meshd-proxy"]
+        );
+        assert_eq!(out.documents[1]["items"][1]["data"]["a"], "b");
+        let kinds: Vec<_> = out
+            .outcomes
+            .iter()
+            .map(|o| match o {
+                ManifestOutcome::Injected { kind, .. } => format!("injected {kind}"),
+                ManifestOutcome::Skipped { kind, .. } => format!("skipped {kind}"),
+                ManifestOutcome::PassedThrough { kind, .. } => format!("passed {kind}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "injected ReplicaSet",
+                "injected DaemonSet",
+                "passed ConfigMap"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_workload_without_a_template_is_an_error_naming_it() {
+        let err = inject_manifests(
+            "kind: Deployment\nmetadata: {name: d}\nspec: {}\n",
+            &InjectionSettings::default(),
+            None,
+        )
+        .expect_err("no template");
+        let text = err.to_string();
+        assert!(
+            text.contains("Deployment d") && text.contains("spec.template"),
+            "{text}"
+        );
+        let err =
+            inject_manifests("a: [\n", &InjectionSettings::default(), None).expect_err("bad yaml");
+        assert!(matches!(err, InjectError::Yaml { index: 0, .. }), "{err}");
+    }
+}

@@ -125,12 +125,7 @@ fn assert_injected(before: &Value, after: &Value, native: bool) {
     assert_eq!(vols[..before_vols.len()], before_vols[..]);
     assert_eq!(
         vols[before_vols.len()..],
-        [
-            "meshd-envoy-config",
-            "meshd-sds",
-            "meshd-token",
-            "meshd-ca-root"
-        ]
+        ["meshd-envoy", "meshd-sds", "meshd-token", "meshd-ca-root"]
     );
     let token = find(&s["volumes"], "meshd-token");
     assert_eq!(
@@ -144,12 +139,7 @@ fn assert_injected(before: &Value, after: &Value, native: bool) {
     let mounts = names(&proxy["volumeMounts"]);
     assert_eq!(
         mounts,
-        [
-            "meshd-envoy-config",
-            "meshd-sds",
-            "meshd-token",
-            "meshd-ca-root"
-        ]
+        ["meshd-envoy", "meshd-sds", "meshd-token", "meshd-ca-root"]
     );
 
     // Metadata: the pod's labels and annotations kept; meshd's added.
@@ -167,15 +157,16 @@ fn assert_injected(before: &Value, after: &Value, native: bool) {
     )
     .expect("status is JSON");
     assert_eq!(status["mesh"], "default");
-    assert_eq!(status["nativeSidecar"], native);
+    assert_eq!(status["proxyImage"], proxy["image"]);
+    let status_init: Vec<&str> = if native {
+        vec!["meshd-init", "meshd-proxy"]
+    } else {
+        vec!["meshd-init"]
+    };
+    assert_eq!(status["initContainers"], serde_json::json!(status_init));
     assert_eq!(
         status["volumes"],
-        serde_json::json!([
-            "meshd-envoy-config",
-            "meshd-sds",
-            "meshd-token",
-            "meshd-ca-root"
-        ])
+        serde_json::json!(["meshd-envoy", "meshd-sds", "meshd-token", "meshd-ca-root"])
     );
     assert_eq!(
         m["annotations"]["kubectl.kubernetes.io/default-container"],

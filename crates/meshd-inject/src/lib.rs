@@ -13,6 +13,7 @@ pub mod quantity;
 pub mod review;
 mod settings;
 mod sidecar;
+mod wire;
 pub mod workload;
 
 pub use decision::SkipReason;

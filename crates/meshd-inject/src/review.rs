@@ -292,7 +292,7 @@ fn finish(
     dry_run: bool,
     pod: Option<PodRef>,
 ) -> ReviewAnswer {
-    match serde_json::to_vec(&response.into_review()) {
+    match crate::wire::to_vec(&response) {
         Ok(body) => ReviewAnswer {
             http_status: 200,
             body,

@@ -58,7 +58,11 @@ pub fn run(body: &[u8], settings: &InjectionSettings) -> Applied {
         }
         patch => {
             assert_eq!(response["patchType"], "JSONPatch");
-            let bytes: Vec<u8> = serde_json::from_value(patch.clone()).expect("patch bytes");
+            use base64::Engine;
+            let text = patch.as_str().expect("the patch is base64 text");
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .expect("the patch is base64");
             let patch: json_patch::Patch =
                 serde_json::from_slice(&bytes).expect("patch is a JSON patch");
             let mut pod = before.clone();

@@ -6,7 +6,7 @@
 //! needs I/O: settings from a `watch` channel, metrics, logs and Events. `meshd webhook` and
 //! `meshd controller` embed it the same way:
 //!
-//! ```ignore
+//! ```text
 //! let injector = Injector::new(settings_rx, server_version, Arc::new(LogEvents), &mut registry);
 //! meshd_webhook::run(WebhookConfig::new(listen, cert, key), injector, shutdown).await?;
 //! ```

@@ -69,34 +69,53 @@ impl ResourceType {
 /// One named resource, encoded once, with a version that changes exactly when its bytes do.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Resource {
-    pub name: String,
+    /// Shared with every proxy's bookkeeping, so thousands of streams do not copy names.
+    pub name: Arc<str>,
+    /// FNV-1a of `name`: the key streams use to remember what a proxy holds.
+    pub name_hash: u64,
     pub body: Any,
+    /// FNV-1a of the encoded body, and the same as hex (the xDS resource version).
+    pub body_hash: u64,
     pub version: String,
 }
 
 impl Resource {
     fn new<M: prost::Message + Name>(name: String, message: &M) -> Arc<Self> {
         let body = pack(message);
-        let version = format!("{:016x}", fnv1a(&body.value));
+        let body_hash = fnv1a(&body.value);
         Arc::new(Self {
-            name,
+            name_hash: fnv1a(name.as_bytes()),
+            name: name.into(),
             body,
-            version,
+            body_hash,
+            version: format!("{body_hash:016x}"),
+        })
+    }
+
+    /// A resource known only by name and version: what a reconnecting proxy says it holds.
+    pub fn declared(name: &str, version: &str) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.into(),
+            name_hash: fnv1a(name.as_bytes()),
+            body: Any::default(),
+            body_hash: 0,
+            version: version.to_string(),
         })
     }
 }
 
 /// FNV-1a: stable across runs and platforms (unlike `std`'s hasher), fast enough for MBs of config.
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
-/// Resources of every type, each list sorted by name.
+/// Resources of every type, each list sorted by name, with a version per type.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TypedResources {
     by_type: [Vec<Arc<Resource>>; 4],
+    versions: [u64; 4],
 }
 
 impl TypedResources {
@@ -106,7 +125,7 @@ impl TypedResources {
 
     pub fn get(&self, ty: ResourceType, name: &str) -> Option<&Arc<Resource>> {
         let list = self.of(ty);
-        list.binary_search_by(|r| r.name.as_str().cmp(name))
+        list.binary_search_by(|r| (*r.name).cmp(name))
             .ok()
             .map(|i| &list[i])
     }
@@ -116,9 +135,13 @@ impl TypedResources {
     }
 
     fn sort(&mut self) {
-        for list in &mut self.by_type {
+        for (list, version) in self.by_type.iter_mut().zip(&mut self.versions) {
             list.sort_by(|a, b| a.name.cmp(&b.name));
             list.dedup_by(|a, b| a.name == b.name);
+            *version = list.iter().fold(0xcbf2_9ce4_8422_2325, |h: u64, r| {
+                (h.rotate_left(5) ^ r.name_hash ^ r.body_hash.rotate_left(17))
+                    .wrapping_mul(0x0100_0000_01b3)
+            });
         }
     }
 }
@@ -275,15 +298,17 @@ impl ProxyConfig {
         self.own.get(ty, name).or_else(|| self.shared.get(ty, name))
     }
 
-    /// The version of a whole type for this proxy (SotW `version_info`): a hash of names and versions.
+    /// The version of a whole type for this proxy (SotW `version_info`, delta `system_version_info`):
+    /// changes when any name or body does. O(1): each part's version is computed once.
     pub fn type_version(&self, ty: ResourceType) -> String {
-        let mut h: u64 = fnv1a(ty.short().as_bytes());
-        for r in self.resources(ty) {
-            h = h.rotate_left(5)
-                ^ fnv1a(r.name.as_bytes())
-                ^ fnv1a(r.version.as_bytes()).rotate_left(17);
-        }
-        format!("{h:016x}")
+        let (shared, own) = (
+            self.shared.versions[ty.index()],
+            self.own.versions[ty.index()],
+        );
+        format!(
+            "{:016x}",
+            shared.rotate_left(29) ^ own ^ fnv1a(ty.short().as_bytes())
+        )
     }
 
     pub fn count(&self, ty: ResourceType) -> usize {

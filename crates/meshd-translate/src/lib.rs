@@ -17,7 +17,7 @@ mod snapshot;
 pub mod synthetic;
 
 pub use bootstrap::{BootstrapFormat, BootstrapParams, XdsAddress, XdsApi, bootstrap};
-pub use compile::{CompiledMesh, ProxyConfig, Resource, ResourceType, TypedResources};
+pub use compile::{CompiledMesh, ProxyConfig, Resource, ResourceType, TypedResources, fnv1a};
 pub use naming::{
     BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_SOURCE,
     PASSTHROUGH_CLUSTER, VIRTUAL_INBOUND, VIRTUAL_OUTBOUND, inbound_cluster_name,

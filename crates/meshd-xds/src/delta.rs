@@ -1,12 +1,13 @@
 //! Delta ADS: only changed resources and the names of removed ones are sent.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as XdsResource,
 };
-use meshd_translate::ResourceType;
+use meshd_translate::{Resource, ResourceType, fnv1a};
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
@@ -15,14 +16,37 @@ use crate::stream::{Shared, StreamCtx};
 
 type Tx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
 
+/// Resource bytes per delta response before the rest goes into another one.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Keys are already FNV hashes of names: no need to hash them again.
+#[derive(Default)]
+struct NameHashHasher(u64);
+
+impl Hasher for NameHashHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = fnv1a(bytes);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type ByNameHash<V> = HashMap<u64, V, BuildHasherDefault<NameHashHasher>>;
+
+/// Per type and proxy. Kept small on purpose (thousands of streams × thousands of resources): names
+/// are shared with the compiled config, and what the proxy holds is a pointer per resource.
 #[derive(Default)]
 struct TypeState {
     /// Subscribed to everything of the type (LDS/CDS with no names or `*`).
     wildcard: bool,
     /// Names subscribed explicitly.
-    names: BTreeSet<String>,
-    /// What the proxy holds (sent by us or declared on reconnect): name → version.
-    held: HashMap<String, String>,
+    names: BTreeSet<Arc<str>>,
+    /// What the proxy holds (sent by us, or declared on reconnect), by name hash.
+    held: ByNameHash<Arc<Resource>>,
     /// Nonce of the last response, to match ACKs and NACKs.
     last_nonce: Option<String>,
 }
@@ -100,15 +124,22 @@ async fn handle(
             && (req.resource_names_subscribe.is_empty()
                 || req.resource_names_subscribe.iter().any(|n| n == "*"));
         // A reconnecting proxy says what it already holds; unchanged resources are not sent again.
-        state.held = req.initial_resource_versions.clone().into_iter().collect();
-    }
-    if !req.response_nonce.is_empty()
-        && state.last_nonce.as_deref() == Some(req.response_nonce.as_str())
-    {
-        match &req.error_detail {
-            Some(err) => ctx.record_nack(ty, &req.response_nonce, &err.message),
-            None => ctx.record_ack(ty, &req.response_nonce),
+        for (name, version) in &req.initial_resource_versions {
+            state
+                .held
+                .insert(fnv1a(name.as_bytes()), Resource::declared(name, version));
         }
+    }
+    // A NACK of any of our responses (an update may span several) is recorded; an ACK counts once it
+    // is for the newest.
+    match &req.error_detail {
+        Some(err) if !req.response_nonce.is_empty() => {
+            ctx.record_nack(ty, &req.response_nonce, &err.message)
+        }
+        None if state.last_nonce.as_deref() == Some(req.response_nonce.as_str()) => {
+            ctx.record_ack(ty, &req.response_nonce)
+        }
+        _ => {}
     }
     let mut subscription_changed = false;
     for name in req.resource_names_subscribe {
@@ -116,6 +147,12 @@ async fn handle(
             subscription_changed |= !state.wildcard;
             state.wildcard = true;
         } else {
+            // Share the config's copy of the name when there is one.
+            let name = ctx
+                .config
+                .get(ty, &name)
+                .map(|r| Arc::clone(&r.name))
+                .unwrap_or_else(|| name.into());
             subscription_changed |= state.names.insert(name);
         }
     }
@@ -123,9 +160,9 @@ async fn handle(
         if name == "*" {
             state.wildcard = false;
         } else {
-            state.names.remove(&name);
+            state.names.remove(name.as_str());
         }
-        state.held.remove(&name); // the proxy drops what it unsubscribes from
+        state.held.remove(&fnv1a(name.as_bytes())); // the proxy drops what it unsubscribes from
     }
     if first || subscription_changed {
         respond(ctx, ty, state, tx, first, false).await?;
@@ -143,9 +180,7 @@ async fn respond(
     force: bool,
     by_change: bool,
 ) -> Result<(), ()> {
-    let mut resources = Vec::new();
-    let mut wanted: BTreeSet<&str> = BTreeSet::new();
-    let desired: Vec<_> = if state.wildcard {
+    let desired: Vec<&Arc<Resource>> = if state.wildcard {
         ctx.config.resources(ty).collect()
     } else {
         state
@@ -154,46 +189,77 @@ async fn respond(
             .filter_map(|n| ctx.config.get(ty, n))
             .collect()
     };
-    for r in &desired {
-        wanted.insert(r.name.as_str());
-        if state.held.get(&r.name) != Some(&r.version) {
-            resources.push(XdsResource {
-                name: r.name.clone(),
-                version: r.version.clone(),
-                resource: Some(r.body.clone()),
-                ..Default::default()
-            });
+    let mut wanted: HashSet<u64, BuildHasherDefault<NameHashHasher>> = HashSet::default();
+    wanted.reserve(desired.len());
+    let mut changed: Vec<Arc<Resource>> = Vec::new();
+    for r in desired {
+        wanted.insert(r.name_hash);
+        let held = state.held.get(&r.name_hash);
+        if !held.is_some_and(|h| Arc::ptr_eq(h, r) || h.version == r.version) {
+            changed.push(Arc::clone(r));
         }
     }
     let mut removed: Vec<String> = state
         .held
-        .keys()
-        .filter(|name| !wanted.contains(name.as_str()))
-        .cloned()
+        .iter()
+        .filter(|(hash, _)| !wanted.contains(*hash))
+        .map(|(_, r)| r.name.to_string())
         .collect();
     removed.sort();
-    if resources.is_empty() && removed.is_empty() && !force {
+    if changed.is_empty() && removed.is_empty() && !force {
         return Ok(());
     }
     let version = ctx.config.type_version(ty);
-    drop(desired);
-    let nonce = ctx.next_nonce();
-    for r in &resources {
-        state.held.insert(r.name.clone(), r.version.clone());
-    }
     for name in &removed {
-        state.held.remove(name);
+        state.held.remove(&fnv1a(name.as_bytes()));
     }
-    let response = DeltaDiscoveryResponse {
-        system_version_info: version.clone(),
-        resources,
-        type_url: ty.type_url(),
-        removed_resources: removed,
-        nonce: nonce.clone(),
-        ..Default::default()
-    };
-    tx.send(Ok(response)).await.map_err(|_| ())?;
-    ctx.record_sent(ty, &version, &nonce, by_change);
-    state.last_nonce = Some(nonce);
+    // Large updates (a proxy's first config) go out in chunks: each response is built only when the
+    // stream can take it, so memory per stream stays near one chunk, not the whole config.
+    let mut chunks: Vec<Vec<Arc<Resource>>> = vec![Vec::new()];
+    let mut bytes = 0;
+    for r in changed {
+        if bytes + r.body.value.len() > MAX_RESPONSE_BYTES
+            && !chunks.last().is_some_and(Vec::is_empty)
+        {
+            chunks.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += r.body.value.len();
+        chunks.last_mut().expect("chunks starts non-empty").push(r);
+    }
+    let last = chunks.len() - 1;
+    let mut removed = Some(removed);
+    let _throttle = ctx.shared.throttle_large_push(last > 0).await;
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        let permit = tx.reserve().await.map_err(|_| ())?;
+        let resources = chunk
+            .iter()
+            .map(|r| XdsResource {
+                name: r.name.to_string(),
+                version: r.version.clone(),
+                resource: Some(r.body.clone()),
+                ..Default::default()
+            })
+            .collect();
+        let nonce = ctx.next_nonce();
+        permit.send(Ok(DeltaDiscoveryResponse {
+            system_version_info: version.clone(),
+            resources,
+            type_url: ty.type_url(),
+            removed_resources: if i == last {
+                removed.take().unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+            nonce: nonce.clone(),
+            ..Default::default()
+        }));
+        for r in chunk {
+            state.held.insert(r.name_hash, r);
+        }
+        ctx.record_sent(ty, &version, &nonce, by_change && i == last);
+        state.last_nonce = Some(nonce);
+    }
+    crate::stream::wait_taken(tx).await;
     Ok(())
 }

@@ -30,7 +30,7 @@ use crate::stream::Shared;
 
 /// Responses queued per stream before the stream's task waits for the proxy to read. Small on purpose:
 /// a slow proxy holds its own task back, and when it catches up it gets the newest config, not a backlog.
-const STREAM_QUEUE: usize = 4;
+const STREAM_QUEUE: usize = 1;
 
 /// Server certificate and key (PEM) for xDS over TLS.
 #[derive(Clone, Debug)]
@@ -70,6 +70,7 @@ impl XdsServer {
             metrics,
             cancel,
             next_stream: AtomicU64::new(1),
+            large_pushes: Arc::new(tokio::sync::Semaphore::new(crate::stream::LARGE_PUSHES)),
         };
         Self {
             shared: Arc::new(shared),

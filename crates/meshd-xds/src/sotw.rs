@@ -123,11 +123,11 @@ async fn respond(
             .filter_map(|n| ctx.config.get(ty, n))
             .collect()
     };
-    let version = set_version(
-        selected
-            .iter()
-            .map(|r| (r.name.as_str(), r.version.as_str())),
-    );
+    let version = if ty.is_wildcard() {
+        ctx.config.type_version(ty)
+    } else {
+        set_version(selected.iter().map(|r| (&*r.name, r.version.as_str())))
+    };
     let unchanged =
         state.sent.as_ref().is_some_and(|(v, _)| *v == version) && state.sent_names == state.names;
     if unchanged && !force {
@@ -142,7 +142,15 @@ async fn respond(
         nonce: nonce.clone(),
         ..Default::default()
     };
+    let large = response
+        .resources
+        .iter()
+        .map(|r| r.value.len())
+        .sum::<usize>()
+        > 64 * 1024;
+    let _throttle = ctx.shared.throttle_large_push(large).await;
     tx.send(Ok(response)).await.map_err(|_| ())?;
+    crate::stream::wait_taken(tx).await;
     ctx.record_sent(ty, &version, &nonce, by_change);
     state.sent = Some((version, nonce));
     state.sent_names = state.names.clone();

@@ -21,6 +21,34 @@ pub(crate) struct Shared {
     pub metrics: XdsMetrics,
     pub cancel: CancellationToken,
     pub next_stream: AtomicU64,
+    /// Admission for large pushes (a proxy's first config, SotW full sets); see [`LARGE_PUSHES`].
+    pub large_pushes: Arc<tokio::sync::Semaphore>,
+}
+
+/// Large pushes in flight at once. When thousands of proxies connect together, each first config
+/// would otherwise sit in its connection's buffers at the same time; the allocator keeps that peak
+/// as resident memory long after. Small updates (an endpoint change) never wait for this.
+pub(crate) const LARGE_PUSHES: usize = 64;
+
+/// How long a large push holds its admission waiting for the proxy to take it; a slow proxy then
+/// goes on without one, so it cannot hold up others.
+const LARGE_PUSH_HOLD: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl Shared {
+    pub async fn throttle_large_push(
+        &self,
+        large: bool,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if !large {
+            return None;
+        }
+        Arc::clone(&self.large_pushes).acquire_owned().await.ok()
+    }
+}
+
+/// Waits (bounded) until the transport has taken what was queued on the stream.
+pub(crate) async fn wait_taken<T>(tx: &tokio::sync::mpsc::Sender<T>) {
+    let _ = tokio::time::timeout(LARGE_PUSH_HOLD, tx.reserve()).await;
 }
 
 /// One open ADS stream, registered for as long as it lives.

@@ -383,8 +383,32 @@ async fn a_slow_proxy_does_not_hold_up_the_others() {
         },
     )
     .await;
-    let first = next(&mut fast.rx).await;
-    fast.tx.send(delta_ack(CDS, &first)).await.unwrap();
+    // 3,000 clusters do not fit one response: they come in chunks, all before any change.
+    let mut initial = std::collections::BTreeSet::new();
+    let mut chunks = 0;
+    while initial.len() < 3000 + 3 + 1 {
+        let r = next(&mut fast.rx).await;
+        assert!(
+            r.resources
+                .iter()
+                .map(|x| x.resource.as_ref().unwrap().value.len())
+                .sum::<usize>()
+                <= 64 * 1024 + 4096
+        );
+        initial.extend(r.resources.iter().map(|x| x.name.clone()));
+        fast.tx.send(delta_ack(CDS, &r)).await.unwrap();
+        chunks += 1;
+    }
+    assert!(chunks > 1, "{chunks}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let fast_status = h
+        .server
+        .proxies()
+        .list()
+        .into_iter()
+        .find(|p| p.node_id == NODE)
+        .unwrap();
+    assert!(fast_status.in_sync(), "every chunk ACKed: {fast_status:?}");
     for round in 0..20 {
         h.change(|s| {
             let port = &mut s.services[round + 10]

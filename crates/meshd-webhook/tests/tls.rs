@@ -287,3 +287,57 @@ async fn shutdown_drains_and_stops_accepting() {
         "still accepting after shutdown"
     );
 }
+
+/// TLS 1.0 and 1.1 are refused. rustls cannot speak them, so this uses the openssl CLI when present.
+#[tokio::test]
+async fn tls_below_1_2_is_refused() {
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "openssl is needed for this test in CI"
+        );
+        println!("SKIP: openssl not installed");
+        return;
+    }
+    let hook = Webhook::start(1 << 20).await;
+    let connect_with = |flag: &'static str| {
+        let addr = hook.addr.to_string();
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new("openssl")
+                // SECLEVEL=0 lets openssl offer the old protocols, so a refusal is the server's.
+                .args([
+                    "s_client",
+                    flag,
+                    "-cipher",
+                    "DEFAULT@SECLEVEL=0",
+                    "-connect",
+                    &addr,
+                    "-servername",
+                    "localhost",
+                ])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("openssl runs");
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.success(), text)
+        })
+    };
+    for flag in ["-tls1", "-tls1_1"] {
+        let (ok, text) = connect_with(flag).await.expect("join");
+        assert!(!ok, "{flag} handshake succeeded:\n{text}");
+        assert!(
+            text.contains("alert") && text.contains("Cipher is (NONE)"),
+            "{flag}: no alert from the server:\n{text}"
+        );
+    }
+    let (ok, text) = connect_with("-tls1_2").await.expect("join");
+    assert!(ok && text.contains("TLSv1.2"), "TLS 1.2 refused:\n{text}");
+}

@@ -213,3 +213,35 @@ fn bad_annotations_fail_naming_them_and_bad_flags_exit_64() {
     assert_eq!(code, 1);
     assert!(stderr.contains("/nonexistent/file.yaml"), "{stderr}");
 }
+
+/// The contract between the injector and `meshd init`: the init container's command line, as injected,
+/// is accepted by `meshd init` (run with `--dry-run`, which needs no privileges and changes nothing).
+#[test]
+fn injected_init_args_are_accepted_by_meshd_init() {
+    let input = std::fs::read_to_string(format!("{SOURCES}/03-deploy-reviews.yaml")).expect("read");
+    let (code, stdout, stderr) = inject(&["-f", "-"], &input);
+    assert_eq!(code, 0, "{stderr}");
+    let doc = &documents(&stdout)[0];
+    let init = &doc["spec"]["template"]["spec"]["initContainers"][0];
+    assert_eq!(init["command"], serde_json::json!(["meshd", "init"]));
+    let args: Vec<&str> = init["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let out = Command::new(MESHD)
+        .arg("init")
+        .args(&args)
+        .arg("--dry-run")
+        .output()
+        .expect("meshd init runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "meshd init {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The annotation's excluded ports reach the rules.
+    assert!(text.contains("5432") && text.contains("6379"), "{text}");
+}

@@ -25,6 +25,13 @@ impl InjectionSettings {
         Self::new(meshd_api::settings::mesh_name(mesh), mesh.spec.clone())
     }
 
+    /// From the `mesh.yaml` key of ConfigMap `meshd-mesh-<mesh>` (the resolved spec the operator writes,
+    /// or a whole Mesh); `mesh` names it whatever the text says.
+    pub fn from_mesh_yaml(mesh: &str, text: &str) -> Result<Self, serde_yaml::Error> {
+        let parsed = meshd_api::settings::parse_mesh_yaml(text)?;
+        Ok(Self::new(mesh, parsed.spec))
+    }
+
     #[must_use]
     pub fn with_discovery_address(mut self, address: impl Into<String>) -> Self {
         self.discovery_address = address.into();
@@ -91,6 +98,19 @@ pub struct RequestFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn from_configmap_text() {
+        let s = InjectionSettings::from_mesh_yaml(
+            "blue",
+            "mtls: {mode: STRICT}\nproxy: {image: x/p:1}\n",
+        )
+        .expect("spec");
+        assert_eq!(s.mesh, "blue");
+        assert_eq!(s.spec.proxy.image.as_deref(), Some("x/p:1"));
+        assert_eq!(s.spec.proxy.uid, 1337, "defaults applied");
+        assert!(InjectionSettings::from_mesh_yaml("blue", "proxy: {uid: many}\n").is_err());
+    }
 
     #[test]
     fn versions() {

@@ -7,9 +7,16 @@
 //! `meshd controller` embed it the same way:
 //!
 //! ```text
-//! let injector = Injector::new(settings_rx, server_version, Arc::new(LogEvents), &mut registry);
-//! meshd_webhook::run(WebhookConfig::new(listen, cert, key), injector, shutdown).await?;
+//! // settings_rx: watch::Receiver<Arc<InjectionSettings>>, updated from ConfigMap meshd-mesh-<name>
+//! //   (InjectionSettings::from_mesh_yaml); server_version: Option<ApiServerVersion> from /version;
+//! // events: Arc<dyn InjectionEvents> (a Recorder in the controller, LogEvents standalone).
+//! let injector = Injector::new(settings_rx, server_version, events, &mut registry);
+//! let tls = CertificateFiles { cert, key };
+//! meshd_webhook::run(WebhookConfig::new(listen, tls), injector, shutdown).await?;
 //! ```
+//!
+//! One `Injector` per registry: it registers `meshd_injections_total` and
+//! `meshd_injection_duration_seconds` under those full names.
 
 pub mod dev_pki;
 mod events;

@@ -683,3 +683,68 @@ fn envoy_keeps_serving_through_a_control_plane_restart() {
         s.envoy_log()
     );
 }
+
+#[test]
+fn every_bootstrap_variant_passes_envoy_validation() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(envoy) = prerequisites("every_bootstrap_variant_passes_envoy_validation") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Any PEM bundle will do for validation; the system's is always there where Envoy is.
+    let ca = "/etc/ssl/certs/ca-certificates.crt";
+    let variants: [&[&str]; 4] = [
+        &["--xds-address", "unix:/run/meshd/xds.sock"],
+        &[
+            "--xds-address",
+            "meshd.meshd-system.svc:15012",
+            "--xds-tls",
+            "--ca-file",
+            ca,
+        ],
+        &[
+            "--xds-address",
+            "10.0.0.1:15012",
+            "--xds-api",
+            "sotw",
+            "--format",
+            "json",
+        ],
+        &[
+            "--xds-address",
+            "[fd00::1]:15012",
+            "--xds-tls",
+            "--ca-file",
+            ca,
+            "--label",
+            "app=web,version=v1",
+        ],
+    ];
+    for (i, args) in variants.iter().enumerate() {
+        let out = Command::new(MESHD)
+            .args(["bootstrap", "--node-id", "web-0.shop"])
+            .args(*args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let file = dir.path().join(format!("bootstrap-{i}.yaml"));
+        std::fs::write(&file, &out.stdout).unwrap();
+        let check = Command::new(&envoy)
+            .args(["--mode", "validate", "--disable-hot-restart", "-c"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{args:?} rejected by Envoy:\n{}\n{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+}

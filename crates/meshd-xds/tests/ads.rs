@@ -214,10 +214,18 @@ async fn sotw_ack_marks_the_proxy_in_sync_and_changes_are_pushed() {
         !h.server.proxies().list()[0].in_sync(),
         "sent but not yet ACKed"
     );
+    let metrics = h.metrics();
     assert!(
-        h.metrics().contains("meshd_xds_connected_proxies 1"),
-        "{}",
-        h.metrics()
+        metrics.contains("meshd_xds_connected_proxies 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"meshd_xds_pushes_total{type="cds",api="sotw"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("meshd_xds_push_latency_seconds_count 1"),
+        "one push caused by a change: {metrics}"
     );
 }
 
@@ -507,4 +515,42 @@ async fn shutdown_closes_streams_promptly() {
     assert!(started.elapsed() < Duration::from_secs(5));
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(h.server.proxies().connected(), 0);
+}
+
+#[tokio::test]
+async fn clusters_are_pushed_before_their_endpoints() {
+    let h = start(synthetic_mesh(3, 2)).await;
+    let mut d = delta(
+        &h,
+        DeltaDiscoveryRequest {
+            node: node(NODE),
+            type_url: CDS.type_url(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let all = next(&mut d.rx).await;
+    d.tx.send(delta_ack(CDS, &all)).await.unwrap();
+    let web = "outbound|80||svc-0.ns-0.svc.cluster.local";
+    d.tx.send(DeltaDiscoveryRequest {
+        type_url: EDS.type_url(),
+        resource_names_subscribe: vec![web.into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let eds = next(&mut d.rx).await;
+    d.tx.send(delta_ack(EDS, &eds)).await.unwrap();
+    // One change touching both: a new service and new endpoints for the subscribed one.
+    h.change(|s| {
+        let mut extra = synthetic_mesh(4, 2);
+        s.services.push(extra.services.remove(3));
+        add_endpoint(s, 0, "10.200.0.9");
+    });
+    let first = next(&mut d.rx).await;
+    let second = next(&mut d.rx).await;
+    assert_eq!(first.type_url, CDS.type_url(), "clusters first");
+    assert_eq!(names(&first), ["outbound|80||svc-3.ns-3.svc.cluster.local"]);
+    assert_eq!(second.type_url, EDS.type_url());
+    assert_eq!(names(&second), [web]);
 }

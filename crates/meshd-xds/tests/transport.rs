@@ -154,3 +154,68 @@ async fn unix_socket_replaces_a_stale_one_and_is_connectable_by_anyone() {
     assert!(matches!(err, XdsError::NotASocket { .. }), "{err}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
 }
+
+/// A GET over plain HTTP/1.1; (status line, body).
+async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+#[tokio::test]
+async fn metrics_ready_and_live_are_served() {
+    let cancel = CancellationToken::new();
+    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(synthetic_mesh(3, 2)));
+    let mut registry = prometheus_client::registry::Registry::default();
+    let _xds = XdsServer::start(rx, XdsOptions::default(), &mut registry, cancel.clone());
+    let addr: std::net::SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let health = tokio::spawn(meshd_xds::serve_health(
+        addr,
+        Arc::new(registry),
+        ready_rx,
+        cancel.clone(),
+    ));
+    let mut up = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(up);
+    assert!(get(addr, "/ready").await.0.contains(" 503 "));
+    ready_tx.send(true).unwrap();
+    assert!(get(addr, "/ready").await.0.contains(" 200 "));
+    assert!(get(addr, "/live").await.0.contains(" 200 "));
+    let (status, metrics) = get(addr, "/metrics").await;
+    assert!(status.contains(" 200 "), "{status}");
+    // Counter families show up with their first sample (see the ADS tests); these are always there.
+    for name in [
+        "meshd_xds_connected_proxies",
+        "meshd_xds_push_latency_seconds",
+        "meshd_xds_translation_seconds",
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE {name}")),
+            "{name} missing:\n{metrics}"
+        );
+    }
+    assert!(get(addr, "/nope").await.0.contains(" 404 "));
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(2), health)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

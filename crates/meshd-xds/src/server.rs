@@ -47,7 +47,9 @@ pub struct XdsServer {
 
 impl XdsServer {
     /// Compiles the current snapshot, then follows `snapshots` (debounced) until `cancel`. Must be called
-    /// inside a tokio runtime.
+    /// inside a tokio runtime. Proxies are served whatever the current snapshot holds, so call
+    /// [`XdsServer::serve`] only once the source has published a complete one (for the Kubernetes source,
+    /// after the first `snapshots.changed()`): an empty snapshot would empty every connected Envoy.
     pub fn start(
         snapshots: watch::Receiver<Arc<MeshSnapshot>>,
         options: XdsOptions,

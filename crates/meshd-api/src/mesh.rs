@@ -141,6 +141,8 @@ pub fn default_proxy_resources() -> ResourceRequirements {
     }
 }
 
+/// Envoy's log levels. (`off` is left out on purpose: YAML 1.1 readers such as kubectl take a bare `off`
+/// for the boolean false.)
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
@@ -151,7 +153,6 @@ pub enum LogLevel {
     Warning,
     Error,
     Critical,
-    Off,
 }
 
 impl LogLevel {
@@ -163,7 +164,6 @@ impl LogLevel {
             Self::Warning => "warning",
             Self::Error => "error",
             Self::Critical => "critical",
-            Self::Off => "off",
         }
     }
 
@@ -175,7 +175,6 @@ impl LogLevel {
             Self::Warning,
             Self::Error,
             Self::Critical,
-            Self::Off,
         ]
         .into_iter()
         .find(|l| l.as_str() == s)

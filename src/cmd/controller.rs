@@ -1,8 +1,382 @@
-//! `meshd controller`: being built (see the open issue); until then it says so and exits 1.
+//! `meshd controller`: the injection webhook, the xDS control plane fed by Kubernetes watches, and the
+//! Mesh operator in one process (SPEC §1, §2, §7). Every replica serves the webhook and xDS; the
+//! operator elects a leader through a Lease itself.
+//!
+//! Start order: API client and server version first (a cluster that cannot be reached is a one-line
+//! error), then the watches, then xDS once the first complete snapshot arrives (an empty one would
+//! empty every Envoy), the webhook once its certificate is on disk. `/ready` waits for both.
+
+mod events;
+mod mesh_settings;
+mod webhook_certs;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use meshd_api::names;
+use meshd_translate::{MeshSnapshot, XdsAddress};
+use meshd_xds::{XdsOptions, XdsServer};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use mesh_settings::SettingsSource;
+
+/// Everything must have stopped this long after SIGTERM.
+const DRAIN: Duration = Duration::from_millis(4500);
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Kubeconfig file; in-cluster config (or the default kubeconfig) when unset.
+    #[arg(long, env = "MESHD_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Register the webhook by this URL (`https://HOST:PORT/inject`) instead of the in-cluster Service.
+    #[arg(long, env = "MESHD_WEBHOOK_URL", value_parser = parse_webhook_url)]
+    webhook_url: Option<String>,
+    /// Address the injection webhook serves HTTPS on (path /inject).
+    #[arg(long, env = "MESHD_WEBHOOK_LISTEN", default_value = "0.0.0.0:9443")]
+    webhook_listen: SocketAddr,
+    /// xDS + CA address written into injected sidecars.
+    #[arg(long, env = "MESHD_DISCOVERY_ADDRESS", default_value = names::DEFAULT_DISCOVERY_ADDRESS, value_parser = parse_host_port)]
+    discovery_address: String,
+    /// Where Envoys connect: `HOST:PORT` or `unix:PATH`.
+    #[arg(long, env = "MESHD_XDS_LISTEN", default_value = "0.0.0.0:15012", value_parser = parse_xds_address)]
+    xds_listen: XdsAddress,
+    /// Prometheus metrics (`/metrics`) and health (`/ready`, `/live`).
+    #[arg(long, env = "MESHD_METRICS_LISTEN", default_value = "0.0.0.0:15014")]
+    metrics_listen: SocketAddr,
+    /// DNS domain of the cluster's Services.
+    #[arg(long, env = "MESHD_CLUSTER_DOMAIN", default_value = names::DEFAULT_CLUSTER_DOMAIN)]
+    cluster_domain: String,
+    /// Where the webhook's certificate from Secret meshd-webhook-tls is written (tls.crt, tls.key).
+    #[arg(
+        long,
+        env = "MESHD_WEBHOOK_CERT_DIR",
+        default_value = "/var/run/meshd/webhook-tls"
+    )]
+    webhook_cert_dir: PathBuf,
+    /// This replica's identity for leader election and Events; the hostname when unset.
+    #[arg(long, env = "MESHD_POD_NAME")]
+    pod_name: Option<String>,
+    /// The Mesh whose settings the webhook injects.
+    #[arg(long, env = "MESHD_MESH", default_value = names::DEFAULT_MESH)]
+    mesh: String,
+}
 
-pub fn run(_: Args) -> anyhow::Result<i32> {
-    anyhow::bail!("meshd controller is not built yet")
+fn parse_xds_address(s: &str) -> Result<XdsAddress, String> {
+    s.parse()
+        .map_err(|e: meshd_translate::TranslateError| e.to_string())
+}
+
+fn parse_host_port(s: &str) -> Result<String, String> {
+    match s.parse::<XdsAddress>() {
+        Ok(XdsAddress::Tcp { .. }) => Ok(s.to_string()),
+        _ => Err(format!("{s:?} is not HOST:PORT")),
+    }
+}
+
+fn parse_webhook_url(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("{s:?} must start with https://"))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(format!("{s:?} has no host"));
+    }
+    Ok(s.to_string())
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    runtime.block_on(serve(args))?;
+    Ok(0)
+}
+
+/// The API client from `--kubeconfig`, or in-cluster / the default kubeconfig; and the server's URL.
+async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<(kube::Client, String)> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("--kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("--kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no in-cluster config and no usable default kubeconfig (try --kubeconfig)")?,
+    };
+    let server = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config)
+        .with_context(|| format!("cannot build a client for the API server {server}"))?;
+    Ok((client, server))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "meshd".into())
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let (client, server) = client(args.kubeconfig.as_ref()).await?;
+    let info = client
+        .apiserver_version()
+        .await
+        .with_context(|| format!("cannot reach the API server {server}"))?;
+    let server_version = meshd_inject::ApiServerVersion::from_parts(&info.major, &info.minor)
+        .or_else(|| meshd_inject::ApiServerVersion::parse(&info.git_version));
+    tracing::info!(server = %server, version = %info.git_version, "API server reached");
+    let identity = args.pod_name.clone().unwrap_or_else(hostname);
+    let cancel = CancellationToken::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+
+    // Injection settings: defaults until ConfigMap meshd-mesh-<mesh> is read.
+    let source = SettingsSource {
+        mesh: args.mesh.clone(),
+        discovery_address: args.discovery_address.clone(),
+    };
+    let (settings_tx, settings_rx) = watch::channel(Arc::new(source.defaults()));
+    tasks.spawn(named("mesh settings", {
+        let (client, cancel) = (client.clone(), cancel.clone());
+        async move {
+            source.run(client, settings_tx, cancel).await;
+            Ok(())
+        }
+    }));
+    let recorder = events::RecorderEvents::start(client.clone(), identity.clone(), cancel.clone());
+    let injector = meshd_webhook::Injector::new(
+        settings_rx,
+        server_version,
+        Arc::new(recorder),
+        &mut registry,
+    );
+
+    // xDS: a placeholder no real snapshot equals (empty cluster domain), so the first complete one is a
+    // change even when the cluster is empty; the server is not served before it.
+    let placeholder = MeshSnapshot {
+        cluster_domain: String::new(),
+        ..MeshSnapshot::default()
+    };
+    let (snapshots_tx, mut snapshots_rx) = watch::channel(Arc::new(placeholder));
+    let xds = XdsServer::start(
+        snapshots_rx.clone(),
+        XdsOptions::default(),
+        &mut registry,
+        cancel.clone(),
+    );
+    tasks.spawn(named(
+        "kubernetes source",
+        meshd_sources_task(client.clone(), &args, snapshots_tx, cancel.clone()),
+    ));
+
+    // Health: ready once both servers serve.
+    let (webhook_ready_tx, webhook_ready) = watch::channel(false);
+    let (xds_ready_tx, xds_ready) = watch::channel(false);
+    let (ready_tx, ready_rx) = watch::channel(false);
+    tasks.spawn(named(
+        "readiness",
+        combine_ready(webhook_ready, xds_ready, ready_tx, cancel.clone()),
+    ));
+    let registry = Arc::new(registry);
+    tasks.spawn(named("metrics", {
+        let (addr, cancel) = (args.metrics_listen, cancel.clone());
+        async move {
+            meshd_xds::serve_health(addr, registry, ready_rx, cancel)
+                .await
+                .context("metrics and health server")
+        }
+    }));
+
+    // xDS serves after the first complete snapshot.
+    tasks.spawn(named("xDS", {
+        let (xds, listen, cancel) = (xds.clone(), args.xds_listen.clone(), cancel.clone());
+        async move {
+            tracing::info!("xDS waits for the first complete snapshot from the cluster");
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                changed = snapshots_rx.changed() => if changed.is_err() { return Ok(()) },
+            }
+            tracing::info!(listen = %listen, "xDS in plaintext: TLS with the mesh CA is not wired yet");
+            let _ = xds_ready_tx.send(true);
+            xds.serve(&listen, None).await.context("xDS server")
+        }
+    }));
+
+    // Webhook certificate: copied from the Secret; the webhook starts once a usable pair is on disk.
+    let (written_tx, written_rx) = watch::channel(0u64);
+    tasks.spawn(named("webhook certificate", {
+        let (client, dir, cancel) = (
+            client.clone(),
+            args.webhook_cert_dir.clone(),
+            cancel.clone(),
+        );
+        async move {
+            webhook_certs::run(client, dir, written_tx, cancel).await;
+            Ok(())
+        }
+    }));
+    tasks.spawn(named(
+        "webhook",
+        serve_webhook(
+            args.webhook_listen,
+            webhook_certs::files(&args.webhook_cert_dir),
+            injector,
+            written_rx,
+            webhook_ready_tx,
+            cancel.clone(),
+        ),
+    ));
+
+    wait_and_drain(tasks, cancel).await
+}
+
+fn meshd_sources_task(
+    client: kube::Client,
+    args: &Args,
+    tx: watch::Sender<Arc<MeshSnapshot>>,
+    cancel: CancellationToken,
+) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
+    let (mesh, domain) = (args.mesh.clone(), args.cluster_domain.clone());
+    async move {
+        meshd_sources::run_kube_source(client, mesh, domain, tx, cancel).await;
+        Ok(())
+    }
+}
+
+async fn named(
+    name: &'static str,
+    task: impl Future<Output = anyhow::Result<()>>,
+) -> (&'static str, anyhow::Result<()>) {
+    (name, task.await)
+}
+
+async fn combine_ready(
+    mut webhook: watch::Receiver<bool>,
+    mut xds: watch::Receiver<bool>,
+    ready: watch::Sender<bool>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        let both = *webhook.borrow_and_update() && *xds.borrow_and_update();
+        ready.send_if_modified(|r| std::mem::replace(r, both) != both);
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            r = webhook.changed() => if r.is_err() { return Ok(()) },
+            r = xds.changed() => if r.is_err() { return Ok(()) },
+        }
+    }
+}
+
+async fn serve_webhook(
+    listen: SocketAddr,
+    files: meshd_webhook::CertificateFiles,
+    injector: meshd_webhook::Injector,
+    mut written: watch::Receiver<u64>,
+    ready: watch::Sender<bool>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let tls = loop {
+        match meshd_webhook::server_config(files.clone()) {
+            Ok(tls) => break tls,
+            Err(e) => tracing::info!(
+                secret = names::WEBHOOK_TLS_SECRET,
+                reason = %e,
+                "webhook waits for its certificate from the Secret"
+            ),
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            r = written.changed() => if r.is_err() { return Ok(()) },
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("--webhook-listen {listen}"))?;
+    tracing::info!(listen = %listen, path = names::WEBHOOK_PATH, "injection webhook serving");
+    let _ = ready.send(true);
+    let router = Arc::new(injector).router(meshd_webhook::WebhookConfig::DEFAULT_BODY_LIMIT);
+    meshd_webhook::serve(
+        listener,
+        tls,
+        router,
+        cancel,
+        DRAIN - Duration::from_millis(500),
+    )
+    .await;
+    Ok(())
+}
+
+/// Runs until SIGTERM/SIGINT or a task fails; then cancels everything and waits at most [`DRAIN`].
+async fn wait_and_drain(
+    mut tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut failure = None;
+    tokio::select! {
+        () = wait_for_signal() => tracing::info!("shutting down"),
+        done = tasks.join_next() => {
+            failure = Some(match done {
+                Some(Ok((name, Ok(())))) => anyhow::anyhow!("{name} stopped unexpectedly"),
+                Some(Ok((_, Err(e)))) => e,
+                Some(Err(e)) => anyhow::anyhow!("a task panicked: {e}"),
+                None => anyhow::anyhow!("nothing to run"),
+            });
+        }
+    }
+    cancel.cancel();
+    let drained = tokio::time::timeout(DRAIN, async {
+        while let Some(done) = tasks.join_next().await {
+            if let Ok((name, Err(e))) = done {
+                tracing::warn!(task = name, error = %format!("{e:#}"), "failed while shutting down");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("not drained within {DRAIN:?}; exiting");
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_values() {
+        assert!(parse_webhook_url("https://10.0.0.5:9443/inject").is_ok());
+        assert!(parse_webhook_url("http://10.0.0.5:9443/inject").is_err());
+        assert!(parse_webhook_url("https:///inject").is_err());
+        assert!(parse_host_port("meshd.meshd-system.svc:15012").is_ok());
+        assert!(parse_host_port("unix:/tmp/x").is_err());
+        assert!(parse_host_port("meshd").is_err());
+    }
 }

@@ -8,15 +8,30 @@ use std::process::{Command, Stdio};
 /// Why these tests cannot run here, or `Ok` when they can: root, `ip netns` working, and `programs`
 /// on PATH.
 pub fn check(programs: &[&str]) -> Result<(), String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err("needs root (network namespaces and iptables)".into());
-    }
-    for program in std::iter::once("ip").chain(programs.iter().copied()) {
+    netns_works()?;
+    for program in programs {
         if !on_path(program) {
             return Err(format!(
                 "`{program}` is not installed (apt-get install -y iproute2 iptables nftables util-linux)"
             ));
         }
+    }
+    Ok(())
+}
+
+/// Root and a working `ip netns`, probed once per process: tests call this from many threads at once,
+/// and one probe namespace per process avoids them racing for its name.
+fn netns_works() -> Result<(), String> {
+    static PROBE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    PROBE.get_or_init(probe_netns).clone()
+}
+
+fn probe_netns() -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("needs root (network namespaces and iptables)".into());
+    }
+    if !on_path("ip") {
+        return Err("`ip` is not installed (apt-get install -y iproute2)".into());
     }
     let name = format!("meshd-prereq-{}", std::process::id());
     let added = Command::new("ip")

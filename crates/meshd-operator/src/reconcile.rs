@@ -1,0 +1,305 @@
+//! The reconcile loop: one Mesh → its owned objects, status and Events, via kube-runtime's Controller.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::StreamExt;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use meshd_api::mesh::GatewayStatus;
+use meshd_api::{Mesh, MeshStatus, names, settings};
+use serde_json::json;
+
+use crate::desired::{self, DesiredInputs, MANAGED_SELECTOR, ObjectKind, WebhookEndpoint};
+use crate::events::{EventSink, MeshEvent};
+use crate::metrics::Metrics;
+use crate::webhook_tls::{self, TlsChange};
+use crate::{Error, OperatorConfig, apply, status};
+
+/// Requeue interval of a healthy Mesh: the certificate rotation check runs at least this often.
+pub const REQUEUE: Duration = Duration::from_secs(3600);
+
+pub struct Context {
+    pub client: kube::Client,
+    pub config: OperatorConfig,
+    pub metrics: Metrics,
+    pub events: Arc<dyn EventSink>,
+    /// Consecutive failures per Mesh, for the error backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: kube::Client,
+        config: OperatorConfig,
+        metrics: Metrics,
+        events: Arc<dyn EventSink>,
+    ) -> Self {
+        Self {
+            client,
+            config,
+            metrics,
+            events,
+            failures: Mutex::default(),
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        // A panic while holding this lock leaves only counters behind; they stay usable.
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How a reconcile ended when it did not fail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied; lists the writes (empty for a no-op pass).
+    Applied(Vec<String>),
+    /// The spec was refused; nothing applied.
+    Invalid,
+}
+
+pub async fn reconcile(mesh: Arc<Mesh>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let start = Instant::now();
+    let result = reconcile_mesh(&mesh, &ctx).await;
+    let label = match &result {
+        Ok(Outcome::Applied(_)) => "success",
+        Ok(Outcome::Invalid) => "invalid",
+        Err(_) => "error",
+    };
+    ctx.metrics.observe(label, start.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.failures().remove(&mesh.name_any());
+    }
+    result.map(|_| Action::requeue(REQUEUE))
+}
+
+/// One pass over one Mesh; public so tests can see what was written.
+pub async fn reconcile_mesh(mesh: &Mesh, ctx: &Context) -> Result<Outcome, Error> {
+    let name = desired::mesh_name(mesh)?;
+    let reference = mesh.object_ref(&());
+    let errors = settings::validate(&mesh.spec);
+    if !errors.is_empty() {
+        let message = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        tracing::warn!(mesh = %name, %message, "invalid Mesh spec; nothing applied");
+        if patch_status(ctx, mesh, status::invalid(mesh, &message)).await? {
+            let event = MeshEvent {
+                warning: true,
+                reason: "InvalidSpec",
+                note: message,
+            };
+            ctx.events.publish(&reference, event).await;
+        }
+        return Ok(Outcome::Invalid);
+    }
+
+    let hosts = webhook_tls::serving_hosts(ctx.config.webhook_url.as_deref())?;
+    let (ca_bundle, tls) = webhook_tls::ensure(
+        &ctx.client,
+        &hosts,
+        ctx.config.cert_validity,
+        SystemTime::now(),
+    )
+    .await?;
+    let mut written = Vec::new();
+    if tls != TlsChange::Unchanged {
+        written.push(format!(
+            "Secret {}/{} ({tls:?})",
+            names::SYSTEM_NAMESPACE,
+            names::WEBHOOK_TLS_SECRET
+        ));
+    }
+    if tls == TlsChange::Rotated {
+        let note =
+            "webhook serving certificate and CA rotated; caBundle carries the old and new CA"
+                .to_string();
+        ctx.events
+            .publish(
+                &reference,
+                MeshEvent {
+                    warning: false,
+                    reason: "WebhookCertRotated",
+                    note,
+                },
+            )
+            .await;
+    }
+
+    let inputs = DesiredInputs {
+        webhook: ctx
+            .config
+            .webhook_url
+            .clone()
+            .map_or(WebhookEndpoint::Service, WebhookEndpoint::Url),
+        ca_bundle: ca_bundle.clone(),
+        discovery_address: ctx.config.discovery_address.clone(),
+    };
+    let objects = desired::desired_objects(mesh, &inputs)?;
+    let mut gateways = Vec::new();
+    for obj in &objects {
+        let applied = apply::ensure(&ctx.client, obj).await?;
+        if applied.wrote {
+            written.push(format!("{:?} {}", obj.kind, obj.name));
+        }
+        if let (ObjectKind::Deployment, Some(gateway)) = (obj.kind, &obj.gateway) {
+            if applied.created {
+                let note = format!(
+                    "created gateway Deployment and Service {}/{gateway}",
+                    obj.namespace.as_deref().unwrap_or_default()
+                );
+                ctx.events
+                    .publish(
+                        &reference,
+                        MeshEvent {
+                            warning: false,
+                            reason: "GatewayCreated",
+                            note,
+                        },
+                    )
+                    .await;
+            }
+            let replicas = |path: &str| {
+                applied
+                    .live
+                    .data
+                    .pointer(path)
+                    .and_then(serde_json::Value::as_i64)
+                    .unwrap_or(0)
+            };
+            gateways.push(GatewayStatus {
+                name: gateway.clone(),
+                namespace: obj.namespace.clone().unwrap_or_default(),
+                ready_replicas: i32::try_from(replicas("/status/readyReplicas")).unwrap_or(0),
+                desired_replicas: i32::try_from(replicas("/spec/replicas")).unwrap_or(0),
+            });
+        }
+    }
+    written.extend(apply::prune_gateways(&ctx.client, &name, &objects).await?);
+
+    let seen = status::Observed {
+        gateways,
+        webhook_ready: !ca_bundle.is_empty(),
+        control_plane_ready: (ctx.config.control_plane_ready)(),
+        connected_proxies: (ctx.config.connected_proxies)(),
+    };
+    patch_status(ctx, mesh, status::reconciled(mesh, &seen)).await?;
+    if !written.is_empty() {
+        let note = format!("applied {}", written.join(", "));
+        tracing::info!(mesh = %name, %note, "reconciled");
+        ctx.events
+            .publish(
+                &reference,
+                MeshEvent {
+                    warning: false,
+                    reason: "Reconciled",
+                    note,
+                },
+            )
+            .await;
+    }
+    Ok(Outcome::Applied(written))
+}
+
+/// Patches the status subresource when it changed; returns whether it wrote.
+async fn patch_status(ctx: &Context, mesh: &Mesh, new: MeshStatus) -> Result<bool, Error> {
+    if mesh.status.as_ref() == Some(&new) {
+        return Ok(false);
+    }
+    let name = mesh.name_any();
+    let api: Api<Mesh> = Api::all(ctx.client.clone());
+    let params = PatchParams {
+        field_manager: Some(names::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch_status(&name, &params, &Patch::Merge(json!({ "status": new })))
+        .await
+        .map_err(Error::kube("patch status", &format!("Mesh {name}")))?;
+    Ok(true)
+}
+
+/// Backoff after `failures` consecutive failures: 5 s doubling, at most 5 min.
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(5u64.saturating_mul(1 << failures.saturating_sub(1).min(6)))
+        .min(Duration::from_secs(300))
+}
+
+/// Requeues with backoff and reports the failure (Ready=False, Event) from a spawned task.
+pub fn error_policy(mesh: Arc<Mesh>, error: &Error, ctx: Arc<Context>) -> Action {
+    let failures = {
+        let mut map = ctx.failures();
+        let n = map.entry(mesh.name_any()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    let delay = backoff(failures);
+    let message = format!("{error}; retrying in {}s", delay.as_secs());
+    tracing::warn!(mesh = %mesh.name_any(), %message, "reconcile failed");
+    tokio::spawn(report_failure(mesh, message, ctx));
+    Action::requeue(delay)
+}
+
+pub async fn report_failure(mesh: Arc<Mesh>, message: String, ctx: Arc<Context>) {
+    match patch_status(&ctx, &mesh, status::failed(&mesh, &message)).await {
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(mesh = %mesh.name_any(), %error, "could not record the failure in status")
+        }
+    }
+    let event = MeshEvent {
+        warning: true,
+        reason: "ReconcileFailed",
+        note: message,
+    };
+    ctx.events.publish(&mesh.object_ref(&()), event).await;
+}
+
+/// The Mesh an owned object belongs to, from its `meshd.io/owned-by-mesh` label. (`owns()` would look the
+/// owner up in the child's namespace, which never matches a cluster-scoped Mesh.)
+fn owner<K: Resource>(obj: K) -> Option<ObjectRef<Mesh>> {
+    obj.meta()
+        .labels
+        .as_ref()?
+        .get(names::LABEL_OWNED_BY_MESH)
+        .map(|m| ObjectRef::new(m))
+}
+
+/// Runs the Controller until `shutdown` fires.
+pub async fn run_controller(ctx: Arc<Context>, shutdown: tokio_util::sync::CancellationToken) {
+    let client = ctx.client.clone();
+    let owned = watcher::Config::default().labels(MANAGED_SELECTOR);
+    Controller::new(Api::<Mesh>::all(client.clone()), watcher::Config::default())
+        .watches(
+            Api::<ConfigMap>::namespaced(client.clone(), names::SYSTEM_NAMESPACE),
+            owned.clone(),
+            owner,
+        )
+        .watches(Api::<Deployment>::all(client.clone()), owned.clone(), owner)
+        .watches(Api::<Service>::all(client.clone()), owned.clone(), owner)
+        .watches(
+            Api::<MutatingWebhookConfiguration>::all(client),
+            owned,
+            owner,
+        )
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((mesh, _)) => tracing::debug!(mesh = %mesh.name, "reconciled"),
+                Err(error) => tracing::warn!(%error, "controller"),
+            }
+        })
+        .await;
+}

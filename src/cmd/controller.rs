@@ -176,7 +176,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     );
     tasks.spawn(named(
         "kubernetes source",
-        meshd_sources_task(client.clone(), &args, snapshots_tx, cancel.clone()),
+        kube_source_task(client.clone(), &args, snapshots_tx, cancel.clone()),
     ));
 
     // Health: ready once both servers serve.
@@ -185,8 +185,24 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let (ready_tx, ready_rx) = watch::channel(false);
     tasks.spawn(named(
         "readiness",
-        combine_ready(webhook_ready, xds_ready, ready_tx, cancel.clone()),
+        combine_ready(webhook_ready, xds_ready.clone(), ready_tx, cancel.clone()),
     ));
+    // The operator: competes for the Lease itself; reconciles Meshes only while holding it.
+    let operator = {
+        let ready = xds_ready;
+        let proxies = xds.proxies();
+        let mut config = meshd_operator::OperatorConfig::new(identity.clone());
+        config.webhook_url = args.webhook_url.clone();
+        config.discovery_address = args.discovery_address.clone();
+        config.control_plane_ready = Arc::new(move || *ready.borrow());
+        config.connected_proxies =
+            Arc::new(move || i64::try_from(proxies.connected()).unwrap_or(i64::MAX));
+        meshd_operator::Operator::new(client.clone(), config, &mut registry)
+    };
+    tasks.spawn(named("operator", {
+        let cancel = cancel.clone();
+        async move { operator.run(cancel).await.context("operator") }
+    }));
     let registry = Arc::new(registry);
     tasks.spawn(named("metrics", {
         let (addr, cancel) = (args.metrics_listen, cancel.clone());
@@ -240,7 +256,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     wait_and_drain(tasks, cancel).await
 }
 
-fn meshd_sources_task(
+fn kube_source_task(
     client: kube::Client,
     args: &Args,
     tx: watch::Sender<Arc<MeshSnapshot>>,

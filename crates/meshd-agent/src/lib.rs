@@ -1,1 +1,121 @@
-//! The sidecar agent: Envoy bootstrap, supervision, health, app probes, merged metrics and drain
+//! The sidecar agent (SPEC §2 `meshd agent`): writes the Envoy bootstrap, runs Envoy as its child and
+//! restarts it when it dies, answers the kubelet (`/healthz/ready` on 15021, the rewritten app probes on
+//! 15020), merges Envoy's Prometheus metrics with its own, and drains Envoy on SIGTERM.
+//!
+//! SDS (mTLS certificates) is not served yet: with `mtls.mode: DISABLE` the generated config needs none.
+
+mod admin;
+mod envoy;
+mod error;
+mod metrics;
+mod probes;
+mod server;
+mod settings;
+
+pub use admin::Admin;
+pub use error::AgentError;
+pub use probes::{AppProbe, AppProbes, ProbeOutcome};
+pub use settings::{AgentSettings, RawSettings, parse_duration};
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+/// Why the agent stopped without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGTERM or SIGINT: Envoy was drained for the drain duration first.
+    Signal,
+    /// `POST /quitquitquit`.
+    Quit,
+}
+
+/// Runs the agent until a signal, `/quitquitquit`, or Envoy keeps dying (the error).
+pub async fn run(settings: AgentSettings) -> Result<Stopped, AgentError> {
+    let bootstrap = envoy::write_bootstrap(&settings)?;
+    let admin = Admin::new(settings.admin_port);
+    let metrics = metrics::AgentMetrics::new();
+    let state = server::State::new(&settings, admin.clone(), metrics.clone());
+    let quit = CancellationToken::new();
+    let health = server::serve_health(settings.health_listen, state.clone()).await?;
+    let agent = server::serve_agent(settings.agent_listen, state.clone(), quit.clone()).await?;
+
+    let stop_envoy = CancellationToken::new();
+    let mut supervisor = tokio::spawn(envoy::supervise(
+        settings.clone(),
+        bootstrap,
+        metrics.clone(),
+        stop_envoy.clone(),
+    ));
+    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let stopped = tokio::select! {
+        finished = &mut supervisor => {
+            health.abort();
+            agent.abort();
+            return match finished {
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(())) | Err(_) => Err(AgentError::SupervisorGone),
+            };
+        }
+        _ = term.recv() => Stopped::Signal,
+        _ = int.recv() => Stopped::Signal,
+        () = quit.cancelled() => Stopped::Quit,
+    };
+    if stopped == Stopped::Signal {
+        drain(&settings, &admin, &state).await;
+    }
+    stop_envoy.cancel();
+    let _ = supervisor.await;
+    health.abort();
+    agent.abort();
+    tracing::info!(reason = ?stopped, "agent stopped");
+    Ok(stopped)
+}
+
+/// Graceful drain: listeners stop taking new connections and close idle ones while in-flight requests
+/// finish; after the drain duration Envoy is stopped.
+async fn drain(settings: &AgentSettings, admin: &Admin, state: &server::State) {
+    state.set_draining();
+    match admin.post("/drain_listeners?graceful").await {
+        Ok(_) => tracing::info!(duration = ?settings.drain_duration, "draining Envoy"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not start Envoy's drain; stopping it after the drain duration anyway")
+        }
+    }
+    tokio::time::sleep(settings.drain_duration).await;
+}
+
+fn signal(
+    kind: tokio::signal::unix::SignalKind,
+) -> Result<tokio::signal::unix::Signal, AgentError> {
+    tokio::signal::unix::signal(kind).map_err(AgentError::Signal)
+}
+
+/// `meshd agent wait`: polls `url` until it answers 200, or fails after `timeout`.
+pub async fn wait_ready(url: &str, timeout: Duration) -> Result<(), AgentError> {
+    let uri: hyper::Uri = url.parse().map_err(|_| AgentError::Invalid {
+        flag: "--url",
+        value: url.to_string(),
+        reason: "not an http:// URL".into(),
+    })?;
+    let client = admin::http_client();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let attempt = tokio::time::timeout(Duration::from_secs(1), client.get(uri.clone())).await;
+        let last = match attempt {
+            Ok(Ok(response)) if response.status() == hyper::StatusCode::OK => return Ok(()),
+            Ok(Ok(response)) => format!("status {}", response.status()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_string(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(AgentError::NotReady {
+                url: url.to_string(),
+                timeout,
+                last,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

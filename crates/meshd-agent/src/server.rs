@@ -1,0 +1,158 @@
+//! The two HTTP servers: health (15021, for the kubelet's readiness/startup probe of the proxy) and
+//! the agent port (15020: app probes, merged metrics, `/quitquitquit`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{Path, State as Extract};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{Admin, HttpClient, http_client};
+use crate::metrics::{AgentMetrics, ProbeLabels};
+use crate::probes::{AppProbes, ProbeOutcome};
+use crate::{AgentError, AgentSettings};
+
+#[derive(Clone)]
+pub(crate) struct State(Arc<Inner>);
+
+struct Inner {
+    admin: Admin,
+    metrics: AgentMetrics,
+    probes: AppProbes,
+    pod_ip: Option<IpAddr>,
+    client: HttpClient,
+    draining: AtomicBool,
+}
+
+impl State {
+    pub fn new(s: &AgentSettings, admin: Admin, metrics: AgentMetrics) -> Self {
+        Self(Arc::new(Inner {
+            admin,
+            metrics,
+            probes: s.app_probes.clone(),
+            pod_ip: s.pod_ip,
+            client: http_client(),
+            draining: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn set_draining(&self) {
+        self.0.draining.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, AgentError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| AgentError::Listen { addr, source })
+}
+
+fn spawn(listener: tokio::net::TcpListener, app: Router) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "agent HTTP server stopped");
+        }
+    })
+}
+
+pub(crate) async fn serve_health(
+    addr: SocketAddr,
+    state: State,
+) -> Result<JoinHandle<()>, AgentError> {
+    let listener = bind(addr).await?;
+    tracing::info!(%addr, "health on /healthz/ready");
+    Ok(spawn(
+        listener,
+        Router::new()
+            .route("/healthz/ready", get(ready))
+            .with_state(state),
+    ))
+}
+
+pub(crate) async fn serve_agent(
+    addr: SocketAddr,
+    state: State,
+    quit: CancellationToken,
+) -> Result<JoinHandle<()>, AgentError> {
+    let listener = bind(addr).await?;
+    tracing::info!(%addr, "app probes, metrics and /quitquitquit");
+    let app = Router::new()
+        .route("/app-health/{container}/{kind}", get(app_health))
+        .route("/stats/prometheus", get(prometheus))
+        .with_state(state)
+        .route(
+            "/quitquitquit",
+            post(move || {
+                quit.cancel();
+                async { "stopping\n" }
+            }),
+        );
+    Ok(spawn(listener, app))
+}
+
+async fn ready(Extract(state): Extract<State>) -> impl IntoResponse {
+    if state.0.draining.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_string());
+    }
+    match state.0.admin.ready().await {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
+    }
+}
+
+async fn app_health(
+    Extract(state): Extract<State>,
+    Path((container, kind)): Path<(String, String)>,
+) -> impl IntoResponse {
+    let Some(probe) = state.0.probes.get(&container, &kind) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no {kind} probe for container {container:?}\n"),
+        );
+    };
+    let outcome = probe.run(state.0.pod_ip, &state.0.client).await;
+    let (status, result, text) = match outcome {
+        ProbeOutcome::Success(t) => (StatusCode::OK, "success", t),
+        ProbeOutcome::Failure(t) => (StatusCode::SERVICE_UNAVAILABLE, "failure", t),
+    };
+    state
+        .0
+        .metrics
+        .probes
+        .get_or_create(&ProbeLabels {
+            probe: format!("{container}/{kind}"),
+            result,
+        })
+        .inc();
+    if status != StatusCode::OK {
+        tracing::info!(probe = %format!("{container}/{kind}"), reason = %text, "app probe failed");
+    }
+    (status, format!("{text}\n"))
+}
+
+/// Envoy's metrics then the agent's; when Envoy does not answer, the agent's alone with 503 so a
+/// scrape shows the gap instead of silently losing Envoy's series.
+async fn prometheus(Extract(state): Extract<State>) -> impl IntoResponse {
+    let ours = state.0.metrics.encode();
+    let content_type = [("content-type", "text/plain; version=0.0.4; charset=utf-8")];
+    match state.0.admin.get("/stats/prometheus").await {
+        Ok(envoy) => {
+            let sep = if envoy.is_empty() || envoy.ends_with('\n') {
+                ""
+            } else {
+                "\n"
+            };
+            (StatusCode::OK, content_type, format!("{envoy}{sep}{ours}"))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Envoy's stats are not available");
+            (StatusCode::SERVICE_UNAVAILABLE, content_type, ours)
+        }
+    }
+}

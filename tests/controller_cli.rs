@@ -440,3 +440,85 @@ fn against_a_mock_api_server_it_serves_webhook_and_xds_and_exits_on_sigterm() {
     };
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn without_the_webhook_secret_it_is_live_but_not_ready_and_a_bad_configmap_is_logged() {
+    let configmap = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "meshd-mesh-default", "namespace": "meshd-system", "resourceVersion": "6"},
+        "data": {"mesh.yaml": "proxy:\n  uid: many\n"},
+    });
+    let api = MockApi::start(vec![(
+        "/api/v1/namespaces/meshd-system/configmaps",
+        configmap,
+    )]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = kubeconfig(dir.path(), &format!("http://127.0.0.1:{}", api.port));
+    let (webhook, xds, metrics) = (free_port(), free_port(), free_port());
+    let child = Command::new(MESHD)
+        .args([
+            "--log-format",
+            "json",
+            "controller",
+            "--kubeconfig",
+            &config,
+        ])
+        .args(["--webhook-listen", &format!("127.0.0.1:{webhook}")])
+        .args(["--xds-listen", &format!("127.0.0.1:{xds}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+        .args([
+            "--webhook-cert-dir",
+            dir.path().join("tls").to_str().expect("utf-8"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("meshd controller starts");
+    let mut child = Killed(child);
+    wait_for("xDS listening", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", xds)).is_ok()
+    });
+    for _ in 0..5 {
+        let ready = http_get(metrics, "/ready").expect("/ready answers");
+        assert!(
+            !ready.starts_with("HTTP/1.1 200"),
+            "ready without a webhook: {ready}"
+        );
+        assert!(http_get(metrics, "/live").is_some_and(|r| r.starts_with("HTTP/1.1 200")));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        TcpStream::connect(("127.0.0.1", webhook)).is_err(),
+        "no webhook without a certificate"
+    );
+
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.0.id().to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let mut stderr = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    let status = child.0.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let parse_error = stderr
+        .lines()
+        .find(|l| l.contains("Mesh ConfigMap does not parse"))
+        .unwrap_or_else(|| panic!("the bad ConfigMap is logged: {stderr}"));
+    assert!(
+        parse_error.contains("meshd-mesh-default") && parse_error.contains("proxy.uid"),
+        "{parse_error}"
+    );
+    assert!(
+        stderr.contains("webhook waits for its certificate from the Secret"),
+        "{stderr}"
+    );
+}

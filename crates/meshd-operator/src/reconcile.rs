@@ -280,7 +280,7 @@ fn owner<K: Resource>(obj: K) -> Option<ObjectRef<Mesh>> {
 pub async fn run_controller(ctx: Arc<Context>, shutdown: tokio_util::sync::CancellationToken) {
     let client = ctx.client.clone();
     let owned = watcher::Config::default().labels(MANAGED_SELECTOR);
-    Controller::new(Api::<Mesh>::all(client.clone()), watcher::Config::default())
+    let driver = Controller::new(Api::<Mesh>::all(client.clone()), watcher::Config::default())
         .watches(
             Api::<ConfigMap>::namespaced(client.clone(), names::SYSTEM_NAMESPACE),
             owned.clone(),
@@ -293,13 +293,29 @@ pub async fn run_controller(ctx: Arc<Context>, shutdown: tokio_util::sync::Cance
             owned,
             owner,
         )
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .graceful_shutdown_on({
+            let shutdown = shutdown.clone();
+            async move { shutdown.cancelled().await }
+        })
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
                 Ok((mesh, _)) => tracing::debug!(mesh = %mesh.name, "reconciled"),
                 Err(error) => tracing::warn!(%error, "controller"),
             }
-        })
-        .await;
+        });
+    tokio::pin!(driver);
+    tokio::select! {
+        () = &mut driver => {}
+        () = shutdown.cancelled() => {
+            // Running reconciles get a grace period. kube-runtime's graceful shutdown never ends while the
+            // Controller still waits for its first Mesh list (e.g. the CRD is missing), hence the bound.
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut driver).await.is_err() {
+                tracing::warn!(grace = ?SHUTDOWN_GRACE, "Mesh controller did not stop in time; dropping it");
+            }
+        }
+    }
 }
+
+/// How long running reconciles may take to finish after shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

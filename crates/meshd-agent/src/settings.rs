@@ -200,9 +200,11 @@ mod tests {
         assert_eq!(s.concurrency, 2);
     }
 
+    type Breaker = fn(&mut RawSettings);
+
     #[test]
     fn bad_values_name_flag_and_value() {
-        let cases: [(&str, fn(&mut RawSettings)); 6] = [
+        let cases: [(&str, Breaker); 6] = [
             ("--concurrency", |r| r.concurrency = "two".into()),
             ("--drain-duration", |r| {
                 r.drain_duration = "5 parsecs".into()

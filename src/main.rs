@@ -19,7 +19,11 @@ fn main() {
         }
         Err(e) => {
             let reason = e.to_string();
-            let line = reason.lines().next().unwrap_or("bad arguments").trim_start_matches("error: ");
+            let line = reason
+                .lines()
+                .next()
+                .unwrap_or("bad arguments")
+                .trim_start_matches("error: ");
             eprintln!("meshd: {line}");
             std::process::exit(EXIT_USAGE);
         }

@@ -427,7 +427,11 @@ fn dry_run_prints_the_golden_document_and_touches_nothing() -> anyhow::Result<()
     assert_eq!(net.ruleset(), before, "a dry run changed the namespace");
     // Cleanup where meshd never ran is a no-op, not an error.
     net.init_ok(&["--cleanup"]);
-    assert_eq!(net.ruleset(), before, "cleanup of a clean namespace changed it");
+    assert_eq!(
+        net.ruleset(),
+        before,
+        "cleanup of a clean namespace changed it"
+    );
     Ok(())
 }
 

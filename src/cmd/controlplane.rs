@@ -98,7 +98,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     ));
     let stop = cancel.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        super::signals::wait_for_shutdown().await;
         tracing::info!("shutting down: closing xDS streams");
         stop.cancel();
     });
@@ -117,19 +117,4 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         return Err(e.into());
     }
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

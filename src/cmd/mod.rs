@@ -12,14 +12,25 @@ mod crd;
 mod init;
 mod inject;
 mod proxy_status;
+mod signals;
 mod version;
 mod webhook;
 
 #[derive(Parser, Debug)]
-#[command(name = "meshd", version, about = "A service mesh for Kubernetes, with Envoy as the data plane")]
+#[command(
+    name = "meshd",
+    version,
+    about = "A service mesh for Kubernetes, with Envoy as the data plane"
+)]
 pub struct Cli {
     /// Log format.
-    #[arg(long, global = true, value_enum, default_value = "plain", env = "MESHD_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "plain",
+        env = "MESHD_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
     /// Log filter (e.g. `info`, `meshd_xds=debug`); RUST_LOG when unset.
     #[arg(long, global = true, env = "MESHD_LOG_LEVEL")]

@@ -76,25 +76,10 @@ async fn serve(args: Args, settings: InjectionSettings) -> anyhow::Result<()> {
     };
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        super::signals::wait_for_shutdown().await;
         tracing::info!("shutting down");
         stop.cancel();
     });
     meshd_webhook::run(config, injector, shutdown).await?;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

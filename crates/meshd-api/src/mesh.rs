@@ -39,7 +39,10 @@ pub type Port = u16;
 pub struct MeshSpec {
     /// SPIFFE trust domain of workload identities: spiffe://<trustDomain>/ns/<ns>/sa/<sa>.
     #[serde(default = "default_trust_domain")]
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub trust_domain: String,
     /// The sidecar proxy injected into pods.
     #[serde(default)]
@@ -118,7 +121,9 @@ impl Default for ProxySpec {
 impl ProxySpec {
     /// The image to inject: the spec's, or this meshd version's meshd-proxy.
     pub fn image_or_default(&self) -> String {
-        self.image.clone().unwrap_or_else(crate::names::default_proxy_image)
+        self.image
+            .clone()
+            .unwrap_or_else(crate::names::default_proxy_image)
     }
 }
 
@@ -135,8 +140,20 @@ pub fn default_proxy_resources() -> ResourceRequirements {
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     let q = |s: &str| Quantity(s.to_string());
     ResourceRequirements {
-        requests: Some([("cpu".to_string(), q("100m")), ("memory".to_string(), q("128Mi"))].into()),
-        limits: Some([("cpu".to_string(), q("2")), ("memory".to_string(), q("1Gi"))].into()),
+        requests: Some(
+            [
+                ("cpu".to_string(), q("100m")),
+                ("memory".to_string(), q("128Mi")),
+            ]
+            .into(),
+        ),
+        limits: Some(
+            [
+                ("cpu".to_string(), q("2")),
+                ("memory".to_string(), q("1Gi")),
+            ]
+            .into(),
+        ),
         ..Default::default()
     }
 }
@@ -348,11 +365,17 @@ pub enum OutboundTrafficPolicy {
 #[serde(rename_all = "camelCase")]
 pub struct GatewaySpec {
     /// Name of the gateway's Deployment and Service.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Namespace of the Deployment and Service.
     #[serde(default = "default_gateway_namespace")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub namespace: String,
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0, max = 100))]
@@ -387,14 +410,25 @@ pub struct GatewayServiceSpec {
 
 impl Default for GatewayServiceSpec {
     fn default() -> Self {
-        Self { service_type: GatewayServiceType::default(), ports: default_gateway_ports() }
+        Self {
+            service_type: GatewayServiceType::default(),
+            ports: default_gateway_ports(),
+        }
     }
 }
 
 fn default_gateway_ports() -> Vec<GatewayPort> {
     vec![
-        GatewayPort { name: "http2".into(), port: 80, target_port: 8080 },
-        GatewayPort { name: "https".into(), port: 443, target_port: 8443 },
+        GatewayPort {
+            name: "http2".into(),
+            port: 80,
+            target_port: 8080,
+        },
+        GatewayPort {
+            name: "https".into(),
+            port: 443,
+            target_port: 8443,
+        },
     ]
 }
 
@@ -420,7 +454,10 @@ impl GatewayServiceType {
 #[serde(rename_all = "camelCase")]
 pub struct GatewayPort {
     /// Port name; its prefix (http, http2, grpc, https, tls, tcp) gives the protocol, as for Services.
-    #[schemars(length(min = 1, max = 15), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 15),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     #[schemars(range(min = 1))]
     pub port: Port,

@@ -16,8 +16,12 @@ pub const DEFAULT_MESH: &str = "default";
 /// Field manager for every server-side apply meshd does.
 pub const FIELD_MANAGER: &str = "meshd";
 /// Namespaces the webhook never injects into, whatever their labels say.
-pub const NEVER_INJECT_NAMESPACES: [&str; 4] =
-    ["kube-system", "kube-public", "kube-node-lease", SYSTEM_NAMESPACE];
+pub const NEVER_INJECT_NAMESPACES: [&str; 4] = [
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    SYSTEM_NAMESPACE,
+];
 
 /// Namespace label (`enabled`/`disabled`) and pod label (`"true"`/`"false"`) that opt in or out.
 pub const LABEL_INJECT: &str = "meshd.io/inject";

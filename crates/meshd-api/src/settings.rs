@@ -32,14 +32,21 @@ pub enum SettingsError {
         source: serde_yaml::Error,
     },
     #[error("mesh {name:?} is invalid: {}", .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-    Invalid { name: String, errors: Vec<FieldError> },
+    Invalid {
+        name: String,
+        errors: Vec<FieldError>,
+    },
 }
 
 /// Every problem with a spec, each naming its field; empty when the spec is good.
 pub fn validate(spec: &MeshSpec) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let mut bad = |field: String, value: &dyn ToString, reason: &str| {
-        errors.push(FieldError { field, value: value.to_string(), reason: reason.to_string() })
+        errors.push(FieldError {
+            field,
+            value: value.to_string(),
+            reason: reason.to_string(),
+        })
     };
     let capture = &spec.traffic_capture;
     for (field, ports) in [
@@ -48,7 +55,11 @@ pub fn validate(spec: &MeshSpec) -> Vec<FieldError> {
     ] {
         for (i, p) in ports.iter().enumerate() {
             if *p == 0 {
-                bad(format!("spec.trafficCapture.{field}[{i}]"), p, "ports are 1-65535");
+                bad(
+                    format!("spec.trafficCapture.{field}[{i}]"),
+                    p,
+                    "ports are 1-65535",
+                );
             }
         }
     }
@@ -73,28 +84,56 @@ pub fn validate(spec: &MeshSpec) -> Vec<FieldError> {
         }
     }
     if !(1..=i64::from(i32::MAX)).contains(&spec.proxy.uid) {
-        bad("spec.proxy.uid".into(), &spec.proxy.uid, "must be a non-root uid");
+        bad(
+            "spec.proxy.uid".into(),
+            &spec.proxy.uid,
+            "must be a non-root uid",
+        );
     }
     if spec.proxy.concurrency > 64 {
-        bad("spec.proxy.concurrency".into(), &spec.proxy.concurrency, "must be 0-64");
+        bad(
+            "spec.proxy.concurrency".into(),
+            &spec.proxy.concurrency,
+            "must be 0-64",
+        );
     }
     let mut seen = std::collections::BTreeSet::new();
     for (i, g) in spec.gateways.iter().enumerate() {
         if !is_dns_label(&g.name) {
-            bad(format!("spec.gateways[{i}].name"), &g.name, "must be a DNS label");
+            bad(
+                format!("spec.gateways[{i}].name"),
+                &g.name,
+                "must be a DNS label",
+            );
         }
         if !is_dns_label(&g.namespace) {
-            bad(format!("spec.gateways[{i}].namespace"), &g.namespace, "must be a DNS label");
+            bad(
+                format!("spec.gateways[{i}].namespace"),
+                &g.namespace,
+                "must be a DNS label",
+            );
         }
         if !seen.insert((&g.namespace, &g.name)) {
-            bad(format!("spec.gateways[{i}].name"), &g.name, "duplicate gateway name");
+            bad(
+                format!("spec.gateways[{i}].name"),
+                &g.name,
+                "duplicate gateway name",
+            );
         }
         if g.replicas < 0 {
-            bad(format!("spec.gateways[{i}].replicas"), &g.replicas, "must be 0 or more");
+            bad(
+                format!("spec.gateways[{i}].replicas"),
+                &g.replicas,
+                "must be 0 or more",
+            );
         }
         for (j, p) in g.service.ports.iter().enumerate() {
             if p.port == 0 {
-                bad(format!("spec.gateways[{i}].service.ports[{j}].port"), &p.port, "ports are 1-65535");
+                bad(
+                    format!("spec.gateways[{i}].service.ports[{j}].port"),
+                    &p.port,
+                    "ports are 1-65535",
+                );
             }
             if p.target_port <= 1024 {
                 bad(
@@ -112,7 +151,8 @@ pub fn validate(spec: &MeshSpec) -> Vec<FieldError> {
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -121,12 +161,20 @@ pub fn is_dns_label(s: &str) -> bool {
 /// accepted too, named `default`.
 pub fn load_mesh_file(path: &Path) -> Result<Mesh, SettingsError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| SettingsError::Read { path: shown.clone(), source })?;
-    let mesh = parse_mesh_yaml(&text).map_err(|source| SettingsError::Parse { path: shown, source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let mesh = parse_mesh_yaml(&text).map_err(|source| SettingsError::Parse {
+        path: shown,
+        source,
+    })?;
     let errors = validate(&mesh.spec);
     if !errors.is_empty() {
-        return Err(SettingsError::Invalid { name: mesh_name(&mesh), errors });
+        return Err(SettingsError::Invalid {
+            name: mesh_name(&mesh),
+            errors,
+        });
     }
     Ok(mesh)
 }
@@ -141,12 +189,19 @@ pub fn parse_mesh_yaml(text: &str) -> Result<Mesh, serde_yaml::Error> {
         }
         return Ok(mesh);
     }
-    let spec: MeshSpec = if value.is_null() { MeshSpec::default() } else { serde_yaml::from_value(value)? };
+    let spec: MeshSpec = if value.is_null() {
+        MeshSpec::default()
+    } else {
+        serde_yaml::from_value(value)?
+    };
     Ok(Mesh::new(crate::names::DEFAULT_MESH, spec))
 }
 
 pub fn mesh_name(mesh: &Mesh) -> String {
-    mesh.metadata.name.clone().unwrap_or_else(|| crate::names::DEFAULT_MESH.to_string())
+    mesh.metadata
+        .name
+        .clone()
+        .unwrap_or_else(|| crate::names::DEFAULT_MESH.to_string())
 }
 
 #[cfg(test)]
@@ -156,7 +211,10 @@ mod tests {
 
     #[test]
     fn empty_spec_gets_every_default() {
-        let mesh = parse_mesh_yaml("apiVersion: meshd.io/v1alpha1\nkind: Mesh\nmetadata: {name: default}\nspec: {}\n").unwrap();
+        let mesh = parse_mesh_yaml(
+            "apiVersion: meshd.io/v1alpha1\nkind: Mesh\nmetadata: {name: default}\nspec: {}\n",
+        )
+        .unwrap();
         let s = &mesh.spec;
         assert_eq!(s.trust_domain, "cluster.local");
         assert_eq!(s.proxy.uid, 1337);
@@ -173,7 +231,8 @@ mod tests {
     #[test]
     fn bad_fields_are_named() {
         let mut spec = MeshSpec::default();
-        spec.traffic_capture.exclude_outbound_cidrs = vec!["10.0.0.0/8".into(), "10.0.0.0/33".into()];
+        spec.traffic_capture.exclude_outbound_cidrs =
+            vec!["10.0.0.0/8".into(), "10.0.0.0/33".into()];
         spec.traffic_capture.include_outbound_cidrs = vec!["nope".into()];
         let g = GatewaySpec {
             name: "ingress".into(),
@@ -193,7 +252,11 @@ mod tests {
                 "spec.gateways[1].name"
             ]
         );
-        assert!(errors[0].to_string().contains("\"10.0.0.0/33\""), "{}", errors[0]);
+        assert!(
+            errors[0].to_string().contains("\"10.0.0.0/33\""),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]
@@ -201,6 +264,11 @@ mod tests {
         let mesh = parse_mesh_yaml("mtls: {mode: STRICT}\n").unwrap();
         assert_eq!(mesh_name(&mesh), "default");
         assert_eq!(mesh.spec.mtls.mode, MtlsMode::Strict);
-        assert!(parse_mesh_yaml("mtls: {mode: SOMETIMES}\n").unwrap_err().to_string().contains("SOMETIMES"));
+        assert!(
+            parse_mesh_yaml("mtls: {mode: SOMETIMES}\n")
+                .unwrap_err()
+                .to_string()
+                .contains("SOMETIMES")
+        );
     }
 }

@@ -51,11 +51,15 @@ impl IpCidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -111,7 +115,12 @@ pub fn parse_include_cidrs(s: &str) -> Result<IncludeCidrs, ValueError> {
     if items.contains(&"*") {
         return Ok(IncludeCidrs::All);
     }
-    Ok(IncludeCidrs::Only(items.into_iter().map(str::parse).collect::<Result<_, _>>()?))
+    Ok(IncludeCidrs::Only(
+        items
+            .into_iter()
+            .map(str::parse)
+            .collect::<Result<_, _>>()?,
+    ))
 }
 
 /// `true` or `false`, nothing else.
@@ -139,7 +148,10 @@ mod tests {
         for bad in ["0", "65536", "+80", "-1", "http", "80a", " "] {
             assert!(parse_port(bad).is_err(), "{bad:?} accepted");
         }
-        assert_eq!(parse_port_list("80,abc").unwrap_err(), ValueError::Port("abc".into()));
+        assert_eq!(
+            parse_port_list("80,abc").unwrap_err(),
+            ValueError::Port("abc".into())
+        );
     }
 
     #[test]
@@ -147,10 +159,29 @@ mod tests {
         let c: IpCidr = "10.0.0.0/8".parse().unwrap();
         assert!(c.contains("10.1.2.3".parse().unwrap()));
         assert!(!c.contains("11.0.0.1".parse().unwrap()));
-        assert_eq!("fd00::/8".parse::<IpCidr>().unwrap().to_string(), "fd00::/8");
-        assert_eq!("1.2.3.4".parse::<IpCidr>().unwrap().to_string(), "1.2.3.4/32");
-        assert!("0.0.0.0/0".parse::<IpCidr>().unwrap().contains("8.8.8.8".parse().unwrap()));
-        for bad in ["10.0.0.0/33", "10.0.0/8", "x/8", "10.0.0.0/", "10.0.0.0/+8", "::/129", "*"] {
+        assert_eq!(
+            "fd00::/8".parse::<IpCidr>().unwrap().to_string(),
+            "fd00::/8"
+        );
+        assert_eq!(
+            "1.2.3.4".parse::<IpCidr>().unwrap().to_string(),
+            "1.2.3.4/32"
+        );
+        assert!(
+            "0.0.0.0/0"
+                .parse::<IpCidr>()
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        for bad in [
+            "10.0.0.0/33",
+            "10.0.0/8",
+            "x/8",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "::/129",
+            "*",
+        ] {
             assert!(bad.parse::<IpCidr>().is_err(), "{bad:?} accepted");
         }
         assert_eq!(parse_include_cidrs("*").unwrap(), IncludeCidrs::All);

@@ -7,7 +7,10 @@ use serde_json::Value;
 
 fn mesh_crd() -> Value {
     let crds = crd::all();
-    let mesh = crds.iter().find(|c| c.spec.names.kind == "Mesh").expect("Mesh CRD is in crd::all()");
+    let mesh = crds
+        .iter()
+        .find(|c| c.spec.names.kind == "Mesh")
+        .expect("Mesh CRD is in crd::all()");
     serde_json::to_value(mesh).expect("CRD serializes")
 }
 
@@ -27,16 +30,32 @@ fn structural_violations(node: &Value, path: &str, out: &mut Vec<String>) {
     if !typed && !int_or_string && !preserve {
         out.push(format!("{path}: no type"));
     }
-    for forbidden in ["$ref", "definitions", "$defs", "additionalItems", "patternProperties", "dependencies"] {
+    for forbidden in [
+        "$ref",
+        "definitions",
+        "$defs",
+        "additionalItems",
+        "patternProperties",
+        "dependencies",
+    ] {
         if obj.contains_key(forbidden) {
-            out.push(format!("{path}: {forbidden} is not allowed in a structural schema"));
+            out.push(format!(
+                "{path}: {forbidden} is not allowed in a structural schema"
+            ));
         }
     }
     // Inside anyOf/oneOf/allOf/not, a structural schema may not declare types, defaults or descriptions.
     for junctor in ["anyOf", "oneOf", "allOf"] {
         if let Some(items) = obj.get(junctor).and_then(Value::as_array) {
             for (i, item) in items.iter().enumerate() {
-                for k in ["type", "default", "description", "nullable", "properties", "items"] {
+                for k in [
+                    "type",
+                    "default",
+                    "description",
+                    "nullable",
+                    "properties",
+                    "items",
+                ] {
                     if item.get(k).is_some() && !int_or_string {
                         out.push(format!("{path}.{junctor}[{i}]: `{k}` under a junctor"));
                     }
@@ -63,8 +82,16 @@ fn every_crd_schema_is_structural() {
         let v = serde_json::to_value(&c).unwrap();
         for version in v["spec"]["versions"].as_array().unwrap() {
             let mut violations = Vec::new();
-            structural_violations(&version["schema"]["openAPIV3Schema"], &c.spec.names.kind, &mut violations);
-            assert!(violations.is_empty(), "non-structural schema nodes:\n{}", violations.join("\n"));
+            structural_violations(
+                &version["schema"]["openAPIV3Schema"],
+                &c.spec.names.kind,
+                &mut violations,
+            );
+            assert!(
+                violations.is_empty(),
+                "non-structural schema nodes:\n{}",
+                violations.join("\n")
+            );
         }
     }
 }
@@ -72,7 +99,8 @@ fn every_crd_schema_is_structural() {
 #[test]
 fn the_walker_catches_an_untyped_node() {
     let mut out = Vec::new();
-    let bad = serde_json::json!({"type": "object", "properties": {"x": {"description": "untyped"}}});
+    let bad =
+        serde_json::json!({"type": "object", "properties": {"x": {"description": "untyped"}}});
     structural_violations(&bad, "T", &mut out);
     assert_eq!(out, ["T.x: no type"]);
 }
@@ -82,12 +110,19 @@ fn mesh_is_cluster_scoped_with_status_and_short_name() {
     let c = mesh_crd();
     assert_eq!(c["metadata"]["name"], "meshes.meshd.io");
     assert_eq!(c["spec"]["scope"], "Cluster");
-    assert_eq!(c["spec"]["names"]["shortNames"], serde_json::json!(["mesh"]));
+    assert_eq!(
+        c["spec"]["names"]["shortNames"],
+        serde_json::json!(["mesh"])
+    );
     let v = &c["spec"]["versions"][0];
     assert_eq!(v["name"], "v1alpha1");
     assert!(v["subresources"]["status"].is_object());
-    let columns: Vec<&str> =
-        v["additionalPrinterColumns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let columns: Vec<&str> = v["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert_eq!(columns, ["READY", "MTLS", "GATEWAYS", "PROXIES", "AGE"]);
 }
 
@@ -109,15 +144,27 @@ fn every_optional_mesh_field_has_a_default() {
         }
     }
     assert!(missing.is_empty(), "fields without a default: {missing:?}");
-    assert_eq!(spec["properties"]["trustDomain"]["default"], "cluster.local");
-    assert_eq!(spec["properties"]["mtls"]["properties"]["mode"]["default"], "PERMISSIVE");
-    assert_eq!(spec["properties"]["proxy"]["properties"]["uid"]["default"], 1337);
+    assert_eq!(
+        spec["properties"]["trustDomain"]["default"],
+        "cluster.local"
+    );
+    assert_eq!(
+        spec["properties"]["mtls"]["properties"]["mode"]["default"],
+        "PERMISSIVE"
+    );
+    assert_eq!(
+        spec["properties"]["proxy"]["properties"]["uid"]["default"],
+        1337
+    );
 }
 
 #[test]
 fn enums_ranges_and_cel_rules_are_in_the_schema() {
     let spec = &mesh_schema()["properties"]["spec"]["properties"];
-    assert_eq!(spec["mtls"]["properties"]["mode"]["enum"], serde_json::json!(["PERMISSIVE", "STRICT", "DISABLE"]));
+    assert_eq!(
+        spec["mtls"]["properties"]["mode"]["enum"],
+        serde_json::json!(["PERMISSIVE", "STRICT", "DISABLE"])
+    );
     assert_eq!(
         spec["outboundTrafficPolicy"]["enum"],
         serde_json::json!(["ALLOW_ANY", "REGISTRY_ONLY"])
@@ -127,7 +174,10 @@ fn enums_ranges_and_cel_rules_are_in_the_schema() {
     assert_eq!(port["minimum"].as_f64(), Some(1.0));
     assert_eq!(port["maximum"].as_f64(), Some(65535.0));
     let rules = |node: &Value| -> String {
-        node["x-kubernetes-validations"].as_array().map(|r| serde_json::to_string(r).unwrap()).unwrap_or_default()
+        node["x-kubernetes-validations"]
+            .as_array()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .unwrap_or_default()
     };
     assert!(rules(&capture["excludeOutboundCIDRs"]).contains("isCIDR"));
     assert!(rules(&capture["includeOutboundCIDRs"]).contains("isCIDR"));

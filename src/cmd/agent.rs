@@ -33,6 +33,17 @@ pub struct Args {
     /// The control plane: `HOST:PORT` or `unix:PATH`.
     #[arg(long, env = "MESHD_DISCOVERY_ADDRESS", default_value = meshd_api::names::DEFAULT_DISCOVERY_ADDRESS)]
     discovery_address: String,
+    /// TLS to the control plane (`true`/`false`), verifying the name `meshd.meshd-system.svc` against
+    /// --ca-file; for a `HOST:PORT` --discovery-address.
+    #[arg(long, env = "MESHD_XDS_TLS", default_value = "false")]
+    xds_tls: String,
+    /// CA bundle that signed the control plane's certificate.
+    #[arg(
+        long,
+        env = "MESHD_CA_FILE",
+        default_value = "/var/run/meshd/ca-root/root-cert.pem"
+    )]
+    ca_file: PathBuf,
     /// The mesh's trust domain.
     #[arg(long, env = "MESHD_TRUST_DOMAIN", default_value = meshd_api::names::DEFAULT_TRUST_DOMAIN)]
     trust_domain: String,
@@ -127,6 +138,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         node_name: args.node_name,
         mesh: args.mesh,
         discovery_address: args.discovery_address,
+        xds_tls: args.xds_tls,
+        ca_file: args.ca_file,
         trust_domain: args.trust_domain,
         envoy_log_level: args.envoy_log_level,
         concurrency: args.concurrency,

@@ -27,7 +27,7 @@ pub(crate) fn write_bootstrap(s: &AgentSettings) -> Result<PathBuf, AgentError> 
         node: s.node.clone(),
         xds: s.xds.clone(),
         api: XdsApi::Delta,
-        tls: None,
+        tls: s.xds_tls.clone(),
         labels: s.labels.clone(),
         service_account: s.service_account.clone(),
         ips: s.pod_ip.iter().map(ToString::to_string).collect(),
@@ -161,5 +161,59 @@ async fn stop_child(child: &mut tokio::process::Child, pid: Option<u32>) {
             tracing::warn!(?pid, "Envoy ignored SIGTERM; killing it");
             let _ = child.kill().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{AgentSettings, RawSettings};
+
+    #[test]
+    fn bootstrap_carries_identity_admin_port_and_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = AgentSettings::validate(RawSettings {
+            pod_name: Some("web-0".into()),
+            pod_namespace: Some("shop".into()),
+            pod_ip: Some("10.0.0.5".into()),
+            service_account: Some("web".into()),
+            mesh: "default".into(),
+            discovery_address: "meshd.meshd-system.svc:15012".into(),
+            xds_tls: "true".into(),
+            ca_file: "/var/run/meshd/ca-root/root-cert.pem".into(),
+            trust_domain: "cluster.local".into(),
+            envoy_log_level: "info".into(),
+            concurrency: "2".into(),
+            envoy_path: "envoy".into(),
+            config_dir: dir.path().join("proxy"),
+            drain_duration: "5s".into(),
+            gateway: Some("ingress".into()),
+            health_listen: "0.0.0.0:15021".into(),
+            agent_listen: "0.0.0.0:15020".into(),
+            admin_port: "25000".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let path = super::write_bootstrap(&settings).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(b["node"]["id"], "web-0.shop");
+        assert_eq!(b["node"]["metadata"]["gateway"], "ingress");
+        assert_eq!(b["node"]["metadata"]["ips"][0], "10.0.0.5");
+        assert_eq!(b["admin"]["address"]["socket_address"]["port_value"], 25000);
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        let stats = clusters
+            .iter()
+            .find(|c| c["name"] == "prometheus_stats")
+            .unwrap();
+        assert_eq!(
+            stats["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+                ["port_value"],
+            25000
+        );
+        let xds = clusters.iter().find(|c| c["name"] == "xds-grpc").unwrap();
+        assert_eq!(
+            xds["transport_socket"]["typed_config"]["sni"],
+            "meshd.meshd-system.svc"
+        );
     }
 }

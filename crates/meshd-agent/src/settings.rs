@@ -22,6 +22,9 @@ pub struct RawSettings {
     pub node_name: Option<String>,
     pub mesh: String,
     pub discovery_address: String,
+    /// `true`: TLS to the control plane, verified against `ca_file` (a `HOST:PORT` address only).
+    pub xds_tls: String,
+    pub ca_file: PathBuf,
     pub trust_domain: String,
     pub envoy_log_level: String,
     pub concurrency: String,
@@ -45,6 +48,8 @@ pub struct AgentSettings {
     pub node_name: Option<String>,
     pub mesh: String,
     pub xds: XdsAddress,
+    /// TLS to the control plane: (server name, CA file).
+    pub xds_tls: Option<(String, String)>,
     pub trust_domain: String,
     pub log_level: LogLevel,
     pub concurrency: u32,
@@ -104,6 +109,22 @@ impl AgentSettings {
             .discovery_address
             .parse::<XdsAddress>()
             .map_err(|e| invalid("--discovery-address", &raw.discovery_address, e.to_string()))?;
+        let tls = meshd_api::values::parse_bool(&raw.xds_tls)
+            .map_err(|e| invalid("--xds-tls", &raw.xds_tls, e.to_string()))?;
+        let xds_tls = match (&xds, tls) {
+            (_, false) => None,
+            (XdsAddress::Unix(_), true) => {
+                return Err(invalid(
+                    "--xds-tls",
+                    &raw.xds_tls,
+                    "needs a HOST:PORT --discovery-address, not a Unix socket",
+                ));
+            }
+            (XdsAddress::Tcp { .. }, true) => Some((
+                meshd_api::names::CONTROL_PLANE_SERVER_NAME.to_string(),
+                raw.ca_file.display().to_string(),
+            )),
+        };
         let log_level = LogLevel::parse(&raw.envoy_log_level).ok_or_else(|| {
             invalid(
                 "--envoy-log-level",
@@ -152,6 +173,7 @@ impl AgentSettings {
             node_name: raw.node_name.filter(|s| !s.is_empty()),
             mesh: raw.mesh,
             xds,
+            xds_tls,
             trust_domain: raw.trust_domain,
             log_level,
             concurrency,
@@ -179,6 +201,7 @@ mod tests {
             pod_ip: Some("10.0.0.5".into()),
             mesh: "default".into(),
             discovery_address: "unix:/tmp/x.sock".into(),
+            xds_tls: "false".into(),
             trust_domain: "cluster.local".into(),
             envoy_log_level: "info".into(),
             concurrency: "2".into(),
@@ -204,7 +227,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_flag_and_value() {
-        let cases: [(&str, Breaker); 6] = [
+        let cases: [(&str, Breaker); 7] = [
+            ("--xds-tls", |r| r.xds_tls = "true".into()),
             ("--concurrency", |r| r.concurrency = "two".into()),
             ("--drain-duration", |r| {
                 r.drain_duration = "5 parsecs".into()

@@ -339,7 +339,7 @@ async fn wait_and_drain(
 ) -> anyhow::Result<()> {
     let mut failure = None;
     tokio::select! {
-        () = wait_for_signal() => tracing::info!("shutting down"),
+        () = super::signals::wait_for_shutdown() => tracing::info!("shutting down"),
         done = tasks.join_next() => {
             failure = Some(match done {
                 Some(Ok((name, Ok(())))) => anyhow::anyhow!("{name} stopped unexpectedly"),
@@ -364,21 +364,6 @@ async fn wait_and_drain(
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
     }
 }
 

@@ -7,6 +7,7 @@
 mod admin;
 mod envoy;
 mod error;
+mod grpc_health;
 mod metrics;
 mod probes;
 mod server;

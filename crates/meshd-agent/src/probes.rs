@@ -90,7 +90,11 @@ impl AppProbes {
                 (None, Some(t), None) => {
                     port_of(key, &t.port)?;
                 }
-                (None, None, Some(_)) => {}
+                (None, None, Some(g)) => {
+                    if !(1..=65535).contains(&g.port) {
+                        return Err(format!("{key}: grpc port {} is not 1-65535", g.port));
+                    }
+                }
                 _ => {
                     return Err(format!(
                         "{key:?}: needs exactly one of httpGet, tcpSocket, grpc"
@@ -132,10 +136,10 @@ impl AppProbe {
             return tcp_probe(&host, port, timeout).await;
         }
         if let Some(g) = &self.grpc {
-            return ProbeOutcome::Failure(format!(
-                "gRPC probes (port {}) are not supported by meshd agent yet",
-                g.port
-            ));
+            let port = u16::try_from(g.port).unwrap_or(0);
+            let service = g.service.as_deref().unwrap_or("");
+            return crate::grpc_health::probe(&bracket(&default_host), port, service, timeout)
+                .await;
         }
         ProbeOutcome::Failure("the probe has no handler".into())
     }

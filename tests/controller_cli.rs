@@ -399,10 +399,14 @@ fn against_a_mock_api_server_it_serves_webhook_and_xds_and_exits_on_sigterm() {
         },
     );
     let metrics_text = http_get(metrics, "/metrics").expect("metrics");
-    assert!(
-        metrics_text.contains("meshd_injections_total"),
-        "{metrics_text}"
-    );
+    // One registry on 15014: the webhook's, the xDS server's and the operator's metrics.
+    for family in [
+        "meshd_injections_total{result=\"injected\"",
+        "meshd_xds_connected_proxies",
+        "meshd_reconcile",
+    ] {
+        assert!(metrics_text.contains(family), "no {family}: {metrics_text}");
+    }
 
     // The figure for docs/perf-controller.md: resident memory after 2 s idle with every watch open.
     std::thread::sleep(Duration::from_secs(2));

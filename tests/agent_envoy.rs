@@ -408,7 +408,13 @@ fn agent_ready_after_config_probes_metrics_restart_wait_and_quit() {
         "{metrics}"
     );
 
-    // /quitquitquit stops Envoy and the agent, exit 0.
+    // /quitquitquit from the pod network is refused; from localhost it stops Envoy and the agent, exit 0.
+    let refused = http(&s.ns, "POST", "10.1.0.5:15020", "/quitquitquit").unwrap();
+    assert_eq!(refused.0, 403, "{refused:?}");
+    assert!(
+        s.agent.0.try_wait().unwrap().is_none(),
+        "the agent stopped for a remote caller"
+    );
     let new_envoy = s.envoy_pid().unwrap();
     assert_eq!(
         http(&s.ns, "POST", "127.0.0.1:15020", "/quitquitquit")

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::extract::{Path, State as Extract};
+use axum::extract::{ConnectInfo, Path, State as Extract};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -55,6 +55,7 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, AgentError> {
 
 fn spawn(listener: tokio::net::TcpListener, app: Router) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "agent HTTP server stopped");
         }
@@ -88,9 +89,23 @@ pub(crate) async fn serve_agent(
         .with_state(state)
         .route(
             "/quitquitquit",
-            post(move || {
-                quit.cancel();
-                async { "stopping\n" }
+            post(move |ConnectInfo(peer): ConnectInfo<SocketAddr>| {
+                // 15020 is reachable from the pod network (the kubelet's probes); only the pod
+                // itself may stop the proxy.
+                let allowed = peer.ip().is_loopback();
+                if allowed {
+                    tracing::info!(%peer, "/quitquitquit: stopping");
+                    quit.cancel();
+                } else {
+                    tracing::warn!(%peer, "/quitquitquit refused: not from localhost");
+                }
+                async move {
+                    if allowed {
+                        (StatusCode::OK, "stopping\n")
+                    } else {
+                        (StatusCode::FORBIDDEN, "only from localhost\n")
+                    }
+                }
             }),
         );
     Ok(spawn(listener, app))

@@ -121,6 +121,7 @@ impl Operator {
                         let task =
                             tokio::spawn(reconcile::run_controller(self.ctx.clone(), stop.clone()));
                         running = Some((stop, task));
+                        self.ctx.metrics.leader.set(1);
                     }
                 }
                 Ok(false) => last_renewed = None,
@@ -131,6 +132,7 @@ impl Operator {
                 tracing::warn!("lost the lease: stopping the Mesh controller");
                 stop.cancel();
                 let _ = task.await;
+                self.ctx.metrics.leader.set(0);
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -140,6 +142,7 @@ impl Operator {
         if let Some((stop, task)) = running.take() {
             stop.cancel();
             let _ = task.await;
+            self.ctx.metrics.leader.set(0);
             elector.release().await;
         }
         Ok(())

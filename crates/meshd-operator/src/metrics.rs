@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -16,6 +17,8 @@ pub struct ResultLabel {
 pub struct Metrics {
     pub reconciles: Family<ResultLabel, Counter>,
     pub duration: Histogram,
+    /// 1 while this replica holds the Lease and runs the Mesh controller.
+    pub leader: Gauge,
 }
 
 impl Metrics {
@@ -32,6 +35,11 @@ impl Metrics {
             "Time to reconcile one Mesh",
             m.duration.clone(),
         );
+        registry.register(
+            "meshd_controller_leader",
+            "1 while this replica holds the Lease and runs the Mesh controller",
+            m.leader.clone(),
+        );
         m
     }
 
@@ -47,6 +55,7 @@ impl Default for Metrics {
         Self {
             reconciles: Family::default(),
             duration: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            leader: Gauge::default(),
         }
     }
 }

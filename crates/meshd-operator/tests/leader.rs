@@ -115,3 +115,73 @@ async fn run_holds_the_lease_until_shutdown_then_releases_it() {
         "lease released"
     );
 }
+
+/// A replica that finds the lease held by another (it was partitioned and the lease moved on) stops its
+/// Controller (`meshd_controller_leader` goes 1 → 0) and leaves the other's lease alone.
+#[tokio::test]
+async fn losing_the_lease_stops_the_controller() {
+    let fake = FakeApi::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let op = meshd_operator::Operator::new(
+        fake.client(),
+        meshd_operator::OperatorConfig::new("meshd-a"),
+        &mut registry,
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(op.run(shutdown.clone()));
+    let mesh_requests = || {
+        fake.log()
+            .iter()
+            .filter(|r| r.path == "/apis/meshd.io/v1alpha1/meshes")
+            .count()
+    };
+    for _ in 0..200 {
+        if mesh_requests() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(mesh_requests() > 0, "the leader's Controller runs");
+    let leader_gauge = |registry: &prometheus_client::registry::Registry| {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text.lines()
+            .find(|l| l.starts_with("meshd_controller_leader "))
+            .map(String::from)
+    };
+    assert_eq!(
+        leader_gauge(&registry).as_deref(),
+        Some("meshd_controller_leader 1")
+    );
+    let mut lease = fake.get(LEASE).unwrap();
+    lease["spec"]["holderIdentity"] = json!("meshd-b");
+    lease["spec"]["renewTime"] = json!("2999-01-01T00:00:00.000000Z");
+    fake.put(LEASE, lease);
+    // Next renewal (≤ 5 s) sees meshd-b; stopping takes at most SHUTDOWN_GRACE (5 s).
+    for _ in 0..150 {
+        if leader_gauge(&registry).as_deref() == Some("meshd_controller_leader 0") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        leader_gauge(&registry).as_deref(),
+        Some("meshd_controller_leader 0"),
+        "the Controller stopped"
+    );
+    assert_eq!(
+        fake.get(LEASE).unwrap()["spec"]["holderIdentity"],
+        "meshd-b",
+        "the loser does not write the lease"
+    );
+    shutdown.cancel();
+    let result = tokio::time::timeout(std::time::Duration::from_secs(10), task)
+        .await
+        .expect("run stops");
+    assert!(result.expect("no panic").is_ok());
+    assert_eq!(
+        fake.get(LEASE).unwrap()["spec"]["holderIdentity"],
+        "meshd-b",
+        "release leaves another's lease alone"
+    );
+}

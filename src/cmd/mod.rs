@@ -52,7 +52,7 @@ pub enum Command {
     /// Program traffic capture in the current network namespace (the init container).
     Init(init::Args),
     /// The sidecar's entrypoint: bootstrap, SDS, health, probes; runs and supervises Envoy.
-    Agent(agent::Args),
+    Agent(Box<agent::Args>),
     /// Print the Envoy bootstrap the agent would use.
     Bootstrap(bootstrap::Args),
     /// Every connected proxy, its mesh, and whether its config is in sync.
@@ -71,7 +71,7 @@ pub fn run(command: Command) -> anyhow::Result<i32> {
         Command::Webhook(args) => webhook::run(args),
         Command::Inject(args) => inject::run(args),
         Command::Init(args) => init::run(args),
-        Command::Agent(args) => agent::run(args),
+        Command::Agent(args) => agent::run(*args),
         Command::Bootstrap(args) => bootstrap::run(args),
         Command::ProxyStatus(args) => proxy_status::run(args),
         Command::Crd(args) => crd::run(args),

@@ -6,10 +6,15 @@
 //! - [`tcp`]: real TCP endpoints inside a namespace: a listener that names itself to every client and
 //!   reports each connection's original destination (`SO_ORIGINAL_DST`), and a connector that runs as a
 //!   given uid so that owner-based capture rules see it.
+//! - [`mesh`]: a one-machine mesh (control plane, bridge, pods with capture, agent, Envoy and an [`app`]).
 //! - [`prereq`]: checks for root, namespaces and binaries; prints `SKIP: <reason>`, or fails under `CI=true`.
 
+pub mod app;
+pub mod load;
+pub mod mesh;
 pub mod netns;
 pub mod prereq;
+pub mod signal;
 pub mod tcp;
 
 pub use netns::{Identity, NetNs, link_veth};

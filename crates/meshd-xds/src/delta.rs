@@ -7,9 +7,10 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as XdsResource,
 };
+use futures::StreamExt;
 use meshd_translate::{Resource, ResourceType, fnv1a};
 use tokio::sync::mpsc;
-use tonic::{Status, Streaming};
+use tonic::Status;
 
 use crate::registry::XdsApiKind;
 use crate::stream::{Shared, StreamCtx};
@@ -54,13 +55,13 @@ struct TypeState {
 /// Serves one delta stream until the proxy leaves or the server shuts down.
 pub(crate) async fn serve(
     shared: Arc<Shared>,
-    mut requests: Streaming<DeltaDiscoveryRequest>,
+    mut requests: impl futures::Stream<Item = Result<DeltaDiscoveryRequest, Status>> + Unpin,
     tx: Tx,
 ) {
     let cancel = shared.cancel.clone();
     let first = tokio::select! {
         () = cancel.cancelled() => return,
-        m = requests.message() => match m { Ok(Some(r)) => r, _ => return },
+        m = requests.next() => match m { Some(Ok(r)) => r, _ => return },
     };
     let Some(node) = first.node.as_ref().map(|n| n.id.clone()) else {
         let _ = tx
@@ -84,10 +85,10 @@ pub(crate) async fn serve(
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
-            m = requests.message() => match m {
-                Ok(Some(req)) => if handle(&mut ctx, &mut types, req, &tx).await.is_err() { return },
-                Ok(None) => return,
-                Err(status) => {
+            m = requests.next() => match m {
+                Some(Ok(req)) => if handle(&mut ctx, &mut types, req, &tx).await.is_err() { return },
+                None => return,
+                Some(Err(status)) => {
                     tracing::debug!(node = %ctx.node, %status, "delta ADS stream ended");
                     return;
                 }

@@ -60,14 +60,18 @@ impl Pod {
         children(self.agent_pid()?).into_iter().next()
     }
 
-    /// Stops the sidecar (agent and its Envoy) and waits until Envoy is gone.
+    /// Stops the sidecar (agent and its Envoy) and waits until Envoy is gone. Envoy is killed
+    /// explicitly: it outlives a killed agent (reparented to init), so Drop alone would leak it.
     pub fn stop_sidecar(&mut self) -> anyhow::Result<()> {
         let envoy = self.envoy_pid();
+        // The agent first, so it cannot restart the Envoy killed next.
         drop(self.agent.take());
         if let Some(pid) = envoy {
-            wait_for("Envoy to exit", Duration::from_secs(10), || {
-                Ok(!Path::new(&format!("/proc/{pid}")).exists())
-            })?;
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            wait_for_exit(pid)?;
         }
         Ok(())
     }
@@ -97,6 +101,30 @@ impl Pod {
         let name = format!("cluster.{cluster}.{stat}");
         Ok(self.stats(&name)?.get(&name).copied().unwrap_or(0))
     }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_sidecar() {
+            eprintln!("meshd-testbed: {}: {e:#}", self.name);
+        }
+    }
+}
+
+/// Waits until `pid` is gone or a zombie (reaped by init); not interruptible, as teardown uses it.
+fn wait_for_exit(pid: u32) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = state
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().chars().next());
+        if matches!(state, None | Some(Some('Z'))) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("Envoy (pid {pid}) still running 10s after SIGKILL")
 }
 
 /// The control plane, bridge and pods, with the config directory they are described in.

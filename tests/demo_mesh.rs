@@ -9,10 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use meshd_testbed::load::answers;
-use meshd_testbed::mesh::{
-    APP, APP_PORT, INBOUND, Mesh, REVIEWS_OUTBOUND, REVIEWS_VIP, venv_envoy,
-};
-use meshd_testbed::require;
+use meshd_testbed::mesh::{APP, APP_PORT, INBOUND, Mesh, REVIEWS_OUTBOUND, REVIEWS_VIP};
 
 const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
 const READY: Duration = Duration::from_secs(30);
@@ -23,19 +20,11 @@ const REVIEWS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 44, 0, 11), Ipv4Addr::new(10, 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn prerequisites(test: &str) -> Option<PathBuf> {
-    if !require(test, &["iptables", "setpriv"]) {
-        return None;
-    }
-    match venv_envoy(Path::new(env!("CARGO_MANIFEST_DIR"))) {
-        Ok(path) => Some(path),
-        Err(reason) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{test}: prerequisite missing in CI: {reason}")
-        }
-        Err(reason) => {
-            eprintln!("SKIP: {test}: {reason}");
-            None
-        }
-    }
+    meshd_testbed::prereq::require_envoy(
+        test,
+        &["iptables", "setpriv"],
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+    )
 }
 
 /// frontend-0 and `reviews` pods reviews-0.. declared and started, all sidecars ready.

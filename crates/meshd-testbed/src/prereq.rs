@@ -56,16 +56,40 @@ fn probe_netns() -> Result<(), String> {
 pub fn require(test: &str, programs: &[&str]) -> bool {
     match check(programs) {
         Ok(()) => true,
-        Err(reason) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{test}: prerequisite missing in CI: {reason}")
-        }
         Err(reason) => {
-            // Straight to the file descriptor: the test harness captures print!/eprint! of passing
-            // tests, and a skip must be seen.
-            let _ = writeln!(std::io::stderr(), "SKIP: {test}: {reason}");
+            missing(test, &reason);
             false
         }
     }
+}
+
+/// [`require`] plus real Envoy from the repository's `.venv` (`make envoy`): the path of Envoy's binary
+/// when the test can run.
+pub fn require_envoy(
+    test: &str,
+    programs: &[&str],
+    repo_root: &Path,
+) -> Option<std::path::PathBuf> {
+    if !require(test, programs) {
+        return None;
+    }
+    match crate::mesh::venv_envoy(repo_root) {
+        Ok(path) => Some(path),
+        Err(reason) => {
+            missing(test, &reason);
+            None
+        }
+    }
+}
+
+/// A prerequisite is missing: fail in CI, else say SKIP where it is seen.
+fn missing(test: &str, reason: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: prerequisite missing in CI: {reason}")
+    }
+    // Straight to the file descriptor: the test harness captures print!/eprint! of passing
+    // tests, and a skip must be seen.
+    let _ = writeln!(std::io::stderr(), "SKIP: {test}: {reason}");
 }
 
 /// Is `program` an executable file in a PATH directory (or the path given)?

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use crate::registry::XdsApiKind;
-use crate::stream::{Shared, StreamCtx};
+use crate::stream::{Shared, StreamCtx, open_stream};
 
 type Tx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
 
@@ -112,24 +112,17 @@ pub(crate) async fn serve(
     tx: Tx,
 ) {
     let cancel = shared.cancel.clone();
-    let first = tokio::select! {
-        () = cancel.cancelled() => return,
-        m = requests.next() => match m { Some(Ok(r)) => r, _ => return },
-    };
-    let Some(node) = first.node.as_ref().map(|n| n.id.clone()) else {
-        let _ = tx
-            .send(Err(Status::invalid_argument(
-                "the first DeltaDiscoveryRequest must carry node.id",
-            )))
-            .await;
+    let Some((mut ctx, first)) = open_stream(
+        shared,
+        &mut requests,
+        &tx,
+        XdsApiKind::Delta,
+        "DeltaDiscoveryRequest",
+        |r: &DeltaDiscoveryRequest| r.node.as_ref().map(|n| n.id.clone()),
+    )
+    .await
+    else {
         return;
-    };
-    let mut ctx = match StreamCtx::open(shared, &node, XdsApiKind::Delta) {
-        Ok(ctx) => ctx,
-        Err(status) => {
-            let _ = tx.send(Err(status)).await;
-            return;
-        }
     };
     let mut types: BTreeMap<ResourceType, TypeState> = BTreeMap::new();
     if handle(&mut ctx, &mut types, first, &tx).await.is_err() {

@@ -4,12 +4,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use futures::StreamExt;
 use meshd_translate::ResourceType;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use crate::registry::XdsApiKind;
-use crate::stream::{Shared, StreamCtx, set_version};
+use crate::stream::{Shared, StreamCtx, open_stream, set_version};
 
 type Tx = mpsc::Sender<Result<DiscoveryResponse, Status>>;
 
@@ -25,24 +26,17 @@ struct TypeState {
 /// Serves one SotW stream until the proxy leaves or the server shuts down.
 pub(crate) async fn serve(shared: Arc<Shared>, mut requests: Streaming<DiscoveryRequest>, tx: Tx) {
     let cancel = shared.cancel.clone();
-    let first = tokio::select! {
-        () = cancel.cancelled() => return,
-        m = requests.message() => match m { Ok(Some(r)) => r, _ => return },
-    };
-    let Some(node) = first.node.as_ref().map(|n| n.id.clone()) else {
-        let _ = tx
-            .send(Err(Status::invalid_argument(
-                "the first DiscoveryRequest must carry node.id",
-            )))
-            .await;
+    let Some((mut ctx, first)) = open_stream(
+        shared,
+        &mut requests,
+        &tx,
+        XdsApiKind::Sotw,
+        "DiscoveryRequest",
+        |r: &DiscoveryRequest| r.node.as_ref().map(|n| n.id.clone()),
+    )
+    .await
+    else {
         return;
-    };
-    let mut ctx = match StreamCtx::open(shared, &node, XdsApiKind::Sotw) {
-        Ok(ctx) => ctx,
-        Err(status) => {
-            let _ = tx.send(Err(status)).await;
-            return;
-        }
     };
     let mut types: BTreeMap<ResourceType, TypeState> = BTreeMap::new();
     if handle(&mut ctx, &mut types, first, &tx).await.is_err() {
@@ -51,10 +45,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut requests: Streaming<Discovery
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
-            m = requests.message() => match m {
-                Ok(Some(req)) => if handle(&mut ctx, &mut types, req, &tx).await.is_err() { return },
-                Ok(None) => return,
-                Err(status) => {
+            m = requests.next() => match m {
+                Some(Ok(req)) => if handle(&mut ctx, &mut types, req, &tx).await.is_err() { return },
+                None => return,
+                Some(Err(status)) => {
                     tracing::debug!(node = %ctx.node, %status, "ADS stream ended");
                     return;
                 }

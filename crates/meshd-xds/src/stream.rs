@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
+use futures::{Stream, StreamExt};
 use meshd_translate::{NodeId, ProxyConfig, ResourceType};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
@@ -61,6 +62,36 @@ pub(crate) struct StreamCtx {
     pub generation: Arc<Generation>,
     pub config: ProxyConfig,
     nonce: u64,
+}
+
+/// The start every ADS stream shares, SotW and delta alike: wait for the first request (or the server's
+/// shutdown), require its `node.id`, and register the proxy. `None` when the stream is over; a refusal has
+/// then been sent to the proxy. `request` names the request type in the refusal.
+pub(crate) async fn open_stream<Req, Resp>(
+    shared: Arc<Shared>,
+    requests: &mut (impl Stream<Item = Result<Req, Status>> + Unpin),
+    tx: &mpsc::Sender<Result<Resp, Status>>,
+    api: XdsApiKind,
+    request: &str,
+    node_id: impl Fn(&Req) -> Option<String>,
+) -> Option<(StreamCtx, Req)> {
+    let cancel = shared.cancel.clone();
+    let first = tokio::select! {
+        () = cancel.cancelled() => return None,
+        m = requests.next() => match m { Some(Ok(r)) => r, _ => return None },
+    };
+    let Some(node) = node_id(&first) else {
+        let message = format!("the first {request} must carry node.id");
+        let _ = tx.send(Err(Status::invalid_argument(message))).await;
+        return None;
+    };
+    match StreamCtx::open(shared, &node, api) {
+        Ok(ctx) => Some((ctx, first)),
+        Err(status) => {
+            let _ = tx.send(Err(status)).await;
+            None
+        }
+    }
 }
 
 impl StreamCtx {

@@ -5,6 +5,8 @@
 //! Event on the pod's owner, serves xDS, runs the operator (which competes for the Lease as
 //! `--pod-name`), turns `/ready`, and exits 0 on SIGTERM within 5 s.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -15,8 +17,6 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use meshd_webhook::dev_pki::DevCa;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 
 const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
@@ -240,45 +240,6 @@ fn serve_connection(
     }
 }
 
-fn post_tls(port: u16, ca_pem: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("pem"))
-        .expect("root");
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let conn = rustls::ClientConnection::new(
-        Arc::new(config),
-        ServerName::try_from("localhost").expect("name"),
-    )
-    .map_err(std::io::Error::other)?;
-    let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(("127.0.0.1", port))?);
-    write!(
-        tls,
-        "POST /inject?timeout=10s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    tls.write_all(body)?;
-    let mut response = Vec::new();
-    let _ = tls.read_to_end(&mut response); // a missing close_notify is not our concern
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.as_bytes().to_vec())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
 fn http_get(port: u16, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     write!(
@@ -365,7 +326,8 @@ fn against_a_mock_api_server_it_serves_webhook_and_xds_and_exits_on_sigterm() {
         "the ConfigMap's proxy image in the patch",
         Duration::from_secs(10),
         || {
-            let (status, answer) = post_tls(webhook, &ca.ca_pem(), &body).expect("webhook answers");
+            let (status, answer) =
+                common::post_review(webhook, &ca.ca_pem(), &body).expect("webhook answers");
             assert_eq!(status, 200);
             let answer: Value = serde_json::from_slice(&answer).expect("json answer");
             assert_eq!(answer["response"]["allowed"], true, "{answer}");

@@ -1,15 +1,14 @@
 //! `meshd webhook` as a process: real TLS on loopback with a verifying client, the fixture answered,
 //! metrics served, SIGTERM exits 0; a bad Mesh file exits 1 naming the field.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meshd_webhook::dev_pki::DevCa;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 
 const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
@@ -29,45 +28,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn post(port: u16, ca_pem: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("pem"))
-        .expect("root");
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let conn = rustls::ClientConnection::new(
-        Arc::new(config),
-        ServerName::try_from("localhost").expect("name"),
-    )
-    .map_err(std::io::Error::other)?;
-    let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(("127.0.0.1", port))?);
-    write!(
-        tls,
-        "POST /inject?timeout=10s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    tls.write_all(body)?;
-    let mut response = Vec::new();
-    let _ = tls.read_to_end(&mut response); // the server closes; a missing close_notify is not our concern
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.as_bytes().to_vec())
-        .unwrap_or_default();
-    Ok((status, body))
 }
 
 fn http_get(port: u16, path: &str) -> String {
@@ -123,7 +83,7 @@ fn serves_injection_over_tls_and_exits_on_sigterm() {
     let body = std::fs::read(format!("{FIXTURES}/pod-web.json")).expect("fixture");
     let deadline = Instant::now() + Duration::from_secs(20);
     let (status, answer) = loop {
-        match post(port, &ca.ca_pem(), &body) {
+        match common::post_review(port, &ca.ca_pem(), &body) {
             Ok(r) => break r,
             Err(e) if Instant::now() < deadline => {
                 let _ = e;

@@ -8,6 +8,7 @@ mod admin;
 mod envoy;
 mod error;
 mod grpc_health;
+mod http_probe;
 mod metrics;
 mod probes;
 mod server;

@@ -513,3 +513,180 @@ fn apply_errors_name_the_failing_command_and_its_stderr() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+/// A loopback CIDR in the include list (Istio: the app's loopback returns are left out), per family:
+/// IPv4 includes 127.10.0.0/16; IPv6 includes `::1/128` and the pod's fd77::/64.
+fn included_loopback_scenario(label: &str, mode: &[&str]) -> anyhow::Result<()> {
+    let net = PodNet::new(label)?;
+    let args: Vec<&str> = mode
+        .iter()
+        .copied()
+        .chain([
+            "--include-outbound-cidrs",
+            "127.10.0.0/16,::1/128,fd77::/64",
+            "--validate",
+        ])
+        .collect();
+    net.init_ok(&args);
+    let outbound = NamedListener::start(&net.pod, "outbound-capture", addr("0.0.0.0:15001"))?;
+    let outbound6 = NamedListener::start(&net.pod, "outbound-capture", addr("[::]:15001"))?;
+    let inbound = NamedListener::start(&net.pod, "inbound-capture", addr("0.0.0.0:15006"))?;
+    let _local = NamedListener::start(&net.pod, "local-app", addr("0.0.0.0:7000"))?;
+    let _local6 = NamedListener::start(&net.pod, "local-app", addr("[::]:7000"))?;
+    let _peer = NamedListener::start(&net.peer, "peer", addr("0.0.0.0:9000"))?;
+
+    // The included loopback CIDR reaches the proxy, with its original destination.
+    assert_eq!(
+        connect(&net.pod, APP, addr("127.10.0.5:8080"), WAIT)?,
+        "outbound-capture",
+        "app → included loopback CIDR"
+    );
+    assert_eq!(
+        outbound.next(WAIT).and_then(|a| a.original_dst),
+        Some(addr("127.10.0.5:8080"))
+    );
+    // IPv6: with the loopback return gone, the app's call to its own address in the included fd77::/64
+    // (over lo) is captured too.
+    assert_eq!(
+        connect(&net.pod, APP, addr("[fd77::2]:7000"), WAIT)?,
+        "outbound-capture",
+        "app → own IPv6 address in an included CIDR"
+    );
+    assert_eq!(
+        outbound6.next(WAIT).and_then(|a| a.original_dst),
+        Some(addr("[fd77::2]:7000"))
+    );
+    // Other loopback traffic still returns: localhost, loopback outside the CIDR, the own IPv4 address.
+    for target in [
+        "127.0.0.1:7000",
+        "127.0.0.2:7000",
+        "10.77.0.2:7000",
+        "[::1]:7000",
+    ] {
+        assert_eq!(
+            connect(&net.pod, APP, addr(target), WAIT)?,
+            "local-app",
+            "app → {target}"
+        );
+    }
+    assert_eq!(
+        connect(&net.pod, APP, addr("10.77.0.1:9000"), WAIT)?,
+        "peer",
+        "not included"
+    );
+    // The proxy's own call to the included loopback address goes to the inbound side, as in Istio.
+    assert_eq!(
+        connect(&net.pod, PROXY, addr("127.10.0.5:8080"), WAIT)?,
+        "inbound-capture",
+        "proxy → loopback CIDR"
+    );
+    assert_eq!(
+        inbound.next(WAIT).and_then(|a| a.original_dst),
+        Some(addr("127.10.0.5:8080"))
+    );
+    assert!(
+        outbound.drain().is_empty() && outbound6.drain().is_empty(),
+        "a returning connection reached 15001"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_included_loopback_cidr_is_captured_iptables() -> anyhow::Result<()> {
+    if !require("an_included_loopback_cidr_is_captured_iptables", &PROGRAMS) {
+        return Ok(());
+    }
+    included_loopback_scenario("cap-lo-ipt", &["--iptables-backend", "nft"])
+}
+
+#[test]
+fn an_included_loopback_cidr_is_captured_nftables() -> anyhow::Result<()> {
+    if !require("an_included_loopback_cidr_is_captured_nftables", &PROGRAMS) {
+        return Ok(());
+    }
+    included_loopback_scenario("cap-lo-nft", &["--mode", "nftables"])
+}
+
+/// `--include-outbound-ports` (istio-iptables `-q`): no CIDR included, port 9000 captured to any
+/// destination, except where an excluded CIDR or port returns first.
+fn included_ports_scenario(label: &str, mode: &[&str]) -> anyhow::Result<()> {
+    let net = PodNet::new(label)?;
+    let args: Vec<&str> = mode
+        .iter()
+        .copied()
+        .chain([
+            "--include-outbound-cidrs",
+            "",
+            "--include-outbound-ports",
+            "9000,5432",
+        ])
+        .chain(EXCLUSIONS)
+        .chain(["--validate"])
+        .collect();
+    net.init_ok(&args);
+    let outbound = NamedListener::start(&net.pod, "outbound-capture", addr("0.0.0.0:15001"))?;
+    let outbound6 = NamedListener::start(&net.pod, "outbound-capture", addr("[::]:15001"))?;
+    let _peer = NamedListener::start(&net.peer, "peer", addr("0.0.0.0:9000"))?;
+    let _peer6 = NamedListener::start(&net.peer, "peer", addr("[::]:9000"))?;
+    let _peer_app = NamedListener::start(&net.peer, "peer", addr("0.0.0.0:8080"))?;
+    let _peer_db = NamedListener::start(&net.peer, "peer", addr("0.0.0.0:5432"))?;
+    for (target, listener) in [
+        ("10.77.0.1:9000", &outbound),
+        ("10.200.0.5:9000", &outbound),
+        ("[fd77::1]:9000", &outbound6),
+    ] {
+        assert_eq!(
+            connect(&net.pod, APP, addr(target), WAIT)?,
+            "outbound-capture",
+            "app → included port at {target}"
+        );
+        assert_eq!(
+            listener.next(WAIT).and_then(|a| a.original_dst),
+            Some(addr(target))
+        );
+    }
+    for (target, why) in [
+        ("10.77.0.1:8080", "a port not included, no CIDR included"),
+        (
+            "10.99.0.1:9000",
+            "an excluded CIDR returns before the included port",
+        ),
+        (
+            "10.77.0.1:5432",
+            "an excluded port wins over the same port included",
+        ),
+    ] {
+        assert_eq!(connect(&net.pod, APP, addr(target), WAIT)?, "peer", "{why}");
+    }
+    assert_eq!(
+        connect(&net.pod, PROXY, addr("10.77.0.1:9000"), WAIT)?,
+        "peer",
+        "the proxy's own traffic on an included port"
+    );
+    assert!(
+        outbound.drain().is_empty() && outbound6.drain().is_empty(),
+        "a bypassing connection reached 15001"
+    );
+    Ok(())
+}
+
+#[test]
+fn included_outbound_ports_are_captured_iptables() -> anyhow::Result<()> {
+    if !require("included_outbound_ports_are_captured_iptables", &PROGRAMS) {
+        return Ok(());
+    }
+    let (ok, _, stderr) = PodNet::new("cap-q-bad")?.init(&["--include-outbound-ports", "80,70000"]);
+    assert!(
+        !ok && stderr.contains("--include-outbound-ports") && stderr.contains("70000"),
+        "{stderr}"
+    );
+    included_ports_scenario("cap-q-ipt", &["--iptables-backend", "nft"])
+}
+
+#[test]
+fn included_outbound_ports_are_captured_nftables() -> anyhow::Result<()> {
+    if !require("included_outbound_ports_are_captured_nftables", &PROGRAMS) {
+        return Ok(());
+    }
+    included_ports_scenario("cap-q-nft", &["--mode", "nftables"])
+}

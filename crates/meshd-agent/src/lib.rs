@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 /// Why the agent stopped without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
-    /// SIGTERM or SIGINT: Envoy was drained first (until no connection was open, at most the drain
+    /// SIGTERM or SIGINT: Envoy was drained first (until nothing was in flight, at most the drain
     /// duration).
     Signal,
     /// `POST /quitquitquit`.
@@ -76,7 +76,7 @@ pub async fn run(settings: AgentSettings) -> Result<Stopped, AgentError> {
     Ok(stopped)
 }
 
-/// How often the drain looks at Envoy's open connections.
+/// How often the drain looks at what Envoy has in flight.
 const DRAIN_POLL: Duration = Duration::from_millis(100);
 
 /// Graceful drain: Envoy's listeners drain (`Connection: close` and GOAWAY on every answer) while
@@ -89,12 +89,12 @@ async fn drain(settings: &AgentSettings, admin: &Admin, state: &server::State) {
     match admin.post("/drain_listeners?graceful").await {
         Ok(_) => tracing::info!(at_most = ?bound, "draining Envoy"),
         Err(e) => {
-            tracing::warn!(error = %e, "could not start Envoy's drain; waiting for open connections anyway")
+            tracing::warn!(error = %e, "could not start Envoy's drain; waiting until nothing is in flight anyway")
         }
     }
     loop {
-        let open = admin.in_flight().await;
-        match &open {
+        let in_flight = admin.in_flight().await;
+        match &in_flight {
             Ok(0) => {
                 tracing::info!(after = ?started.elapsed(), "nothing in flight; stopping Envoy");
                 return;
@@ -104,12 +104,12 @@ async fn drain(settings: &AgentSettings, admin: &Admin, state: &server::State) {
         }
         let left = bound.saturating_sub(started.elapsed());
         if left.is_zero() {
-            match open {
+            match in_flight {
                 Ok(n) => {
-                    tracing::info!(open = n, after = ?bound, "drain duration over; stopping Envoy")
+                    tracing::info!(in_flight = n, after = ?bound, "drain duration over; stopping Envoy")
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, after = ?bound, "drain duration over and Envoy's connections unknown; stopping Envoy")
+                    tracing::warn!(error = %e, after = ?bound, "drain duration over, what Envoy has in flight unknown; stopping Envoy")
                 }
             }
             return;

@@ -23,7 +23,11 @@ const POD_IP: &str = "10.1.0.5";
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn prerequisites(test: &str) -> Option<PathBuf> {
-    meshd_testbed::prereq::require_envoy(test, &["iptables"], Path::new(env!("CARGO_MANIFEST_DIR")))
+    meshd_testbed::prereq::require_envoy(
+        test,
+        &["iptables", "openssl"],
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+    )
 }
 
 /// A child killed on Drop (unless it already exited).
@@ -69,6 +73,71 @@ fn http_app(ns: &NetNs, addr: SocketAddr) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// An HTTPS app on `addr` with a self-signed certificate for `app.example` (not for the pod IP), as
+/// `openssl s_server -www`: it answers every GET with 200 and a status page.
+fn https_app(ns: &NetNs, dir: &Path, addr: SocketAddr) -> anyhow::Result<Guard> {
+    let (cert, key) = (dir.join("app.crt"), dir.join("app.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=app.example",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    anyhow::ensure!(made.success(), "openssl req failed");
+    let server = ns
+        .command("openssl")
+        .args([
+            "s_server",
+            "-quiet",
+            "-www",
+            "-accept",
+            &addr.to_string(),
+            "-cert",
+        ])
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let server = Guard(server);
+    let started = Instant::now();
+    while ns
+        .run_in(None, move || {
+            Ok(TcpStream::connect_timeout(
+                &addr,
+                Duration::from_millis(200),
+            )?)
+        })
+        .is_err()
+    {
+        anyhow::ensure!(
+            started.elapsed() < BOUND,
+            "openssl s_server not listening on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(server)
 }
 
 /// An HTTP/1.1 request from inside the namespace: (status, body).
@@ -119,14 +188,15 @@ fn within(what: &str, mut check: impl FnMut() -> bool) {
 const MESH: &str = "apiVersion: meshd.io/v1alpha1\nkind: Mesh\nmetadata: {name: default}\nspec:\n  mtls: {mode: DISABLE}\n";
 const CONFIG: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: client-0, namespace: demo, labels: {app: client}}\nspec:\n  serviceAccountName: client\n  containers: [{name: app, image: app, ports: [{name: http, containerPort: 8080}]}]\nstatus: {podIP: 10.1.0.5}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: alpha, namespace: demo}\nspec:\n  clusterIP: 10.96.0.10\n  selector: {app: alpha}\n  ports: [{name: http, port: 80, targetPort: 18080}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: alpha-1\n  namespace: demo\n  labels: {kubernetes.io/service-name: alpha}\naddressType: IPv4\nports: [{name: http, port: 18080}]\nendpoints:\n- addresses: [\"127.0.0.1\"]\n  conditions: {ready: true}\n";
 
-/// The original probes as the webhook writes them (named ports already resolved).
-const PROBES: &str = r#"{"app/livez":{"httpGet":{"path":"/healthz","port":8080,"scheme":"HTTP","httpHeaders":[{"name":"X-Probe","value":"1"}]},"periodSeconds":5},"app/readyz":{"tcpSocket":{"port":8080}},"dead/livez":{"httpGet":{"path":"/","port":8081,"scheme":"HTTP"}},"dead/readyz":{"tcpSocket":{"port":8081}},"rpc/livez":{"grpc":{"port":9090}}}"#;
+/// The original probes and hooks as the webhook writes them (named ports already resolved).
+const PROBES: &str = r#"{"app/livez":{"httpGet":{"path":"/healthz","port":8080,"scheme":"HTTP","httpHeaders":[{"name":"X-Probe","value":"1"}]},"periodSeconds":5},"app/readyz":{"tcpSocket":{"port":8080}},"app/prestop":{"httpGet":{"path":"/shutdown","port":8080},"timeoutSeconds":3},"app/poststart":{"tcpSocket":{"port":8080}},"dead/livez":{"httpGet":{"path":"/","port":8081,"scheme":"HTTP"}},"dead/readyz":{"tcpSocket":{"port":8081}},"rpc/livez":{"grpc":{"port":9090}},"secure/livez":{"httpGet":{"path":"/healthz","port":8443,"scheme":"HTTPS","httpHeaders":[{"name":"Host","value":"app.example"}]},"timeoutSeconds":2}}"#;
 
 struct Scenario {
     ns: NetNs,
     dir: tempfile::TempDir,
     agent: Guard,
     control_plane: Option<Guard>,
+    _https_app: Guard,
 }
 
 impl Scenario {
@@ -156,6 +226,7 @@ impl Scenario {
         http_app(&ns, "127.0.0.1:18080".parse()?)?;
         http_app(&ns, format!("{POD_IP}:8080").parse()?)?;
         let dir = tempfile::tempdir()?;
+        let https_app = https_app(&ns, dir.path(), format!("{POD_IP}:8443").parse()?)?;
         std::fs::write(dir.path().join("mesh.yaml"), MESH)?;
         std::fs::write(dir.path().join("demo.yaml"), CONFIG)?;
         let socket = dir.path().join("xds.sock");
@@ -194,6 +265,7 @@ impl Scenario {
             dir,
             agent: Guard(agent),
             control_plane: None,
+            _https_app: https_app,
         };
         if with_control_plane {
             s.start_control_plane()?;
@@ -306,6 +378,15 @@ fn agent_ready_after_config_probes_metrics_restart_wait_and_quit() {
     assert_eq!(status, 503);
     // Nothing serves gRPC on 9090: the health check fails with the reason.
     assert!(body.contains("grpc 10.1.0.5:9090"), "{body}");
+    // HTTPS, as the kubelet: TLS to the pod IP, the self-signed certificate not verified.
+    let (status, body) = probe("/app-health/secure/livez");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("https://10.1.0.5:8443/healthz"), "{body}");
+    // Lifecycle hooks rewritten to the agent run their original handler.
+    let (status, body) = probe("/app-health/app/prestop");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("10.1.0.5:8080/shutdown"), "{body}");
+    assert_eq!(probe("/app-health/app/poststart").0, 200);
     assert_eq!(probe("/app-health/app/startupz").0, 404);
     assert_eq!(probe("/app-health/nobody/livez").0, 404);
 
@@ -404,6 +485,106 @@ fn agent_sigterm_drains_and_in_flight_requests_complete() {
         "the in-flight request failed"
     );
     assert_eq!(s.wait_exit(), Some(0), "{}", s.log());
+}
+
+#[test]
+fn agent_sigterm_with_nothing_in_flight_stops_at_once() {
+    let Some(envoy) = prerequisites("agent_sigterm_with_nothing_in_flight_stops_at_once") else {
+        return;
+    };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // A long bound: the agent must not wait for it when nothing is in flight (a Job's app has exited).
+    let drain = Duration::from_secs(10);
+    let mut s = Scenario::start(&envoy, "10s", true).unwrap();
+    within("ready", || s.ready().0 == 200);
+    within("the VIP answers through Envoy", || {
+        get(&s.ns, "10.96.0.10:80", "/").0 == 200
+    });
+    // An idle keep-alive connection through Envoy is not in flight: it must not hold the agent.
+    let idle =
+        s.ns.run_in(None, || {
+            let mut c =
+                TcpStream::connect_timeout(&"10.96.0.10:80".parse()?, Duration::from_secs(3))?;
+            c.set_read_timeout(Some(Duration::from_secs(10)))?;
+            write!(
+                c,
+                "GET / HTTP/1.1\r\nhost: alpha.demo.svc.cluster.local\r\n\r\n"
+            )?;
+            let mut answer = [0u8; 512];
+            let n = c.read(&mut answer)?;
+            anyhow::ensure!(
+                answer[..n].starts_with(b"HTTP/1.1 200"),
+                "{}",
+                String::from_utf8_lossy(&answer[..n])
+            );
+            Ok(c)
+        })
+        .unwrap();
+    let envoy_pid = s.envoy_pid().unwrap();
+    let sent = Instant::now();
+    let term = Command::new("kill")
+        .args(["-TERM", &s.agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert_eq!(s.wait_exit(), Some(0), "{}", s.log());
+    let took = sent.elapsed();
+    eprintln!(
+        "agent exit after SIGTERM with nothing in flight: {took:?} \
+         (before: the whole --drain-duration, {drain:?} here, 5 s by default: ~6 s for a Job pod)"
+    );
+    assert!(
+        took < drain,
+        "the agent waited out the drain duration with nothing in flight:\n{}",
+        s.log()
+    );
+    assert!(s.log().contains("nothing in flight"), "{}", s.log());
+    within("Envoy stopped with the agent", || gone(envoy_pid));
+    drop(idle);
+}
+
+/// The process is gone, or a zombie nobody reaped yet.
+fn gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+#[test]
+fn envoy_dies_with_a_killed_agent() {
+    let Some(envoy) = prerequisites("envoy_dies_with_a_killed_agent") else {
+        return;
+    };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = Scenario::start(&envoy, "1s", false).unwrap();
+    within("Envoy started", || s.envoy_pid().is_some());
+    let envoy_pid = s.envoy_pid().unwrap();
+    // SIGKILL: the agent cannot stop Envoy itself.
+    s.agent.0.kill().unwrap();
+    s.agent.0.wait().unwrap();
+    let started = Instant::now();
+    while !gone(envoy_pid) && started.elapsed() < BOUND {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let survived = !gone(envoy_pid);
+    if survived {
+        // Do not leak it into the other tests.
+        let _ = Command::new("kill")
+            .args(["-9", &envoy_pid.to_string()])
+            .status();
+    }
+    assert!(
+        !survived,
+        "Envoy (pid {envoy_pid}) outlived its SIGKILLed agent"
+    );
+    eprintln!(
+        "Envoy gone {:?} after its agent was killed",
+        started.elapsed()
+    );
 }
 
 #[test]

@@ -42,6 +42,35 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().expect("test address")
 }
 
+/// `who`'s connection from `ns` to `target` is answered by the capture `listener`, which sees
+/// `target` as the original destination.
+fn assert_captured(
+    ns: &NetNs,
+    who: Option<Identity>,
+    target: &str,
+    listener: &NamedListener,
+    why: &str,
+) -> anyhow::Result<()> {
+    let answered = connect(ns, who, addr(target), WAIT)?;
+    assert_eq!(answered, listener.name(), "{why}: {target}");
+    let original = listener.next(WAIT).and_then(|a| a.original_dst);
+    assert_eq!(original, Some(addr(target)), "{why}: original destination");
+    Ok(())
+}
+
+/// `who`'s connection from `ns` to `target` is answered by the listener named `by`.
+fn assert_reaches(
+    ns: &NetNs,
+    who: Option<Identity>,
+    target: &str,
+    by: &str,
+    why: &str,
+) -> anyhow::Result<()> {
+    let answered = connect(ns, who, addr(target), WAIT)?;
+    assert_eq!(answered, by, "{why}: {target}");
+    Ok(())
+}
+
 /// Pod 10.77.0.2 / fd77::2, peer 10.77.0.1 / fd77::1 (and 10.99.0.1, in the excluded CIDR).
 struct PodNet {
     pod: NetNs,
@@ -215,101 +244,48 @@ fn scenario(
         ("[fd00:200::5]:8080", &outbound6),
         ("10.77.0.1:9000", &outbound),
     ] {
-        assert_eq!(
-            connect(&net.pod, APP, addr(target), WAIT)?,
-            "outbound-capture",
-            "app → {target}"
-        );
-        let got = listener
-            .next(WAIT)
-            .expect("the capture listener saw the connection");
-        assert_eq!(
-            got.original_dst,
-            Some(addr(target)),
-            "original destination of app → {target}"
-        );
+        assert_captured(&net.pod, APP, target, listener, "app outbound")?;
     }
     // The proxy's own traffic, excluded ports and excluded CIDRs reach the real peer.
-    assert_eq!(
-        connect(&net.pod, PROXY, addr("10.77.0.1:9000"), WAIT)?,
-        "peer",
-        "proxy uid bypasses"
-    );
-    assert_eq!(
-        connect(&net.pod, PROXY, addr("[fd77::1]:9000"), WAIT)?,
-        "peer",
-        "proxy uid bypasses (IPv6)"
-    );
     let proxy_group = Some(Identity::new(1000, 1337));
-    assert_eq!(
-        connect(&net.pod, proxy_group, addr("10.77.0.1:9000"), WAIT)?,
-        "peer",
-        "proxy gid bypasses"
-    );
-    assert_eq!(
-        connect(&net.pod, APP, addr("10.77.0.1:5432"), WAIT)?,
-        "peer",
-        "excluded outbound port"
-    );
-    assert_eq!(
-        connect(&net.pod, APP, addr("10.99.0.1:9000"), WAIT)?,
-        "peer",
-        "excluded outbound CIDR"
-    );
+    for (who, target, why) in [
+        (PROXY, "10.77.0.1:9000", "proxy uid bypasses"),
+        (PROXY, "[fd77::1]:9000", "proxy uid bypasses (IPv6)"),
+        (proxy_group, "10.77.0.1:9000", "proxy gid bypasses"),
+        (APP, "10.77.0.1:5432", "excluded outbound port"),
+        (APP, "10.99.0.1:9000", "excluded outbound CIDR"),
+    ] {
+        assert_reaches(&net.pod, who, target, "peer", why)?;
+    }
     // Loopback: the app's own calls stay local; the proxy calling the pod's address goes inbound.
-    assert_eq!(
-        connect(&net.pod, APP, addr("10.77.0.2:7000"), WAIT)?,
+    assert_reaches(&net.pod, APP, "10.77.0.2:7000", "local-app", "app over lo")?;
+    assert_reaches(
+        &net.pod,
+        APP,
+        "127.0.0.1:7000",
         "local-app",
-        "app over lo"
-    );
-    assert_eq!(
-        connect(&net.pod, APP, addr("127.0.0.1:7000"), WAIT)?,
-        "local-app",
-        "app to localhost"
-    );
-    assert_eq!(
-        connect(&net.pod, PROXY, addr("10.77.0.2:7000"), WAIT)?,
-        "inbound-capture",
-        "proxy → own address → inbound"
-    );
-    assert_eq!(
-        inbound.next(WAIT).and_then(|a| a.original_dst),
-        Some(addr("10.77.0.2:7000"))
-    );
+        "app to localhost",
+    )?;
+    let why = "proxy → own address → inbound";
+    assert_captured(&net.pod, PROXY, "10.77.0.2:7000", &inbound, why)?;
     assert!(
         outbound.drain().is_empty() && outbound6.drain().is_empty(),
         "no bypassing connection reached 15001"
     );
 
     // Inbound from the peer: app ports to 15006; the proxy's own and excluded ports are not captured.
-    assert_eq!(
-        connect(&net.peer, APP, addr("10.77.0.2:8080"), WAIT)?,
-        "inbound-capture",
-        "inbound to an app port"
-    );
-    assert_eq!(
-        inbound.next(WAIT).and_then(|a| a.original_dst),
-        Some(addr("10.77.0.2:8080"))
-    );
-    assert_eq!(
-        connect(&net.peer, APP, addr("[fd77::2]:8080"), WAIT)?,
-        "inbound-capture",
-        "IPv6 inbound"
-    );
-    assert_eq!(
-        inbound6.next(WAIT).and_then(|a| a.original_dst),
-        Some(addr("[fd77::2]:8080"))
-    );
-    assert_eq!(
-        connect(&net.peer, None, addr("10.77.0.2:15021"), WAIT)?,
-        "health",
-        "proxy port not captured"
-    );
-    assert_eq!(
-        connect(&net.peer, None, addr("10.77.0.2:2222"), WAIT)?,
+    let why = "inbound to an app port";
+    assert_captured(&net.peer, APP, "10.77.0.2:8080", &inbound, why)?;
+    assert_captured(&net.peer, APP, "[fd77::2]:8080", &inbound6, "IPv6 inbound")?;
+    let why = "proxy port not captured";
+    assert_reaches(&net.peer, None, "10.77.0.2:15021", "health", why)?;
+    assert_reaches(
+        &net.peer,
+        None,
+        "10.77.0.2:2222",
         "ssh",
-        "excluded inbound port"
-    );
+        "excluded inbound port",
+    )?;
     assert!(
         inbound.drain().is_empty(),
         "no excluded inbound connection reached 15006"
@@ -381,25 +357,16 @@ fn only_included_cidrs_are_captured() -> anyhow::Result<()> {
     let outbound = NamedListener::start(&net.pod, "outbound-capture", addr("0.0.0.0:15001"))?;
     let _peer = NamedListener::start(&net.peer, "peer", addr("0.0.0.0:9000"))?;
     let _peer6 = NamedListener::start(&net.peer, "peer", addr("[::]:9000"))?;
-    assert_eq!(
-        connect(&net.pod, APP, addr("10.200.0.5:8080"), WAIT)?,
-        "outbound-capture",
-        "included CIDR"
-    );
-    assert_eq!(
-        outbound.next(WAIT).and_then(|a| a.original_dst),
-        Some(addr("10.200.0.5:8080"))
-    );
-    assert_eq!(
-        connect(&net.pod, APP, addr("10.77.0.1:9000"), WAIT)?,
+    assert_captured(&net.pod, APP, "10.200.0.5:8080", &outbound, "included CIDR")?;
+    let why = "not in the included CIDRs";
+    assert_reaches(&net.pod, APP, "10.77.0.1:9000", "peer", why)?;
+    assert_reaches(
+        &net.pod,
+        APP,
+        "[fd77::1]:9000",
         "peer",
-        "not in the included CIDRs"
-    );
-    assert_eq!(
-        connect(&net.pod, APP, addr("[fd77::1]:9000"), WAIT)?,
-        "peer",
-        "no IPv6 CIDR included"
-    );
+        "no IPv6 CIDR included",
+    )?;
     Ok(())
 }
 
@@ -512,4 +479,150 @@ fn apply_errors_name_the_failing_command_and_its_stderr() -> anyhow::Result<()> 
         "{stderr}"
     );
     Ok(())
+}
+
+/// A loopback CIDR in the include list (Istio: the app's loopback returns are left out), per family:
+/// IPv4 includes 127.10.0.0/16; IPv6 includes `::1/128` and the pod's fd77::/64.
+fn included_loopback_scenario(label: &str, mode: &[&str]) -> anyhow::Result<()> {
+    let net = PodNet::new(label)?;
+    let args: Vec<&str> = mode
+        .iter()
+        .copied()
+        .chain([
+            "--include-outbound-cidrs",
+            "127.10.0.0/16,::1/128,fd77::/64",
+            "--validate",
+        ])
+        .collect();
+    net.init_ok(&args);
+    let outbound = NamedListener::start(&net.pod, "outbound-capture", addr("0.0.0.0:15001"))?;
+    let outbound6 = NamedListener::start(&net.pod, "outbound-capture", addr("[::]:15001"))?;
+    let inbound = NamedListener::start(&net.pod, "inbound-capture", addr("0.0.0.0:15006"))?;
+    let _local = NamedListener::start(&net.pod, "local-app", addr("0.0.0.0:7000"))?;
+    let _local6 = NamedListener::start(&net.pod, "local-app", addr("[::]:7000"))?;
+    let _peer = NamedListener::start(&net.peer, "peer", addr("0.0.0.0:9000"))?;
+
+    assert_captured(
+        &net.pod,
+        APP,
+        "127.10.0.5:8080",
+        &outbound,
+        "included loopback CIDR",
+    )?;
+    // IPv6: with the loopback return gone, the app's call to its own address in the included fd77::/64
+    // (over lo) is captured too.
+    let why = "own IPv6 address in an included CIDR";
+    assert_captured(&net.pod, APP, "[fd77::2]:7000", &outbound6, why)?;
+    // Other loopback traffic still returns: localhost, loopback outside the CIDR, the own IPv4 address.
+    for target in [
+        "127.0.0.1:7000",
+        "127.0.0.2:7000",
+        "10.77.0.2:7000",
+        "[::1]:7000",
+    ] {
+        assert_reaches(&net.pod, APP, target, "local-app", "loopback returns")?;
+    }
+    assert_reaches(&net.pod, APP, "10.77.0.1:9000", "peer", "not included")?;
+    // The proxy's own call to the included loopback address goes to the inbound side, as in Istio.
+    assert_captured(
+        &net.pod,
+        PROXY,
+        "127.10.0.5:8080",
+        &inbound,
+        "proxy → loopback CIDR",
+    )?;
+    assert!(
+        outbound.drain().is_empty() && outbound6.drain().is_empty(),
+        "a returning connection reached 15001"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_included_loopback_cidr_is_captured_iptables() -> anyhow::Result<()> {
+    if !require("an_included_loopback_cidr_is_captured_iptables", &PROGRAMS) {
+        return Ok(());
+    }
+    included_loopback_scenario("cap-lo-ipt", &["--iptables-backend", "nft"])
+}
+
+#[test]
+fn an_included_loopback_cidr_is_captured_nftables() -> anyhow::Result<()> {
+    if !require("an_included_loopback_cidr_is_captured_nftables", &PROGRAMS) {
+        return Ok(());
+    }
+    included_loopback_scenario("cap-lo-nft", &["--mode", "nftables"])
+}
+
+/// `--include-outbound-ports` (istio-iptables `-q`): no CIDR included, port 9000 captured to any
+/// destination, except where an excluded CIDR or port returns first.
+fn included_ports_scenario(label: &str, mode: &[&str]) -> anyhow::Result<()> {
+    let net = PodNet::new(label)?;
+    let args: Vec<&str> = mode
+        .iter()
+        .copied()
+        .chain([
+            "--include-outbound-cidrs",
+            "",
+            "--include-outbound-ports",
+            "9000,5432",
+        ])
+        .chain(EXCLUSIONS)
+        .chain(["--validate"])
+        .collect();
+    net.init_ok(&args);
+    let outbound = NamedListener::start(&net.pod, "outbound-capture", addr("0.0.0.0:15001"))?;
+    let outbound6 = NamedListener::start(&net.pod, "outbound-capture", addr("[::]:15001"))?;
+    let _peer = NamedListener::start(&net.peer, "peer", addr("0.0.0.0:9000"))?;
+    let _peer6 = NamedListener::start(&net.peer, "peer", addr("[::]:9000"))?;
+    let _peer_app = NamedListener::start(&net.peer, "peer", addr("0.0.0.0:8080"))?;
+    let _peer_db = NamedListener::start(&net.peer, "peer", addr("0.0.0.0:5432"))?;
+    for (target, listener) in [
+        ("10.77.0.1:9000", &outbound),
+        ("10.200.0.5:9000", &outbound),
+        ("[fd77::1]:9000", &outbound6),
+    ] {
+        assert_captured(&net.pod, APP, target, listener, "included port")?;
+    }
+    for (target, why) in [
+        ("10.77.0.1:8080", "a port not included, no CIDR included"),
+        (
+            "10.99.0.1:9000",
+            "an excluded CIDR returns before the included port",
+        ),
+        (
+            "10.77.0.1:5432",
+            "an excluded port wins over the same port included",
+        ),
+    ] {
+        assert_reaches(&net.pod, APP, target, "peer", why)?;
+    }
+    let why = "the proxy's own traffic on an included port";
+    assert_reaches(&net.pod, PROXY, "10.77.0.1:9000", "peer", why)?;
+    assert!(
+        outbound.drain().is_empty() && outbound6.drain().is_empty(),
+        "a bypassing connection reached 15001"
+    );
+    Ok(())
+}
+
+#[test]
+fn included_outbound_ports_are_captured_iptables() -> anyhow::Result<()> {
+    if !require("included_outbound_ports_are_captured_iptables", &PROGRAMS) {
+        return Ok(());
+    }
+    let (ok, _, stderr) = PodNet::new("cap-q-bad")?.init(&["--include-outbound-ports", "80,70000"]);
+    assert!(
+        !ok && stderr.contains("--include-outbound-ports") && stderr.contains("70000"),
+        "{stderr}"
+    );
+    included_ports_scenario("cap-q-ipt", &["--iptables-backend", "nft"])
+}
+
+#[test]
+fn included_outbound_ports_are_captured_nftables() -> anyhow::Result<()> {
+    if !require("included_outbound_ports_are_captured_nftables", &PROGRAMS) {
+        return Ok(());
+    }
+    included_ports_scenario("cap-q-nft", &["--mode", "nftables"])
 }

@@ -18,7 +18,7 @@ pub struct Args {
     /// The pod's namespace (`metadata.namespace`).
     #[arg(long, env = "MESHD_POD_NAMESPACE")]
     pod_namespace: Option<String>,
-    /// The pod's IP (`status.podIP`): node metadata, and where HTTP/TCP app probes go.
+    /// The pod's IP (`status.podIP`): node metadata, and where app probes and hooks go.
     #[arg(long, env = "MESHD_POD_IP")]
     pod_ip: Option<String>,
     /// The pod's service account.
@@ -53,7 +53,9 @@ pub struct Args {
     /// Envoy worker threads (0 is taken as 1).
     #[arg(long, env = "MESHD_CONCURRENCY", default_value = "2")]
     concurrency: String,
-    /// The app's original probes as JSON, `{"<container>/<livez|readyz|startupz>": <probe>}`.
+    /// The app's original probes and lifecycle hooks as JSON,
+    /// `{"<container>/<livez|readyz|startupz|poststart|prestop>": <handler>}`, run on
+    /// `GET /app-health/<container>/<kind>`.
     #[arg(long, env = "MESHD_APP_PROBES")]
     app_probes: Option<String>,
     /// Pod labels for the node metadata, `KEY=VALUE` (repeat, or comma-separated).
@@ -65,7 +67,8 @@ pub struct Args {
     /// Where the Envoy bootstrap is written.
     #[arg(long, env = "MESHD_CONFIG_DIR", default_value = "/etc/meshd/proxy")]
     config_dir: PathBuf,
-    /// How long Envoy drains on SIGTERM before it is stopped, e.g. `5s`, `500ms`.
+    /// The longest Envoy drains on SIGTERM, e.g. `5s`, `500ms`; it is stopped as soon as no TCP
+    /// connection or HTTP request is in flight.
     #[arg(long, env = "MESHD_DRAIN_DURATION", default_value = "5s")]
     drain_duration: String,
     /// The gateway this proxy runs for (gateway pods only).

@@ -85,13 +85,18 @@ pub struct Args {
         env = "MESHD_EXCLUDE_OUTBOUND_CIDRS"
     )]
     pub exclude_outbound_cidrs: String,
-    /// Only these outbound destinations are captured: `*` (all) or a comma list of CIDRs.
+    /// Only these outbound destinations are captured: `*` (all) or a comma list of CIDRs. A loopback
+    /// CIDR here captures the app's loopback traffic to it (127.0.0.1 itself never).
     #[arg(
         long = "include-outbound-cidrs",
         default_value = "*",
         env = "MESHD_INCLUDE_OUTBOUND_CIDRS"
     )]
     pub include_outbound_cidrs: String,
+    /// Outbound TCP to these ports is captured whatever its destination (comma list), unless an
+    /// excluded port or CIDR says otherwise (istio-iptables `-q`).
+    #[arg(long, default_value = "", env = "MESHD_INCLUDE_OUTBOUND_PORTS")]
+    pub include_outbound_ports: String,
     /// Also capture IPv6.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "MESHD_IPV6")]
     pub ipv6: bool,
@@ -151,6 +156,11 @@ fn settings(args: &Args) -> Result<CaptureSettings, BadFlag> {
             "--include-outbound-cidrs",
             &args.include_outbound_cidrs,
             values::parse_include_cidrs,
+        )?,
+        include_outbound_ports: flag(
+            "--include-outbound-ports",
+            &args.include_outbound_ports,
+            values::parse_port_list,
         )?,
         ipv6: args.ipv6,
     })

@@ -100,6 +100,41 @@ impl Admin {
         }
         Ok(())
     }
+
+    /// How many TCP connections and HTTP requests Envoy has in flight (see [`in_flight`]).
+    pub async fn in_flight(&self) -> Result<u64, AgentError> {
+        let stats = self.get("/stats?filter=downstream_(cx|rq)_active$").await?;
+        Ok(in_flight(&stats))
+    }
+}
+
+/// What Envoy has in flight, from `downstream_(cx|rq)_active` gauges: connections that are not HTTP
+/// (TCP proxy), plus HTTP requests in progress. An idle HTTP keep-alive connection is not in flight:
+/// stopping Envoy closes it, as a graceful HTTP server shutdown does. The admin listener (the agent's
+/// own calls) and the per-worker copies of the listener gauges are left out.
+pub(crate) fn in_flight(stats: &str) -> u64 {
+    let (mut connections, mut http_connections, mut http_requests) = (0u64, 0u64, 0u64);
+    for (name, value) in stats.lines().filter_map(|l| l.split_once(": ")) {
+        let Ok(value) = value.trim().parse::<u64>() else {
+            continue;
+        };
+        if name.starts_with("listener.admin.") || name.starts_with("http.admin.") {
+            continue;
+        }
+        if let Some(listener) = name.strip_prefix("listener.") {
+            let per_worker = listener.split('.').any(|part| part.starts_with("worker_"));
+            if listener.ends_with(".downstream_cx_active") && !per_worker {
+                connections += value;
+            }
+        } else if name.starts_with("http.") {
+            if name.ends_with(".downstream_cx_active") {
+                http_connections += value;
+            } else if name.ends_with(".downstream_rq_active") {
+                http_requests += value;
+            }
+        }
+    }
+    connections.saturating_sub(http_connections) + http_requests
 }
 
 /// A counter's value in `/stats` text output, 0 when absent.
@@ -125,5 +160,37 @@ mod tests {
             super::stat_value(text, "listener_manager.lds.update_success"),
             0
         );
+    }
+
+    #[test]
+    fn in_flight_counts_tcp_connections_and_http_requests() {
+        // As Envoy 1.40 lists them: one idle HTTP keep-alive connection on 15001, one TCP proxy
+        // connection on 15006, the agent's own admin calls.
+        let idle = "http.admin.downstream_cx_active: 3\n\
+            http.admin.downstream_rq_active: 1\n\
+            http.outbound|80||alpha.demo.svc.cluster.local.downstream_cx_active: 1\n\
+            http.outbound|80||alpha.demo.svc.cluster.local.downstream_rq_active: 0\n\
+            http.stats.downstream_cx_active: 0\n\
+            listener.0.0.0.0_15001.downstream_cx_active: 1\n\
+            listener.0.0.0.0_15001.worker_0.downstream_cx_active: 1\n\
+            listener.0.0.0.0_15006.downstream_cx_active: 0\n\
+            listener.admin.downstream_cx_active: 3\n\
+            listener.admin.main_thread.downstream_cx_active: 3\n";
+        assert_eq!(super::in_flight(idle), 0, "an idle keep-alive connection");
+        let busy = idle
+            .replace(
+                "local.downstream_rq_active: 0",
+                "local.downstream_rq_active: 1",
+            )
+            .replace(
+                "15006.downstream_cx_active: 0",
+                "15006.downstream_cx_active: 1",
+            );
+        assert_eq!(
+            super::in_flight(&busy),
+            2,
+            "one request, one TCP connection"
+        );
+        assert_eq!(super::in_flight(""), 0);
     }
 }

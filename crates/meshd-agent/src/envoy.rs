@@ -81,7 +81,30 @@ fn envoy_command(s: &AgentSettings, bootstrap: &PathBuf) -> tokio::process::Comm
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
+    die_with_the_agent(&mut cmd);
     cmd
+}
+
+/// Envoy gets SIGKILL when the agent dies, even by SIGKILL (which `kill_on_drop` cannot catch): a
+/// leftover Envoy would keep the pod's ports and serve with a config nobody updates. Istio's
+/// pilot-agent does the same. The signal follows the thread that spawned the child: `supervise` runs
+/// on a runtime worker thread, which lives as long as the agent.
+fn die_with_the_agent(cmd: &mut tokio::process::Command) {
+    let agent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec and only makes two async-signal-safe
+    // system calls (prctl, getppid); it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            // The agent may have died between fork and prctl: then nobody would send the signal.
+            if nix::unistd::getppid() != agent {
+                return Err(std::io::Error::other(
+                    "the agent exited while starting Envoy",
+                ));
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Runs Envoy until `stop` (then SIGTERM, SIGKILL after a grace period) or until it keeps dying.

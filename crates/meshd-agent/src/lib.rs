@@ -8,6 +8,7 @@ mod admin;
 mod envoy;
 mod error;
 mod grpc_health;
+mod http_probe;
 mod metrics;
 mod probes;
 mod server;
@@ -25,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 /// Why the agent stopped without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
-    /// SIGTERM or SIGINT: Envoy was drained for the drain duration first.
+    /// SIGTERM or SIGINT: Envoy was drained first (until nothing was in flight, at most the drain
+    /// duration).
     Signal,
     /// `POST /quitquitquit`.
     Quit,
@@ -74,17 +76,46 @@ pub async fn run(settings: AgentSettings) -> Result<Stopped, AgentError> {
     Ok(stopped)
 }
 
-/// Graceful drain: listeners stop taking new connections and close idle ones while in-flight requests
-/// finish; after the drain duration Envoy is stopped.
+/// How often the drain looks at what Envoy has in flight.
+const DRAIN_POLL: Duration = Duration::from_millis(100);
+
+/// Graceful drain: Envoy's listeners drain (`Connection: close` and GOAWAY on every answer) while
+/// in-flight requests finish. Envoy is stopped as soon as nothing is in flight (no TCP connection, no
+/// HTTP request: an exited Job app leaves none), and at the latest after the drain duration.
 async fn drain(settings: &AgentSettings, admin: &Admin, state: &server::State) {
     state.set_draining();
+    let started = tokio::time::Instant::now();
+    let bound = settings.drain_duration;
     match admin.post("/drain_listeners?graceful").await {
-        Ok(_) => tracing::info!(duration = ?settings.drain_duration, "draining Envoy"),
+        Ok(_) => tracing::info!(at_most = ?bound, "draining Envoy"),
         Err(e) => {
-            tracing::warn!(error = %e, "could not start Envoy's drain; stopping it after the drain duration anyway")
+            tracing::warn!(error = %e, "could not start Envoy's drain; waiting until nothing is in flight anyway")
         }
     }
-    tokio::time::sleep(settings.drain_duration).await;
+    loop {
+        let in_flight = admin.in_flight().await;
+        match &in_flight {
+            Ok(0) => {
+                tracing::info!(after = ?started.elapsed(), "nothing in flight; stopping Envoy");
+                return;
+            }
+            Ok(n) => tracing::debug!(in_flight = n, "connections or requests still in flight"),
+            Err(e) => tracing::debug!(error = %e, "cannot read what Envoy has in flight"),
+        }
+        let left = bound.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            match in_flight {
+                Ok(n) => {
+                    tracing::info!(in_flight = n, after = ?bound, "drain duration over; stopping Envoy")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, after = ?bound, "drain duration over, what Envoy has in flight unknown; stopping Envoy")
+                }
+            }
+            return;
+        }
+        tokio::time::sleep(left.min(DRAIN_POLL)).await;
+    }
 }
 
 fn signal(

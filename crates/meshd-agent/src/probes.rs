@@ -1,16 +1,14 @@
-//! The app's original probes (`MESHD_APP_PROBES`, written by the webhook from the pod's Kubernetes
-//! probes with named ports resolved): `{"<container>/<livez|readyz|startupz>": <probe>}`, run on
-//! request the way the kubelet would have run them.
+//! The app's original probes and hooks (`MESHD_APP_PROBES`, written by the webhook from the pod's
+//! Kubernetes probes and `httpGet`/`tcpSocket` lifecycle hooks, named ports resolved):
+//! `{"<container>/<kind>": <handler>}` with kind `livez`, `readyz`, `startupz`, `poststart` or
+//! `prestop`. Each request to `/app-health/<container>/<kind>` runs the handler once, the way the
+//! kubelet would have run it.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use http_body_util::Empty;
-use hyper::body::Bytes;
 use serde::Deserialize;
-
-use crate::admin::HttpClient;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -41,7 +39,8 @@ pub struct Grpc {
     pub service: Option<String>,
 }
 
-/// One original probe: the handler fields of a Kubernetes `Probe` that the agent runs.
+/// One original probe or hook: the handler fields of a Kubernetes `Probe` (or `LifecycleHandler`) that
+/// the agent runs, and the timeout.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AppProbe {
@@ -51,7 +50,20 @@ pub struct AppProbe {
     pub timeout_seconds: Option<i32>,
 }
 
-/// All probes by `<container>/<kind>`.
+/// The probe kinds (`timeoutSeconds` defaults to the kubelet's 1 s).
+const PROBE_KINDS: [&str; 3] = ["livez", "readyz", "startupz"];
+/// The lifecycle hook kinds: `httpGet` or `tcpSocket` only, as Kubernetes has no gRPC hook.
+const HOOK_KINDS: [&str; 2] = ["poststart", "prestop"];
+/// A hook without `timeoutSeconds` gets the pod's default grace period, the kubelet's own bound on a
+/// preStop hook (the kubelet gives hooks no timeout of their own).
+const HOOK_DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Is `kind` a lifecycle hook (not a probe)?
+pub(crate) fn is_hook(kind: &str) -> bool {
+    HOOK_KINDS.contains(&kind)
+}
+
+/// All probes and hooks by `<container>/<kind>`.
 #[derive(Debug, Clone, Default)]
 pub struct AppProbes(BTreeMap<String, AppProbe>);
 
@@ -62,7 +74,7 @@ pub enum ProbeOutcome {
     Failure(String),
 }
 
-fn port_of(key: &str, port: &serde_json::Value) -> Result<u16, String> {
+pub(crate) fn port_of(key: &str, port: &serde_json::Value) -> Result<u16, String> {
     port.as_u64()
         .and_then(|p| u16::try_from(p).ok())
         .filter(|p| *p != 0)
@@ -78,9 +90,15 @@ impl AppProbes {
             let (_, kind) = key
                 .split_once('/')
                 .ok_or_else(|| format!("{key:?} is not <container>/<kind>"))?;
-            if !matches!(kind, "livez" | "readyz" | "startupz") {
+            let hook = is_hook(kind);
+            if !hook && !PROBE_KINDS.contains(&kind) {
                 return Err(format!(
-                    "{key:?}: kind {kind:?} is not livez, readyz or startupz"
+                    "{key:?}: kind {kind:?} is not livez, readyz, startupz, poststart or prestop"
+                ));
+            }
+            if hook && probe.grpc.is_some() {
+                return Err(format!(
+                    "{key:?}: grpc is not a lifecycle hook handler (only httpGet or tcpSocket)"
                 ));
             }
             match (&probe.http_get, &probe.tcp_socket, &probe.grpc) {
@@ -105,30 +123,27 @@ impl AppProbes {
         Ok(Self(map))
     }
 
-    pub fn get(&self, container: &str, kind: &str) -> Option<&AppProbe> {
-        self.0.get(&format!("{container}/{kind}"))
+    /// The probe or hook and the timeout it runs with.
+    pub fn get(&self, container: &str, kind: &str) -> Option<(&AppProbe, Duration)> {
+        let probe = self.0.get(&format!("{container}/{kind}"))?;
+        let timeout = match probe.timeout_seconds {
+            Some(s) => Duration::from_secs(u64::try_from(s).unwrap_or(1).max(1)),
+            None if is_hook(kind) => HOOK_DEFAULT_TIMEOUT,
+            None => Duration::from_secs(1),
+        };
+        Some((probe, timeout))
     }
 }
 
 impl AppProbe {
-    fn timeout(&self) -> Duration {
-        // The kubelet's default is 1 s.
-        Duration::from_secs(
-            u64::try_from(self.timeout_seconds.unwrap_or(1))
-                .unwrap_or(1)
-                .max(1),
-        )
-    }
-
-    /// Runs the probe against `host` (the pod IP, as the kubelet would; 127.0.0.1 when unknown) unless
-    /// the probe names its own host.
-    pub(crate) async fn run(&self, pod_ip: Option<IpAddr>, client: &HttpClient) -> ProbeOutcome {
+    /// Runs the handler once against the pod IP (as the kubelet would; 127.0.0.1 when unknown) unless
+    /// it names its own host, within `timeout`.
+    pub async fn run(&self, pod_ip: Option<IpAddr>, timeout: Duration) -> ProbeOutcome {
         let default_host = pod_ip
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
             .to_string();
-        let timeout = self.timeout();
         if let Some(h) = &self.http_get {
-            return http_probe(h, &default_host, timeout, client).await;
+            return crate::http_probe::probe(h, &default_host, timeout).await;
         }
         if let Some(t) = &self.tcp_socket {
             let host = t.host.clone().unwrap_or(default_host);
@@ -154,57 +169,14 @@ async fn tcp_probe(host: &str, port: u16, timeout: Duration) -> ProbeOutcome {
     }
 }
 
-fn bracket(host: &str) -> String {
+/// An IPv6 address in brackets (for `host:port`), anything else as it is.
+pub(crate) fn bracket(host: &str) -> String {
     match host.parse::<IpAddr>() {
         Ok(IpAddr::V6(_)) => SocketAddr::new(host.parse().expect("just parsed"), 0)
             .to_string()
             .trim_end_matches(":0")
             .to_string(),
         _ => host.to_string(),
-    }
-}
-
-async fn http_probe(
-    h: &HttpGet,
-    default_host: &str,
-    timeout: Duration,
-    client: &HttpClient,
-) -> ProbeOutcome {
-    let scheme = h.scheme.as_deref().unwrap_or("HTTP");
-    if !scheme.eq_ignore_ascii_case("http") {
-        return ProbeOutcome::Failure(format!(
-            "{scheme} probes are not supported by meshd agent yet (only HTTP)"
-        ));
-    }
-    let host = bracket(h.host.as_deref().unwrap_or(default_host));
-    let port = port_of("httpGet", &h.port).unwrap_or(0);
-    let path = h.path.as_deref().unwrap_or("/");
-    let path = if path.starts_with('/') {
-        path.to_string()
-    } else {
-        format!("/{path}")
-    };
-    let url = format!("http://{host}:{port}{path}");
-    let mut request = hyper::Request::get(&url).header("user-agent", "kube-probe/meshd");
-    for header in h.http_headers.iter().flatten() {
-        request = request.header(header.name.as_str(), header.value.as_str());
-    }
-    let request = match request.body(Empty::<Bytes>::new()) {
-        Ok(r) => r,
-        Err(e) => return ProbeOutcome::Failure(format!("GET {url}: bad request: {e}")),
-    };
-    match tokio::time::timeout(timeout, client.request(request)).await {
-        Ok(Ok(response)) => {
-            let status = response.status();
-            // The kubelet's rule: 200 <= status < 400 is success.
-            if (200..400).contains(&status.as_u16()) {
-                ProbeOutcome::Success(format!("GET {url}: {status}"))
-            } else {
-                ProbeOutcome::Failure(format!("GET {url}: {status}"))
-            }
-        }
-        Ok(Err(e)) => ProbeOutcome::Failure(format!("GET {url}: {e}")),
-        Err(_) => ProbeOutcome::Failure(format!("GET {url}: no answer within {timeout:?}")),
     }
 }
 
@@ -216,7 +188,8 @@ mod tests {
     fn the_webhooks_json_parses() {
         let json = r#"{"app/livez":{"httpGet":{"path":"/healthz","port":8080,"scheme":"HTTP","httpHeaders":[{"name":"X-Probe","value":"1"}]},"periodSeconds":5},"app/readyz":{"tcpSocket":{"port":8080}},"db/startupz":{"grpc":{"port":9090}}}"#;
         let probes = AppProbes::parse(json).unwrap();
-        let live = probes.get("app", "livez").unwrap();
+        let (live, timeout) = probes.get("app", "livez").unwrap();
+        assert_eq!(timeout, Duration::from_secs(1), "the kubelet's default");
         assert_eq!(
             live.http_get
                 .as_ref()
@@ -227,7 +200,7 @@ mod tests {
                 .name,
             "X-Probe"
         );
-        assert!(probes.get("app", "readyz").unwrap().tcp_socket.is_some());
+        assert!(probes.get("app", "readyz").unwrap().0.tcp_socket.is_some());
         assert!(probes.get("app", "startupz").is_none());
     }
 
@@ -238,9 +211,28 @@ mod tests {
             (r#"{"app/alive":{"tcpSocket":{"port":80}}}"#, "alive"),
             (r#"{"app":{"tcpSocket":{"port":80}}}"#, "<container>/<kind>"),
             (r#"{"app/livez":{"periodSeconds":3}}"#, "exactly one"),
+            (
+                r#"{"app/prestop":{"grpc":{"port":9090}}}"#,
+                "not a lifecycle hook handler",
+            ),
         ] {
             let err = AppProbes::parse(json).unwrap_err();
             assert!(err.contains(needle), "{json}: {err}");
         }
+    }
+
+    #[test]
+    fn hooks_parse_with_their_timeouts() {
+        let json = r#"{"app/prestop":{"httpGet":{"path":"/shutdown","port":8080},"timeoutSeconds":7},"app/poststart":{"tcpSocket":{"port":8080}}}"#;
+        let hooks = AppProbes::parse(json).unwrap();
+        let (prestop, timeout) = hooks.get("app", "prestop").unwrap();
+        assert_eq!(
+            prestop.http_get.as_ref().unwrap().path.as_deref(),
+            Some("/shutdown")
+        );
+        assert_eq!(timeout, Duration::from_secs(7));
+        let (poststart, timeout) = hooks.get("app", "poststart").unwrap();
+        assert!(poststart.tcp_socket.is_some());
+        assert_eq!(timeout, HOOK_DEFAULT_TIMEOUT);
     }
 }

@@ -13,9 +13,9 @@ use axum::routing::{get, post};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{Admin, HttpClient, http_client};
+use crate::admin::Admin;
 use crate::metrics::{AgentMetrics, ProbeLabels};
-use crate::probes::{AppProbes, ProbeOutcome};
+use crate::probes::{AppProbes, ProbeOutcome, is_hook};
 use crate::{AgentError, AgentSettings};
 
 #[derive(Clone)]
@@ -26,7 +26,6 @@ struct Inner {
     metrics: AgentMetrics,
     probes: AppProbes,
     pod_ip: Option<IpAddr>,
-    client: HttpClient,
     draining: AtomicBool,
 }
 
@@ -37,7 +36,6 @@ impl State {
             metrics,
             probes: s.app_probes.clone(),
             pod_ip: s.pod_ip,
-            client: http_client(),
             draining: AtomicBool::new(false),
         }))
     }
@@ -125,13 +123,14 @@ async fn app_health(
     Extract(state): Extract<State>,
     Path((container, kind)): Path<(String, String)>,
 ) -> impl IntoResponse {
-    let Some(probe) = state.0.probes.get(&container, &kind) else {
+    let Some((probe, timeout)) = state.0.probes.get(&container, &kind) else {
         return (
             StatusCode::NOT_FOUND,
-            format!("no {kind} probe for container {container:?}\n"),
+            format!("no {kind} probe or hook for container {container:?}\n"),
         );
     };
-    let outcome = probe.run(state.0.pod_ip, &state.0.client).await;
+    let outcome = probe.run(state.0.pod_ip, timeout).await;
+    let name = format!("{container}/{kind}");
     let (status, result, text) = match outcome {
         ProbeOutcome::Success(t) => (StatusCode::OK, "success", t),
         ProbeOutcome::Failure(t) => (StatusCode::SERVICE_UNAVAILABLE, "failure", t),
@@ -141,12 +140,15 @@ async fn app_health(
         .metrics
         .probes
         .get_or_create(&ProbeLabels {
-            probe: format!("{container}/{kind}"),
+            probe: name.clone(),
             result,
         })
         .inc();
-    if status != StatusCode::OK {
-        tracing::info!(probe = %format!("{container}/{kind}"), reason = %text, "app probe failed");
+    if is_hook(&kind) {
+        // Hooks run once per container start or stop: worth a line either way.
+        tracing::info!(hook = %name, result, detail = %text, "app lifecycle hook ran");
+    } else if status != StatusCode::OK {
+        tracing::info!(probe = %name, reason = %text, "app probe failed");
     }
     (status, format!("{text}\n"))
 }

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use crate::iptables::COMMENT_PREFIX;
-use crate::rules::{CaptureRules, Chain, Match, Rule, Target};
+use crate::rules::{CaptureRules, Chain, Family, Match, Rule, Target};
 
 pub const TABLE: &str = "meshd";
 
@@ -34,6 +34,16 @@ fn addr_family(cidr: &meshd_api::values::IpCidr) -> &'static str {
 /// One rule as an nftables statement list.
 pub fn rule_statement(rule: &Rule) -> String {
     let mut words: Vec<String> = Vec::new();
+    // The `inet` table sees both families: a rule for one family without an address match says so.
+    let has_address = rule
+        .matches
+        .iter()
+        .any(|m| matches!(m, Match::Src(_) | Match::Dst(_) | Match::NotDst(_)));
+    match rule.family {
+        Some(Family::V4) if !has_address => words.push("meta nfproto ipv4".into()),
+        Some(Family::V6) if !has_address => words.push("meta nfproto ipv6".into()),
+        _ => {}
+    }
     for m in &rule.matches {
         words.push(match m {
             Match::Tcp => "meta l4proto tcp".into(),

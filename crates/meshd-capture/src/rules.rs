@@ -281,12 +281,34 @@ impl CaptureRules {
                     format!("proxy-to-local-address-{what}"),
                 )
             });
-            b.both(
-                MeshOutput,
-                vec![OutLoopback, is_not.clone()],
-                Target::Return,
-                format!("skip-app-loopback-{what}"),
-            );
+            // Istio's rule: a loopback CIDR in the include list means the app's loopback traffic is
+            // wanted, so its early return is left out (per family here, so that an IPv4 loopback CIDR
+            // does not capture the app's IPv6 calls to its own pod address).
+            match (
+                includes_loopback(s, Family::V4),
+                includes_loopback(s, Family::V6),
+            ) {
+                (false, false) => b.both(
+                    MeshOutput,
+                    vec![OutLoopback, is_not.clone()],
+                    Target::Return,
+                    format!("skip-app-loopback-{what}"),
+                ),
+                (v4, v6) => {
+                    for family in [(!v4).then_some(Family::V4), (!v6).then_some(Family::V6)]
+                        .into_iter()
+                        .flatten()
+                    {
+                        b.one(
+                            family,
+                            MeshOutput,
+                            vec![OutLoopback, is_not.clone()],
+                            Target::Return,
+                            format!("skip-app-loopback-{what}"),
+                        );
+                    }
+                }
+            }
             b.both(
                 MeshOutput,
                 vec![is.clone()],
@@ -316,6 +338,14 @@ impl CaptureRules {
                 format!("skip-cidr-{cidr}"),
             );
         }
+        for p in unique(&s.include_outbound_ports) {
+            b.both(
+                MeshOutput,
+                vec![Tcp, DstPort(p)],
+                Target::Jump(Redirect),
+                format!("capture-outbound-port-{p}"),
+            );
+        }
         match &s.include_outbound_cidrs {
             IncludeCidrs::All => b.both(
                 MeshOutput,
@@ -339,6 +369,17 @@ impl CaptureRules {
             rules: b.rules,
             ipv6: s.ipv6,
         }
+    }
+}
+
+/// Does the include list name a loopback CIDR of `family` (one written with a loopback address, as
+/// istio-iptables checks)?
+pub fn includes_loopback(s: &CaptureSettings, family: Family) -> bool {
+    match &s.include_outbound_cidrs {
+        IncludeCidrs::All => false,
+        IncludeCidrs::Only(cidrs) => cidrs
+            .iter()
+            .any(|c| Family::of(c) == family && c.addr.is_loopback()),
     }
 }
 

@@ -31,6 +31,9 @@ pub struct CaptureSettings {
     pub exclude_outbound_ports: Vec<u16>,
     pub exclude_outbound_cidrs: Vec<IpCidr>,
     pub include_outbound_cidrs: IncludeCidrs,
+    /// Outbound TCP to these ports is captured whatever its destination, unless an excluded port or
+    /// CIDR (or loopback) returns it first (istio-iptables `-q`).
+    pub include_outbound_ports: Vec<u16>,
     /// Also program IPv6 (`ip6tables-restore`, `ip6` rules in nftables).
     pub ipv6: bool,
 }
@@ -48,6 +51,7 @@ impl Default for CaptureSettings {
             exclude_outbound_ports: Vec::new(),
             exclude_outbound_cidrs: Vec::new(),
             include_outbound_cidrs: IncludeCidrs::All,
+            include_outbound_ports: Vec::new(),
             ipv6: true,
         }
     }

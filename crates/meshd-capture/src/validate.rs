@@ -13,7 +13,7 @@ use nix::sys::socket::{getsockopt, sockopt};
 use tracing::info;
 
 use crate::error::CaptureError;
-use crate::rules::network;
+use crate::rules::{Family, includes_loopback, network};
 use crate::settings::CaptureSettings;
 
 /// Documentation addresses (RFC 5737, RFC 3849): never a real peer.
@@ -42,16 +42,23 @@ pub fn original_dst(stream: &TcpStream) -> io::Result<SocketAddr> {
 }
 
 /// Would an outbound connection from an app to `dst` be captured under these settings?
+/// The order is the rules': excluded ports, loopback (returned unless a loopback CIDR of the family is
+/// included; localhost itself always), excluded CIDRs, included ports, included CIDRs.
 pub fn captures(s: &CaptureSettings, dst: SocketAddr) -> bool {
     let ip = dst.ip();
-    if ip.is_loopback()
-        || (ip.is_ipv6() && !s.ipv6)
-        || s.exclude_outbound_ports.contains(&dst.port())
-    {
+    let family = if ip.is_ipv4() { Family::V4 } else { Family::V6 };
+    if (ip.is_ipv6() && !s.ipv6) || s.exclude_outbound_ports.contains(&dst.port()) {
+        return false;
+    }
+    let localhost = ip == IpAddr::V4(Ipv4Addr::LOCALHOST) || ip == IpAddr::V6(Ipv6Addr::LOCALHOST);
+    if localhost || (ip.is_loopback() && !includes_loopback(s, family)) {
         return false;
     }
     if s.exclude_outbound_cidrs.iter().any(|c| c.contains(ip)) {
         return false;
+    }
+    if s.include_outbound_ports.contains(&dst.port()) {
+        return true;
     }
     match &s.include_outbound_cidrs {
         IncludeCidrs::All => true,
@@ -60,11 +67,14 @@ pub fn captures(s: &CaptureSettings, dst: SocketAddr) -> bool {
 }
 
 /// Addresses to validate with, one per programmed family: TEST-NET when it is captured, else a host in
-/// the first included network that is.
+/// the first included network that is; on port 80 (or the next port not excluded), else on an included
+/// port.
 pub fn targets(s: &CaptureSettings) -> Vec<SocketAddr> {
-    let port = (80..=u16::MAX)
+    let mut ports: Vec<u16> = (80..=u16::MAX)
         .find(|p| !s.exclude_outbound_ports.contains(p))
-        .unwrap_or(80);
+        .into_iter()
+        .collect();
+    ports.extend(&s.include_outbound_ports);
     let mut candidates = vec![IpAddr::V4(TEST_NET_V4)];
     if s.ipv6 {
         candidates.push(IpAddr::V6(TEST_NET_V6));
@@ -74,9 +84,11 @@ pub fn targets(s: &CaptureSettings) -> Vec<SocketAddr> {
     }
     let mut chosen: Vec<SocketAddr> = Vec::new();
     for ip in candidates {
-        let addr = SocketAddr::new(ip, port);
-        if captures(s, addr) && !chosen.iter().any(|c| c.is_ipv4() == addr.is_ipv4()) {
-            chosen.push(addr);
+        for &port in &ports {
+            let addr = SocketAddr::new(ip, port);
+            if captures(s, addr) && !chosen.iter().any(|c| c.is_ipv4() == addr.is_ipv4()) {
+                chosen.push(addr);
+            }
         }
     }
     chosen
@@ -199,6 +211,31 @@ mod tests {
             targets(&s),
             vec!["10.0.0.1:82".parse::<SocketAddr>().unwrap()]
         );
+
+        // Nothing included but a port: TEST-NET on that port.
+        let s = CaptureSettings {
+            include_outbound_cidrs: IncludeCidrs::Only(vec![]),
+            include_outbound_ports: vec![443],
+            ipv6: false,
+            ..CaptureSettings::default()
+        };
+        assert_eq!(
+            targets(&s),
+            vec!["192.0.2.1:443".parse::<SocketAddr>().unwrap()]
+        );
+
+        // A loopback CIDR included: a host in it (127.0.0.1 itself is never captured).
+        let s = CaptureSettings {
+            include_outbound_cidrs: IncludeCidrs::Only(vec!["127.10.0.0/16".parse().unwrap()]),
+            ipv6: false,
+            ..CaptureSettings::default()
+        };
+        assert_eq!(
+            targets(&s),
+            vec!["127.10.0.1:80".parse::<SocketAddr>().unwrap()]
+        );
+        assert!(!captures(&s, "127.0.0.1:80".parse().unwrap()));
+        assert!(!captures(&s, "127.0.0.2:80".parse().unwrap()));
 
         let s = CaptureSettings {
             exclude_outbound_cidrs: vec!["0.0.0.0/0".parse().unwrap()],

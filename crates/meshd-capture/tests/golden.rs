@@ -138,3 +138,77 @@ fn nftables_excluded_ports_and_cidrs() {
         &CurrentState::default(),
     );
 }
+
+/// An IPv4 loopback CIDR included: the IPv4 document leaves out the app's loopback returns, the IPv6
+/// one keeps them (no IPv6 loopback CIDR is included).
+fn loopback_v4_included() -> CaptureSettings {
+    CaptureSettings {
+        include_outbound_cidrs: IncludeCidrs::Only(cidrs("127.10.0.0/16,10.0.0.0/8,fd00::/8")),
+        ..CaptureSettings::default()
+    }
+}
+
+#[test]
+fn loopback_cidr_included() {
+    check(
+        "loopback-cidr-included.iptables",
+        &loopback_v4_included(),
+        Backend::IptablesNft,
+        &CurrentState::default(),
+    );
+}
+
+#[test]
+fn nftables_loopback_cidr_included() {
+    check(
+        "loopback-cidr-included.nft",
+        &loopback_v4_included(),
+        Backend::Nftables,
+        &CurrentState::default(),
+    );
+}
+
+#[test]
+fn nftables_loopback_cidrs_of_both_families_included() {
+    let settings = CaptureSettings {
+        include_outbound_cidrs: IncludeCidrs::Only(cidrs("127.0.0.0/8,::1/128")),
+        ..CaptureSettings::default()
+    };
+    check(
+        "loopback-cidrs-both-families.nft",
+        &settings,
+        Backend::Nftables,
+        &CurrentState::default(),
+    );
+}
+
+/// Ports captured whatever the destination; nothing else included, one CIDR and one port excluded.
+fn included_ports() -> CaptureSettings {
+    CaptureSettings {
+        include_outbound_cidrs: IncludeCidrs::Only(vec![]),
+        include_outbound_ports: vec![443, 8443, 443],
+        exclude_outbound_ports: vec![5432],
+        exclude_outbound_cidrs: cidrs("10.96.0.0/12"),
+        ..CaptureSettings::default()
+    }
+}
+
+#[test]
+fn include_outbound_ports() {
+    check(
+        "include-outbound-ports.iptables",
+        &included_ports(),
+        Backend::IptablesNft,
+        &CurrentState::default(),
+    );
+}
+
+#[test]
+fn nftables_include_outbound_ports() {
+    check(
+        "include-outbound-ports.nft",
+        &included_ports(),
+        Backend::Nftables,
+        &CurrentState::default(),
+    );
+}

@@ -43,8 +43,8 @@ impl Pod {
         children(self.agent_pid()?).into_iter().next()
     }
 
-    /// Stops the sidecar (agent and its Envoy) and waits until Envoy is gone. Envoy is killed
-    /// explicitly: it outlives a killed agent (reparented to init), so Drop alone would leak it.
+    /// Stops the sidecar (agent and its Envoy) and waits until Envoy is gone. The agent gives Envoy a
+    /// parent-death signal, but Envoy is still killed explicitly so a teardown never depends on it.
     pub fn stop_sidecar(&mut self) -> anyhow::Result<()> {
         let envoy = self.envoy_pid();
         // The agent first, so it cannot restart the Envoy killed next.

@@ -46,7 +46,7 @@ pub struct VirtualServiceSpec {
     pub gateways: Vec<String>,
     /// HTTP routes, in order: the first whose match fits wins.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 128))]
     pub http: Vec<HttpRoute>,
     /// TLS routes by SNI, for TLS passthrough traffic.
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -13,11 +13,14 @@ use crate::mesh::Mesh;
 pub(super) fn mesh(m: &Mesh) -> Vec<FieldError> {
     let mut r = Report::default();
     metadata(&mut r, &m.metadata);
-    r.errors.extend(
-        crate::settings::validate(&m.spec)
-            .into_iter()
-            .map(|e| FieldError::new(e.field, e.reason).with_str(&e.value)),
-    );
+    r.errors
+        .extend(crate::settings::validate(&m.spec).into_iter().map(|e| {
+            let problem = match e.reason.strip_prefix("not ") {
+                Some(_) => format!("is {}", e.reason),
+                None => format!("is invalid: {}", e.reason),
+            };
+            FieldError::new(e.field, problem).with_str(&e.value)
+        }));
     r.errors
 }
 

@@ -842,3 +842,61 @@ fn cel_rules_stay_within_the_cost_budget() {
         );
     }
 }
+
+/// docs/design.md's "Istio fields accepted but not acted on" lists exactly the fields whose description
+/// says "meshd does not act on" (DestinationRule's nested traffic policies folded into
+/// `spec.trafficPolicy`), so the list the lead decides from cannot drift from the types.
+#[test]
+fn design_doc_lists_every_field_meshd_does_not_act_on() {
+    fn walk(n: &Value, path: &str, out: &mut std::collections::BTreeSet<String>) {
+        let described = n["description"].as_str().unwrap_or_default();
+        if described.contains("meshd does not act on") {
+            let mut p = path.to_string();
+            for prefix in [
+                "spec.subsets[].trafficPolicy.portLevelSettings[].",
+                "spec.subsets[].trafficPolicy.",
+                "spec.trafficPolicy.portLevelSettings[].",
+            ] {
+                if let Some(rest) = p.strip_prefix(prefix) {
+                    p = format!("spec.trafficPolicy.{rest}");
+                }
+            }
+            out.insert(p);
+            return;
+        }
+        for (k, v) in n["properties"].as_object().into_iter().flatten() {
+            walk(v, &format!("{path}.{k}"), out);
+        }
+        if n["items"].is_object() {
+            walk(&n["items"], &format!("{path}[]"), out);
+        }
+        if n["additionalProperties"].is_object() {
+            walk(&n["additionalProperties"], &format!("{path}{{}}"), out);
+        }
+    }
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/design.md"))
+        .unwrap();
+    let list = doc
+        .split("<!-- not-acted-on list: begin -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- not-acted-on list: end -->").next())
+        .expect("docs/design.md has the not-acted-on list markers");
+    for (kind, _, _, _) in KINDS {
+        let mut from_crd = std::collections::BTreeSet::new();
+        walk(&node(kind, ""), "spec", &mut from_crd);
+        let line = list
+            .lines()
+            .find(|l| l.starts_with(&format!("- **{kind}**: ")))
+            .unwrap_or_default();
+        let from_doc: std::collections::BTreeSet<String> = line
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            from_doc, from_crd,
+            "{kind}: docs/design.md vs the CRD's descriptions"
+        );
+    }
+}

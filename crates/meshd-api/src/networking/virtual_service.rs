@@ -111,8 +111,8 @@ pub struct HttpRoute {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub mirrors: Vec<HttpMirrorPolicy>,
-    /// Deprecated integer form of `mirrorPercentage`. Accepted for Istio compatibility; meshd does not
-    /// act on it.
+    /// Deprecated integer form of `mirrorPercentage`.
+    /// Accepted for Istio compatibility; meshd does not act on it.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub mirror_percent: Option<u32>,

@@ -365,3 +365,90 @@ fn kubernetes_documents() {
         ]
     );
 }
+
+/// Istio's examples survive the trip through the types unchanged: no field dropped, renamed or altered
+/// (numbers compared by value: `10` and `10.0` are one percentage; protocols by name, in any case).
+#[test]
+fn istio_examples_round_trip_through_the_types() {
+    use meshd_api::validate::Document;
+    fn same(a: &serde_json::Value, b: &serde_json::Value, path: &str) {
+        use serde_json::Value as V;
+        match (a, b) {
+            (V::Number(x), V::Number(y)) => assert_eq!(x.as_f64(), y.as_f64(), "{path}"),
+            (V::Object(x), V::Object(y)) => {
+                for (k, v) in x {
+                    match y.get(k) {
+                        Some(w) => same(v, w, &format!("{path}.{k}")),
+                        None => assert!(v.is_null(), "{path}.{k} dropped"),
+                    }
+                }
+                for k in y.keys() {
+                    assert!(x.contains_key(k) || k == "status", "{path}.{k} added");
+                }
+            }
+            (V::Array(x), V::Array(y)) => {
+                assert_eq!(x.len(), y.len(), "{path}");
+                for (i, (v, w)) in x.iter().zip(y).enumerate() {
+                    same(v, w, &format!("{path}[{i}]"));
+                }
+            }
+            // Protocols are read in any case and written upper case.
+            (V::String(x), V::String(y)) if path.ends_with(".protocol") => {
+                assert_eq!(x.to_uppercase(), *y, "{path}")
+            }
+            _ => assert_eq!(a, b, "{path}"),
+        }
+    }
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/istio");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for doc in text.split("\n---\n") {
+            let input: serde_json::Value = match serde_yaml::from_str(doc) {
+                Ok(v @ serde_json::Value::Object(_)) => v,
+                _ => continue,
+            };
+            let checked = check_documents(doc);
+            let Outcome::Object {
+                object: Some(object),
+                ..
+            } = &checked[0].outcome
+            else {
+                continue; // kinds meshd does not read
+            };
+            let output = match object {
+                Document::VirtualService(o) => serde_json::to_value(o),
+                Document::DestinationRule(o) => serde_json::to_value(o),
+                Document::ServiceEntry(o) => serde_json::to_value(o),
+                Document::Gateway(o) => serde_json::to_value(o),
+                Document::PeerAuthentication(o) => serde_json::to_value(o),
+                Document::AuthorizationPolicy(o) => serde_json::to_value(o),
+                other => panic!("unexpected {other:?}"),
+            }
+            .unwrap();
+            let mut input = input;
+            input.as_object_mut().unwrap().remove("status");
+            same(&input["spec"], &output["spec"], "spec");
+            same(&input["metadata"], &output["metadata"], "metadata");
+            seen += 1;
+        }
+    }
+    assert!(seen > 70, "only {seen} examples");
+}
+
+proptest::proptest! {
+    /// Whatever the text, checking it never panics.
+    #[test]
+    fn checking_never_panics(text in "\\PC{0,200}") {
+        let _ = check_documents(&text);
+    }
+
+    /// Nor does a real resource with any one field replaced by junk.
+    #[test]
+    fn a_mangled_resource_never_panics(at in 0usize..400, junk in "[a-z0-9*:/.\\[\\]{}-]{0,12}") {
+        let yaml = include_str!("../../../examples/canary.yaml");
+        let cut = yaml.char_indices().map(|(i, _)| i).nth(at % yaml.len()).unwrap_or(0);
+        let mangled = format!("{}{junk}{}", &yaml[..cut], &yaml[cut..]);
+        let _ = check_documents(&mangled);
+    }
+}

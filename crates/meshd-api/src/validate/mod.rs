@@ -8,10 +8,14 @@
 //! implement, and `meshd validate` prints those problems in the same format once it exists.
 
 mod common;
+mod destination_rule;
 pub mod documents;
+mod gateway;
+mod http_route;
 mod kubernetes;
-mod networking;
 mod security;
+mod service_entry;
+mod virtual_service;
 
 use std::fmt;
 
@@ -74,25 +78,25 @@ pub trait Validate {
 
 impl Validate for VirtualService {
     fn validate(&self) -> Vec<FieldError> {
-        networking::virtual_service(self)
+        virtual_service::virtual_service(self)
     }
 }
 
 impl Validate for DestinationRule {
     fn validate(&self) -> Vec<FieldError> {
-        networking::destination_rule(self)
+        destination_rule::destination_rule(self)
     }
 }
 
 impl Validate for ServiceEntry {
     fn validate(&self) -> Vec<FieldError> {
-        networking::service_entry(self)
+        service_entry::service_entry(self)
     }
 }
 
 impl Validate for Gateway {
     fn validate(&self) -> Vec<FieldError> {
-        networking::gateway(self)
+        gateway::gateway(self)
     }
 }
 

@@ -20,6 +20,7 @@ pub struct Args {
     #[arg(
         short = 'f',
         long = "filename",
+        value_name = "FILE|DIR",
         env = "MESHD_FILENAME",
         required = true
     )]

@@ -81,7 +81,7 @@ pub fn check_documents(text: &str) -> Vec<Checked> {
                 Ok(json) => check_value(json),
             },
         };
-        let stop = matches!(outcome, Outcome::Unreadable { .. } if text_is_broken(&outcome));
+        let stop = text_is_broken(&outcome);
         out.push(Checked { number, outcome });
         if stop {
             break; // the YAML stream itself is broken: later documents cannot be delimited reliably

@@ -13,6 +13,7 @@ mod init;
 mod inject;
 mod proxy_status;
 mod signals;
+mod validate;
 mod version;
 mod webhook;
 
@@ -59,6 +60,8 @@ pub enum Command {
     ProxyStatus(proxy_status::Args),
     /// Print all CRDs as YAML (`crds/` is this output).
     Crd(crd::Args),
+    /// Check Mesh, traffic and security resources offline (like `istioctl analyze`); exit 1 on any problem.
+    Validate(validate::Args),
     /// Print version, git commit and Envoy API version.
     Version(version::Args),
 }
@@ -75,6 +78,7 @@ pub fn run(command: Command) -> anyhow::Result<i32> {
         Command::Bootstrap(args) => bootstrap::run(args),
         Command::ProxyStatus(args) => proxy_status::run(args),
         Command::Crd(args) => crd::run(args),
+        Command::Validate(args) => validate::run(args),
         Command::Version(args) => version::run(args),
     }
 }

@@ -2,9 +2,16 @@
 //! (SPEC.md). Pure types; every other crate speaks in these words.
 
 pub mod crd;
+pub mod duration;
 pub mod mesh;
 pub mod names;
+pub mod networking;
+pub mod schema;
+pub mod security;
+pub mod selector;
 pub mod settings;
+pub mod status;
+pub mod validate;
 pub mod values;
 
 pub use mesh::{Mesh, MeshSpec, MeshStatus};

@@ -1,0 +1,207 @@
+//! `meshd validate -f FILE|DIR` (SPEC §2), driving the real binary: Istio's own examples (apiVersion
+//! changed) pass, broken resources fail with one `FILE: KIND NS/NAME: FIELD: problem` line each, exit
+//! codes 0 / 1 / 64.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use pretty_assertions::assert_eq;
+
+const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn validate(args: &[&str]) -> Output {
+    Command::new(MESHD)
+        .arg("validate")
+        .args(args)
+        .current_dir(ROOT)
+        .env_remove("MESHD_FILENAME")
+        .output()
+        .expect("meshd runs")
+}
+
+fn stdout_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn istios_examples_pass() {
+    let out = validate(&["-f", "tests/fixtures/istio"]);
+    assert_eq!(stdout_lines(&out), Vec::<String>::new());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("meshd validate: 0 problems in 75 documents (7 files)"),
+        "{}",
+        stderr(&out)
+    );
+    // A kind meshd does not read is noted, not a problem.
+    assert!(stderr(&out).contains("kind WorkloadEntry is not read by meshd; skipped"));
+}
+
+#[test]
+fn meshds_examples_pass() {
+    let out = validate(&["--filename", "examples"]);
+    assert_eq!(stdout_lines(&out), Vec::<String>::new());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn istio_examples_meshd_refuses_are_named_line_by_line() {
+    let f = "tests/fixtures/istio-refused.yaml";
+    let out = validate(&["-f", f]);
+    assert_eq!(
+        stdout_lines(&out),
+        [
+            format!(
+                "{f}: VirtualService nsA/productpage: metadata.namespace: \"nsA\" is not a namespace name (a DNS label)"
+            ),
+            format!(
+                "{f}: VirtualService nsA/productpage: spec.hosts: is required (delegate VirtualServices are not supported)"
+            ),
+            format!(
+                "{f}: VirtualService nsB/reviews: metadata.namespace: \"nsB\" is not a namespace name (a DNS label)"
+            ),
+            format!(
+                "{f}: VirtualService nsB/reviews: spec.hosts: is required (delegate VirtualServices are not supported)"
+            ),
+            format!(
+                "{f}: VirtualService default/foo-redirect: spec.http[0].redirect.prefix_rewrite: is not a field of this kind (misspelt, or not supported)"
+            ),
+            format!(
+                "{f}: Gateway some-config-namespace/my-gateway: spec.servers[1].tls.credentialName: is required for SIMPLE and MUTUAL (meshd serves certificates from Secrets, not files)"
+            ),
+        ]
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("6 problems in 5 documents (1 file)"));
+}
+
+const BROKEN_TRAFFIC: &str = "\
+apiVersion: networking.meshd.io/v1alpha1
+kind: VirtualService
+metadata: {name: reviews, namespace: shop}
+spec:
+  hosts: [reviews]
+  http:
+  - match:
+    - uri: {regex: \"/api/(?=v2)\"}
+    route:
+    - destination: {host: reviews, subset: v1}
+      weight: 0
+    - destination: {host: reviews, subset: v2}
+      weight: 0
+    timeout: \"30\"
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v1, labels: {version: v2}}
+---
+apiVersion: networking.meshd.io/v1alpha1
+kind: ServiceEntry
+metadata: {name: payments, namespace: shop}
+spec:
+  hosts: [api.payments.example.com]
+  ports:
+  - {number: 443, name: tls, protocol: TLS}
+  location: SOMEWHERE
+";
+
+const BROKEN_SECURITY: &str = "\
+apiVersion: security.meshd.io/v1alpha1
+kind: PeerAuthentication
+metadata: {name: default}
+spec:
+  mtls: {mode: STRICT}
+  portLevelMtls:
+    8080: {mode: DISABLE}
+---
+not: [a, kubernetes, object
+";
+
+#[test]
+fn broken_resources_fail_with_the_right_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("traffic.yaml"), BROKEN_TRAFFIC).unwrap();
+    std::fs::create_dir(dir.path().join("security")).unwrap();
+    std::fs::write(dir.path().join("security/policies.yml"), BROKEN_SECURITY).unwrap();
+    std::fs::write(dir.path().join("README.md"), "not read").unwrap();
+    std::fs::write(dir.path().join(".swap.yaml"), "not: [read").unwrap();
+    let d = dir.path().display();
+    let out = validate(&["-f", &d.to_string()]);
+    assert_eq!(
+        stdout_lines(&out),
+        [
+            format!(
+                "{d}/security/policies.yml: PeerAuthentication default/default: spec.portLevelMtls: needs a selector (ports belong to a workload)"
+            ),
+            format!(
+                "{d}/security/policies.yml: document 2: is not YAML: did not find expected ',' or ']' at line 10 column 1, while parsing a flow sequence at line 9 column 6"
+            ),
+            format!(
+                "{d}/traffic.yaml: VirtualService shop/reviews: spec.http[0].match[0].uri.regex: \"/api/(?=v2)\" is not an RE2 regex: look-around, including look-ahead and look-behind, is not supported"
+            ),
+            format!(
+                "{d}/traffic.yaml: VirtualService shop/reviews: spec.http[0].route: has weights that are all 0, so no destination would get traffic"
+            ),
+            format!(
+                "{d}/traffic.yaml: VirtualService shop/reviews: spec.http[0].timeout: \"30\" has no unit (write e.g. 10s, 500ms or 1h30m)"
+            ),
+            format!(
+                "{d}/traffic.yaml: DestinationRule shop/reviews: apiVersion: \"networking.istio.io/v1\" is not networking.meshd.io/v1alpha1 (an Istio resource: change only the apiVersion)"
+            ),
+            format!(
+                "{d}/traffic.yaml: DestinationRule shop/reviews: spec.subsets[1].name: \"v1\" is also the name of spec.subsets[0]"
+            ),
+            format!(
+                "{d}/traffic.yaml: ServiceEntry shop/payments: spec.location: does not parse: unknown variant `SOMEWHERE`, expected `MESH_EXTERNAL` or `MESH_INTERNAL`"
+            ),
+        ]
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("8 problems in 5 documents (2 files)"),
+        "{}",
+        stderr(&out)
+    );
+
+    // One file alone, through the environment variable every flag reads.
+    let out = Command::new(MESHD)
+        .arg("validate")
+        .env("MESHD_FILENAME", dir.path().join("traffic.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout_lines(&out).len(), 6);
+}
+
+#[test]
+fn bad_flags_exit_64_with_one_line() {
+    for args in [
+        &[][..],
+        &["-f", "no/such/dir"],
+        &["-f", "examples", "--strict-ish"],
+    ] {
+        let out = validate(args);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out).lines().count(),
+            1,
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(stdout_lines(&out).is_empty());
+    }
+    assert!(Path::new(ROOT).join("examples").is_dir());
+}

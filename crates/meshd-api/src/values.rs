@@ -1,10 +1,15 @@
-//! Parsers for the values users write in annotations, flags and Mesh fields: port lists and CIDRs.
+//! Parsers for the values users write in annotations, flags and Mesh fields: port lists, CIDRs and
+//! resource quantities.
 //! One strict parser each, shared by the webhook, `meshd init` and Mesh validation, so that a value
 //! accepted in one place is accepted everywhere.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+
+mod quantity;
+
+pub use quantity::{parse_quantity, parse_resource_quantity};
 
 /// Why a value was refused; `Display` says it in words a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -15,6 +20,8 @@ pub enum ValueError {
     Cidr(String),
     #[error("{0:?} is not a boolean (true or false)")]
     Bool(String),
+    #[error("{0:?} is not a Kubernetes quantity such as 100m, 0.5, 128Mi or 1Gi")]
+    Quantity(String),
 }
 
 /// One port, 1–65535.

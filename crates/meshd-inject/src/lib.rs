@@ -9,7 +9,6 @@ mod overrides;
 mod patch;
 mod plan;
 mod probes;
-pub mod quantity;
 pub mod review;
 mod settings;
 mod sidecar;

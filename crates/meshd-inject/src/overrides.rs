@@ -8,9 +8,8 @@ use meshd_api::mesh::LogLevel;
 use meshd_api::names;
 use meshd_api::values::{
     IncludeCidrs, IpCidr, parse_bool, parse_cidr_list, parse_include_cidrs, parse_port_list,
+    parse_resource_quantity,
 };
-
-use crate::quantity::parse_quantity;
 
 /// What a pod's annotations override; `None` keeps the mesh's setting.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -89,7 +88,7 @@ pub fn parse_overrides(
             })
         };
         let quantity = |v: &str| {
-            parse_quantity(v)
+            parse_resource_quantity(v)
                 .map(|_| v.to_string())
                 .map_err(|e| e.to_string())
         };

@@ -6,13 +6,12 @@ use k8s_openapi::api::core::v1::{Container, Pod, ResourceRequirements, Volume};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use meshd_api::mesh::{CaptureMode, NativeSidecar};
 use meshd_api::names;
-use meshd_api::values::{IncludeCidrs, parse_include_cidrs};
+use meshd_api::values::{IncludeCidrs, parse_include_cidrs, parse_resource_quantity};
 use serde::Serialize;
 
 use crate::decision::{SkipReason, skip_reason};
 use crate::overrides::{BadAnnotation, PodOverrides, Refusal, parse_overrides};
 use crate::probes::{ProbeRewrite, plan_probes};
-use crate::quantity::parse_quantity;
 use crate::settings::{ApiServerVersion, InjectionSettings, RequestFacts};
 use crate::sidecar::{self, CaptureArgs, SidecarSettings};
 
@@ -205,47 +204,56 @@ fn sidecar_settings(
     })
 }
 
-/// The proxy's resources: the Mesh's, with the annotations' values on top. A request above its limit
-/// would be refused by the API server with a message that does not name the annotation, so refuse here.
+/// The proxy's resources: the Mesh's, with the annotations on top. A request annotated above the Mesh's
+/// limit raises that limit to the request, and a limit annotated below the Mesh's request lowers that
+/// request to the limit (Istio and Linkerd users set one value and expect it to hold). Only what the
+/// user wrote both of is refused: an annotated request above an annotated limit, which the API server
+/// would refuse with a message that does not name the annotations.
 fn resources(
     base: &ResourceRequirements,
     o: &PodOverrides,
 ) -> Result<ResourceRequirements, Refusal> {
     let mut r = base.clone();
-    let set = |map: &mut Option<BTreeMap<String, Quantity>>, key: &str, value: &Option<String>| {
-        if let Some(v) = value {
-            map.get_or_insert_with(BTreeMap::new)
-                .insert(key.to_string(), Quantity(v.clone()));
-        }
-    };
-    set(&mut r.requests, "cpu", &o.proxy_cpu);
-    set(&mut r.requests, "memory", &o.proxy_memory);
-    set(&mut r.limits, "cpu", &o.proxy_cpu_limit);
-    set(&mut r.limits, "memory", &o.proxy_memory_limit);
     let mut bad = Vec::new();
-    for (key, annotation, value) in [
-        ("cpu", names::ANNOTATION_PROXY_CPU, &o.proxy_cpu),
-        ("memory", names::ANNOTATION_PROXY_MEMORY, &o.proxy_memory),
+    for (key, (request_name, request), (limit_name, limit)) in [
+        (
+            "cpu",
+            (names::ANNOTATION_PROXY_CPU, &o.proxy_cpu),
+            (names::ANNOTATION_PROXY_CPU_LIMIT, &o.proxy_cpu_limit),
+        ),
+        (
+            "memory",
+            (names::ANNOTATION_PROXY_MEMORY, &o.proxy_memory),
+            (names::ANNOTATION_PROXY_MEMORY_LIMIT, &o.proxy_memory_limit),
+        ),
     ] {
-        let get = |m: &Option<BTreeMap<String, Quantity>>| {
-            m.as_ref()
-                .and_then(|m| m.get(key))
-                .and_then(|q| parse_quantity(&q.0).ok())
+        let mesh = |m: &Option<BTreeMap<String, Quantity>>| {
+            m.as_ref().and_then(|m| m.get(key)).map(|q| q.0.clone())
         };
-        if let (Some(v), Some(req), Some(limit)) = (value, get(&r.requests), get(&r.limits))
-            && req > limit
-        {
-            let limit_text = r
-                .limits
-                .as_ref()
-                .and_then(|m| m.get(key))
-                .map(|q| q.0.clone())
-                .unwrap_or_default();
-            bad.push(BadAnnotation {
-                name: annotation.to_string(),
-                value: v.clone(),
-                reason: format!("the request is above the proxy's {key} limit {limit_text}"),
-            });
+        let want_request = request.clone().or_else(|| mesh(&base.requests));
+        let want_limit = limit.clone().or_else(|| mesh(&base.limits));
+        let (want_request, want_limit) = match (want_request, want_limit) {
+            (Some(rq), Some(lm)) if above(&rq, &lm) => match (request.is_some(), limit.is_some()) {
+                (true, true) => {
+                    bad.push(BadAnnotation {
+                        name: request_name.to_string(),
+                        value: rq.clone(),
+                        reason: format!("the request is above {limit_name}={lm:?}"),
+                    });
+                    continue;
+                }
+                (true, false) => (Some(rq.clone()), Some(rq)),
+                (false, true) => (Some(lm.clone()), Some(lm)),
+                // The Mesh's own values: not the pod's to fix.
+                (false, false) => (Some(rq), Some(lm)),
+            },
+            other => other,
+        };
+        for (map, value) in [(&mut r.requests, want_request), (&mut r.limits, want_limit)] {
+            if let Some(v) = value {
+                map.get_or_insert_with(BTreeMap::new)
+                    .insert(key.to_string(), Quantity(v));
+            }
         }
     }
     if bad.is_empty() {
@@ -253,4 +261,13 @@ fn resources(
     } else {
         Err(Refusal { bad })
     }
+}
+
+/// Is `request` above `limit`? Quantities that do not parse (a Mesh written before validation) are
+/// left for the API server to judge.
+fn above(request: &str, limit: &str) -> bool {
+    matches!(
+        (parse_resource_quantity(request), parse_resource_quantity(limit)),
+        (Ok(rq), Ok(lm)) if rq > lm
+    )
 }

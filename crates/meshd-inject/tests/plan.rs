@@ -198,11 +198,50 @@ fn mesh_settings_reach_the_sidecar_and_annotations_win() {
     assert_eq!(injected["metadata"]["labels"]["meshd.io/mesh"], "blue");
 }
 
+fn proxy_resources(annotations: Value) -> Value {
+    let injected = inject(&pod(annotations), &InjectionSettings::default(), None);
+    find(&injected["spec"]["initContainers"], "meshd-proxy")["resources"].clone()
+}
+
 #[test]
-fn request_above_limit_is_refused_naming_the_annotation() {
-    // The mesh's default memory limit is 1Gi.
+fn a_request_above_the_mesh_limit_raises_the_limit() {
+    // The mesh's defaults: 100m/128Mi requested, 2 CPU/1Gi limit (Istio's). Istio users write
+    // `proxyCPU: 4000m` alone and expect it to hold.
+    let r = proxy_resources(json!({"sidecar.meshd.io/proxyCPU": "4000m"}));
+    assert_eq!(r["requests"]["cpu"], "4000m");
+    assert_eq!(
+        r["limits"]["cpu"], "4000m",
+        "the limit is raised to the request"
+    );
+    assert_eq!(
+        r["limits"]["memory"], "1Gi",
+        "the other resource is untouched"
+    );
+    let r = proxy_resources(json!({"sidecar.meshd.io/proxyMemory": "2Gi"}));
+    assert_eq!(
+        (&r["requests"]["memory"], &r["limits"]["memory"]),
+        (&json!("2Gi"), &json!("2Gi"))
+    );
+    // A limit below the mesh's request lowers the request (Kubernetes defaults a request to the limit).
+    let r = proxy_resources(json!({"sidecar.meshd.io/proxyCPULimit": "50m"}));
+    assert_eq!(
+        (&r["requests"]["cpu"], &r["limits"]["cpu"]),
+        (&json!("50m"), &json!("50m"))
+    );
+    // Within the limit: nothing else moves.
+    let r = proxy_resources(json!({"sidecar.meshd.io/proxyCPU": "1500m"}));
+    assert_eq!(
+        (&r["requests"]["cpu"], &r["limits"]["cpu"]),
+        (&json!("1500m"), &json!("2"))
+    );
+}
+
+#[test]
+fn an_annotated_request_above_an_annotated_limit_is_refused_naming_both() {
     let verdict = decide(
-        &pod(json!({"sidecar.meshd.io/proxyMemory": "2Gi"})),
+        &pod(
+            json!({"sidecar.meshd.io/proxyMemory": "2Gi", "sidecar.meshd.io/proxyMemoryLimit": "1Gi"}),
+        ),
         &InjectionSettings::default(),
         &facts(None),
     );
@@ -211,7 +250,8 @@ fn request_above_limit_is_refused_naming_the_annotation() {
     };
     let text = refusal.to_string();
     assert!(
-        text.contains("sidecar.meshd.io/proxyMemory=\"2Gi\"") && text.contains("1Gi"),
+        text.contains("sidecar.meshd.io/proxyMemory=\"2Gi\"")
+            && text.contains("sidecar.meshd.io/proxyMemoryLimit=\"1Gi\""),
         "{text}"
     );
     // Raising the limit too makes it fine.

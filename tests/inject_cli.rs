@@ -245,3 +245,26 @@ fn injected_init_args_are_accepted_by_meshd_init() {
     // The annotation's excluded ports reach the rules.
     assert!(text.contains("5432") && text.contains("6379"), "{text}");
 }
+
+/// A refusal is printed once (not once by the command and again by `main`), and log lines written to a
+/// pipe carry no ANSI colour codes.
+#[test]
+fn a_refusal_is_printed_once_and_piped_logs_are_plain_text() {
+    let input =
+        std::fs::read_to_string(format!("{SOURCES}/09-pod-badannotation.yaml")).expect("read");
+    let (code, _, stderr) = inject(&["-f", "-"], &input);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("sidecar.meshd.io/proxyCPU").count(),
+        1,
+        "printed more than once: {stderr}"
+    );
+    let input = std::fs::read_to_string(format!("{SOURCES}/03-deploy-reviews.yaml")).expect("read");
+    let (code, _, stderr) = inject(&["--log-level", "debug", "-f", "-"], &input);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("injected"), "no debug log line: {stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "ANSI codes in piped logs: {stderr:?}"
+    );
+}

@@ -29,7 +29,18 @@ fn parse_version(s: &str) -> Result<ApiServerVersion, String> {
         .ok_or_else(|| format!("{s:?} is not a Kubernetes version such as 1.28 or v1.30.2"))
 }
 
+/// A failure is printed here, once, and exits 1: nothing half-injected reaches stdout.
 pub fn run(args: Args) -> anyhow::Result<i32> {
+    match inject(&args) {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            eprintln!("meshd inject: {e:#}");
+            Ok(1)
+        }
+    }
+}
+
+fn inject(args: &Args) -> anyhow::Result<()> {
     let settings = match &args.mesh {
         Some(path) => InjectionSettings::from_mesh(&meshd_api::settings::load_mesh_file(path)?),
         None => InjectionSettings::default(),
@@ -63,5 +74,5 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             }
         }
     }
-    Ok(0)
+    Ok(())
 }

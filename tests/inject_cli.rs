@@ -268,3 +268,57 @@ fn a_refusal_is_printed_once_and_piped_logs_are_plain_text() {
         "ANSI codes in piped logs: {stderr:?}"
     );
 }
+
+fn init_args(doc: &Value) -> Vec<String> {
+    let spec = &template(doc)["spec"];
+    let init = spec["initContainers"]
+        .as_array()
+        .expect("init containers")
+        .iter()
+        .find(|c| c["name"] == "meshd-init")
+        .expect("meshd-init");
+    init["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string").to_string())
+        .collect()
+}
+
+fn init_dry_run(args: &[String]) -> String {
+    let out = Command::new(MESHD)
+        .arg("init")
+        .args(args)
+        .arg("--dry-run")
+        .output()
+        .expect("meshd init runs");
+    assert!(
+        out.status.success(),
+        "meshd init {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `traffic.meshd.io/includeOutboundCIDRs: ""` means "capture no outbound traffic", as Istio's `-i ""`:
+/// the injected command line makes `meshd init` program inbound capture and no outbound redirect.
+#[test]
+fn an_empty_outbound_include_list_captures_no_outbound_traffic() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    traffic.meshd.io/includeOutboundCIDRs: \"\"\nspec:\n  containers: [{name: app, image: app:1}]\n";
+    let (code, stdout, stderr) = inject(&["-f", "-"], pod);
+    assert_eq!(code, 0, "{stderr}");
+    let rules = init_dry_run(&init_args(&documents(&stdout)[0]));
+    assert!(
+        rules.contains("15006"),
+        "inbound capture is programmed: {rules}"
+    );
+    assert!(
+        !rules.contains("capture-outbound") && !rules.contains("capture-cidr"),
+        "outbound traffic is captured: {rules}"
+    );
+    // Without the annotation, outbound is captured.
+    let plain = pod.replace("traffic.meshd.io/includeOutboundCIDRs", "team");
+    let (code, stdout, stderr) = inject(&["-f", "-"], &plain);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(init_dry_run(&init_args(&documents(&stdout)[0])).contains("capture-outbound"));
+}

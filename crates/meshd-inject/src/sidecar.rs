@@ -66,10 +66,6 @@ fn join<T: ToString>(items: &[T]) -> String {
 /// `meshd-init`: `meshd init` with the capture settings as flags; the only container run as root, with
 /// only NET_ADMIN and NET_RAW.
 pub fn init_container(s: &SidecarSettings, capture: &CaptureArgs) -> Container {
-    let include = match &capture.include_outbound_cidrs {
-        IncludeCidrs::All => "*".to_string(),
-        IncludeCidrs::Only(c) => join(c),
-    };
     let mut args = vec![
         "--mode".to_string(),
         capture.mode.to_string(),
@@ -95,15 +91,25 @@ pub fn init_container(s: &SidecarSettings, capture: &CaptureArgs) -> Container {
             "--exclude-outbound-cidrs",
             capture.exclude_outbound_cidrs.join(","),
         ),
-        ("--include-outbound-cidrs", include),
     ] {
-        // An empty list is the default; leaving the flag out keeps the command line readable.
+        // An empty exclude list is the default; leaving the flag out keeps the command line readable.
         if !value.is_empty() {
             args.push(flag.to_string());
             args.push(value);
         }
     }
-    args.push("--validate".into());
+    // An empty include list is not the default (`*`): it says "capture no outbound traffic" (Istio's
+    // `-i ""`), so it is always written, empty or not.
+    args.push("--include-outbound-cidrs".into());
+    args.push(match &capture.include_outbound_cidrs {
+        IncludeCidrs::All => "*".to_string(),
+        IncludeCidrs::Only(c) => join(c),
+    });
+    // --validate proves outbound capture with a real connection; with nothing captured outbound
+    // there is nothing to prove, and `meshd init` would fail for want of a destination.
+    if capture.include_outbound_cidrs != IncludeCidrs::Only(Vec::new()) {
+        args.push("--validate".into());
+    }
     Container {
         name: names::INIT_CONTAINER.to_string(),
         image: Some(s.image.clone()),

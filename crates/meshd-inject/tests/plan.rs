@@ -203,6 +203,50 @@ fn proxy_resources(annotations: Value) -> Value {
     find(&injected["spec"]["initContainers"], "meshd-proxy")["resources"].clone()
 }
 
+fn init_args(injected: &Value) -> Vec<String> {
+    find(&injected["spec"]["initContainers"], "meshd-init")["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg").to_string())
+        .collect()
+}
+
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let at = args.iter().position(|a| a == flag)?;
+    args.get(at + 1).map(String::as_str)
+}
+
+#[test]
+fn an_empty_include_list_reaches_init_as_capture_no_outbound() {
+    // Istio's `-i ""`: the annotation, or the Mesh's `includeOutboundCIDRs: []`.
+    let mut spec = MeshSpec::default();
+    spec.traffic_capture.include_outbound_cidrs = Vec::new();
+    for (annotations, settings) in [
+        (
+            json!({"traffic.meshd.io/includeOutboundCIDRs": ""}),
+            InjectionSettings::default(),
+        ),
+        (json!({}), InjectionSettings::new("default", spec)),
+    ] {
+        let args = init_args(&inject(&pod(annotations.clone()), &settings, None));
+        assert_eq!(
+            flag_value(&args, "--include-outbound-cidrs"),
+            Some(""),
+            "{annotations}: {args:?}"
+        );
+        // Nothing is captured outbound, so there is nothing for --validate to prove.
+        assert!(!args.contains(&"--validate".to_string()), "{args:?}");
+    }
+    let args = init_args(&inject(
+        &pod(json!({})),
+        &InjectionSettings::default(),
+        None,
+    ));
+    assert_eq!(flag_value(&args, "--include-outbound-cidrs"), Some("*"));
+    assert!(args.contains(&"--validate".to_string()));
+}
+
 #[test]
 fn a_request_above_the_mesh_limit_raises_the_limit() {
     // The mesh's defaults: 100m/128Mi requested, 2 CPU/1Gi limit (Istio's). Istio users write

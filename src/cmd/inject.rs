@@ -63,12 +63,12 @@ fn inject(args: &Args) -> anyhow::Result<()> {
     for outcome in &injected.outcomes {
         match outcome {
             ManifestOutcome::Injected { kind, name } => tracing::debug!(kind, name, "injected"),
-            ManifestOutcome::Skipped { kind, name, reason } => {
-                eprintln!(
-                    "meshd inject: {kind} {name} left as it is: {}",
-                    reason.describe()
-                )
-            }
+            ManifestOutcome::Skipped {
+                kind,
+                name,
+                message,
+                ..
+            } => eprintln!("meshd inject: {kind} {name} left as it is: {message}"),
             ManifestOutcome::PassedThrough { kind, name } => {
                 tracing::debug!(kind, name, "not a workload, unchanged")
             }

@@ -15,7 +15,7 @@ mod sidecar;
 mod wire;
 pub mod workload;
 
-pub use decision::SkipReason;
+pub use decision::{OTHER_MESH_CONTAINERS, PROXY_PORTS, PortConflict, SkipReason, describe_skip};
 pub use overrides::{BadAnnotation, PodOverrides, Refusal, parse_overrides};
 pub use plan::{InjectionPlan, Verdict, decide};
 pub use review::{ReviewAnswer, ReviewResult, review};

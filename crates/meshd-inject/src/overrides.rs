@@ -11,6 +11,8 @@ use meshd_api::values::{
     parse_resource_quantity,
 };
 
+use crate::decision::PortConflict;
+
 /// What a pod's annotations override; `None` keeps the mesh's setting.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PodOverrides {
@@ -45,20 +47,34 @@ impl fmt::Display for BadAnnotation {
     }
 }
 
-/// Why a pod is refused: every bad annotation, in name order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a pod is refused: every bad annotation, in name order, then every container port the proxy
+/// needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Refusal {
     pub bad: Vec<BadAnnotation>,
+    pub conflicts: Vec<PortConflict>,
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("meshd cannot inject this pod: ")?;
-        for (i, b) in self.bad.iter().enumerate() {
+        let problems = self
+            .bad
+            .iter()
+            .map(|b| b as &dyn fmt::Display)
+            .chain(self.conflicts.iter().map(|c| c as &dyn fmt::Display));
+        for (i, p) in problems.enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(f, "{b}")?;
+            write!(f, "{p}")?;
+        }
+        if !self.conflicts.is_empty() {
+            write!(
+                f,
+                " (move the app off that port, or label the pod {}: \"false\" to run it without the mesh)",
+                names::LABEL_INJECT
+            )?;
         }
         Ok(())
     }
@@ -145,7 +161,10 @@ pub fn parse_overrides(
     if bad.is_empty() {
         Ok(o)
     } else {
-        Err(Refusal { bad })
+        Err(Refusal {
+            bad,
+            ..Refusal::default()
+        })
     }
 }
 

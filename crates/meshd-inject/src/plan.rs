@@ -9,7 +9,7 @@ use meshd_api::names;
 use meshd_api::values::{IncludeCidrs, parse_include_cidrs, parse_resource_quantity};
 use serde::Serialize;
 
-use crate::decision::{SkipReason, skip_reason};
+use crate::decision::{SkipReason, port_conflicts, skip_reason};
 use crate::overrides::{BadAnnotation, PodOverrides, Refusal, parse_overrides};
 use crate::probes::{ProbeRewrite, plan_probes};
 use crate::settings::{ApiServerVersion, InjectionSettings, RequestFacts};
@@ -79,14 +79,23 @@ pub fn decide(pod: &Pod, settings: &InjectionSettings, facts: &RequestFacts) -> 
     if spec.containers.is_empty() {
         return Verdict::Invalid("the pod has no containers".into());
     }
+    // Every problem in one answer: the annotations, then the ports the proxy needs.
+    let conflicts = port_conflicts(pod);
+    let refuse = |mut refusal: Refusal| {
+        refusal.conflicts = conflicts.clone();
+        Verdict::Refuse(refusal)
+    };
     let overrides = match parse_overrides(pod.metadata.annotations.as_ref()) {
         Ok(o) => o,
-        Err(refusal) => return Verdict::Refuse(refusal),
+        Err(refusal) => return refuse(refusal),
     };
     let sidecar = match sidecar_settings(settings, facts.server_version, &overrides) {
         Ok(s) => s,
-        Err(refusal) => return Verdict::Refuse(refusal),
+        Err(refusal) => return refuse(refusal),
     };
+    if !conflicts.is_empty() {
+        return refuse(Refusal::default());
+    }
     let containers = &spec.containers;
     let probes = plan_probes(containers);
     let app_probes = (!probes.originals.is_empty()).then(|| {
@@ -259,7 +268,10 @@ fn resources(
     if bad.is_empty() {
         Ok(r)
     } else {
-        Err(Refusal { bad })
+        Err(Refusal {
+            bad,
+            ..Refusal::default()
+        })
     }
 }
 

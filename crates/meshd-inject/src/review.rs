@@ -7,7 +7,7 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 
 use crate::InjectError;
-use crate::decision::SkipReason;
+use crate::decision::{SkipReason, describe_skip};
 use crate::plan::{InjectionPlan, Verdict, decide};
 use crate::settings::{ApiServerVersion, InjectionSettings, RequestFacts};
 
@@ -18,6 +18,8 @@ pub enum ReviewResult {
     Skipped(SkipReason),
     /// `allowed: false` because of the pod's override annotations.
     Refused,
+    /// `allowed: false` because a container uses a port the proxy listens on.
+    PortConflict,
     /// `allowed: false` (or HTTP 400) because the request itself is unusable; the label says why.
     Invalid(&'static str),
 }
@@ -27,7 +29,7 @@ impl ReviewResult {
         match self {
             Self::Injected => "injected",
             Self::Skipped(_) => "skipped",
-            Self::Refused => "refused",
+            Self::Refused | Self::PortConflict => "refused",
             Self::Invalid(_) => "invalid",
         }
     }
@@ -37,6 +39,7 @@ impl ReviewResult {
             Self::Injected => "",
             Self::Skipped(r) => r.label(),
             Self::Refused => "bad_annotation",
+            Self::PortConflict => "port_conflict",
             Self::Invalid(label) => label,
         }
     }
@@ -163,17 +166,17 @@ fn review_pod_request(
         Verdict::Skip(reason) => answer(
             response,
             ReviewResult::Skipped(reason),
-            reason.describe().into(),
+            describe_skip(pod, reason),
             Some(pod_ref),
         ),
         Verdict::Refuse(refusal) => {
             let message = refusal.to_string();
-            answer(
-                response.deny(&message),
-                ReviewResult::Refused,
-                message,
-                Some(pod_ref),
-            )
+            let result = if refusal.bad.is_empty() {
+                ReviewResult::PortConflict
+            } else {
+                ReviewResult::Refused
+            };
+            answer(response.deny(&message), result, message, Some(pod_ref))
         }
         Verdict::Invalid(why) => {
             let message = format!("the pod cannot be injected: {why}");

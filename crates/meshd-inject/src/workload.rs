@@ -21,6 +21,8 @@ pub enum ManifestOutcome {
         kind: String,
         name: String,
         reason: crate::SkipReason,
+        /// The reason in words, naming the container where there is one.
+        message: String,
     },
     /// Not a workload kind: printed as it was.
     PassedThrough {
@@ -153,7 +155,12 @@ fn inject_document(
         server_version,
     };
     match decide(&pod, settings, &facts) {
-        Verdict::Skip(reason) => outcomes.push(ManifestOutcome::Skipped { kind, name, reason }),
+        Verdict::Skip(reason) => outcomes.push(ManifestOutcome::Skipped {
+            kind,
+            name,
+            reason,
+            message: crate::describe_skip(&pod, reason),
+        }),
         Verdict::Refuse(refusal) => return Err(manifest_error(refusal.to_string())),
         Verdict::Invalid(why) => return Err(manifest_error(why)),
         Verdict::Inject(plan) => {

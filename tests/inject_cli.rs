@@ -322,3 +322,21 @@ fn an_empty_outbound_include_list_captures_no_outbound_traffic() {
     assert_eq!(code, 0, "{stderr}");
     assert!(init_dry_run(&init_args(&documents(&stdout)[0])).contains("capture-outbound"));
 }
+
+/// YAML's unquoted `true` is a boolean, and annotation values are strings: the failure names the field
+/// as kubectl would, and says to quote it.
+#[test]
+fn an_unquoted_annotation_value_fails_naming_the_field() {
+    let deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    metadata:\n      annotations:\n        sidecar.meshd.io/nativeSidecar: true\n    spec:\n      containers: [{name: app, image: app:1}]\n";
+    let (code, stdout, stderr) = inject(&["-f", "-"], deploy);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains(r#"Deployment web"#)
+            && stderr.contains(
+                r#"spec.template.metadata.annotations["sidecar.meshd.io/nativeSidecar"]: invalid type: boolean `true`, expected a string"#
+            )
+            && stderr.contains("quote the value"),
+        "{stderr}"
+    );
+}

@@ -5,6 +5,7 @@
 //! for `meshd inject`. No I/O, no async: the webhook crate serves it.
 
 mod decision;
+mod fields;
 mod overrides;
 mod patch;
 mod plan;
@@ -16,6 +17,7 @@ mod wire;
 pub mod workload;
 
 pub use decision::{OTHER_MESH_CONTAINERS, PROXY_PORTS, PortConflict, SkipReason, describe_skip};
+pub use fields::FieldError;
 pub use overrides::{BadAnnotation, PodOverrides, Refusal, parse_overrides};
 pub use plan::{InjectionPlan, Verdict, decide};
 pub use review::{ReviewAnswer, ReviewResult, review};
@@ -28,6 +30,11 @@ pub enum InjectError {
     #[error("the request body is not an AdmissionReview: {source}")]
     Malformed {
         #[source]
+        source: fields::FieldError,
+    },
+    #[error("the request body is not JSON: {source}")]
+    NotJson {
+        #[source]
         source: serde_json::Error,
     },
     #[error("the AdmissionReview has no request uid to answer")]
@@ -35,7 +42,7 @@ pub enum InjectError {
     #[error("the object of a pod CREATE cannot be read as a pod: {source}")]
     NotAPod {
         #[source]
-        source: serde_json::Error,
+        source: fields::FieldError,
     },
     #[error("cannot serialize the answer: {source}")]
     Serialize {
@@ -67,7 +74,7 @@ impl InjectError {
     /// Fixed label for metrics and logs.
     pub fn label(&self) -> &'static str {
         match self {
-            Self::Malformed { .. } => "malformed",
+            Self::Malformed { .. } | Self::NotJson { .. } => "malformed",
             Self::NoUid => "no_uid",
             Self::NotAPod { .. } => "not_a_pod",
             Self::Serialize { .. } => "serialize",

@@ -6,10 +6,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 
-use crate::InjectError;
+use serde_json::Value;
+
 use crate::decision::{SkipReason, describe_skip};
 use crate::plan::{InjectionPlan, Verdict, decide};
 use crate::settings::{ApiServerVersion, InjectionSettings, RequestFacts};
+use crate::{InjectError, fields};
 
 /// How a review ended; `result_label`/`reason_label` are the metric labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,9 +110,9 @@ pub fn review(
             Ok(req) if !req.uid.is_empty() => review_pod_request(&req, settings, server_version),
             _ => bad_request(&InjectError::NoUid),
         },
-        // The object is not a pod (another kind, or a pod that does not decode): read it loosely to
-        // answer with the uid.
-        Err(pod_error) => review_other(body, pod_error),
+        // Something does not decode (another kind, a pod that is not one, a broken envelope): find out
+        // what, on the slow path, to answer with the uid and the field.
+        Err(_) => review_other(body, settings, server_version),
     }
 }
 
@@ -146,7 +148,7 @@ fn review_pod_request(
             );
         }
         (None, true) => {
-            let message = "a pod CREATE without an object".to_string();
+            let message = NO_OBJECT.to_string();
             return answer(
                 response.deny(&message),
                 ReviewResult::Invalid("no_object"),
@@ -228,11 +230,33 @@ fn with_patch(
     Ok(response)
 }
 
-/// A body that is not an AdmissionReview of a pod.
-fn review_other(body: &[u8], pod_error: serde_json::Error) -> ReviewAnswer {
-    let review = match serde_json::from_slice::<AdmissionReview<DynamicObject>>(body) {
+/// A body that is not an AdmissionReview of a pod: read the envelope without the objects, then the
+/// object, each naming the field that does not fit.
+fn review_other(
+    body: &[u8],
+    settings: &InjectionSettings,
+    server_version: Option<ApiServerVersion>,
+) -> ReviewAnswer {
+    let mut value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(source) => return bad_request(&InjectError::NotJson { source }),
+    };
+    let uid = value
+        .get("request")
+        .and_then(|r| r.get("uid"))
+        .and_then(Value::as_str)
+        .filter(|uid| !uid.is_empty())
+        .map(str::to_string);
+    let object = match value.get_mut("request").and_then(Value::as_object_mut) {
+        Some(request) => {
+            request.remove("oldObject");
+            request.remove("object")
+        }
+        None => None,
+    };
+    let review: AdmissionReview<DynamicObject> = match fields::read(value.clone(), "") {
         Ok(r) => r,
-        Err(source) => return malformed(body, InjectError::Malformed { source }),
+        Err(source) => return malformed(uid, InjectError::Malformed { source }),
     };
     let req = match TryInto::<AdmissionRequest<DynamicObject>>::try_into(review) {
         Ok(req) if !req.uid.is_empty() => req,
@@ -240,37 +264,61 @@ fn review_other(body: &[u8], pod_error: serde_json::Error) -> ReviewAnswer {
     };
     let response = AdmissionResponse::from(&req);
     let uid = Some(req.uid.clone());
-    if is_pod_create(&req) {
-        let error = InjectError::NotAPod { source: pod_error };
-        let message = error.to_string();
-        finish(
-            response.deny(&message),
-            ReviewResult::Invalid(error.label()),
-            message,
-            uid,
-            req.dry_run,
-            None,
-        )
-    } else {
+    if !is_pod_create(&req) {
         let reason = SkipReason::NotPodCreate;
-        finish(
+        return finish(
             response,
             ReviewResult::Skipped(reason),
             reason.describe().into(),
             uid,
             req.dry_run,
             None,
+        );
+    }
+    let object = object.filter(|o| !o.is_null());
+    let deny = |message: String, label: &'static str| {
+        finish(
+            response.clone().deny(&message),
+            ReviewResult::Invalid(label),
+            message,
+            uid.clone(),
+            req.dry_run,
+            None,
         )
+    };
+    let Some(object) = object else {
+        return deny(NO_OBJECT.into(), "no_object");
+    };
+    match fields::read::<Pod>(object.clone(), "") {
+        Err(source) => {
+            let error = InjectError::NotAPod { source };
+            deny(error.to_string(), error.label())
+        }
+        // Only the oldObject did not decode, and a CREATE has none to read: answer without it.
+        Ok(_) => {
+            let mut value = value;
+            if let Some(request) = value.get_mut("request").and_then(Value::as_object_mut) {
+                request.insert("object".into(), object);
+            }
+            match serde_json::from_value::<AdmissionReview<Pod>>(value)
+                .map_err(|_| ())
+                .and_then(|r| TryInto::<AdmissionRequest<Pod>>::try_into(r).map_err(|_| ()))
+            {
+                Ok(req) => review_pod_request(&req, settings, server_version),
+                Err(()) => deny(
+                    "request: cannot be read as a pod CREATE".into(),
+                    "malformed",
+                ),
+            }
+        }
     }
 }
 
+const NO_OBJECT: &str = "request.object: a pod CREATE without an object";
+
 /// A body that is not a readable AdmissionReview: an AdmissionResponse error when it still names a uid
 /// to answer, HTTP 400 otherwise.
-fn malformed(body: &[u8], error: InjectError) -> ReviewAnswer {
-    let uid = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("request")?.get("uid")?.as_str().map(str::to_string))
-        .filter(|uid| !uid.is_empty());
+fn malformed(uid: Option<String>, error: InjectError) -> ReviewAnswer {
     let Some(uid) = uid else {
         return bad_request(&error);
     };

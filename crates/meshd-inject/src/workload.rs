@@ -147,7 +147,7 @@ fn inject_document(
             template.get("spec").cloned().unwrap_or(Value::Null),
         ),
     ]));
-    let pod: Pod = serde_json::from_value(pod_value.clone())
+    let pod: Pod = crate::fields::read(pod_value.clone(), &path.join("."))
         .map_err(|e| manifest_error(format!("the pod template cannot be read as a pod: {e}")))?;
     let facts = RequestFacts {
         namespace,

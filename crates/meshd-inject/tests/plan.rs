@@ -570,3 +570,39 @@ fn a_review_with_a_uid_but_unreadable_gets_an_admission_error() {
         a.response
     );
 }
+
+#[test]
+fn a_non_string_annotation_or_label_is_refused_naming_the_field() {
+    for (field, value, named) in [
+        (
+            "annotations",
+            json!({"sidecar.meshd.io/nativeSidecar": true}),
+            "metadata.annotations[\"sidecar.meshd.io/nativeSidecar\"]: invalid type: boolean `true`, expected a string",
+        ),
+        (
+            "labels",
+            json!({"version": 2}),
+            "metadata.labels[\"version\"]: invalid type: integer `2`, expected a string",
+        ),
+    ] {
+        let body = with_request(|r| r["object"]["metadata"][field] = value);
+        let a = run(&body, &InjectionSettings::default());
+        assert_eq!(a.answer.result, ReviewResult::Invalid("not_a_pod"));
+        assert_eq!(a.response["allowed"], false);
+        let message = a.response["status"]["message"].as_str().expect("message");
+        assert!(message.contains(named), "{message}");
+        assert!(message.contains("quote the value"), "{message}");
+    }
+}
+
+#[test]
+fn an_unreadable_envelope_is_refused_naming_the_field() {
+    let body = with_request(|r| r["dryRun"] = "yes".into());
+    let a = run(&body, &InjectionSettings::default());
+    assert_eq!(a.answer.result, ReviewResult::Invalid("malformed"));
+    let message = a.response["status"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("request.dryRun: invalid type"),
+        "{message}"
+    );
+}

@@ -49,6 +49,7 @@ pub fn read<T: DeserializeOwned>(value: Value, root: &str) -> Result<T, FieldErr
                 Segment::Map { key } => {
                     let in_map =
                         parent.is_some_and(|p| STRING_MAPS.contains(&p) || KEYED_MAPS.contains(&p));
+                    // The last key decides: a value directly inside a label or annotation map.
                     string_map = parent.is_some_and(|p| STRING_MAPS.contains(&p));
                     if in_map {
                         field.push_str(&format!("[{key:?}]"));
@@ -70,8 +71,6 @@ pub fn read<T: DeserializeOwned>(value: Value, root: &str) -> Result<T, FieldErr
                 _ => None,
             };
         }
-        // Only a value directly inside a label or annotation map gets the quoting hint.
-        string_map &= matches!(path.iter().last(), Some(Segment::Map { .. }));
         if field.is_empty() {
             field = "the object".into();
         }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, Pod, ResourceRequirements, Volume};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use meshd_api::mesh::{CaptureMode, NativeSidecar};
 use meshd_api::names;
 use meshd_api::values::{IncludeCidrs, parse_include_cidrs, parse_resource_quantity};
@@ -45,6 +46,9 @@ pub struct InjectionPlan {
 /// Which parents exist (and are not null) in the pod as sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct PodHas {
+    /// `metadata` with at least one known field: absent, null and `{}` all read as empty, and the patch
+    /// then adds the whole of `/metadata`, which applies to each of them.
+    pub metadata: bool,
     pub annotations: bool,
     pub labels: bool,
     pub init_containers: bool,
@@ -138,6 +142,7 @@ pub fn decide(pod: &Pod, settings: &InjectionSettings, facts: &RequestFacts) -> 
     }
     let labels = BTreeMap::from([(names::LABEL_MESH.to_string(), settings.mesh.clone())]);
     let pod_has = PodHas {
+        metadata: pod.metadata != ObjectMeta::default(),
         annotations: pod_annotations.is_some(),
         labels: pod.metadata.labels.is_some(),
         init_containers: spec.init_containers.is_some(),

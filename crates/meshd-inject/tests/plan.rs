@@ -606,3 +606,46 @@ fn an_unreadable_envelope_is_refused_naming_the_field() {
         "{message}"
     );
 }
+
+/// Every patch applies to the object exactly as sent: `run` applies it with json-patch. A pod without
+/// metadata (absent or null) gets `/metadata` whole; null parents are replaced.
+#[test]
+fn patches_apply_to_pods_with_missing_or_null_parents() {
+    let cases: [(&str, fn(&mut Value)); 7] = [
+        ("metadata absent", |o| {
+            o.as_object_mut().expect("pod").remove("metadata");
+        }),
+        ("metadata null", |o| o["metadata"] = Value::Null),
+        ("metadata empty", |o| o["metadata"] = json!({})),
+        (
+            "labels and annotations null",
+            |o| o["metadata"] = json!({"name": "web", "labels": null, "annotations": null}),
+        ),
+        ("initContainers null", |o| {
+            o["spec"]["initContainers"] = Value::Null
+        }),
+        ("volumes null", |o| o["spec"]["volumes"] = Value::Null),
+        ("probe null", |o| {
+            o["spec"]["containers"][0]["livenessProbe"] = Value::Null
+        }),
+    ];
+    for (what, mutate) in cases {
+        let body = with_request(|r| mutate(&mut r["object"]));
+        let a = run(&body, &InjectionSettings::default());
+        assert_eq!(
+            a.answer.result,
+            ReviewResult::Injected,
+            "{what}: {}",
+            a.answer.message
+        );
+        let pod = a.after.expect("patched");
+        assert_eq!(
+            pod["metadata"]["labels"]["meshd.io/mesh"], "default",
+            "{what}"
+        );
+        assert!(
+            pod["metadata"]["annotations"]["meshd.io/status"].is_string(),
+            "{what}"
+        );
+    }
+}

@@ -340,3 +340,26 @@ fn an_unquoted_annotation_value_fails_naming_the_field() {
         "{stderr}"
     );
 }
+
+/// `traffic.meshd.io/includeInboundPorts` reaches `meshd init --include-inbound-ports`: a list captures
+/// only those ports, `""` captures no inbound port.
+#[test]
+fn include_inbound_ports_reach_the_rules() {
+    let pod = |value: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    traffic.meshd.io/includeInboundPorts: \"{value}\"\nspec:\n  containers: [{{name: app, image: app:1}}]\n"
+        )
+    };
+    let rules = |value: &str| {
+        let (code, stdout, stderr) = inject(&["-f", "-"], &pod(value));
+        assert_eq!(code, 0, "{stderr}");
+        init_dry_run(&init_args(&documents(&stdout)[0]))
+    };
+    let only = rules("8080");
+    assert!(only.contains("capture-inbound-port-8080"), "{only}");
+    assert!(!only.contains("capture-inbound\""), "{only}");
+    let none = rules("");
+    assert!(!none.contains("capture-inbound"), "{none}");
+    let all = rules("*");
+    assert!(all.contains("capture-inbound"), "{all}");
+}

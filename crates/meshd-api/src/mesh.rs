@@ -320,6 +320,12 @@ impl CaptureMode {
             Self::None => "none",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Iptables, Self::Nftables, Self::None]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
-use k8s_openapi::api::core::v1::{Container, Probe, Volume};
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Probe, Volume};
 use serde::Serialize;
 
 use crate::plan::InjectionPlan;
@@ -24,6 +24,7 @@ enum OpValue<'a> {
     Map(&'a BTreeMap<String, String>),
     Metadata(Metadata<'a>),
     Probe(&'a Probe),
+    Hook(&'a LifecycleHandler),
     Volume(&'a Volume),
     Volumes(&'a [Volume]),
     Container(&'a Container),
@@ -87,6 +88,20 @@ impl InjectionPlan {
                 op: "replace",
                 path: pointer(&["spec", "containers", &index, rewrite.kind.field()]),
                 value: OpValue::Probe(&rewrite.probe),
+            });
+        }
+        for rewrite in &self.hook_rewrites {
+            let index = rewrite.container_index.to_string();
+            ops.push(Op {
+                op: "replace",
+                path: pointer(&[
+                    "spec",
+                    "containers",
+                    &index,
+                    "lifecycle",
+                    rewrite.kind.field(),
+                ]),
+                value: OpValue::Hook(&rewrite.handler),
             });
         }
         if self.pod_has.volumes {

@@ -7,12 +7,15 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use meshd_api::mesh::{CaptureMode, NativeSidecar};
 use meshd_api::names;
-use meshd_api::values::{IncludeCidrs, parse_include_cidrs, parse_resource_quantity};
+use meshd_api::values::{IncludeCidrs, IncludePorts, parse_include_cidrs, parse_resource_quantity};
 use serde::Serialize;
 
 use crate::decision::{SkipReason, port_conflicts, skip_reason};
 use crate::overrides::{BadAnnotation, PodOverrides, Refusal, parse_overrides};
-use crate::probes::{ProbeRewrite, plan_probes};
+use crate::probes::{HookRewrite, ProbePlan, ProbeRewrite, plan_probes};
+
+/// Kubernetes' default `terminationGracePeriodSeconds`: the hooks' timeout when the pod sets none.
+const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = 30;
 use crate::settings::{ApiServerVersion, InjectionSettings, RequestFacts};
 use crate::sidecar::{self, CaptureArgs, SidecarSettings};
 
@@ -36,6 +39,8 @@ pub struct InjectionPlan {
     pub proxy_container: Container,
     pub volumes: Vec<Volume>,
     pub probe_rewrites: Vec<ProbeRewrite>,
+    /// postStart/preStop hooks routed through the agent.
+    pub hook_rewrites: Vec<HookRewrite>,
     pub annotations: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     /// Said to the API client as admission warnings (probes left unrewritten).
@@ -101,7 +106,15 @@ pub fn decide(pod: &Pod, settings: &InjectionSettings, facts: &RequestFacts) -> 
         return refuse(Refusal::default());
     }
     let containers = &spec.containers;
-    let probes = plan_probes(containers);
+    let probes = if overrides.rewrite_app_probes.unwrap_or(true) {
+        plan_probes(
+            containers,
+            spec.termination_grace_period_seconds
+                .unwrap_or(DEFAULT_TERMINATION_GRACE_SECONDS),
+        )
+    } else {
+        ProbePlan::default()
+    };
     let app_probes = (!probes.originals.is_empty()).then(|| {
         serde_json::to_string(&probes.originals).expect("probes are plain data and serialize")
     });
@@ -154,6 +167,7 @@ pub fn decide(pod: &Pod, settings: &InjectionSettings, facts: &RequestFacts) -> 
         proxy_container,
         volumes,
         probe_rewrites: probes.rewrites,
+        hook_rewrites: probes.hook_rewrites,
         annotations,
         labels,
         warnings: probes.warnings,
@@ -176,10 +190,13 @@ fn sidecar_settings(
             NativeSidecar::Auto => version.is_none_or(|v| v >= ApiServerVersion::NATIVE_SIDECARS),
         });
     let capture_spec = &spec.traffic_capture;
-    let capture = match capture_spec.mode {
+    let capture = match o.capture_mode.unwrap_or(capture_spec.mode) {
         CaptureMode::None => None,
         mode => Some(CaptureArgs {
             mode: mode.as_str(),
+            // The Mesh has no include lists of ports: all inbound, and outbound by CIDR only.
+            include_inbound_ports: o.include_inbound_ports.clone().unwrap_or(IncludePorts::All),
+            include_outbound_ports: o.include_outbound_ports.clone().unwrap_or_default(),
             exclude_inbound_ports: o
                 .exclude_inbound_ports
                 .clone()

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use meshd_api::names;
-use meshd_api::values::IncludeCidrs;
+use meshd_api::values::{IncludeCidrs, IncludePorts};
 
 /// The proxy's postStart hold in classic mode: blocks until the agent reports Envoy ready, so the
 /// kubelet starts the app containers only then (Istio's `pilot-agent wait`).
@@ -49,6 +49,9 @@ pub struct SidecarSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaptureArgs {
     pub mode: &'static str,
+    pub include_inbound_ports: IncludePorts,
+    /// Outbound ports captured whatever the destination (Istio's `includeOutboundPorts`).
+    pub include_outbound_ports: Vec<u16>,
     pub exclude_inbound_ports: Vec<u16>,
     pub exclude_outbound_ports: Vec<u16>,
     pub exclude_outbound_cidrs: Vec<String>,
@@ -78,7 +81,16 @@ pub fn init_container(s: &SidecarSettings, capture: &CaptureArgs) -> Container {
         "--inbound-port".into(),
         names::PORT_INBOUND_CAPTURE.to_string(),
     ];
+    // `*` is the default; an explicit list, even an empty one ("capture no inbound"), is written.
+    if let IncludePorts::Only(ports) = &capture.include_inbound_ports {
+        args.push("--include-inbound-ports".into());
+        args.push(join(ports));
+    }
     for (flag, value) in [
+        (
+            "--include-outbound-ports",
+            join(&capture.include_outbound_ports),
+        ),
         (
             "--exclude-inbound-ports",
             join(&capture.exclude_inbound_ports),

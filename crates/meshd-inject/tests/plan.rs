@@ -611,7 +611,8 @@ fn an_unreadable_envelope_is_refused_naming_the_field() {
 /// metadata (absent or null) gets `/metadata` whole; null parents are replaced.
 #[test]
 fn patches_apply_to_pods_with_missing_or_null_parents() {
-    let cases: [(&str, fn(&mut Value)); 7] = [
+    type Mutation = fn(&mut Value);
+    let cases: [(&str, Mutation); 7] = [
         ("metadata absent", |o| {
             o.as_object_mut().expect("pod").remove("metadata");
         }),

@@ -363,3 +363,35 @@ fn include_inbound_ports_reach_the_rules() {
     let all = rules("*");
     assert!(all.contains("capture-inbound"), "{all}");
 }
+
+/// A ReplicationController is injected; a kind with a pod template that meshd does not know is printed
+/// unchanged and named on stderr; a pod of another mesh is left alone naming its container.
+#[test]
+fn replication_controllers_unknown_templates_and_other_meshes() {
+    let template = "  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: web:1}]\n";
+    let input = format!(
+        "apiVersion: v1\nkind: ReplicationController\nmetadata: {{name: legacy}}\nspec:\n  replicas: 1\n{template}---\n\
+         apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {{name: web}}\nspec:\n{template}---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {{name: istio-pod}}\nspec:\n  containers: [{{name: app}}, {{name: istio-proxy}}]\n"
+    );
+    let (code, stdout, stderr) = inject(&["-f", "-"], &input);
+    assert_eq!(code, 0, "{stderr}");
+    let (before, after) = (documents(&input), documents(&stdout));
+    assert_eq!(
+        container_names(&after[0]["spec"]["template"]["spec"]["initContainers"]),
+        ["meshd-init", "meshd-proxy"]
+    );
+    assert_eq!(after[1], before[1], "the Rollout is left as it was");
+    assert_eq!(
+        after[2], before[2],
+        "the other mesh's pod is left as it was"
+    );
+    assert!(
+        stderr.contains("Rollout web left as it is") && stderr.contains(".spec.template"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Pod istio-pod left as it is") && stderr.contains("\"istio-proxy\""),
+        "{stderr}"
+    );
+}

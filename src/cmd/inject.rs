@@ -1,5 +1,6 @@
 //! `meshd inject -f FILE [--mesh FILE]`: offline injection of workload manifests, like
 //! `istioctl kube-inject`. The same decision and patch as the webhook (`meshd_inject::workload`).
+//! The manifests go to stdout; what was left alone, and why, to stderr.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -72,6 +73,11 @@ fn inject(args: &Args) -> anyhow::Result<()> {
             ManifestOutcome::PassedThrough { kind, name } => {
                 tracing::debug!(kind, name, "not a workload, unchanged")
             }
+            ManifestOutcome::UnknownTemplate { kind, name, path } => eprintln!(
+                "meshd inject: {kind} {name} left as it is: meshd does not know where kind {kind} keeps its pods; \
+                 the pod template at {path} was not injected (in a namespace enabled for injection, the webhook \
+                 injects its pods when they are created)"
+            ),
         }
     }
     Ok(())

@@ -36,8 +36,8 @@ const STRING_MAPS: [&str; 4] = ["labels", "annotations", "nodeSelector", "matchL
 const KEYED_MAPS: [&str; 4] = ["limits", "requests", "overhead", "data"];
 
 /// Deserializes `value`; on failure, the field is written from `root` (`spec.template`, or empty for
-/// an object's own fields).
-pub fn read<T: DeserializeOwned>(value: Value, root: &str) -> Result<T, FieldError> {
+/// an object's own fields), and `whole` names the value itself when that is what does not fit.
+pub fn read<T: DeserializeOwned>(value: Value, root: &str, whole: &str) -> Result<T, FieldError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let mut field = root.to_string();
         let mut parent: Option<&str> = None;
@@ -72,7 +72,7 @@ pub fn read<T: DeserializeOwned>(value: Value, root: &str) -> Result<T, FieldErr
             };
         }
         if field.is_empty() {
-            field = "the object".into();
+            field = whole.into();
         }
         FieldError {
             field,
@@ -89,7 +89,9 @@ mod tests {
     use serde_json::json;
 
     fn error(pod: Value, root: &str) -> String {
-        read::<Pod>(pod, root).expect_err("not a pod").to_string()
+        read::<Pod>(pod, root, "the pod")
+            .expect_err("not a pod")
+            .to_string()
     }
 
     #[test]
@@ -129,7 +131,7 @@ mod tests {
             text.starts_with("spec.containers[0].resources.limits[\"cpu\"]: "),
             "{text}"
         );
-        assert!(error(json!("pod"), "").starts_with("the object: "));
+        assert!(error(json!("pod"), "").starts_with("the pod: "));
         assert!(error(json!({"metadata": []}), "").starts_with("metadata: "));
     }
 }

@@ -83,10 +83,10 @@ pub fn decide(pod: &Pod, settings: &InjectionSettings, facts: &RequestFacts) -> 
         return Verdict::Skip(reason);
     }
     let Some(spec) = pod.spec.as_ref() else {
-        return Verdict::Invalid("the pod has no spec".into());
+        return Verdict::Invalid("spec: the pod has no spec".into());
     };
     if spec.containers.is_empty() {
-        return Verdict::Invalid("the pod has no containers".into());
+        return Verdict::Invalid("spec.containers: the pod has no containers".into());
     }
     // Every problem in one answer: the annotations, then the ports the proxy needs.
     let conflicts = port_conflicts(pod);

@@ -254,10 +254,11 @@ fn review_other(
         }
         None => None,
     };
-    let review: AdmissionReview<DynamicObject> = match fields::read(value.clone(), "") {
-        Ok(r) => r,
-        Err(source) => return malformed(uid, InjectError::Malformed { source }),
-    };
+    let review: AdmissionReview<DynamicObject> =
+        match fields::read(value.clone(), "", "the AdmissionReview") {
+            Ok(r) => r,
+            Err(source) => return malformed(uid, InjectError::Malformed { source }),
+        };
     let req = match TryInto::<AdmissionRequest<DynamicObject>>::try_into(review) {
         Ok(req) if !req.uid.is_empty() => req,
         _ => return bad_request(&InjectError::NoUid),
@@ -289,7 +290,7 @@ fn review_other(
     let Some(object) = object else {
         return deny(NO_OBJECT.into(), "no_object");
     };
-    match fields::read::<Pod>(object.clone(), "") {
+    match fields::read::<Pod>(object.clone(), "", "request.object") {
         Err(source) => {
             let error = InjectError::NotAPod { source };
             deny(error.to_string(), error.label())

@@ -179,7 +179,7 @@ fn inject_document(
             template.get("spec").cloned().unwrap_or(Value::Null),
         ),
     ]));
-    let pod: Pod = crate::fields::read(pod_value.clone(), &path.join("."))
+    let pod: Pod = crate::fields::read(pod_value.clone(), &path.join("."), "the pod template")
         .map_err(|e| manifest_error(format!("the pod template cannot be read as a pod: {e}")))?;
     let facts = RequestFacts {
         namespace,

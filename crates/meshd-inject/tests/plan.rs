@@ -650,3 +650,21 @@ fn patches_apply_to_pods_with_missing_or_null_parents() {
         );
     }
 }
+
+/// Found by fuzzing: kube echoes the request's TypeMeta, so a mangled `kind` came back as the answer's.
+#[test]
+fn the_answer_is_an_admission_review_v1_whatever_the_request_says() {
+    for (field, value) in [
+        ("kind", json!("")),
+        ("apiVersion", json!("admission.k8s.io/v1beta1")),
+    ] {
+        let mut body: Value = serde_json::from_slice(&fixture("pod-web.json")).expect("json");
+        body[field] = value;
+        // `run` asserts apiVersion admission.k8s.io/v1 and kind AdmissionReview.
+        let a = run(
+            &serde_json::to_vec(&body).expect("json"),
+            &InjectionSettings::default(),
+        );
+        assert_eq!(a.answer.result, ReviewResult::Injected, "{field}");
+    }
+}

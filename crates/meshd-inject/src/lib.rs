@@ -1,6 +1,6 @@
 //! Sidecar injection as a pure function (SPEC.md §4): a pod, the resolved mesh settings and the facts of
 //! the request go in; an [`InjectionPlan`] (or a [`SkipReason`], or a [`Refusal`] naming every bad
-//! annotation) comes out, and the plan becomes a minimal JSON patch against the pod as it was sent.
+//! annotation and every container port the proxy needs) comes out, and the plan becomes a minimal JSON patch against the pod as it was sent.
 //! [`review`] wraps that in the AdmissionReview answer; [`workload`] applies the same path to manifests
 //! for `meshd inject`. No I/O, no async: the webhook crate serves it.
 

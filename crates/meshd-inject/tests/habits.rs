@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{env, find};
+use common::{env, find, flag, init_args};
 use meshd_api::MeshSpec;
 use meshd_api::mesh::CaptureMode;
 use meshd_inject::{InjectionSettings, RequestFacts, Verdict, decide};
@@ -150,20 +150,6 @@ fn rewrite_app_probes_false_leaves_probes_and_hooks_alone() {
 
 fn init_names(injected: &Value) -> Vec<String> {
     common::names(&injected["spec"]["initContainers"])
-}
-
-fn init_args(injected: &Value) -> Vec<String> {
-    find(&injected["spec"]["initContainers"], "meshd-init")["args"]
-        .as_array()
-        .expect("args")
-        .iter()
-        .map(|a| a.as_str().expect("string").to_string())
-        .collect()
-}
-
-fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    let at = args.iter().position(|a| a == name)?;
-    args.get(at + 1).map(String::as_str)
 }
 
 #[test]

@@ -203,20 +203,6 @@ fn proxy_resources(annotations: Value) -> Value {
     find(&injected["spec"]["initContainers"], "meshd-proxy")["resources"].clone()
 }
 
-fn init_args(injected: &Value) -> Vec<String> {
-    find(&injected["spec"]["initContainers"], "meshd-init")["args"]
-        .as_array()
-        .expect("args")
-        .iter()
-        .map(|a| a.as_str().expect("string arg").to_string())
-        .collect()
-}
-
-fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
-    let at = args.iter().position(|a| a == flag)?;
-    args.get(at + 1).map(String::as_str)
-}
-
 #[test]
 fn an_empty_include_list_reaches_init_as_capture_no_outbound() {
     // Istio's `-i ""`: the annotation, or the Mesh's `includeOutboundCIDRs: []`.
@@ -231,7 +217,7 @@ fn an_empty_include_list_reaches_init_as_capture_no_outbound() {
     ] {
         let args = init_args(&inject(&pod(annotations.clone()), &settings, None));
         assert_eq!(
-            flag_value(&args, "--include-outbound-cidrs"),
+            flag(&args, "--include-outbound-cidrs"),
             Some(""),
             "{annotations}: {args:?}"
         );
@@ -243,7 +229,7 @@ fn an_empty_include_list_reaches_init_as_capture_no_outbound() {
         &InjectionSettings::default(),
         None,
     ));
-    assert_eq!(flag_value(&args, "--include-outbound-cidrs"), Some("*"));
+    assert_eq!(flag(&args, "--include-outbound-cidrs"), Some("*"));
     assert!(args.contains(&"--validate".to_string()));
 }
 

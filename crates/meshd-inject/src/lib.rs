@@ -32,7 +32,7 @@ pub enum InjectError {
         #[source]
         source: fields::FieldError,
     },
-    #[error("the request body is not JSON: {source}")]
+    #[error("the request body is not an AdmissionReview: not JSON: {source}")]
     NotJson {
         #[source]
         source: serde_json::Error,

@@ -13,11 +13,11 @@ use serde::Serialize;
 use crate::decision::{SkipReason, port_conflicts, skip_reason};
 use crate::overrides::{BadAnnotation, PodOverrides, Refusal, parse_overrides};
 use crate::probes::{HookRewrite, ProbePlan, ProbeRewrite, plan_probes};
+use crate::settings::{ApiServerVersion, InjectionSettings, RequestFacts};
+use crate::sidecar::{self, CaptureArgs, SidecarSettings};
 
 /// Kubernetes' default `terminationGracePeriodSeconds`: the hooks' timeout when the pod sets none.
 const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = 30;
-use crate::settings::{ApiServerVersion, InjectionSettings, RequestFacts};
-use crate::sidecar::{self, CaptureArgs, SidecarSettings};
 
 /// What injection decided for a pod.
 #[derive(Debug, Clone, PartialEq)]

@@ -104,7 +104,7 @@ pub fn init_container(s: &SidecarSettings, capture: &CaptureArgs) -> Container {
             capture.exclude_outbound_cidrs.join(","),
         ),
     ] {
-        // An empty exclude list is the default; leaving the flag out keeps the command line readable.
+        // An empty list is the default for these; leaving the flag out keeps the command line readable.
         if !value.is_empty() {
             args.push(flag.to_string());
             args.push(value);

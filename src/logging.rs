@@ -1,4 +1,7 @@
 //! Structured logs to stderr, plain or JSON (`--log-format`), filtered by `--log-level` or RUST_LOG.
+//! Plain logs are coloured only when stderr is a terminal: a file, a pipe or a container log gets text.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -16,7 +19,8 @@ pub fn init(format: LogFormat, level: Option<&str>) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Plain => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

@@ -245,3 +245,153 @@ fn injected_init_args_are_accepted_by_meshd_init() {
     // The annotation's excluded ports reach the rules.
     assert!(text.contains("5432") && text.contains("6379"), "{text}");
 }
+
+/// A refusal is printed once (not once by the command and again by `main`), and log lines written to a
+/// pipe carry no ANSI colour codes.
+#[test]
+fn a_refusal_is_printed_once_and_piped_logs_are_plain_text() {
+    let input =
+        std::fs::read_to_string(format!("{SOURCES}/09-pod-badannotation.yaml")).expect("read");
+    let (code, _, stderr) = inject(&["-f", "-"], &input);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("sidecar.meshd.io/proxyCPU").count(),
+        1,
+        "printed more than once: {stderr}"
+    );
+    let input = std::fs::read_to_string(format!("{SOURCES}/03-deploy-reviews.yaml")).expect("read");
+    let (code, _, stderr) = inject(&["--log-level", "debug", "-f", "-"], &input);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("injected"), "no debug log line: {stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "ANSI codes in piped logs: {stderr:?}"
+    );
+}
+
+fn init_args(doc: &Value) -> Vec<String> {
+    let spec = &template(doc)["spec"];
+    let init = spec["initContainers"]
+        .as_array()
+        .expect("init containers")
+        .iter()
+        .find(|c| c["name"] == "meshd-init")
+        .expect("meshd-init");
+    init["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string").to_string())
+        .collect()
+}
+
+fn init_dry_run(args: &[String]) -> String {
+    let out = Command::new(MESHD)
+        .arg("init")
+        .args(args)
+        .arg("--dry-run")
+        .output()
+        .expect("meshd init runs");
+    assert!(
+        out.status.success(),
+        "meshd init {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `traffic.meshd.io/includeOutboundCIDRs: ""` means "capture no outbound traffic", as Istio's `-i ""`:
+/// the injected command line makes `meshd init` program inbound capture and no outbound redirect.
+#[test]
+fn an_empty_outbound_include_list_captures_no_outbound_traffic() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    traffic.meshd.io/includeOutboundCIDRs: \"\"\nspec:\n  containers: [{name: app, image: app:1}]\n";
+    let (code, stdout, stderr) = inject(&["-f", "-"], pod);
+    assert_eq!(code, 0, "{stderr}");
+    let rules = init_dry_run(&init_args(&documents(&stdout)[0]));
+    assert!(
+        rules.contains("15006"),
+        "inbound capture is programmed: {rules}"
+    );
+    assert!(
+        !rules.contains("capture-outbound") && !rules.contains("capture-cidr"),
+        "outbound traffic is captured: {rules}"
+    );
+    // Without the annotation, outbound is captured.
+    let plain = pod.replace("traffic.meshd.io/includeOutboundCIDRs", "team");
+    let (code, stdout, stderr) = inject(&["-f", "-"], &plain);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(init_dry_run(&init_args(&documents(&stdout)[0])).contains("capture-outbound"));
+}
+
+/// YAML's unquoted `true` is a boolean, and annotation values are strings: the failure names the field
+/// as kubectl would, and says to quote it.
+#[test]
+fn an_unquoted_annotation_value_fails_naming_the_field() {
+    let deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    metadata:\n      annotations:\n        sidecar.meshd.io/nativeSidecar: true\n    spec:\n      containers: [{name: app, image: app:1}]\n";
+    let (code, stdout, stderr) = inject(&["-f", "-"], deploy);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains(r#"Deployment web"#)
+            && stderr.contains(
+                r#"spec.template.metadata.annotations["sidecar.meshd.io/nativeSidecar"]: invalid type: boolean `true`, expected a string"#
+            )
+            && stderr.contains("quote the value"),
+        "{stderr}"
+    );
+}
+
+/// `traffic.meshd.io/includeInboundPorts` reaches `meshd init --include-inbound-ports`: a list captures
+/// only those ports, `""` captures no inbound port.
+#[test]
+fn include_inbound_ports_reach_the_rules() {
+    let pod = |value: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    traffic.meshd.io/includeInboundPorts: \"{value}\"\nspec:\n  containers: [{{name: app, image: app:1}}]\n"
+        )
+    };
+    let rules = |value: &str| {
+        let (code, stdout, stderr) = inject(&["-f", "-"], &pod(value));
+        assert_eq!(code, 0, "{stderr}");
+        init_dry_run(&init_args(&documents(&stdout)[0]))
+    };
+    let only = rules("8080");
+    assert!(only.contains("capture-inbound-port-8080"), "{only}");
+    assert!(!only.contains("capture-inbound\""), "{only}");
+    let none = rules("");
+    assert!(!none.contains("capture-inbound"), "{none}");
+    let all = rules("*");
+    assert!(all.contains("capture-inbound"), "{all}");
+}
+
+/// A ReplicationController is injected; a kind with a pod template that meshd does not know is printed
+/// unchanged and named on stderr; a pod of another mesh is left alone naming its container.
+#[test]
+fn replication_controllers_unknown_templates_and_other_meshes() {
+    let template = "  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: web:1}]\n";
+    let input = format!(
+        "apiVersion: v1\nkind: ReplicationController\nmetadata: {{name: legacy}}\nspec:\n  replicas: 1\n{template}---\n\
+         apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {{name: web}}\nspec:\n{template}---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {{name: istio-pod}}\nspec:\n  containers: [{{name: app}}, {{name: istio-proxy}}]\n"
+    );
+    let (code, stdout, stderr) = inject(&["-f", "-"], &input);
+    assert_eq!(code, 0, "{stderr}");
+    let (before, after) = (documents(&input), documents(&stdout));
+    assert_eq!(
+        container_names(&after[0]["spec"]["template"]["spec"]["initContainers"]),
+        ["meshd-init", "meshd-proxy"]
+    );
+    assert_eq!(after[1], before[1], "the Rollout is left as it was");
+    assert_eq!(
+        after[2], before[2],
+        "the other mesh's pod is left as it was"
+    );
+    assert!(
+        stderr.contains("Rollout web left as it is") && stderr.contains(".spec.template"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Pod istio-pod left as it is") && stderr.contains("\"istio-proxy\""),
+        "{stderr}"
+    );
+}

@@ -99,6 +99,26 @@ fn serves_injection_over_tls_and_exits_on_sigterm() {
         "7eb43e2e-1120-4bfa-bf55-d47c1e516327"
     );
     assert_eq!(answer["response"]["patchType"], "JSONPatch");
+    // JSON with a non-string annotation value: refused naming the field, as kubectl would.
+    let mut typed: Value = serde_json::from_slice(&body).expect("json");
+    typed["request"]["object"]["metadata"]["annotations"] =
+        serde_json::json!({"sidecar.meshd.io/nativeSidecar": true});
+    let (status, refused) = common::post_review(
+        port,
+        &ca.ca_pem(),
+        &serde_json::to_vec(&typed).expect("json"),
+    )
+    .expect("answer");
+    assert_eq!(status, 200);
+    let refused: Value = serde_json::from_slice(&refused).expect("json answer");
+    assert_eq!(refused["response"]["allowed"], false);
+    let message = refused["response"]["status"]["message"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        message.contains(r#"metadata.annotations["sidecar.meshd.io/nativeSidecar"]"#),
+        "{message}"
+    );
     let metrics = http_get(metrics_port, "/metrics");
     assert!(
         metrics.contains("meshd_injections_total{result=\"injected\",reason=\"\"} 1"),

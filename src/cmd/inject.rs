@@ -1,5 +1,6 @@
 //! `meshd inject -f FILE [--mesh FILE]`: offline injection of workload manifests, like
 //! `istioctl kube-inject`. The same decision and patch as the webhook (`meshd_inject::workload`).
+//! The manifests go to stdout; what was left alone, and why, to stderr.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -29,7 +30,18 @@ fn parse_version(s: &str) -> Result<ApiServerVersion, String> {
         .ok_or_else(|| format!("{s:?} is not a Kubernetes version such as 1.28 or v1.30.2"))
 }
 
+/// A failure is printed here, once, and exits 1: nothing half-injected reaches stdout.
 pub fn run(args: Args) -> anyhow::Result<i32> {
+    match inject(&args) {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            eprintln!("meshd inject: {e:#}");
+            Ok(1)
+        }
+    }
+}
+
+fn inject(args: &Args) -> anyhow::Result<()> {
     let settings = match &args.mesh {
         Some(path) => InjectionSettings::from_mesh(&meshd_api::settings::load_mesh_file(path)?),
         None => InjectionSettings::default(),
@@ -52,16 +64,21 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     for outcome in &injected.outcomes {
         match outcome {
             ManifestOutcome::Injected { kind, name } => tracing::debug!(kind, name, "injected"),
-            ManifestOutcome::Skipped { kind, name, reason } => {
-                eprintln!(
-                    "meshd inject: {kind} {name} left as it is: {}",
-                    reason.describe()
-                )
-            }
+            ManifestOutcome::Skipped {
+                kind,
+                name,
+                message,
+                ..
+            } => eprintln!("meshd inject: {kind} {name} left as it is: {message}"),
             ManifestOutcome::PassedThrough { kind, name } => {
                 tracing::debug!(kind, name, "not a workload, unchanged")
             }
+            ManifestOutcome::UnknownTemplate { kind, name, path } => eprintln!(
+                "meshd inject: {kind} {name} left as it is: meshd does not know where kind {kind} keeps its pods; \
+                 the pod template at {path} was not injected (in a namespace enabled for injection, the webhook \
+                 injects its pods when they are created)"
+            ),
         }
     }
-    Ok(0)
+    Ok(())
 }

@@ -28,12 +28,14 @@ pub type Port = u16;
     printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+// No `reason: FieldValueDuplicate`: the API server turns that reason into `Duplicate value: "object"` and
+// drops the message. `messageExpression` names the gateway; `message` is the fallback.
 #[schemars(extend("x-kubernetes-validations" = [
     {
         "rule": "!has(self.gateways) || self.gateways.all(g, self.gateways.exists_one(h, h.name == g.name && h.__namespace__ == g.__namespace__))",
         "message": "spec.gateways: each gateway needs a unique name within its namespace",
-        "fieldPath": ".gateways",
-        "reason": "FieldValueDuplicate"
+        "messageExpression": "'spec.gateways: gateway ' + self.gateways.filter(g, self.gateways.filter(h, h.name == g.name && h.__namespace__ == g.__namespace__).size() > 1).map(g, '\"' + g.__namespace__ + '/' + g.name + '\"')[0] + ' appears more than once: each gateway needs a unique name within its namespace'",
+        "fieldPath": ".gateways"
     }
 ]))]
 pub struct MeshSpec {
@@ -274,7 +276,8 @@ pub struct TrafficCaptureSpec {
     #[schemars(length(max = 64), inner(length(max = 43)))]
     #[schemars(extend("x-kubernetes-validations" = [{
         "rule": "self.all(c, isCIDR(c))",
-        "message": "spec.trafficCapture.excludeOutboundCIDRs: every entry must be an IPv4 or IPv6 CIDR such as 10.0.0.0/8"
+        "message": "spec.trafficCapture.excludeOutboundCIDRs: every entry must be an IPv4 or IPv6 CIDR such as 10.0.0.0/8",
+        "messageExpression": "'spec.trafficCapture.excludeOutboundCIDRs: ' + self.filter(c, !isCIDR(c)).map(c, '\"' + c + '\"').join(', ') + ': every entry must be an IPv4 or IPv6 CIDR such as 10.0.0.0/8'"
     }]))]
     pub exclude_outbound_cidrs: Vec<Cidr>,
     /// Only these outbound destinations are redirected; `*` (the default) means all.
@@ -282,7 +285,8 @@ pub struct TrafficCaptureSpec {
     #[schemars(length(max = 64), inner(length(max = 43)))]
     #[schemars(extend("x-kubernetes-validations" = [{
         "rule": "self.all(c, c == '*' || isCIDR(c))",
-        "message": "spec.trafficCapture.includeOutboundCIDRs: every entry must be '*' or an IPv4 or IPv6 CIDR such as 10.0.0.0/8"
+        "message": "spec.trafficCapture.includeOutboundCIDRs: every entry must be '*' or an IPv4 or IPv6 CIDR such as 10.0.0.0/8",
+        "messageExpression": "'spec.trafficCapture.includeOutboundCIDRs: ' + self.filter(c, c != '*' && !isCIDR(c)).map(c, '\"' + c + '\"').join(', ') + ': every entry must be \\'*\\' or an IPv4 or IPv6 CIDR such as 10.0.0.0/8'"
     }]))]
     pub include_outbound_cidrs: Vec<Cidr>,
 }
@@ -319,6 +323,12 @@ impl CaptureMode {
             Self::Nftables => "nftables",
             Self::None => "none",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Iptables, Self::Nftables, Self::None]
+            .into_iter()
+            .find(|m| m.as_str() == s)
     }
 }
 

@@ -47,6 +47,8 @@ pub const ANNOTATION_PROXY_MEMORY_LIMIT: &str = "sidecar.meshd.io/proxyMemoryLim
 pub const ANNOTATION_LOG_LEVEL: &str = "sidecar.meshd.io/logLevel";
 pub const ANNOTATION_NATIVE_SIDECAR: &str = "sidecar.meshd.io/nativeSidecar";
 pub const ANNOTATION_HOLD_APPLICATION: &str = "sidecar.meshd.io/holdApplicationUntilProxyStarts";
+/// `"false"` leaves the pod's probes and lifecycle hooks as they are (Istio's `rewriteAppHTTPProbers`).
+pub const ANNOTATION_REWRITE_APP_PROBES: &str = "sidecar.meshd.io/rewriteAppProbes";
 
 /// Per-pod capture overrides, `traffic.meshd.io/<name>`.
 pub const TRAFFIC_ANNOTATION_PREFIX: &str = "traffic.meshd.io/";
@@ -54,6 +56,10 @@ pub const ANNOTATION_EXCLUDE_INBOUND_PORTS: &str = "traffic.meshd.io/excludeInbo
 pub const ANNOTATION_EXCLUDE_OUTBOUND_PORTS: &str = "traffic.meshd.io/excludeOutboundPorts";
 pub const ANNOTATION_EXCLUDE_OUTBOUND_CIDRS: &str = "traffic.meshd.io/excludeOutboundCIDRs";
 pub const ANNOTATION_INCLUDE_OUTBOUND_CIDRS: &str = "traffic.meshd.io/includeOutboundCIDRs";
+pub const ANNOTATION_INCLUDE_INBOUND_PORTS: &str = "traffic.meshd.io/includeInboundPorts";
+pub const ANNOTATION_INCLUDE_OUTBOUND_PORTS: &str = "traffic.meshd.io/includeOutboundPorts";
+/// `iptables`, `nftables` or `none` for one pod (`none`: no `meshd-init`).
+pub const ANNOTATION_CAPTURE_MODE: &str = "traffic.meshd.io/captureMode";
 
 /// Injected container names.
 pub const INIT_CONTAINER: &str = "meshd-init";

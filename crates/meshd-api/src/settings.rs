@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+use serde::de::DeserializeOwned;
+
 use crate::mesh::{Mesh, MeshSpec};
 use crate::values::{IpCidr, parse_include_cidrs};
 
@@ -179,22 +181,67 @@ pub fn load_mesh_file(path: &Path) -> Result<Mesh, SettingsError> {
     Ok(mesh)
 }
 
-/// A Mesh document, or a bare spec (named `default`).
+/// A Mesh document, or a bare spec (named `default`). An error names the field as the file has it
+/// (`spec.proxy.uid`, or `proxy.uid` in a bare spec; `the Mesh document` or `the mesh spec` for the
+/// whole) and, where serde_yaml knows it, the line.
 pub fn parse_mesh_yaml(text: &str) -> Result<Mesh, serde_yaml::Error> {
-    let value: serde_yaml::Value = serde_yaml::from_str(text)?;
-    if value.get("kind").is_some() || value.get("apiVersion").is_some() {
-        let mut mesh: Mesh = serde_yaml::from_value(value)?;
+    let guess = || {
+        text.lines()
+            .any(|l| l.starts_with("kind:") || l.starts_with("apiVersion:"))
+    };
+    let whole_mesh = match serde_yaml::from_str::<serde_yaml::Value>(text) {
+        Ok(v) if v.is_null() => {
+            return Ok(Mesh::new(crate::names::DEFAULT_MESH, MeshSpec::default()));
+        }
+        Ok(v) => v.get("kind").is_some() || v.get("apiVersion").is_some(),
+        Err(e) if e.to_string().contains("more than one document") => {
+            return Err(serde::de::Error::custom(
+                "the mesh file holds more than one YAML document; it must hold one Mesh (or one spec)",
+            ));
+        }
+        // A syntax error, or a value no YAML value can hold (an integer out of range): the typed
+        // reading gives the same error with its field, or a better one (`expected i64`).
+        Err(e) => {
+            let typed = if guess() {
+                read::<Mesh>(text, WHOLE_MESH).err()
+            } else {
+                read::<MeshSpec>(text, WHOLE_SPEC).err()
+            };
+            return Err(typed.unwrap_or(e));
+        }
+    };
+    if whole_mesh {
+        let mut mesh: Mesh = read(text, WHOLE_MESH)?;
         if mesh.metadata.name.is_none() {
             mesh.metadata.name = Some(crate::names::DEFAULT_MESH.to_string());
         }
         return Ok(mesh);
     }
-    let spec: MeshSpec = if value.is_null() {
-        MeshSpec::default()
-    } else {
-        serde_yaml::from_value(value)?
-    };
-    Ok(Mesh::new(crate::names::DEFAULT_MESH, spec))
+    Ok(Mesh::new(
+        crate::names::DEFAULT_MESH,
+        read::<MeshSpec>(text, WHOLE_SPEC)?,
+    ))
+}
+
+const WHOLE_MESH: &str = "the Mesh document";
+const WHOLE_SPEC: &str = "the mesh spec";
+
+/// `text` as a `T`, straight from serde_yaml's reader, whose errors say `proxy.uid: … at line L column
+/// C`; serde_path_to_error supplies the path where serde_yaml leaves it out, and an error about the
+/// document itself is named `whole`.
+fn read<T: DeserializeOwned>(text: &str, whole: &str) -> Result<T, serde_yaml::Error> {
+    serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            serde::de::Error::custom(format!("{whole}: {inner}"))
+        } else if inner.to_string().starts_with(&path) {
+            inner
+        } else {
+            // serde_yaml does not always say the path itself (a tagged enum value).
+            serde::de::Error::custom(format!("{path}: {inner}"))
+        }
+    })
 }
 
 pub fn mesh_name(mesh: &Mesh) -> String {
@@ -270,5 +317,47 @@ mod tests {
                 .to_string()
                 .contains("SOMETIMES")
         );
+    }
+
+    #[test]
+    fn parse_errors_name_the_field_and_the_line() {
+        for (text, want) in [
+            (
+                "proxy: {uid: many}\n",
+                "proxy.uid: invalid type: string \"many\", expected i64 at line 1 column 14",
+            ),
+            (
+                "kind: Mesh\nmetadata: {name: m}\nspec:\n  gateways:\n  - {name: a, replicas: x}\n",
+                "spec.gateways[0].replicas: invalid type: string \"x\", expected i32 at line 5 column 25",
+            ),
+            (
+                "5\n",
+                "the mesh spec: invalid type: integer `5`, expected struct MeshSpec",
+            ),
+            (
+                "kind: Mesh\n",
+                "the Mesh document: missing field `metadata`",
+            ),
+            ("a: 1\n---\nb: 2\n", "more than one YAML document"),
+            // Found by the fuzzer (tests/mesh_yaml_fuzz.rs): no field in serde_yaml's own messages.
+            (
+                "outboundTrafficPolicy: !tag x\n",
+                "outboundTrafficPolicy: unknown variant `tag`",
+            ),
+            (
+                "-9223372036854775809\n",
+                "the mesh spec: invalid type: integer `-9223372036854775809` as i128",
+            ),
+            (
+                "proxy: {uid: -9223372036854775809}\n",
+                "proxy.uid: invalid type: integer `-9223372036854775809` as i128, expected i64",
+            ),
+        ] {
+            let got = parse_mesh_yaml(text).unwrap_err().to_string();
+            assert!(
+                got.starts_with(want) || got.contains(want),
+                "{text:?}: {got}"
+            );
+        }
     }
 }

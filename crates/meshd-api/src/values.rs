@@ -1,10 +1,15 @@
-//! Parsers for the values users write in annotations, flags and Mesh fields: port lists and CIDRs.
+//! Parsers for the values users write in annotations, flags and Mesh fields: port lists, CIDRs and
+//! resource quantities.
 //! One strict parser each, shared by the webhook, `meshd init` and Mesh validation, so that a value
 //! accepted in one place is accepted everywhere.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+
+mod quantity;
+
+pub use quantity::{parse_quantity, parse_resource_quantity};
 
 /// Why a value was refused; `Display` says it in words a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -15,6 +20,8 @@ pub enum ValueError {
     Cidr(String),
     #[error("{0:?} is not a boolean (true or false)")]
     Bool(String),
+    #[error("{0:?} is not a Kubernetes quantity such as 100m, 0.5, 128Mi or 1Gi")]
+    Quantity(String),
 }
 
 /// One port, 1–65535.
@@ -123,6 +130,22 @@ pub fn parse_include_cidrs(s: &str) -> Result<IncludeCidrs, ValueError> {
     ))
 }
 
+/// Which inbound ports are captured: all of them (`*`) or only the listed ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncludePorts {
+    All,
+    Only(Vec<u16>),
+}
+
+/// An include list of ports: `*` alone (or in the list) means all; otherwise ports. Empty text means
+/// none, as Istio's `includeInboundPorts: ""`.
+pub fn parse_include_ports(s: &str) -> Result<IncludePorts, ValueError> {
+    if split_list(s).any(|p| p == "*") {
+        return Ok(IncludePorts::All);
+    }
+    parse_port_list(s).map(IncludePorts::Only)
+}
+
 /// `true` or `false`, nothing else.
 pub fn parse_bool(s: &str) -> Result<bool, ValueError> {
     match s.trim() {
@@ -185,6 +208,16 @@ mod tests {
             assert!(bad.parse::<IpCidr>().is_err(), "{bad:?} accepted");
         }
         assert_eq!(parse_include_cidrs("*").unwrap(), IncludeCidrs::All);
+        assert_eq!(parse_include_ports("*").unwrap(), IncludePorts::All);
+        assert_eq!(
+            parse_include_ports("80, 8080").unwrap(),
+            IncludePorts::Only(vec![80, 8080])
+        );
+        assert_eq!(
+            parse_include_ports("").unwrap(),
+            IncludePorts::Only(Vec::new())
+        );
+        assert!(parse_include_ports("80,all").is_err());
         assert_eq!(
             parse_include_cidrs("10.0.0.0/8").unwrap(),
             IncludeCidrs::Only(vec!["10.0.0.0/8".parse().unwrap()])
@@ -203,6 +236,7 @@ mod tests {
             let _ = parse_port_list(&s);
             let _ = parse_cidr_list(&s);
             let _ = parse_include_cidrs(&s);
+            let _ = parse_include_ports(&s);
             let _ = parse_bool(&s);
         }
 

@@ -900,3 +900,51 @@ fn design_doc_lists_every_field_meshd_does_not_act_on() {
         );
     }
 }
+
+/// What users see when the API server refuses a Mesh: the bad CIDR entries and the duplicate gateway are
+/// named by `messageExpression` (a static `message` stays as the fallback), and no rule uses
+/// `reason: FieldValueDuplicate`, which the API server prints as `Duplicate value: "object"`, dropping
+/// the message.
+#[test]
+fn cel_messages_name_the_bad_entry_and_the_duplicate_gateway() {
+    let spec = &mesh_schema()["properties"]["spec"];
+    let capture = &spec["properties"]["trafficCapture"]["properties"];
+    let rule = |node: &Value| node["x-kubernetes-validations"][0].clone();
+    for (field, filter) in [
+        ("excludeOutboundCIDRs", "self.filter(c, !isCIDR(c))"),
+        (
+            "includeOutboundCIDRs",
+            "self.filter(c, c != '*' && !isCIDR(c))",
+        ),
+    ] {
+        let r = rule(&capture[field]);
+        let expression = r["messageExpression"].as_str().unwrap_or("");
+        assert!(
+            expression.contains(&format!("'spec.trafficCapture.{field}: '"))
+                && expression.contains(filter)
+                && expression.contains(".join(', ')"),
+            "{field}: {r}"
+        );
+        assert!(r["message"].is_string(), "{field}: the fallback message");
+    }
+    let r = rule(spec);
+    let expression = r["messageExpression"].as_str().unwrap_or("");
+    assert!(
+        expression.contains("'spec.gateways: gateway '")
+            && expression.contains("g.__namespace__ + '/' + g.name")
+            && expression.contains("appears more than once"),
+        "{r}"
+    );
+    assert_eq!(r["fieldPath"], ".gateways");
+    let all = serde_json::to_string(&mesh_crd()).unwrap();
+    assert!(
+        !all.contains("FieldValueDuplicate"),
+        "a rule still has reason FieldValueDuplicate"
+    );
+    // The list-type that would add its own `Duplicate value` error is not on the gateways either.
+    assert!(
+        spec["properties"]["gateways"]
+            .get("x-kubernetes-list-type")
+            .is_none()
+    );
+}

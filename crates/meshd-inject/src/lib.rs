@@ -1,22 +1,23 @@
 //! Sidecar injection as a pure function (SPEC.md §4): a pod, the resolved mesh settings and the facts of
 //! the request go in; an [`InjectionPlan`] (or a [`SkipReason`], or a [`Refusal`] naming every bad
-//! annotation) comes out, and the plan becomes a minimal JSON patch against the pod as it was sent.
+//! annotation and every container port the proxy needs) comes out, and the plan becomes a minimal JSON patch against the pod as it was sent.
 //! [`review`] wraps that in the AdmissionReview answer; [`workload`] applies the same path to manifests
 //! for `meshd inject`. No I/O, no async: the webhook crate serves it.
 
 mod decision;
+mod fields;
 mod overrides;
 mod patch;
 mod plan;
 mod probes;
-pub mod quantity;
 pub mod review;
 mod settings;
 mod sidecar;
 mod wire;
 pub mod workload;
 
-pub use decision::SkipReason;
+pub use decision::{OTHER_MESH_CONTAINERS, PROXY_PORTS, PortConflict, SkipReason, describe_skip};
+pub use fields::FieldError;
 pub use overrides::{BadAnnotation, PodOverrides, Refusal, parse_overrides};
 pub use plan::{InjectionPlan, Verdict, decide};
 pub use review::{ReviewAnswer, ReviewResult, review};
@@ -29,6 +30,11 @@ pub enum InjectError {
     #[error("the request body is not an AdmissionReview: {source}")]
     Malformed {
         #[source]
+        source: fields::FieldError,
+    },
+    #[error("the request body is not an AdmissionReview: not JSON: {source}")]
+    NotJson {
+        #[source]
         source: serde_json::Error,
     },
     #[error("the AdmissionReview has no request uid to answer")]
@@ -36,7 +42,7 @@ pub enum InjectError {
     #[error("the object of a pod CREATE cannot be read as a pod: {source}")]
     NotAPod {
         #[source]
-        source: serde_json::Error,
+        source: fields::FieldError,
     },
     #[error("cannot serialize the answer: {source}")]
     Serialize {
@@ -68,7 +74,7 @@ impl InjectError {
     /// Fixed label for metrics and logs.
     pub fn label(&self) -> &'static str {
         match self {
-            Self::Malformed { .. } => "malformed",
+            Self::Malformed { .. } | Self::NotJson { .. } => "malformed",
             Self::NoUid => "no_uid",
             Self::NotAPod { .. } => "not_a_pod",
             Self::Serialize { .. } => "serialize",

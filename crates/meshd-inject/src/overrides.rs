@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use meshd_api::mesh::LogLevel;
+use meshd_api::mesh::{CaptureMode, LogLevel};
 use meshd_api::names;
 use meshd_api::values::{
-    IncludeCidrs, IpCidr, parse_bool, parse_cidr_list, parse_include_cidrs, parse_port_list,
+    IncludeCidrs, IncludePorts, IpCidr, parse_bool, parse_cidr_list, parse_include_cidrs,
+    parse_include_ports, parse_port_list, parse_resource_quantity,
 };
 
-use crate::quantity::parse_quantity;
+use crate::decision::PortConflict;
 
 /// What a pod's annotations override; `None` keeps the mesh's setting.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -22,6 +23,10 @@ pub struct PodOverrides {
     pub log_level: Option<LogLevel>,
     pub native_sidecar: Option<bool>,
     pub hold_application: Option<bool>,
+    pub rewrite_app_probes: Option<bool>,
+    pub capture_mode: Option<CaptureMode>,
+    pub include_inbound_ports: Option<IncludePorts>,
+    pub include_outbound_ports: Option<Vec<u16>>,
     pub exclude_inbound_ports: Option<Vec<u16>>,
     pub exclude_outbound_ports: Option<Vec<u16>>,
     pub exclude_outbound_cidrs: Option<Vec<IpCidr>>,
@@ -46,20 +51,34 @@ impl fmt::Display for BadAnnotation {
     }
 }
 
-/// Why a pod is refused: every bad annotation, in name order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a pod is refused: every bad annotation, in name order, then every container port the proxy
+/// needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Refusal {
     pub bad: Vec<BadAnnotation>,
+    pub conflicts: Vec<PortConflict>,
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("meshd cannot inject this pod: ")?;
-        for (i, b) in self.bad.iter().enumerate() {
+        let problems = self
+            .bad
+            .iter()
+            .map(|b| b as &dyn fmt::Display)
+            .chain(self.conflicts.iter().map(|c| c as &dyn fmt::Display));
+        for (i, p) in problems.enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(f, "{b}")?;
+            write!(f, "{p}")?;
+        }
+        if !self.conflicts.is_empty() {
+            write!(
+                f,
+                " (move the app off that port, or label the pod {}: \"false\" to run it without the mesh)",
+                names::LABEL_INJECT
+            )?;
         }
         Ok(())
     }
@@ -89,7 +108,7 @@ pub fn parse_overrides(
             })
         };
         let quantity = |v: &str| {
-            parse_quantity(v)
+            parse_resource_quantity(v)
                 .map(|_| v.to_string())
                 .map_err(|e| e.to_string())
         };
@@ -124,6 +143,22 @@ pub fn parse_overrides(
                 Ok(b) => o.hold_application = Some(b),
                 Err(e) => refuse(e.to_string()),
             },
+            names::ANNOTATION_REWRITE_APP_PROBES => match parse_bool(value) {
+                Ok(b) => o.rewrite_app_probes = Some(b),
+                Err(e) => refuse(e.to_string()),
+            },
+            names::ANNOTATION_CAPTURE_MODE => match CaptureMode::parse(value) {
+                Some(m) => o.capture_mode = Some(m),
+                None => refuse("not a capture mode (iptables, nftables, none)".into()),
+            },
+            names::ANNOTATION_INCLUDE_INBOUND_PORTS => match parse_include_ports(value) {
+                Ok(p) => o.include_inbound_ports = Some(p),
+                Err(e) => refuse(e.to_string()),
+            },
+            names::ANNOTATION_INCLUDE_OUTBOUND_PORTS => match parse_port_list(value) {
+                Ok(p) => o.include_outbound_ports = Some(p),
+                Err(e) => refuse(e.to_string()),
+            },
             names::ANNOTATION_EXCLUDE_INBOUND_PORTS => match parse_port_list(value) {
                 Ok(p) => o.exclude_inbound_ports = Some(p),
                 Err(e) => refuse(e.to_string()),
@@ -146,7 +181,10 @@ pub fn parse_overrides(
     if bad.is_empty() {
         Ok(o)
     } else {
-        Err(Refusal { bad })
+        Err(Refusal {
+            bad,
+            ..Refusal::default()
+        })
     }
 }
 
@@ -170,6 +208,10 @@ mod tests {
             ("sidecar.meshd.io/nativeSidecar", "false"),
             ("traffic.meshd.io/excludeOutboundPorts", "5432,6379"),
             ("traffic.meshd.io/includeOutboundCIDRs", "*"),
+            ("sidecar.meshd.io/rewriteAppProbes", "false"),
+            ("traffic.meshd.io/captureMode", "none"),
+            ("traffic.meshd.io/includeInboundPorts", "8080,9090"),
+            ("traffic.meshd.io/includeOutboundPorts", "5432"),
             ("team", "payments"),
         ]);
         let o = parse_overrides(Some(&a)).unwrap();
@@ -179,6 +221,13 @@ mod tests {
         assert_eq!(o.native_sidecar, Some(false));
         assert_eq!(o.exclude_outbound_ports, Some(vec![5432, 6379]));
         assert_eq!(o.include_outbound_cidrs, Some(IncludeCidrs::All));
+        assert_eq!(o.rewrite_app_probes, Some(false));
+        assert_eq!(o.capture_mode, Some(CaptureMode::None));
+        assert_eq!(
+            o.include_inbound_ports,
+            Some(IncludePorts::Only(vec![8080, 9090]))
+        );
+        assert_eq!(o.include_outbound_ports, Some(vec![5432]));
         assert_eq!(parse_overrides(None).unwrap(), PodOverrides::default());
     }
 
@@ -203,5 +252,23 @@ mod tests {
                 "{k}={v} missing from {text}"
             );
         }
+    }
+
+    #[test]
+    fn bad_values_of_the_istio_habit_annotations_are_named() {
+        let a = annotations(&[
+            ("sidecar.meshd.io/rewriteAppProbes", "no"),
+            ("traffic.meshd.io/captureMode", "ebpf"),
+            ("traffic.meshd.io/includeInboundPorts", "http"),
+            ("traffic.meshd.io/includeOutboundPorts", "*"),
+        ]);
+        let text = parse_overrides(Some(&a)).unwrap_err().to_string();
+        for (k, v) in &a {
+            assert!(
+                text.contains(&format!("annotation {k}={v:?}")),
+                "{k}={v} missing from {text}"
+            );
+        }
+        assert!(text.contains("iptables, nftables, none"), "{text}");
     }
 }

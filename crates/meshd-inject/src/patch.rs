@@ -1,5 +1,5 @@
 //! An [`InjectionPlan`] as a minimal RFC 6902 JSON patch, valid against the pod exactly as it was sent:
-//! parent maps and arrays are created only when missing, keys are escaped (`meshd.io/status` →
+//! parent maps and arrays (`/metadata` itself included) are created only when missing, keys are escaped (`meshd.io/status` →
 //! `meshd.io~1status`), and the operations are ordered so that indices stay right (probes are replaced
 //! before any container is inserted in front of them).
 //!
@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
-use k8s_openapi::api::core::v1::{Container, Probe, Volume};
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Probe, Volume};
 use serde::Serialize;
 
 use crate::plan::InjectionPlan;
@@ -22,11 +22,20 @@ use crate::plan::InjectionPlan;
 enum OpValue<'a> {
     Text(&'a str),
     Map(&'a BTreeMap<String, String>),
+    Metadata(Metadata<'a>),
     Probe(&'a Probe),
+    Hook(&'a LifecycleHandler),
     Volume(&'a Volume),
     Volumes(&'a [Volume]),
     Container(&'a Container),
     Containers(Vec<&'a Container>),
+}
+
+/// The whole of `/metadata`, for a pod sent without one.
+#[derive(Serialize)]
+struct Metadata<'a> {
+    labels: &'a BTreeMap<String, String>,
+    annotations: &'a BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -51,17 +60,27 @@ fn add<'a>(tokens: &[&str], value: OpValue<'a>) -> Op<'a> {
 impl InjectionPlan {
     fn ops(&self) -> Vec<Op<'_>> {
         let mut ops = Vec::new();
-        for (field, entries, present) in [
-            ("labels", &self.labels, self.pod_has.labels),
-            ("annotations", &self.annotations, self.pod_has.annotations),
-        ] {
-            if present {
-                for (k, v) in entries {
-                    ops.push(add(&["metadata", field, k], OpValue::Text(v)));
+        if self.pod_has.metadata {
+            for (field, entries, present) in [
+                ("labels", &self.labels, self.pod_has.labels),
+                ("annotations", &self.annotations, self.pod_has.annotations),
+            ] {
+                if present {
+                    for (k, v) in entries {
+                        ops.push(add(&["metadata", field, k], OpValue::Text(v)));
+                    }
+                } else if !entries.is_empty() {
+                    ops.push(add(&["metadata", field], OpValue::Map(entries)));
                 }
-            } else if !entries.is_empty() {
-                ops.push(add(&["metadata", field], OpValue::Map(entries)));
             }
+        } else {
+            ops.push(add(
+                &["metadata"],
+                OpValue::Metadata(Metadata {
+                    labels: &self.labels,
+                    annotations: &self.annotations,
+                }),
+            ));
         }
         for rewrite in &self.probe_rewrites {
             let index = rewrite.container_index.to_string();
@@ -69,6 +88,20 @@ impl InjectionPlan {
                 op: "replace",
                 path: pointer(&["spec", "containers", &index, rewrite.kind.field()]),
                 value: OpValue::Probe(&rewrite.probe),
+            });
+        }
+        for rewrite in &self.hook_rewrites {
+            let index = rewrite.container_index.to_string();
+            ops.push(Op {
+                op: "replace",
+                path: pointer(&[
+                    "spec",
+                    "containers",
+                    &index,
+                    "lifecycle",
+                    rewrite.kind.field(),
+                ]),
+                value: OpValue::Hook(&rewrite.handler),
             });
         }
         if self.pod_has.volumes {

@@ -4,17 +4,20 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, Pod, ResourceRequirements, Volume};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use meshd_api::mesh::{CaptureMode, NativeSidecar};
 use meshd_api::names;
-use meshd_api::values::{IncludeCidrs, parse_include_cidrs};
+use meshd_api::values::{IncludeCidrs, IncludePorts, parse_include_cidrs, parse_resource_quantity};
 use serde::Serialize;
 
-use crate::decision::{SkipReason, skip_reason};
+use crate::decision::{SkipReason, port_conflicts, skip_reason};
 use crate::overrides::{BadAnnotation, PodOverrides, Refusal, parse_overrides};
-use crate::probes::{ProbeRewrite, plan_probes};
-use crate::quantity::parse_quantity;
+use crate::probes::{HookRewrite, ProbePlan, ProbeRewrite, plan_probes};
 use crate::settings::{ApiServerVersion, InjectionSettings, RequestFacts};
 use crate::sidecar::{self, CaptureArgs, SidecarSettings};
+
+/// Kubernetes' default `terminationGracePeriodSeconds`: the hooks' timeout when the pod sets none.
+const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = 30;
 
 /// What injection decided for a pod.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +39,8 @@ pub struct InjectionPlan {
     pub proxy_container: Container,
     pub volumes: Vec<Volume>,
     pub probe_rewrites: Vec<ProbeRewrite>,
+    /// postStart/preStop hooks routed through the agent.
+    pub hook_rewrites: Vec<HookRewrite>,
     pub annotations: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     /// Said to the API client as admission warnings (probes left unrewritten).
@@ -46,6 +51,9 @@ pub struct InjectionPlan {
 /// Which parents exist (and are not null) in the pod as sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct PodHas {
+    /// `metadata` with at least one known field: absent, null and `{}` all read as empty, and the patch
+    /// then adds the whole of `/metadata`, which applies to each of them.
+    pub metadata: bool,
     pub annotations: bool,
     pub labels: bool,
     pub init_containers: bool,
@@ -75,21 +83,38 @@ pub fn decide(pod: &Pod, settings: &InjectionSettings, facts: &RequestFacts) -> 
         return Verdict::Skip(reason);
     }
     let Some(spec) = pod.spec.as_ref() else {
-        return Verdict::Invalid("the pod has no spec".into());
+        return Verdict::Invalid("spec: the pod has no spec".into());
     };
     if spec.containers.is_empty() {
-        return Verdict::Invalid("the pod has no containers".into());
+        return Verdict::Invalid("spec.containers: the pod has no containers".into());
     }
+    // Every problem in one answer: the annotations, then the ports the proxy needs.
+    let conflicts = port_conflicts(pod);
+    let refuse = |mut refusal: Refusal| {
+        refusal.conflicts = conflicts.clone();
+        Verdict::Refuse(refusal)
+    };
     let overrides = match parse_overrides(pod.metadata.annotations.as_ref()) {
         Ok(o) => o,
-        Err(refusal) => return Verdict::Refuse(refusal),
+        Err(refusal) => return refuse(refusal),
     };
     let sidecar = match sidecar_settings(settings, facts.server_version, &overrides) {
         Ok(s) => s,
-        Err(refusal) => return Verdict::Refuse(refusal),
+        Err(refusal) => return refuse(refusal),
     };
+    if !conflicts.is_empty() {
+        return refuse(Refusal::default());
+    }
     let containers = &spec.containers;
-    let probes = plan_probes(containers);
+    let probes = if overrides.rewrite_app_probes.unwrap_or(true) {
+        plan_probes(
+            containers,
+            spec.termination_grace_period_seconds
+                .unwrap_or(DEFAULT_TERMINATION_GRACE_SECONDS),
+        )
+    } else {
+        ProbePlan::default()
+    };
     let app_probes = (!probes.originals.is_empty()).then(|| {
         serde_json::to_string(&probes.originals).expect("probes are plain data and serialize")
     });
@@ -130,6 +155,7 @@ pub fn decide(pod: &Pod, settings: &InjectionSettings, facts: &RequestFacts) -> 
     }
     let labels = BTreeMap::from([(names::LABEL_MESH.to_string(), settings.mesh.clone())]);
     let pod_has = PodHas {
+        metadata: pod.metadata != ObjectMeta::default(),
         annotations: pod_annotations.is_some(),
         labels: pod.metadata.labels.is_some(),
         init_containers: spec.init_containers.is_some(),
@@ -141,6 +167,7 @@ pub fn decide(pod: &Pod, settings: &InjectionSettings, facts: &RequestFacts) -> 
         proxy_container,
         volumes,
         probe_rewrites: probes.rewrites,
+        hook_rewrites: probes.hook_rewrites,
         annotations,
         labels,
         warnings: probes.warnings,
@@ -163,10 +190,13 @@ fn sidecar_settings(
             NativeSidecar::Auto => version.is_none_or(|v| v >= ApiServerVersion::NATIVE_SIDECARS),
         });
     let capture_spec = &spec.traffic_capture;
-    let capture = match capture_spec.mode {
+    let capture = match o.capture_mode.unwrap_or(capture_spec.mode) {
         CaptureMode::None => None,
         mode => Some(CaptureArgs {
             mode: mode.as_str(),
+            // The Mesh has no include lists of ports: all inbound, and outbound by CIDR only.
+            include_inbound_ports: o.include_inbound_ports.clone().unwrap_or(IncludePorts::All),
+            include_outbound_ports: o.include_outbound_ports.clone().unwrap_or_default(),
             exclude_inbound_ports: o
                 .exclude_inbound_ports
                 .clone()
@@ -205,52 +235,73 @@ fn sidecar_settings(
     })
 }
 
-/// The proxy's resources: the Mesh's, with the annotations' values on top. A request above its limit
-/// would be refused by the API server with a message that does not name the annotation, so refuse here.
+/// The proxy's resources: the Mesh's, with the annotations on top. A request annotated above the Mesh's
+/// limit raises that limit to the request, and a limit annotated below the Mesh's request lowers that
+/// request to the limit (Istio and Linkerd users set one value and expect it to hold). Only what the
+/// user wrote both of is refused: an annotated request above an annotated limit, which the API server
+/// would refuse with a message that does not name the annotations.
 fn resources(
     base: &ResourceRequirements,
     o: &PodOverrides,
 ) -> Result<ResourceRequirements, Refusal> {
     let mut r = base.clone();
-    let set = |map: &mut Option<BTreeMap<String, Quantity>>, key: &str, value: &Option<String>| {
-        if let Some(v) = value {
-            map.get_or_insert_with(BTreeMap::new)
-                .insert(key.to_string(), Quantity(v.clone()));
-        }
-    };
-    set(&mut r.requests, "cpu", &o.proxy_cpu);
-    set(&mut r.requests, "memory", &o.proxy_memory);
-    set(&mut r.limits, "cpu", &o.proxy_cpu_limit);
-    set(&mut r.limits, "memory", &o.proxy_memory_limit);
     let mut bad = Vec::new();
-    for (key, annotation, value) in [
-        ("cpu", names::ANNOTATION_PROXY_CPU, &o.proxy_cpu),
-        ("memory", names::ANNOTATION_PROXY_MEMORY, &o.proxy_memory),
+    for (key, (request_name, request), (limit_name, limit)) in [
+        (
+            "cpu",
+            (names::ANNOTATION_PROXY_CPU, &o.proxy_cpu),
+            (names::ANNOTATION_PROXY_CPU_LIMIT, &o.proxy_cpu_limit),
+        ),
+        (
+            "memory",
+            (names::ANNOTATION_PROXY_MEMORY, &o.proxy_memory),
+            (names::ANNOTATION_PROXY_MEMORY_LIMIT, &o.proxy_memory_limit),
+        ),
     ] {
-        let get = |m: &Option<BTreeMap<String, Quantity>>| {
-            m.as_ref()
-                .and_then(|m| m.get(key))
-                .and_then(|q| parse_quantity(&q.0).ok())
+        let mesh = |m: &Option<BTreeMap<String, Quantity>>| {
+            m.as_ref().and_then(|m| m.get(key)).map(|q| q.0.clone())
         };
-        if let (Some(v), Some(req), Some(limit)) = (value, get(&r.requests), get(&r.limits))
-            && req > limit
-        {
-            let limit_text = r
-                .limits
-                .as_ref()
-                .and_then(|m| m.get(key))
-                .map(|q| q.0.clone())
-                .unwrap_or_default();
-            bad.push(BadAnnotation {
-                name: annotation.to_string(),
-                value: v.clone(),
-                reason: format!("the request is above the proxy's {key} limit {limit_text}"),
-            });
+        let want_request = request.clone().or_else(|| mesh(&base.requests));
+        let want_limit = limit.clone().or_else(|| mesh(&base.limits));
+        let (want_request, want_limit) = match (want_request, want_limit) {
+            (Some(rq), Some(lm)) if above(&rq, &lm) => match (request.is_some(), limit.is_some()) {
+                (true, true) => {
+                    bad.push(BadAnnotation {
+                        name: request_name.to_string(),
+                        value: rq.clone(),
+                        reason: format!("the request is above {limit_name}={lm:?}"),
+                    });
+                    continue;
+                }
+                (true, false) => (Some(rq.clone()), Some(rq)),
+                (false, true) => (Some(lm.clone()), Some(lm)),
+                // The Mesh's own values: not the pod's to fix.
+                (false, false) => (Some(rq), Some(lm)),
+            },
+            other => other,
+        };
+        for (map, value) in [(&mut r.requests, want_request), (&mut r.limits, want_limit)] {
+            if let Some(v) = value {
+                map.get_or_insert_with(BTreeMap::new)
+                    .insert(key.to_string(), Quantity(v));
+            }
         }
     }
     if bad.is_empty() {
         Ok(r)
     } else {
-        Err(Refusal { bad })
+        Err(Refusal {
+            bad,
+            ..Refusal::default()
+        })
     }
+}
+
+/// Is `request` above `limit`? Quantities that do not parse (a Mesh written before validation) are
+/// left for the API server to judge.
+fn above(request: &str, limit: &str) -> bool {
+    matches!(
+        (parse_resource_quantity(request), parse_resource_quantity(limit)),
+        (Ok(rq), Ok(lm)) if rq > lm
+    )
 }

@@ -2,10 +2,14 @@
 //! answered by the agent, which runs the original (handed over as JSON in `MESHD_APP_PROBES`). The kubelet
 //! then never talks to the app port directly, so probes keep working under STRICT mTLS. Exec probes run
 //! inside the container and are left alone.
+//!
+//! postStart/preStop hooks with `httpGet` or `tcpSocket` go the same way, as
+//! `/app-health/<c>/<poststart|prestop>`; a hook has no timeout of its own, so the original carries the
+//! pod's termination grace period as `timeoutSeconds`. Exec and sleep hooks are left alone.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe};
+use k8s_openapi::api::core::v1::{Container, HTTPGetAction, LifecycleHandler, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use meshd_api::names;
 
@@ -47,6 +51,49 @@ impl ProbeKind {
     }
 }
 
+/// Which of a container's lifecycle hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HookKind {
+    PostStart,
+    PreStop,
+}
+
+impl HookKind {
+    pub const ALL: [Self; 2] = [Self::PostStart, Self::PreStop];
+
+    /// The field under the container's `lifecycle`.
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::PostStart => "postStart",
+            Self::PreStop => "preStop",
+        }
+    }
+
+    /// The last path segment on the agent, and the kind in `MESHD_APP_PROBES`' keys.
+    pub fn path_segment(self) -> &'static str {
+        match self {
+            Self::PostStart => "poststart",
+            Self::PreStop => "prestop",
+        }
+    }
+
+    fn of(self, c: &Container) -> Option<&LifecycleHandler> {
+        let lifecycle = c.lifecycle.as_ref()?;
+        match self {
+            Self::PostStart => lifecycle.post_start.as_ref(),
+            Self::PreStop => lifecycle.pre_stop.as_ref(),
+        }
+    }
+}
+
+/// One hook to replace in the pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookRewrite {
+    pub container_index: usize,
+    pub kind: HookKind,
+    pub handler: LifecycleHandler,
+}
+
 /// One probe to replace in the pod.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeRewrite {
@@ -60,11 +107,24 @@ pub struct ProbeRewrite {
 #[derive(Debug, Default)]
 pub struct ProbePlan {
     pub rewrites: Vec<ProbeRewrite>,
+    pub hook_rewrites: Vec<HookRewrite>,
     pub originals: BTreeMap<String, Probe>,
     pub warnings: Vec<String>,
 }
 
-pub fn plan_probes(containers: &[Container]) -> ProbePlan {
+fn agent_get(container: &str, segment: &str) -> HTTPGetAction {
+    HTTPGetAction {
+        path: Some(format!("/app-health/{container}/{segment}")),
+        port: IntOrString::Int(i32::from(names::PORT_AGENT)),
+        scheme: Some("HTTP".into()),
+        host: None,
+        http_headers: None,
+    }
+}
+
+/// The probes and hooks of the app containers; `grace_seconds` is the pod's
+/// `terminationGracePeriodSeconds` (30 when unset), the hooks' timeout.
+pub fn plan_probes(containers: &[Container], grace_seconds: i64) -> ProbePlan {
     let mut plan = ProbePlan::default();
     for (index, c) in containers.iter().enumerate() {
         for kind in ProbeKind::ALL {
@@ -84,13 +144,7 @@ pub fn plan_probes(containers: &[Container]) -> ProbePlan {
                 }
             };
             let rewritten = Probe {
-                http_get: Some(HTTPGetAction {
-                    path: Some(format!("/app-health/{}/{}", c.name, kind.path_segment())),
-                    port: IntOrString::Int(i32::from(names::PORT_AGENT)),
-                    scheme: Some("HTTP".into()),
-                    host: None,
-                    http_headers: None,
-                }),
+                http_get: Some(agent_get(&c.name, kind.path_segment())),
                 exec: None,
                 tcp_socket: None,
                 grpc: None,
@@ -105,7 +159,50 @@ pub fn plan_probes(containers: &[Container]) -> ProbePlan {
             });
         }
     }
+    plan_hooks(containers, grace_seconds, &mut plan);
     plan
+}
+
+fn plan_hooks(containers: &[Container], grace_seconds: i64, plan: &mut ProbePlan) {
+    // Kubernetes' probe timeout is an int32 of at least 1.
+    let timeout = i32::try_from(grace_seconds.max(1)).unwrap_or(i32::MAX);
+    for (index, c) in containers.iter().enumerate() {
+        for kind in HookKind::ALL {
+            let Some(hook) = kind.of(c) else { continue };
+            if hook.http_get.is_none() && hook.tcp_socket.is_none() {
+                continue; // exec, sleep, or no handler at all
+            }
+            let as_probe = Probe {
+                http_get: hook.http_get.clone(),
+                tcp_socket: hook.tcp_socket.clone(),
+                timeout_seconds: Some(timeout),
+                ..Probe::default()
+            };
+            let original = match resolve_ports(&as_probe, c) {
+                Ok(p) => p,
+                Err(port) => {
+                    plan.warnings.push(format!(
+                        "container {:?} lifecycle.{}: port {port:?} is not a named port of the container; the hook was left as it is",
+                        c.name,
+                        kind.field()
+                    ));
+                    continue;
+                }
+            };
+            plan.originals
+                .insert(format!("{}/{}", c.name, kind.path_segment()), original);
+            plan.hook_rewrites.push(HookRewrite {
+                container_index: index,
+                kind,
+                handler: LifecycleHandler {
+                    http_get: Some(agent_get(&c.name, kind.path_segment())),
+                    exec: None,
+                    sleep: None,
+                    tcp_socket: None,
+                },
+            });
+        }
+    }
 }
 
 /// The probe with named ports turned into numbers; the unresolvable name as the error.

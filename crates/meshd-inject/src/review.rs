@@ -6,10 +6,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 
-use crate::InjectError;
-use crate::decision::SkipReason;
+use serde_json::Value;
+
+use crate::decision::{SkipReason, describe_skip};
 use crate::plan::{InjectionPlan, Verdict, decide};
 use crate::settings::{ApiServerVersion, InjectionSettings, RequestFacts};
+use crate::{InjectError, fields};
 
 /// How a review ended; `result_label`/`reason_label` are the metric labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +20,8 @@ pub enum ReviewResult {
     Skipped(SkipReason),
     /// `allowed: false` because of the pod's override annotations.
     Refused,
+    /// `allowed: false` because a container uses a port the proxy listens on.
+    PortConflict,
     /// `allowed: false` (or HTTP 400) because the request itself is unusable; the label says why.
     Invalid(&'static str),
 }
@@ -27,7 +31,7 @@ impl ReviewResult {
         match self {
             Self::Injected => "injected",
             Self::Skipped(_) => "skipped",
-            Self::Refused => "refused",
+            Self::Refused | Self::PortConflict => "refused",
             Self::Invalid(_) => "invalid",
         }
     }
@@ -37,6 +41,7 @@ impl ReviewResult {
             Self::Injected => "",
             Self::Skipped(r) => r.label(),
             Self::Refused => "bad_annotation",
+            Self::PortConflict => "port_conflict",
             Self::Invalid(label) => label,
         }
     }
@@ -105,9 +110,9 @@ pub fn review(
             Ok(req) if !req.uid.is_empty() => review_pod_request(&req, settings, server_version),
             _ => bad_request(&InjectError::NoUid),
         },
-        // The object is not a pod (another kind, or a pod that does not decode): read it loosely to
-        // answer with the uid.
-        Err(pod_error) => review_other(body, pod_error),
+        // Something does not decode (another kind, a pod that is not one, a broken envelope): find out
+        // what, on the slow path, to answer with the uid and the field.
+        Err(_) => review_other(body, settings, server_version),
     }
 }
 
@@ -143,7 +148,7 @@ fn review_pod_request(
             );
         }
         (None, true) => {
-            let message = "a pod CREATE without an object".to_string();
+            let message = NO_OBJECT.to_string();
             return answer(
                 response.deny(&message),
                 ReviewResult::Invalid("no_object"),
@@ -163,17 +168,17 @@ fn review_pod_request(
         Verdict::Skip(reason) => answer(
             response,
             ReviewResult::Skipped(reason),
-            reason.describe().into(),
+            describe_skip(pod, reason),
             Some(pod_ref),
         ),
         Verdict::Refuse(refusal) => {
             let message = refusal.to_string();
-            answer(
-                response.deny(&message),
-                ReviewResult::Refused,
-                message,
-                Some(pod_ref),
-            )
+            let result = if refusal.bad.is_empty() {
+                ReviewResult::PortConflict
+            } else {
+                ReviewResult::Refused
+            };
+            answer(response.deny(&message), result, message, Some(pod_ref))
         }
         Verdict::Invalid(why) => {
             let message = format!("the pod cannot be injected: {why}");
@@ -225,49 +230,96 @@ fn with_patch(
     Ok(response)
 }
 
-/// A body that is not an AdmissionReview of a pod.
-fn review_other(body: &[u8], pod_error: serde_json::Error) -> ReviewAnswer {
-    let review = match serde_json::from_slice::<AdmissionReview<DynamicObject>>(body) {
-        Ok(r) => r,
-        Err(source) => return malformed(body, InjectError::Malformed { source }),
+/// A body that is not an AdmissionReview of a pod: read the envelope without the objects, then the
+/// object, each naming the field that does not fit.
+fn review_other(
+    body: &[u8],
+    settings: &InjectionSettings,
+    server_version: Option<ApiServerVersion>,
+) -> ReviewAnswer {
+    let mut value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(source) => return bad_request(&InjectError::NotJson { source }),
     };
+    let uid = value
+        .get("request")
+        .and_then(|r| r.get("uid"))
+        .and_then(Value::as_str)
+        .filter(|uid| !uid.is_empty())
+        .map(str::to_string);
+    let object = match value.get_mut("request").and_then(Value::as_object_mut) {
+        Some(request) => {
+            request.remove("oldObject");
+            request.remove("object")
+        }
+        None => None,
+    };
+    let review: AdmissionReview<DynamicObject> =
+        match fields::read(value.clone(), "", "the AdmissionReview") {
+            Ok(r) => r,
+            Err(source) => return malformed(uid, InjectError::Malformed { source }),
+        };
     let req = match TryInto::<AdmissionRequest<DynamicObject>>::try_into(review) {
         Ok(req) if !req.uid.is_empty() => req,
         _ => return bad_request(&InjectError::NoUid),
     };
     let response = AdmissionResponse::from(&req);
     let uid = Some(req.uid.clone());
-    if is_pod_create(&req) {
-        let error = InjectError::NotAPod { source: pod_error };
-        let message = error.to_string();
-        finish(
-            response.deny(&message),
-            ReviewResult::Invalid(error.label()),
-            message,
-            uid,
-            req.dry_run,
-            None,
-        )
-    } else {
+    if !is_pod_create(&req) {
         let reason = SkipReason::NotPodCreate;
-        finish(
+        return finish(
             response,
             ReviewResult::Skipped(reason),
             reason.describe().into(),
             uid,
             req.dry_run,
             None,
+        );
+    }
+    let object = object.filter(|o| !o.is_null());
+    let deny = |message: String, label: &'static str| {
+        finish(
+            response.clone().deny(&message),
+            ReviewResult::Invalid(label),
+            message,
+            uid.clone(),
+            req.dry_run,
+            None,
         )
+    };
+    let Some(object) = object else {
+        return deny(NO_OBJECT.into(), "no_object");
+    };
+    match fields::read::<Pod>(object.clone(), "", "request.object") {
+        Err(source) => {
+            let error = InjectError::NotAPod { source };
+            deny(error.to_string(), error.label())
+        }
+        // Only the oldObject did not decode, and a CREATE has none to read: answer without it.
+        Ok(_) => {
+            let mut value = value;
+            if let Some(request) = value.get_mut("request").and_then(Value::as_object_mut) {
+                request.insert("object".into(), object);
+            }
+            match serde_json::from_value::<AdmissionReview<Pod>>(value)
+                .map_err(|_| ())
+                .and_then(|r| TryInto::<AdmissionRequest<Pod>>::try_into(r).map_err(|_| ()))
+            {
+                Ok(req) => review_pod_request(&req, settings, server_version),
+                Err(()) => deny(
+                    "request: cannot be read as a pod CREATE".into(),
+                    "malformed",
+                ),
+            }
+        }
     }
 }
 
+const NO_OBJECT: &str = "request.object: a pod CREATE without an object";
+
 /// A body that is not a readable AdmissionReview: an AdmissionResponse error when it still names a uid
 /// to answer, HTTP 400 otherwise.
-fn malformed(body: &[u8], error: InjectError) -> ReviewAnswer {
-    let uid = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("request")?.get("uid")?.as_str().map(str::to_string))
-        .filter(|uid| !uid.is_empty());
+fn malformed(uid: Option<String>, error: InjectError) -> ReviewAnswer {
     let Some(uid) = uid else {
         return bad_request(&error);
     };

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use meshd_api::names;
-use meshd_api::values::IncludeCidrs;
+use meshd_api::values::{IncludeCidrs, IncludePorts};
 
 /// The proxy's postStart hold in classic mode: blocks until the agent reports Envoy ready, so the
 /// kubelet starts the app containers only then (Istio's `pilot-agent wait`).
@@ -49,6 +49,9 @@ pub struct SidecarSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaptureArgs {
     pub mode: &'static str,
+    pub include_inbound_ports: IncludePorts,
+    /// Outbound ports captured whatever the destination (Istio's `includeOutboundPorts`).
+    pub include_outbound_ports: Vec<u16>,
     pub exclude_inbound_ports: Vec<u16>,
     pub exclude_outbound_ports: Vec<u16>,
     pub exclude_outbound_cidrs: Vec<String>,
@@ -66,10 +69,6 @@ fn join<T: ToString>(items: &[T]) -> String {
 /// `meshd-init`: `meshd init` with the capture settings as flags; the only container run as root, with
 /// only NET_ADMIN and NET_RAW.
 pub fn init_container(s: &SidecarSettings, capture: &CaptureArgs) -> Container {
-    let include = match &capture.include_outbound_cidrs {
-        IncludeCidrs::All => "*".to_string(),
-        IncludeCidrs::Only(c) => join(c),
-    };
     let mut args = vec![
         "--mode".to_string(),
         capture.mode.to_string(),
@@ -82,7 +81,16 @@ pub fn init_container(s: &SidecarSettings, capture: &CaptureArgs) -> Container {
         "--inbound-port".into(),
         names::PORT_INBOUND_CAPTURE.to_string(),
     ];
+    // `*` is the default; an explicit list, even an empty one ("capture no inbound"), is written.
+    if let IncludePorts::Only(ports) = &capture.include_inbound_ports {
+        args.push("--include-inbound-ports".into());
+        args.push(join(ports));
+    }
     for (flag, value) in [
+        (
+            "--include-outbound-ports",
+            join(&capture.include_outbound_ports),
+        ),
         (
             "--exclude-inbound-ports",
             join(&capture.exclude_inbound_ports),
@@ -95,15 +103,25 @@ pub fn init_container(s: &SidecarSettings, capture: &CaptureArgs) -> Container {
             "--exclude-outbound-cidrs",
             capture.exclude_outbound_cidrs.join(","),
         ),
-        ("--include-outbound-cidrs", include),
     ] {
-        // An empty list is the default; leaving the flag out keeps the command line readable.
+        // An empty list is the default for these; leaving the flag out keeps the command line readable.
         if !value.is_empty() {
             args.push(flag.to_string());
             args.push(value);
         }
     }
-    args.push("--validate".into());
+    // An empty include list is not the default (`*`): it says "capture no outbound traffic" (Istio's
+    // `-i ""`), so it is always written, empty or not.
+    args.push("--include-outbound-cidrs".into());
+    args.push(match &capture.include_outbound_cidrs {
+        IncludeCidrs::All => "*".to_string(),
+        IncludeCidrs::Only(c) => join(c),
+    });
+    // --validate proves outbound capture with a real connection; with nothing captured outbound
+    // there is nothing to prove, and `meshd init` would fail for want of a destination.
+    if capture.include_outbound_cidrs != IncludeCidrs::Only(Vec::new()) {
+        args.push("--validate".into());
+    }
     Container {
         name: names::INIT_CONTAINER.to_string(),
         image: Some(s.image.clone()),

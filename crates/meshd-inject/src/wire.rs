@@ -37,9 +37,11 @@ struct WireResponse<'a> {
 
 /// The AdmissionReview carrying `response`, as JSON bytes.
 pub(crate) fn to_vec(response: &AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
+    // Always v1, whatever the request said: the webhook is registered for `admissionReviewVersions:
+    // [v1]` only, and kube echoes the request's own (possibly empty or mangled) TypeMeta.
     let wire = WireReview {
-        api_version: &response.types.api_version,
-        kind: &response.types.kind,
+        api_version: "admission.k8s.io/v1",
+        kind: "AdmissionReview",
         response: WireResponse {
             uid: &response.uid,
             allowed: response.allowed,

@@ -1,6 +1,7 @@
 //! `meshd inject`: the same decision and patch as the webhook, applied to the pod templates of workload
-//! manifests (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob; a `List` of them), in
-//! multi-document YAML. Other kinds pass through unchanged.
+//! manifests (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob;
+//! a `List` of them), in multi-document YAML. Other kinds pass through unchanged; one that carries a pod
+//! template all the same (an Argo Rollout, a Knative Service, a PodTemplate…) is reported as left alone.
 
 use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
@@ -21,11 +22,20 @@ pub enum ManifestOutcome {
         kind: String,
         name: String,
         reason: crate::SkipReason,
+        /// The reason in words, naming the container where there is one.
+        message: String,
     },
     /// Not a workload kind: printed as it was.
     PassedThrough {
         kind: String,
         name: String,
+    },
+    /// A kind meshd does not know that has a pod template all the same: printed as it was, and said.
+    UnknownTemplate {
+        kind: String,
+        name: String,
+        /// Where the template is, as `.spec.template`.
+        path: String,
     },
 }
 
@@ -57,11 +67,28 @@ impl InjectedManifests {
 fn template_path(kind: &str) -> Option<&'static [&'static str]> {
     match kind {
         "Pod" => Some(&[]),
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
-            Some(&["spec", "template"])
-        }
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "ReplicationController"
+        | "Job" => Some(&["spec", "template"]),
         "CronJob" => Some(&["spec", "jobTemplate", "spec", "template"]),
         _ => None,
+    }
+}
+
+/// Where a kind meshd does not know keeps what looks like a pod template, if anywhere.
+fn unknown_template(doc: &Value) -> Option<&'static str> {
+    let has = |path: &[&str]| path.iter().try_fold(doc, |v, k| v.get(k)).is_some();
+    if has(&["spec", "template", "spec", "containers"]) {
+        Some(".spec.template")
+    } else if has(&["spec", "jobTemplate"]) {
+        Some(".spec.jobTemplate")
+    } else if has(&["template", "spec", "containers"]) {
+        Some(".template")
+    } else {
+        None
     }
 }
 
@@ -120,7 +147,14 @@ fn inject_document(
         reason,
     };
     let Some(path) = template_path(&kind) else {
-        outcomes.push(ManifestOutcome::PassedThrough { kind, name });
+        outcomes.push(match unknown_template(doc) {
+            Some(path) => ManifestOutcome::UnknownTemplate {
+                kind,
+                name,
+                path: path.to_string(),
+            },
+            None => ManifestOutcome::PassedThrough { kind, name },
+        });
         return Ok(());
     };
     let Some(template) = path.iter().try_fold(&mut *doc, |v, k| v.get_mut(*k)) else {
@@ -145,7 +179,7 @@ fn inject_document(
             template.get("spec").cloned().unwrap_or(Value::Null),
         ),
     ]));
-    let pod: Pod = serde_json::from_value(pod_value.clone())
+    let pod: Pod = crate::fields::read(pod_value.clone(), &path.join("."), "the pod template")
         .map_err(|e| manifest_error(format!("the pod template cannot be read as a pod: {e}")))?;
     let facts = RequestFacts {
         namespace,
@@ -153,7 +187,12 @@ fn inject_document(
         server_version,
     };
     match decide(&pod, settings, &facts) {
-        Verdict::Skip(reason) => outcomes.push(ManifestOutcome::Skipped { kind, name, reason }),
+        Verdict::Skip(reason) => outcomes.push(ManifestOutcome::Skipped {
+            kind,
+            name,
+            reason,
+            message: crate::describe_skip(&pod, reason),
+        }),
         Verdict::Refuse(refusal) => return Err(manifest_error(refusal.to_string())),
         Verdict::Invalid(why) => return Err(manifest_error(why)),
         Verdict::Inject(plan) => {
@@ -220,6 +259,7 @@ mod tests {
                 ManifestOutcome::Injected { kind, .. } => format!("injected {kind}"),
                 ManifestOutcome::Skipped { kind, .. } => format!("skipped {kind}"),
                 ManifestOutcome::PassedThrough { kind, .. } => format!("passed {kind}"),
+                ManifestOutcome::UnknownTemplate { kind, .. } => format!("unknown {kind}"),
             })
             .collect();
         assert_eq!(
@@ -228,6 +268,45 @@ mod tests {
                 "injected ReplicaSet",
                 "injected DaemonSet",
                 "passed ConfigMap"
+            ]
+        );
+    }
+
+    #[test]
+    fn replication_controllers_are_injected_and_unknown_templates_reported() {
+        let yaml = format!(
+            "apiVersion: v1\nkind: ReplicationController\nmetadata: {{name: rc}}\nspec:\n  {TEMPLATE}---\n\
+             apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {{name: ro}}\nspec:\n  {TEMPLATE}---\n\
+             apiVersion: example.com/v1\nkind: Batch\nmetadata: {{name: b}}\nspec:\n  jobTemplate: {{spec: {{}}}}\n---\n\
+             apiVersion: v1\nkind: PodTemplate\nmetadata: {{name: pt}}\n{TEMPLATE}---\n\
+             apiVersion: v1\nkind: Service\nmetadata: {{name: s}}\nspec: {{ports: [{{port: 80}}]}}\n"
+        );
+        let out = inject_manifests(&yaml, &InjectionSettings::default(), None).expect("inject");
+        assert_eq!(
+            first_init(&out.documents[0]["spec"]["template"]),
+            ["meshd-init", "meshd-proxy"]
+        );
+        let input: Vec<Value> = serde_yaml::Deserializer::from_str(&yaml)
+            .map(|d| Value::deserialize(d).expect("yaml"))
+            .collect();
+        assert_eq!(out.documents[1..], input[1..], "left as they were");
+        let reported: Vec<_> = out
+            .outcomes
+            .iter()
+            .map(|o| match o {
+                ManifestOutcome::UnknownTemplate { kind, name, path } => {
+                    format!("{kind} {name} {path}")
+                }
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            reported[1..],
+            [
+                "Rollout ro .spec.template",
+                "Batch b .spec.jobTemplate",
+                "PodTemplate pt .template",
+                "PassedThrough { kind: \"Service\", name: \"s\" }"
             ]
         );
     }

@@ -198,11 +198,80 @@ fn mesh_settings_reach_the_sidecar_and_annotations_win() {
     assert_eq!(injected["metadata"]["labels"]["meshd.io/mesh"], "blue");
 }
 
+fn proxy_resources(annotations: Value) -> Value {
+    let injected = inject(&pod(annotations), &InjectionSettings::default(), None);
+    find(&injected["spec"]["initContainers"], "meshd-proxy")["resources"].clone()
+}
+
 #[test]
-fn request_above_limit_is_refused_naming_the_annotation() {
-    // The mesh's default memory limit is 1Gi.
+fn an_empty_include_list_reaches_init_as_capture_no_outbound() {
+    // Istio's `-i ""`: the annotation, or the Mesh's `includeOutboundCIDRs: []`.
+    let mut spec = MeshSpec::default();
+    spec.traffic_capture.include_outbound_cidrs = Vec::new();
+    for (annotations, settings) in [
+        (
+            json!({"traffic.meshd.io/includeOutboundCIDRs": ""}),
+            InjectionSettings::default(),
+        ),
+        (json!({}), InjectionSettings::new("default", spec)),
+    ] {
+        let args = init_args(&inject(&pod(annotations.clone()), &settings, None));
+        assert_eq!(
+            flag(&args, "--include-outbound-cidrs"),
+            Some(""),
+            "{annotations}: {args:?}"
+        );
+        // Nothing is captured outbound, so there is nothing for --validate to prove.
+        assert!(!args.contains(&"--validate".to_string()), "{args:?}");
+    }
+    let args = init_args(&inject(
+        &pod(json!({})),
+        &InjectionSettings::default(),
+        None,
+    ));
+    assert_eq!(flag(&args, "--include-outbound-cidrs"), Some("*"));
+    assert!(args.contains(&"--validate".to_string()));
+}
+
+#[test]
+fn a_request_above_the_mesh_limit_raises_the_limit() {
+    // The mesh's defaults: 100m/128Mi requested, 2 CPU/1Gi limit (Istio's). Istio users write
+    // `proxyCPU: 4000m` alone and expect it to hold.
+    let r = proxy_resources(json!({"sidecar.meshd.io/proxyCPU": "4000m"}));
+    assert_eq!(r["requests"]["cpu"], "4000m");
+    assert_eq!(
+        r["limits"]["cpu"], "4000m",
+        "the limit is raised to the request"
+    );
+    assert_eq!(
+        r["limits"]["memory"], "1Gi",
+        "the other resource is untouched"
+    );
+    let r = proxy_resources(json!({"sidecar.meshd.io/proxyMemory": "2Gi"}));
+    assert_eq!(
+        (&r["requests"]["memory"], &r["limits"]["memory"]),
+        (&json!("2Gi"), &json!("2Gi"))
+    );
+    // A limit below the mesh's request lowers the request (Kubernetes defaults a request to the limit).
+    let r = proxy_resources(json!({"sidecar.meshd.io/proxyCPULimit": "50m"}));
+    assert_eq!(
+        (&r["requests"]["cpu"], &r["limits"]["cpu"]),
+        (&json!("50m"), &json!("50m"))
+    );
+    // Within the limit: nothing else moves.
+    let r = proxy_resources(json!({"sidecar.meshd.io/proxyCPU": "1500m"}));
+    assert_eq!(
+        (&r["requests"]["cpu"], &r["limits"]["cpu"]),
+        (&json!("1500m"), &json!("2"))
+    );
+}
+
+#[test]
+fn an_annotated_request_above_an_annotated_limit_is_refused_naming_both() {
     let verdict = decide(
-        &pod(json!({"sidecar.meshd.io/proxyMemory": "2Gi"})),
+        &pod(
+            json!({"sidecar.meshd.io/proxyMemory": "2Gi", "sidecar.meshd.io/proxyMemoryLimit": "1Gi"}),
+        ),
         &InjectionSettings::default(),
         &facts(None),
     );
@@ -211,7 +280,8 @@ fn request_above_limit_is_refused_naming_the_annotation() {
     };
     let text = refusal.to_string();
     assert!(
-        text.contains("sidecar.meshd.io/proxyMemory=\"2Gi\"") && text.contains("1Gi"),
+        text.contains("sidecar.meshd.io/proxyMemory=\"2Gi\"")
+            && text.contains("sidecar.meshd.io/proxyMemoryLimit=\"1Gi\""),
         "{text}"
     );
     // Raising the limit too makes it fine.
@@ -485,4 +555,102 @@ fn a_review_with_a_uid_but_unreadable_gets_an_admission_error() {
         "{}",
         a.response
     );
+}
+
+#[test]
+fn a_non_string_annotation_or_label_is_refused_naming_the_field() {
+    for (field, value, named) in [
+        (
+            "annotations",
+            json!({"sidecar.meshd.io/nativeSidecar": true}),
+            "metadata.annotations[\"sidecar.meshd.io/nativeSidecar\"]: invalid type: boolean `true`, expected a string",
+        ),
+        (
+            "labels",
+            json!({"version": 2}),
+            "metadata.labels[\"version\"]: invalid type: integer `2`, expected a string",
+        ),
+    ] {
+        let body = with_request(|r| r["object"]["metadata"][field] = value);
+        let a = run(&body, &InjectionSettings::default());
+        assert_eq!(a.answer.result, ReviewResult::Invalid("not_a_pod"));
+        assert_eq!(a.response["allowed"], false);
+        let message = a.response["status"]["message"].as_str().expect("message");
+        assert!(message.contains(named), "{message}");
+        assert!(message.contains("quote the value"), "{message}");
+    }
+}
+
+#[test]
+fn an_unreadable_envelope_is_refused_naming_the_field() {
+    let body = with_request(|r| r["dryRun"] = "yes".into());
+    let a = run(&body, &InjectionSettings::default());
+    assert_eq!(a.answer.result, ReviewResult::Invalid("malformed"));
+    let message = a.response["status"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("request.dryRun: invalid type"),
+        "{message}"
+    );
+}
+
+/// Every patch applies to the object exactly as sent: `run` applies it with json-patch. A pod without
+/// metadata (absent or null) gets `/metadata` whole; null parents are replaced.
+#[test]
+fn patches_apply_to_pods_with_missing_or_null_parents() {
+    type Mutation = fn(&mut Value);
+    let cases: [(&str, Mutation); 7] = [
+        ("metadata absent", |o| {
+            o.as_object_mut().expect("pod").remove("metadata");
+        }),
+        ("metadata null", |o| o["metadata"] = Value::Null),
+        ("metadata empty", |o| o["metadata"] = json!({})),
+        (
+            "labels and annotations null",
+            |o| o["metadata"] = json!({"name": "web", "labels": null, "annotations": null}),
+        ),
+        ("initContainers null", |o| {
+            o["spec"]["initContainers"] = Value::Null
+        }),
+        ("volumes null", |o| o["spec"]["volumes"] = Value::Null),
+        ("probe null", |o| {
+            o["spec"]["containers"][0]["livenessProbe"] = Value::Null
+        }),
+    ];
+    for (what, mutate) in cases {
+        let body = with_request(|r| mutate(&mut r["object"]));
+        let a = run(&body, &InjectionSettings::default());
+        assert_eq!(
+            a.answer.result,
+            ReviewResult::Injected,
+            "{what}: {}",
+            a.answer.message
+        );
+        let pod = a.after.expect("patched");
+        assert_eq!(
+            pod["metadata"]["labels"]["meshd.io/mesh"], "default",
+            "{what}"
+        );
+        assert!(
+            pod["metadata"]["annotations"]["meshd.io/status"].is_string(),
+            "{what}"
+        );
+    }
+}
+
+/// Found by fuzzing: kube echoes the request's TypeMeta, so a mangled `kind` came back as the answer's.
+#[test]
+fn the_answer_is_an_admission_review_v1_whatever_the_request_says() {
+    for (field, value) in [
+        ("kind", json!("")),
+        ("apiVersion", json!("admission.k8s.io/v1beta1")),
+    ] {
+        let mut body: Value = serde_json::from_slice(&fixture("pod-web.json")).expect("json");
+        body[field] = value;
+        // `run` asserts apiVersion admission.k8s.io/v1 and kind AdmissionReview.
+        let a = run(
+            &serde_json::to_vec(&body).expect("json"),
+            &InjectionSettings::default(),
+        );
+        assert_eq!(a.answer.result, ReviewResult::Injected, "{field}");
+    }
 }

@@ -131,6 +131,8 @@ proptest! {
                 prop_assert!(message.contains("annotation"), "{}", message);
             }
             ReviewResult::Skipped(_) => prop_assert!(a.after.is_none()),
+            // The generated containers use port 8080 only.
+            ReviewResult::PortConflict => prop_assert!(false, "port conflict: {}", a.answer.message),
             ReviewResult::Invalid(label) => prop_assert!(false, "invalid {}: {}", label, a.answer.message),
         }
     }

@@ -62,9 +62,11 @@ impl Injector {
         match &answer.result {
             ReviewResult::Injected => tracing::debug!(uid, pod, mesh = %settings.mesh, "injected"),
             ReviewResult::Skipped(reason) => {
-                tracing::debug!(uid, pod, reason = reason.label(), "skipped")
+                tracing::debug!(uid, pod, reason = reason.label(), message = %answer.message, "skipped")
             }
-            ReviewResult::Refused => tracing::info!(uid, pod, message = %answer.message, "refused"),
+            ReviewResult::Refused | ReviewResult::PortConflict => {
+                tracing::info!(uid, pod, message = %answer.message, "refused")
+            }
             ReviewResult::Invalid(label) => {
                 tracing::warn!(uid, pod, reason = label, message = %answer.message, "unusable review")
             }
@@ -75,7 +77,9 @@ impl Injector {
             match &answer.result {
                 ReviewResult::Injected => self.events.injected(pod),
                 ReviewResult::Skipped(reason) => self.events.skipped(pod, *reason),
-                ReviewResult::Refused => self.events.refused(pod, &answer.message),
+                ReviewResult::Refused | ReviewResult::PortConflict => {
+                    self.events.refused(pod, &answer.message)
+                }
                 ReviewResult::Invalid(_) => {}
             }
         }

@@ -111,3 +111,38 @@ fn events_follow_the_result_and_never_for_a_dry_run() {
         ]
     );
 }
+
+/// Another mesh's sidecar is a skip like the others (counted, an Event with the reason); a container on a
+/// proxy port is a refusal counted under its own reason.
+#[test]
+fn other_meshes_and_port_conflicts_are_counted() {
+    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(InjectionSettings::default()));
+    let events = Arc::new(RecordedEvents::default());
+    let mut registry = Registry::default();
+    let injector = Injector::new(rx, None, events.clone(), &mut registry);
+    let review = |containers: Value| {
+        let mut body: Value = serde_json::from_slice(&fixture("pod-web.json")).expect("json");
+        body["request"]["object"]["spec"]["containers"] = containers;
+        serde_json::to_vec(&body).expect("json")
+    };
+    let istio = injector.handle(&review(
+        serde_json::json!([{"name": "web"}, {"name": "istio-proxy"}]),
+    ));
+    assert!(istio.message.contains("istio-proxy"), "{}", istio.message);
+    injector.handle(&review(
+        serde_json::json!([{"name": "web", "ports": [{"containerPort": 15006}]}]),
+    ));
+    assert_eq!(injector.metrics().count("skipped", "other_mesh"), 1);
+    assert_eq!(injector.metrics().count("refused", "port_conflict"), 1);
+    let recorded = events.0.lock().expect("lock").clone();
+    assert_eq!(
+        recorded,
+        ["skipped shop/web other_mesh", "refused shop/web"]
+    );
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    assert!(
+        text.contains(r#"meshd_injections_total{result="skipped",reason="other_mesh"} 1"#),
+        "{text}"
+    );
+}

@@ -100,3 +100,19 @@ pub fn env<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
         .iter()
         .find(|e| e["name"] == name)
 }
+
+/// The injected `meshd-init`'s command-line arguments.
+pub fn init_args(injected: &Value) -> Vec<String> {
+    find(&injected["spec"]["initContainers"], "meshd-init")["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg").to_string())
+        .collect()
+}
+
+/// The value after `name` in `args`.
+pub fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    let at = args.iter().position(|a| a == name)?;
+    args.get(at + 1).map(String::as_str)
+}

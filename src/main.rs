@@ -28,12 +28,16 @@ fn main() {
             std::process::exit(EXIT_USAGE);
         }
     };
-    logging::init(cli.log_format, cli.log_level.as_deref());
+    let format = cli.log_format;
+    logging::init(format, cli.log_level.as_deref());
     match cmd::run(cli.command) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("meshd: {e:#}");
+            // Once: a JSON log line for log collectors, a plain line for people.
+            match format {
+                logging::LogFormat::Json => tracing::error!("{e:#}"),
+                logging::LogFormat::Plain => eprintln!("meshd: {e:#}"),
+            }
             std::process::exit(1);
         }
     }

@@ -174,4 +174,6 @@ fn a_bad_mesh_file_is_refused_naming_the_field() {
         stderr.contains("excludeOutboundCIDRs") && stderr.contains("10.0.0.0/33"),
         "{stderr}"
     );
+    // Said once, not once as a log line and again as the exit message.
+    assert_eq!(stderr.matches("10.0.0.0/33").count(), 1, "{stderr}");
 }

@@ -678,18 +678,24 @@ fn every_cel_rule_has_a_message() {
         for r in found {
             let msg = r.rule.get("message").and_then(Value::as_str);
             let expr = r.rule.get("messageExpression").and_then(Value::as_str);
-            match (msg, expr) {
-                (Some(m), None) => assert!(m.len() > 15, "{}: terse message {m:?}", r.path),
-                (None, Some(e)) => assert!(
+            // Both is fine: the API server shows the messageExpression, and the message when the
+            // expression itself fails.
+            if let Some(m) = msg {
+                assert!(m.len() > 15, "{}: terse message {m:?}", r.path);
+            }
+            if let Some(e) = expr {
+                assert!(
                     e.contains("self"),
                     "{}: messageExpression without the value",
                     r.path
-                ),
-                _ => panic!(
-                    "{}: needs exactly one of message or messageExpression: {}",
-                    r.path, r.rule
-                ),
+                );
             }
+            assert!(
+                msg.is_some() || expr.is_some(),
+                "{}: needs a message or a messageExpression: {}",
+                r.path,
+                r.rule
+            );
         }
     }
 }

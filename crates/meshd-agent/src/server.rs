@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{Admin, HttpClient, http_client};
 use crate::metrics::{AgentMetrics, ProbeLabels};
 use crate::probes::{AppProbes, ProbeOutcome};
-use crate::{AgentError, AgentSettings};
+use crate::{AgentError, AgentSettings, WorkloadIdentity};
 
 #[derive(Clone)]
 pub(crate) struct State(Arc<Inner>);
@@ -28,10 +28,16 @@ struct Inner {
     pod_ip: Option<IpAddr>,
     client: HttpClient,
     draining: AtomicBool,
+    identity: WorkloadIdentity,
 }
 
 impl State {
-    pub fn new(s: &AgentSettings, admin: Admin, metrics: AgentMetrics) -> Self {
+    pub fn new(
+        s: &AgentSettings,
+        admin: Admin,
+        metrics: AgentMetrics,
+        identity: WorkloadIdentity,
+    ) -> Self {
         Self(Arc::new(Inner {
             admin,
             metrics,
@@ -39,6 +45,7 @@ impl State {
             pod_ip: s.pod_ip,
             client: http_client(),
             draining: AtomicBool::new(false),
+            identity,
         }))
     }
 
@@ -114,6 +121,9 @@ pub(crate) async fn serve_agent(
 async fn ready(Extract(state): Extract<State>) -> impl IntoResponse {
     if state.0.draining.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_string());
+    }
+    if let Err(reason) = state.0.identity.readiness() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n"));
     }
     match state.0.admin.ready().await {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),

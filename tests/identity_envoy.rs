@@ -94,10 +94,19 @@ fn http_get(target: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     Ok((status, decoded))
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// Control plane and in-test ADS on Unix sockets.
+    UnixWithTestAds,
+    /// The control plane alone, on 127.0.0.1:15012 with TLS from its CA, in the agent's namespace.
+    TcpTls,
+}
+
 struct Scenario {
     ns: NetNs,
     dir: tempfile::TempDir,
     metrics_port: u16,
+    transport: Transport,
     _runtime: tokio::runtime::Runtime,
     agent: Guard,
     control_plane: Guard,
@@ -107,6 +116,14 @@ struct Scenario {
 impl Scenario {
     /// Control plane (CA dir absent: it makes one), in-test ADS, then the agent.
     fn start(envoy: &Path, secret_token: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_with(envoy, secret_token, Transport::UnixWithTestAds)
+    }
+
+    fn start_with(
+        envoy: &Path,
+        secret_token: Option<&str>,
+        transport: Transport,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let d = dir.path();
         std::fs::create_dir(d.join("config"))?;
@@ -116,40 +133,62 @@ impl Scenario {
             std::fs::write(d.join("config/tokens.yaml"), token_secret(token))?;
         }
         std::fs::write(d.join("token"), format!("{TOKEN}\n"))?;
-        let metrics_port = free_port();
-        let control_plane = Command::new(MESHD)
+        let ns = NetNs::new("ident")?;
+        // Over TCP the control plane shares the agent's namespace (its own loopback); on a Unix socket
+        // it runs beside the test.
+        let (metrics_port, mut control_plane, xds_listen) = match transport {
+            Transport::UnixWithTestAds => (
+                free_port(),
+                Command::new(MESHD),
+                format!("unix:{}", d.join("cp.sock").display()),
+            ),
+            Transport::TcpTls => (15014, ns.command(MESHD), "127.0.0.1:15012".to_string()),
+        };
+        let control_plane = control_plane
             .args(["controlplane", "--metrics-listen"])
             .arg(format!("127.0.0.1:{metrics_port}"))
             .arg("--config-dir")
             .arg(d.join("config"))
             .arg("--xds-listen")
-            .arg(format!("unix:{}", d.join("cp.sock").display()))
+            .arg(&xds_listen)
             .arg("--ca-dir")
             .arg(d.join("ca"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(d.join("controlplane.log"))?)
             .spawn()?;
         let control_plane = Guard(control_plane);
-        within("control plane listening", Duration::from_secs(20), || {
-            d.join("cp.sock").exists().then_some(())
+        within("control plane made its CA", Duration::from_secs(20), || {
+            d.join("ca/root-cert.pem").exists().then_some(())
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()?;
-        mtls::serve_ads(&runtime, &d.join("ads.sock"))?;
-        let ns = NetNs::new("ident")?;
-        let log = std::fs::File::create(d.join("agent.log"))?;
-        let started = Instant::now();
-        let agent = ns
-            .command(MESHD)
+        let mut agent = ns.command(MESHD);
+        agent
             .args(["agent", "--pod-name", "client-0", "--pod-namespace", "demo"])
             .args(["--service-account", "client", "--label", "app=client"])
-            .args(["--pod-ip", "10.1.0.5", "--concurrency", "1"])
-            .arg("--discovery-address")
-            .arg(format!("unix:{}", d.join("ads.sock").display()))
-            .arg("--ca-address")
-            .arg(format!("unix:{}", d.join("cp.sock").display()))
+            .args(["--pod-ip", "10.1.0.5", "--concurrency", "1"]);
+        match transport {
+            Transport::UnixWithTestAds => {
+                within("control plane listening", Duration::from_secs(20), || {
+                    d.join("cp.sock").exists().then_some(())
+                });
+                mtls::serve_ads(&runtime, &d.join("ads.sock"))?;
+                agent
+                    .arg("--discovery-address")
+                    .arg(format!("unix:{}", d.join("ads.sock").display()))
+                    .arg("--ca-address")
+                    .arg(&xds_listen);
+            }
+            // What a VM does: one TCP address for xDS and the CA, TLS verified with root-cert.pem.
+            Transport::TcpTls => {
+                agent.args(["--discovery-address", &xds_listen]);
+            }
+        }
+        let log = std::fs::File::create(d.join("agent.log"))?;
+        let started = Instant::now();
+        let agent = agent
             .arg("--ca-file")
             .arg(d.join("ca/root-cert.pem"))
             .arg("--token-file")
@@ -166,6 +205,7 @@ impl Scenario {
             ns,
             dir,
             metrics_port,
+            transport,
             _runtime: runtime,
             agent: Guard(agent),
             control_plane,
@@ -201,12 +241,13 @@ impl Scenario {
     }
 
     fn metrics(&self) -> String {
-        http_get(
-            format!("127.0.0.1:{}", self.metrics_port).parse().expect("address"),
-            "/metrics",
-        )
-        .map(|r| r.1)
-        .unwrap_or_default()
+        let target = format!("127.0.0.1:{}", self.metrics_port);
+        match self.transport {
+            Transport::UnixWithTestAds => http_get(target.parse().expect("address"), "/metrics")
+                .map(|r| r.1)
+                .unwrap_or_default(),
+            Transport::TcpTls => self.get(&target, "/metrics").1,
+        }
     }
 
     /// The certificate Envoy serves as `default` (from `/certs`): (serial, SPIFFE URIs).
@@ -392,4 +433,36 @@ fn without_an_accepted_token_the_agent_is_not_ready_until_one_is_added() {
     assert_eq!(s.envoy_pid(), Some(envoy_pid), "Envoy was not restarted");
     let mut client = s.mtls_client().unwrap();
     assert_eq!(client.get().unwrap().0, 200);
+}
+
+const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: alpha, namespace: demo}\nspec:\n  clusterIP: 10.96.0.10\n  selector: {app: alpha}\n  ports: [{name: http, port: 80, targetPort: 8080}]\n";
+
+#[test]
+fn a_vm_joins_a_file_fed_mesh_over_tcp_with_tls_and_the_spec_flags() {
+    let Some(envoy) = prerequisites("a_vm_joins_a_file_fed_mesh_over_tcp_with_tls") else {
+        return;
+    };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scenario::start_with(&envoy, Some(TOKEN), Transport::TcpTls).unwrap();
+    std::fs::write(s.path("config/service.yaml"), SERVICE).unwrap();
+    within("agent ready", Duration::from_secs(30), || (s.ready().0 == 200).then_some(()));
+    // xDS over TLS from the mesh CA: Envoy is connected and has meshd's listeners.
+    let stats = s.admin("/stats?filter=control_plane.connected_state");
+    assert!(stats.contains("control_plane.connected_state: 1"), "{stats}");
+    within("meshd's listeners", Duration::from_secs(10), || {
+        s.admin("/listeners").contains("virtualOutbound").then_some(())
+    });
+    // The CA answered over the same TLS listener, before Envoy started.
+    let log = s.log("agent.log");
+    let issued_at = log.find("workload certificate in force").expect("certificate in the log");
+    assert!(issued_at < log.find("Envoy started").expect("Envoy started"), "{log}");
+    assert!(log.contains(IDENTITY), "{log}");
+    let metrics = s.metrics();
+    assert!(
+        metrics.contains("meshd_certificate_requests_total{result=\"issued\"} 1"),
+        "{metrics}"
+    );
+    // The generated config names no SDS secret yet (mTLS filter chains are not translated), so Envoy
+    // holds no certificate; the agent has one ready for when it does.
+    assert!(s.envoy_certificate().is_none());
 }

@@ -69,7 +69,10 @@ fn free_port() -> u16 {
 fn http_get(target: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(3))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )?;
     let mut raw = String::new();
     s.read_to_string(&mut raw)?;
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
@@ -78,7 +81,10 @@ fn http_get(target: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .context("no status")?;
-    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         return Ok((status, body.to_string()));
     }
     let mut rest = body;
@@ -335,27 +341,41 @@ fn envoy_gets_the_workload_certificate_over_sds_and_its_renewal_without_a_restar
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let s = Scenario::start(&envoy, Some(TOKEN)).unwrap();
     let ca_dir = s.path("ca");
-    for f in ["ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"] {
-        assert!(ca_dir.join(f).is_file(), "{f} written before the control plane listened");
+    for f in [
+        "ca-cert.pem",
+        "ca-key.pem",
+        "cert-chain.pem",
+        "root-cert.pem",
+    ] {
+        assert!(
+            ca_dir.join(f).is_file(),
+            "{f} written before the control plane listened"
+        );
     }
 
-    within("agent ready with its certificate", Duration::from_secs(30), || {
-        (s.ready().0 == 200).then_some(())
-    });
+    within(
+        "agent ready with its certificate",
+        Duration::from_secs(30),
+        || (s.ready().0 == 200).then_some(()),
+    );
     let to_ready = s.started.elapsed();
     eprintln!("FIGURE agent start -> Envoy ready with a certificate: {to_ready:?}");
 
     // The certificate came before Envoy: the agent's log says so in that order.
     let log = s.log("agent.log");
-    let issued_at = log.find("workload certificate in force").expect("certificate in the log");
+    let issued_at = log
+        .find("workload certificate in force")
+        .expect("certificate in the log");
     let envoy_at = log.find("Envoy started").expect("Envoy started");
     assert!(issued_at < envoy_at, "{log}");
     assert!(!log.contains(TOKEN), "the token is never logged");
 
     // Envoy holds `default` with the workload's identity and `ROOTCA`.
-    let (serial, uris, roots) = within("Envoy shows the certificate", Duration::from_secs(10), || {
-        s.envoy_certificate()
-    });
+    let (serial, uris, roots) = within(
+        "Envoy shows the certificate",
+        Duration::from_secs(10),
+        || s.envoy_certificate(),
+    );
     assert_eq!(uris, [IDENTITY]);
     assert!(roots >= 1, "ROOTCA loaded");
 
@@ -371,7 +391,11 @@ fn envoy_gets_the_workload_certificate_over_sds_and_its_renewal_without_a_restar
         let path = entry.unwrap().path();
         if path.is_file() {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
-            assert!(!text.contains("PRIVATE KEY"), "{} holds a key", path.display());
+            assert!(
+                !text.contains("PRIVATE KEY"),
+                "{} holds a key",
+                path.display()
+            );
         }
     }
     let metrics = s.metrics();
@@ -382,9 +406,11 @@ fn envoy_gets_the_workload_certificate_over_sds_and_its_renewal_without_a_restar
 
     // Renewal at half-life (60 s TTL, backdated 6 s: about 27 s after issuance).
     let envoy_pid = s.envoy_pid().expect("Envoy runs");
-    let (renewed, _, _) = within("renewed certificate in Envoy", Duration::from_secs(60), || {
-        s.envoy_certificate().filter(|(n, _, _)| *n != serial)
-    });
+    let (renewed, _, _) = within(
+        "renewed certificate in Envoy",
+        Duration::from_secs(60),
+        || s.envoy_certificate().filter(|(n, _, _)| *n != serial),
+    );
     assert_eq!(s.envoy_pid(), Some(envoy_pid), "Envoy was not restarted");
     assert_eq!(s.ready().0, 200);
     // The connection opened before the renewal still works; a new one sees the new certificate.
@@ -412,23 +438,37 @@ fn without_an_accepted_token_the_agent_is_not_ready_until_one_is_added() {
     // The control plane knows no token Secret yet: the CA refuses, Envoy starts anyway (the mesh might
     // not need a certificate), asks for `default`, and the agent stays not-ready saying why.
     let s = Scenario::start(&envoy, None).unwrap();
-    let reason = within("not ready, with the reason", Duration::from_secs(30), || {
-        let (status, body) = s.ready();
-        (status == 503 && body.contains("refused")).then_some(body)
-    });
-    assert!(reason.contains("matches no service-account-token Secret"), "{reason}");
+    let reason = within(
+        "not ready, with the reason",
+        Duration::from_secs(30),
+        || {
+            let (status, body) = s.ready();
+            (status == 503 && body.contains("refused")).then_some(body)
+        },
+    );
+    assert!(
+        reason.contains("matches no service-account-token Secret"),
+        "{reason}"
+    );
     let envoy_pid = within("Envoy started", Duration::from_secs(10), || s.envoy_pid());
     assert!(s.envoy_certificate().is_none());
-    assert!(s.metrics().contains("meshd_certificate_requests_total{result=\"refused\"}"));
+    assert!(
+        s.metrics()
+            .contains("meshd_certificate_requests_total{result=\"refused\"}")
+    );
 
     // The Secret appears in the config directory: the agent's next attempt gets the certificate.
     std::fs::write(s.path("config/tokens.yaml"), token_secret(TOKEN)).unwrap();
-    within("ready once the token is accepted", Duration::from_secs(45), || {
-        (s.ready().0 == 200).then_some(())
-    });
-    let (_, uris, _) = within("Envoy shows the certificate", Duration::from_secs(10), || {
-        s.envoy_certificate()
-    });
+    within(
+        "ready once the token is accepted",
+        Duration::from_secs(45),
+        || (s.ready().0 == 200).then_some(()),
+    );
+    let (_, uris, _) = within(
+        "Envoy shows the certificate",
+        Duration::from_secs(10),
+        || s.envoy_certificate(),
+    );
     assert_eq!(uris, [IDENTITY]);
     assert_eq!(s.envoy_pid(), Some(envoy_pid), "Envoy was not restarted");
     let mut client = s.mtls_client().unwrap();
@@ -445,17 +485,29 @@ fn a_vm_joins_a_file_fed_mesh_over_tcp_with_tls_and_the_spec_flags() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let s = Scenario::start_with(&envoy, Some(TOKEN), Transport::TcpTls).unwrap();
     std::fs::write(s.path("config/service.yaml"), SERVICE).unwrap();
-    within("agent ready", Duration::from_secs(30), || (s.ready().0 == 200).then_some(()));
+    within("agent ready", Duration::from_secs(30), || {
+        (s.ready().0 == 200).then_some(())
+    });
     // xDS over TLS from the mesh CA: Envoy is connected and has meshd's listeners.
     let stats = s.admin("/stats?filter=control_plane.connected_state");
-    assert!(stats.contains("control_plane.connected_state: 1"), "{stats}");
+    assert!(
+        stats.contains("control_plane.connected_state: 1"),
+        "{stats}"
+    );
     within("meshd's listeners", Duration::from_secs(10), || {
-        s.admin("/listeners").contains("virtualOutbound").then_some(())
+        s.admin("/listeners")
+            .contains("virtualOutbound")
+            .then_some(())
     });
     // The CA answered over the same TLS listener, before Envoy started.
     let log = s.log("agent.log");
-    let issued_at = log.find("workload certificate in force").expect("certificate in the log");
-    assert!(issued_at < log.find("Envoy started").expect("Envoy started"), "{log}");
+    let issued_at = log
+        .find("workload certificate in force")
+        .expect("certificate in the log");
+    assert!(
+        issued_at < log.find("Envoy started").expect("Envoy started"),
+        "{log}"
+    );
     assert!(log.contains(IDENTITY), "{log}");
     let metrics = s.metrics();
     assert!(

@@ -8,12 +8,14 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, TransportSocket, socket_address};
+use envoy_types::pb::envoy::config::core::v3::{
+    Address, SocketAddress, TransportSocket, socket_address,
+};
+use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, Route, RouteConfiguration, RouteMatch, VirtualHost, route, route_match,
 };
-use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, http_connection_manager, http_filter,
@@ -92,7 +94,9 @@ fn mtls_listener() -> Listener {
         )),
         http_filters: vec![HttpFilter {
             name: "envoy.filters.http.router".into(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(pack(&Router::default()))),
+            config_type: Some(http_filter::ConfigType::TypedConfig(pack(
+                &Router::default(),
+            ))),
             ..Default::default()
         }],
         ..Default::default()
@@ -215,7 +219,8 @@ impl rustls::client::danger::ServerCertVerifier for SpiffeVerifier {
         now: UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
         // The chain check is the same one a server does on a client certificate.
-        self.chain.verify_client_cert(end_entity, intermediates, now)?;
+        self.chain
+            .verify_client_cert(end_entity, intermediates, now)?;
         *self.seen.lock().unwrap() = end_entity.to_vec();
         Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
@@ -226,7 +231,12 @@ impl rustls::client::danger::ServerCertVerifier for SpiffeVerifier {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -235,11 +245,18 @@ impl rustls::client::danger::ServerCertVerifier for SpiffeVerifier {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -257,23 +274,27 @@ impl MtlsClient {
         for der in CertificateDer::pem_slice_iter(roots_pem.as_bytes()) {
             roots.add(der?)?;
         }
-        let chain_check =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()?;
+        let chain_check = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()?;
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let verifier = SpiffeVerifier {
             chain: chain_check,
             provider: provider.clone(),
             seen: seen.clone(),
         };
-        let certs = CertificateDer::pem_slice_iter(chain_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+        let certs =
+            CertificateDer::pem_slice_iter(chain_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
         let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier))
             .with_client_auth_cert(certs, key)?;
-        let conn = rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("workload")?)?;
+        let conn =
+            rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("workload")?)?;
         let tcp = TcpStream::connect(("127.0.0.1", LISTENER_PORT))?;
         tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
         let mut tls = rustls::StreamOwned::new(conn, tcp);
@@ -297,11 +318,19 @@ impl MtlsClient {
             if let Some((head, body)) = text.split_once("\r\n\r\n") {
                 let length: usize = head
                     .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().to_string())
+                    })
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
                 if body.len() >= length {
-                    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+                    let status = head
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
                     return Ok((status, body[..length].to_string()));
                 }
             }

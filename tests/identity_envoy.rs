@@ -106,6 +106,8 @@ enum Transport {
     UnixWithTestAds,
     /// The control plane alone, on 127.0.0.1:15012 with TLS from its CA, in the agent's namespace.
     TcpTls,
+    /// The control plane alone on a Unix socket, without `--ca-dir`: no CA.
+    UnixNoCa,
 }
 
 struct Scenario {
@@ -113,6 +115,7 @@ struct Scenario {
     dir: tempfile::TempDir,
     metrics_port: u16,
     transport: Transport,
+    envoy: PathBuf,
     _runtime: tokio::runtime::Runtime,
     agent: Guard,
     control_plane: Guard,
@@ -143,80 +146,97 @@ impl Scenario {
         // Over TCP the control plane shares the agent's namespace (its own loopback); on a Unix socket
         // it runs beside the test.
         let (metrics_port, mut control_plane, xds_listen) = match transport {
-            Transport::UnixWithTestAds => (
+            Transport::UnixWithTestAds | Transport::UnixNoCa => (
                 free_port(),
                 Command::new(MESHD),
                 format!("unix:{}", d.join("cp.sock").display()),
             ),
             Transport::TcpTls => (15014, ns.command(MESHD), "127.0.0.1:15012".to_string()),
         };
-        let control_plane = control_plane
+        control_plane
             .args(["controlplane", "--metrics-listen"])
             .arg(format!("127.0.0.1:{metrics_port}"))
             .arg("--config-dir")
             .arg(d.join("config"))
             .arg("--xds-listen")
-            .arg(&xds_listen)
-            .arg("--ca-dir")
-            .arg(d.join("ca"))
+            .arg(&xds_listen);
+        if transport != Transport::UnixNoCa {
+            control_plane.arg("--ca-dir").arg(d.join("ca"));
+        }
+        let control_plane = control_plane
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(d.join("controlplane.log"))?)
             .spawn()?;
         let control_plane = Guard(control_plane);
-        within("control plane made its CA", Duration::from_secs(20), || {
-            d.join("ca/root-cert.pem").exists().then_some(())
+        within("control plane started", Duration::from_secs(20), || {
+            (transport == Transport::UnixNoCa || d.join("ca/root-cert.pem").exists()).then_some(())
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()?;
-        let mut agent = ns.command(MESHD);
-        agent
-            .args(["agent", "--pod-name", "client-0", "--pod-namespace", "demo"])
-            .args(["--service-account", "client", "--label", "app=client"])
-            .args(["--pod-ip", "10.1.0.5", "--concurrency", "1"]);
-        match transport {
-            Transport::UnixWithTestAds => {
-                within("control plane listening", Duration::from_secs(20), || {
-                    d.join("cp.sock").exists().then_some(())
-                });
-                mtls::serve_ads(&runtime, &d.join("ads.sock"))?;
-                agent
-                    .arg("--discovery-address")
-                    .arg(format!("unix:{}", d.join("ads.sock").display()))
-                    .arg("--ca-address")
-                    .arg(&xds_listen);
-            }
-            // What a VM does: one TCP address for xDS and the CA, TLS verified with root-cert.pem.
-            Transport::TcpTls => {
-                agent.args(["--discovery-address", &xds_listen]);
-            }
+        if transport != Transport::TcpTls {
+            within("control plane listening", Duration::from_secs(20), || {
+                d.join("cp.sock").exists().then_some(())
+            });
         }
-        let log = std::fs::File::create(d.join("agent.log"))?;
+        if transport == Transport::UnixWithTestAds {
+            mtls::serve_ads(&runtime, &d.join("ads.sock"))?;
+        }
         let started = Instant::now();
-        let agent = agent
-            .arg("--ca-file")
-            .arg(d.join("ca/root-cert.pem"))
-            .arg("--token-file")
-            .arg(d.join("token"))
-            .arg("--envoy-path")
-            .arg(envoy)
-            .arg("--config-dir")
-            .arg(d.join("proxy"))
-            .env("RUST_LOG", "info")
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
+        let agent = launch_agent(&ns, d, envoy, transport, &d.join("token"))?;
         Ok(Self {
             ns,
             dir,
             metrics_port,
             transport,
+            envoy: envoy.to_path_buf(),
             _runtime: runtime,
-            agent: Guard(agent),
+            agent,
             control_plane,
             started,
         })
+    }
+
+    /// Stops the agent and its Envoy (which outlives a killed agent, reparented to init).
+    fn stop_sidecar(&mut self) {
+        let envoy = self.envoy_pid();
+        let _ = self.agent.0.kill();
+        let _ = self.agent.0.wait();
+        if let Some(pid) = envoy {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            let gone = Instant::now();
+            while Path::new(&format!("/proc/{pid}/exe")).exists()
+                && gone.elapsed() < Duration::from_secs(10)
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// A new agent in place of the running one; the time until it is ready.
+    fn relaunch(&mut self, token_file: &Path) -> Duration {
+        self.stop_sidecar();
+        let started = Instant::now();
+        self.agent = launch_agent(
+            &self.ns,
+            self.dir.path(),
+            &self.envoy,
+            self.transport,
+            token_file,
+        )
+        .unwrap();
+        while self.ready().0 != 200 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{}",
+                self.log("agent.log")
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        started.elapsed()
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -249,9 +269,11 @@ impl Scenario {
     fn metrics(&self) -> String {
         let target = format!("127.0.0.1:{}", self.metrics_port);
         match self.transport {
-            Transport::UnixWithTestAds => http_get(target.parse().expect("address"), "/metrics")
-                .map(|r| r.1)
-                .unwrap_or_default(),
+            Transport::UnixWithTestAds | Transport::UnixNoCa => {
+                http_get(target.parse().expect("address"), "/metrics")
+                    .map(|r| r.1)
+                    .unwrap_or_default()
+            }
             Transport::TcpTls => self.get(&target, "/metrics").1,
         }
     }
@@ -310,6 +332,60 @@ impl Scenario {
         self.ns
             .run_in(None, move || MtlsClient::connect(&roots, &chain, &key))
     }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        self.stop_sidecar();
+    }
+}
+
+/// `meshd agent` in `ns` with the flags SPEC §2 names (plus `--ca-address` towards the in-test ADS).
+fn launch_agent(
+    ns: &NetNs,
+    d: &Path,
+    envoy: &Path,
+    transport: Transport,
+    token_file: &Path,
+) -> anyhow::Result<Guard> {
+    let mut agent = ns.command(MESHD);
+    agent
+        .args(["agent", "--pod-name", "client-0", "--pod-namespace", "demo"])
+        .args(["--service-account", "client", "--label", "app=client"])
+        .args(["--pod-ip", "10.1.0.5", "--concurrency", "1"]);
+    match transport {
+        Transport::UnixWithTestAds => {
+            agent
+                .arg("--discovery-address")
+                .arg(format!("unix:{}", d.join("ads.sock").display()))
+                .arg("--ca-address")
+                .arg(format!("unix:{}", d.join("cp.sock").display()));
+        }
+        // What a VM does: one TCP address for xDS and the CA, TLS verified with root-cert.pem.
+        Transport::TcpTls => {
+            agent.args(["--discovery-address", "127.0.0.1:15012"]);
+        }
+        Transport::UnixNoCa => {
+            agent
+                .arg("--discovery-address")
+                .arg(format!("unix:{}", d.join("cp.sock").display()));
+        }
+    }
+    let log = std::fs::File::create(d.join("agent.log"))?;
+    let child = agent
+        .arg("--ca-file")
+        .arg(d.join("ca/root-cert.pem"))
+        .arg("--token-file")
+        .arg(token_file)
+        .arg("--envoy-path")
+        .arg(envoy)
+        .arg("--config-dir")
+        .arg(d.join("proxy"))
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    Ok(Guard(child))
 }
 
 fn serial_and_uri(der: &[u8]) -> (String, Vec<String>) {
@@ -426,7 +502,6 @@ fn envoy_gets_the_workload_certificate_over_sds_and_its_renewal_without_a_restar
         "{}",
         s.log("controlplane.log")
     );
-    drop(s.control_plane);
 }
 
 #[test]
@@ -517,4 +592,60 @@ fn a_vm_joins_a_file_fed_mesh_over_tcp_with_tls_and_the_spec_flags() {
     // The generated config names no SDS secret yet (mTLS filter chains are not translated), so Envoy
     // holds no certificate; the agent has one ready for when it does.
     assert!(s.envoy_certificate().is_none());
+}
+
+/// The figure of docs/perf-identity.md: agent start → ready, with the certificate fetched first
+/// against the same start without a credential (no certificate), medians of 7 alternating runs in one
+/// scenario (VM-style, TCP with TLS). Prints; asserts only that both become ready.
+#[test]
+fn startup_with_a_certificate_against_without() {
+    let Some(envoy) = prerequisites("startup_with_a_certificate_against_without") else {
+        return;
+    };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = Scenario::start_with(&envoy, Some(TOKEN), Transport::TcpTls).unwrap();
+    within("agent ready", Duration::from_secs(30), || {
+        (s.ready().0 == 200).then_some(())
+    });
+    let with_token = s.path("token");
+    let without = s.path("no-such-token");
+    let (mut with, mut bare) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        with.push(s.relaunch(&with_token));
+        assert!(s.log("agent.log").contains("workload certificate in force"));
+        bare.push(s.relaunch(&without));
+        assert!(!s.log("agent.log").contains("workload certificate in force"));
+    }
+    with.sort();
+    bare.sort();
+    eprintln!(
+        "FIGURE agent start -> ready: with the certificate first {:?} (median of 7; min {:?}, max {:?}), without a certificate {:?} (min {:?}, max {:?})",
+        with[3], with[0], with[6], bare[3], bare[0], bare[6]
+    );
+}
+
+/// A control plane without a CA (as the in-cluster controller before the CA is wired in): the agent
+/// holds a token, asks, hears UNIMPLEMENTED, starts Envoy and is ready, since nothing in the generated
+/// config needs a certificate.
+#[test]
+fn without_a_ca_the_agent_starts_envoy_and_is_ready() {
+    let Some(envoy) = prerequisites("without_a_ca_the_agent_starts_envoy_and_is_ready") else {
+        return;
+    };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scenario::start_with(&envoy, Some(TOKEN), Transport::UnixNoCa).unwrap();
+    std::fs::write(s.path("config/service.yaml"), SERVICE).unwrap();
+    within(
+        "agent ready without a certificate",
+        Duration::from_secs(30),
+        || (s.ready().0 == 200).then_some(()),
+    );
+    let log = s.log("agent.log");
+    assert!(log.contains("runs no CA"), "{log}");
+    assert!(!log.contains("workload certificate in force"), "{log}");
+    // It stopped asking: no retry loop against a control plane that has no CA.
+    std::thread::sleep(Duration::from_secs(3));
+    let asked = s.log("agent.log").matches("runs no CA").count();
+    assert_eq!(asked, 1, "{}", s.log("agent.log"));
+    assert_eq!(s.ready().0, 200);
 }

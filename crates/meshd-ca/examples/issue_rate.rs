@@ -39,7 +39,9 @@ fn main() -> anyhow::Result<()> {
     let pem = CaPem::self_signed("cluster.local", SystemTime::now())?;
     let ca = Arc::new(CertificateAuthority::new(&pem)?);
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let csr = CertificateParams::default().serialize_request(&key)?.pem()?;
+    let csr = CertificateParams::default()
+        .serialize_request(&key)?
+        .pem()?;
     let id = "spiffe://cluster.local/ns/shop/sa/web";
     let day = Duration::from_secs(86_400);
 
@@ -109,7 +111,11 @@ fn main() -> anyhow::Result<()> {
             metadata: None,
         };
         client_rt
-            .block_on(client::create_certificate(channel.clone(), "bench", request))
+            .block_on(client::create_certificate(
+                channel.clone(),
+                "bench",
+                request,
+            ))
             .expect("issued");
     });
 

@@ -4,10 +4,10 @@
 //!
 //! When is a certificate needed? The agent cannot know the mesh's mTLS mode before Envoy's first config,
 //! so: with a credential (the token file exists) it asks before Envoy starts, and Envoy starts once the
-//! CA has answered — with a certificate, or with a refusal or "no CA here" (the mesh may not need one).
-//! Whenever Envoy's config names `default` (its first SDS request) and there is no valid certificate,
-//! the agent asks again and reports not-ready until it has one: that is how a mode change reaches a
-//! running agent. The token is never sent over plaintext TCP.
+//! CA has answered — with a certificate, or with a refusal or "no CA here" (the mesh may not need one;
+//! then it stops asking). Whenever Envoy's config names a secret (its first SDS request) and there is no
+//! valid certificate, the agent asks (again) and reports not-ready until it has one: that is how a mode
+//! change reaches a running agent. The token is never sent over plaintext TCP.
 
 mod certificate;
 mod sds;
@@ -49,8 +49,10 @@ struct Inner {
     spiffe_hint: String,
     current: watch::Sender<Option<Arc<WorkloadCertificate>>>,
     answer: watch::Sender<Answer>,
-    /// Envoy asked for `default`: a certificate is needed whatever the first answer was.
-    wanted: AtomicBool,
+    /// The loop asks the CA: at start when a credential exists, and whenever Envoy asks.
+    active: AtomicBool,
+    /// Envoy asked for a secret: without a valid certificate the agent is not ready.
+    needed: AtomicBool,
     wake: Notify,
 }
 
@@ -79,7 +81,8 @@ impl WorkloadIdentity {
             spiffe_hint,
             current: watch::channel(None).0,
             answer: watch::channel(Answer::Pending).0,
-            wanted: AtomicBool::new(settings.ca.token_file.exists()),
+            active: AtomicBool::new(settings.ca.token_file.exists()),
+            needed: AtomicBool::new(false),
             wake: Notify::new(),
         });
         let me = Self(inner);
@@ -89,9 +92,10 @@ impl WorkloadIdentity {
 
     /// Envoy asked for `default`: get a certificate if there is none.
     pub(crate) fn want(&self) {
-        if !self.0.wanted.swap(true, Ordering::SeqCst) {
+        if !self.0.needed.swap(true, Ordering::SeqCst) {
             tracing::info!("Envoy asks for the workload certificate");
         }
+        self.0.active.store(true, Ordering::SeqCst);
         self.0.wake.notify_one();
     }
 
@@ -101,16 +105,16 @@ impl WorkloadIdentity {
 
     /// Resolves when Envoy may start: at once without a credential, else after the CA's first answer.
     pub async fn ready_for_envoy(&self) {
-        if !self.0.wanted.load(Ordering::SeqCst) {
+        if !self.0.active.load(Ordering::SeqCst) {
             return;
         }
         let mut answers = self.0.answer.subscribe();
         let _ = answers.wait_for(|a| *a != Answer::Pending).await;
     }
 
-    /// `Err(why)` while a certificate is needed and there is no valid one (the agent is not ready).
+    /// `Err(why)` while Envoy's config needs a certificate and there is no valid one (not ready).
     pub fn readiness(&self) -> Result<(), String> {
-        if !self.0.wanted.load(Ordering::SeqCst) {
+        if !self.0.needed.load(Ordering::SeqCst) {
             return Ok(());
         }
         match self.0.current.borrow().as_ref() {
@@ -127,7 +131,7 @@ impl WorkloadIdentity {
     async fn run(self, cancel: CancellationToken) {
         let mut backoff = FIRST_BACKOFF;
         loop {
-            if !self.0.wanted.load(Ordering::SeqCst) {
+            if !self.0.active.load(Ordering::SeqCst) {
                 tokio::select! {
                     () = self.0.wake.notified() => continue,
                     () = cancel.cancelled() => return,
@@ -149,9 +153,13 @@ impl WorkloadIdentity {
                 Err(answer) => {
                     let wait = backoff;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
-                    if answer == Answer::NoCa && self.valid_now() {
-                        // Keep what we have; try again later.
-                    } else if answer != Answer::Pending {
+                    // Nobody needs a certificate yet (the mesh may run without mTLS): stop asking
+                    // until Envoy does, rather than retrying a refusal forever.
+                    let settled = matches!(answer, Answer::NoCa | Answer::Refused(_));
+                    if settled && !self.0.needed.load(Ordering::SeqCst) && !self.valid_now() {
+                        self.0.active.store(false, Ordering::SeqCst);
+                    }
+                    if answer != Answer::Pending {
                         self.0.answer.send_replace(answer);
                     }
                     wait

@@ -118,7 +118,7 @@ struct Scenario {
     envoy: PathBuf,
     _runtime: tokio::runtime::Runtime,
     agent: Guard,
-    control_plane: Guard,
+    _control_plane: Guard,
     started: Instant,
 }
 
@@ -193,7 +193,7 @@ impl Scenario {
             envoy: envoy.to_path_buf(),
             _runtime: runtime,
             agent,
-            control_plane,
+            _control_plane: control_plane,
             started,
         })
     }

@@ -4,10 +4,10 @@
 //! `cargo run --release -p meshd-ca --example issue_rate [-- SECONDS]` prints, each measured for
 //! SECONDS (default 3) on one thread:
 //! 1. bare sign: rcgen signs fixed leaf parameters with the CA key (signature + DER);
-//! 1b. bare verify: the CSR's own ECDSA signature checked with x509-parser (ring), which issuance
+//! 2. bare verify: the CSR's own ECDSA signature checked with x509-parser (ring), which issuance
 //!    must also do;
-//! 2. issue: `CertificateAuthority::issue_workload` (CSR parse + its signature verified + sign);
-//! 3. gRPC: `CreateCertificate` over a Unix socket with a token Secret checked, server on a
+//! 3. issue: `CertificateAuthority::issue_workload` (CSR parse + its signature verified + sign);
+//! 4. gRPC: `CreateCertificate` over a Unix socket with a token Secret checked, server on a
 //!    one-thread runtime, one sequential client on another thread (the client's own CPU not counted
 //!    against the server: the rate is what one request after another costs end to end).
 

@@ -52,6 +52,9 @@ pub struct Args {
     /// The pod's IPs, for the node metadata (repeat, or comma-separated).
     #[arg(long = "pod-ip", env = "MESHD_POD_IPS", value_delimiter = ',')]
     pod_ips: Vec<std::net::IpAddr>,
+    /// The agent's config directory: the bootstrap's `sds-grpc` cluster points at its `sds.sock`.
+    #[arg(long, env = "MESHD_CONFIG_DIR", default_value = "/etc/meshd/proxy")]
+    config_dir: PathBuf,
     /// Output format; Envoy reads both.
     #[arg(long, env = "MESHD_FORMAT", value_enum, default_value = "yaml")]
     format: Format,
@@ -90,6 +93,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         labels: args.labels.into_iter().collect::<BTreeMap<_, _>>(),
         service_account: args.service_account,
         ips: args.pod_ips.iter().map(ToString::to_string).collect(),
+        sds_socket: Some(
+            args.config_dir
+                .join(meshd_translate::SDS_SOCKET_FILE)
+                .display()
+                .to_string(),
+        ),
     };
     let format = match args.format {
         Format::Yaml => BootstrapFormat::Yaml,

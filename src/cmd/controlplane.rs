@@ -1,5 +1,6 @@
 //! `meshd controlplane --config-dir DIR --xds-listen ADDR`: the xDS control plane fed from
-//! Kubernetes-style YAML files (SPEC §2, §6): the mesh without a cluster.
+//! Kubernetes-style YAML files (SPEC §2, §6): the mesh without a cluster. With `--ca-dir` it is also the
+//! mesh CA (SPEC §9), serving `IstioCertificateService` on the xDS listener.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,10 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use meshd_ca::ca_dir::{CaDir, Origin};
+use meshd_ca::{CaMetrics, CertificateService, ConfigDir, PolicySource};
 use meshd_sources::FileSource;
 use meshd_translate::XdsAddress;
 use meshd_xds::{TlsFiles, XdsOptions, XdsServer};
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Identity;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -26,6 +30,12 @@ pub struct Args {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "MESHD_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// The mesh CA: `ca-cert.pem`, `ca-key.pem`, `cert-chain.pem`, `root-cert.pem`, made (with a new
+    /// self-signed root) when DIR is absent or empty. Workloads authenticate with the
+    /// service-account-token Secrets of --config-dir. On a HOST:PORT --xds-listen without --tls-cert,
+    /// xDS and the CA are served over TLS with a certificate from this CA for `meshd.meshd-system.svc`.
+    #[arg(long, env = "MESHD_CA_DIR")]
+    ca_dir: Option<PathBuf>,
     /// DNS domain of the cluster's Services, as in `outbound|80||web.shop.svc.<domain>`.
     #[arg(long, env = "MESHD_CLUSTER_DOMAIN", default_value = meshd_api::names::DEFAULT_CLUSTER_DOMAIN)]
     cluster_domain: String,
@@ -82,6 +92,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("--config-dir {}", args.config_dir.display()))?;
     let (snapshots_tx, snapshots_rx) = tokio::sync::watch::channel(Arc::new(first));
     let mut registry = prometheus_client::registry::Registry::default();
+    // The CA is ready (its files written) before anything listens.
+    let config = Arc::new(ConfigDir::new(&args.config_dir, &args.mesh));
+    let ca_metrics = CaMetrics::new(&mut registry);
+    let ca = match &args.ca_dir {
+        Some(dir) => Some(Arc::new(open_ca(dir, &config.policy().trust_domain)?)),
+        None => None,
+    };
     let options = XdsOptions {
         debounce: args.debounce,
         ..XdsOptions::default()
@@ -109,12 +126,72 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     if tls.is_some() && matches!(args.xds_listen, XdsAddress::Unix(_)) {
         tracing::info!("TLS over a Unix socket: clients must use TLS too");
     }
+    let identity = match (&tls, &ca) {
+        (Some(files), _) => Some(read_identity(files)?),
+        (None, Some(ca)) if matches!(args.xds_listen, XdsAddress::Tcp { .. }) => {
+            Some(serving_identity(&ca.current(), &args.xds_listen)?)
+        }
+        _ => None,
+    };
+    let routes = match ca {
+        Some(ca) => tonic::service::Routes::new(CertificateService::new(
+            ca,
+            config.clone(),
+            config,
+            ca_metrics,
+        )),
+        None => tonic::service::Routes::default(),
+    };
     let _ = ready_tx.send(true);
-    let served = server.serve(&args.xds_listen, tls.as_ref()).await;
+    let served = server.serve_with(&args.xds_listen, identity, routes).await;
     cancel.cancel();
     served?;
     if let Ok(Err(e)) = health.await {
         return Err(e.into());
     }
     Ok(())
+}
+
+fn open_ca(dir: &std::path::Path, trust_domain: &str) -> anyhow::Result<CaDir> {
+    let (ca, origin) =
+        CaDir::open(dir, trust_domain).with_context(|| format!("--ca-dir {}", dir.display()))?;
+    let current = ca.current();
+    match origin {
+        Origin::Created => {
+            tracing::info!(dir = %dir.display(), subject = current.subject(), "made a new mesh CA (self-signed root); agents trust its root-cert.pem")
+        }
+        Origin::Loaded => {
+            tracing::info!(dir = %dir.display(), subject = current.subject(), roots = current.root_count(), "mesh CA loaded")
+        }
+    }
+    Ok(ca)
+}
+
+fn read_identity(files: &TlsFiles) -> anyhow::Result<Identity> {
+    let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    Ok(Identity::from_pem(read(&files.cert)?, read(&files.key)?))
+}
+
+/// How long the control plane's own certificate from the mesh CA is valid; it is made anew at start.
+const SERVING_VALIDITY: Duration = Duration::from_secs(365 * 86_400);
+
+/// A certificate from the mesh CA for `meshd.meshd-system.svc` (the name agents verify whatever the
+/// address) and the listen host when it is a specific one.
+fn serving_identity(
+    ca: &meshd_ca::CertificateAuthority,
+    listen: &XdsAddress,
+) -> anyhow::Result<Identity> {
+    let mut names = vec![meshd_api::names::CONTROL_PLANE_SERVER_NAME.to_string()];
+    if let XdsAddress::Tcp { host, .. } = listen {
+        let unspecified = host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified());
+        if !unspecified && !names.contains(host) {
+            names.push(host.clone());
+        }
+    }
+    let cert = ca
+        .issue_serving(&names, SERVING_VALIDITY, std::time::SystemTime::now())
+        .context("issuing the control plane's serving certificate")?;
+    Ok(Identity::from_pem(cert.cert_chain_pem, cert.key_pem))
 }

@@ -31,6 +31,7 @@ pub(crate) fn write_bootstrap(s: &AgentSettings) -> Result<PathBuf, AgentError> 
         labels: s.labels.clone(),
         service_account: s.service_account.clone(),
         ips: s.pod_ip.iter().map(ToString::to_string).collect(),
+        sds_socket: Some(s.sds_socket().display().to_string()),
     });
     // A non-default admin port (tests, or a pod where 15000 is taken): the admin address and the
     // cluster behind the 15090 stats listener both point at it.
@@ -189,32 +190,30 @@ async fn stop_child(child: &mut tokio::process::Child, pid: Option<u32>) {
 
 #[cfg(test)]
 mod tests {
-    use crate::{AgentSettings, RawSettings};
+    use crate::AgentSettings;
 
     #[test]
     fn bootstrap_carries_identity_admin_port_and_tls() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = AgentSettings::validate(RawSettings {
-            pod_name: Some("web-0".into()),
-            pod_namespace: Some("shop".into()),
-            pod_ip: Some("10.0.0.5".into()),
-            service_account: Some("web".into()),
-            mesh: "default".into(),
-            discovery_address: "meshd.meshd-system.svc:15012".into(),
-            xds_tls: "true".into(),
-            ca_file: "/var/run/meshd/ca-root/root-cert.pem".into(),
-            trust_domain: "cluster.local".into(),
-            envoy_log_level: "info".into(),
-            concurrency: "2".into(),
-            envoy_path: "envoy".into(),
-            config_dir: dir.path().join("proxy"),
-            drain_duration: "5s".into(),
-            gateway: Some("ingress".into()),
-            health_listen: "0.0.0.0:15021".into(),
-            agent_listen: "0.0.0.0:15020".into(),
-            admin_port: "25000".into(),
-            ..Default::default()
-        })
+        let config_dir = dir.path().join("proxy");
+        let settings = AgentSettings::from_args([
+            "--pod-name",
+            "web-0",
+            "--pod-namespace",
+            "shop",
+            "--pod-ip",
+            "10.0.0.5",
+            "--service-account",
+            "web",
+            "--discovery-address",
+            "meshd.meshd-system.svc:15012",
+            "--gateway",
+            "ingress",
+            "--admin-port",
+            "25000",
+            "--config-dir",
+            config_dir.to_str().unwrap(),
+        ])
         .unwrap();
         let path = super::write_bootstrap(&settings).unwrap();
         let b: serde_json::Value =
@@ -232,6 +231,12 @@ mod tests {
             stats["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
                 ["port_value"],
             25000
+        );
+        let sds = clusters.iter().find(|c| c["name"] == "sds-grpc").unwrap();
+        assert_eq!(
+            sds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["pipe"]
+                ["path"],
+            config_dir.join("sds.sock").to_str().unwrap()
         );
         let xds = clusters.iter().find(|c| c["name"] == "xds-grpc").unwrap();
         assert_eq!(

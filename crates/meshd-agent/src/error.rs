@@ -37,6 +37,12 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    #[error("serving SDS on {path}")]
+    Sds {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("installing the signal handler")]
     Signal(#[source] std::io::Error),
     #[error("Envoy's supervisor stopped unexpectedly")]

@@ -1,14 +1,14 @@
-//! The sidecar agent (SPEC §2 `meshd agent`): writes the Envoy bootstrap, runs Envoy as its child and
-//! restarts it when it dies, answers the kubelet (`/healthz/ready` on 15021, the rewritten app probes on
-//! 15020), merges Envoy's Prometheus metrics with its own, and drains Envoy on SIGTERM.
-//!
-//! SDS (mTLS certificates) is not served yet: with `mtls.mode: DISABLE` the generated config needs none.
+//! The sidecar agent (SPEC §2 `meshd agent`): writes the Envoy bootstrap, obtains the workload
+//! certificate from the mesh CA and serves it to Envoy over SDS (renewed at half-life), runs Envoy as its
+//! child and restarts it when it dies, answers the kubelet (`/healthz/ready` on 15021, the rewritten app
+//! probes on 15020), merges Envoy's Prometheus metrics with its own, and drains Envoy on SIGTERM.
 
 mod admin;
 mod envoy;
 mod error;
 mod grpc_health;
 mod http_probe;
+mod identity;
 mod metrics;
 mod probes;
 mod server;
@@ -16,8 +16,9 @@ mod settings;
 
 pub use admin::Admin;
 pub use error::AgentError;
+pub use identity::WorkloadIdentity;
 pub use probes::{AppProbe, AppProbes, ProbeOutcome};
-pub use settings::{AgentSettings, RawSettings, parse_duration};
+pub use settings::{AgentFlags, AgentSettings, CaSettings, Labels, XdsTls, parse_duration};
 
 use std::time::Duration;
 
@@ -38,10 +39,31 @@ pub async fn run(settings: AgentSettings) -> Result<Stopped, AgentError> {
     let bootstrap = envoy::write_bootstrap(&settings)?;
     let admin = Admin::new(settings.admin_port);
     let metrics = metrics::AgentMetrics::new();
-    let state = server::State::new(&settings, admin.clone(), metrics.clone());
+    let stop_identity = CancellationToken::new();
+    let identity = WorkloadIdentity::start(&settings, stop_identity.clone());
+    let sds = identity::serve_sds(settings.sds_socket(), identity.clone()).await?;
+    let state = server::State::new(&settings, admin.clone(), metrics.clone(), identity.clone());
     let quit = CancellationToken::new();
     let health = server::serve_health(settings.health_listen, state.clone()).await?;
     let agent = server::serve_agent(settings.agent_listen, state.clone(), quit.clone()).await?;
+    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let _stop_identity = stop_identity.drop_guard();
+
+    // SPEC §2: the certificate first (when the agent has a credential), then Envoy.
+    let early = tokio::select! {
+        () = identity.ready_for_envoy() => None,
+        _ = term.recv() => Some(Stopped::Signal),
+        _ = int.recv() => Some(Stopped::Signal),
+        () = quit.cancelled() => Some(Stopped::Quit),
+    };
+    if let Some(stopped) = early {
+        for task in [health, agent, sds] {
+            task.abort();
+        }
+        tracing::info!(reason = ?stopped, "agent stopped before Envoy started");
+        return Ok(stopped);
+    }
 
     let stop_envoy = CancellationToken::new();
     let mut supervisor = tokio::spawn(envoy::supervise(
@@ -50,12 +72,11 @@ pub async fn run(settings: AgentSettings) -> Result<Stopped, AgentError> {
         metrics.clone(),
         stop_envoy.clone(),
     ));
-    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
     let stopped = tokio::select! {
         finished = &mut supervisor => {
             health.abort();
             agent.abort();
+            sds.abort();
             return match finished {
                 Ok(Err(e)) => Err(e),
                 Ok(Ok(())) | Err(_) => Err(AgentError::SupervisorGone),
@@ -72,6 +93,7 @@ pub async fn run(settings: AgentSettings) -> Result<Stopped, AgentError> {
     let _ = supervisor.await;
     health.abort();
     agent.abort();
+    sds.abort();
     tracing::info!(reason = ?stopped, "agent stopped");
     Ok(stopped)
 }

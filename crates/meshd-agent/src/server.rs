@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::Admin;
 use crate::metrics::{AgentMetrics, ProbeLabels};
 use crate::probes::{AppProbes, ProbeOutcome, is_hook};
-use crate::{AgentError, AgentSettings};
+use crate::{AgentError, AgentSettings, WorkloadIdentity};
 
 #[derive(Clone)]
 pub(crate) struct State(Arc<Inner>);
@@ -27,16 +27,23 @@ struct Inner {
     probes: AppProbes,
     pod_ip: Option<IpAddr>,
     draining: AtomicBool,
+    identity: WorkloadIdentity,
 }
 
 impl State {
-    pub fn new(s: &AgentSettings, admin: Admin, metrics: AgentMetrics) -> Self {
+    pub fn new(
+        s: &AgentSettings,
+        admin: Admin,
+        metrics: AgentMetrics,
+        identity: WorkloadIdentity,
+    ) -> Self {
         Self(Arc::new(Inner {
             admin,
             metrics,
             probes: s.app_probes.clone(),
             pod_ip: s.pod_ip,
             draining: AtomicBool::new(false),
+            identity,
         }))
     }
 
@@ -112,6 +119,9 @@ pub(crate) async fn serve_agent(
 async fn ready(Extract(state): Extract<State>) -> impl IntoResponse {
     if state.0.draining.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_string());
+    }
+    if let Err(reason) = state.0.identity.readiness() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n"));
     }
     match state.0.admin.ready().await {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),

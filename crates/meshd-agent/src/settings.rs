@@ -1,5 +1,6 @@
-//! The agent's flags as given (strings, so that a bad value is the agent's error with exit 64 rather
-//! than the argument parser's), and validated once at start.
+//! The agent's flags (SPEC §2 `meshd agent`; each also `MESHD_<FLAG>`), parsed by clap into typed values
+//! ([`AgentFlags`]), and the settings the agent runs with ([`AgentSettings`]): the same values with the
+//! few that depend on each other combined and checked once.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -12,31 +13,140 @@ use meshd_translate::{NodeId, XdsAddress};
 use crate::AgentError;
 use crate::probes::AppProbes;
 
-/// The flags as `meshd agent` received them.
-#[derive(Debug, Clone, Default)]
-pub struct RawSettings {
+/// TLS to the control plane (xDS and the CA).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdsTls {
+    /// TLS for a `HOST:PORT` address, plaintext on a Unix socket.
+    #[default]
+    Auto,
+    True,
+    False,
+}
+
+/// `meshd agent`'s flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AgentFlags {
+    /// The pod's name (downward API `metadata.name`); on a VM, the workload's name.
+    #[arg(long, env = "MESHD_POD_NAME")]
     pub pod_name: Option<String>,
+    /// The pod's namespace (`metadata.namespace`).
+    #[arg(long, env = "MESHD_POD_NAMESPACE")]
     pub pod_namespace: Option<String>,
-    pub pod_ip: Option<String>,
+    /// The pod's IP (`status.podIP`): node metadata, and where HTTP/TCP app probes go.
+    #[arg(long, env = "MESHD_POD_IP")]
+    pub pod_ip: Option<IpAddr>,
+    /// The pod's service account, for the node metadata (the certificate's identity comes from the
+    /// token).
+    #[arg(long, env = "MESHD_SERVICE_ACCOUNT")]
     pub service_account: Option<String>,
+    /// The node the pod runs on.
+    #[arg(long, env = "MESHD_NODE_NAME")]
     pub node_name: Option<String>,
+    /// The Mesh this proxy belongs to.
+    #[arg(long, env = "MESHD_MESH", default_value = meshd_api::names::DEFAULT_MESH)]
     pub mesh: String,
-    pub discovery_address: String,
-    /// `true`: TLS to the control plane, verified against `ca_file` (a `HOST:PORT` address only).
-    pub xds_tls: String,
+    /// The control plane (xDS and CA): `HOST:PORT` or `unix:PATH`.
+    #[arg(long, env = "MESHD_DISCOVERY_ADDRESS", default_value = meshd_api::names::DEFAULT_DISCOVERY_ADDRESS, value_parser = parse_address)]
+    pub discovery_address: XdsAddress,
+    /// The CA, when it is not at --discovery-address (Istio's CA_ADDR).
+    #[arg(long, env = "MESHD_CA_ADDRESS", value_parser = parse_address)]
+    pub ca_address: Option<XdsAddress>,
+    /// TLS to the control plane, verifying the name `meshd.meshd-system.svc` against --ca-file: `auto`
+    /// (TLS for HOST:PORT, plaintext on a Unix socket), `true` or `false`.
+    #[arg(long, env = "MESHD_XDS_TLS", value_enum, default_value = "auto")]
+    pub xds_tls: XdsTls,
+    /// The mesh root (the control plane's `root-cert.pem`): trust anchor for its TLS.
+    #[arg(
+        long,
+        env = "MESHD_CA_FILE",
+        default_value = "/var/run/meshd/ca-root/root-cert.pem"
+    )]
     pub ca_file: PathBuf,
+    /// The credential presented to the CA (in pods the projected ServiceAccount token, audience
+    /// `meshd`); re-read for every request. Without it the agent asks for no certificate.
+    #[arg(
+        long,
+        env = "MESHD_TOKEN_FILE",
+        default_value = "/var/run/secrets/tokens/meshd-token"
+    )]
+    pub token_file: PathBuf,
+    /// The mesh's trust domain.
+    #[arg(long, env = "MESHD_TRUST_DOMAIN", default_value = meshd_api::names::DEFAULT_TRUST_DOMAIN)]
     pub trust_domain: String,
-    pub envoy_log_level: String,
-    pub concurrency: String,
-    pub app_probes: Option<String>,
-    pub labels: Vec<String>,
-    pub envoy_path: String,
+    /// Envoy's log level: trace, debug, info, warning, error, critical.
+    #[arg(long, env = "MESHD_ENVOY_LOG_LEVEL", default_value = "info", value_parser = parse_log_level)]
+    pub envoy_log_level: LogLevel,
+    /// Envoy worker threads (0 is taken as 1).
+    #[arg(long, env = "MESHD_CONCURRENCY", default_value = "2")]
+    pub concurrency: u32,
+    /// The app's original probes and lifecycle hooks as JSON,
+    /// `{"<container>/<livez|readyz|startupz|poststart|prestop>": <handler>}`, run on
+    /// `GET /app-health/<container>/<kind>`.
+    #[arg(long, env = "MESHD_APP_PROBES", value_parser = parse_probes)]
+    pub app_probes: Option<AppProbes>,
+    /// Pod labels for the node metadata, `KEY=VALUE` (repeat, or comma-separated).
+    #[arg(long = "label", env = "MESHD_LABELS", value_parser = parse_labels)]
+    pub labels: Vec<Labels>,
+    /// The Envoy program.
+    #[arg(long, env = "MESHD_ENVOY_PATH", default_value = "envoy")]
+    pub envoy_path: PathBuf,
+    /// Where the Envoy bootstrap is written and the SDS socket (`sds.sock`) is served.
+    #[arg(long, env = "MESHD_CONFIG_DIR", default_value = "/etc/meshd/proxy")]
     pub config_dir: PathBuf,
-    pub drain_duration: String,
+    /// The longest Envoy drains on SIGTERM, e.g. `5s`, `500ms`; it is stopped as soon as no TCP
+    /// connection or HTTP request is in flight.
+    #[arg(long, env = "MESHD_DRAIN_DURATION", default_value = "5s", value_parser = duration_flag)]
+    pub drain_duration: Duration,
+    /// The gateway this proxy runs for (gateway pods only).
+    #[arg(long, env = "MESHD_GATEWAY")]
     pub gateway: Option<String>,
-    pub health_listen: String,
-    pub agent_listen: String,
-    pub admin_port: String,
+    /// `/healthz/ready` (the proxy's readiness and startup probe).
+    #[arg(long, env = "MESHD_HEALTH_LISTEN", default_value = "0.0.0.0:15021")]
+    pub health_listen: SocketAddr,
+    /// App probes, merged metrics and `/quitquitquit`.
+    #[arg(long, env = "MESHD_AGENT_LISTEN", default_value = "0.0.0.0:15020")]
+    pub agent_listen: SocketAddr,
+    /// Envoy's admin port (on 127.0.0.1).
+    #[arg(long, env = "MESHD_ADMIN_PORT", default_value = "15000", value_parser = clap::value_parser!(u16).range(1..))]
+    pub admin_port: u16,
+}
+
+/// The labels of one `--label` value: `KEY=VALUE[,KEY=VALUE…]`; empty text is no label.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Labels(pub Vec<(String, String)>);
+
+fn parse_address(s: &str) -> Result<XdsAddress, String> {
+    s.parse()
+        .map_err(|e: meshd_translate::TranslateError| e.to_string())
+}
+
+fn parse_log_level(s: &str) -> Result<LogLevel, String> {
+    LogLevel::parse(s)
+        .ok_or_else(|| format!("{s:?} is not one of trace, debug, info, warning, error, critical"))
+}
+
+fn parse_probes(s: &str) -> Result<AppProbes, String> {
+    if s.trim().is_empty() {
+        return Ok(AppProbes::default());
+    }
+    AppProbes::parse(s)
+}
+
+fn parse_labels(s: &str) -> Result<Labels, String> {
+    s.split(',')
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| format!("label {l:?} is not KEY=VALUE"))
+        })
+        .collect::<Result<_, _>>()
+        .map(Labels)
+}
+
+fn duration_flag(s: &str) -> Result<Duration, String> {
+    parse_duration("", s).map_err(|_| format!("{s:?} is not a duration like 500ms, 5s or 1m"))
 }
 
 /// Validated settings.
@@ -62,6 +172,17 @@ pub struct AgentSettings {
     pub health_listen: SocketAddr,
     pub agent_listen: SocketAddr,
     pub admin_port: u16,
+    /// Where the workload certificate comes from.
+    pub ca: CaSettings,
+}
+
+/// The CA the agent asks for its certificate.
+#[derive(Debug, Clone)]
+pub struct CaSettings {
+    pub address: XdsAddress,
+    /// TLS to the CA: (server name, trust anchor file); the same as xDS's for the same address.
+    pub tls: Option<(String, PathBuf)>,
+    pub token_file: PathBuf,
 }
 
 fn invalid(flag: &'static str, value: &str, reason: impl Into<String>) -> AgentError {
@@ -92,101 +213,89 @@ pub fn parse_duration(flag: &'static str, s: &str) -> Result<Duration, AgentErro
     }
 }
 
+/// Whether to talk TLS to `address`; `true` on a Unix socket is refused (naming `flag`).
+fn tls_for(address: &XdsAddress, tls: XdsTls, flag: &'static str) -> Result<bool, AgentError> {
+    match (address, tls) {
+        (_, XdsTls::False) | (XdsAddress::Unix(_), XdsTls::Auto) => Ok(false),
+        (XdsAddress::Tcp { .. }, XdsTls::Auto | XdsTls::True) => Ok(true),
+        (XdsAddress::Unix(_), XdsTls::True) => Err(invalid(
+            flag,
+            &address.to_string(),
+            "--xds-tls true needs a HOST:PORT address, not a Unix socket",
+        )),
+    }
+}
+
 impl AgentSettings {
-    pub fn validate(raw: RawSettings) -> Result<Self, AgentError> {
-        let pod = required("--pod-name", raw.pod_name)?;
-        let namespace = required("--pod-namespace", raw.pod_namespace)?;
+    /// Combines and checks the flags.
+    pub fn from_flags(f: AgentFlags) -> Result<Self, AgentError> {
+        let pod = required("--pod-name", f.pod_name)?;
+        let namespace = required("--pod-namespace", f.pod_namespace)?;
         let node = NodeId { pod, namespace };
-        let pod_ip = raw
-            .pod_ip
-            .filter(|v| !v.is_empty())
-            .map(|v| {
-                v.parse::<IpAddr>()
-                    .map_err(|_| invalid("--pod-ip", &v, "not an IP address"))
-            })
-            .transpose()?;
-        let xds = raw
-            .discovery_address
-            .parse::<XdsAddress>()
-            .map_err(|e| invalid("--discovery-address", &raw.discovery_address, e.to_string()))?;
-        let tls = meshd_api::values::parse_bool(&raw.xds_tls)
-            .map_err(|e| invalid("--xds-tls", &raw.xds_tls, e.to_string()))?;
-        let xds_tls = match (&xds, tls) {
-            (_, false) => None,
-            (XdsAddress::Unix(_), true) => {
-                return Err(invalid(
-                    "--xds-tls",
-                    &raw.xds_tls,
-                    "needs a HOST:PORT --discovery-address, not a Unix socket",
-                ));
-            }
-            (XdsAddress::Tcp { .. }, true) => Some((
-                meshd_api::names::CONTROL_PLANE_SERVER_NAME.to_string(),
-                raw.ca_file.display().to_string(),
-            )),
-        };
-        let log_level = LogLevel::parse(&raw.envoy_log_level).ok_or_else(|| {
-            invalid(
-                "--envoy-log-level",
-                &raw.envoy_log_level,
-                "not one of trace, debug, info, warning, error, critical",
-            )
-        })?;
-        let concurrency = raw
-            .concurrency
-            .parse::<u32>()
-            .map_err(|_| invalid("--concurrency", &raw.concurrency, "not a whole number"))?;
-        let app_probes = match raw.app_probes.as_deref().filter(|j| !j.trim().is_empty()) {
-            None => AppProbes::default(),
-            Some(json) => {
-                AppProbes::parse(json).map_err(|reason| invalid("--app-probes", json, reason))?
-            }
-        };
-        let mut labels = BTreeMap::new();
-        for label in raw.labels.iter().filter(|l| !l.is_empty()) {
-            let (k, v) = label
-                .split_once('=')
-                .ok_or_else(|| invalid("--label", label, "not KEY=VALUE"))?;
-            labels.insert(k.to_string(), v.to_string());
-        }
-        if raw.envoy_path.is_empty() {
+        let server_name = meshd_api::names::CONTROL_PLANE_SERVER_NAME.to_string();
+        let xds_tls = tls_for(&f.discovery_address, f.xds_tls, "--discovery-address")?
+            .then(|| (server_name.clone(), f.ca_file.display().to_string()));
+        let ca_address = f.ca_address.unwrap_or_else(|| f.discovery_address.clone());
+        let ca_tls = tls_for(&ca_address, f.xds_tls, "--ca-address")?
+            .then(|| (server_name, f.ca_file.clone()));
+        if f.envoy_path.as_os_str().is_empty() {
             return Err(invalid("--envoy-path", "", "empty"));
         }
-        let addr = |flag: &'static str, v: &str| {
-            v.parse::<SocketAddr>()
-                .map_err(|_| invalid(flag, v, "not IP:PORT"))
-        };
-        let admin_port = match raw.admin_port.parse::<u16>() {
-            Ok(p) if p != 0 => p,
-            _ => {
-                return Err(invalid(
-                    "--admin-port",
-                    &raw.admin_port,
-                    "not a port 1-65535",
-                ));
-            }
-        };
+        let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
         Ok(Self {
             node,
-            pod_ip,
-            service_account: raw.service_account.filter(|s| !s.is_empty()),
-            node_name: raw.node_name.filter(|s| !s.is_empty()),
-            mesh: raw.mesh,
-            xds,
+            pod_ip: f.pod_ip,
+            service_account: non_empty(f.service_account),
+            node_name: non_empty(f.node_name),
+            mesh: f.mesh,
+            xds: f.discovery_address,
             xds_tls,
-            trust_domain: raw.trust_domain,
-            log_level,
-            concurrency,
-            app_probes,
-            labels,
-            envoy_path: PathBuf::from(raw.envoy_path),
-            config_dir: raw.config_dir,
-            drain_duration: parse_duration("--drain-duration", &raw.drain_duration)?,
-            gateway: raw.gateway.filter(|g| !g.is_empty()),
-            health_listen: addr("--health-listen", &raw.health_listen)?,
-            agent_listen: addr("--agent-listen", &raw.agent_listen)?,
-            admin_port,
+            trust_domain: f.trust_domain,
+            log_level: f.envoy_log_level,
+            concurrency: f.concurrency,
+            app_probes: f.app_probes.unwrap_or_default(),
+            labels: f.labels.into_iter().flat_map(|l| l.0).collect(),
+            envoy_path: f.envoy_path,
+            config_dir: f.config_dir,
+            drain_duration: f.drain_duration,
+            gateway: non_empty(f.gateway),
+            health_listen: f.health_listen,
+            agent_listen: f.agent_listen,
+            admin_port: f.admin_port,
+            ca: CaSettings {
+                address: ca_address,
+                tls: ca_tls,
+                token_file: f.token_file,
+            },
         })
+    }
+
+    /// Parses `meshd agent` flags (tests, and callers without clap of their own).
+    pub fn from_args<I, T>(args: I) -> Result<Self, AgentError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            flags: AgentFlags,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from(
+            std::iter::once(std::ffi::OsString::from("agent"))
+                .chain(args.into_iter().map(Into::into)),
+        )
+        .map_err(|e| AgentError::Invalid {
+            flag: "flags",
+            value: String::new(),
+            reason: e.to_string().lines().next().unwrap_or_default().to_string(),
+        })?;
+        Self::from_flags(cli.flags)
+    }
+
+    /// The agent's SDS socket, `<config-dir>/sds.sock`, which the bootstrap's `sds-grpc` cluster names.
+    pub fn sds_socket(&self) -> PathBuf {
+        self.config_dir.join(meshd_translate::SDS_SOCKET_FILE)
     }
 }
 
@@ -194,62 +303,114 @@ impl AgentSettings {
 mod tests {
     use super::*;
 
-    fn raw() -> RawSettings {
-        RawSettings {
-            pod_name: Some("web-0".into()),
-            pod_namespace: Some("shop".into()),
-            pod_ip: Some("10.0.0.5".into()),
-            mesh: "default".into(),
-            discovery_address: "unix:/tmp/x.sock".into(),
-            xds_tls: "false".into(),
-            trust_domain: "cluster.local".into(),
-            envoy_log_level: "info".into(),
-            concurrency: "2".into(),
-            envoy_path: "envoy".into(),
-            config_dir: "/tmp".into(),
-            drain_duration: "5s".into(),
-            health_listen: "0.0.0.0:15021".into(),
-            agent_listen: "0.0.0.0:15020".into(),
-            admin_port: "15000".into(),
-            ..Default::default()
-        }
+    const BASE: [&str; 6] = [
+        "--pod-name",
+        "web-0",
+        "--pod-namespace",
+        "shop",
+        "--config-dir",
+        "/tmp",
+    ];
+
+    /// BASE + `extra`, on a Unix socket unless `extra` names another address.
+    fn parse(extra: &[&str]) -> Result<AgentSettings, AgentError> {
+        let unix = ["--discovery-address", "unix:/tmp/x.sock"];
+        let address: &[&str] = if extra.contains(&"--discovery-address") {
+            &[]
+        } else {
+            &unix
+        };
+        AgentSettings::from_args(BASE.iter().chain(address).chain(extra))
     }
 
     #[test]
-    fn good_flags_validate() {
-        let s = AgentSettings::validate(raw()).unwrap();
+    fn good_flags_become_typed_settings() {
+        let s = parse(&[
+            "--pod-ip",
+            "10.0.0.5",
+            "--label",
+            "app=web,version=v1",
+            "--label",
+            "tier=front",
+            "--drain-duration",
+            "1500ms",
+            "--concurrency",
+            "2",
+        ])
+        .unwrap();
         assert_eq!(s.node.to_string(), "web-0.shop");
-        assert_eq!(s.drain_duration, Duration::from_secs(5));
+        assert_eq!(s.drain_duration, Duration::from_millis(1500));
         assert_eq!(s.concurrency, 2);
+        assert_eq!(s.labels.len(), 3);
+        assert_eq!(s.labels["version"], "v1");
+        assert_eq!(s.sds_socket(), PathBuf::from("/tmp/sds.sock"));
+        // Unix socket: plaintext xDS, and the CA at the same address.
+        assert!(s.xds_tls.is_none() && s.ca.tls.is_none());
+        assert_eq!(s.ca.address, s.xds);
+        assert_eq!(
+            s.ca.token_file,
+            PathBuf::from("/var/run/secrets/tokens/meshd-token")
+        );
     }
 
-    type Breaker = fn(&mut RawSettings);
+    #[test]
+    fn a_tcp_control_plane_gets_tls_unless_told_otherwise() {
+        let s = parse(&[
+            "--discovery-address",
+            "cp.example:15012",
+            "--ca-file",
+            "/r.pem",
+        ])
+        .unwrap();
+        let (name, file) = s.xds_tls.unwrap();
+        assert_eq!(name, "meshd.meshd-system.svc");
+        assert_eq!(file, "/r.pem");
+        assert_eq!(s.ca.tls.unwrap().1, PathBuf::from("/r.pem"));
+        let s = parse(&["--discovery-address", "cp:15012", "--xds-tls", "false"]).unwrap();
+        assert!(s.xds_tls.is_none() && s.ca.tls.is_none());
+        let s = parse(&["--ca-address", "ca.example:15012"]).unwrap();
+        assert!(s.xds_tls.is_none(), "xDS on the Unix socket");
+        assert!(s.ca.tls.is_some(), "the CA over TCP");
+    }
 
     #[test]
     fn bad_values_name_flag_and_value() {
-        let cases: [(&str, Breaker); 7] = [
-            ("--xds-tls", |r| r.xds_tls = "true".into()),
-            ("--concurrency", |r| r.concurrency = "two".into()),
-            ("--drain-duration", |r| {
-                r.drain_duration = "5 parsecs".into()
-            }),
-            ("--envoy-log-level", |r| r.envoy_log_level = "loud".into()),
-            ("--health-listen", |r| r.health_listen = "15021".into()),
-            ("--pod-ip", |r| r.pod_ip = Some("10.0.0".into())),
-            ("--app-probes", |r| {
-                r.app_probes = Some("{\"a/livez\":".into())
-            }),
+        let cases: [(&[&str], &str); 9] = [
+            (&["--xds-tls", "true"], "--discovery-address"),
+            (&["--xds-tls", "yes"], "--xds-tls"),
+            (&["--concurrency", "two"], "--concurrency"),
+            (&["--drain-duration", "5 parsecs"], "--drain-duration"),
+            (&["--envoy-log-level", "loud"], "--envoy-log-level"),
+            (&["--health-listen", "15021"], "--health-listen"),
+            (&["--pod-ip", "10.0.0"], "--pod-ip"),
+            (&["--app-probes", "{\"a/livez\":"], "--app-probes"),
+            (&["--admin-port", "0"], "--admin-port"),
         ];
-        for (flag, break_it) in cases {
-            let mut r = raw();
-            break_it(&mut r);
-            let err = AgentSettings::validate(r).unwrap_err();
+        for (args, flag) in cases {
+            let err = parse(args).unwrap_err();
             assert_eq!(err.exit_code(), 64, "{err}");
-            assert!(err.to_string().starts_with(flag), "{err}");
+            assert!(err.to_string().contains(flag), "{args:?}: {err}");
         }
-        let mut r = raw();
-        r.pod_name = None;
-        let err = AgentSettings::validate(r).unwrap_err();
+        let err = parse(&["--label", "novalue"]).unwrap_err();
+        assert!(err.to_string().contains("novalue"), "{err}");
+        let err = AgentSettings::from_args(["--pod-namespace", "shop"]).unwrap_err();
         assert!(err.to_string().contains("--pod-name"), "{err}");
+    }
+
+    #[test]
+    fn empty_optional_values_mean_unset() {
+        let s = parse(&[
+            "--service-account",
+            "",
+            "--gateway",
+            "",
+            "--app-probes",
+            "",
+            "--label",
+            "",
+        ])
+        .unwrap();
+        assert!(s.service_account.is_none() && s.gateway.is_none());
+        assert!(s.labels.is_empty());
     }
 }

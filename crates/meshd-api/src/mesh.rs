@@ -332,11 +332,82 @@ impl CaptureMode {
     }
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MtlsSpec {
     #[serde(default)]
     pub mode: MtlsMode,
+    /// Lifetime of workload certificates, `<n>s|m|h|d` from `60s` to `90d`; agents renew at half-life.
+    /// A change applies from the next issuance.
+    // Left out of the resolved settings when it is the default, so that settings written before the
+    // field existed read the same.
+    #[serde(
+        default = "default_certificate_ttl",
+        rename = "certificateTTL",
+        skip_serializing_if = "is_default_certificate_ttl"
+    )]
+    #[schemars(
+        length(min = 2, max = 8),
+        regex(pattern = r"^[1-9][0-9]{0,6}(s|m|h|d)$"),
+        // schemars leaves out a default that `skip_serializing_if` skips; the CRD shows it anyway.
+        extend("default" = "24h"),
+        extend("x-kubernetes-validations" = [{
+            "rule": "self.endsWith('d') ? int(self.substring(0, size(self) - 1)) <= 90 : duration(self) >= duration('60s') && duration(self) <= duration('2160h')",
+            "message": "spec.mtls.certificateTTL must be between 60s and 90d"
+        }])
+    )]
+    pub certificate_ttl: String,
+}
+
+impl Default for MtlsSpec {
+    fn default() -> Self {
+        Self {
+            mode: MtlsMode::default(),
+            certificate_ttl: default_certificate_ttl(),
+        }
+    }
+}
+
+impl MtlsSpec {
+    /// The certificate lifetime; `None` when `certificateTTL` is not a valid duration in range.
+    pub fn certificate_ttl(&self) -> Option<std::time::Duration> {
+        parse_certificate_ttl(&self.certificate_ttl)
+    }
+}
+
+/// The default workload certificate lifetime (SPEC §9).
+pub const DEFAULT_CERTIFICATE_TTL: &str = "24h";
+/// The shortest and longest `certificateTTL` (SPEC §9: `60s`…`90d`).
+pub const MIN_CERTIFICATE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+pub const MAX_CERTIFICATE_TTL: std::time::Duration = std::time::Duration::from_secs(90 * 86_400);
+
+fn default_certificate_ttl() -> String {
+    DEFAULT_CERTIFICATE_TTL.to_string()
+}
+
+fn is_default_certificate_ttl(ttl: &str) -> bool {
+    ttl == DEFAULT_CERTIFICATE_TTL
+}
+
+/// `<n>s`, `<n>m`, `<n>h` or `<n>d` between 60 s and 90 days: the form the CRD schema accepts.
+pub fn parse_certificate_ttl(text: &str) -> Option<std::time::Duration> {
+    let unit = text.chars().last()?;
+    let seconds_per_unit: u64 = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    let number = &text[..text.len() - 1];
+    if number.is_empty() || number.starts_with('0') || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let ttl =
+        std::time::Duration::from_secs(number.parse::<u64>().ok()?.checked_mul(seconds_per_unit)?);
+    (MIN_CERTIFICATE_TTL..=MAX_CERTIFICATE_TTL)
+        .contains(&ttl)
+        .then_some(ttl)
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

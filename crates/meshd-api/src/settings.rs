@@ -99,6 +99,13 @@ pub fn validate(spec: &MeshSpec) -> Vec<FieldError> {
             "must be 0-64",
         );
     }
+    if spec.mtls.certificate_ttl().is_none() {
+        bad(
+            "spec.mtls.certificateTTL".into(),
+            &spec.mtls.certificate_ttl,
+            "not a duration like 60s, 90m, 24h or 30d between 60s and 90d",
+        );
+    }
     let mut seen = std::collections::BTreeSet::new();
     for (i, g) in spec.gateways.iter().enumerate() {
         if !is_dns_label(&g.name) {
@@ -304,6 +311,46 @@ mod tests {
             "{}",
             errors[0]
         );
+    }
+
+    #[test]
+    fn certificate_ttl_defaults_to_24h_and_is_range_checked() {
+        let mesh = parse_mesh_yaml("mtls: {mode: STRICT}\n").unwrap();
+        assert_eq!(
+            mesh.spec.mtls.certificate_ttl(),
+            Some(std::time::Duration::from_secs(86_400))
+        );
+        let table = [
+            ("60s", Some(60)),
+            ("90m", Some(5_400)),
+            ("24h", Some(86_400)),
+            ("90d", Some(7_776_000)),
+            ("59s", None),
+            ("91d", None),
+            ("0d", None),
+            ("1w", None),
+            ("1h30m", None),
+            ("", None),
+            ("h", None),
+            ("+60s", None),
+        ];
+        for (text, want) in table {
+            let got = crate::mesh::parse_certificate_ttl(text).map(|d| d.as_secs());
+            assert_eq!(got, want, "{text:?}");
+        }
+        let mut spec = MeshSpec::default();
+        spec.mtls.certificate_ttl = "30s".into();
+        let errors = validate(&spec);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "spec.mtls.certificateTTL");
+        assert!(errors[0].to_string().contains("\"30s\""), "{}", errors[0]);
+        let mesh = parse_mesh_yaml("mtls: {certificateTTL: 60s}\n").unwrap();
+        assert_eq!(mesh.spec.mtls.certificate_ttl, "60s");
+        // The default stays out of the resolved settings; another value is written.
+        let rendered = serde_yaml::to_string(&MeshSpec::default()).unwrap();
+        assert!(!rendered.contains("certificateTTL"), "{rendered}");
+        let rendered = serde_yaml::to_string(&mesh.spec).unwrap();
+        assert!(rendered.contains("certificateTTL: 60s"), "{rendered}");
     }
 
     #[test]

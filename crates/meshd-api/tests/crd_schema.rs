@@ -182,6 +182,10 @@ fn enums_ranges_and_cel_rules_are_in_the_schema() {
     assert!(rules(&capture["excludeOutboundCIDRs"]).contains("isCIDR"));
     assert!(rules(&capture["includeOutboundCIDRs"]).contains("isCIDR"));
     assert!(rules(&mesh_schema()["properties"]["spec"]).contains("exists_one(h, h.name == g.name"));
+    let ttl = &spec["mtls"]["properties"]["certificateTTL"];
+    assert_eq!(ttl["default"], "24h");
+    assert_eq!(ttl["pattern"], "^[1-9][0-9]{0,6}(s|m|h|d)$");
+    assert!(rules(ttl).contains("duration('60s')"), "{ttl}");
     // CEL cost estimation needs bounded lists.
     assert!(spec["gateways"]["maxItems"].is_number());
     assert!(capture["excludeOutboundCIDRs"]["maxItems"].is_number());

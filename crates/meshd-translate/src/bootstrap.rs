@@ -1,14 +1,64 @@
 //! The Envoy bootstrap `meshd bootstrap` prints and `meshd agent` writes (SPEC §2, §6): ADS to the control
-//! plane over TCP (optionally TLS) or a Unix socket, admin on 127.0.0.1:15000, Prometheus stats on 15090.
+//! plane over TCP (optionally TLS) or a Unix socket, admin on 127.0.0.1:15000, Prometheus stats on 15090,
+//! and the `sds-grpc` cluster to the agent's SDS socket (SPEC §9). Nothing in the bootstrap uses that
+//! cluster: only config that names an SDS secret ([`sds_secret_config`]) does, so with mTLS DISABLE an
+//! Envoy started by hand needs no agent.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
+use envoy_types::pb::envoy::config::core::v3::{
+    ApiConfigSource, ApiVersion, ConfigSource, GrpcService, api_config_source, config_source,
+    grpc_service,
+};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig;
+use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
 use meshd_api::names::{PORT_ENVOY_ADMIN, PORT_ENVOY_STATS};
 use serde_json::{Value, json};
 
 use crate::TranslateError;
 use crate::snapshot::NodeId;
+
+/// The bootstrap cluster through which Envoy fetches secrets from the agent (Istio's name).
+pub const SDS_CLUSTER: &str = "sds-grpc";
+/// SDS names (Istio's): the workload's certificate chain and key, and the mesh trust bundle.
+pub const SDS_DEFAULT: &str = "default";
+pub const SDS_ROOTCA: &str = "ROOTCA";
+/// The agent's SDS socket, under its config directory.
+pub const SDS_SOCKET_FILE: &str = "sds.sock";
+
+/// How generated config names a secret the agent serves: SDS over the `sds-grpc` cluster. The listener
+/// or cluster waits for it (no initial fetch timeout), as Istio's do, rather than starting without it.
+pub fn sds_secret_config(name: &str) -> SdsSecretConfig {
+    SdsSecretConfig {
+        name: name.to_string(),
+        sds_config: Some(ConfigSource {
+            resource_api_version: ApiVersion::V3 as i32,
+            initial_fetch_timeout: Some(ProtoDuration {
+                seconds: 0,
+                nanos: 0,
+            }),
+            config_source_specifier: Some(config_source::ConfigSourceSpecifier::ApiConfigSource(
+                ApiConfigSource {
+                    api_type: api_config_source::ApiType::Grpc as i32,
+                    transport_api_version: ApiVersion::V3 as i32,
+                    set_node_on_first_message_only: true,
+                    grpc_services: vec![GrpcService {
+                        target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
+                            grpc_service::EnvoyGrpc {
+                                cluster_name: SDS_CLUSTER.to_string(),
+                                ..Default::default()
+                            },
+                        )),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        }),
+    }
+}
 
 /// Where the control plane listens: `HOST:PORT` or `unix:PATH`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +131,8 @@ pub struct BootstrapParams {
     pub labels: BTreeMap<String, String>,
     pub service_account: Option<String>,
     pub ips: Vec<String>,
+    /// The agent's SDS socket; `None` leaves the `sds-grpc` cluster out.
+    pub sds_socket: Option<String>,
 }
 
 /// The bootstrap as JSON (which Envoy also reads as YAML).
@@ -115,8 +167,35 @@ pub fn bootstrap(p: &BootstrapParams) -> Value {
             "lds_config": ads_source,
         },
         "static_resources": {
-            "clusters": [xds_cluster(p), stats_cluster()],
+            "clusters": clusters(p),
             "listeners": [stats_listener()],
+        },
+    })
+}
+
+fn clusters(p: &BootstrapParams) -> Vec<Value> {
+    let mut clusters = vec![xds_cluster(p), stats_cluster()];
+    if let Some(path) = &p.sds_socket {
+        clusters.push(sds_cluster(path));
+    }
+    clusters
+}
+
+/// gRPC (HTTP/2) to the agent's Unix socket.
+fn sds_cluster(path: &str) -> Value {
+    json!({
+        "name": SDS_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": SDS_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": path}}}}]}],
+        },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            },
         },
     })
 }
@@ -228,6 +307,7 @@ mod tests {
             labels: BTreeMap::from([("app".into(), "web".into())]),
             service_account: Some("web".into()),
             ips: vec!["10.0.0.5".into()],
+            sds_socket: None,
         }
     }
 
@@ -290,5 +370,50 @@ mod tests {
             tls["common_tls_context"]["tls_params"]["tls_minimum_protocol_version"],
             "TLSv1_2"
         );
+    }
+
+    #[test]
+    fn the_sds_cluster_points_at_the_agent_socket_and_nothing_uses_it() {
+        let mut p = params("unix:/tmp/xds.sock");
+        assert!(
+            !bootstrap(&p).to_string().contains(SDS_CLUSTER),
+            "no socket, no SDS cluster"
+        );
+        p.sds_socket = Some("/etc/meshd/proxy/sds.sock".into());
+        let b = bootstrap(&p);
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        let sds = clusters.iter().find(|c| c["name"] == SDS_CLUSTER).unwrap();
+        assert_eq!(
+            sds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["pipe"]
+                ["path"],
+            "/etc/meshd/proxy/sds.sock"
+        );
+        assert!(
+            sds["typed_extension_protocol_options"]
+                .to_string()
+                .contains("http2_protocol_options")
+        );
+        // Only the cluster's own definition names it: no listener or secret in the bootstrap does.
+        assert_eq!(b.to_string().matches(SDS_CLUSTER).count(), 2);
+    }
+
+    #[test]
+    fn secrets_are_fetched_over_the_sds_cluster_and_waited_for() {
+        let c = sds_secret_config(SDS_ROOTCA);
+        assert_eq!(c.name, "ROOTCA");
+        let source = c.sds_config.unwrap();
+        assert_eq!(source.initial_fetch_timeout.unwrap().seconds, 0);
+        let Some(config_source::ConfigSourceSpecifier::ApiConfigSource(api)) =
+            source.config_source_specifier
+        else {
+            panic!("not an API config source");
+        };
+        assert_eq!(api.api_type, api_config_source::ApiType::Grpc as i32);
+        let Some(grpc_service::TargetSpecifier::EnvoyGrpc(target)) =
+            &api.grpc_services[0].target_specifier
+        else {
+            panic!("not Envoy's gRPC client");
+        };
+        assert_eq!(target.cluster_name, SDS_CLUSTER);
     }
 }

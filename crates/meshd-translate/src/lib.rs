@@ -16,7 +16,10 @@ mod protocol;
 mod snapshot;
 pub mod synthetic;
 
-pub use bootstrap::{BootstrapFormat, BootstrapParams, XdsAddress, XdsApi, bootstrap};
+pub use bootstrap::{
+    BootstrapFormat, BootstrapParams, SDS_CLUSTER, SDS_DEFAULT, SDS_ROOTCA, SDS_SOCKET_FILE,
+    XdsAddress, XdsApi, bootstrap, sds_secret_config,
+};
 pub use compile::{CompiledMesh, ProxyConfig, Resource, ResourceType, TypedResources, fnv1a};
 pub use naming::{
     BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_SOURCE,

@@ -19,6 +19,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
 use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -104,22 +105,39 @@ impl XdsServer {
     /// Serves ADS on `listen` until the cancellation token fires; then every stream is closed and this
     /// returns within 5 s. A stale Unix socket is replaced; the new one is mode 0666 (Envoy runs as 1337).
     pub async fn serve(&self, listen: &XdsAddress, tls: Option<&TlsFiles>) -> Result<(), XdsError> {
+        let identity = match tls {
+            Some(tls) => {
+                let read = |path: &PathBuf| {
+                    std::fs::read(path).map_err(|source| XdsError::TlsFile {
+                        path: path.display().to_string(),
+                        source,
+                    })
+                };
+                Some(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?))
+            }
+            None => None,
+        };
+        self.serve_with(listen, identity, Routes::default()).await
+    }
+
+    /// [`XdsServer::serve`] with the TLS identity given in memory and more gRPC services on the same
+    /// listener (the CA's `IstioCertificateService`, SPEC §9).
+    pub async fn serve_with(
+        &self,
+        listen: &XdsAddress,
+        tls: Option<Identity>,
+        extra: Routes,
+    ) -> Result<(), XdsError> {
         let mut builder = Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)));
-        if let Some(tls) = tls {
-            let read = |path: &PathBuf| {
-                std::fs::read(path).map_err(|source| XdsError::TlsFile {
-                    path: path.display().to_string(),
-                    source,
-                })
-            };
-            let identity = Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+        let has_tls = tls.is_some();
+        if let Some(identity) = tls {
             builder = builder
                 .tls_config(ServerTlsConfig::new().identity(identity))
                 .map_err(XdsError::Transport)?;
         }
-        let router = builder.add_service(self.service());
+        let router = builder.add_routes(extra.add_service(self.service()));
         let cancel = self.shared.cancel.clone();
         let shutdown = async move { cancel.cancelled().await };
         let listen_err = |source| XdsError::Listen {
@@ -144,7 +162,7 @@ impl XdsServer {
                     let listener = tokio::net::TcpListener::bind((host.as_str(), *port))
                         .await
                         .map_err(listen_err)?;
-                    tracing::info!(listen = %listen, tls = tls.is_some(), "xDS server listening");
+                    tracing::info!(listen = %listen, tls = has_tls, "xDS server listening");
                     router
                         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
                         .await

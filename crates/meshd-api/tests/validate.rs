@@ -452,3 +452,19 @@ proptest::proptest! {
         let _ = check_documents(&mangled);
     }
 }
+
+/// A field written with its default value is a field of the kind, even where the type leaves defaults
+/// out when it serializes (Mesh `certificateTTL`); a misspelt one is still named.
+#[test]
+fn fields_at_their_default_are_known_and_typos_are_named() {
+    let mesh = "apiVersion: meshd.io/v1alpha1\nkind: Mesh\nmetadata: {name: default}\nspec:\n  mtls: {mode: STRICT, certificateTTL: 24h}\n";
+    assert_eq!(problems(mesh), Vec::<String>::new());
+    let typo = "apiVersion: meshd.io/v1alpha1\nkind: Mesh\nmetadata: {name: default}\nspec:\n  mtls: {mode: STRICT, certificateTtl: 24h}\n  gateways: [{name: in, namespace: edge, replicas: 1, replicaz: 2}]\n";
+    assert_eq!(
+        problems(typo),
+        [
+            "spec.gateways[0].replicaz: is not a field of this kind (misspelt, or not supported)",
+            "spec.mtls.certificateTtl: is not a field of this kind (misspelt, or not supported)",
+        ]
+    );
+}

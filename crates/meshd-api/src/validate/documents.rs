@@ -238,41 +238,51 @@ fn finish<T: DeserializeOwned + Serialize>(
             );
         }
     };
-    let mut errors = Vec::new();
-    if let Ok(back) = serde_json::to_value(&object) {
-        unknown_fields(json, &back, "", &mut errors);
-    }
+    let mut errors = unknown_fields::<T>(json);
     errors.extend(check(&object));
     (Some(wrap(Box::new(object))), errors)
 }
 
-/// Keys of `input` that did not survive the round trip through the type: fields it does not have.
-/// Nulls and empty values are not reported (they carry nothing).
-fn unknown_fields(input: &Value, back: &Value, path: &str, out: &mut Vec<FieldError>) {
-    match (input, back) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in a {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                match b.get(k) {
-                    Some(w) => unknown_fields(v, w, &p, out),
-                    None if is_empty(v) => {}
-                    None => out.push(FieldError::new(
-                        p,
-                        "is not a field of this kind (misspelt, or not supported)",
-                    )),
-                }
-            }
+/// Fields of `json` that `T` does not have, found while deserializing (serde skips them): a round trip
+/// through `T` would also report fields a type leaves out when they hold their default. Nulls and empty
+/// values are not reported (they carry nothing).
+fn unknown_fields<T: DeserializeOwned>(json: &Value) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    let _: Result<T, _> = serde_ignored::deserialize(json, |path| {
+        let (text, value) = field_path(&path, json);
+        // kube's derived custom resources take the type fields apart from serde; they were checked.
+        let type_field = matches!(text.as_str(), "apiVersion" | "kind");
+        if !type_field && !value.is_some_and(is_empty) {
+            out.push(FieldError::new(
+                text,
+                "is not a field of this kind (misspelt, or not supported)",
+            ));
         }
-        (Value::Array(a), Value::Array(b)) => {
-            for (i, (v, w)) in a.iter().zip(b).enumerate() {
-                unknown_fields(v, w, &format!("{path}[{i}]"), out);
-            }
+    });
+    out
+}
+
+/// `spec.http[0].name` for serde_ignored's path, and the value found there in `json`.
+fn field_path<'a>(path: &serde_ignored::Path<'_>, json: &'a Value) -> (String, Option<&'a Value>) {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => (String::new(), Some(json)),
+        Path::Seq { parent, index } => {
+            let (p, v) = field_path(parent, json);
+            (format!("{p}[{index}]"), v.and_then(|v| v.get(index)))
         }
-        _ => {}
+        Path::Map { parent, key } => {
+            let (p, v) = field_path(parent, json);
+            let text = if p.is_empty() {
+                key.clone()
+            } else {
+                format!("{p}.{key}")
+            };
+            (text, v.and_then(|v| v.get(key.as_str())))
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent, json),
     }
 }
 

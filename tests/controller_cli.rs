@@ -487,4 +487,13 @@ fn without_the_webhook_secret_it_is_live_but_not_ready_and_a_bad_configmap_is_lo
         stderr.contains("webhook waits for its certificate from the Secret"),
         "{stderr}"
     );
+    // Out of cluster without --discovery-address: sidecars would get an address that reaches nothing.
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("runs outside the cluster"))
+        .unwrap_or_else(|| panic!("the discovery address is questioned: {stderr}"));
+    assert!(
+        warning.contains("--discovery-address") && warning.contains("meshd.meshd-system.svc:15012"),
+        "{warning}"
+    );
 }

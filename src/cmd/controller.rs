@@ -135,6 +135,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let server_version = meshd_inject::ApiServerVersion::from_parts(&info.major, &info.minor)
         .or_else(|| meshd_inject::ApiServerVersion::parse(&info.git_version));
     tracing::info!(server = %server, version = %info.git_version, "API server reached");
+    warn_unreachable_discovery_address(&args);
     let identity = args.pod_name.clone().unwrap_or_else(hostname);
     let cancel = CancellationToken::new();
     let mut registry = prometheus_client::registry::Registry::default();
@@ -187,6 +188,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         "readiness",
         combine_ready(webhook_ready, xds_ready.clone(), ready_tx, cancel.clone()),
     ));
+    // The mesh root CA bundle for every namespace's meshd-ca-root: empty until the CA exists (an empty
+    // root-cert.pem mounts and blocks no pod). The sender lives as long as the controller.
+    let (_ca_root_tx, ca_root_rx) = watch::channel(String::new());
     // The operator: competes for the Lease itself; reconciles Meshes only while holding it.
     let operator = {
         let ready = xds_ready;
@@ -194,6 +198,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         let mut config = meshd_operator::OperatorConfig::new(identity.clone());
         config.webhook_url = args.webhook_url.clone();
         config.discovery_address = args.discovery_address.clone();
+        config.mesh = args.mesh.clone();
+        config.ca_root = ca_root_rx;
         config.control_plane_ready = Arc::new(move || *ready.borrow());
         config.connected_proxies =
             Arc::new(move || i64::try_from(proxies.connected()).unwrap_or(i64::MAX));
@@ -254,6 +260,21 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     ));
 
     wait_and_drain(tasks, cancel).await
+}
+
+/// Out of the cluster, the in-cluster default discovery address reaches nothing: injected sidecars and
+/// gateways would never get their configuration.
+fn warn_unreachable_discovery_address(args: &Args) {
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    if !in_cluster && args.discovery_address == names::DEFAULT_DISCOVERY_ADDRESS {
+        tracing::warn!(
+            discovery_address = %args.discovery_address,
+            "this controller runs outside the cluster, but sidecars and gateways are told to reach xDS at the \
+             in-cluster Service {}: pass --discovery-address HOST:PORT, an address of this machine that pods \
+             reach (and --xds-listen 0.0.0.0:PORT)",
+            args.discovery_address
+        );
+    }
 }
 
 fn kube_source_task(

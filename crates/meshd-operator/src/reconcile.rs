@@ -1,6 +1,6 @@
 //! The reconcile loop: one Mesh → its owned objects, status and Events, via kube-runtime's Controller.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -8,15 +8,21 @@ use futures::StreamExt;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use meshd_api::mesh::GatewayStatus;
 use meshd_api::{Mesh, MeshStatus, names, settings};
 use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 
+use crate::caches::{Caches, Feeds};
+use crate::counts::{Counts, TALLY_INTERVAL, Tally};
 use crate::desired::{self, DesiredInputs, MANAGED_SELECTOR, ObjectKind, WebhookEndpoint};
 use crate::events::{EventSink, MeshEvent};
 use crate::metrics::Metrics;
@@ -25,12 +31,15 @@ use crate::{Error, OperatorConfig, apply, status};
 
 /// Requeue interval of a healthy Mesh: the certificate rotation check runs at least this often.
 pub const REQUEUE: Duration = Duration::from_secs(3600);
+/// How long a first reconcile waits for the count watches before it writes what it has.
+const COUNTS_READY_LIMIT: Duration = Duration::from_secs(5);
 
 pub struct Context {
     pub client: kube::Client,
     pub config: OperatorConfig,
     pub metrics: Metrics,
     pub events: Arc<dyn EventSink>,
+    pub caches: Caches,
     /// Consecutive failures per Mesh, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -41,14 +50,23 @@ impl Context {
         config: OperatorConfig,
         metrics: Metrics,
         events: Arc<dyn EventSink>,
+        caches: Caches,
     ) -> Self {
         Self {
             client,
             config,
             metrics,
             events,
+            caches,
             failures: Mutex::default(),
         }
+    }
+
+    /// Connected proxies (all replicas) and injected pods of `mesh`, once the watches have listed.
+    async fn counts(&self, mesh: &str) -> Counts {
+        let tally = &self.caches.tally;
+        tally.wait_until_ready(COUNTS_READY_LIMIT).await;
+        tally.counts(mesh, Timestamp::now())
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -95,7 +113,8 @@ pub async fn reconcile_mesh(mesh: &Mesh, ctx: &Context) -> Result<Outcome, Error
             .collect::<Vec<_>>()
             .join("; ");
         tracing::warn!(mesh = %name, %message, "invalid Mesh spec; nothing applied");
-        if patch_status(ctx, mesh, status::invalid(mesh, &message)).await? {
+        let counts = ctx.counts(&name).await;
+        if patch_status(ctx, mesh, status::invalid(mesh, &message, counts)).await? {
             let event = MeshEvent {
                 warning: true,
                 reason: "InvalidSpec",
@@ -189,11 +208,14 @@ pub async fn reconcile_mesh(mesh: &Mesh, ctx: &Context) -> Result<Outcome, Error
     }
     written.extend(apply::prune_gateways(&ctx.client, &name, &objects).await?);
 
+    let counts = ctx.counts(&name).await;
     let seen = status::Observed {
         gateways,
+        gateway_listeners: false,
         webhook_ready: !ca_bundle.is_empty(),
         control_plane_ready: (ctx.config.control_plane_ready)(),
-        connected_proxies: (ctx.config.connected_proxies)(),
+        connected_proxies: counts.connected_proxies,
+        injected_pods: counts.injected_pods,
     };
     patch_status(ctx, mesh, status::reconciled(mesh, &seen)).await?;
     if !written.is_empty() {
@@ -276,11 +298,12 @@ fn owner<K: Resource>(obj: K) -> Option<ObjectRef<Mesh>> {
         .map(|m| ObjectRef::new(m))
 }
 
-/// Runs the Controller until `shutdown` fires.
-pub async fn run_controller(ctx: Arc<Context>, shutdown: tokio_util::sync::CancellationToken) {
+/// Runs the Controller until `shutdown` fires; `feeds` fill `ctx.caches`.
+pub async fn run_controller(ctx: Arc<Context>, feeds: Feeds, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     let owned = watcher::Config::default().labels(MANAGED_SELECTOR);
-    let driver = Controller::new(Api::<Mesh>::all(client.clone()), watcher::Config::default())
+    let (recount_tx, recount_rx) = mpsc::channel(64);
+    let controller = Controller::new(Api::<Mesh>::all(client.clone()), watcher::Config::default())
         .watches(
             Api::<ConfigMap>::namespaced(client.clone(), names::SYSTEM_NAMESPACE),
             owned.clone(),
@@ -293,16 +316,29 @@ pub async fn run_controller(ctx: Arc<Context>, shutdown: tokio_util::sync::Cance
             owned,
             owner,
         )
+        .reconcile_on(ReceiverStream::new(recount_rx));
+    let meshes = controller.store();
+    let background = {
+        let (tally, shutdown) = (ctx.caches.tally.clone(), shutdown.clone());
+        async move {
+            tokio::select! {
+                () = feeds.drive() => {}
+                () = recount(meshes, tally, recount_tx) => {}
+                () = shutdown.cancelled() => {}
+            }
+        }
+    };
+    let background = tokio::spawn(background);
+    let mut gone: HashSet<String> = HashSet::new();
+    let driver = controller
         .graceful_shutdown_on({
             let shutdown = shutdown.clone();
             async move { shutdown.cancelled().await }
         })
         .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((mesh, _)) => tracing::debug!(mesh = %mesh.name, "reconciled"),
-                Err(error) => tracing::warn!(%error, "controller"),
-            }
+        .for_each(move |result| {
+            log_result(result, &mut gone);
+            futures::future::ready(())
         });
     tokio::pin!(driver);
     tokio::select! {
@@ -312,6 +348,53 @@ pub async fn run_controller(ctx: Arc<Context>, shutdown: tokio_util::sync::Cance
             // Controller still waits for its first Mesh list (e.g. the CRD is missing), hence the bound.
             if tokio::time::timeout(SHUTDOWN_GRACE, &mut driver).await.is_err() {
                 tracing::warn!(grace = ?SHUTDOWN_GRACE, "Mesh controller did not stop in time; dropping it");
+            }
+        }
+    }
+    background.abort();
+}
+
+type ReconcileResult = Result<
+    (ObjectRef<Mesh>, Action),
+    kube::runtime::controller::Error<Error, kube::runtime::watcher::Error>,
+>;
+
+/// A deleted Mesh's owned objects still send watch events while the garbage collector removes them:
+/// that is a normal deletion (info, once per Mesh), not an error.
+fn log_result(result: ReconcileResult, gone: &mut HashSet<String>) {
+    use kube::runtime::controller::Error as ControllerError;
+    match result {
+        Ok((mesh, _)) => {
+            gone.remove(&mesh.name);
+            tracing::debug!(mesh = %mesh.name, "reconciled");
+        }
+        Err(ControllerError::ObjectNotFound(mesh)) => {
+            if gone.insert(mesh.name.clone()) {
+                tracing::info!(mesh = %mesh.name, "Mesh deleted; the garbage collector removes what it owned");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "controller"),
+    }
+}
+
+/// Every [`TALLY_INTERVAL`]: requeues each Mesh whose status counts differ from the cluster's.
+async fn recount(meshes: Store<Mesh>, tally: Tally, requeue: mpsc::Sender<ObjectRef<Mesh>>) {
+    if meshes.wait_until_ready().await.is_err() {
+        return;
+    }
+    tally.wait_until_ready(COUNTS_READY_LIMIT).await;
+    loop {
+        tokio::time::sleep(TALLY_INTERVAL).await;
+        let all = tally.all(Timestamp::now());
+        for mesh in meshes.state() {
+            let name = mesh.name_any();
+            let want = all.get(&name).copied().unwrap_or_default();
+            let have = mesh.status.as_ref().map(|s| Counts {
+                connected_proxies: s.connected_proxies,
+                injected_pods: s.injected_pods,
+            });
+            if have != Some(want) && requeue.send(ObjectRef::new(&name)).await.is_err() {
+                return;
             }
         }
     }

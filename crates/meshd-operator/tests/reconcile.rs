@@ -9,9 +9,10 @@ use common::{FakeApi, RecordedEvents};
 use k8s_openapi::ByteString;
 use kube::runtime::controller::Action;
 use meshd_api::Mesh;
+use meshd_operator::caches::Caches;
 use meshd_operator::metrics::Metrics;
 use meshd_operator::reconcile::{self, Outcome};
-use meshd_operator::{Context, OperatorConfig, webhook_tls};
+use meshd_operator::{Context, OperatorConfig, counts, webhook_tls};
 use serde_json::json;
 
 const MESH: &str = "/apis/meshd.io/v1alpha1/meshes/default";
@@ -19,6 +20,8 @@ const SECRET: &str = "/api/v1/namespaces/meshd-system/secrets/meshd-webhook-tls"
 const CM: &str = "/api/v1/namespaces/meshd-system/configmaps/meshd-mesh-default";
 const DEPLOY: &str = "/apis/apps/v1/namespaces/meshd-system/deployments/ingress";
 const SVC: &str = "/api/v1/namespaces/meshd-system/services/ingress";
+const REPLICA_LEASE: &str =
+    "/apis/coordination.k8s.io/v1/namespaces/meshd-system/leases/meshd-xds-meshd-0";
 const MWC: &str =
     "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/meshd-injector-default";
 
@@ -43,18 +46,26 @@ struct Setup {
     events: Arc<RecordedEvents>,
 }
 
-fn setup(mesh: &Mesh) -> Setup {
+/// A fake API server holding `mesh` and one replica's Lease reporting 3 connected proxies, and a
+/// Context whose caches are filled (the log is cleared once they are).
+async fn setup(mesh: &Mesh) -> Setup {
     let fake = FakeApi::default();
     fake.put(MESH, serde_json::to_value(mesh).unwrap());
+    let lease = counts::replica_lease("meshd-0", "default", 3, k8s_openapi::jiff::Timestamp::now());
+    fake.put(REPLICA_LEASE, serde_json::to_value(lease).unwrap());
     let events = Arc::new(RecordedEvents::default());
-    let mut config = OperatorConfig::new("meshd-0");
-    config.connected_proxies = Arc::new(|| 3);
+    let client = fake.client();
+    let (caches, feeds) = Caches::watch(&client);
+    tokio::spawn(feeds.drive());
+    caches.tally.wait_until_ready(Duration::from_secs(5)).await;
     let ctx = Arc::new(Context::new(
-        fake.client(),
-        config,
+        client,
+        OperatorConfig::new("meshd-0"),
         Metrics::default(),
         events.clone(),
+        caches,
     ));
+    fake.clear_log();
     Setup { fake, ctx, events }
 }
 
@@ -94,7 +105,7 @@ fn decode_ca_bundle(mwc: &serde_json::Value, i: usize) -> String {
 #[tokio::test]
 async fn first_reconcile_applies_every_object_then_a_second_pass_writes_nothing() {
     let mesh = example_mesh();
-    let s = setup(&mesh);
+    let s = setup(&mesh).await;
     let outcome = reconcile::reconcile_mesh(&mesh, &s.ctx)
         .await
         .expect("first reconcile");
@@ -186,7 +197,7 @@ async fn first_reconcile_applies_every_object_then_a_second_pass_writes_nothing(
     );
     assert_eq!(condition(&stored, "Ready").status, "False");
     assert_eq!(s.events.reasons(), ["GatewayCreated", "Reconciled"]);
-    let first_requests = s.fake.log().len();
+    let first_requests = s.fake.requests().len();
     let first_writes = s.fake.writes().len();
 
     // Second pass over the stored (status-carrying) Mesh: reads only.
@@ -205,16 +216,17 @@ async fn first_reconcile_applies_every_object_then_a_second_pass_writes_nothing(
         ["GatewayCreated", "Reconciled"],
         "no Event for a no-op"
     );
-    let noop_requests = s.fake.log().len();
+    let noop_requests = s.fake.requests().len();
     println!(
         "FIGURE api requests for examples/mesh.yaml: first reconcile {first_requests} ({first_writes} writes), no-op reconcile {noop_requests} ({} writes)",
         s.fake.writes().len()
     );
-    for r in s.fake.log() {
+    for r in s.fake.requests() {
         println!("  no-op: {} {}?{}", r.method, r.path, r.query);
     }
 
-    // A gateway becoming ready flips GatewaysReady and Ready with one status write.
+    // A gateway's replicas becoming ready change GatewaysReady's reason with one status write; it stays
+    // False (and GATEWAYS says 0/1) because nothing listens on the gateway's ports yet.
     let mut deploy = s.fake.get(DEPLOY).unwrap();
     deploy["status"] = json!({"readyReplicas": 1, "replicas": 1});
     s.fake.put(DEPLOY, deploy);
@@ -222,11 +234,25 @@ async fn first_reconcile_applies_every_object_then_a_second_pass_writes_nothing(
     reconcile::reconcile_mesh(&stored, &s.ctx).await.unwrap();
     assert_eq!(s.write_lines(), [format!("PATCH {MESH}/status")]);
     let ready = s.mesh();
-    assert_eq!(condition(&ready, "Ready").status, "True");
+    let gateways = condition(&ready, "GatewaysReady");
     assert_eq!(
-        condition(&ready, "GatewaysReady").reason,
-        "AllReplicasReady"
+        (gateways.status.as_str(), gateways.reason.as_str()),
+        ("False", "NoListeners")
     );
+    assert!(
+        gateways.message.contains("meshd-system/ingress")
+            && gateways.message.contains("no Gateway resource support"),
+        "{}",
+        gateways.message
+    );
+    assert_eq!(condition(&ready, "Ready").status, "False");
+    assert_eq!(
+        condition(&ready, "Ready").message,
+        "not ready: GatewaysReady"
+    );
+    let status = ready.status.as_ref().unwrap();
+    assert_eq!(status.gateway_replicas.as_deref(), Some("0/1"));
+    assert_eq!(status.gateways[0].ready_replicas, 1, "the pods do run");
     // Unchanged conditions keep their transition time.
     assert_eq!(
         condition(&ready, "WebhookReady").last_transition_time,
@@ -235,9 +261,28 @@ async fn first_reconcile_applies_every_object_then_a_second_pass_writes_nothing(
 }
 
 #[tokio::test]
+async fn a_mesh_without_gateways_is_ready() {
+    let mut mesh = example_mesh();
+    mesh.spec.gateways.clear();
+    let s = setup(&mesh).await;
+    reconcile::reconcile_mesh(&mesh, &s.ctx).await.unwrap();
+    let stored = s.mesh();
+    let gateways = condition(&stored, "GatewaysReady");
+    assert_eq!(
+        (gateways.status.as_str(), gateways.reason.as_str()),
+        ("True", "AllReplicasReady")
+    );
+    assert_eq!(condition(&stored, "Ready").status, "True");
+    assert_eq!(
+        stored.status.as_ref().unwrap().gateway_replicas.as_deref(),
+        Some("0/0")
+    );
+}
+
+#[tokio::test]
 async fn drift_is_repaired_with_one_apply_per_changed_object() {
     let mesh = example_mesh();
-    let s = setup(&mesh);
+    let s = setup(&mesh).await;
     reconcile::reconcile_mesh(&mesh, &s.ctx).await.unwrap();
     let stored = s.mesh();
     let mut deploy = s.fake.get(DEPLOY).unwrap();
@@ -263,7 +308,7 @@ async fn drift_is_repaired_with_one_apply_per_changed_object() {
 #[tokio::test]
 async fn a_gateway_removed_from_the_spec_is_deleted() {
     let mesh = example_mesh();
-    let s = setup(&mesh);
+    let s = setup(&mesh).await;
     reconcile::reconcile_mesh(&mesh, &s.ctx).await.unwrap();
     let mut changed = s.mesh();
     changed.spec.gateways.clear();
@@ -302,12 +347,12 @@ async fn a_gateway_removed_from_the_spec_is_deleted() {
 async fn an_invalid_spec_sets_false_conditions_naming_the_field_and_writes_nothing_else() {
     let mut mesh = example_mesh();
     mesh.spec.traffic_capture.exclude_outbound_cidrs = vec!["10.0.0.0/33".into()];
-    let s = setup(&mesh);
+    let s = setup(&mesh).await;
     let outcome = reconcile::reconcile_mesh(&mesh, &s.ctx).await.unwrap();
     assert_eq!(outcome, Outcome::Invalid);
     assert_eq!(s.write_lines(), [format!("PATCH {MESH}/status")]);
     assert_eq!(
-        s.fake.log().len(),
+        s.fake.requests().len(),
         1,
         "nothing read or applied besides the status"
     );
@@ -336,7 +381,7 @@ async fn an_invalid_spec_sets_false_conditions_naming_the_field_and_writes_nothi
 #[tokio::test]
 async fn an_api_error_fails_the_reconcile_and_error_policy_backs_off_with_a_failed_condition() {
     let mesh = example_mesh();
-    let s = setup(&mesh);
+    let s = setup(&mesh).await;
     s.fake.fail_on("PATCH", "/deployments/");
     let err = reconcile::reconcile(Arc::new(mesh.clone()), s.ctx.clone())
         .await
@@ -389,6 +434,7 @@ async fn an_api_error_fails_the_reconcile_and_error_policy_backs_off_with_a_fail
         OperatorConfig::new("x"),
         metrics,
         s.events.clone(),
+        s.ctx.caches.clone(),
     ));
     let _ = reconcile::reconcile(Arc::new(mesh), ctx).await;
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
@@ -401,7 +447,7 @@ async fn an_api_error_fails_the_reconcile_and_error_policy_backs_off_with_a_fail
 #[tokio::test]
 async fn certificate_rotation_keeps_the_old_ca_in_the_bundle() {
     let mesh = example_mesh();
-    let s = setup(&mesh);
+    let s = setup(&mesh).await;
     let year = Duration::from_secs(365 * 24 * 3600);
     let hosts = webhook_tls::serving_hosts(None).unwrap();
     let old = webhook_tls::issue(&hosts, SystemTime::now() - year * 7 / 10, year, None).unwrap();

@@ -51,6 +51,8 @@ pub enum Error {
     WebhookUrl(String),
     #[error("cannot issue the webhook certificate: {0}")]
     Certificate(#[source] rcgen::Error),
+    #[error("the watches of owned objects have not listed within {0:?} (are list/watch allowed?)")]
+    NotSynced(Duration),
 }
 
 impl Error {

@@ -5,9 +5,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -23,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::caches::{Caches, Feeds};
 use crate::counts::{Counts, TALLY_INTERVAL, Tally};
-use crate::desired::{self, DesiredInputs, MANAGED_SELECTOR, ObjectKind, WebhookEndpoint};
+use crate::desired::{self, DesiredInputs, ObjectKind, WebhookEndpoint};
 use crate::events::{EventSink, MeshEvent};
 use crate::metrics::Metrics;
 use crate::webhook_tls::{self, TlsChange};
@@ -33,6 +30,8 @@ use crate::{Error, OperatorConfig, apply, status};
 pub const REQUEUE: Duration = Duration::from_secs(3600);
 /// How long a first reconcile waits for the count watches before it writes what it has.
 const COUNTS_READY_LIMIT: Duration = Duration::from_secs(5);
+/// How long a reconcile waits for the watches of owned objects to list once.
+const CACHES_READY_LIMIT: Duration = Duration::from_secs(30);
 
 pub struct Context {
     pub client: kube::Client,
@@ -40,6 +39,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub events: Arc<dyn EventSink>,
     pub caches: Caches,
+    /// The last settled apply per owned object (skips the dry run while nothing changed).
+    pub memo: apply::Memo,
     /// Consecutive failures per Mesh, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -58,6 +59,7 @@ impl Context {
             metrics,
             events,
             caches,
+            memo: apply::Memo::default(),
             failures: Mutex::default(),
         }
     }
@@ -101,9 +103,12 @@ pub async fn reconcile(mesh: Arc<Mesh>, ctx: Arc<Context>) -> Result<Action, Err
     result.map(|_| Action::requeue(REQUEUE))
 }
 
-/// One pass over one Mesh; public so tests can see what was written.
+/// One pass over one Mesh; public so tests can see what was written. Reads come from the caches.
 pub async fn reconcile_mesh(mesh: &Mesh, ctx: &Context) -> Result<Outcome, Error> {
     let name = desired::mesh_name(mesh)?;
+    if !ctx.caches.wait_until_ready(CACHES_READY_LIMIT).await {
+        return Err(Error::NotSynced(CACHES_READY_LIMIT));
+    }
     let reference = mesh.object_ref(&());
     let errors = settings::validate(&mesh.spec);
     if !errors.is_empty() {
@@ -126,8 +131,13 @@ pub async fn reconcile_mesh(mesh: &Mesh, ctx: &Context) -> Result<Outcome, Error
     }
 
     let hosts = webhook_tls::serving_hosts(ctx.config.webhook_url.as_deref())?;
+    let cached_secret = ctx
+        .caches
+        .webhook_secret
+        .get(&ObjectRef::new(names::WEBHOOK_TLS_SECRET).within(names::SYSTEM_NAMESPACE));
     let (ca_bundle, tls) = webhook_tls::ensure(
         &ctx.client,
+        cached_secret.as_deref(),
         &hosts,
         ctx.config.cert_validity,
         SystemTime::now(),
@@ -169,7 +179,7 @@ pub async fn reconcile_mesh(mesh: &Mesh, ctx: &Context) -> Result<Outcome, Error
     let objects = desired::desired_objects(mesh, &inputs)?;
     let mut gateways = Vec::new();
     for obj in &objects {
-        let applied = apply::ensure(&ctx.client, obj).await?;
+        let applied = apply::ensure(&ctx.client, &ctx.caches, &ctx.memo, obj).await?;
         if applied.wrote {
             written.push(format!("{:?} {}", obj.kind, obj.name));
         }
@@ -193,7 +203,6 @@ pub async fn reconcile_mesh(mesh: &Mesh, ctx: &Context) -> Result<Outcome, Error
             let replicas = |path: &str| {
                 applied
                     .live
-                    .data
                     .pointer(path)
                     .and_then(serde_json::Value::as_i64)
                     .unwrap_or(0)
@@ -206,7 +215,7 @@ pub async fn reconcile_mesh(mesh: &Mesh, ctx: &Context) -> Result<Outcome, Error
             });
         }
     }
-    written.extend(apply::prune_gateways(&ctx.client, &name, &objects).await?);
+    written.extend(apply::prune_gateways(&ctx.client, &ctx.caches, &name, &objects).await?);
 
     let counts = ctx.counts(&name).await;
     let seen = status::Observed {
@@ -235,20 +244,24 @@ pub async fn reconcile_mesh(mesh: &Mesh, ctx: &Context) -> Result<Outcome, Error
     Ok(Outcome::Applied(written))
 }
 
-/// Patches the status subresource when it changed; returns whether it wrote.
+/// Server-side applies the status subresource (field manager meshd, which owns the whole status) when
+/// it differs from the cached Mesh's; returns whether it wrote.
 async fn patch_status(ctx: &Context, mesh: &Mesh, new: MeshStatus) -> Result<bool, Error> {
     if mesh.status.as_ref() == Some(&new) {
         return Ok(false);
     }
     let name = mesh.name_any();
     let api: Api<Mesh> = Api::all(ctx.client.clone());
-    let params = PatchParams {
-        field_manager: Some(names::FIELD_MANAGER.into()),
-        ..Default::default()
-    };
-    api.patch_status(&name, &params, &Patch::Merge(json!({ "status": new })))
+    let params = PatchParams::apply(names::FIELD_MANAGER).force();
+    let body = json!({
+        "apiVersion": format!("{}/{}", names::GROUP, names::VERSION),
+        "kind": "Mesh",
+        "metadata": {"name": name},
+        "status": new,
+    });
+    api.patch_status(&name, &params, &Patch::Apply(&body))
         .await
-        .map_err(Error::kube("patch status", &format!("Mesh {name}")))?;
+        .map_err(Error::kube("apply status", &format!("Mesh {name}")))?;
     Ok(true)
 }
 
@@ -301,28 +314,30 @@ fn owner<K: Resource>(obj: K) -> Option<ObjectRef<Mesh>> {
 /// Runs the Controller until `shutdown` fires; `feeds` fill `ctx.caches`.
 pub async fn run_controller(ctx: Arc<Context>, feeds: Feeds, shutdown: CancellationToken) {
     let client = ctx.client.clone();
-    let owned = watcher::Config::default().labels(MANAGED_SELECTOR);
     let (recount_tx, recount_rx) = mpsc::channel(64);
-    let controller = Controller::new(Api::<Mesh>::all(client.clone()), watcher::Config::default())
-        .watches(
-            Api::<ConfigMap>::namespaced(client.clone(), names::SYSTEM_NAMESPACE),
-            owned.clone(),
-            owner,
-        )
-        .watches(Api::<Deployment>::all(client.clone()), owned.clone(), owner)
-        .watches(Api::<Service>::all(client.clone()), owned.clone(), owner)
-        .watches(
-            Api::<MutatingWebhookConfiguration>::all(client),
-            owned,
-            owner,
-        )
+    let Feeds {
+        configmaps,
+        deployments,
+        services,
+        webhooks,
+        webhook_secret,
+        background,
+    } = feeds;
+    // A changed or deleted webhook Secret concerns every Mesh (their caBundles).
+    let secret_changes = webhook_secret.map(|_| ());
+    let controller = Controller::new(Api::<Mesh>::all(client), watcher::Config::default())
+        .watches_stream(configmaps, owner)
+        .watches_stream(deployments, owner)
+        .watches_stream(services, owner)
+        .watches_stream(webhooks, owner)
+        .reconcile_all_on(secret_changes)
         .reconcile_on(ReceiverStream::new(recount_rx));
     let meshes = controller.store();
     let background = {
         let (tally, shutdown) = (ctx.caches.tally.clone(), shutdown.clone());
         async move {
             tokio::select! {
-                () = feeds.drive() => {}
+                _ = futures::future::join_all(background) => {}
                 () = recount(meshes, tally, recount_tx) => {}
                 () = shutdown.cancelled() => {}
             }

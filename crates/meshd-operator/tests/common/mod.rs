@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -71,8 +72,12 @@ pub struct State {
     /// (method, exact path, code): answer with this code (403 Forbidden, 404…).
     pub refuse: Vec<(String, String, u16)>,
     next_rv: u64,
+    /// What each object's applier last sent: the fields it owns (server-side apply's managedFields).
+    applied: BTreeMap<String, Value>,
     changes: Vec<Change>,
     changed: tokio::sync::watch::Sender<u64>,
+    /// How far each open watch has read the changes (for `settled`).
+    cursors: Vec<std::sync::Weak<AtomicU64>>,
 }
 
 impl Default for State {
@@ -83,8 +88,10 @@ impl Default for State {
             fail: None,
             refuse: Vec::new(),
             next_rv: 100,
+            applied: BTreeMap::new(),
             changes: Vec::new(),
             changed: tokio::sync::watch::channel(0).0,
+            cursors: Vec::new(),
         }
     }
 }
@@ -163,6 +170,32 @@ impl FakeApi {
             .expect("object to merge into");
         merge_patch(&mut obj, &patch);
         state.commit(path, Some(obj));
+    }
+    /// Waits until every open watch has read every change (so the caches fed by them hold it).
+    pub async fn settled(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let done = {
+                let mut state = self.0.lock().unwrap();
+                let latest = state.next_rv;
+                state.cursors.retain(|c| c.strong_count() > 0);
+                state
+                    .cursors
+                    .iter()
+                    .filter_map(std::sync::Weak::upgrade)
+                    .all(|c| c.load(Ordering::SeqCst) >= latest)
+            };
+            if done {
+                // Let the consumers finish the poll that read the last lines.
+                tokio::task::yield_now().await;
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "watches not settled within 5 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
     }
     pub fn get(&self, path: &str) -> Option<Value> {
         self.0.lock().unwrap().objects.get(path).cloned()
@@ -326,10 +359,12 @@ impl FakeApi {
                     "meshd only server-side applies objects"
                 );
                 let old = state.objects.get(&object_path).cloned();
-                let applied = server_side_apply(old.as_ref(), body, &recorded);
+                let owned = state.applied.get(&object_path).cloned();
+                let applied = server_side_apply(old.as_ref(), owned.as_ref(), &body, &recorded);
                 if recorded.is_dry_run() {
                     return ok(applied);
                 }
+                state.applied.insert(object_path.clone(), body);
                 // An apply that changes nothing leaves the object (and its resourceVersion) alone.
                 if old.as_ref().is_some_and(|o| same_but_version(o, &applied)) {
                     return ok(old.expect("checked"));
@@ -377,9 +412,14 @@ impl FakeApi {
         filter: Filter,
         metadata_only: bool,
     ) -> Response<ResponseBody> {
-        let changed = self.0.lock().unwrap().changed.subscribe();
-        let start = (self.clone(), since, changed);
-        let stream = futures::stream::unfold(start, move |(me, mut seen, mut changed)| {
+        let cursor = Arc::new(AtomicU64::new(since));
+        let changed = {
+            let mut state = self.0.lock().unwrap();
+            state.cursors.push(Arc::downgrade(&cursor));
+            state.changed.subscribe()
+        };
+        let start = (self.clone(), since, changed, cursor);
+        let stream = futures::stream::unfold(start, move |(me, mut seen, mut changed, cursor)| {
             let (collection, filter) = (collection.clone(), filter.clone());
             async move {
                 loop {
@@ -395,11 +435,13 @@ impl FakeApi {
                                 out.push(b'\n');
                             }
                         }
+                        // The consumer applies these lines in this same poll (before `settled` looks).
+                        cursor.store(seen, Ordering::SeqCst);
                         out
                     };
                     if !lines.is_empty() {
                         let frame = Ok::<_, Infallible>(Frame::data(Bytes::from(lines)));
-                        return Some((frame, (me, seen, changed)));
+                        return Some((frame, (me, seen, changed, cursor)));
                     }
                     if changed.changed().await.is_err() {
                         return None;
@@ -414,9 +456,23 @@ impl FakeApi {
     }
 }
 
-/// What kube-apiserver's server-side apply keeps of the live object: identity, status, server fields.
-fn server_side_apply(old: Option<&Value>, body: Value, recorded: &Recorded) -> Value {
-    let mut obj = body;
+/// Server-side apply as kube-apiserver does it for a single applier: the live object, less the fields the
+/// applier sent last time and no longer sends, plus what it sends now (lists replaced whole); other
+/// writers' fields stay. Then the server's own parts: identity, timestamps, managedFields, generation
+/// (bumped when the spec changes), status, and two defaults and one normalisation the real server applies
+/// (a Deployment's `strategy`, a Service port's `protocol`, CPU quantities in millicores), so a caller
+/// comparing its desired object with the live one by hand would see drift that is not there.
+fn server_side_apply(
+    old: Option<&Value>,
+    owned: Option<&Value>,
+    body: &Value,
+    recorded: &Recorded,
+) -> Value {
+    let mut obj = old.cloned().unwrap_or(json!({}));
+    if let Some(owned) = owned {
+        remove_dropped(&mut obj, owned, body);
+    }
+    apply_fields(&mut obj, body);
     let meta = |o: Option<&Value>, k: &str| o.and_then(|o| o["metadata"].get(k).cloned());
     obj["metadata"]["uid"] =
         meta(old, "uid").unwrap_or_else(|| json!(format!("uid-{}", recorded.path)));
@@ -428,17 +484,107 @@ fn server_side_apply(old: Option<&Value>, body: Value, recorded: &Recorded) -> V
     let manager = recorded.param("fieldManager").unwrap_or_default();
     obj["metadata"]["managedFields"] =
         json!([{"manager": manager, "operation": "Apply", "apiVersion": obj["apiVersion"]}]);
+    defaults(&mut obj);
     if obj.get("spec").is_some() {
         let old_gen = old
             .and_then(|o| o["metadata"]["generation"].as_i64())
             .unwrap_or(0);
         let same_spec = old.is_some_and(|o| o.get("spec") == obj.get("spec"));
-        obj["metadata"]["generation"] = json!(if same_spec { old_gen } else { old_gen + 1 });
+        obj["metadata"]["generation"] = json!(if same_spec {
+            old_gen.max(1)
+        } else {
+            old_gen + 1
+        });
     }
-    if let Some(st) = old.and_then(|o| o.get("status")) {
-        obj["status"] = st.clone();
+    match old.and_then(|o| o.get("status")) {
+        Some(st) => obj["status"] = st.clone(),
+        None => {
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+        }
     }
     obj
+}
+
+/// Removes from `obj` each field `before` set and `now` no longer sets.
+fn remove_dropped(obj: &mut Value, before: &Value, now: &Value) {
+    let (Value::Object(b), Some(o)) = (before, obj.as_object_mut()) else {
+        return;
+    };
+    for (k, bv) in b {
+        match now.get(k) {
+            None => {
+                o.remove(k);
+            }
+            Some(nv) if bv.is_object() && nv.is_object() => {
+                if let Some(child) = o.get_mut(k) {
+                    remove_dropped(child, bv, nv);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// Sets every field of `body` in `obj`: objects merged key by key, anything else (lists too) replaced.
+fn apply_fields(obj: &mut Value, body: &Value) {
+    match (obj.as_object_mut(), body) {
+        (Some(o), Value::Object(b)) => {
+            for (k, v) in b {
+                match o.get_mut(k) {
+                    Some(child) if child.is_object() && v.is_object() => apply_fields(child, v),
+                    _ => {
+                        o.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        _ => *obj = body.clone(),
+    }
+}
+
+fn defaults(obj: &mut Value) {
+    match obj["kind"].as_str() {
+        Some("Deployment") => {
+            let spec = &mut obj["spec"];
+            if spec.get("strategy").is_none() {
+                spec["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}});
+            }
+            if let Some(containers) = spec["template"]["spec"]["containers"].as_array_mut() {
+                for c in containers {
+                    for kind in ["limits", "requests"] {
+                        if let Some(cpu) = c["resources"][kind].get_mut("cpu") {
+                            *cpu = json!(millicores(cpu.as_str().unwrap_or_default()));
+                        }
+                    }
+                }
+            }
+        }
+        Some("Service") => {
+            if let Some(ports) = obj["spec"]["ports"].as_array_mut() {
+                for p in ports {
+                    if p.get("protocol").is_none() {
+                        p["protocol"] = json!("TCP");
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The API server's canonical CPU quantity: `0.5` → `500m`, `1000m` → `1`.
+fn millicores(q: &str) -> String {
+    let milli = match q.strip_suffix('m') {
+        Some(m) => m.parse::<f64>().ok(),
+        None => q.parse::<f64>().ok().map(|c| c * 1000.0),
+    };
+    match milli {
+        Some(m) if m % 1000.0 == 0.0 => format!("{}", m as i64 / 1000),
+        Some(m) => format!("{}m", m as i64),
+        None => q.to_string(),
+    }
 }
 
 fn same_but_version(a: &Value, b: &Value) -> bool {

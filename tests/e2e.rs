@@ -143,7 +143,7 @@ impl Drop for Controller {
     }
 }
 
-fn start_controller(run: &Run, cert_dir: &std::path::Path) -> Result<Controller> {
+fn start_controller(run: &Run) -> Result<Controller> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshd"));
     cmd.args([
         "controller",
@@ -154,8 +154,6 @@ fn start_controller(run: &Run, cert_dir: &std::path::Path) -> Result<Controller>
     ])
     .args(["--webhook-listen", "0.0.0.0:9443"])
     .args(["--metrics-listen", "127.0.0.1:15014"])
-    .arg("--webhook-cert-dir")
-    .arg(cert_dir)
     .stdout(Stdio::inherit())
     .stderr(Stdio::inherit());
     match &run.discovery_address {
@@ -239,8 +237,7 @@ async fn operator_reconciles_the_example_mesh() -> Result<()> {
         )
         .await?;
 
-    let cert_dir = tempfile::tempdir()?;
-    let controller = start_controller(&run, cert_dir.path())?;
+    let controller = start_controller(&run)?;
 
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mesh.yaml"))?;
     let mut mesh = meshd_api::settings::parse_mesh_yaml(&text)?;

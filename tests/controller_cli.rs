@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use meshd_webhook::dev_pki::DevCa;
+use meshd_tools::pki::DevCa;
 use serde_json::{Value, json};
 
 const MESHD: &str = env!("CARGO_BIN_EXE_meshd");

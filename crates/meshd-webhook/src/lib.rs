@@ -25,7 +25,6 @@
 //! One `Injector` per registry: it registers `meshd_injections_total` and
 //! `meshd_injection_duration_seconds` under those full names.
 
-pub mod dev_pki;
 mod events;
 mod handler;
 mod metrics;

@@ -111,12 +111,9 @@ mod tests {
     }
 
     fn pair() -> (String, String) {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
-            .expect("params")
-            .self_signed(&key)
-            .expect("cert");
-        (cert.pem(), key.serialize_pem())
+        let ca = meshd_tools::pki::DevCa::new().expect("ca");
+        let leaf = ca.issue(&["localhost"]).expect("leaf");
+        (leaf.cert_pem, leaf.key_pem)
     }
 
     #[test]

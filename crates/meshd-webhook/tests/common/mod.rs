@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use meshd_inject::{InjectionSettings, SkipReason};
-use meshd_webhook::dev_pki::{DevCa, IssuedCert};
+use meshd_tools::pki::{DevCa, IssuedCert};
 use meshd_webhook::{
     CertificateFiles, InjectionEvents, Injector, PodRef, server_config, watch_files,
 };

@@ -258,8 +258,34 @@ async fn operator_reconciles_the_example_mesh() -> Result<()> {
     // Cleanup runs whatever the checks said, and is itself checked.
     let cleanup = check_cleanup(&client, &run).await;
     drop(controller);
+    remove_ca_roots(&client).await;
     result?;
     cleanup
+}
+
+/// The controller put meshd-ca-root in every namespace; with it stopped, they go too.
+async fn remove_ca_roots(client: &Client) {
+    let all: Api<ConfigMap> = Api::all(client.clone());
+    let ours = kube::api::ListParams::default()
+        .fields("metadata.name=meshd-ca-root")
+        .labels("app.kubernetes.io/managed-by=meshd");
+    let Ok(list) = all.list_metadata(&ours).await else {
+        return say!("e2e: could not list the meshd-ca-root ConfigMaps to remove them");
+    };
+    let mut removed = 0;
+    for cm in list.items {
+        if let Some(ns) = cm.metadata.namespace.as_deref() {
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+            if api
+                .delete("meshd-ca-root", &DeleteParams::default())
+                .await
+                .is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    say!("e2e: removed {removed} meshd-ca-root ConfigMaps");
 }
 
 async fn check_reconciled(client: &Client, run: &Run) -> Result<()> {

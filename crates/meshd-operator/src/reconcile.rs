@@ -19,7 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::caches::{Caches, Feeds};
-use crate::counts::{Counts, TALLY_INTERVAL, Tally};
+use crate::counts::{Counts, TALLY_INTERVAL};
 use crate::desired::{self, DesiredInputs, ObjectKind, WebhookEndpoint};
 use crate::events::{EventSink, MeshEvent};
 use crate::metrics::Metrics;
@@ -119,7 +119,10 @@ pub async fn reconcile_mesh(mesh: &Mesh, ctx: &Context) -> Result<Outcome, Error
             .join("; ");
         tracing::warn!(mesh = %name, %message, "invalid Mesh spec; nothing applied");
         let counts = ctx.counts(&name).await;
-        if patch_status(ctx, mesh, status::invalid(mesh, &message, counts)).await? {
+        let new = status::invalid(mesh, &message, counts);
+        // Counts follow the cluster even for a refused spec; the Event is for a new refusal only.
+        let newly_refused = mesh.status.as_ref().map(|s| &s.conditions) != Some(&new.conditions);
+        if patch_status(ctx, mesh, new).await? && newly_refused {
             let event = MeshEvent {
                 warning: true,
                 reason: "InvalidSpec",
@@ -334,11 +337,11 @@ pub async fn run_controller(ctx: Arc<Context>, feeds: Feeds, shutdown: Cancellat
         .reconcile_on(ReceiverStream::new(recount_rx));
     let meshes = controller.store();
     let background = {
-        let (tally, shutdown) = (ctx.caches.tally.clone(), shutdown.clone());
+        let (recount_ctx, shutdown) = (ctx.clone(), shutdown.clone());
         async move {
             tokio::select! {
                 _ = futures::future::join_all(background) => {}
-                () = recount(meshes, tally, recount_tx) => {}
+                () = recount(meshes, recount_ctx, recount_tx) => {}
                 () = shutdown.cancelled() => {}
             }
         }
@@ -392,17 +395,22 @@ fn log_result(result: ReconcileResult, gone: &mut HashSet<String>) {
     }
 }
 
-/// Every [`TALLY_INTERVAL`]: requeues each Mesh whose status counts differ from the cluster's.
-async fn recount(meshes: Store<Mesh>, tally: Tally, requeue: mpsc::Sender<ObjectRef<Mesh>>) {
+/// Every [`TALLY_INTERVAL`]: requeues each Mesh whose status counts differ from the cluster's (not
+/// one whose reconciles are failing: its error backoff decides when it runs again).
+async fn recount(meshes: Store<Mesh>, ctx: Arc<Context>, requeue: mpsc::Sender<ObjectRef<Mesh>>) {
     if meshes.wait_until_ready().await.is_err() {
         return;
     }
+    let tally = &ctx.caches.tally;
     tally.wait_until_ready(COUNTS_READY_LIMIT).await;
     loop {
         tokio::time::sleep(TALLY_INTERVAL).await;
         let all = tally.all(Timestamp::now());
         for mesh in meshes.state() {
             let name = mesh.name_any();
+            if ctx.failures().contains_key(&name) {
+                continue;
+            }
             let want = all.get(&name).copied().unwrap_or_default();
             let have = mesh.status.as_ref().map(|s| Counts {
                 connected_proxies: s.connected_proxies,

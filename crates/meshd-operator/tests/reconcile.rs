@@ -394,6 +394,14 @@ async fn an_invalid_spec_sets_false_conditions_naming_the_field_and_writes_nothi
     s.fake.clear_log();
     s.reconcile(&stored).await.unwrap();
     assert!(s.fake.writes().is_empty());
+    // The counts still follow the cluster (one status write), without another InvalidSpec Event.
+    let lease = counts::replica_lease("meshd-0", "default", 5, k8s_openapi::jiff::Timestamp::now());
+    s.fake
+        .put(REPLICA_LEASE, serde_json::to_value(lease).unwrap());
+    s.reconcile(&stored).await.unwrap();
+    assert_eq!(s.write_lines(), [format!("PATCH {MESH}/status")]);
+    assert_eq!(s.mesh().status.unwrap().connected_proxies, 5);
+    assert_eq!(s.events.reasons(), ["InvalidSpec"], "no repeated Event");
 }
 
 #[tokio::test]

@@ -19,12 +19,7 @@ const MESH: &str = "/apis/meshd.io/v1alpha1/meshes/default";
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/meshd-system/leases";
 
 fn example_mesh() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/mesh.yaml");
-    let text = std::fs::read_to_string(path).expect("examples/mesh.yaml");
-    let mut mesh = meshd_api::settings::parse_mesh_yaml(&text).expect("example parses");
-    mesh.metadata.uid = Some("0b9d6c3e-mesh-default".into());
-    mesh.metadata.generation = Some(1);
-    serde_json::to_value(mesh).expect("json")
+    serde_json::to_value(common::example_mesh()).expect("json")
 }
 
 fn pod(fake: &FakeApi, ns: &str, name: &str, labels: Value) {

@@ -6,6 +6,25 @@ use common::FakeApi;
 use meshd_operator::leader::{Elector, LEASE_NAME};
 use serde_json::json;
 
+/// `Operator::run` as replica meshd-a, against `fake`: its metrics, its shutdown, its task.
+fn start_operator(
+    fake: &FakeApi,
+) -> (
+    prometheus_client::registry::Registry,
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<Result<(), meshd_operator::Error>>,
+) {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let op = meshd_operator::Operator::new(
+        fake.client(),
+        meshd_operator::OperatorConfig::new("meshd-a"),
+        &mut registry,
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(op.run(shutdown.clone()));
+    (registry, shutdown, task)
+}
+
 const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/meshd-system/leases/meshd-controller";
 
 #[tokio::test]
@@ -75,14 +94,7 @@ async fn one_holder_renews_others_wait_and_an_expired_lease_is_taken_over() {
 async fn run_holds_the_lease_until_shutdown_then_releases_it() {
     let fake = FakeApi::default();
     fake.refuse("GET", "/apis/meshd.io/v1alpha1/meshes", 404);
-    let mut registry = prometheus_client::registry::Registry::default();
-    let op = meshd_operator::Operator::new(
-        fake.client(),
-        meshd_operator::OperatorConfig::new("meshd-a"),
-        &mut registry,
-    );
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(op.run(shutdown.clone()));
+    let (_registry, shutdown, task) = start_operator(&fake);
     for _ in 0..200 {
         if fake.get(LEASE).is_some()
             && fake
@@ -122,14 +134,7 @@ async fn run_holds_the_lease_until_shutdown_then_releases_it() {
 #[tokio::test]
 async fn losing_the_lease_stops_the_controller() {
     let fake = FakeApi::default();
-    let mut registry = prometheus_client::registry::Registry::default();
-    let op = meshd_operator::Operator::new(
-        fake.client(),
-        meshd_operator::OperatorConfig::new("meshd-a"),
-        &mut registry,
-    );
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(op.run(shutdown.clone()));
+    let (registry, shutdown, task) = start_operator(&fake);
     let mesh_requests = || {
         fake.log()
             .iter()
@@ -200,14 +205,7 @@ fn lease_requests(fake: &FakeApi) -> usize {
 #[tokio::test]
 async fn a_missing_system_namespace_is_created_before_the_lease() {
     let fake = FakeApi::default();
-    let mut registry = prometheus_client::registry::Registry::default();
-    let op = meshd_operator::Operator::new(
-        fake.client(),
-        meshd_operator::OperatorConfig::new("meshd-a"),
-        &mut registry,
-    );
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(op.run(shutdown.clone()));
+    let (_registry, shutdown, task) = start_operator(&fake);
     common::eventually("the lease taken", 10, || fake.get(LEASE).is_some()).await;
     let created: Vec<String> = fake
         .writes()
@@ -236,14 +234,7 @@ async fn a_forbidden_namespace_creation_says_what_to_do_and_retries() {
     let _guard = logs.capture();
     let fake = FakeApi::default();
     fake.refuse("POST", NAMESPACES, 403);
-    let mut registry = prometheus_client::registry::Registry::default();
-    let op = meshd_operator::Operator::new(
-        fake.client(),
-        meshd_operator::OperatorConfig::new("meshd-a"),
-        &mut registry,
-    );
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(op.run(shutdown.clone()));
+    let (_registry, shutdown, task) = start_operator(&fake);
     let attempts = || {
         fake.log()
             .iter()

@@ -5,7 +5,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::{FakeApi, RecordedEvents};
+use common::{FakeApi, RecordedEvents, example_mesh};
 use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::runtime::controller::Action;
@@ -25,21 +25,6 @@ const REPLICA_LEASE: &str =
     "/apis/coordination.k8s.io/v1/namespaces/meshd-system/leases/meshd-xds-meshd-0";
 const MWC: &str =
     "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/meshd-injector-default";
-
-/// `examples/mesh.yaml` as the API server would hand it over (uid and generation set).
-fn example_mesh() -> Mesh {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/mesh.yaml");
-    let text = std::fs::read_to_string(path).expect("examples/mesh.yaml");
-    let mut mesh = meshd_api::settings::parse_mesh_yaml(&text).expect("example parses");
-    mesh.metadata.uid = Some("0b9d6c3e-mesh-default".into());
-    mesh.metadata.generation = Some(1);
-    assert_eq!(
-        mesh.spec.gateways.len(),
-        1,
-        "the example has one ingress gateway"
-    );
-    mesh
-}
 
 struct Setup {
     fake: FakeApi,
@@ -71,6 +56,16 @@ async fn setup(mesh: &Mesh) -> Setup {
 }
 
 impl Setup {
+    /// The Context a newly elected leader has: the same caches (the same cluster), an empty memo.
+    fn new_leader(&self) -> Arc<Context> {
+        Arc::new(Context::new(
+            self.fake.client(),
+            OperatorConfig::new("meshd-1"),
+            Metrics::default(),
+            self.events.clone(),
+            self.ctx.caches.clone(),
+        ))
+    }
     /// One reconcile, once the caches hold every change made so far (as the Controller's would).
     async fn reconcile(&self, mesh: &Mesh) -> Result<Outcome, meshd_operator::Error> {
         self.fake.settled().await;
@@ -224,13 +219,7 @@ async fn first_reconcile_applies_every_object_then_a_second_pass_writes_nothing(
     assert_eq!(noop_requests.len(), 0, "{noop_requests:?}");
 
     // A new leader (fresh memo, same cluster): one dry-run apply per owned object, still no GET or write.
-    let fresh = Arc::new(Context::new(
-        s.fake.client(),
-        OperatorConfig::new("meshd-1"),
-        Metrics::default(),
-        s.events.clone(),
-        s.ctx.caches.clone(),
-    ));
+    let fresh = s.new_leader();
     s.fake.clear_log();
     reconcile::reconcile_mesh(&stored, &fresh)
         .await
@@ -535,13 +524,7 @@ async fn a_field_removed_from_a_gateway_is_removed_from_the_cluster() {
     );
     // Nothing changed: the normalised quantity is not drift (even for a new leader, which dry-runs).
     let stored = s.mesh();
-    let fresh = Context::new(
-        s.fake.client(),
-        OperatorConfig::new("meshd-1"),
-        Metrics::default(),
-        s.events.clone(),
-        s.ctx.caches.clone(),
-    );
+    let fresh = s.new_leader();
     s.fake.clear_log();
     s.fake.settled().await;
     reconcile::reconcile_mesh(&stored, &fresh).await.unwrap();

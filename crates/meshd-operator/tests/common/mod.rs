@@ -18,6 +18,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::client::Body;
+use meshd_api::Mesh;
 use meshd_operator::events::{EventSink, MeshEvent};
 use serde_json::{Value, json};
 
@@ -744,6 +745,21 @@ fn status(code: u16, reason: &str, message: &str) -> Response<ResponseBody> {
         .status(code)
         .body(full(serde_json::to_vec(&v).expect("json")))
         .expect("response")
+}
+
+/// `examples/mesh.yaml` as the API server would hand it over (uid and generation set).
+pub fn example_mesh() -> Mesh {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/mesh.yaml");
+    let text = std::fs::read_to_string(path).expect("examples/mesh.yaml");
+    let mut mesh = meshd_api::settings::parse_mesh_yaml(&text).expect("example parses");
+    mesh.metadata.uid = Some("0b9d6c3e-mesh-default".into());
+    mesh.metadata.generation = Some(1);
+    assert_eq!(
+        mesh.spec.gateways.len(),
+        1,
+        "the example has one ingress gateway"
+    );
+    mesh
 }
 
 /// Polls `check` every 10 ms for up to `secs` seconds; panics naming `what` when it never holds.

@@ -3,10 +3,10 @@
 
 REGISTRY ?= ghcr.io/meshd
 VERSION  ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+# For the image build only (its context has no .git); local builds read the commit in build.rs.
 GIT_COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 ENVOY_VERSION ?= 1.40.0
 CARGO ?= cargo
-export MESHD_GIT_COMMIT := $(GIT_COMMIT)
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
 APT_PACKAGES := iptables nftables iproute2 util-linux openssl python3-venv ca-certificates

@@ -1,7 +1,7 @@
 //! `meshd controller` as a process, without a cluster: bad flags exit 64 naming the flag; an API server
 //! that cannot be reached is a one-line error naming it; and against a small mock API server (plain
-//! HTTP, answering the lists and holding the watches open) the controller copies the webhook
-//! certificate from the Secret, injects with the Mesh ConfigMap's settings over real TLS, records an
+//! HTTP, answering the lists and holding the watches open) the controller serves the webhook
+//! certificate from the Secret (straight from the watch, no file), injects with the Mesh ConfigMap's settings over real TLS, records an
 //! Event on the pod's owner, serves xDS, runs the operator (which competes for the Lease as
 //! `--pod-name`), turns `/ready`, and exits 0 on SIGTERM within 5 s.
 
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use meshd_webhook::dev_pki::DevCa;
+use meshd_tools::pki::DevCa;
 use serde_json::{Value, json};
 
 const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
@@ -281,7 +281,6 @@ fn against_a_mock_api_server_it_serves_webhook_and_xds_and_exits_on_sigterm() {
     ]);
     let dir = tempfile::tempdir().expect("tempdir");
     let config = kubeconfig(dir.path(), &format!("http://127.0.0.1:{}", api.port));
-    let cert_dir = dir.path().join("webhook-tls");
     let (webhook, xds, metrics) = (free_port(), free_port(), free_port());
     // MESHD_CONTROLLER_BIN: measure another build (e.g. target/release/meshd) with the same scenario.
     let bin = std::env::var("MESHD_CONTROLLER_BIN").unwrap_or_else(|_| MESHD.to_string());
@@ -297,7 +296,6 @@ fn against_a_mock_api_server_it_serves_webhook_and_xds_and_exits_on_sigterm() {
         .args(["--webhook-listen", &format!("127.0.0.1:{webhook}")])
         .args(["--xds-listen", &format!("127.0.0.1:{xds}")])
         .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
-        .args(["--webhook-cert-dir", cert_dir.to_str().expect("utf-8")])
         .args(["--discovery-address", "cp.example.org:15012"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -311,8 +309,9 @@ fn against_a_mock_api_server_it_serves_webhook_and_xds_and_exits_on_sigterm() {
     let to_ready = started.elapsed();
     assert!(http_get(metrics, "/live").is_some_and(|r| r.starts_with("HTTP/1.1 200")));
     assert_eq!(
-        std::fs::read_to_string(cert_dir.join("tls.crt")).expect("cert written"),
-        leaf.cert_pem
+        common::served_leaf(webhook, &ca.ca_pem()).expect("TLS handshake"),
+        common::der_of(&leaf.cert_pem),
+        "the webhook serves the Secret's certificate"
     );
     assert!(
         TcpStream::connect(("127.0.0.1", xds)).is_ok(),
@@ -432,10 +431,6 @@ fn without_the_webhook_secret_it_is_live_but_not_ready_and_a_bad_configmap_is_lo
         .args(["--webhook-listen", &format!("127.0.0.1:{webhook}")])
         .args(["--xds-listen", &format!("127.0.0.1:{xds}")])
         .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
-        .args([
-            "--webhook-cert-dir",
-            dir.path().join("tls").to_str().expect("utf-8"),
-        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -486,5 +481,14 @@ fn without_the_webhook_secret_it_is_live_but_not_ready_and_a_bad_configmap_is_lo
     assert!(
         stderr.contains("webhook waits for its certificate from the Secret"),
         "{stderr}"
+    );
+    // Out of cluster without --discovery-address: sidecars would get an address that reaches nothing.
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("runs outside the cluster"))
+        .unwrap_or_else(|| panic!("the discovery address is questioned: {stderr}"));
+    assert!(
+        warning.contains("--discovery-address") && warning.contains("meshd.meshd-system.svc:15012"),
+        "{warning}"
     );
 }

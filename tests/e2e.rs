@@ -2,14 +2,23 @@
 //! why it was skipped otherwise. `make e2e`.
 //!
 //! It installs the CRDs, runs `meshd controller` from this build on the test machine (out of cluster, with
-//! `--kubeconfig`), applies `examples/mesh.yaml`, and checks what the operator owns, the `kubectl get mesh`
-//! columns (the server-side Table), the conditions, drift repair, and cleanup when the Mesh is deleted.
+//! `--kubeconfig`), applies `examples/mesh.yaml`, and checks what the operator owns, ConfigMap
+//! `meshd-ca-root` in a fresh namespace, the `kubectl get mesh` columns (the server-side Table), the
+//! conditions, the status counts, drift repair, and cleanup when the Mesh is deleted. On a failure it
+//! prints the Mesh's status and this run's Events (created since the run started, about the Mesh or
+//! objects in meshd-system or the run's namespace) before cleanup deletes them.
 //!
-//! Optional settings:
+//! Settings (all `MESHD_E2E_*` variables):
+//! - `MESHD_E2E_KUBECONFIG`: the cluster's kubeconfig; without it the suite is skipped (with a message).
 //! - `MESHD_E2E_WEBHOOK_URL`: an `https://HOST:PORT/inject` at which the cluster's API server reaches this
 //!   machine's port 9443 (for kind: the docker bridge address). Without it the injection checks are skipped
 //!   (with a message) and the webhook is registered at an address only this machine reaches.
-//! - `MESHD_E2E_PROXY_IMAGE`: a pullable meshd-proxy image; with it the gateway must become ready.
+//! - `MESHD_E2E_DISCOVERY_ADDRESS`: `HOST:PORT` at which the cluster's pods reach this machine's xDS. The
+//!   controller listens on `0.0.0.0:PORT` and writes it into sidecars and gateways (`--discovery-address`).
+//!   Pods are reached and reach us by IP: the suite needs neither cluster DNS nor kube-proxy.
+//! - `MESHD_E2E_PROXY_IMAGE`: a pullable meshd-proxy image, set as the Mesh's proxy image. With it the
+//!   gateway's replicas must become ready and connect (so it needs `MESHD_E2E_DISCOVERY_ADDRESS`), and
+//!   the injected pod must start.
 //!
 //! The cluster must not already run meshd (the test owns the `default` Mesh for its duration).
 
@@ -20,7 +29,9 @@ use anyhow::{Context, Result, bail};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -28,6 +39,7 @@ use meshd_api::Mesh;
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
+const SYSTEM: &str = "meshd-system";
 
 /// Straight to the stderr handle: the test harness captures `eprintln!` of passing tests, and a skip or a
 /// relaxed check must be seen.
@@ -38,10 +50,54 @@ macro_rules! say {
     }};
 }
 
-fn kubeconfig_path() -> Option<String> {
-    std::env::var("MESHD_E2E_KUBECONFIG")
-        .ok()
-        .filter(|p| !p.is_empty())
+fn setting(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// What this run is: its settings, when it started, the namespace it makes.
+struct Run {
+    kubeconfig: String,
+    webhook_url: Option<String>,
+    discovery_address: Option<String>,
+    proxy_image: Option<String>,
+    started: Timestamp,
+    namespace: String,
+}
+
+impl Run {
+    fn from_env() -> Result<Option<Self>> {
+        let Some(kubeconfig) = setting("MESHD_E2E_KUBECONFIG") else {
+            return Ok(None);
+        };
+        let run = Self {
+            kubeconfig,
+            webhook_url: setting("MESHD_E2E_WEBHOOK_URL"),
+            discovery_address: setting("MESHD_E2E_DISCOVERY_ADDRESS"),
+            proxy_image: setting("MESHD_E2E_PROXY_IMAGE"),
+            started: Timestamp::now(),
+            namespace: format!("meshd-e2e-{}", std::process::id()),
+        };
+        if let Some(address) = &run.discovery_address {
+            xds_port(address)?;
+        }
+        if run.proxy_image.is_some() && run.discovery_address.is_none() {
+            bail!(
+                "MESHD_E2E_PROXY_IMAGE is set but MESHD_E2E_DISCOVERY_ADDRESS is not: gateway pods could not \
+                 reach this machine's xDS and would never become ready; set it to HOST:PORT of this machine as \
+                 the cluster's pods reach it"
+            );
+        }
+        Ok(Some(run))
+    }
+}
+
+/// PORT of `HOST:PORT`.
+fn xds_port(address: &str) -> Result<u16> {
+    address
+        .rsplit_once(':')
+        .and_then(|(host, port)| (!host.is_empty()).then_some(port))
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("MESHD_E2E_DISCOVERY_ADDRESS={address:?} is not HOST:PORT"))
 }
 
 async fn client(path: &str) -> Result<Client> {
@@ -50,15 +106,15 @@ async fn client(path: &str) -> Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
-/// Polls `check` until it returns Some, or fails after TIMEOUT naming what it waited for.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> Result<T>
+/// Polls `check` until it returns Some, or fails after `limit` naming what it waited for.
+async fn eventually_within<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>>>,
 {
     let start = Instant::now();
     let mut last_err = String::new();
-    while start.elapsed() < TIMEOUT {
+    while start.elapsed() < limit {
         match check().await {
             Ok(Some(v)) => return Ok(v),
             Ok(None) => {}
@@ -66,7 +122,15 @@ where
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    bail!("timed out after {TIMEOUT:?} waiting for {what} {last_err}")
+    bail!("timed out after {limit:?} waiting for {what} {last_err}")
+}
+
+async fn eventually<T, F, Fut>(what: &str, check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    eventually_within(TIMEOUT, what, check).await
 }
 
 /// The controller process; killed when the test ends, whatever happens.
@@ -79,28 +143,36 @@ impl Drop for Controller {
     }
 }
 
-fn start_controller(kubeconfig: &str, cert_dir: &std::path::Path) -> Result<Controller> {
+fn start_controller(run: &Run) -> Result<Controller> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshd"));
     cmd.args([
         "controller",
         "--kubeconfig",
-        kubeconfig,
+        &run.kubeconfig,
         "--pod-name",
         "meshd-e2e",
     ])
-    .args([
-        "--webhook-listen",
-        "0.0.0.0:9443",
-        "--xds-listen",
-        "127.0.0.1:15012",
-    ])
+    .args(["--webhook-listen", "0.0.0.0:9443"])
     .args(["--metrics-listen", "127.0.0.1:15014"])
-    .arg("--webhook-cert-dir")
-    .arg(cert_dir)
     .stdout(Stdio::inherit())
     .stderr(Stdio::inherit());
-    let url = std::env::var("MESHD_E2E_WEBHOOK_URL")
-        .unwrap_or_else(|_| "https://127.0.0.1:9443/inject".into());
+    match &run.discovery_address {
+        Some(address) => {
+            let port = xds_port(address)?;
+            cmd.args(["--xds-listen", &format!("0.0.0.0:{port}")])
+                .args(["--discovery-address", address]);
+        }
+        None => {
+            say!(
+                "e2e: MESHD_E2E_DISCOVERY_ADDRESS unset: xDS listens on 127.0.0.1 only, which no pod reaches"
+            );
+            cmd.args(["--xds-listen", "127.0.0.1:15012"]);
+        }
+    }
+    let url = run
+        .webhook_url
+        .clone()
+        .unwrap_or_else(|| "https://127.0.0.1:9443/inject".into());
     cmd.args(["--webhook-url", &url]);
     Ok(Controller(
         cmd.spawn().context("starting meshd controller")?,
@@ -145,27 +217,32 @@ fn condition(mesh: &Mesh, type_: &str) -> Option<(String, String, String)> {
 
 #[tokio::test]
 async fn operator_reconciles_the_example_mesh() -> Result<()> {
-    let Some(path) = kubeconfig_path() else {
+    let Some(run) = Run::from_env()? else {
         say!(
             "SKIP: e2e: MESHD_E2E_KUBECONFIG is not set, so there is no cluster to test against; set it to a kubeconfig path to run the end-to-end suite"
         );
         return Ok(());
     };
-    let client = client(&path).await?;
+    let client = client(&run.kubeconfig).await?;
     let pp = PatchParams::apply("meshd-e2e").force();
     apply_crds(&client).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
-        .patch("meshd-system", &pp, &Patch::Apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "meshd-system"}})))
+        .patch(
+            SYSTEM,
+            &pp,
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM}}),
+            ),
+        )
         .await?;
 
-    let cert_dir = tempfile::tempdir()?;
-    let _controller = start_controller(&path, cert_dir.path())?;
+    let controller = start_controller(&run)?;
 
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mesh.yaml"))?;
     let mut mesh = meshd_api::settings::parse_mesh_yaml(&text)?;
-    if let Ok(image) = std::env::var("MESHD_E2E_PROXY_IMAGE") {
-        mesh.spec.proxy.image = Some(image);
+    if let Some(image) = &run.proxy_image {
+        mesh.spec.proxy.image = Some(image.clone());
     }
     let meshes: Api<Mesh> = Api::all(client.clone());
     meshes
@@ -173,22 +250,49 @@ async fn operator_reconciles_the_example_mesh() -> Result<()> {
         .await
         .context("applying examples/mesh.yaml")?;
 
-    let result = check_reconciled(&client).await;
-    // Cleanup runs whatever the checks said, and is itself checked.
-    let cleanup = check_cleanup(&client).await;
+    let result = check_reconciled(&client, &run).await;
+    // What a person needs to see, before cleanup deletes it.
     if result.is_err() {
-        dump(&client).await;
+        dump(&client, &run).await;
     }
+    // Cleanup runs whatever the checks said, and is itself checked.
+    let cleanup = check_cleanup(&client, &run).await;
+    drop(controller);
+    remove_ca_roots(&client).await;
     result?;
     cleanup
 }
 
-async fn check_reconciled(client: &Client) -> Result<()> {
-    let system = "meshd-system";
-    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), system);
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), system);
-    let services: Api<Service> = Api::namespaced(client.clone(), system);
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), system);
+/// The controller put meshd-ca-root in every namespace; with it stopped, they go too.
+async fn remove_ca_roots(client: &Client) {
+    let all: Api<ConfigMap> = Api::all(client.clone());
+    let ours = kube::api::ListParams::default()
+        .fields("metadata.name=meshd-ca-root")
+        .labels("app.kubernetes.io/managed-by=meshd");
+    let Ok(list) = all.list_metadata(&ours).await else {
+        return say!("e2e: could not list the meshd-ca-root ConfigMaps to remove them");
+    };
+    let mut removed = 0;
+    for cm in list.items {
+        if let Some(ns) = cm.metadata.namespace.as_deref() {
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+            if api
+                .delete("meshd-ca-root", &DeleteParams::default())
+                .await
+                .is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    say!("e2e: removed {removed} meshd-ca-root ConfigMaps");
+}
+
+async fn check_reconciled(client: &Client, run: &Run) -> Result<()> {
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), SYSTEM);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), SYSTEM);
+    let services: Api<Service> = Api::namespaced(client.clone(), SYSTEM);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), SYSTEM);
     let webhooks: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let meshes: Api<Mesh> = Api::all(client.clone());
 
@@ -223,6 +327,11 @@ async fn check_reconciled(client: &Client) -> Result<()> {
     .await?;
     eventually("Secret meshd-webhook-tls", || async {
         Ok(secrets.get_opt("meshd-webhook-tls").await?)
+    })
+    .await?;
+    // The gateway pods mount it: it must be in the gateway's namespace.
+    eventually("ConfigMap meshd-ca-root in meshd-system", || async {
+        Ok(configmaps.get_opt("meshd-ca-root").await?)
     })
     .await?;
     let mwc = eventually("MutatingWebhookConfiguration with a caBundle", || async {
@@ -263,15 +372,11 @@ async fn check_reconciled(client: &Client) -> Result<()> {
     .await?;
     let (webhook_ready, reason, message) = condition(&mesh, "WebhookReady").expect("checked above");
     assert_eq!(webhook_ready, "True", "WebhookReady: {reason}: {message}");
-    if std::env::var("MESHD_E2E_PROXY_IMAGE").is_ok() {
-        eventually("Mesh Ready=True", || async {
-            let m = meshes.get("default").await?;
-            Ok(condition(&m, "Ready").filter(|c| c.0 == "True").map(|_| ()))
-        })
-        .await?;
+    if run.proxy_image.is_some() {
+        check_gateway_runs_but_is_not_ready(&meshes).await?;
     } else {
         say!(
-            "e2e: MESHD_E2E_PROXY_IMAGE unset: the gateway image may not be pullable, so Ready is not required"
+            "e2e: MESHD_E2E_PROXY_IMAGE unset: the gateway image may not be pullable, so its replicas are not required to run"
         );
     }
 
@@ -292,6 +397,15 @@ async fn check_reconciled(client: &Client) -> Result<()> {
             "column {want} missing from {columns:?}"
         );
     }
+    let gateways_column = columns
+        .iter()
+        .position(|c| *c == "GATEWAYS")
+        .expect("checked");
+    let cells = &table["rows"][0]["cells"];
+    assert_eq!(
+        cells[gateways_column], "0/1",
+        "GATEWAYS counts only gateways that serve (none before Gateway resources): {cells}"
+    );
 
     // Drift repair: a deleted Service and an edited ConfigMap are put back.
     services.delete("ingress", &DeleteParams::default()).await?;
@@ -320,8 +434,9 @@ async fn check_reconciled(client: &Client) -> Result<()> {
     })
     .await?;
 
-    if std::env::var("MESHD_E2E_WEBHOOK_URL").is_ok() {
-        check_injection(client).await?;
+    check_fresh_namespace(client, run).await?;
+    if run.webhook_url.is_some() {
+        check_injection(client, run).await?;
     } else {
         say!(
             "SKIP: e2e injection: MESHD_E2E_WEBHOOK_URL is not set, so the API server cannot reach this machine's webhook"
@@ -330,19 +445,131 @@ async fn check_reconciled(client: &Client) -> Result<()> {
     Ok(())
 }
 
-/// A labelled namespace gets injected pods; an opted-out pod is left alone.
-async fn check_injection(client: &Client) -> Result<()> {
-    let ns = format!("meshd-e2e-{}", std::process::id());
+/// The gateway's replicas run and connect to xDS, but nothing listens on its Service's ports yet (no
+/// Gateway resources): GatewaysReady and Ready say so.
+async fn check_gateway_runs_but_is_not_ready(meshes: &Api<Mesh>) -> Result<()> {
+    let mesh = eventually("the gateway's replica ready", || async {
+        let m = meshes.get("default").await?;
+        let running = m.status.as_ref().is_some_and(|s| {
+            !s.gateways.is_empty()
+                && s.gateways
+                    .iter()
+                    .all(|g| g.ready_replicas == g.desired_replicas)
+        });
+        Ok(running.then_some(m))
+    })
+    .await?;
+    let (status, reason, message) = condition(&mesh, "GatewaysReady").expect("checked above");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "NoListeners"),
+        "GatewaysReady: {message}"
+    );
+    assert!(
+        message.contains("meshd-system/ingress"),
+        "the message names the gateway: {message}"
+    );
+    let (ready, _, why) = condition(&mesh, "Ready").expect("checked above");
+    assert_eq!(
+        (ready.as_str(), why.as_str()),
+        ("False", "not ready: GatewaysReady")
+    );
+    let (cp, _, cp_message) = condition(&mesh, "ControlPlaneReady").expect("checked above");
+    assert_eq!(cp, "True", "ControlPlaneReady: {cp_message}");
+    eventually_within(
+        Duration::from_secs(30),
+        "status.connectedProxies counting the gateway",
+        || async {
+            let m = meshes.get("default").await?;
+            Ok(m.status.filter(|s| s.connected_proxies >= 1).map(|_| ()))
+        },
+    )
+    .await
+}
+
+/// A namespace made now gets ConfigMap meshd-ca-root within seconds, before a pod in it needs it.
+async fn check_fresh_namespace(client: &Client, run: &Run) -> Result<()> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .create(
             &PostParams::default(),
             &serde_json::from_value(json!({
-                "metadata": {"name": ns, "labels": {"meshd.io/inject": "enabled"}}
+                "metadata": {"name": run.namespace, "labels": {"meshd.io/inject": "enabled"}}
             }))?,
         )
         .await?;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &run.namespace);
+    let cm = eventually_within(
+        Duration::from_secs(10),
+        "ConfigMap meshd-ca-root in a fresh namespace",
+        || async { Ok(configmaps.get_opt("meshd-ca-root").await?) },
+    )
+    .await?;
+    let data = cm.data.unwrap_or_default();
+    assert!(
+        data.contains_key("root-cert.pem"),
+        "no root-cert.pem: {data:?}"
+    );
+    configmaps
+        .delete("meshd-ca-root", &DeleteParams::default())
+        .await?;
+    eventually_within(
+        Duration::from_secs(10),
+        "a deleted meshd-ca-root recreated",
+        || async {
+            Ok(configmaps
+                .get_opt("meshd-ca-root")
+                .await?
+                .filter(|c| c.metadata.deletion_timestamp.is_none()))
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+fn container_names(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .iter()
+        .flat_map(|s| {
+            s.init_containers
+                .iter()
+                .flatten()
+                .chain(s.containers.iter())
+        })
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// Volumes are mounted before any container starts or its image is pulled: a pod past that point is
+/// past ContainerCreating (what a missing meshd-ca-root blocked forever).
+fn past_container_creating(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    let statuses = status
+        .into_iter()
+        .flat_map(|s| {
+            s.init_container_statuses
+                .iter()
+                .flatten()
+                .chain(s.container_statuses.iter().flatten())
+        })
+        .collect::<Vec<_>>();
+    statuses.iter().any(|c| {
+        let state = c.state.as_ref();
+        state.is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+            || state
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.as_deref())
+                .is_some_and(|r| {
+                    matches!(r, "ErrImagePull" | "ImagePullBackOff" | "CrashLoopBackOff")
+                })
+    })
+}
+
+/// A labelled namespace gets injected pods that start; an opted-out pod is left alone; the Mesh counts
+/// the injected pods.
+async fn check_injection(client: &Client, run: &Run) -> Result<()> {
+    let ns = &run.namespace;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let pod = |name: &str, opt_out: bool| -> Result<Pod> {
         let labels = if opt_out {
             json!({"meshd.io/inject": "false"})
@@ -354,99 +581,105 @@ async fn check_injection(client: &Client) -> Result<()> {
             "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]}
         }))?)
     };
-    let result = async {
-        let injected = pods
-            .create(&PostParams::default(), &pod("injected", false)?)
-            .await?;
-        let names: Vec<String> = injected
-            .spec
-            .iter()
-            .flat_map(|s| {
-                s.init_containers
-                    .iter()
-                    .flatten()
-                    .chain(s.containers.iter())
-            })
-            .map(|c| c.name.clone())
-            .collect();
-        assert!(
-            names.contains(&"meshd-proxy".to_string()),
-            "pod not injected: {names:?}"
-        );
-        let annotations = injected.metadata.annotations.unwrap_or_default();
-        assert!(
-            annotations.contains_key("meshd.io/status"),
-            "no meshd.io/status annotation"
-        );
-        let plain = pods
-            .create(&PostParams::default(), &pod("opted-out", true)?)
-            .await?;
-        let names: Vec<String> = plain
-            .spec
-            .iter()
-            .flat_map(|s| s.containers.iter())
-            .map(|c| c.name.clone())
-            .collect();
-        assert_eq!(names, ["app"], "opted-out pod was changed");
-
-        // A Deployment's pods are made by the ReplicaSet controller, not by us: they come back injected too.
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-        let deployment: Deployment = serde_json::from_value(json!({
-            "metadata": {"name": "reviews"},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": "reviews"}},
-                "template": {
-                    "metadata": {"labels": {"app": "reviews"}},
-                    "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]}
-                }
-            }
-        }))?;
-        deployments
-            .create(&PostParams::default(), &deployment)
-            .await?;
-        let made = eventually("the Deployment's pod", || async {
-            let list = pods
-                .list(&kube::api::ListParams::default().labels("app=reviews"))
-                .await?;
-            Ok(list.items.into_iter().next())
-        })
+    let injected = pods
+        .create(&PostParams::default(), &pod("injected", false)?)
         .await?;
-        let labels = made.metadata.labels.clone().unwrap_or_default();
-        assert_eq!(
-            labels.get("meshd.io/mesh").map(String::as_str),
-            Some("default"),
-            "labels: {labels:?}"
+    let names = container_names(&injected);
+    assert!(
+        names.contains(&"meshd-proxy".to_string()),
+        "pod not injected: {names:?}"
+    );
+    let annotations = injected.metadata.annotations.unwrap_or_default();
+    assert!(
+        annotations.contains_key("meshd.io/status"),
+        "no meshd.io/status annotation"
+    );
+    let started = eventually("the injected pod past ContainerCreating", || async {
+        let p = pods.get("injected").await?;
+        Ok(past_container_creating(&p).then_some(p))
+    })
+    .await?;
+    if run.proxy_image.is_some() {
+        let init = started
+            .status
+            .as_ref()
+            .and_then(|s| s.init_container_statuses.as_ref())
+            .and_then(|s| s.iter().find(|c| c.name == "meshd-init"));
+        say!(
+            "e2e: injected pod's meshd-init: {:?}",
+            init.and_then(|c| c.state.clone())
         );
-        let names: Vec<String> = made
-            .spec
-            .iter()
-            .flat_map(|s| {
-                s.init_containers
-                    .iter()
-                    .flatten()
-                    .chain(s.containers.iter())
-            })
-            .map(|c| c.name.clone())
-            .collect();
-        assert!(
-            names.contains(&"meshd-proxy".to_string()),
-            "Deployment pod not injected: {names:?}"
-        );
-        Ok::<_, anyhow::Error>(())
     }
-    .await;
-    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
-    result
+    let plain = pods
+        .create(&PostParams::default(), &pod("opted-out", true)?)
+        .await?;
+    let names: Vec<String> = plain
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(names, ["app"], "opted-out pod was changed");
+
+    // A Deployment's pods are made by the ReplicaSet controller, not by us: they come back injected too.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "reviews"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "reviews"}},
+            "template": {
+                "metadata": {"labels": {"app": "reviews"}},
+                "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]}
+            }
+        }
+    }))?;
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await?;
+    let made = eventually("the Deployment's pod", || async {
+        let list = pods
+            .list(&kube::api::ListParams::default().labels("app=reviews"))
+            .await?;
+        Ok(list.items.into_iter().next())
+    })
+    .await?;
+    let labels = made.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels.get("meshd.io/mesh").map(String::as_str),
+        Some("default"),
+        "labels: {labels:?}"
+    );
+    let names = container_names(&made);
+    assert!(
+        names.contains(&"meshd-proxy".to_string()),
+        "Deployment pod not injected: {names:?}"
+    );
+
+    // status.injectedPods follows within seconds (the two injected pods; the opted-out one is not).
+    let meshes: Api<Mesh> = Api::all(client.clone());
+    eventually_within(
+        Duration::from_secs(30),
+        "status.injectedPods = 2",
+        || async {
+            let m = meshes.get("default").await?;
+            Ok(m.status.filter(|s| s.injected_pods == 2).map(|_| ()))
+        },
+    )
+    .await
 }
 
 /// Deleting the Mesh removes everything it made (owner references + the garbage collector).
-async fn check_cleanup(client: &Client) -> Result<()> {
+async fn check_cleanup(client: &Client, run: &Run) -> Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let _ = namespaces
+        .delete(&run.namespace, &DeleteParams::default())
+        .await;
     let meshes: Api<Mesh> = Api::all(client.clone());
     let _ = meshes.delete("default", &DeleteParams::foreground()).await;
     let webhooks: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "meshd-system");
-    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "meshd-system");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), SYSTEM);
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), SYSTEM);
     eventually("owned objects garbage-collected", || async {
         let gone = webhooks.get_opt("meshd-injector-default").await?.is_none()
             && deployments.get_opt("ingress").await?.is_none()
@@ -456,25 +689,53 @@ async fn check_cleanup(client: &Client) -> Result<()> {
     .await
 }
 
-/// On failure: what a person needs to see.
-async fn dump(client: &Client) {
+/// On failure: the Mesh's status and this run's Events: created since the run started (less a minute for
+/// clock skew between this machine and the API server), about the Mesh or anything in meshd-system or
+/// the run's namespace.
+async fn dump(client: &Client, run: &Run) {
     let meshes: Api<Mesh> = Api::all(client.clone());
-    if let Ok(m) = meshes.get("default").await {
-        say!(
+    match meshes.get("default").await {
+        Ok(m) => say!(
             "--- Mesh default status:\n{}",
             serde_yaml::to_string(&m.status).unwrap_or_default()
-        );
+        ),
+        Err(e) => say!("--- Mesh default: {e}"),
     }
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(client.clone(), "meshd-system");
-    if let Ok(list) = events.list(&Default::default()).await {
-        for e in list.items {
-            say!(
-                "--- event {:?} {:?}: {:?}",
-                e.reason,
-                e.regarding.and_then(|r| r.name),
-                e.note
-            );
-        }
+    let since = run.started - SignedDuration::from_secs(60);
+    let events: Api<Event> = Api::all(client.clone());
+    let list = match events.list(&Default::default()).await {
+        Ok(list) => list,
+        Err(e) => return say!("--- Events: cannot list: {e}"),
+    };
+    let mut ours: Vec<Event> = list
+        .items
+        .into_iter()
+        .filter(|e| {
+            let created = e
+                .event_time
+                .as_ref()
+                .map(|t| t.0)
+                .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0));
+            let regarding = e.regarding.as_ref();
+            let about_run = regarding.is_some_and(|r| {
+                r.kind.as_deref() == Some("Mesh")
+                    || matches!(r.namespace.as_deref(), Some(ns) if ns == SYSTEM || ns == run.namespace)
+            });
+            created.is_some_and(|t| t >= since) && about_run
+        })
+        .collect();
+    ours.sort_by_key(|e| e.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    say!("--- {} Events of this run:", ours.len());
+    for e in ours {
+        let r = e.regarding.unwrap_or_default();
+        say!(
+            "{} {} {}/{} {}: {}",
+            e.type_.unwrap_or_default(),
+            e.reason.unwrap_or_default(),
+            r.kind.unwrap_or_default(),
+            r.name.unwrap_or_default(),
+            r.namespace.map(|n| format!("(ns {n})")).unwrap_or_default(),
+            e.note.unwrap_or_default()
+        );
     }
 }

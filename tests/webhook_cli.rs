@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use meshd_webhook::dev_pki::DevCa;
+use meshd_tools::pki::DevCa;
 use serde_json::Value;
 
 const MESHD: &str = env!("CARGO_BIN_EXE_meshd");

@@ -2,13 +2,13 @@
 //! Mesh operator in one process (SPEC §1, §2, §7). Every replica serves the webhook and xDS; the
 //! operator elects a leader through a Lease itself.
 //!
+//! This file only wires: the watches, the Recorder and the certificate feed live in the crates that use
+//! them (`meshd_webhook`: settings, Events, Secret → rustls; `meshd_operator`: everything the leader does).
+//!
 //! Start order: API client and server version first (a cluster that cannot be reached is a one-line
 //! error), then the watches, then xDS once the first complete snapshot arrives (an empty one would
-//! empty every Envoy), the webhook once its certificate is on disk. `/ready` waits for both.
-
-mod events;
-mod mesh_settings;
-mod webhook_certs;
+//! empty every Envoy), the webhook once the Secret holds its certificate. `/ready` waits for both.
+//! One admin server (`--metrics-listen`: `/metrics`, `/ready`, `/live`) serves the whole process.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use mesh_settings::SettingsSource;
+use meshd_webhook::SettingsSource;
 
 /// Everything must have stopped this long after SIGTERM.
 const DRAIN: Duration = Duration::from_millis(4500);
@@ -51,13 +51,6 @@ pub struct Args {
     /// DNS domain of the cluster's Services.
     #[arg(long, env = "MESHD_CLUSTER_DOMAIN", default_value = names::DEFAULT_CLUSTER_DOMAIN)]
     cluster_domain: String,
-    /// Where the webhook's certificate from Secret meshd-webhook-tls is written (tls.crt, tls.key).
-    #[arg(
-        long,
-        env = "MESHD_WEBHOOK_CERT_DIR",
-        default_value = "/var/run/meshd/webhook-tls"
-    )]
-    webhook_cert_dir: PathBuf,
     /// This replica's identity for leader election and Events; the hostname when unset.
     #[arg(long, env = "MESHD_POD_NAME")]
     pod_name: Option<String>,
@@ -135,6 +128,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let server_version = meshd_inject::ApiServerVersion::from_parts(&info.major, &info.minor)
         .or_else(|| meshd_inject::ApiServerVersion::parse(&info.git_version));
     tracing::info!(server = %server, version = %info.git_version, "API server reached");
+    warn_unreachable_discovery_address(&args);
     let identity = args.pod_name.clone().unwrap_or_else(hostname);
     let cancel = CancellationToken::new();
     let mut registry = prometheus_client::registry::Registry::default();
@@ -153,7 +147,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             Ok(())
         }
     }));
-    let recorder = events::RecorderEvents::start(client.clone(), identity.clone(), cancel.clone());
+    let recorder =
+        meshd_webhook::RecorderEvents::start(client.clone(), identity.clone(), cancel.clone());
     let injector = meshd_webhook::Injector::new(
         settings_rx,
         server_version,
@@ -187,6 +182,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         "readiness",
         combine_ready(webhook_ready, xds_ready.clone(), ready_tx, cancel.clone()),
     ));
+    // The mesh root CA bundle for every namespace's meshd-ca-root: empty until the CA exists (an empty
+    // root-cert.pem mounts and blocks no pod). The sender lives as long as the controller.
+    let (_ca_root_tx, ca_root_rx) = watch::channel(String::new());
     // The operator: competes for the Lease itself; reconciles Meshes only while holding it.
     let operator = {
         let ready = xds_ready;
@@ -194,6 +192,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         let mut config = meshd_operator::OperatorConfig::new(identity.clone());
         config.webhook_url = args.webhook_url.clone();
         config.discovery_address = args.discovery_address.clone();
+        config.mesh = args.mesh.clone();
+        config.ca_root = ca_root_rx;
         config.control_plane_ready = Arc::new(move || *ready.borrow());
         config.connected_proxies =
             Arc::new(move || i64::try_from(proxies.connected()).unwrap_or(i64::MAX));
@@ -228,32 +228,40 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         }
     }));
 
-    // Webhook certificate: copied from the Secret; the webhook starts once a usable pair is on disk.
-    let (written_tx, written_rx) = watch::channel(0u64);
-    tasks.spawn(named("webhook certificate", {
-        let (client, dir, cancel) = (
-            client.clone(),
-            args.webhook_cert_dir.clone(),
-            cancel.clone(),
-        );
-        async move {
-            webhook_certs::run(client, dir, written_tx, cancel).await;
-            Ok(())
-        }
-    }));
+    // Webhook certificate: from the Secret straight to rustls; the webhook starts once a pair is there.
+    let certs = meshd_webhook::watch_secret(
+        client.clone(),
+        names::SYSTEM_NAMESPACE,
+        names::WEBHOOK_TLS_SECRET,
+        cancel.clone(),
+    );
     tasks.spawn(named(
         "webhook",
         serve_webhook(
             args.webhook_listen,
-            webhook_certs::files(&args.webhook_cert_dir),
+            certs,
             injector,
-            written_rx,
             webhook_ready_tx,
             cancel.clone(),
         ),
     ));
 
     wait_and_drain(tasks, cancel).await
+}
+
+/// Out of the cluster, the in-cluster default discovery address reaches nothing: injected sidecars and
+/// gateways would never get their configuration.
+fn warn_unreachable_discovery_address(args: &Args) {
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    if !in_cluster && args.discovery_address == names::DEFAULT_DISCOVERY_ADDRESS {
+        tracing::warn!(
+            discovery_address = %args.discovery_address,
+            "this controller runs outside the cluster, but sidecars and gateways are told to reach xDS at the \
+             in-cluster Service {}: pass --discovery-address HOST:PORT, an address of this machine that pods \
+             reach (and --xds-listen 0.0.0.0:PORT)",
+            args.discovery_address
+        );
+    }
 }
 
 fn kube_source_task(
@@ -295,26 +303,22 @@ async fn combine_ready(
 
 async fn serve_webhook(
     listen: SocketAddr,
-    files: meshd_webhook::CertificateFiles,
+    mut certs: meshd_webhook::CertificateWatch,
     injector: meshd_webhook::Injector,
-    mut written: watch::Receiver<u64>,
     ready: watch::Sender<bool>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let tls = loop {
-        match meshd_webhook::server_config(files.clone()) {
-            Ok(tls) => break tls,
-            Err(e) => tracing::info!(
-                secret = names::WEBHOOK_TLS_SECRET,
-                reason = %e,
-                "webhook waits for its certificate from the Secret"
-            ),
-        }
+    if certs.borrow().is_none() {
+        tracing::info!(
+            secret = names::WEBHOOK_TLS_SECRET,
+            "webhook waits for its certificate from the Secret"
+        );
         tokio::select! {
             () = cancel.cancelled() => return Ok(()),
-            r = written.changed() => if r.is_err() { return Ok(()) },
+            first = meshd_webhook::first_certificate(&mut certs) => if first.is_none() { return Ok(()) },
         }
-    };
+    }
+    let tls = meshd_webhook::server_config(certs).context("webhook TLS")?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("--webhook-listen {listen}"))?;

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
-/// POSTs an AdmissionReview body to `/inject` on 127.0.0.1:`port` over TLS, verifying the server against
-/// `ca_pem` as `localhost`; returns the HTTP status and the response body.
-pub fn post_review(port: u16, ca_pem: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("pem"))
@@ -21,8 +19,41 @@ pub fn post_review(port: u16, ca_pem: &str, body: &[u8]) -> std::io::Result<(u16
     .expect("versions")
     .with_root_certificates(roots)
     .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// The DER of the leaf certificate the TLS server on 127.0.0.1:`port` presents (verified against `ca_pem`).
+#[allow(dead_code)]
+pub fn served_leaf(port: u16, ca_pem: &str) -> std::io::Result<Vec<u8>> {
     let conn = rustls::ClientConnection::new(
-        Arc::new(config),
+        client_config(ca_pem),
+        ServerName::try_from("localhost").expect("name"),
+    )
+    .map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(("127.0.0.1", port))?);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    tls.conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec())
+        .ok_or_else(|| std::io::Error::other("no peer certificate"))
+}
+
+/// DER of the first certificate in `pem`.
+#[allow(dead_code)]
+pub fn der_of(pem: &str) -> Vec<u8> {
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .expect("pem")
+        .to_vec()
+}
+
+/// POSTs an AdmissionReview body to `/inject` on 127.0.0.1:`port` over TLS, verifying the server against
+/// `ca_pem` as `localhost`; returns the HTTP status and the response body.
+pub fn post_review(port: u16, ca_pem: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    let conn = rustls::ClientConnection::new(
+        client_config(ca_pem),
         ServerName::try_from("localhost").expect("name"),
     )
     .map_err(std::io::Error::other)?;

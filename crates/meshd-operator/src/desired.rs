@@ -1,5 +1,6 @@
 //! What a Mesh should produce in the cluster, as pure functions: Mesh in, objects out (no I/O).
-//! The reconcile loop compares these with the live objects and applies only what differs.
+//! The reconcile loop applies these only where the API server says applying would change something
+//! (`apply::ensure`).
 
 use std::collections::BTreeMap;
 
@@ -499,114 +500,5 @@ fn webhook_configuration(
     MutatingWebhookConfiguration {
         metadata,
         webhooks: Some(webhooks),
-    }
-}
-
-/// True when every field of `desired` is present and equal in `live` (the API server adds defaults and
-/// status, so live is a superset when nothing drifted). Lists must match element by element. Resource
-/// quantities compare by value: the API server rewrites `0.5` as `500m`, which is not drift.
-pub fn is_subset(desired: &serde_json::Value, live: &serde_json::Value) -> bool {
-    subset(desired, live, false)
-}
-
-/// `resource_map`: `desired` is a `limits`/`requests` map, whose values are quantities.
-fn subset(desired: &serde_json::Value, live: &serde_json::Value, resource_map: bool) -> bool {
-    use serde_json::Value;
-    match (desired, live) {
-        (Value::Object(d), Value::Object(l)) => d.iter().all(|(k, dv)| match (l.get(k), dv) {
-            (Some(Value::String(lq)), Value::String(dq)) if resource_map => same_quantity(dq, lq),
-            (Some(lv), _) => subset(dv, lv, k == "limits" || k == "requests"),
-            (None, _) => is_empty(dv),
-        }),
-        (Value::Array(d), Value::Array(l)) => {
-            d.len() == l.len() && d.iter().zip(l).all(|(a, b)| subset(a, b, false))
-        }
-        (Value::Number(d), Value::Number(l)) => d.as_f64() == l.as_f64(),
-        _ => desired == live,
-    }
-}
-
-fn same_quantity(a: &str, b: &str) -> bool {
-    a == b
-        || matches!((quantity(a), quantity(b)), (Some(x), Some(y)) if (x - y).abs() <= 1e-9 * x.abs().max(y.abs()))
-}
-
-/// A Kubernetes quantity (`500m`, `0.5`, `1Gi`, `1e3`) as a number; None when it is not one.
-fn quantity(s: &str) -> Option<f64> {
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(split);
-    let value: f64 = num.parse().ok()?;
-    let scale = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse().ok()?),
-        _ => return None,
-    };
-    Some(value * scale)
-}
-
-/// The API server drops empty objects/lists/nulls it was sent; their absence is not drift.
-fn is_empty(v: &serde_json::Value) -> bool {
-    match v {
-        serde_json::Value::Null => true,
-        serde_json::Value::Object(m) => m.is_empty(),
-        serde_json::Value::Array(a) => a.is_empty(),
-        _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn subset_ignores_server_defaults_but_sees_changes() {
-        let desired = json!({"spec": {"replicas": 1, "ports": [{"port": 80}], "x": {}}});
-        let live = json!({"spec": {"replicas": 1, "ports": [{"port": 80, "protocol": "TCP"}], "paused": false}});
-        assert!(is_subset(&desired, &live));
-        assert!(!is_subset(
-            &desired,
-            &json!({"spec": {"replicas": 2, "ports": [{"port": 80}]}})
-        ));
-        assert!(!is_subset(
-            &desired,
-            &json!({"spec": {"replicas": 1, "ports": []}})
-        ));
-        assert!(!is_subset(&desired, &json!({})));
-    }
-
-    #[test]
-    fn quantities_compare_by_value_only_under_resources() {
-        let desired =
-            json!({"resources": {"limits": {"cpu": "0.5", "memory": "1024Mi"}}, "env": "0.5"});
-        let canonical =
-            json!({"resources": {"limits": {"cpu": "500m", "memory": "1Gi"}}, "env": "0.5"});
-        assert!(is_subset(&desired, &canonical));
-        let bigger =
-            json!({"resources": {"limits": {"cpu": "600m", "memory": "1Gi"}}, "env": "0.5"});
-        assert!(!is_subset(&desired, &bigger));
-        assert!(
-            !is_subset(&json!({"env": "0.5"}), &json!({"env": "500m"})),
-            "only resource quantities"
-        );
-        assert_eq!(quantity("1e3"), Some(1000.0));
-        assert_eq!(quantity("2x"), None);
     }
 }

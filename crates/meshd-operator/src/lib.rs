@@ -1,5 +1,7 @@
 //! The Mesh operator: desired state of a Mesh as pure functions ([`desired`]), and the kube-runtime
-//! reconcile loop that applies it ([`reconcile`]), behind Lease leader election ([`leader`]).
+//! reconcile loop that applies it ([`reconcile`]), behind Lease leader election ([`leader`]). The
+//! leader also keeps ConfigMap `meshd-ca-root` in every namespace ([`ca_root`]); every replica publishes
+//! its connected proxies for the leader to sum into the Mesh status ([`counts`]).
 //!
 //! Entry point for `meshd controller`: either [`run`] (holds the registry borrow for its whole life), or —
 //! what the controller should use, so the metrics server can share the registry —
@@ -7,10 +9,14 @@
 //! ends there) then `op.run(shutdown).await`. `run` returns when `shutdown` is cancelled.
 
 pub mod apply;
+pub mod ca_root;
+pub mod caches;
+pub mod counts;
 pub mod desired;
 pub mod events;
 pub mod leader;
 pub mod metrics;
+pub mod namespace;
 pub mod reconcile;
 pub mod status;
 pub mod webhook_tls;
@@ -19,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus_client::registry::Registry;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use reconcile::Context;
@@ -44,9 +51,16 @@ pub enum Error {
     WebhookUrl(String),
     #[error("cannot issue the webhook certificate: {0}")]
     Certificate(#[source] rcgen::Error),
+    #[error("the watches of owned objects have not listed within {0:?} (are list/watch allowed?)")]
+    NotSynced(Duration),
 }
 
 impl Error {
+    /// A 404 from the API server (e.g. namespace meshd-system does not exist).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Kube { source: kube::Error::Api(s), .. } if s.code == 404)
+    }
+
     pub(crate) fn kube(
         verb: &'static str,
         resource: &str,
@@ -69,8 +83,14 @@ pub struct OperatorConfig {
     pub identity: String,
     /// Whether the xDS server is serving (ControlPlaneReady).
     pub control_plane_ready: Arc<dyn Fn() -> bool + Send + Sync>,
-    /// Proxies connected to the xDS server (status.connectedProxies).
+    /// Proxies connected to this replica's xDS server; published for the leader to sum into
+    /// status.connectedProxies.
     pub connected_proxies: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// `--mesh`: the Mesh this replica's proxies belong to.
+    pub mesh: String,
+    /// The mesh root CA bundle (PEM) written into every namespace's `meshd-ca-root`; empty until the CA
+    /// exists.
+    pub ca_root: watch::Receiver<String>,
     /// Validity of the webhook CA and serving certificate; rotated when under a third remains.
     pub cert_validity: Duration,
     /// Added: `--discovery-address`, written into gateway pods as MESHD_DISCOVERY_ADDRESS.
@@ -85,6 +105,8 @@ impl OperatorConfig {
             identity: identity.into(),
             control_plane_ready: Arc::new(|| true),
             connected_proxies: Arc::new(|| 0),
+            mesh: meshd_api::names::DEFAULT_MESH.to_string(),
+            ca_root: watch::channel(String::new()).1,
             cert_validity: Duration::from_secs(365 * 24 * 3600),
             discovery_address: meshd_api::names::DEFAULT_DISCOVERY_ADDRESS.to_string(),
         }
@@ -92,60 +114,105 @@ impl OperatorConfig {
 }
 
 pub struct Operator {
-    ctx: Arc<Context>,
+    client: kube::Client,
+    config: OperatorConfig,
+    metrics: metrics::Metrics,
+    events: Arc<dyn events::EventSink>,
 }
 
 impl Operator {
-    /// Registers the reconcile metrics in `registry` and builds the context; does no I/O.
+    /// Registers the reconcile metrics in `registry`; does no I/O.
     pub fn new(client: kube::Client, config: OperatorConfig, registry: &mut Registry) -> Self {
         let metrics = metrics::Metrics::register(registry);
         let events = Arc::new(events::KubeEvents::new(client.clone(), &config.identity));
         Self {
-            ctx: Arc::new(Context::new(client, config, metrics, events)),
+            client,
+            config,
+            metrics,
+            events,
         }
     }
 
-    /// Competes for the Lease; runs the Controller while holding it; stops on `shutdown`.
+    /// Publishes this replica's proxy count; competes for the Lease; while holding it runs the Mesh
+    /// controller and the CA root controller; stops on `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
-        let elector =
-            leader::Elector::new(self.ctx.client.clone(), self.ctx.config.identity.clone());
+        let publisher = tokio::spawn(counts::publish(
+            self.client.clone(),
+            self.config.identity.clone(),
+            self.config.mesh.clone(),
+            self.config.connected_proxies.clone(),
+            shutdown.child_token(),
+        ));
+        let elector = leader::Elector::new(self.client.clone(), self.config.identity.clone());
+        let mut system_namespace = namespace::SystemNamespace::default();
         let mut running: Option<(CancellationToken, tokio::task::JoinHandle<()>)> = None;
         let mut last_renewed: Option<Instant> = None;
         loop {
-            match elector.try_acquire_or_renew().await {
-                Ok(true) => {
-                    last_renewed = Some(Instant::now());
-                    if running.is_none() {
-                        tracing::info!(identity = %self.ctx.config.identity, "leader: starting the Mesh controller");
-                        let stop = shutdown.child_token();
-                        let task =
-                            tokio::spawn(reconcile::run_controller(self.ctx.clone(), stop.clone()));
-                        running = Some((stop, task));
-                        self.ctx.metrics.leader.set(1);
+            let mut wait = leader::RENEW_PERIOD;
+            if let Err(retry) = system_namespace.ensure(&self.client).await {
+                wait = retry;
+            } else {
+                match elector.try_acquire_or_renew().await {
+                    Ok(true) => {
+                        last_renewed = Some(Instant::now());
+                        if running.is_none() {
+                            tracing::info!(identity = %self.config.identity, "leader: starting the Mesh controller");
+                            let stop = shutdown.child_token();
+                            let task = tokio::spawn(self.lead(stop.clone()));
+                            running = Some((stop, task));
+                            self.metrics.leader.set(1);
+                        }
+                    }
+                    Ok(false) => last_renewed = None,
+                    Err(error) => {
+                        if error.is_not_found() {
+                            // The namespace went away under us: create it again before the next try.
+                            system_namespace = namespace::SystemNamespace::default();
+                        }
+                        tracing::warn!(%error, "leader election");
                     }
                 }
-                Ok(false) => last_renewed = None,
-                Err(error) => tracing::warn!(%error, "leader election"),
             }
             let holding = last_renewed.is_some_and(|t| t.elapsed() < leader::LEASE_DURATION);
             if !holding && let Some((stop, task)) = running.take() {
                 tracing::warn!("lost the lease: stopping the Mesh controller");
                 stop.cancel();
                 let _ = task.await;
-                self.ctx.metrics.leader.set(0);
+                self.metrics.leader.set(0);
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(leader::RENEW_PERIOD) => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
         if let Some((stop, task)) = running.take() {
             stop.cancel();
             let _ = task.await;
-            self.ctx.metrics.leader.set(0);
+            self.metrics.leader.set(0);
             elector.release().await;
         }
+        let _ = publisher.await;
         Ok(())
+    }
+
+    /// What the leader runs: the Mesh controller (with its caches) and the CA root controller.
+    fn lead(&self, stop: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+        let (caches, feeds) = caches::Caches::watch(&self.client);
+        let ctx = Arc::new(Context::new(
+            self.client.clone(),
+            self.config.clone(),
+            self.metrics.clone(),
+            self.events.clone(),
+            caches,
+        ));
+        let ca_root = ca_root::run(
+            self.client.clone(),
+            self.config.ca_root.clone(),
+            stop.clone(),
+        );
+        async move {
+            futures::join!(reconcile::run_controller(ctx, feeds, stop), ca_root);
+        }
     }
 }
 

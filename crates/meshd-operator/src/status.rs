@@ -6,13 +6,19 @@ use k8s_openapi::jiff::Timestamp;
 use meshd_api::mesh::{GatewayStatus, condition};
 use meshd_api::{Mesh, MeshStatus};
 
+use crate::counts::Counts;
+
 /// What one reconcile saw.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
     pub gateways: Vec<GatewayStatus>,
+    /// Whether the control plane programs gateway listeners. Always false until Gateway resources are
+    /// supported: a gateway's Envoy has no listener on its Service's ports, so it serves nothing.
+    pub gateway_listeners: bool,
     pub webhook_ready: bool,
     pub control_plane_ready: bool,
     pub connected_proxies: i64,
+    pub injected_pods: i64,
 }
 
 struct Cond {
@@ -67,7 +73,17 @@ pub fn reconciled(mesh: &Mesh, seen: &Observed) -> MeshStatus {
             )
         })
         .collect();
-    let gateways_ok = lagging.is_empty();
+    // A replica that runs but has no listener serves nothing: it is not counted as ready.
+    let serving = if seen.gateway_listeners { ready } else { 0 };
+    let unserved: Vec<String> = if seen.gateway_listeners {
+        Vec::new()
+    } else {
+        seen.gateways
+            .iter()
+            .map(|g| format!("{}/{}", g.namespace, g.name))
+            .collect()
+    };
+    let gateways_ok = lagging.is_empty() && unserved.is_empty();
     let cp = Cond {
         type_: condition::CONTROL_PLANE_READY,
         ok: seen.control_plane_ready,
@@ -101,18 +117,26 @@ pub fn reconciled(mesh: &Mesh, seen: &Observed) -> MeshStatus {
     let gw = Cond {
         type_: condition::GATEWAYS_READY,
         ok: gateways_ok,
-        reason: if gateways_ok {
-            "AllReplicasReady"
-        } else {
+        reason: if !lagging.is_empty() {
             "ReplicasNotReady"
-        },
-        message: if gateways_ok {
-            format!("{ready}/{desired} gateway replicas ready")
+        } else if !unserved.is_empty() {
+            "NoListeners"
         } else {
+            "AllReplicasReady"
+        },
+        message: if !lagging.is_empty() {
             format!(
                 "waiting for gateway replicas: {}; see `kubectl get pods -l meshd.io/gateway`",
                 lagging.join(", ")
             )
+        } else if !unserved.is_empty() {
+            format!(
+                "{ready}/{desired} gateway replicas run, but nothing listens on the Service ports of {}: \
+                 meshd does not program gateway listeners yet (no Gateway resource support)",
+                unserved.join(", ")
+            )
+        } else {
+            format!("{ready}/{desired} gateway replicas ready")
         },
     };
     let not_ready: Vec<&str> = [&cp, &wh, &gw]
@@ -138,14 +162,15 @@ pub fn reconciled(mesh: &Mesh, seen: &Observed) -> MeshStatus {
         observed_generation: mesh.metadata.generation,
         conditions: merge(mesh, vec![all, cp, wh, gw]),
         gateways: seen.gateways.clone(),
-        gateway_replicas: Some(format!("{ready}/{desired}")),
+        gateway_replicas: Some(format!("{serving}/{desired}")),
         connected_proxies: seen.connected_proxies,
-        injected_pods: mesh.status.as_ref().map_or(0, |s| s.injected_pods),
+        injected_pods: seen.injected_pods,
     }
 }
 
-/// Status of a Mesh whose spec was refused: every condition False with the field errors.
-pub fn invalid(mesh: &Mesh, message: &str) -> MeshStatus {
+/// Status of a Mesh whose spec was refused: every condition False with the field errors; the counts
+/// still follow the cluster.
+pub fn invalid(mesh: &Mesh, message: &str, counts: Counts) -> MeshStatus {
     let conds = [
         condition::READY,
         condition::CONTROL_PLANE_READY,
@@ -163,6 +188,8 @@ pub fn invalid(mesh: &Mesh, message: &str) -> MeshStatus {
     MeshStatus {
         observed_generation: mesh.metadata.generation,
         conditions: merge(mesh, conds),
+        connected_proxies: counts.connected_proxies,
+        injected_pods: counts.injected_pods,
         ..mesh.status.clone().unwrap_or_default()
     }
 }

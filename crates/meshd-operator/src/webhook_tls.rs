@@ -196,18 +196,25 @@ pub fn verdict(data: &BTreeMap<String, ByteString>, now: SystemTime) -> Verdict 
 }
 
 /// Make sure the Secret holds a usable certificate; returns the CA bundle to publish in caBundle.
+/// `cached` is the Secret from the watch cache: when it is fresh nothing is read; when it calls for a
+/// write, the server's copy is read first (the cache may not have our own last write yet, and issuing
+/// twice would rotate twice).
 pub async fn ensure(
     client: &kube::Client,
+    cached: Option<&Secret>,
     hosts: &[String],
     validity: Duration,
     now: SystemTime,
 ) -> Result<(String, TlsChange), Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), names::SYSTEM_NAMESPACE);
-    let live = api
-        .get_opt(names::WEBHOOK_TLS_SECRET)
-        .await
-        .map_err(Error::kube("get", "secret"))?;
-    let data = live.and_then(|s| s.data).unwrap_or_default();
+    let mut data = cached.and_then(|s| s.data.clone()).unwrap_or_default();
+    if verdict(&data, now) != Verdict::Fresh {
+        let live = api
+            .get_opt(names::WEBHOOK_TLS_SECRET)
+            .await
+            .map_err(Error::kube("get", "secret"))?;
+        data = live.and_then(|s| s.data).unwrap_or_default();
+    }
     let (cert, change) = match verdict(&data, now) {
         Verdict::Fresh => {
             let ca = String::from_utf8_lossy(&data[KEY_CA].0).into_owned();

@@ -6,6 +6,25 @@ use common::FakeApi;
 use meshd_operator::leader::{Elector, LEASE_NAME};
 use serde_json::json;
 
+/// `Operator::run` as replica meshd-a, against `fake`: its metrics, its shutdown, its task.
+fn start_operator(
+    fake: &FakeApi,
+) -> (
+    prometheus_client::registry::Registry,
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<Result<(), meshd_operator::Error>>,
+) {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let op = meshd_operator::Operator::new(
+        fake.client(),
+        meshd_operator::OperatorConfig::new("meshd-a"),
+        &mut registry,
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(op.run(shutdown.clone()));
+    (registry, shutdown, task)
+}
+
 const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/meshd-system/leases/meshd-controller";
 
 #[tokio::test]
@@ -74,14 +93,8 @@ async fn one_holder_renews_others_wait_and_an_expired_lease_is_taken_over() {
 #[tokio::test]
 async fn run_holds_the_lease_until_shutdown_then_releases_it() {
     let fake = FakeApi::default();
-    let mut registry = prometheus_client::registry::Registry::default();
-    let op = meshd_operator::Operator::new(
-        fake.client(),
-        meshd_operator::OperatorConfig::new("meshd-a"),
-        &mut registry,
-    );
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(op.run(shutdown.clone()));
+    fake.refuse("GET", "/apis/meshd.io/v1alpha1/meshes", 404);
+    let (_registry, shutdown, task) = start_operator(&fake);
     for _ in 0..200 {
         if fake.get(LEASE).is_some()
             && fake
@@ -121,14 +134,7 @@ async fn run_holds_the_lease_until_shutdown_then_releases_it() {
 #[tokio::test]
 async fn losing_the_lease_stops_the_controller() {
     let fake = FakeApi::default();
-    let mut registry = prometheus_client::registry::Registry::default();
-    let op = meshd_operator::Operator::new(
-        fake.client(),
-        meshd_operator::OperatorConfig::new("meshd-a"),
-        &mut registry,
-    );
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(op.run(shutdown.clone()));
+    let (registry, shutdown, task) = start_operator(&fake);
     let mesh_requests = || {
         fake.log()
             .iter()
@@ -184,4 +190,80 @@ async fn losing_the_lease_stops_the_controller() {
         "meshd-b",
         "release leaves another's lease alone"
     );
+}
+
+const NAMESPACES: &str = "/api/v1/namespaces";
+
+fn lease_requests(fake: &FakeApi) -> usize {
+    fake.log()
+        .iter()
+        .filter(|r| r.path.contains("/leases/meshd-controller") || r.path.ends_with("/leases"))
+        .count()
+}
+
+/// Out of cluster the controller may be the first thing there: it creates meshd-system, then competes.
+#[tokio::test]
+async fn a_missing_system_namespace_is_created_before_the_lease() {
+    let fake = FakeApi::default();
+    let (_registry, shutdown, task) = start_operator(&fake);
+    common::eventually("the lease taken", 10, || fake.get(LEASE).is_some()).await;
+    let created: Vec<String> = fake
+        .writes()
+        .iter()
+        .filter(|w| w.method == "POST")
+        .map(|w| w.path.clone())
+        .collect();
+    assert_eq!(
+        created[..2],
+        [
+            NAMESPACES.to_string(),
+            LEASE.trim_end_matches("/meshd-controller").to_string()
+        ],
+        "namespace first: {created:?}"
+    );
+    assert!(fake.get("/api/v1/namespaces/meshd-system").is_some());
+    shutdown.cancel();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(15), task).await;
+}
+
+/// Not allowed to create it: one error line saying what to run, retries with backoff, no Lease requests
+/// meanwhile; once the namespace may be created, it is, and the Lease follows.
+#[tokio::test]
+async fn a_forbidden_namespace_creation_says_what_to_do_and_retries() {
+    let logs = common::Logs::default();
+    let _guard = logs.capture();
+    let fake = FakeApi::default();
+    fake.refuse("POST", NAMESPACES, 403);
+    let (_registry, shutdown, task) = start_operator(&fake);
+    let attempts = || {
+        fake.log()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == NAMESPACES)
+            .count()
+    };
+    common::eventually("a retry after the first refusal", 5, || attempts() >= 2).await;
+    assert_eq!(
+        lease_requests(&fake),
+        0,
+        "no election without the namespace"
+    );
+    let text = logs.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("ERROR"))
+        .unwrap_or_else(|| panic!("an error is logged: {text}"));
+    assert!(
+        line.contains("kubectl create namespace meshd-system") && line.contains("retrying in 1s"),
+        "{line}"
+    );
+    // Backoff: the third try waits 2 s.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(attempts(), 2, "backoff doubles");
+    fake.allow_all();
+    common::eventually("namespace created, then the lease", 10, || {
+        fake.get("/api/v1/namespaces/meshd-system").is_some() && fake.get(LEASE).is_some()
+    })
+    .await;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(15), task).await;
 }

@@ -5,13 +5,15 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::{FakeApi, RecordedEvents};
+use common::{FakeApi, RecordedEvents, example_mesh};
 use k8s_openapi::ByteString;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::runtime::controller::Action;
 use meshd_api::Mesh;
+use meshd_operator::caches::Caches;
 use meshd_operator::metrics::Metrics;
 use meshd_operator::reconcile::{self, Outcome};
-use meshd_operator::{Context, OperatorConfig, webhook_tls};
+use meshd_operator::{Context, OperatorConfig, counts, webhook_tls};
 use serde_json::json;
 
 const MESH: &str = "/apis/meshd.io/v1alpha1/meshes/default";
@@ -19,23 +21,10 @@ const SECRET: &str = "/api/v1/namespaces/meshd-system/secrets/meshd-webhook-tls"
 const CM: &str = "/api/v1/namespaces/meshd-system/configmaps/meshd-mesh-default";
 const DEPLOY: &str = "/apis/apps/v1/namespaces/meshd-system/deployments/ingress";
 const SVC: &str = "/api/v1/namespaces/meshd-system/services/ingress";
+const REPLICA_LEASE: &str =
+    "/apis/coordination.k8s.io/v1/namespaces/meshd-system/leases/meshd-xds-meshd-0";
 const MWC: &str =
     "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/meshd-injector-default";
-
-/// `examples/mesh.yaml` as the API server would hand it over (uid and generation set).
-fn example_mesh() -> Mesh {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/mesh.yaml");
-    let text = std::fs::read_to_string(path).expect("examples/mesh.yaml");
-    let mut mesh = meshd_api::settings::parse_mesh_yaml(&text).expect("example parses");
-    mesh.metadata.uid = Some("0b9d6c3e-mesh-default".into());
-    mesh.metadata.generation = Some(1);
-    assert_eq!(
-        mesh.spec.gateways.len(),
-        1,
-        "the example has one ingress gateway"
-    );
-    mesh
-}
 
 struct Setup {
     fake: FakeApi,
@@ -43,22 +32,45 @@ struct Setup {
     events: Arc<RecordedEvents>,
 }
 
-fn setup(mesh: &Mesh) -> Setup {
+/// A fake API server holding `mesh` and one replica's Lease reporting 3 connected proxies, and a
+/// Context whose caches are filled (the log is cleared once they are).
+async fn setup(mesh: &Mesh) -> Setup {
     let fake = FakeApi::default();
     fake.put(MESH, serde_json::to_value(mesh).unwrap());
+    let lease = counts::replica_lease("meshd-0", "default", 3, k8s_openapi::jiff::Timestamp::now());
+    fake.put(REPLICA_LEASE, serde_json::to_value(lease).unwrap());
     let events = Arc::new(RecordedEvents::default());
-    let mut config = OperatorConfig::new("meshd-0");
-    config.connected_proxies = Arc::new(|| 3);
+    let client = fake.client();
+    let (caches, feeds) = Caches::watch(&client);
+    tokio::spawn(feeds.drive());
+    caches.tally.wait_until_ready(Duration::from_secs(5)).await;
     let ctx = Arc::new(Context::new(
-        fake.client(),
-        config,
+        client,
+        OperatorConfig::new("meshd-0"),
         Metrics::default(),
         events.clone(),
+        caches,
     ));
+    fake.clear_log();
     Setup { fake, ctx, events }
 }
 
 impl Setup {
+    /// The Context a newly elected leader has: the same caches (the same cluster), an empty memo.
+    fn new_leader(&self) -> Arc<Context> {
+        Arc::new(Context::new(
+            self.fake.client(),
+            OperatorConfig::new("meshd-1"),
+            Metrics::default(),
+            self.events.clone(),
+            self.ctx.caches.clone(),
+        ))
+    }
+    /// One reconcile, once the caches hold every change made so far (as the Controller's would).
+    async fn reconcile(&self, mesh: &Mesh) -> Result<Outcome, meshd_operator::Error> {
+        self.fake.settled().await;
+        reconcile::reconcile_mesh(mesh, &self.ctx).await
+    }
     fn mesh(&self) -> Mesh {
         serde_json::from_value(self.fake.get(MESH).expect("mesh stored"))
             .expect("stored mesh parses")
@@ -94,10 +106,8 @@ fn decode_ca_bundle(mwc: &serde_json::Value, i: usize) -> String {
 #[tokio::test]
 async fn first_reconcile_applies_every_object_then_a_second_pass_writes_nothing() {
     let mesh = example_mesh();
-    let s = setup(&mesh);
-    let outcome = reconcile::reconcile_mesh(&mesh, &s.ctx)
-        .await
-        .expect("first reconcile");
+    let s = setup(&mesh).await;
+    let outcome = s.reconcile(&mesh).await.expect("first reconcile");
     assert!(
         matches!(outcome, Outcome::Applied(ref w) if w.len() == 5),
         "{outcome:?}"
@@ -113,12 +123,7 @@ async fn first_reconcile_applies_every_object_then_a_second_pass_writes_nothing(
             format!("PATCH {MESH}/status"),
         ]
     );
-    for w in s
-        .fake
-        .writes()
-        .iter()
-        .filter(|w| !w.path.ends_with("/status"))
-    {
+    for w in s.fake.writes().iter() {
         assert_eq!(
             w.param("fieldManager").as_deref(),
             Some("meshd"),
@@ -128,9 +133,11 @@ async fn first_reconcile_applies_every_object_then_a_second_pass_writes_nothing(
         assert_eq!(w.param("force").as_deref(), Some("true"), "{}", w.path);
         assert_eq!(w.content_type, "application/apply-patch+yaml");
     }
+    // The status too is server-side applied, under the same field manager.
     let status_patch = s.fake.writes().into_iter().last().unwrap();
-    assert_eq!(status_patch.content_type, "application/merge-patch+json");
+    assert_eq!(status_patch.content_type, "application/apply-patch+yaml");
     assert_eq!(status_patch.param("fieldManager").as_deref(), Some("meshd"));
+    assert_eq!(status_patch.body["kind"], "Mesh");
 
     // Owned objects carry the labels and a controller owner reference to the Mesh.
     for path in [CM, DEPLOY, SVC, MWC] {
@@ -186,14 +193,13 @@ async fn first_reconcile_applies_every_object_then_a_second_pass_writes_nothing(
     );
     assert_eq!(condition(&stored, "Ready").status, "False");
     assert_eq!(s.events.reasons(), ["GatewayCreated", "Reconciled"]);
-    let first_requests = s.fake.log().len();
+    let first_requests = s.fake.requests().len();
     let first_writes = s.fake.writes().len();
 
-    // Second pass over the stored (status-carrying) Mesh: reads only.
+    // Second pass over the stored (status-carrying) Mesh: everything is read from the caches and nothing
+    // changed, so not one request.
     s.fake.clear_log();
-    let outcome = reconcile::reconcile_mesh(&stored, &s.ctx)
-        .await
-        .expect("no-op reconcile");
+    let outcome = s.reconcile(&stored).await.expect("no-op reconcile");
     assert_eq!(outcome, Outcome::Applied(vec![]));
     assert_eq!(
         s.write_lines(),
@@ -205,28 +211,61 @@ async fn first_reconcile_applies_every_object_then_a_second_pass_writes_nothing(
         ["GatewayCreated", "Reconciled"],
         "no Event for a no-op"
     );
-    let noop_requests = s.fake.log().len();
-    println!(
-        "FIGURE api requests for examples/mesh.yaml: first reconcile {first_requests} ({first_writes} writes), no-op reconcile {noop_requests} ({} writes)",
-        s.fake.writes().len()
+    let noop_requests = s.fake.requests();
+    assert!(
+        noop_requests.iter().all(|r| r.method != "GET"),
+        "no GET: {noop_requests:?}"
     );
-    for r in s.fake.log() {
-        println!("  no-op: {} {}?{}", r.method, r.path, r.query);
+    assert_eq!(noop_requests.len(), 0, "{noop_requests:?}");
+
+    // A new leader (fresh memo, same cluster): one dry-run apply per owned object, still no GET or write.
+    let fresh = s.new_leader();
+    s.fake.clear_log();
+    reconcile::reconcile_mesh(&stored, &fresh)
+        .await
+        .expect("no-op reconcile");
+    let cold = s.fake.requests();
+    assert!(s.fake.writes().is_empty(), "{:?}", s.write_lines());
+    assert!(cold.iter().all(|r| r.is_dry_run()), "{cold:?}");
+    println!(
+        "FIGURE api requests for examples/mesh.yaml: first reconcile {first_requests} ({first_writes} writes), \
+         no-op reconcile {} (0 writes, 0 GETs), no-op after a leader change {} ({} dry-run applies, 0 writes, 0 GETs)",
+        noop_requests.len(),
+        cold.len(),
+        cold.len(),
+    );
+    for r in &cold {
+        println!("  no-op after a leader change: {}", r.line());
     }
 
-    // A gateway becoming ready flips GatewaysReady and Ready with one status write.
+    // A gateway's replicas becoming ready change GatewaysReady's reason with one status write; it stays
+    // False (and GATEWAYS says 0/1) because nothing listens on the gateway's ports yet.
     let mut deploy = s.fake.get(DEPLOY).unwrap();
     deploy["status"] = json!({"readyReplicas": 1, "replicas": 1});
     s.fake.put(DEPLOY, deploy);
     s.fake.clear_log();
-    reconcile::reconcile_mesh(&stored, &s.ctx).await.unwrap();
+    s.reconcile(&stored).await.unwrap();
     assert_eq!(s.write_lines(), [format!("PATCH {MESH}/status")]);
     let ready = s.mesh();
-    assert_eq!(condition(&ready, "Ready").status, "True");
+    let gateways = condition(&ready, "GatewaysReady");
     assert_eq!(
-        condition(&ready, "GatewaysReady").reason,
-        "AllReplicasReady"
+        (gateways.status.as_str(), gateways.reason.as_str()),
+        ("False", "NoListeners")
     );
+    assert!(
+        gateways.message.contains("meshd-system/ingress")
+            && gateways.message.contains("no Gateway resource support"),
+        "{}",
+        gateways.message
+    );
+    assert_eq!(condition(&ready, "Ready").status, "False");
+    assert_eq!(
+        condition(&ready, "Ready").message,
+        "not ready: GatewaysReady"
+    );
+    let status = ready.status.as_ref().unwrap();
+    assert_eq!(status.gateway_replicas.as_deref(), Some("0/1"));
+    assert_eq!(status.gateways[0].ready_replicas, 1, "the pods do run");
     // Unchanged conditions keep their transition time.
     assert_eq!(
         condition(&ready, "WebhookReady").last_transition_time,
@@ -235,17 +274,36 @@ async fn first_reconcile_applies_every_object_then_a_second_pass_writes_nothing(
 }
 
 #[tokio::test]
+async fn a_mesh_without_gateways_is_ready() {
+    let mut mesh = example_mesh();
+    mesh.spec.gateways.clear();
+    let s = setup(&mesh).await;
+    s.reconcile(&mesh).await.unwrap();
+    let stored = s.mesh();
+    let gateways = condition(&stored, "GatewaysReady");
+    assert_eq!(
+        (gateways.status.as_str(), gateways.reason.as_str()),
+        ("True", "AllReplicasReady")
+    );
+    assert_eq!(condition(&stored, "Ready").status, "True");
+    assert_eq!(
+        stored.status.as_ref().unwrap().gateway_replicas.as_deref(),
+        Some("0/0")
+    );
+}
+
+#[tokio::test]
 async fn drift_is_repaired_with_one_apply_per_changed_object() {
     let mesh = example_mesh();
-    let s = setup(&mesh);
-    reconcile::reconcile_mesh(&mesh, &s.ctx).await.unwrap();
+    let s = setup(&mesh).await;
+    s.reconcile(&mesh).await.unwrap();
     let stored = s.mesh();
     let mut deploy = s.fake.get(DEPLOY).unwrap();
     deploy["spec"]["replicas"] = json!(5);
     s.fake.put(DEPLOY, deploy);
     s.fake.remove(SVC);
     s.fake.clear_log();
-    let outcome = reconcile::reconcile_mesh(&stored, &s.ctx).await.unwrap();
+    let outcome = s.reconcile(&stored).await.unwrap();
     assert_eq!(
         s.write_lines(),
         [format!("PATCH {DEPLOY}"), format!("PATCH {SVC}")]
@@ -263,13 +321,13 @@ async fn drift_is_repaired_with_one_apply_per_changed_object() {
 #[tokio::test]
 async fn a_gateway_removed_from_the_spec_is_deleted() {
     let mesh = example_mesh();
-    let s = setup(&mesh);
-    reconcile::reconcile_mesh(&mesh, &s.ctx).await.unwrap();
+    let s = setup(&mesh).await;
+    s.reconcile(&mesh).await.unwrap();
     let mut changed = s.mesh();
     changed.spec.gateways.clear();
     changed.metadata.generation = Some(2);
     s.fake.clear_log();
-    reconcile::reconcile_mesh(&changed, &s.ctx).await.unwrap();
+    s.reconcile(&changed).await.unwrap();
     assert_eq!(
         s.write_lines(),
         // The ConfigMap's settings lose the gateway too.
@@ -281,20 +339,14 @@ async fn a_gateway_removed_from_the_spec_is_deleted() {
         ]
     );
     assert!(s.fake.get(DEPLOY).is_none() && s.fake.get(SVC).is_none());
-    let lists: Vec<_> = s
+    // The gateways to remove are found in the caches (label-selected), not by listing.
+    let reads: Vec<_> = s
         .fake
-        .log()
+        .requests()
         .into_iter()
-        .filter(|r| r.method == "GET" && r.query.contains("labelSelector"))
+        .filter(|r| r.method == "GET")
         .collect();
-    assert_eq!(lists.len(), 2);
-    assert!(
-        lists[0]
-            .query
-            .contains("meshd.io%2Fowned-by-mesh%3Ddefault%2Cmeshd.io%2Fgateway"),
-        "{}",
-        lists[0].query
-    );
+    assert!(reads.is_empty(), "{reads:?}");
     assert_eq!(s.mesh().status.unwrap().observed_generation, Some(2));
 }
 
@@ -302,12 +354,12 @@ async fn a_gateway_removed_from_the_spec_is_deleted() {
 async fn an_invalid_spec_sets_false_conditions_naming_the_field_and_writes_nothing_else() {
     let mut mesh = example_mesh();
     mesh.spec.traffic_capture.exclude_outbound_cidrs = vec!["10.0.0.0/33".into()];
-    let s = setup(&mesh);
-    let outcome = reconcile::reconcile_mesh(&mesh, &s.ctx).await.unwrap();
+    let s = setup(&mesh).await;
+    let outcome = s.reconcile(&mesh).await.unwrap();
     assert_eq!(outcome, Outcome::Invalid);
     assert_eq!(s.write_lines(), [format!("PATCH {MESH}/status")]);
     assert_eq!(
-        s.fake.log().len(),
+        s.fake.requests().len(),
         1,
         "nothing read or applied besides the status"
     );
@@ -329,15 +381,24 @@ async fn an_invalid_spec_sets_false_conditions_naming_the_field_and_writes_nothi
     assert!(s.events.0.lock().unwrap()[0].warning);
     // Same invalid spec again: status unchanged, no write, no repeated Event.
     s.fake.clear_log();
-    reconcile::reconcile_mesh(&stored, &s.ctx).await.unwrap();
+    s.reconcile(&stored).await.unwrap();
     assert!(s.fake.writes().is_empty());
+    // The counts still follow the cluster (one status write), without another InvalidSpec Event.
+    let lease = counts::replica_lease("meshd-0", "default", 5, k8s_openapi::jiff::Timestamp::now());
+    s.fake
+        .put(REPLICA_LEASE, serde_json::to_value(lease).unwrap());
+    s.reconcile(&stored).await.unwrap();
+    assert_eq!(s.write_lines(), [format!("PATCH {MESH}/status")]);
+    assert_eq!(s.mesh().status.unwrap().connected_proxies, 5);
+    assert_eq!(s.events.reasons(), ["InvalidSpec"], "no repeated Event");
 }
 
 #[tokio::test]
 async fn an_api_error_fails_the_reconcile_and_error_policy_backs_off_with_a_failed_condition() {
     let mesh = example_mesh();
-    let s = setup(&mesh);
+    let s = setup(&mesh).await;
     s.fake.fail_on("PATCH", "/deployments/");
+    s.fake.settled().await;
     let err = reconcile::reconcile(Arc::new(mesh.clone()), s.ctx.clone())
         .await
         .expect_err("500 must fail");
@@ -389,6 +450,7 @@ async fn an_api_error_fails_the_reconcile_and_error_policy_backs_off_with_a_fail
         OperatorConfig::new("x"),
         metrics,
         s.events.clone(),
+        s.ctx.caches.clone(),
     ));
     let _ = reconcile::reconcile(Arc::new(mesh), ctx).await;
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
@@ -401,14 +463,14 @@ async fn an_api_error_fails_the_reconcile_and_error_policy_backs_off_with_a_fail
 #[tokio::test]
 async fn certificate_rotation_keeps_the_old_ca_in_the_bundle() {
     let mesh = example_mesh();
-    let s = setup(&mesh);
+    let s = setup(&mesh).await;
     let year = Duration::from_secs(365 * 24 * 3600);
     let hosts = webhook_tls::serving_hosts(None).unwrap();
     let old = webhook_tls::issue(&hosts, SystemTime::now() - year * 7 / 10, year, None).unwrap();
     let b = |t: &str| serde_json::to_value(ByteString(t.as_bytes().to_vec())).unwrap();
     s.fake.put(SECRET, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "meshd-webhook-tls", "namespace": "meshd-system"},
         "data": {"tls.crt": b(&old.cert_pem), "tls.key": b(&old.key_pem), "ca.crt": b(&old.ca_bundle)}}));
-    reconcile::reconcile_mesh(&mesh, &s.ctx).await.unwrap();
+    s.reconcile(&mesh).await.unwrap();
     let secret = s.fake.get(SECRET).unwrap();
     let field = |k: &str| {
         String::from_utf8(
@@ -435,6 +497,121 @@ async fn certificate_rotation_keeps_the_old_ca_in_the_bundle() {
     // The fresh Secret is left alone on the next pass.
     let stored = s.mesh();
     s.fake.clear_log();
-    reconcile::reconcile_mesh(&stored, &s.ctx).await.unwrap();
+    s.reconcile(&stored).await.unwrap();
     assert!(s.fake.writes().is_empty(), "{:?}", s.write_lines());
+}
+
+/// A limit and a port dropped from a Mesh's gateway leave the cluster too: the dry run shows the server
+/// would remove them, so the apply does (a "desired ⊆ live" check never saw a removal). CPU `0.5`
+/// normalised by the server to `500m` is not drift.
+#[tokio::test]
+async fn a_field_removed_from_a_gateway_is_removed_from_the_cluster() {
+    let mut mesh = example_mesh();
+    let limits = [
+        ("cpu".to_string(), Quantity("0.5".into())),
+        ("memory".to_string(), Quantity("256Mi".into())),
+    ];
+    mesh.spec.gateways[0].resources.limits = Some(limits.into());
+    let s = setup(&mesh).await;
+    s.reconcile(&mesh).await.unwrap();
+    let limits = |deploy: &serde_json::Value| {
+        deploy["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"].clone()
+    };
+    assert_eq!(
+        limits(&s.fake.get(DEPLOY).unwrap()),
+        json!({"cpu": "500m", "memory": "256Mi"}),
+        "the server normalises the quantity"
+    );
+    // Nothing changed: the normalised quantity is not drift (even for a new leader, which dry-runs).
+    let stored = s.mesh();
+    let fresh = s.new_leader();
+    s.fake.clear_log();
+    s.fake.settled().await;
+    reconcile::reconcile_mesh(&stored, &fresh).await.unwrap();
+    assert!(s.fake.writes().is_empty(), "{:?}", s.write_lines());
+
+    // Drop the CPU limit: only the Deployment (and the settings ConfigMap) change.
+    let mut changed = stored.clone();
+    changed.metadata.generation = Some(2);
+    changed.spec.gateways[0]
+        .resources
+        .limits
+        .as_mut()
+        .expect("limits")
+        .remove("cpu");
+    s.fake.clear_log();
+    s.reconcile(&changed).await.unwrap();
+    assert_eq!(
+        s.write_lines(),
+        [
+            format!("PATCH {CM}"),
+            format!("PATCH {DEPLOY}"),
+            format!("PATCH {MESH}/status"),
+        ]
+    );
+    assert_eq!(
+        limits(&s.fake.get(DEPLOY).unwrap()),
+        json!({"memory": "256Mi"}),
+        "the CPU limit is gone"
+    );
+
+    // Drop the https port: the Deployment's container port and the Service's port go.
+    let mut changed = s.mesh();
+    changed.metadata.generation = Some(3);
+    changed.spec.gateways[0]
+        .service
+        .ports
+        .retain(|p| p.name != "https");
+    s.fake.clear_log();
+    s.reconcile(&changed).await.unwrap();
+    assert_eq!(
+        s.write_lines(),
+        [
+            format!("PATCH {CM}"),
+            format!("PATCH {DEPLOY}"),
+            format!("PATCH {SVC}"),
+            format!("PATCH {MESH}/status"),
+        ]
+    );
+    let deploy = s.fake.get(DEPLOY).unwrap();
+    let container_ports: Vec<i64> = deploy["spec"]["template"]["spec"]["containers"][0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["containerPort"].as_i64().unwrap())
+        .collect();
+    assert!(!container_ports.contains(&8443), "{container_ports:?}");
+    let ports: Vec<String> = s.fake.get(SVC).unwrap()["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ports, ["http2"], "the https port is gone");
+}
+
+/// Fields other writers set (an annotation added with kubectl) are theirs: no write, no fight.
+#[tokio::test]
+async fn another_writers_field_is_not_drift() {
+    let mesh = example_mesh();
+    let s = setup(&mesh).await;
+    s.reconcile(&mesh).await.unwrap();
+    let stored = s.mesh();
+    s.fake.merge(
+        SVC,
+        json!({"metadata": {"annotations": {"example.com/owner": "team-a"}}}),
+    );
+    s.fake.clear_log();
+    s.reconcile(&stored).await.unwrap();
+    assert!(s.fake.writes().is_empty(), "{:?}", s.write_lines());
+    let dry: Vec<String> = s.fake.requests().iter().map(|r| r.line()).collect();
+    assert_eq!(
+        dry,
+        [format!("PATCH {SVC} (dry run)")],
+        "only the changed object is checked"
+    );
+    assert_eq!(
+        s.fake.get(SVC).unwrap()["metadata"]["annotations"]["example.com/owner"],
+        "team-a"
+    );
 }

@@ -17,7 +17,7 @@ use tower::ServiceExt;
 
 use crate::WebhookError;
 use crate::handler::Injector;
-use crate::tls::{CertificateFiles, server_config};
+use crate::tls::{CertificateFiles, server_config, watch_files};
 
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,7 +52,7 @@ pub async fn run(
     injector: Injector,
     shutdown: CancellationToken,
 ) -> Result<(), WebhookError> {
-    let tls = server_config(config.tls.clone())?;
+    let tls = server_config(watch_files(config.tls.clone())?)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| WebhookError::Bind {

@@ -1,22 +1,26 @@
-//! TLS for the webhook: TLS 1.2 and 1.3 only, ALPN h2 and http/1.1, and a certificate resolver that
-//! re-reads the certificate and key files when they change (linkerd-kubert's idea), so a rotated
-//! Secret is served without a restart. Files are checked on each handshake (two `stat` calls); a new
-//! pair that does not load (half-written, key and certificate not matching) is logged and the previous
-//! pair stays in service until a good one appears.
+//! TLS for the webhook: TLS 1.2 and 1.3 only, ALPN h2 and http/1.1, and the serving certificate taken
+//! from a `tokio::sync::watch` at each handshake, so a rotated certificate is served without a restart
+//! and a handshake costs no file system access. Two feeds fill the watch: certificate files
+//! ([`watch_files`], `meshd webhook`) and Secret `meshd-webhook-tls` ([`crate::watch_secret`], the
+//! controller). A new pair that does not load (half-written, key and certificate not matching) is logged
+//! and the previous pair stays in service until a good one appears.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use notify::Watcher;
 use rustls::ServerConfig;
-use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::sync::watch;
 
 use crate::WebhookError;
+
+/// The serving certificate as the server sees it: None until a first good pair arrived.
+pub type CertificateWatch = watch::Receiver<Option<Arc<CertifiedKey>>>;
 
 /// Where the webhook's PEM certificate chain and private key live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,21 +29,42 @@ pub struct CertificateFiles {
     pub key: PathBuf,
 }
 
-/// Identity of a file's content as far as `stat` can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    inode: u64,
+/// A checked certificate/key pair from PEM; `cert_from` and `key_from` name where each came from.
+pub fn certified_key(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    cert_from: &str,
+    key_from: &str,
+) -> Result<CertifiedKey, WebhookError> {
+    let provider = rustls::crypto::ring::default_provider();
+    let pem = |what, path: &str, reason: String| WebhookError::Pem {
+        what,
+        path: path.to_string(),
+        reason,
+    };
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem("certificate", cert_from, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(pem("certificate", cert_from, "no CERTIFICATE block".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| pem("private key", key_from, e.to_string()))?;
+    CertifiedKey::from_der(chain, key, &provider).map_err(|source| WebhookError::CertKey {
+        cert: cert_from.to_string(),
+        key: key_from.to_string(),
+        source,
+    })
 }
 
-fn stamp(path: &Path) -> Option<FileStamp> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some(FileStamp {
-        modified: m.modified().ok(),
-        len: m.len(),
-        inode: m.ino(),
+/// Offers `pair` to the watch when it differs from what is served; false when it was the same.
+pub fn offer(tx: &watch::Sender<Option<Arc<CertifiedKey>>>, pair: CertifiedKey) -> bool {
+    tx.send_if_modified(|current| {
+        let same = current.as_ref().is_some_and(|c| c.cert == pair.cert);
+        if !same {
+            *current = Some(Arc::new(pair));
+        }
+        !same
     })
 }
 
@@ -51,117 +76,111 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, WebhookError> {
     })
 }
 
-/// Loads and checks one certificate/key pair.
-fn load(files: &CertificateFiles, provider: &CryptoProvider) -> Result<CertifiedKey, WebhookError> {
-    let cert_text = read("certificate", &files.cert)?;
-    let key_text = read("private key", &files.key)?;
-    let pem = |what, path: &Path, reason: String| WebhookError::Pem {
-        what,
-        path: path.display().to_string(),
-        reason,
+fn load(files: &CertificateFiles) -> Result<CertifiedKey, WebhookError> {
+    let cert = read("certificate", &files.cert)?;
+    let key = read("private key", &files.key)?;
+    certified_key(
+        &cert,
+        &key,
+        &files.cert.display().to_string(),
+        &files.key.display().to_string(),
+    )
+}
+
+/// Identity of a file's content as far as `stat` can tell.
+type Stamp = Option<(Option<SystemTime>, u64, u64)>;
+
+fn stamps(files: &CertificateFiles) -> (Stamp, Stamp) {
+    use std::os::unix::fs::MetadataExt;
+    let one = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len(), m.ino()))
     };
-    let chain = CertificateDer::pem_slice_iter(&cert_text)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem("certificate", &files.cert, e.to_string()))?;
-    if chain.is_empty() {
-        return Err(pem(
-            "certificate",
-            &files.cert,
-            "no CERTIFICATE block".into(),
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_slice(&key_text)
-        .map_err(|e| pem("private key", &files.key, e.to_string()))?;
-    CertifiedKey::from_der(chain, key, provider).map_err(|source| WebhookError::CertKey {
-        cert: files.cert.display().to_string(),
-        key: files.key.display().to_string(),
-        source,
+    (one(&files.cert), one(&files.key))
+}
+
+/// How often the files are checked when no file system event arrives (file systems without inotify).
+const FALLBACK_CHECK: Duration = Duration::from_secs(5);
+
+/// Loads `files` now (a webhook that starts without a usable certificate fails at start), then feeds
+/// every good new pair into the returned watch: on each file system event in their directories (the
+/// atomic rename of a Secret volume or a `mv` included) and every 5 s. The feeding task ends when every
+/// receiver is gone.
+pub fn watch_files(files: CertificateFiles) -> Result<CertificateWatch, WebhookError> {
+    let first = load(&files)?;
+    let (tx, rx) = watch::channel(Some(Arc::new(first)));
+    let (event_tx, mut events) = tokio::sync::mpsc::channel::<()>(1);
+    let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+        let _ = event_tx.try_send(());
     })
-}
-
-struct Current {
-    stamps: (Option<FileStamp>, Option<FileStamp>),
-    key: Arc<CertifiedKey>,
-}
-
-/// Serves the newest good certificate from [`CertificateFiles`].
-pub struct ReloadingCertResolver {
-    files: CertificateFiles,
-    provider: Arc<CryptoProvider>,
-    current: RwLock<Current>,
-}
-
-impl fmt::Debug for ReloadingCertResolver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReloadingCertResolver")
-            .field("files", &self.files)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ReloadingCertResolver {
-    /// Loads the pair now: a webhook that starts without a usable certificate fails at start.
-    pub fn new(
-        files: CertificateFiles,
-        provider: Arc<CryptoProvider>,
-    ) -> Result<Self, WebhookError> {
-        let stamps = (stamp(&files.cert), stamp(&files.key));
-        let key = Arc::new(load(&files, &provider)?);
-        Ok(Self {
-            files,
-            provider,
-            current: RwLock::new(Current { stamps, key }),
-        })
-    }
-
-    /// The certificate to present: reloaded first if either file changed.
-    pub fn current(&self) -> Arc<CertifiedKey> {
-        let stamps = (stamp(&self.files.cert), stamp(&self.files.key));
-        {
-            let current = self
-                .current
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if current.stamps == stamps {
-                return current.key.clone();
+    .map_err(|e| WebhookError::Watch(e.to_string()))?;
+    let mut dirs: Vec<&Path> = [&files.cert, &files.key]
+        .iter()
+        .filter_map(|p| p.parent())
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
             }
-        }
-        let mut current = self
-            .current
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if current.stamps != stamps {
-            match load(&self.files, &self.provider) {
-                Ok(key) => {
-                    current.key = Arc::new(key);
-                    current.stamps = stamps;
-                    tracing::info!(cert = %self.files.cert.display(), "webhook certificate reloaded");
+        })
+        .collect();
+    dirs.dedup();
+    for dir in dirs {
+        watcher
+            .watch(dir, notify::RecursiveMode::NonRecursive)
+            .map_err(|e| WebhookError::Watch(format!("{}: {e}", dir.display())))?;
+    }
+    tokio::spawn(async move {
+        let _watcher = watcher;
+        let mut seen = stamps(&files);
+        loop {
+            tokio::select! {
+                () = tx.closed() => return,
+                _ = events.recv() => {}
+                () = tokio::time::sleep(FALLBACK_CHECK) => {}
+            }
+            let now = stamps(&files);
+            if now == seen {
+                continue;
+            }
+            match load(&files) {
+                Ok(pair) => {
+                    seen = now;
+                    if offer(&tx, pair) {
+                        tracing::info!(cert = %files.cert.display(), "webhook certificate reloaded");
+                    }
                 }
-                // Keep serving the previous pair; the next handshake tries again.
+                // Keep serving the previous pair; the next change tries again.
                 Err(e) => {
                     tracing::warn!(error = %e, "webhook certificate changed but does not load yet")
                 }
             }
         }
-        current.key.clone()
-    }
+    });
+    Ok(rx)
 }
 
-impl ResolvesServerCert for ReloadingCertResolver {
+/// Serves the newest good certificate of a [`CertificateWatch`].
+#[derive(Debug)]
+struct WatchResolver(CertificateWatch);
+
+impl ResolvesServerCert for WatchResolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current())
+        self.0.borrow().clone()
     }
 }
 
-/// The webhook's rustls configuration: TLS 1.2/1.3, ring, ALPN h2 + http/1.1, reloading certificate.
-pub fn server_config(files: CertificateFiles) -> Result<Arc<ServerConfig>, WebhookError> {
+/// The webhook's rustls configuration: TLS 1.2/1.3, ring, ALPN h2 + http/1.1, the certificate from
+/// `certs` at each handshake.
+pub fn server_config(certs: CertificateWatch) -> Result<Arc<ServerConfig>, WebhookError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let resolver = ReloadingCertResolver::new(files, provider.clone())?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|source| WebhookError::Tls { source })?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        .with_cert_resolver(Arc::new(WatchResolver(certs)));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

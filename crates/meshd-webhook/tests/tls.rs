@@ -155,7 +155,7 @@ async fn bad_bodies_are_answered_and_the_server_keeps_serving() {
 #[tokio::test]
 async fn an_untrusted_client_cannot_talk_to_it_and_a_wrong_ca_is_refused() {
     let hook = Webhook::start(1 << 20).await;
-    let other = meshd_webhook::dev_pki::DevCa::new().expect("ca");
+    let other = meshd_tools::pki::DevCa::new().expect("ca");
     let result = connect(
         hook.addr,
         client_config(&other.ca_pem(), &[b"http/1.1"], ALL_VERSIONS),

@@ -10,8 +10,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use meshd_inject::{InjectionSettings, SkipReason};
-use meshd_webhook::dev_pki::{DevCa, IssuedCert};
-use meshd_webhook::{CertificateFiles, InjectionEvents, Injector, PodRef, server_config};
+use meshd_tools::pki::{DevCa, IssuedCert};
+use meshd_webhook::{
+    CertificateFiles, InjectionEvents, Injector, PodRef, server_config, watch_files,
+};
 use prometheus_client::registry::Registry;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -100,7 +102,8 @@ impl Webhook {
         let addr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
         let router = Arc::new(injector).router(body_limit);
-        let tls = server_config(files).expect("tls config");
+        let tls =
+            server_config(watch_files(files).expect("certificate files")).expect("tls config");
         let served = tokio::spawn(meshd_webhook::serve(
             listener,
             tls,

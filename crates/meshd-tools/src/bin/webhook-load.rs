@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use meshd_inject::InjectionSettings;
-use meshd_webhook::dev_pki::DevCa;
+use meshd_tools::pki::DevCa;
 use meshd_webhook::{CertificateFiles, Injector, LogEvents, WebhookConfig};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};

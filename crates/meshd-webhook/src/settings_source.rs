@@ -1,5 +1,6 @@
-//! The webhook's injection settings follow ConfigMap `meshd-mesh-<mesh>` (the resolved settings the
-//! operator writes). A ConfigMap that does not parse is logged and the last good settings stay.
+//! The controller's feed of injection settings: ConfigMap `meshd-mesh-<mesh>` (the resolved settings the
+//! operator writes) into the `watch` the [`Injector`](crate::Injector) reads. A ConfigMap that does not
+//! parse is logged and the last good settings stay.
 
 use std::sync::Arc;
 

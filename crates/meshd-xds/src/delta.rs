@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use crate::registry::XdsApiKind;
-use crate::stream::{Shared, StreamCtx, open_stream};
+use crate::stream::{Scope, Shared, StreamCtx, open_stream};
 
 type Tx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
 
@@ -100,6 +100,9 @@ impl Names {
             self.0.remove(i);
         }
     }
+    fn contains(&self, name: &str) -> bool {
+        self.0.binary_search_by(|n| (**n).cmp(name)).is_ok()
+    }
     fn iter(&self) -> impl Iterator<Item = &Arc<str>> {
         self.0.iter()
     }
@@ -141,10 +144,10 @@ pub(crate) async fn serve(
             },
             changed = ctx.generations.changed() => {
                 if changed.is_err() { return }
-                ctx.refresh();
+                let scope = ctx.refresh();
                 for ty in ResourceType::ALL {
                     if let Some(state) = types.get_mut(&ty)
-                        && respond(&mut ctx, ty, state, &tx, false, true).await.is_err()
+                        && respond(&mut ctx, ty, state, &tx, false, Some(&scope)).await.is_err()
                     {
                         return;
                     }
@@ -212,21 +215,17 @@ async fn handle(
         state.held.remove(&fnv1a(name.as_bytes())); // the proxy drops what it unsubscribes from
     }
     if first || subscription_changed {
-        respond(ctx, ty, state, tx, first, false).await?;
+        respond(ctx, ty, state, tx, first, None).await?;
     }
     Ok(())
 }
 
-/// Sends what changed for this type since the proxy last heard: new or changed resources, and the names
-/// of ones it holds that are gone. Nothing to say → nothing sent (unless `force`: first answer).
-async fn respond(
-    ctx: &mut StreamCtx,
+/// The proxy's config against what it holds, resource by resource: (to send, names to remove).
+fn diff_all(
+    ctx: &StreamCtx,
+    state: &TypeState,
     ty: ResourceType,
-    state: &mut TypeState,
-    tx: &Tx,
-    force: bool,
-    by_change: bool,
-) -> Result<(), ()> {
+) -> (Vec<Arc<Resource>>, Vec<String>) {
     let desired: Vec<&Arc<Resource>> = if state.wildcard {
         ctx.config.resources(ty).collect()
     } else {
@@ -253,6 +252,55 @@ async fn respond(
         .map(|(_, r)| r.name.to_string())
         .collect();
     removed.sort();
+    (changed, removed)
+}
+
+/// The same, for the named resources only (a generation's changes).
+fn diff_names(
+    ctx: &StreamCtx,
+    state: &TypeState,
+    ty: ResourceType,
+    names: &[Arc<str>],
+) -> (Vec<Arc<Resource>>, Vec<String>) {
+    let mut changed = Vec::new();
+    let mut removed = Vec::new();
+    for name in names {
+        let wanted = state.wildcard || state.names.contains(name);
+        let desired = if wanted {
+            ctx.config.get(ty, name)
+        } else {
+            None
+        };
+        let held = state.held.get(&fnv1a(name.as_bytes()));
+        match (desired, held) {
+            (Some(r), held) => {
+                if !held.is_some_and(|h| Arc::ptr_eq(h, r) || h.version == r.version) {
+                    changed.push(Arc::clone(r));
+                }
+            }
+            (None, Some(h)) => removed.push(h.name.to_string()),
+            (None, None) => {}
+        }
+    }
+    (changed, removed)
+}
+
+/// Sends what changed for this type since the proxy last heard: new or changed resources, and the names
+/// of ones it holds that are gone. Nothing to say → nothing sent (unless `force`: first answer).
+/// `by_change`: the generation's [`Scope`], whose names are the only ones looked at when it has them.
+async fn respond(
+    ctx: &mut StreamCtx,
+    ty: ResourceType,
+    state: &mut TypeState,
+    tx: &Tx,
+    force: bool,
+    by_change: Option<&Scope>,
+) -> Result<(), ()> {
+    let (changed, removed) = match by_change.and_then(|s| s.names(ty)) {
+        Some(names) => diff_names(ctx, state, ty, names),
+        None => diff_all(ctx, state, ty),
+    };
+    let by_change = by_change.is_some();
     if changed.is_empty() && removed.is_empty() && !force {
         return Ok(());
     }

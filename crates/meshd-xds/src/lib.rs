@@ -15,6 +15,7 @@ mod delta;
 mod generation;
 mod health;
 mod metrics;
+mod names;
 mod raw;
 mod registry;
 mod server;

@@ -61,7 +61,8 @@ pub(crate) struct StreamCtx {
     api: XdsApiKind,
     pub generations: watch::Receiver<Arc<Generation>>,
     pub generation: Arc<Generation>,
-    pub config: ProxyConfig,
+    /// Shared with what each type last sent (see delta's `TypeState`).
+    pub config: Arc<ProxyConfig>,
     nonce: u64,
 }
 
@@ -104,7 +105,7 @@ impl StreamCtx {
         let id = shared.next_stream.fetch_add(1, Ordering::Relaxed);
         let mut generations = shared.generations.clone();
         let generation = Arc::clone(&generations.borrow_and_update());
-        let config = generation.mesh.proxy_config(&node);
+        let config = Arc::new(generation.mesh.proxy_config(&node));
         let api_name = match api {
             XdsApiKind::Sotw => "sotw",
             XdsApiKind::Delta => "delta",
@@ -147,7 +148,7 @@ impl StreamCtx {
         let generation = Arc::clone(&self.generations.borrow_and_update());
         let changes = generation.changes_since(self.generation.number);
         let own_changed = changes.is_none_or(|cs| cs.iter().any(|c| c.affects_proxy(&self.node)));
-        let config = generation.mesh.refresh(&self.config, own_changed);
+        let config = Arc::new(generation.mesh.refresh(&self.config, own_changed));
         if config.known != self.config.known {
             if config.known {
                 tracing::info!(node = %self.node, "a Pod now matches this proxy; sending its config");

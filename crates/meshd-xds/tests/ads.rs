@@ -575,3 +575,36 @@ async fn clusters_are_pushed_before_their_endpoints() {
     assert_eq!(second.type_url, EDS.type_url());
     assert_eq!(names(&second), [web]);
 }
+
+#[tokio::test]
+async fn delta_subscriptions_send_what_the_proxy_lacks_and_resend_after_unsubscribe() {
+    let h = start(synthetic_mesh(3, 2)).await;
+    let web = "outbound|80||svc-0.ns-0.svc.cluster.local";
+    let api = "outbound|9090||svc-1.ns-1.svc.cluster.local";
+    let subscribe = |sub: &[&str], unsub: &[&str]| DeltaDiscoveryRequest {
+        type_url: EDS.type_url(),
+        resource_names_subscribe: sub.iter().map(|s| s.to_string()).collect(),
+        resource_names_unsubscribe: unsub.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let mut first = subscribe(&[web], &[]);
+    first.node = node(NODE);
+    let mut d = delta(&h, first).await;
+    let r = next(&mut d.rx).await;
+    assert_eq!(names(&r), [web]);
+    d.tx.send(delta_ack(EDS, &r)).await.unwrap();
+    d.tx.send(subscribe(&[api], &[])).await.unwrap();
+    let r = next(&mut d.rx).await;
+    assert_eq!(names(&r), [api], "only the name it lacks");
+    d.tx.send(delta_ack(EDS, &r)).await.unwrap();
+    d.tx.send(subscribe(&[], &[web])).await.unwrap();
+    nothing_within(&mut d.rx, Duration::from_millis(300)).await;
+    d.tx.send(subscribe(&[web], &[])).await.unwrap();
+    let r = next(&mut d.rx).await;
+    assert_eq!(names(&r), [web], "dropped on unsubscribe, so sent again");
+    d.tx.send(delta_ack(EDS, &r)).await.unwrap();
+    h.change(|s| add_endpoint(s, 1, "10.200.1.1"));
+    let r = next(&mut d.rx).await;
+    assert_eq!(names(&r), [api]);
+    assert!(r.removed_resources.is_empty());
+}

@@ -109,6 +109,18 @@ impl Index {
         !self.changed.is_empty() || self.sync_changed
     }
 
+    /// Every fact, as changes from nothing (to translate again from scratch).
+    pub fn everything(&self) -> Vec<FactChange> {
+        self.facts
+            .iter()
+            .map(|((kind, key), fact)| FactChange {
+                kind: *kind,
+                key: key.clone(),
+                fact: Some(fact.clone()),
+            })
+            .collect()
+    }
+
     /// What changed since the last call (the first call: everything), as pointers to the facts.
     pub fn take_changes(&mut self) -> Vec<FactChange> {
         self.sync_changed = false;

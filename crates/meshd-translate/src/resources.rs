@@ -73,7 +73,7 @@ pub struct Resource {
 impl Resource {
     pub(crate) fn new<M: prost::Message + Name>(name: String, message: &M) -> Arc<Self> {
         let body = pack(message);
-        let body_hash = fnv1a(&body.value);
+        let body_hash = hash_bytes(&body.value);
         Arc::new(Self {
             name_hash: fnv1a(name.as_bytes()),
             name: name.into(),
@@ -114,6 +114,23 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// A resource body's hash: FNV-1a's scheme eight bytes at a time, then mixed. Stable across runs and
+/// platforms; several times faster than byte-wise FNV over the megabytes a large mesh encodes to.
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    let mut chunks = bytes.chunks_exact(8);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ bytes.len() as u64;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("chunks of eight"));
+        h = (h ^ word)
+            .wrapping_mul(0x0000_0100_0000_01b3)
+            .rotate_left(23);
+    }
+    for b in chunks.remainder() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    mix(h)
 }
 
 /// splitmix64's finaliser: spreads a hash so that XORs of many do not cancel by accident.
@@ -157,16 +174,18 @@ impl ResourceSet {
     /// Adds or replaces a resource; whether anything changed (same bytes under the same name: no).
     pub(crate) fn put(&mut self, ty: ResourceType, resource: Arc<Resource>) -> bool {
         let map = &mut self.by_type[ty.index()];
-        if map
-            .get(&*resource.name)
-            .is_some_and(|old| old.same(&resource))
-        {
-            return false;
-        }
         let share = resource.version_share();
-        let old = map.insert(Arc::clone(&resource.name), resource);
-        self.versions[ty.index()] ^= share ^ old.map_or(0, |o| o.version_share());
-        true
+        match map.insert(Arc::clone(&resource.name), resource) {
+            // Unchanged: keep the old allocation, which proxies may already hold.
+            Some(old) if old.same(&map[&*old.name]) => {
+                map.insert(Arc::clone(&old.name), old);
+                false
+            }
+            old => {
+                self.versions[ty.index()] ^= share ^ old.map_or(0, |o| o.version_share());
+                true
+            }
+        }
     }
 
     /// Removes a resource; whether it was there.

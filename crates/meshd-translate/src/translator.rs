@@ -196,9 +196,14 @@ impl Translator {
         let mut outbound_dirty = *mesh != *self.mesh;
         self.mesh = mesh;
 
+        // Services whose selection changed, old and new, by namespace: their pods are marked once.
+        let mut selecting: BTreeMap<String, Vec<Arc<Service>>> = BTreeMap::new();
         for (key, fact) in services {
-            outbound_dirty |= self.set_service(&key, fact, &mut out);
+            outbound_dirty |= self.set_service(&key, fact, &mut out, &mut selecting);
             endpoints_of.remove(&key); // compiled with the service
+        }
+        for (namespace, services) in selecting {
+            self.mark_selected(&namespace, &services, &mut out);
         }
         for key in endpoints_of {
             if let Some(service) = self.services.get(&key).cloned() {
@@ -247,6 +252,7 @@ impl Translator {
         key: &ObjectKey,
         fact: Option<Arc<Service>>,
         out: &mut ChangeSet,
+        selecting: &mut BTreeMap<String, Vec<Arc<Service>>>,
     ) -> bool {
         let old = self.services.get(key).cloned();
         let new = fact.map(|fact| {
@@ -283,9 +289,8 @@ impl Translator {
             _ => true,
         };
         if inbound_changed {
-            for service in old.iter().chain(&new) {
-                self.mark_selected(key, &service.fact, out);
-            }
+            let list = selecting.entry(key.namespace.clone()).or_default();
+            list.extend(old.iter().chain(&new).map(|s| Arc::clone(&s.fact)));
         }
         let outbound_changed = match (&old, &new) {
             (Some(a), Some(b)) => {
@@ -339,18 +344,19 @@ impl Translator {
         outbound_changed
     }
 
-    /// The pods of the Service's namespace it selects: their own part may change.
-    fn mark_selected(&self, key: &ObjectKey, service: &Service, out: &mut ChangeSet) {
-        let from = ObjectKey::new(key.namespace.clone(), String::new());
+    /// The pods of a namespace that any of `services` selects: their own part may change.
+    fn mark_selected(&self, namespace: &str, services: &[Arc<Service>], out: &mut ChangeSet) {
+        let from = ObjectKey::new(namespace, String::new());
         for (pod, workload) in self.workloads.range(from..) {
-            if pod.namespace != key.namespace {
+            if pod.namespace != namespace {
                 break;
             }
-            if selects(service, workload) {
-                out.proxies.insert(NodeId {
-                    pod: pod.name.clone(),
-                    namespace: pod.namespace.clone(),
-                });
+            let node = NodeId {
+                pod: pod.name.clone(),
+                namespace: pod.namespace.clone(),
+            };
+            if !out.proxies.contains(&node) && services.iter().any(|s| selects(s, workload)) {
+                out.proxies.insert(node);
             }
         }
     }

@@ -265,20 +265,19 @@ async fn handle(
                 .unwrap_or_else(|| name.into())
         })
         .collect();
-    let held_before: Vec<(u64, bool)> = add
+    // A name subscribed now that the last answer's config has was not held (it was not subscribed):
+    // it still is not. (Usually there is none: a proxy subscribes to what it has just learnt of.)
+    let not_held: Vec<u64> = add
         .iter()
-        .map(|n| {
-            let hash = fnv1a(n.as_bytes());
-            (hash, state.held(ty, n, hash).is_some())
-        })
+        .filter(|n| !state.in_scope(n))
+        .filter(|n| state.sent.as_ref().is_some_and(|s| s.get(ty, n).is_some()))
+        .map(|n| fnv1a(n.as_bytes()))
+        .filter(|h| state.overrides.get(*h).is_none())
         .collect();
     let added = state.names.update(add, &req.resource_names_unsubscribe);
     subscription_changed |= !added.is_empty();
-    // A name subscribed now was not held because of the subscription: it still is not.
-    for (hash, held) in held_before {
-        if !held && state.overrides.get(hash).is_none() {
-            state.overrides.set(hash, None);
-        }
+    for hash in not_held {
+        state.overrides.set(hash, None);
     }
     if first || subscription_changed {
         respond(ctx, ty, state, tx, first, None).await?;
@@ -366,9 +365,6 @@ async fn respond(
         return Ok(());
     }
     let version = ctx.config.type_version(ty);
-    for name in &removed {
-        state.overrides.set(fnv1a(name.as_bytes()), None);
-    }
     // Large updates (a proxy's first config) go out in chunks: each response is built only when the
     // stream can take it, so memory per stream stays near one chunk, not the whole config.
     let mut chunks: Vec<Vec<Arc<Resource>>> = vec![Vec::new()];
@@ -410,12 +406,10 @@ async fn respond(
             nonce: nonce.clone(),
             ..Default::default()
         }));
-        for r in chunk {
-            state.overrides.set(r.name_hash, Some(r));
-        }
         ctx.record_sent(ty, &version, &nonce, by_change && i == last);
         state.last_nonce = Some(nonce);
     }
+    // Every chunk sent (a failure above ends the stream): the proxy now holds the config.
     state.settled(&ctx.config);
     crate::stream::wait_taken(tx).await;
     Ok(())

@@ -93,13 +93,19 @@ pub(crate) fn start(
     let wake = Arc::new(Notify::new());
     let woken = Arc::clone(&wake);
     index.on_change(move || woken.notify_one());
-    let mut translator = Translator::new(settings);
+    let mut translator = Translator::new(settings.clone());
     let first = first(&index, &mut translator, &metrics);
     log_mesh(&first.mesh, None);
     let (tx, rx) = watch::channel(Arc::new(first));
-    tokio::spawn(compile_loop(
-        index, translator, wake, tx, options, metrics, cancel,
-    ));
+    let compile = Compile {
+        index,
+        settings,
+        wake,
+        out: tx,
+        options,
+        metrics,
+    };
+    tokio::spawn(compile.run(translator, cancel));
     rx
 }
 
@@ -109,74 +115,93 @@ fn log_mesh(mesh: &CompiledMesh, before: Option<&CompiledMesh>) {
     }
 }
 
-async fn compile_loop(
+struct Compile {
     index: SharedIndex,
-    mut translator: Translator,
+    settings: TranslateSettings,
     wake: Arc<Notify>,
     out: watch::Sender<Arc<Generation>>,
     options: XdsOptions,
     metrics: XdsMetrics,
-    cancel: CancellationToken,
-) {
-    let mut logged: BTreeSet<String> = out.borrow().mesh.warnings.iter().cloned().collect();
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = wake.notified() => {}
-        }
-        let first = Instant::now();
-        let hard_deadline = first + options.max_delay;
+}
+
+impl Compile {
+    /// Waits for index changes, lets them settle, translates them, publishes; until `cancel`.
+    async fn run(self, translator: Translator, cancel: CancellationToken) {
+        let mut logged: BTreeSet<String> =
+            self.out.borrow().mesh.warnings.iter().cloned().collect();
+        // `None` after a failed translation: the next one starts from nothing.
+        let mut translator = Some(translator);
         loop {
-            let quiet_until = (Instant::now() + options.debounce).min(hard_deadline);
             tokio::select! {
                 () = cancel.cancelled() => return,
-                () = tokio::time::sleep_until(quiet_until) => break,
-                () = wake.notified() => if Instant::now() >= hard_deadline { break },
+                () = self.wake.notified() => {}
             }
-        }
-        let (changes, complete) = index.take();
-        let previous = Arc::clone(&out.borrow());
-        if changes.is_empty() && complete == previous.complete {
-            continue;
-        }
-        let started = Instant::now();
-        let translated = tokio::task::spawn_blocking(move || {
-            let result = translator.apply(changes);
-            (translator, result)
-        })
-        .await;
-        let (mesh, changed) = match translated {
-            Ok((t, result)) => {
-                translator = t;
-                result
+            let first = Instant::now();
+            let hard_deadline = first + self.options.max_delay;
+            loop {
+                let quiet_until = (Instant::now() + self.options.debounce).min(hard_deadline);
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep_until(quiet_until) => break,
+                    () = self.wake.notified() => if Instant::now() >= hard_deadline { break },
+                }
             }
-            Err(e) => {
-                // The translator went down with the task: nothing incremental can be trusted now.
-                tracing::error!(error = %e, "translation task failed; the control plane stops");
-                cancel.cancel();
-                return;
+            let previous = Arc::clone(&self.out.borrow());
+            let (mut changes, complete) = self.index.take();
+            if changes.is_empty() && complete == previous.complete && translator.is_some() {
+                continue;
             }
-        };
-        metrics
-            .compile_seconds
-            .observe(started.elapsed().as_secs_f64());
-        let now: BTreeSet<String> = mesh.warnings.iter().cloned().collect();
-        for w in now.difference(&logged) {
-            tracing::warn!(warning = %w, "mesh config");
+            let rebuilt = translator.is_none();
+            let mut t = match translator.take() {
+                Some(t) => t,
+                None => {
+                    changes = self.index.read(|i| i.everything());
+                    Translator::new(self.settings.clone())
+                }
+            };
+            let started = Instant::now();
+            let translated = tokio::task::spawn_blocking(move || {
+                let result = t.apply(changes);
+                (t, result)
+            })
+            .await;
+            let (mesh, changed) = match translated {
+                Ok((t, result)) => {
+                    translator = Some(t);
+                    result
+                }
+                Err(e) => {
+                    // The translator's state went with the task: the next change translates the
+                    // whole index again; until then proxies keep the last good config.
+                    tracing::error!(error = %e, "translation failed; keeping the previous config");
+                    continue;
+                }
+            };
+            self.metrics
+                .compile_seconds
+                .observe(started.elapsed().as_secs_f64());
+            let now: BTreeSet<String> = mesh.warnings.iter().cloned().collect();
+            for w in now.difference(&logged) {
+                tracing::warn!(warning = %w, "mesh config");
+            }
+            logged = now;
+            log_mesh(&mesh, Some(&previous.mesh));
+            let number = previous.number + 1;
+            // After a rebuild the changes are not relative to the previous generation: no history, so
+            // every stream compares its whole config.
+            let mut recent = Vec::with_capacity(HISTORY);
+            if !rebuilt {
+                recent.push(Arc::new(changed));
+                recent.extend(previous.recent.iter().take(HISTORY - 1).cloned());
+            }
+            tracing::debug!(generation = number, "mesh config compiled");
+            self.out.send_replace(Arc::new(Generation {
+                number,
+                mesh: Arc::new(mesh),
+                complete,
+                changed_at: first,
+                recent,
+            }));
         }
-        logged = now;
-        log_mesh(&mesh, Some(&previous.mesh));
-        let number = previous.number + 1;
-        let mut recent = Vec::with_capacity(HISTORY);
-        recent.push(Arc::new(changed));
-        recent.extend(previous.recent.iter().take(HISTORY - 1).cloned());
-        tracing::debug!(generation = number, "mesh config compiled");
-        out.send_replace(Arc::new(Generation {
-            number,
-            mesh: Arc::new(mesh),
-            complete,
-            changed_at: first,
-            recent,
-        }));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use meshd_translate::facts::{Fact, FactChange, FactKind};
 use meshd_translate::synthetic::{endpoint, synthetic_mesh};
 use meshd_translate::{NodeId, ResourceType, TranslateSettings, Translator};
@@ -39,16 +39,21 @@ fn endpoint_change(c: &mut Criterion) {
         println!(
             "{services} services x 10 endpoints: one endpoint change pushes {count} resource(s), {bytes} bytes per proxy (delta)"
         );
+        // A running control plane: one translator, changes applied one after another (the endpoint
+        // added, then removed again, and so on), each returning its compiled mesh.
+        let (key, original) = mesh.slices[0].clone();
+        let back = FactChange {
+            kind: FactKind::EndpointSlice,
+            key,
+            fact: Some(Fact::EndpointSlice(Arc::new(original))),
+        };
+        let mut n = 1u64;
         group.bench_function(format!("{services}"), |bench| {
-            bench.iter_batched_ref(
-                || {
-                    let mut t = Translator::new(TranslateSettings::default());
-                    t.apply(mesh.changes());
-                    t
-                },
-                |t| t.apply(vec![change.clone()]),
-                BatchSize::LargeInput,
-            )
+            bench.iter(|| {
+                n += 1;
+                let c = if n % 2 == 1 { &change } else { &back };
+                translator.apply(vec![c.clone()])
+            })
         });
     }
     group.finish();

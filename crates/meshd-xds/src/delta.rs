@@ -223,12 +223,19 @@ async fn handle(
             && (req.resource_names_subscribe.is_empty()
                 || req.resource_names_subscribe.iter().any(|n| n == "*"));
         // A reconnecting proxy says what it already holds; unchanged resources are not sent again.
-        for (name, version) in &req.initial_resource_versions {
-            state.overrides.set(
-                fnv1a(name.as_bytes()),
-                Some(Resource::declared(name, version)),
-            );
-        }
+        let mut declared: Vec<(u64, Option<Arc<Resource>>)> = req
+            .initial_resource_versions
+            .iter()
+            .map(|(name, version)| {
+                (
+                    fnv1a(name.as_bytes()),
+                    Some(Resource::declared(name, version)),
+                )
+            })
+            .collect();
+        declared.sort_by_key(|(hash, _)| *hash);
+        declared.dedup_by_key(|(hash, _)| *hash);
+        state.overrides = Overrides(declared);
     }
     // A NACK of any of our responses (an update may span several) is recorded; an ACK counts once it
     // is for the newest.
@@ -249,9 +256,15 @@ async fn handle(
         state.wildcard = wildcard;
         subscription_changed = true;
     }
-    // The proxy drops what it unsubscribes from.
-    for name in &req.resource_names_unsubscribe {
-        state.overrides.remove(fnv1a(name.as_bytes()));
+    // The proxy drops what it unsubscribes from (under a wildcard, it holds nothing by that name
+    // until it is sent again).
+    for name in req.resource_names_unsubscribe.iter().filter(|n| *n != "*") {
+        let hash = fnv1a(name.as_bytes());
+        if state.wildcard {
+            state.overrides.set(hash, None);
+        } else {
+            state.overrides.remove(hash);
+        }
     }
     let add: Vec<Arc<str>> = req
         .resource_names_subscribe

@@ -110,7 +110,7 @@ impl XdsServer {
         if !self.complete().await {
             return Ok(());
         }
-        let mut builder = Server::builder()
+        let mut builder = builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)));
         if let Some(tls) = tls {
@@ -177,7 +177,7 @@ impl XdsServer {
             return Ok(());
         }
         let cancel = self.shared.cancel.clone();
-        Server::builder()
+        builder()
             .add_service(self.service())
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 cancel.cancelled().await
@@ -186,6 +186,18 @@ impl XdsServer {
             .map_err(XdsError::Transport)
     }
 }
+
+/// The gRPC server with small HTTP/2 receive windows: a proxy's requests are small except its first
+/// subscriptions, and h2 keeps a connection's read buffer as large as the most it ever had to hold
+/// (the window): with thousands of connections that buffer was most of what each one cost.
+fn builder() -> Server {
+    Server::builder()
+        .initial_stream_window_size(Some(RECEIVE_WINDOW))
+        .initial_connection_window_size(Some(RECEIVE_WINDOW))
+}
+
+/// HTTP/2 receive window per stream and per connection (the protocol's default is 64 KiB).
+const RECEIVE_WINDOW: u32 = 16 * 1024;
 
 fn remove_stale_socket(path: &str) -> Result<(), XdsError> {
     match std::fs::symlink_metadata(path) {

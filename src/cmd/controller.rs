@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meshd_api::names;
-use meshd_translate::{MeshSnapshot, XdsAddress};
+use meshd_index::SharedIndex;
+use meshd_translate::{TranslateSettings, XdsAddress};
 use meshd_xds::{XdsOptions, XdsServer};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -156,22 +157,22 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         &mut registry,
     );
 
-    // xDS: a placeholder no real snapshot equals (empty cluster domain), so the first complete one is a
-    // change even when the cluster is empty; the server is not served before it.
-    let placeholder = MeshSnapshot {
-        cluster_domain: String::new(),
-        ..MeshSnapshot::default()
+    // xDS: the watches fill the index; xDS is served once every kind has been listed once.
+    let index = SharedIndex::default();
+    let settings = TranslateSettings {
+        mesh_name: args.mesh.clone(),
+        cluster_domain: args.cluster_domain.clone(),
     };
-    let (snapshots_tx, mut snapshots_rx) = watch::channel(Arc::new(placeholder));
     let xds = XdsServer::start(
-        snapshots_rx.clone(),
+        index.clone(),
+        settings,
         XdsOptions::default(),
         &mut registry,
         cancel.clone(),
     );
     tasks.spawn(named(
         "kubernetes source",
-        kube_source_task(client.clone(), &args, snapshots_tx, cancel.clone()),
+        kube_source_task(client.clone(), index, cancel.clone()),
     ));
 
     // Health: ready once both servers serve.
@@ -213,14 +214,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         }
     }));
 
-    // xDS serves after the first complete snapshot.
+    // xDS serves after the first complete list of every kind.
     tasks.spawn(named("xDS", {
-        let (xds, listen, cancel) = (xds.clone(), args.xds_listen.clone(), cancel.clone());
+        let (xds, listen) = (xds.clone(), args.xds_listen.clone());
         async move {
-            tracing::info!("xDS waits for the first complete snapshot from the cluster");
-            tokio::select! {
-                () = cancel.cancelled() => return Ok(()),
-                changed = snapshots_rx.changed() => if changed.is_err() { return Ok(()) },
+            tracing::info!("xDS waits for the first complete list of every kind from the cluster");
+            if !xds.complete().await {
+                return Ok(());
             }
             tracing::info!(listen = %listen, "xDS in plaintext: TLS with the mesh CA is not wired yet");
             let _ = xds_ready_tx.send(true);
@@ -264,17 +264,13 @@ fn warn_unreachable_discovery_address(args: &Args) {
     }
 }
 
-fn kube_source_task(
+async fn kube_source_task(
     client: kube::Client,
-    args: &Args,
-    tx: watch::Sender<Arc<MeshSnapshot>>,
+    index: SharedIndex,
     cancel: CancellationToken,
-) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
-    let (mesh, domain) = (args.mesh.clone(), args.cluster_domain.clone());
-    async move {
-        meshd_sources::run_kube_source(client, mesh, domain, tx, cancel).await;
-        Ok(())
-    }
+) -> anyhow::Result<()> {
+    meshd_sources::run_kube_source(client, index, cancel).await;
+    Ok(())
 }
 
 async fn named(

@@ -10,8 +10,9 @@ use std::time::Duration;
 use anyhow::Context;
 use meshd_ca::ca_dir::{CaDir, Origin};
 use meshd_ca::{CaMetrics, CertificateService, ConfigDir, PolicySource};
+use meshd_index::SharedIndex;
 use meshd_sources::FileSource;
-use meshd_translate::XdsAddress;
+use meshd_translate::{TranslateSettings, XdsAddress};
 use meshd_xds::{TlsFiles, XdsOptions, XdsServer};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Identity;
@@ -85,12 +86,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
-    let mut source = FileSource::new(&args.config_dir, &args.mesh, &args.cluster_domain)
-        .with_rescan(args.rescan_interval);
-    let first = source
+    let index = SharedIndex::default();
+    let mut source =
+        FileSource::new(&args.config_dir, index.clone()).with_rescan(args.rescan_interval);
+    source
         .scan()
         .with_context(|| format!("--config-dir {}", args.config_dir.display()))?;
-    let (snapshots_tx, snapshots_rx) = tokio::sync::watch::channel(Arc::new(first));
     let mut registry = prometheus_client::registry::Registry::default();
     // The CA is ready (its files written) before anything listens.
     let config = Arc::new(ConfigDir::new(&args.config_dir, &args.mesh));
@@ -103,8 +104,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         debounce: args.debounce,
         ..XdsOptions::default()
     };
-    let server = XdsServer::start(snapshots_rx, options, &mut registry, cancel.clone());
-    tokio::spawn(source.run(snapshots_tx, cancel.clone()));
+    let settings = TranslateSettings {
+        mesh_name: args.mesh.clone(),
+        cluster_domain: args.cluster_domain.clone(),
+    };
+    let server = XdsServer::start(index, settings, options, &mut registry, cancel.clone());
+    tokio::spawn(source.run(cancel.clone()));
 
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
     let health = tokio::spawn(meshd_xds::serve_health(

@@ -1,313 +1,253 @@
-//! The in-cluster source: watches of Services, EndpointSlices, Pods and Meshes kept in a [`KubeIndex`],
-//! published as snapshots. Objects are watched untyped and decoded one by one, so one object that does
-//! not decode is logged and skipped (its last good version kept) instead of wedging the watch.
-
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use std::time::Duration;
+//! The in-cluster source: a kube-runtime `watcher` per kind of [`meshd_index::visit_kinds`], each object
+//! reduced to its fact on arrival (the object itself is dropped there) and set in the index.
+//!
+//! Objects are decoded through [`DeserializeGuard`], so one that does not decode is logged with its kind,
+//! namespace and name and skipped, like one that does not reduce: its last good fact stays and the
+//! watch goes on. A relist (kube-runtime's `Init` … `InitDone`) replaces the kind's facts at once, so
+//! objects deleted while the watch was down disappear; until every kind has been listed once, the
+//! index is not complete and xDS is not served.
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, ApiResource, DynamicObject};
+use futures::stream::BoxStream;
+use kube::api::Api;
+use kube::core::DeserializeGuard;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use meshd_translate::MeshSnapshot;
-use serde::de::DeserializeOwned;
-use tokio::sync::watch;
+use meshd_index::{Kind, KindVisitor, ReduceError, SharedIndex, visit_kinds};
+use meshd_translate::facts::{Fact, FactKind, ObjectKey};
 use tokio_util::sync::CancellationToken;
 
-use crate::SourceError;
-use crate::objects::{MeshObjects, ParsedObject};
-
-/// The kinds the control plane watches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum WatchedKind {
-    Service,
-    EndpointSlice,
-    Pod,
-    Mesh,
+/// One object as it arrived: its key (when it has one) and its fact, or why it cannot be used.
+#[derive(Debug)]
+pub struct Reduced {
+    pub key: Option<ObjectKey>,
+    pub fact: Result<Option<Fact>, ReduceError>,
 }
 
-impl WatchedKind {
-    pub const ALL: [WatchedKind; 4] = [Self::Service, Self::EndpointSlice, Self::Pod, Self::Mesh];
+/// A watch event of one kind, already reduced.
+pub struct KindEvent {
+    pub kind: FactKind,
+    pub event: Result<Event<Reduced>, watcher::Error>,
+}
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Service => "Service",
-            Self::EndpointSlice => "EndpointSlice",
-            Self::Pod => "Pod",
-            Self::Mesh => "Mesh",
+/// Reduces one decoded (or not) object.
+fn reduce<K: Kind>(object: DeserializeGuard<K::Object>) -> Reduced {
+    match object.0 {
+        Ok(o) => match K::key(&o) {
+            Ok(key) => Reduced {
+                fact: K::reduce(&o, &key),
+                key: Some(key),
+            },
+            Err(e) => Reduced {
+                key: None,
+                fact: Err(e),
+            },
+        },
+        Err(invalid) => {
+            let m = &invalid.metadata;
+            let key = m
+                .name
+                .as_ref()
+                .map(|n| ObjectKey::new(m.namespace.clone().unwrap_or_default(), n.clone()));
+            let at = key
+                .as_ref()
+                .map_or("<no name>".to_string(), ToString::to_string);
+            Reduced {
+                key,
+                fact: Err(ReduceError::new(
+                    meshd_index::kinds::kind_name::<K>(),
+                    at,
+                    format!("cannot decode: {}", invalid.error),
+                )),
+            }
         }
     }
+}
 
-    pub fn api_resource(self) -> ApiResource {
-        match self {
-            Self::Service => ApiResource::erase::<Service>(&()),
-            Self::EndpointSlice => ApiResource::erase::<EndpointSlice>(&()),
-            Self::Pod => ApiResource::erase::<Pod>(&()),
-            Self::Mesh => ApiResource::erase::<meshd_api::Mesh>(&()),
-        }
-    }
+struct Watches {
+    client: kube::Client,
+    streams: Vec<BoxStream<'static, KindEvent>>,
+}
 
-    /// An untyped object as the typed one this kind stands for.
-    pub fn decode(self, object: &DynamicObject) -> Result<ParsedObject, SourceError> {
-        fn typed<T: DeserializeOwned>(
-            kind: WatchedKind,
-            o: &DynamicObject,
-        ) -> Result<Box<T>, SourceError> {
-            let decode = |source| SourceError::Decode {
-                kind: kind.name(),
-                name: key(o).join("/"),
-                source,
-            };
-            let value = serde_json::to_value(o).map_err(decode)?;
-            serde_json::from_value(value).map_err(decode)
-        }
-        Ok(match self {
-            Self::Service => ParsedObject::Service(typed(self, object)?),
-            Self::EndpointSlice => ParsedObject::EndpointSlice(typed(self, object)?),
-            Self::Pod => ParsedObject::Pod(typed(self, object)?),
-            Self::Mesh => ParsedObject::Mesh(typed(self, object)?),
-        })
+impl KindVisitor for Watches {
+    fn visit<K: Kind>(&mut self) {
+        let api: Api<DeserializeGuard<K::Object>> = Api::all(self.client.clone());
+        let stream = watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .map(|event| KindEvent {
+                kind: K::FACT,
+                event: event.map(|e| map_event(e, reduce::<K>)),
+            })
+            .boxed();
+        self.streams.push(stream);
     }
 }
 
-fn key(o: &DynamicObject) -> [String; 2] {
-    [
-        o.metadata.namespace.clone().unwrap_or_default(),
-        o.metadata.name.clone().unwrap_or_default(),
-    ]
+fn map_event<A, B>(event: Event<A>, f: impl Fn(A) -> B) -> Event<B> {
+    match event {
+        Event::Apply(o) => Event::Apply(f(o)),
+        Event::Delete(o) => Event::Delete(f(o)),
+        Event::Init => Event::Init,
+        Event::InitApply(o) => Event::InitApply(f(o)),
+        Event::InitDone => Event::InitDone,
+    }
 }
 
-type Key = (WatchedKind, [String; 2]);
-
-/// Everything the watches have seen, by kind, namespace and name.
-#[derive(Debug, Default)]
-pub struct KubeIndex {
-    objects: BTreeMap<Key, ParsedObject>,
-    /// Objects of a kind being re-listed (between `Init` and `InitDone`).
-    relisting: BTreeMap<WatchedKind, BTreeMap<Key, ParsedObject>>,
-    synced: BTreeSet<WatchedKind>,
+/// The reduced watch events of every kind, merged.
+pub fn watch_all(client: kube::Client) -> BoxStream<'static, KindEvent> {
+    let mut watches = Watches {
+        client,
+        streams: Vec::new(),
+    };
+    visit_kinds(&mut watches);
+    futures::stream::select_all(watches.streams).boxed()
 }
 
-impl KubeIndex {
-    /// Applies one watch event. A decode failure is returned for the caller to log; the index keeps the
-    /// object's previous version.
-    pub fn apply(
-        &mut self,
-        kind: WatchedKind,
-        event: Event<DynamicObject>,
-    ) -> Result<(), SourceError> {
+/// Feeds the index from reduced watch events: what a relist lists is collected until it is done.
+#[derive(Default)]
+pub struct WatchFeed {
+    relisting: std::collections::BTreeMap<FactKind, Vec<(ObjectKey, Option<Fact>)>>,
+}
+
+impl WatchFeed {
+    pub fn apply(&mut self, index: &SharedIndex, kind: FactKind, event: Event<Reduced>) {
         match event {
-            Event::Apply(o) => {
-                let parsed = kind.decode(&o)?;
-                self.objects.insert((kind, key(&o)), parsed);
+            Event::Apply(Reduced {
+                key: Some(key),
+                fact: Ok(fact),
+            }) => {
+                index.update(|i| i.set(kind, key, fact));
             }
-            Event::Delete(o) => {
-                self.objects.remove(&(kind, key(&o)));
+            Event::Apply(Reduced { fact: Err(e), .. }) => skip(&e),
+            Event::Apply(Reduced { key: None, .. }) => {}
+            // A deleted object goes, whatever it said.
+            Event::Delete(Reduced { key: Some(key), .. }) => {
+                index.update(|i| i.set(kind, key, None));
             }
+            Event::Delete(Reduced { key: None, .. }) => {}
             Event::Init => {
-                self.relisting.insert(kind, BTreeMap::new());
+                self.relisting.insert(kind, Vec::new());
             }
-            Event::InitApply(o) => {
-                let k = (kind, key(&o));
-                let parsed = match kind.decode(&o) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        // Keep what we had for it, if anything, through the relist.
-                        if let Some(old) = self.objects.get(&k) {
-                            self.relisting
-                                .entry(kind)
-                                .or_default()
-                                .insert(k, old.clone());
-                        }
-                        return Err(e);
+            Event::InitApply(Reduced { key, fact }) => {
+                let listed = self.relisting.entry(kind).or_default();
+                match (key, fact) {
+                    (Some(key), Ok(Some(fact))) => listed.push((key, Some(fact))),
+                    // Listed but contributing nothing: left out, so its old fact goes.
+                    (_, Ok(None)) | (None, _) => {}
+                    // Listed but unusable: its last good fact stays.
+                    (Some(key), Err(e)) => {
+                        skip(&e);
+                        listed.push((key, None));
                     }
-                };
-                self.relisting.entry(kind).or_default().insert(k, parsed);
+                }
             }
             Event::InitDone => {
-                let fresh = self.relisting.remove(&kind).unwrap_or_default();
-                self.objects.retain(|(k, _), _| *k != kind);
-                self.objects.extend(fresh);
-                self.synced.insert(kind);
+                let listed = self.relisting.remove(&kind).unwrap_or_default();
+                tracing::debug!(kind = kind.name(), objects = listed.len(), "listed");
+                index.update(|i| {
+                    i.replace_kind(kind, listed);
+                    i.mark_synced(kind);
+                });
             }
         }
-        Ok(())
-    }
-
-    /// Whether every kind has been listed once; until then a snapshot would be missing objects.
-    pub fn synced(&self) -> bool {
-        WatchedKind::ALL.iter().all(|k| self.synced.contains(k))
-    }
-
-    pub fn snapshot(&self, mesh_name: &str, cluster_domain: &str) -> (MeshSnapshot, bool) {
-        let mut objects = MeshObjects::default();
-        for o in self.objects.values() {
-            objects.push(o.clone());
-        }
-        objects.snapshot(mesh_name, cluster_domain)
     }
 }
 
-/// Watches the cluster and publishes snapshots (at most every 100 ms) until `cancel`.
-pub async fn run_kube_source(
-    client: kube::Client,
-    mesh_name: String,
-    cluster_domain: String,
-    tx: watch::Sender<Arc<MeshSnapshot>>,
-    cancel: CancellationToken,
-) {
-    let streams = WatchedKind::ALL.map(|kind| {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.api_resource());
-        watcher::watcher(api, watcher::Config::default())
-            .default_backoff()
-            .map(move |e| (kind, e))
-            .boxed()
-    });
-    let mut events = futures::stream::select_all(streams);
-    let mut index = KubeIndex::default();
-    let mut dirty = false;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
+fn skip(e: &ReduceError) {
+    tracing::warn!(kind = e.kind, object = %e.object, error = %e, "skipping an object meshd cannot use; its last good version stays");
+}
+
+/// Watches the cluster into `index` until `cancel`.
+pub async fn run_kube_source(client: kube::Client, index: SharedIndex, cancel: CancellationToken) {
+    let mut events = watch_all(client);
+    let mut feed = WatchFeed::default();
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             next = events.next() => match next {
                 None => return,
-                Some((kind, Ok(event))) => match index.apply(kind, event) {
-                    Ok(()) => dirty = true,
-                    Err(e) => tracing::warn!(error = %e, "skipping an object that does not decode"),
-                },
-                Some((kind, Err(e))) => tracing::warn!(kind = kind.name(), error = %e, "watch failed; retrying"),
-            },
-            _ = tick.tick() => {
-                if dirty && index.synced() {
-                    dirty = false;
-                    let (snapshot, _) = index.snapshot(&mesh_name, &cluster_domain);
-                    tx.send_if_modified(|current| {
-                        let changed = **current != snapshot;
-                        if changed {
-                            *current = Arc::new(snapshot);
-                        }
-                        changed
-                    });
+                Some(KindEvent { kind, event: Ok(event) }) => feed.apply(&index, kind, event),
+                Some(KindEvent { kind, event: Err(e) }) => {
+                    tracing::warn!(kind = kind.name(), error = %e, "watch failed; retrying");
                 }
-            }
+            },
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use meshd_index::{Index, ServiceKind};
+    use meshd_translate::facts::Fact;
+
     use super::*;
 
-    fn dynamic(json: serde_json::Value) -> DynamicObject {
-        serde_json::from_value(json).unwrap()
+    fn service(name: &str, port: serde_json::Value) -> Reduced {
+        let guard: DeserializeGuard<k8s_openapi::api::core::v1::Service> =
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": "shop"},
+                "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": port}]},
+            }))
+            .unwrap();
+        reduce::<ServiceKind>(guard)
     }
 
-    fn service(name: &str, port: serde_json::Value) -> DynamicObject {
-        dynamic(serde_json::json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": "shop"},
-            "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": port}]},
-        }))
+    fn port_of(index: &SharedIndex, name: &str) -> Option<u16> {
+        index.read(
+            |i| match i.get(FactKind::Service, &ObjectKey::new("shop", name)) {
+                Some(Fact::Service(s)) => Some(s.ports[0].port),
+                _ => None,
+            },
+        )
+    }
+
+    const SERVICE: FactKind = FactKind::Service;
+
+    #[test]
+    fn watch_events_reach_the_index_and_bad_objects_are_skipped() {
+        let index = SharedIndex::new(Index::new([SERVICE]));
+        let mut feed = WatchFeed::default();
+        feed.apply(&index, SERVICE, Event::Init);
+        feed.apply(&index, SERVICE, Event::InitApply(service("web", 80.into())));
+        let bad = service("bad", "eighty".into());
+        let err = bad.fact.as_ref().unwrap_err().to_string();
+        assert!(
+            err.starts_with("Service shop/bad: cannot decode: "),
+            "{err}"
+        );
+        feed.apply(&index, SERVICE, Event::InitApply(bad));
+        assert!(!index.read(Index::synced), "not complete before InitDone");
+        feed.apply(&index, SERVICE, Event::InitDone);
+        assert!(index.read(Index::synced));
+        assert_eq!(port_of(&index, "web"), Some(80));
+        assert_eq!(port_of(&index, "bad"), None);
+
+        // A later bad update keeps the last good fact; a delete removes it.
+        feed.apply(&index, SERVICE, Event::Apply(service("web", "x".into())));
+        assert_eq!(port_of(&index, "web"), Some(80));
+        feed.apply(&index, SERVICE, Event::Apply(service("web", 8080.into())));
+        assert_eq!(port_of(&index, "web"), Some(8080));
+        feed.apply(&index, SERVICE, Event::Delete(service("web", "x".into())));
+        assert_eq!(port_of(&index, "web"), None);
     }
 
     #[test]
-    fn watch_events_become_a_snapshot_and_bad_objects_are_skipped() {
-        let mut index = KubeIndex::default();
-        for kind in WatchedKind::ALL {
-            index.apply(kind, Event::Init).unwrap();
-        }
-        index
-            .apply(
-                WatchedKind::Service,
-                Event::InitApply(service("web", 80.into())),
-            )
-            .unwrap();
-        let err = index
-            .apply(
-                WatchedKind::Service,
-                Event::InitApply(service("bad", "eighty".into())),
-            )
-            .unwrap_err();
-        assert!(err.to_string().contains("Service shop/bad"), "{err}");
-        index
-            .apply(
-                WatchedKind::Mesh,
-                Event::InitApply(dynamic(serde_json::json!({
-                    "apiVersion": "meshd.io/v1alpha1", "kind": "Mesh",
-                    "metadata": {"name": "default"},
-                    "spec": {"outboundTrafficPolicy": "REGISTRY_ONLY"},
-                }))),
-            )
-            .unwrap();
-        assert!(!index.synced());
-        for kind in WatchedKind::ALL {
-            index.apply(kind, Event::InitDone).unwrap();
-        }
-        assert!(index.synced());
-        let (snap, mesh_found) = index.snapshot("default", "example.org");
-        assert!(mesh_found);
-        assert_eq!(snap.services.len(), 1);
-        assert_eq!(snap.services[0].metadata.name.as_deref(), Some("web"));
-        assert_eq!(snap.cluster_domain, "example.org");
-        assert_eq!(
-            snap.mesh.outbound_traffic_policy,
-            meshd_api::mesh::OutboundTrafficPolicy::RegistryOnly
+    fn a_relist_drops_objects_deleted_while_disconnected_and_keeps_unusable_ones() {
+        let index = SharedIndex::new(Index::new([SERVICE]));
+        let mut feed = WatchFeed::default();
+        feed.apply(&index, SERVICE, Event::Apply(service("old", 80.into())));
+        feed.apply(&index, SERVICE, Event::Apply(service("kept", 81.into())));
+        feed.apply(&index, SERVICE, Event::Init);
+        feed.apply(&index, SERVICE, Event::InitApply(service("new", 82.into())));
+        feed.apply(
+            &index,
+            SERVICE,
+            Event::InitApply(service("kept", "x".into())),
         );
-
-        // A later bad update keeps the last good version; a delete removes it.
-        let e = index.apply(
-            WatchedKind::Service,
-            Event::Apply(service("web", "x".into())),
-        );
-        assert!(e.is_err());
-        assert_eq!(
-            index.snapshot("default", "x").0.services[0]
-                .spec
-                .as_ref()
-                .unwrap()
-                .ports
-                .as_ref()
-                .unwrap()[0]
-                .port,
-            80
-        );
-        index
-            .apply(
-                WatchedKind::Service,
-                Event::Delete(service("web", 80.into())),
-            )
-            .unwrap();
-        assert!(index.snapshot("default", "x").0.services.is_empty());
-    }
-
-    #[test]
-    fn a_relist_drops_objects_deleted_while_disconnected() {
-        let mut index = KubeIndex::default();
-        index
-            .apply(
-                WatchedKind::Service,
-                Event::Apply(service("old", 80.into())),
-            )
-            .unwrap();
-        index.apply(WatchedKind::Service, Event::Init).unwrap();
-        index
-            .apply(
-                WatchedKind::Service,
-                Event::InitApply(service("new", 80.into())),
-            )
-            .unwrap();
-        index.apply(WatchedKind::Service, Event::InitDone).unwrap();
-        let names: Vec<_> = index
-            .snapshot("default", "x")
-            .0
-            .services
-            .iter()
-            .map(|s| s.metadata.name.clone().unwrap())
-            .collect();
-        assert_eq!(names, ["new"]);
+        feed.apply(&index, SERVICE, Event::InitDone);
+        assert_eq!(port_of(&index, "old"), None, "gone while disconnected");
+        assert_eq!(port_of(&index, "new"), Some(82));
+        assert_eq!(port_of(&index, "kept"), Some(81), "its last good fact");
     }
 }

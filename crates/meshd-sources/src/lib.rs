@@ -1,15 +1,17 @@
-//! Where the mesh snapshot comes from: a directory of Kubernetes-style YAML files
-//! ([`FileSource`], `meshd controlplane --config-dir`) or the cluster's API server ([`run_kube_source`],
-//! inside `meshd controller`). Both publish into the same `watch::Sender<Arc<MeshSnapshot>>`, and both
-//! build it with [`MeshObjects::snapshot`], so the same objects give the same Envoy config.
+//! Where the mesh comes from: a directory of Kubernetes-style YAML files ([`FileSource`],
+//! `meshd controlplane --config-dir`) or the cluster's API server ([`run_kube_source`], inside
+//! `meshd controller`). Both reduce every object with the same kinds of [`meshd_index::visit_kinds`] and
+//! set the facts in the same [`meshd_index::SharedIndex`], so the same objects give the same Envoy config.
 
+#![forbid(unsafe_code)]
+
+mod documents;
 mod files;
 mod kube_source;
-mod objects;
 
-pub use files::{FileSource, parse_documents};
-pub use kube_source::{KubeIndex, WatchedKind, run_kube_source};
-pub use objects::{MeshObjects, ParsedObject};
+pub use documents::{ParsedFact, parse_documents};
+pub use files::FileSource;
+pub use kube_source::{KindEvent, WatchFeed, run_kube_source, watch_all};
 
 /// What can go wrong reading the mesh.
 #[derive(Debug, thiserror::Error)]
@@ -26,33 +28,20 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: document {document}: {source}")]
-    Parse {
+    /// A document that does not parse, or an object meshd cannot use (the problem names the field).
+    #[error("{path}: document {document}: {problem}")]
+    Document {
         path: String,
         document: usize,
-        #[source]
-        source: serde_yaml::Error,
+        problem: String,
     },
     #[error("{path}: document {document} has no kind")]
     NoKind { path: String, document: usize },
-    #[error("{path}: document {document}: Mesh is invalid: {errors}")]
-    InvalidMesh {
-        path: String,
-        document: usize,
-        errors: String,
-    },
     #[error("cannot watch {path}: {source}")]
     Watch {
         path: String,
         #[source]
         source: notify::Error,
-    },
-    #[error("{kind} {name}: cannot decode: {source}")]
-    Decode {
-        kind: &'static str,
-        name: String,
-        #[source]
-        source: serde_json::Error,
     },
 }
 
@@ -62,11 +51,9 @@ impl SourceError {
         match self {
             Self::ReadDir { .. } => "read_dir",
             Self::ReadFile { .. } => "read_file",
-            Self::Parse { .. } => "parse",
+            Self::Document { .. } => "document",
             Self::NoKind { .. } => "no_kind",
-            Self::InvalidMesh { .. } => "invalid_mesh",
             Self::Watch { .. } => "watch",
-            Self::Decode { .. } => "decode",
         }
     }
 }

@@ -17,7 +17,7 @@ use meshd_api::names::{PORT_ENVOY_ADMIN, PORT_ENVOY_STATS};
 use serde_json::{Value, json};
 
 use crate::TranslateError;
-use crate::snapshot::NodeId;
+use crate::node::NodeId;
 
 /// The bootstrap cluster through which Envoy fetches secrets from the agent (Istio's name).
 pub const SDS_CLUSTER: &str = "sds-grpc";

@@ -14,14 +14,10 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
 use envoy_types::pb::google::protobuf::UInt32Value;
-use k8s_openapi::api::core::v1::Pod;
-
 use crate::envoy::{seconds, socket, tcp_proxy_filter};
+use crate::facts::{Service, TargetPort, Workload};
 use crate::naming::*;
-use crate::outbound::{
-    ServicePortView, TargetPort, http_connection_manager, inbound_bind_config, original_dst_filter,
-    set_http2,
-};
+use crate::outbound::{http_connection_manager, inbound_bind_config, original_dst_filter, set_http2};
 use crate::protocol::Protocol;
 
 /// One app port on this pod that some Service targets.
@@ -32,24 +28,25 @@ pub(crate) struct InboundPort {
 }
 
 /// The ports of this pod that Services selecting it target (named target ports resolved against the
-/// pod's container ports), one entry per port; the first Service in sorted order sets the protocol.
+/// pod's container ports), one entry per port; the first Service in (name, port) order sets the protocol.
+/// `services`: the Services of the pod's namespace, sorted by name.
 pub(crate) fn inbound_ports<'a>(
-    pod: &Pod,
-    services: impl Iterator<Item = &'a ServicePortView>,
+    workload: &Workload,
+    services: impl Iterator<Item = &'a Service>,
 ) -> Vec<InboundPort> {
-    let labels = pod.metadata.labels.clone().unwrap_or_default();
     let mut ports: BTreeMap<u16, Protocol> = BTreeMap::new();
-    for view in services {
-        if view.selector.is_empty() || !view.selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-        {
+    for service in services {
+        if !selects(service, workload) {
             continue;
         }
-        let port = match &view.target_port {
-            TargetPort::Number(n) => Some(*n),
-            TargetPort::Named(name) => named_container_port(pod, name),
-        };
-        if let Some(port) = port {
-            ports.entry(port).or_insert(view.protocol);
+        for p in &service.ports {
+            let port = match &p.target_port {
+                TargetPort::Number(n) => Some(*n),
+                TargetPort::Named(name) => workload.named_port(name),
+            };
+            if let Some(port) = port {
+                ports.entry(port).or_insert(p.protocol);
+            }
         }
     }
     ports
@@ -58,13 +55,13 @@ pub(crate) fn inbound_ports<'a>(
         .collect()
 }
 
-fn named_container_port(pod: &Pod, name: &str) -> Option<u16> {
-    let spec = pod.spec.as_ref()?;
-    spec.containers
-        .iter()
-        .flat_map(|c| c.ports.iter().flatten())
-        .find(|p| p.name.as_deref() == Some(name))
-        .and_then(|p| u16::try_from(p.container_port).ok())
+/// Whether the Service's selector (non-empty) matches the pod's labels.
+pub(crate) fn selects(service: &Service, workload: &Workload) -> bool {
+    !service.selector.is_empty()
+        && service
+            .selector
+            .iter()
+            .all(|(k, v)| workload.labels.get(k) == Some(v))
 }
 
 /// `inbound|<port>||`: a static cluster to the app at `<pod IP>:<port>`, from 127.0.0.6.

@@ -1,33 +1,42 @@
-//! xDS translation as a pure function: a [`MeshSnapshot`] (Services, EndpointSlices, Pods, the resolved Mesh
-//! settings) → each proxy's Envoy listeners, route configurations, clusters and load assignments; and the
-//! Envoy bootstrap. No I/O: same input, byte-identical output.
+//! xDS translation, pure: [`facts`] about the mesh (Services, EndpointSlices, Workloads, Mesh settings,
+//! reduced from Kubernetes objects by meshd-index) → each proxy's Envoy listeners, route
+//! configurations, clusters and load assignments; and the Envoy bootstrap. No I/O: same facts,
+//! byte-identical output.
 //!
-//! Work that does not depend on the proxy (every outbound cluster, load assignment, route and the
-//! `virtualOutbound` listener) is done once per snapshot in [`CompiledMesh::compile`]; a proxy then only costs
-//! its inbound side ([`CompiledMesh::proxy_config`]).
+//! [`Translator`] is incremental: it keeps what it compiled per Service and recompiles only what a
+//! change of facts touches (one endpoint change: that cluster's load assignment). Work that does not
+//! depend on the proxy is shared by every proxy ([`CompiledMesh`]); a proxy then only costs its inbound
+//! side ([`CompiledMesh::proxy_config`]).
+
+#![forbid(unsafe_code)]
 
 mod bootstrap;
-mod compile;
 mod envoy;
+pub mod facts;
 mod inbound;
 mod naming;
+mod node;
 mod outbound;
 mod protocol;
-mod snapshot;
+mod proxy;
+mod resources;
 pub mod synthetic;
+mod translator;
 
 pub use bootstrap::{
     BootstrapFormat, BootstrapParams, SDS_CLUSTER, SDS_DEFAULT, SDS_ROOTCA, SDS_SOCKET_FILE,
     XdsAddress, XdsApi, bootstrap, sds_secret_config,
 };
-pub use compile::{CompiledMesh, ProxyConfig, Resource, ResourceType, TypedResources, fnv1a};
 pub use naming::{
     BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_SOURCE,
     PASSTHROUGH_CLUSTER, VIRTUAL_INBOUND, VIRTUAL_OUTBOUND, inbound_cluster_name,
     outbound_cluster_name,
 };
+pub use node::NodeId;
 pub use protocol::Protocol;
-pub use snapshot::{MeshSnapshot, NodeId};
+pub use proxy::{CompiledMesh, ProxyConfig};
+pub use resources::{Resource, ResourceSet, ResourceType, fnv1a};
+pub use translator::{ChangeSet, TranslateSettings, Translator};
 
 /// Why something could not be translated.
 #[derive(Debug, thiserror::Error)]

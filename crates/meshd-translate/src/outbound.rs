@@ -27,159 +27,43 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions, http_protocol_options,
 };
 use envoy_types::pb::google::protobuf::UInt32Value;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use meshd_api::mesh::OutboundTrafficPolicy;
 
 use crate::envoy::{ads, pack, seconds, socket, tcp_proxy_filter};
+use crate::facts::{EndpointSlice, ObjectKey, ServicePort};
 use crate::naming::*;
-use crate::protocol::Protocol;
-use crate::snapshot::MeshSnapshot;
 
-/// One Service port, resolved: what every part of the translation needs to know about it.
-#[derive(Clone, Debug)]
-pub(crate) struct ServicePortView {
-    pub service: String,
-    pub namespace: String,
-    pub fqdn: String,
+/// One Service port as the builders see it: the Service's names and VIPs, and the port.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PortView<'a> {
+    pub service: &'a ObjectKey,
+    pub fqdn: &'a str,
     /// Cluster IPs; empty for headless Services (no VIP to dispatch on).
-    pub vips: Vec<String>,
-    pub port: u16,
-    pub port_name: String,
-    /// The pod port: a number, or a container port name resolved per pod.
-    pub target_port: TargetPort,
-    pub protocol: Protocol,
-    pub selector: BTreeMap<String, String>,
-    pub cluster: String,
-}
-
-#[derive(Clone, Debug)]
-pub(crate) enum TargetPort {
-    Number(u16),
-    Named(String),
-}
-
-/// Every usable Service port, sorted by (namespace, service, port). Problems become warnings.
-pub(crate) fn service_ports(
-    snapshot: &MeshSnapshot,
-    warnings: &mut Vec<String>,
-) -> Vec<ServicePortView> {
-    let mut out = Vec::new();
-    for svc in &snapshot.services {
-        let (Some(name), Some(namespace)) = (&svc.metadata.name, &svc.metadata.namespace) else {
-            warnings
-                .push("a Service without metadata.name or metadata.namespace was skipped".into());
-            continue;
-        };
-        let Some(spec) = &svc.spec else { continue };
-        if spec.type_.as_deref() == Some("ExternalName") {
-            continue;
-        }
-        let mut vips: Vec<String> = spec.cluster_ips.clone().unwrap_or_default();
-        if let Some(ip) = &spec.cluster_ip
-            && !vips.contains(ip)
-        {
-            vips.insert(0, ip.clone());
-        }
-        vips.retain(|ip| ip.parse::<std::net::IpAddr>().is_ok());
-        let fqdn = service_fqdn(name, namespace, &snapshot.cluster_domain);
-        for p in spec.ports.iter().flatten() {
-            let Ok(port) = u16::try_from(p.port) else {
-                warnings.push(format!(
-                    "Service {namespace}/{name}: spec.ports[].port {} is not 1-65535",
-                    p.port
-                ));
-                continue;
-            };
-            if p.protocol.as_deref().is_some_and(|proto| proto != "TCP") {
-                continue; // UDP/SCTP are not proxied
-            }
-            use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-            let target_port = match &p.target_port {
-                None => TargetPort::Number(port),
-                Some(IntOrString::Int(n)) => match u16::try_from(*n) {
-                    Ok(n) if n > 0 => TargetPort::Number(n),
-                    _ => {
-                        warnings.push(format!(
-                            "Service {namespace}/{name}: spec.ports[{port}].targetPort {n} is not 1-65535"
-                        ));
-                        continue;
-                    }
-                },
-                Some(IntOrString::String(s)) => match s.parse::<u16>() {
-                    Ok(n) if n > 0 => TargetPort::Number(n),
-                    _ => TargetPort::Named(s.clone()),
-                },
-            };
-            out.push(ServicePortView {
-                service: name.clone(),
-                namespace: namespace.clone(),
-                fqdn: fqdn.clone(),
-                vips: vips.clone(),
-                port,
-                port_name: p.name.clone().unwrap_or_default(),
-                target_port,
-                protocol: Protocol::of_port(p.app_protocol.as_deref(), p.name.as_deref()),
-                selector: spec.selector.clone().unwrap_or_default(),
-                cluster: outbound_cluster_name(port, &fqdn),
-            });
-        }
-    }
-    out.sort_by(|a, b| (&a.namespace, &a.service, a.port).cmp(&(&b.namespace, &b.service, b.port)));
-    out.dedup_by(|a, b| (&a.namespace, &a.service, a.port) == (&b.namespace, &b.service, b.port));
-    out
-}
-
-/// EndpointSlices grouped by (namespace, service name) for O(1) lookup per service.
-pub(crate) fn slices_by_service(
-    snapshot: &MeshSnapshot,
-) -> BTreeMap<(String, String), Vec<&EndpointSlice>> {
-    let mut map: BTreeMap<(String, String), Vec<&EndpointSlice>> = BTreeMap::new();
-    for slice in &snapshot.endpoint_slices {
-        let service = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("kubernetes.io/service-name"));
-        if let (Some(service), Some(ns)) = (service, &slice.metadata.namespace) {
-            map.entry((ns.clone(), service.clone()))
-                .or_default()
-                .push(slice);
-        }
-    }
-    map
+    pub vips: &'a [String],
+    pub port: &'a ServicePort,
+    pub cluster: &'a str,
 }
 
 /// The EDS answer for one service port: ready endpoints (ready true or unset) as HEALTHY, terminating
 /// but still serving ones as DRAINING (no new requests, open ones finish), everything else left out.
-pub(crate) fn load_assignment(
-    view: &ServicePortView,
-    slices: &[&EndpointSlice],
+pub(crate) fn load_assignment<'a>(
+    view: &PortView<'_>,
+    slices: impl Iterator<Item = &'a EndpointSlice>,
 ) -> ClusterLoadAssignment {
-    let mut hosts: BTreeMap<(String, u16), HealthStatus> = BTreeMap::new();
+    let mut hosts: BTreeMap<(&str, u16), HealthStatus> = BTreeMap::new();
     for slice in slices {
-        if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
-            continue;
-        }
-        let port = slice.ports.iter().flatten().find_map(|p| {
-            (p.name.as_deref().unwrap_or("") == view.port_name)
-                .then_some(p.port)
-                .flatten()
-        });
-        let Some(port) = port.and_then(|p| u16::try_from(p).ok()) else {
+        let port = slice.ports.iter().find(|p| p.name == view.port.name);
+        let Some(port) = port.map(|p| p.port) else {
             continue;
         };
         for ep in &slice.endpoints {
-            let c = ep.conditions.as_ref();
-            let ready = c.and_then(|c| c.ready).unwrap_or(true);
-            let serving = c.and_then(|c| c.serving).unwrap_or(ready);
-            let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
-            let health = match (ready, terminating && serving) {
+            let health = match (ep.ready, ep.terminating && ep.serving) {
                 (true, _) => HealthStatus::Healthy,
                 (false, true) => HealthStatus::Draining,
                 (false, false) => continue,
             };
             for addr in &ep.addresses {
-                let entry = hosts.entry((addr.clone(), port)).or_insert(health);
+                let entry = hosts.entry((addr.as_str(), port)).or_insert(health);
                 if health == HealthStatus::Healthy {
                     *entry = health;
                 }
@@ -191,14 +75,14 @@ pub(crate) fn load_assignment(
         .map(|((ip, port), health)| LbEndpoint {
             health_status: health as i32,
             host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-                address: Some(socket(&ip, port)),
+                address: Some(socket(ip, port)),
                 ..Default::default()
             })),
             ..Default::default()
         })
         .collect();
     ClusterLoadAssignment {
-        cluster_name: view.cluster.clone(),
+        cluster_name: view.cluster.to_string(),
         endpoints: vec![LocalityLbEndpoints {
             lb_endpoints,
             ..Default::default()
@@ -208,21 +92,21 @@ pub(crate) fn load_assignment(
 }
 
 /// `outbound|<port>||<fqdn>`: EDS over ADS, HTTP/2 upstream for http2/grpc ports.
-pub(crate) fn outbound_cluster(view: &ServicePortView) -> Cluster {
+pub(crate) fn outbound_cluster(view: &PortView<'_>) -> Cluster {
     let mut cluster = Cluster {
-        name: view.cluster.clone(),
+        name: view.cluster.to_string(),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
             cluster::DiscoveryType::Eds as i32,
         )),
         eds_cluster_config: Some(cluster::EdsClusterConfig {
             eds_config: Some(ads()),
-            service_name: view.cluster.clone(),
+            service_name: view.cluster.to_string(),
         }),
         connect_timeout: Some(seconds(10)),
         lb_policy: cluster::LbPolicy::LeastRequest as i32,
         ..Default::default()
     };
-    if view.protocol.is_http2() {
+    if view.port.protocol.is_http2() {
         set_http2(&mut cluster);
     }
     cluster
@@ -286,10 +170,10 @@ pub(crate) fn inbound_bind_config() -> BindConfig {
 /// Route for one HTTP service port: a virtual host answering to the service's short, namespaced and
 /// full names (and its VIPs), everything to the service's cluster, no route timeout (Envoy's default is
 /// 15 s; meshd, like Istio, leaves timeouts to the app unless configured).
-pub(crate) fn route_configuration(view: &ServicePortView) -> RouteConfiguration {
-    let (svc, ns) = (&view.service, &view.namespace);
+pub(crate) fn route_configuration(view: &PortView<'_>) -> RouteConfiguration {
+    let (svc, ns) = (&view.service.name, &view.service.namespace);
     let mut domains = vec![
-        view.fqdn.clone(),
+        view.fqdn.to_string(),
         format!("{svc}.{ns}.svc"),
         format!("{svc}.{ns}"),
         svc.clone(),
@@ -303,7 +187,7 @@ pub(crate) fn route_configuration(view: &ServicePortView) -> RouteConfiguration 
     }));
     let action = RouteAction {
         cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
-            view.cluster.clone(),
+            view.cluster.to_string(),
         )),
         timeout: Some(seconds(0)),
         retry_policy: Some(RetryPolicy {
@@ -315,9 +199,9 @@ pub(crate) fn route_configuration(view: &ServicePortView) -> RouteConfiguration 
         ..Default::default()
     };
     RouteConfiguration {
-        name: route_name(&view.fqdn, view.port),
+        name: route_name(view.fqdn, view.port.port),
         virtual_hosts: vec![VirtualHost {
-            name: route_name(&view.fqdn, view.port),
+            name: route_name(view.fqdn, view.port.port),
             domains,
             routes: vec![Route {
                 name: "default".into(),
@@ -378,46 +262,48 @@ pub(crate) fn cidr(ip: &str) -> CidrRange {
 }
 
 /// `virtualOutbound` on 15001: the original destination picks a filter chain per service VIP:port; what
-/// no service claims goes to the passthrough (ALLOW_ANY) or the blackhole (REGISTRY_ONLY).
-pub(crate) fn virtual_outbound(
-    views: &[ServicePortView],
+/// no service claims goes to the passthrough (ALLOW_ANY) or the blackhole (REGISTRY_ONLY). `views` in
+/// (namespace, service, port) order: the first to claim a VIP:port keeps it.
+pub(crate) fn virtual_outbound<'a>(
+    views: impl Iterator<Item = PortView<'a>>,
     policy: OutboundTrafficPolicy,
     warnings: &mut Vec<String>,
 ) -> Listener {
-    let mut claimed: BTreeSet<(String, u16)> = BTreeSet::new();
+    let mut claimed: BTreeSet<(&str, u16)> = BTreeSet::new();
     let mut chains = Vec::new();
     for view in views {
+        let port = view.port.port;
         let vips: Vec<&String> = view
             .vips
             .iter()
-            .filter(|ip| claimed.insert(((*ip).clone(), view.port)))
+            .filter(|ip| claimed.insert((ip.as_str(), port)))
             .collect();
         if vips.len() < view.vips.len() {
             warnings.push(format!(
                 "Service {}/{} port {}: its VIP is already claimed by another Service; skipped",
-                view.namespace, view.service, view.port
+                view.service.namespace, view.service.name, port
             ));
         }
         if vips.is_empty() {
             continue;
         }
-        let stat_prefix = view.cluster.clone();
-        let filter = if view.protocol.is_http() {
+        let stat_prefix = view.cluster;
+        let filter = if view.port.protocol.is_http() {
             http_connection_manager(
-                &stat_prefix,
+                stat_prefix,
                 http_connection_manager::RouteSpecifier::Rds(Rds {
                     config_source: Some(ads()),
-                    route_config_name: route_name(&view.fqdn, view.port),
+                    route_config_name: route_name(view.fqdn, port),
                 }),
             )
         } else {
-            tcp_proxy_filter(&stat_prefix, &view.cluster)
+            tcp_proxy_filter(stat_prefix, view.cluster)
         };
         chains.push(FilterChain {
-            name: route_name(&view.fqdn, view.port),
+            name: route_name(view.fqdn, port),
             filter_chain_match: Some(FilterChainMatch {
                 destination_port: Some(UInt32Value {
-                    value: u32::from(view.port),
+                    value: u32::from(port),
                 }),
                 prefix_ranges: vips.iter().map(|ip| cidr(ip)).collect(),
                 ..Default::default()

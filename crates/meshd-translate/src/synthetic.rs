@@ -1,23 +1,50 @@
-//! A generated mesh of any size, for benchmarks and the xDS load tool: `services` Services in 10
+//! A generated mesh of any size, for benchmarks, tests and the xDS load tool: `services` Services in 10
 //! namespaces, each with an HTTP, a gRPC or a TCP port (round robin) and `endpoints` ready endpoints,
 //! and one client Pod per namespace (`client-<i>.ns-<i>`) plus the endpoint Pods' own.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus, Service, ServicePort, ServiceSpec};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
-use crate::MeshSnapshot;
+use crate::Protocol;
+use crate::facts::{
+    Endpoint, EndpointPort, EndpointSlice, Fact, FactChange, FactKind, ObjectKey, Service,
+    ServicePort, TargetPort, Workload,
+};
 
 const NAMESPACES: usize = 10;
 
-fn meta(name: &str, ns: &str, labels: BTreeMap<String, String>) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        namespace: Some(ns.into()),
-        labels: (!labels.is_empty()).then_some(labels),
-        ..Default::default()
+/// The facts of a synthetic mesh, in vectors that tests edit before handing them over.
+#[derive(Clone, Debug, Default)]
+pub struct SyntheticMesh {
+    pub services: Vec<(ObjectKey, Service)>,
+    pub slices: Vec<(ObjectKey, EndpointSlice)>,
+    pub workloads: Vec<(ObjectKey, Workload)>,
+}
+
+impl SyntheticMesh {
+    /// Every fact, as changes from nothing.
+    pub fn changes(&self) -> Vec<FactChange> {
+        let change = |kind, key: &ObjectKey, fact| FactChange {
+            kind,
+            key: key.clone(),
+            fact: Some(fact),
+        };
+        let services = self
+            .services
+            .iter()
+            .map(|(k, s)| change(FactKind::Service, k, Fact::Service(Arc::new(s.clone()))));
+        let slices = self.slices.iter().map(|(k, s)| {
+            change(
+                FactKind::EndpointSlice,
+                k,
+                Fact::EndpointSlice(Arc::new(s.clone())),
+            )
+        });
+        let workloads = self
+            .workloads
+            .iter()
+            .map(|(k, w)| change(FactKind::Workload, k, Fact::Workload(Arc::new(w.clone()))));
+        services.chain(slices).chain(workloads).collect()
     }
 }
 
@@ -32,9 +59,20 @@ pub fn endpoint_ip(s: usize, e: usize) -> String {
     )
 }
 
+/// A ready endpoint at `ip`.
+pub fn endpoint(ip: &str) -> Endpoint {
+    Endpoint {
+        addresses: vec![ip.to_string()],
+        ready: true,
+        serving: true,
+        terminating: false,
+        pod: None,
+    }
+}
+
 /// A mesh of `services` Services with `endpoints` endpoints each.
-pub fn synthetic_mesh(services: usize, endpoints: usize) -> MeshSnapshot {
-    let mut snap = MeshSnapshot::default();
+pub fn synthetic_mesh(services: usize, endpoints: usize) -> SyntheticMesh {
+    let mut mesh = SyntheticMesh::default();
     for s in 0..services {
         let ns = format!("ns-{}", s % NAMESPACES);
         let name = format!("svc-{s}");
@@ -44,61 +82,64 @@ pub fn synthetic_mesh(services: usize, endpoints: usize) -> MeshSnapshot {
             _ => ("tcp-db", 5432),
         };
         let selector = BTreeMap::from([("app".to_string(), name.clone())]);
-        snap.services.push(Service {
-            metadata: meta(&name, &ns, BTreeMap::new()),
-            spec: Some(ServiceSpec {
-                cluster_ip: Some(format!("10.96.{}.{}", s / 250, s % 250 + 1)),
-                selector: Some(selector.clone()),
-                ports: Some(vec![ServicePort {
-                    name: Some(port_name.into()),
+        mesh.services.push((
+            ObjectKey::new(&ns, &name),
+            Service {
+                vips: vec![format!("10.96.{}.{}", s / 250, s % 250 + 1)],
+                ports: vec![ServicePort {
                     port,
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-        let slice_labels =
-            BTreeMap::from([("kubernetes.io/service-name".to_string(), name.clone())]);
-        snap.endpoint_slices.push(EndpointSlice {
-            metadata: meta(&format!("{name}-abcde"), &ns, slice_labels),
-            address_type: "IPv4".into(),
-            endpoints: (0..endpoints)
-                .map(|e| Endpoint {
-                    addresses: vec![endpoint_ip(s, e)],
-                    ..Default::default()
-                })
-                .collect(),
-            ports: Some(vec![EndpointPort {
-                name: Some(port_name.into()),
-                port: Some(port),
-                ..Default::default()
-            }]),
-        });
+                    name: port_name.into(),
+                    protocol: Protocol::of_port(None, Some(port_name)),
+                    target_port: TargetPort::Number(port),
+                }],
+                selector: selector.clone(),
+            },
+        ));
+        mesh.slices.push((
+            ObjectKey::new(&ns, format!("{name}-abcde")),
+            EndpointSlice {
+                service: name.clone(),
+                ports: vec![EndpointPort {
+                    name: port_name.into(),
+                    port,
+                }],
+                endpoints: (0..endpoints)
+                    .map(|e| endpoint(&endpoint_ip(s, e)))
+                    .collect(),
+            },
+        ));
         if s < NAMESPACES {
-            snap.pods.push(pod(
+            mesh.workloads.push(workload(
                 &format!("client-{s}"),
                 &ns,
                 &format!("10.127.0.{}", s + 1),
                 BTreeMap::new(),
             ));
         }
-        snap.pods
-            .push(pod(&format!("{name}-0"), &ns, &endpoint_ip(s, 0), selector));
+        mesh.workloads.push(workload(
+            &format!("{name}-0"),
+            &ns,
+            &endpoint_ip(s, 0),
+            selector,
+        ));
     }
-    snap
+    mesh
 }
 
-fn pod(name: &str, ns: &str, ip: &str, labels: BTreeMap<String, String>) -> Pod {
-    Pod {
-        metadata: meta(name, ns, labels),
-        spec: Some(PodSpec {
-            service_account_name: Some("default".into()),
-            ..Default::default()
-        }),
-        status: Some(PodStatus {
-            pod_ip: Some(ip.into()),
-            ..Default::default()
-        }),
-    }
+fn workload(
+    name: &str,
+    ns: &str,
+    ip: &str,
+    labels: BTreeMap<String, String>,
+) -> (ObjectKey, Workload) {
+    (
+        ObjectKey::new(ns, name),
+        Workload {
+            ips: vec![ip.into()],
+            labels,
+            service_account: "default".into(),
+            mesh: None,
+            ports: Vec::new(),
+        },
+    )
 }

@@ -1,107 +1,159 @@
 //! Delta ADS: only changed resources and the names of removed ones are sent.
 
-use std::collections::{BTreeMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as XdsResource,
 };
 use futures::StreamExt;
-use meshd_translate::{Resource, ResourceType, fnv1a};
+use meshd_translate::{ProxyConfig, Resource, ResourceType, fnv1a};
 use tokio::sync::mpsc;
 use tonic::Status;
 
 use crate::registry::XdsApiKind;
-use crate::stream::{Shared, StreamCtx, open_stream};
+use crate::stream::{Scope, Shared, StreamCtx, open_stream};
 
 type Tx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
 
 /// Resource bytes per delta response before the rest goes into another one.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
-/// Keys are already FNV hashes of names: no need to hash them again.
-#[derive(Default)]
-struct NameHashHasher(u64);
-
-impl Hasher for NameHashHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = fnv1a(bytes);
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-/// Per type and proxy. Kept small on purpose (thousands of streams × thousands of resources): names
-/// are shared with the compiled config, and what the proxy holds is a pointer per resource.
+/// Per type and proxy. Kept small on purpose (thousands of streams × thousands of resources): what
+/// the proxy holds is, after every complete answer, exactly this stream's config of that moment within
+/// the subscription, so it is kept as a pointer to that config (`sent`) plus the few differences
+/// (`overrides`), not a pointer per resource; and the explicit subscription is interned, shared by every
+/// stream that subscribes to the same names (every proxy of a namespace, typically).
 #[derive(Default)]
 struct TypeState {
     /// Subscribed to everything of the type (LDS/CDS with no names or `*`).
     wildcard: bool,
     /// Names subscribed explicitly.
     names: Names,
-    /// What the proxy holds (sent by us, or declared on reconnect), by name hash.
-    held: Held,
+    /// The config of the last complete answer: within the subscription, the proxy holds its resources.
+    sent: Option<Arc<ProxyConfig>>,
+    /// Where the proxy holds something else (declared on reconnect, sent in an unfinished answer) or
+    /// nothing (subscribed since), by name hash.
+    overrides: Overrides,
     /// Nonce of the last response, to match ACKs and NACKs.
     last_nonce: Option<String>,
 }
 
-/// What a proxy holds of one type: a pointer per resource, sorted by name hash. A sorted `Vec` costs
-/// 8 bytes per resource where a hash map cost ~17 plus spare buckets; with thousands of streams that
-/// was the largest part of meshd's own per-stream state.
-#[derive(Default)]
-struct Held(Vec<Arc<Resource>>);
+impl TypeState {
+    fn in_scope(&self, name: &str) -> bool {
+        self.wildcard || self.names.contains(name)
+    }
 
-impl Held {
-    fn find(&self, hash: u64) -> Result<usize, usize> {
-        self.0.binary_search_by_key(&hash, |r| r.name_hash)
-    }
-    fn get(&self, hash: &u64) -> Option<&Arc<Resource>> {
-        self.find(*hash).ok().map(|i| &self.0[i])
-    }
-    fn insert(&mut self, hash: u64, r: Arc<Resource>) {
-        match self.find(hash) {
-            Ok(i) => self.0[i] = r,
-            Err(i) => self.0.insert(i, r),
+    /// What the proxy holds under a name.
+    fn held(&self, ty: ResourceType, name: &str, hash: u64) -> Option<&Arc<Resource>> {
+        if let Some(o) = self.overrides.get(hash) {
+            return o.as_ref();
         }
-    }
-    fn remove(&mut self, hash: &u64) {
-        if let Ok(i) = self.find(*hash) {
-            self.0.remove(i);
+        if !self.in_scope(name) {
+            return None;
         }
+        self.sent.as_ref()?.get(ty, name)
     }
-    fn iter(&self) -> impl Iterator<Item = (u64, &Arc<Resource>)> {
-        self.0.iter().map(|r| (r.name_hash, r))
+
+    /// Every name the proxy holds something under.
+    fn held_names(&self, ty: ResourceType) -> BTreeSet<Arc<str>> {
+        let mut out: BTreeSet<Arc<str>> = BTreeSet::new();
+        if let Some(sent) = &self.sent {
+            let in_sent: Vec<&Arc<Resource>> = if self.wildcard {
+                sent.resources(ty).collect()
+            } else {
+                self.names.iter().filter_map(|n| sent.get(ty, n)).collect()
+            };
+            for r in in_sent {
+                if self.overrides.get(r.name_hash).is_none() {
+                    out.insert(Arc::clone(&r.name));
+                }
+            }
+        }
+        for r in self.overrides.held() {
+            out.insert(Arc::clone(&r.name));
+        }
+        out
+    }
+
+    /// The answer was complete: the proxy holds `config` within the subscription.
+    fn settled(&mut self, config: &Arc<ProxyConfig>) {
+        self.sent = Some(Arc::clone(config));
+        self.overrides = Overrides::default();
+    }
+
+    /// Makes what the proxy holds explicit (before the scope's meaning changes).
+    fn materialize(&mut self, ty: ResourceType) {
+        let names = self.held_names(ty);
+        let mut overrides = Overrides::default();
+        for name in names {
+            let hash = fnv1a(name.as_bytes());
+            overrides.set(hash, self.held(ty, &name, hash).cloned());
+        }
+        self.sent = None;
+        self.overrides = overrides;
     }
 }
 
-/// Names subscribed explicitly, sorted: 16 bytes per name (shared with the config) instead of a
-/// B-tree's nodes.
+/// Sorted by name hash; `None`: holds nothing under that name.
 #[derive(Default)]
-struct Names(Vec<Arc<str>>);
+struct Overrides(Vec<(u64, Option<Arc<Resource>>)>);
 
-impl Names {
-    /// Whether the name is new.
-    fn insert(&mut self, name: Arc<str>) -> bool {
-        match self.0.binary_search_by(|n| (**n).cmp(&*name)) {
-            Ok(_) => false,
-            Err(i) => {
-                self.0.insert(i, name);
-                true
-            }
+impl Overrides {
+    fn find(&self, hash: u64) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&hash, |(h, _)| *h)
+    }
+    fn get(&self, hash: u64) -> Option<&Option<Arc<Resource>>> {
+        self.find(hash).ok().map(|i| &self.0[i].1)
+    }
+    fn set(&mut self, hash: u64, r: Option<Arc<Resource>>) {
+        match self.find(hash) {
+            Ok(i) => self.0[i].1 = r,
+            Err(i) => self.0.insert(i, (hash, r)),
         }
     }
-    fn remove(&mut self, name: &str) {
-        if let Ok(i) = self.0.binary_search_by(|n| (**n).cmp(name)) {
+    fn remove(&mut self, hash: u64) {
+        if let Ok(i) = self.find(hash) {
             self.0.remove(i);
         }
     }
+    fn held(&self) -> impl Iterator<Item = &Arc<Resource>> {
+        self.0.iter().filter_map(|(_, r)| r.as_ref())
+    }
+}
+
+/// Names subscribed explicitly, sorted, interned: streams with the same subscription share one list.
+#[derive(Default)]
+struct Names(Option<Arc<[Arc<str>]>>);
+
+impl Names {
+    fn list(&self) -> &[Arc<str>] {
+        self.0.as_deref().unwrap_or(&[])
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.list().binary_search_by(|n| (**n).cmp(name)).is_ok()
+    }
     fn iter(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.0.iter()
+        self.list().iter()
+    }
+    /// Adds and removes names at once; the names that were not subscribed before.
+    fn update(&mut self, add: Vec<Arc<str>>, remove: &[String]) -> Vec<Arc<str>> {
+        let new: Vec<Arc<str>> = add.into_iter().filter(|n| !self.contains(n)).collect();
+        let remove: HashSet<&str> = remove.iter().map(String::as_str).collect();
+        let gone = remove.iter().any(|n| self.contains(n));
+        if new.is_empty() && !gone {
+            return new;
+        }
+        let mut list: Vec<Arc<str>> = self
+            .iter()
+            .filter(|n| !remove.contains(&***n))
+            .cloned()
+            .collect();
+        list.extend(new.iter().cloned());
+        list.sort();
+        list.dedup();
+        self.0 = Some(crate::names::intern(list));
+        new
     }
 }
 
@@ -141,10 +193,10 @@ pub(crate) async fn serve(
             },
             changed = ctx.generations.changed() => {
                 if changed.is_err() { return }
-                ctx.refresh();
+                let scope = ctx.refresh();
                 for ty in ResourceType::ALL {
                     if let Some(state) = types.get_mut(&ty)
-                        && respond(&mut ctx, ty, state, &tx, false, true).await.is_err()
+                        && respond(&mut ctx, ty, state, &tx, false, Some(&scope)).await.is_err()
                     {
                         return;
                     }
@@ -171,11 +223,19 @@ async fn handle(
             && (req.resource_names_subscribe.is_empty()
                 || req.resource_names_subscribe.iter().any(|n| n == "*"));
         // A reconnecting proxy says what it already holds; unchanged resources are not sent again.
-        for (name, version) in &req.initial_resource_versions {
-            state
-                .held
-                .insert(fnv1a(name.as_bytes()), Resource::declared(name, version));
-        }
+        let mut declared: Vec<(u64, Option<Arc<Resource>>)> = req
+            .initial_resource_versions
+            .iter()
+            .map(|(name, version)| {
+                (
+                    fnv1a(name.as_bytes()),
+                    Some(Resource::declared(name, version)),
+                )
+            })
+            .collect();
+        declared.sort_by_key(|(hash, _)| *hash);
+        declared.dedup_by_key(|(hash, _)| *hash);
+        state.overrides = Overrides(declared);
     }
     // A NACK of any of our responses (an update may span several) is recorded; an ACK counts once it
     // is for the newest.
@@ -188,45 +248,62 @@ async fn handle(
         }
         _ => {}
     }
+    let wildcard = (state.wildcard || req.resource_names_subscribe.iter().any(|n| n == "*"))
+        && !req.resource_names_unsubscribe.iter().any(|n| n == "*");
     let mut subscription_changed = false;
-    for name in req.resource_names_subscribe {
-        if name == "*" {
-            subscription_changed |= !state.wildcard;
-            state.wildcard = true;
+    if wildcard != state.wildcard && !first {
+        state.materialize(ty);
+        state.wildcard = wildcard;
+        subscription_changed = true;
+    }
+    // The proxy drops what it unsubscribes from (under a wildcard, it holds nothing by that name
+    // until it is sent again).
+    for name in req.resource_names_unsubscribe.iter().filter(|n| *n != "*") {
+        let hash = fnv1a(name.as_bytes());
+        if state.wildcard {
+            state.overrides.set(hash, None);
         } else {
+            state.overrides.remove(hash);
+        }
+    }
+    let add: Vec<Arc<str>> = req
+        .resource_names_subscribe
+        .into_iter()
+        .filter(|n| n != "*")
+        .map(|name| {
             // Share the config's copy of the name when there is one.
-            let name = ctx
-                .config
+            ctx.config
                 .get(ty, &name)
                 .map(|r| Arc::clone(&r.name))
-                .unwrap_or_else(|| name.into());
-            subscription_changed |= state.names.insert(name);
-        }
-    }
-    for name in req.resource_names_unsubscribe {
-        if name == "*" {
-            state.wildcard = false;
-        } else {
-            state.names.remove(name.as_str());
-        }
-        state.held.remove(&fnv1a(name.as_bytes())); // the proxy drops what it unsubscribes from
+                .unwrap_or_else(|| name.into())
+        })
+        .collect();
+    // A name subscribed now that the last answer's config has was not held (it was not subscribed):
+    // it still is not. (Usually there is none: a proxy subscribes to what it has just learnt of.)
+    let not_held: Vec<u64> = add
+        .iter()
+        .filter(|n| !state.in_scope(n))
+        .filter(|n| state.sent.as_ref().is_some_and(|s| s.get(ty, n).is_some()))
+        .map(|n| fnv1a(n.as_bytes()))
+        .filter(|h| state.overrides.get(*h).is_none())
+        .collect();
+    let added = state.names.update(add, &req.resource_names_unsubscribe);
+    subscription_changed |= !added.is_empty();
+    for hash in not_held {
+        state.overrides.set(hash, None);
     }
     if first || subscription_changed {
-        respond(ctx, ty, state, tx, first, false).await?;
+        respond(ctx, ty, state, tx, first, None).await?;
     }
     Ok(())
 }
 
-/// Sends what changed for this type since the proxy last heard: new or changed resources, and the names
-/// of ones it holds that are gone. Nothing to say → nothing sent (unless `force`: first answer).
-async fn respond(
-    ctx: &mut StreamCtx,
+/// The proxy's config against what it holds, resource by resource: (to send, names to remove).
+fn diff_all(
+    ctx: &StreamCtx,
+    state: &TypeState,
     ty: ResourceType,
-    state: &mut TypeState,
-    tx: &Tx,
-    force: bool,
-    by_change: bool,
-) -> Result<(), ()> {
+) -> (Vec<Arc<Resource>>, Vec<String>) {
     let desired: Vec<&Arc<Resource>> = if state.wildcard {
         ctx.config.resources(ty).collect()
     } else {
@@ -236,30 +313,71 @@ async fn respond(
             .filter_map(|n| ctx.config.get(ty, n))
             .collect()
     };
-    let mut wanted: HashSet<u64, BuildHasherDefault<NameHashHasher>> = HashSet::default();
-    wanted.reserve(desired.len());
     let mut changed: Vec<Arc<Resource>> = Vec::new();
     for r in desired {
-        wanted.insert(r.name_hash);
-        let held = state.held.get(&r.name_hash);
+        let held = state.held(ty, &r.name, r.name_hash);
         if !held.is_some_and(|h| Arc::ptr_eq(h, r) || h.version == r.version) {
             changed.push(Arc::clone(r));
         }
     }
-    let mut removed: Vec<String> = state
-        .held
-        .iter()
-        .filter(|(hash, _)| !wanted.contains(hash))
-        .map(|(_, r)| r.name.to_string())
+    let removed: Vec<String> = state
+        .held_names(ty)
+        .into_iter()
+        .filter(|n| !state.in_scope(n) || ctx.config.get(ty, n).is_none())
+        .map(|n| n.to_string())
         .collect();
-    removed.sort();
+    (changed, removed)
+}
+
+/// The same, for the named resources only (a generation's changes).
+fn diff_names(
+    ctx: &StreamCtx,
+    state: &TypeState,
+    ty: ResourceType,
+    names: &[Arc<str>],
+) -> (Vec<Arc<Resource>>, Vec<String>) {
+    let mut changed = Vec::new();
+    let mut removed = Vec::new();
+    for name in names {
+        let desired = if state.in_scope(name) {
+            ctx.config.get(ty, name)
+        } else {
+            None
+        };
+        match (desired, state.held(ty, name, fnv1a(name.as_bytes()))) {
+            (Some(r), held) => {
+                if !held.is_some_and(|h| Arc::ptr_eq(h, r) || h.version == r.version) {
+                    changed.push(Arc::clone(r));
+                }
+            }
+            (None, Some(h)) => removed.push(h.name.to_string()),
+            (None, None) => {}
+        }
+    }
+    (changed, removed)
+}
+
+/// Sends what changed for this type since the proxy last heard: new or changed resources, and the names
+/// of ones it holds that are gone. Nothing to say → nothing sent (unless `force`: first answer).
+/// `by_change`: the generation's [`Scope`], whose names are the only ones looked at when it has them.
+async fn respond(
+    ctx: &mut StreamCtx,
+    ty: ResourceType,
+    state: &mut TypeState,
+    tx: &Tx,
+    force: bool,
+    by_change: Option<&Scope>,
+) -> Result<(), ()> {
+    let (changed, removed) = match by_change.and_then(|s| s.names(ty)) {
+        Some(names) => diff_names(ctx, state, ty, names),
+        None => diff_all(ctx, state, ty),
+    };
+    let by_change = by_change.is_some();
     if changed.is_empty() && removed.is_empty() && !force {
+        state.settled(&ctx.config);
         return Ok(());
     }
     let version = ctx.config.type_version(ty);
-    for name in &removed {
-        state.held.remove(&fnv1a(name.as_bytes()));
-    }
     // Large updates (a proxy's first config) go out in chunks: each response is built only when the
     // stream can take it, so memory per stream stays near one chunk, not the whole config.
     let mut chunks: Vec<Vec<Arc<Resource>>> = vec![Vec::new()];
@@ -301,12 +419,11 @@ async fn respond(
             nonce: nonce.clone(),
             ..Default::default()
         }));
-        for r in chunk {
-            state.held.insert(r.name_hash, r);
-        }
         ctx.record_sent(ty, &version, &nonce, by_change && i == last);
         state.last_nonce = Some(nonce);
     }
+    // Every chunk sent (a failure above ends the stream): the proxy now holds the config.
+    state.settled(&ctx.config);
     crate::stream::wait_taken(tx).await;
     Ok(())
 }

@@ -1,16 +1,21 @@
 //! The ADS gRPC server: Envoy's listeners, routes, clusters and endpoints over one stream, both
 //! state-of-the-world and delta, with per-proxy versions and nonces, ACK/NACK tracking, warming order
-//! (CDS before EDS, LDS before RDS) and debounced pushes. Never imports kube: it reads
-//! [`MeshSnapshot`](meshd_translate::MeshSnapshot)s from a `watch` channel that any source fills.
+//! (CDS before EDS, LDS before RDS) and debounced pushes. Never imports kube: it takes what changed
+//! from a [`meshd_index::SharedIndex`] that any source fills, and translates it incrementally.
 //!
-//! Fan-out: a debounced compile publishes one [`Generation`] on a `watch`; every stream is its own task
-//! that picks up the latest generation when it is ready for it, so a slow proxy only delays itself and
-//! never queues stale configs.
+//! Fan-out: the one debounce of the pipeline ([`XdsOptions`]) lets a burst of index changes settle,
+//! translation recompiles what they touch, and one [`Generation`] is published on a `watch` with the
+//! names of the resources that changed. Every stream is its own task that picks up the latest
+//! generation when it is ready for it and looks only at those names (its own part only when its Pod or
+//! a Service selecting it changed), so a slow proxy only delays itself and never queues stale configs.
+
+#![forbid(unsafe_code)]
 
 mod delta;
 mod generation;
 mod health;
 mod metrics;
+mod names;
 mod raw;
 mod registry;
 mod server;

@@ -14,7 +14,8 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use futures::Stream;
-use meshd_translate::{MeshSnapshot, XdsAddress};
+use meshd_index::SharedIndex;
+use meshd_translate::{TranslateSettings, XdsAddress};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
@@ -24,7 +25,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::XdsError;
-use crate::generation::{Generation, XdsOptions, compile_loop};
+use crate::generation::{Generation, XdsOptions};
 use crate::metrics::XdsMetrics;
 pub use crate::raw::AdsRoutes;
 use crate::registry::ProxyRegistry;
@@ -48,28 +49,21 @@ pub struct XdsServer {
 }
 
 impl XdsServer {
-    /// Compiles the current snapshot, then follows `snapshots` (debounced) until `cancel`. Must be called
-    /// inside a tokio runtime. Proxies are served whatever the current snapshot holds, so call
-    /// [`XdsServer::serve`] only once the source has published a complete one (for the Kubernetes source,
-    /// after the first `snapshots.changed()`): an empty snapshot would empty every connected Envoy.
+    /// Translates what `index` holds now, then follows its changes (debounced) until `cancel`. Must be
+    /// called inside a tokio runtime, and be the index's only reader. Proxies are not served until the
+    /// index is complete (every kind listed once): an empty config would empty every connected Envoy.
     pub fn start(
-        snapshots: watch::Receiver<Arc<MeshSnapshot>>,
+        index: SharedIndex,
+        settings: TranslateSettings,
         options: XdsOptions,
         registry: &mut Registry,
         cancel: CancellationToken,
     ) -> Self {
         let metrics = XdsMetrics::new(registry);
-        let first = Generation::first(&snapshots.borrow());
-        let (tx, rx) = watch::channel(Arc::new(first));
-        tokio::spawn(compile_loop(
-            snapshots,
-            tx,
-            options,
-            metrics.clone(),
-            cancel.clone(),
-        ));
+        let generations =
+            crate::generation::start(index, settings, options, metrics.clone(), cancel.clone());
         let shared = Shared {
-            generations: rx,
+            generations,
             registry: ProxyRegistry::default(),
             metrics,
             cancel,
@@ -78,6 +72,15 @@ impl XdsServer {
         };
         Self {
             shared: Arc::new(shared),
+        }
+    }
+
+    /// Waits until a generation compiled from a complete index exists; false when cancelled first.
+    pub async fn complete(&self) -> bool {
+        let mut generations = self.shared.generations.clone();
+        tokio::select! {
+            () = self.shared.cancel.cancelled() => false,
+            done = generations.wait_for(|g| g.complete) => done.is_ok(),
         }
     }
 
@@ -102,8 +105,8 @@ impl XdsServer {
         }
     }
 
-    /// Serves ADS on `listen` until the cancellation token fires; then every stream is closed and this
-    /// returns within 5 s. A stale Unix socket is replaced; the new one is mode 0666 (Envoy runs as 1337).
+    /// Serves ADS on `listen`, once the index is complete, until the cancellation token fires; then every
+    /// stream is closed and this returns within 5 s. A stale Unix socket is replaced; the new one is mode 0666 (Envoy runs as 1337).
     pub async fn serve(&self, listen: &XdsAddress, tls: Option<&TlsFiles>) -> Result<(), XdsError> {
         let identity = match tls {
             Some(tls) => {
@@ -121,14 +124,17 @@ impl XdsServer {
     }
 
     /// [`XdsServer::serve`] with the TLS identity given in memory and more gRPC services on the same
-    /// listener (the CA's `IstioCertificateService`, SPEC §9).
+    /// listener (the CA's `IstioCertificateService`, SPEC §9). Serves only once the index is complete.
     pub async fn serve_with(
         &self,
         listen: &XdsAddress,
         tls: Option<Identity>,
         extra: Routes,
     ) -> Result<(), XdsError> {
-        let mut builder = Server::builder()
+        if !self.complete().await {
+            return Ok(());
+        }
+        let mut builder = builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)));
         let has_tls = tls.is_some();
@@ -185,8 +191,11 @@ impl XdsServer {
 
     /// Serves on an already-bound TCP listener (tests, the load tool): no TLS.
     pub async fn serve_tcp(&self, listener: tokio::net::TcpListener) -> Result<(), XdsError> {
+        if !self.complete().await {
+            return Ok(());
+        }
         let cancel = self.shared.cancel.clone();
-        Server::builder()
+        builder()
             .add_service(self.service())
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 cancel.cancelled().await
@@ -195,6 +204,18 @@ impl XdsServer {
             .map_err(XdsError::Transport)
     }
 }
+
+/// The gRPC server with small HTTP/2 receive windows: a proxy's requests are small except its first
+/// subscriptions, and h2 keeps a connection's read buffer as large as the most it ever had to hold
+/// (the window): with thousands of connections that buffer was most of what each one cost.
+fn builder() -> Server {
+    Server::builder()
+        .initial_stream_window_size(Some(RECEIVE_WINDOW))
+        .initial_connection_window_size(Some(RECEIVE_WINDOW))
+}
+
+/// HTTP/2 receive window per stream and per connection (the protocol's default is 64 KiB).
+const RECEIVE_WINDOW: u32 = 16 * 1024;
 
 fn remove_stale_socket(path: &str) -> Result<(), XdsError> {
     match std::fs::symlink_metadata(path) {

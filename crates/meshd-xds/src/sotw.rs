@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use crate::registry::XdsApiKind;
-use crate::stream::{Shared, StreamCtx, open_stream, set_version};
+use crate::stream::{Scope, Shared, StreamCtx, open_stream, set_version};
 
 type Tx = mpsc::Sender<Result<DiscoveryResponse, Status>>;
 
@@ -55,10 +55,11 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut requests: Streaming<Discovery
             },
             changed = ctx.generations.changed() => {
                 if changed.is_err() { return }
-                ctx.refresh();
+                let scope = ctx.refresh();
                 // Clusters before endpoints, listeners before routes.
                 for ty in ResourceType::ALL {
                     if let Some(state) = types.get_mut(&ty)
+                        && touches(&scope, ty, state)
                         && respond(&mut ctx, ty, state, &tx, false, true).await.is_err()
                     {
                         return;
@@ -97,6 +98,16 @@ async fn handle(
         respond(ctx, ty, state, tx, true, false).await?;
     }
     Ok(())
+}
+
+/// Whether a generation's changes can change what this type's last response covered: any change of a
+/// wildcard type, a change of a name asked for otherwise.
+fn touches(scope: &Scope, ty: ResourceType, state: &TypeState) -> bool {
+    match scope.names(ty) {
+        None => true,
+        Some(names) if ty.is_wildcard() => !names.is_empty(),
+        Some(names) => names.iter().any(|n| state.names.contains(&**n)),
+    }
 }
 
 /// Sends the type's current set if it differs from what was sent (or `force`).

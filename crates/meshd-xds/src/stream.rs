@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use futures::{Stream, StreamExt};
 use meshd_translate::{NodeId, ProxyConfig, ResourceType};
+
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
@@ -60,7 +61,8 @@ pub(crate) struct StreamCtx {
     api: XdsApiKind,
     pub generations: watch::Receiver<Arc<Generation>>,
     pub generation: Arc<Generation>,
-    pub config: ProxyConfig,
+    /// Shared with what each type last sent (see delta's `TypeState`).
+    pub config: Arc<ProxyConfig>,
     nonce: u64,
 }
 
@@ -103,7 +105,7 @@ impl StreamCtx {
         let id = shared.next_stream.fetch_add(1, Ordering::Relaxed);
         let mut generations = shared.generations.clone();
         let generation = Arc::clone(&generations.borrow_and_update());
-        let config = generation.mesh.proxy_config(&node);
+        let config = Arc::new(generation.mesh.proxy_config(&node));
         let api_name = match api {
             XdsApiKind::Sotw => "sotw",
             XdsApiKind::Delta => "delta",
@@ -139,10 +141,14 @@ impl StreamCtx {
         })
     }
 
-    /// Takes the newest generation and recomputes this proxy's config.
-    pub fn refresh(&mut self) {
+    /// Takes the newest generation and moves this proxy's config to it: the shared part is a pointer
+    /// copy, its own part is recomputed only when the generation's changes touch it. Returns what may
+    /// differ from the config before.
+    pub fn refresh(&mut self) -> Scope {
         let generation = Arc::clone(&self.generations.borrow_and_update());
-        let config = generation.mesh.proxy_config(&self.node);
+        let changes = generation.changes_since(self.generation.number);
+        let own_changed = changes.is_none_or(|cs| cs.iter().any(|c| c.affects_proxy(&self.node)));
+        let config = Arc::new(generation.mesh.refresh(&self.config, own_changed));
         if config.known != self.config.known {
             if config.known {
                 tracing::info!(node = %self.node, "a Pod now matches this proxy; sending its config");
@@ -150,6 +156,25 @@ impl StreamCtx {
                 tracing::warn!(node = %self.node, "the Pod of this proxy is gone; sending an empty config");
             }
         }
+        let scope = match changes {
+            Some(changes) if config.known == self.config.known => {
+                let mut names: [Vec<Arc<str>>; 4] = Default::default();
+                for ty in ResourceType::ALL {
+                    let list = &mut names[ty.index()];
+                    for c in changes {
+                        list.extend(c.names(ty).iter().cloned());
+                    }
+                    if own_changed {
+                        let own = self.config.own(ty).iter().chain(config.own(ty));
+                        list.extend(own.map(|r| Arc::clone(&r.name)));
+                    }
+                    list.sort();
+                    list.dedup();
+                }
+                Scope::Names(names)
+            }
+            _ => Scope::Full,
+        };
         let (number, known) = (generation.number, config.known);
         self.shared.registry.update(self.id, |s| {
             s.generation = number;
@@ -157,6 +182,7 @@ impl StreamCtx {
         });
         self.generation = generation;
         self.config = config;
+        scope
     }
 
     pub fn next_nonce(&mut self) -> String {
@@ -225,6 +251,24 @@ impl Drop for StreamCtx {
         self.shared.metrics.connected_proxies.dec();
         self.shared.registry.remove(self.id);
         tracing::info!(node = %self.node, stream = self.id, "proxy disconnected");
+    }
+}
+
+/// What may have changed in a proxy's config between two generations.
+pub(crate) enum Scope {
+    /// Only resources of these names (per type, sorted): the others are the same objects as before.
+    Names([Vec<Arc<str>>; 4]),
+    /// Anything: compare the whole config (the stream fell behind, or the proxy's Pod came or went).
+    Full,
+}
+
+impl Scope {
+    /// The names of a type that may differ; `None`: any.
+    pub fn names(&self, ty: ResourceType) -> Option<&[Arc<str>]> {
+        match self {
+            Self::Names(names) => Some(&names[ty.index()]),
+            Self::Full => None,
+        }
     }
 }
 

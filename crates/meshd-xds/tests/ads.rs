@@ -2,7 +2,6 @@
 //! delta add/remove, a slow client, unknown nodes, debounce and shutdown.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -11,12 +10,13 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use envoy_types::pb::google::rpc::Status as RpcStatus;
-use k8s_openapi::api::discovery::v1::Endpoint;
-use meshd_translate::synthetic::synthetic_mesh;
-use meshd_translate::{MeshSnapshot, ResourceType};
+use meshd_index::{Index, SharedIndex};
+use meshd_translate::facts::FactKind;
+use meshd_translate::synthetic::{SyntheticMesh, endpoint, synthetic_mesh};
+use meshd_translate::{ResourceType, TranslateSettings};
 use meshd_xds::{XdsOptions, XdsServer};
 use prometheus_client::registry::Registry;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Streaming;
@@ -26,28 +26,56 @@ const NODE: &str = "svc-0-0.ns-0";
 const WAIT: Duration = Duration::from_secs(5);
 
 struct Harness {
-    snapshots: watch::Sender<Arc<MeshSnapshot>>,
+    index: SharedIndex,
+    mesh: std::sync::Mutex<SyntheticMesh>,
     server: XdsServer,
     addr: SocketAddr,
     cancel: CancellationToken,
     registry: Registry,
 }
 
-async fn start(snapshot: MeshSnapshot) -> Harness {
-    let (snapshots, rx) = watch::channel(Arc::new(snapshot));
+/// Every fact of `mesh` in the index, and nothing else.
+fn publish(index: &SharedIndex, mesh: &SyntheticMesh) {
+    let changes = mesh.changes();
+    index.update(|i| {
+        for kind in [
+            FactKind::Service,
+            FactKind::EndpointSlice,
+            FactKind::Workload,
+        ] {
+            let listed = changes
+                .iter()
+                .filter(|c| c.kind == kind)
+                .map(|c| (c.key.clone(), c.fact.clone()))
+                .collect();
+            i.replace_kind(kind, listed);
+        }
+    });
+}
+
+async fn start(mesh: SyntheticMesh) -> Harness {
+    let index = SharedIndex::new(Index::new([]));
+    publish(&index, &mesh);
     let cancel = CancellationToken::new();
     let mut registry = Registry::default();
     let options = XdsOptions {
         debounce: Duration::from_millis(20),
         max_delay: Duration::from_millis(200),
     };
-    let server = XdsServer::start(rx, options, &mut registry, cancel.clone());
+    let server = XdsServer::start(
+        index.clone(),
+        TranslateSettings::default(),
+        options,
+        &mut registry,
+        cancel.clone(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let s = server.clone();
     tokio::spawn(async move { s.serve_tcp(listener).await.unwrap() });
     Harness {
-        snapshots,
+        index,
+        mesh: std::sync::Mutex::new(mesh),
         server,
         addr,
         cancel,
@@ -62,8 +90,10 @@ impl Harness {
             .unwrap()
     }
 
-    fn change(&self, f: impl FnOnce(&mut MeshSnapshot)) {
-        self.snapshots.send_modify(|s| f(Arc::make_mut(s)));
+    fn change(&self, f: impl FnOnce(&mut SyntheticMesh)) {
+        let mut mesh = self.mesh.lock().unwrap();
+        f(&mut mesh);
+        publish(&self.index, &mesh);
     }
 
     fn metrics(&self) -> String {
@@ -168,11 +198,8 @@ fn names(r: &DeltaDiscoveryResponse) -> Vec<&str> {
     r.resources.iter().map(|r| r.name.as_str()).collect()
 }
 
-fn add_endpoint(s: &mut MeshSnapshot, slice: usize, ip: &str) {
-    s.endpoint_slices[slice].endpoints.push(Endpoint {
-        addresses: vec![ip.into()],
-        ..Default::default()
-    });
+fn add_endpoint(s: &mut SyntheticMesh, slice: usize, ip: &str) {
+    s.slices[slice].1.endpoints.push(endpoint(ip));
 }
 
 const CDS: ResourceType = ResourceType::Cluster;
@@ -419,13 +446,7 @@ async fn a_slow_proxy_does_not_hold_up_the_others() {
     assert!(fast_status.in_sync(), "every chunk ACKed: {fast_status:?}");
     for round in 0..20 {
         h.change(|s| {
-            let port = &mut s.services[round + 10]
-                .spec
-                .as_mut()
-                .unwrap()
-                .ports
-                .as_mut()
-                .unwrap()[0];
+            let port = &mut s.services[round + 10].1.ports[0];
             port.port += 1;
         });
         let started = std::time::Instant::now();
@@ -553,4 +574,37 @@ async fn clusters_are_pushed_before_their_endpoints() {
     assert_eq!(names(&first), ["outbound|80||svc-3.ns-3.svc.cluster.local"]);
     assert_eq!(second.type_url, EDS.type_url());
     assert_eq!(names(&second), [web]);
+}
+
+#[tokio::test]
+async fn delta_subscriptions_send_what_the_proxy_lacks_and_resend_after_unsubscribe() {
+    let h = start(synthetic_mesh(3, 2)).await;
+    let web = "outbound|80||svc-0.ns-0.svc.cluster.local";
+    let api = "outbound|9090||svc-1.ns-1.svc.cluster.local";
+    let subscribe = |sub: &[&str], unsub: &[&str]| DeltaDiscoveryRequest {
+        type_url: EDS.type_url(),
+        resource_names_subscribe: sub.iter().map(|s| s.to_string()).collect(),
+        resource_names_unsubscribe: unsub.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let mut first = subscribe(&[web], &[]);
+    first.node = node(NODE);
+    let mut d = delta(&h, first).await;
+    let r = next(&mut d.rx).await;
+    assert_eq!(names(&r), [web]);
+    d.tx.send(delta_ack(EDS, &r)).await.unwrap();
+    d.tx.send(subscribe(&[api], &[])).await.unwrap();
+    let r = next(&mut d.rx).await;
+    assert_eq!(names(&r), [api], "only the name it lacks");
+    d.tx.send(delta_ack(EDS, &r)).await.unwrap();
+    d.tx.send(subscribe(&[], &[web])).await.unwrap();
+    nothing_within(&mut d.rx, Duration::from_millis(300)).await;
+    d.tx.send(subscribe(&[web], &[])).await.unwrap();
+    let r = next(&mut d.rx).await;
+    assert_eq!(names(&r), [web], "dropped on unsubscribe, so sent again");
+    d.tx.send(delta_ack(EDS, &r)).await.unwrap();
+    h.change(|s| add_endpoint(s, 1, "10.200.1.1"));
+    let r = next(&mut d.rx).await;
+    assert_eq!(names(&r), [api]);
+    assert!(r.removed_resources.is_empty());
 }

@@ -8,8 +8,9 @@ use std::time::Duration;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use meshd_index::{Index, SharedIndex};
 use meshd_translate::synthetic::synthetic_mesh;
-use meshd_translate::{ResourceType, XdsAddress};
+use meshd_translate::{ResourceType, TranslateSettings, XdsAddress};
 use meshd_xds::{TlsFiles, XdsError, XdsOptions, XdsServer};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tokio_util::sync::CancellationToken;
@@ -17,10 +18,26 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 const SERVER_NAME: &str = "meshd.meshd-system.svc";
 
+/// A small mesh in a complete index.
+fn index() -> SharedIndex {
+    let index = SharedIndex::new(Index::new([]));
+    index.update(|i| {
+        for c in synthetic_mesh(3, 2).changes() {
+            i.set(c.kind, c.key, c.fact);
+        }
+    });
+    index
+}
+
 fn server(cancel: &CancellationToken) -> XdsServer {
-    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(synthetic_mesh(3, 2)));
     let mut registry = prometheus_client::registry::Registry::default();
-    XdsServer::start(rx, XdsOptions::default(), &mut registry, cancel.clone())
+    XdsServer::start(
+        index(),
+        TranslateSettings::default(),
+        XdsOptions::default(),
+        &mut registry,
+        cancel.clone(),
+    )
 }
 
 fn new_ca() -> CertifiedIssuer<'static, KeyPair> {
@@ -171,9 +188,14 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
 #[tokio::test]
 async fn metrics_ready_and_live_are_served() {
     let cancel = CancellationToken::new();
-    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(synthetic_mesh(3, 2)));
     let mut registry = prometheus_client::registry::Registry::default();
-    let _xds = XdsServer::start(rx, XdsOptions::default(), &mut registry, cancel.clone());
+    let _xds = XdsServer::start(
+        index(),
+        TranslateSettings::default(),
+        XdsOptions::default(),
+        &mut registry,
+        cancel.clone(),
+    );
     let addr: std::net::SocketAddr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()

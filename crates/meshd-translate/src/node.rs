@@ -1,37 +1,8 @@
-//! The mesh as the control plane sees it at one instant: what the translation reads.
+//! A proxy's identity.
 
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use meshd_api::MeshSpec;
-
 use crate::TranslateError;
-
-/// Everything translation needs, from the cluster or from files. Sources fill it; order does not matter
-/// (translation sorts), so two sources reading the same objects produce the same Envoy config.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MeshSnapshot {
-    pub services: Vec<Service>,
-    pub endpoint_slices: Vec<EndpointSlice>,
-    pub pods: Vec<Pod>,
-    /// The resolved Mesh settings (defaults filled in).
-    pub mesh: MeshSpec,
-    /// `cluster.local` unless `--cluster-domain` says otherwise.
-    pub cluster_domain: String,
-}
-
-impl Default for MeshSnapshot {
-    fn default() -> Self {
-        Self {
-            services: Vec::new(),
-            endpoint_slices: Vec::new(),
-            pods: Vec::new(),
-            mesh: MeshSpec::default(),
-            cluster_domain: meshd_api::names::DEFAULT_CLUSTER_DOMAIN.to_string(),
-        }
-    }
-}
 
 /// A proxy's identity on the ADS stream: `<pod>.<namespace>`. Pod names may hold dots, namespaces may
 /// not, so the namespace is what follows the last dot.

@@ -1,4 +1,4 @@
-//! `meshd-xds-load`: how fast one endpoint change reaches many proxies, and what the control plane
+//! `meshd-xds-load` (in meshd-tools: load tools stay out of the library crates): how fast one endpoint change reaches many proxies, and what the control plane
 //! costs in memory while serving them.
 //!
 //! It starts the control plane as a child process (this binary's `serve` mode, a synthetic mesh of
@@ -22,9 +22,10 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use k8s_openapi::api::discovery::v1::Endpoint;
-use meshd_translate::synthetic::synthetic_mesh;
-use meshd_translate::{MeshSnapshot, ResourceType};
+use meshd_index::{Index, SharedIndex};
+use meshd_translate::facts::{Fact, FactKind};
+use meshd_translate::synthetic::{endpoint, synthetic_mesh};
+use meshd_translate::{ResourceType, TranslateSettings, Translator};
 use meshd_xds::{XdsOptions, XdsServer};
 use prost::Message;
 use tokio::sync::mpsc;
@@ -121,14 +122,28 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(services: usize, endpoints: usize) -> anyhow::Result<()> {
-    let (tx, rx) = tokio::sync::watch::channel(Arc::new(synthetic_mesh(services, endpoints)));
+    let mesh = synthetic_mesh(services, endpoints);
+    // Nothing to list: the index is complete from the start.
+    let index = SharedIndex::new(Index::new([]));
+    index.update(|i| {
+        for c in mesh.changes() {
+            i.set(c.kind, c.key, c.fact);
+        }
+    });
     let mut registry = prometheus_client::registry::Registry::default();
     let cancel = CancellationToken::new();
-    let server = XdsServer::start(rx, XdsOptions::default(), &mut registry, cancel.clone());
+    let server = XdsServer::start(
+        index.clone(),
+        TranslateSettings::default(),
+        XdsOptions::default(),
+        &mut registry,
+        cancel.clone(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("{}", listener.local_addr()?);
     let serving = tokio::spawn(async move { server.serve_tcp(listener).await });
     let mut lines = BufReader::new(std::io::stdin()).lines();
+    let (key, mut slice) = mesh.slices[0].clone();
     let mut n = 0;
     while let Some(Ok(line)) = tokio::task::block_in_place(|| lines.next()) {
         if line == "stats" {
@@ -136,19 +151,16 @@ async fn serve(services: usize, endpoints: usize) -> anyhow::Result<()> {
             continue;
         }
         n += 1;
-        tx.send_modify(|s| add_endpoint(Arc::make_mut(s), n));
+        // One endpoint added to one EndpointSlice: one fact set in the index.
+        slice
+            .endpoints
+            .push(endpoint(&format!("10.255.{}.{}", n / 250, n % 250 + 1)));
+        let fact = Fact::EndpointSlice(Arc::new(slice.clone()));
+        index.update(|i| i.set(FactKind::EndpointSlice, key.clone(), Some(fact)));
     }
     cancel.cancel();
     serving.await??;
     Ok(())
-}
-
-fn add_endpoint(s: &mut MeshSnapshot, n: usize) {
-    let ip = format!("10.255.{}.{}", n / 250, n % 250 + 1);
-    s.endpoint_slices[0].endpoints.push(Endpoint {
-        addresses: vec![ip],
-        ..Default::default()
-    });
 }
 
 /// What a simulated proxy tells the driver.
@@ -216,10 +228,11 @@ async fn drive(cli: Cli) -> anyhow::Result<()> {
     );
 
     // What each simulated proxy must hold before it counts as synced, from the same translation.
-    let compiled = Arc::new(meshd_translate::CompiledMesh::compile(&synthetic_mesh(
-        cli.services,
-        cli.endpoints,
-    )));
+    let compiled = Arc::new(
+        Translator::new(TranslateSettings::default())
+            .apply(synthetic_mesh(cli.services, cli.endpoints).changes())
+            .0,
+    );
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(cli.proxies);

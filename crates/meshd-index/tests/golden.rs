@@ -1,40 +1,83 @@
-//! Golden xDS output: a small mesh (three services with HTTP, TCP and gRPC ports, two endpoints each)
-//! translated for one proxy and rendered as Envoy's proto-JSON. Regenerate with `MESHD_BLESS=1`, then
-//! review the diff.
+//! Golden xDS output: a small mesh (three services with HTTP, TCP and gRPC ports, two endpoints each),
+//! its objects reduced to facts by the kinds' reducers, translated for one proxy and rendered as
+//! Envoy's proto-JSON. The whole path from objects to bytes, as both sources take it. The golden files
+//! live with the translation (`crates/meshd-translate/tests/golden`). Regenerate with `MESHD_BLESS=1`,
+//! then review the diff.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use meshd_api::MeshSpec;
 use meshd_api::mesh::{MtlsMode, OutboundTrafficPolicy};
-use meshd_translate::{CompiledMesh, MeshSnapshot, NodeId, ProxyConfig, ResourceType};
+use meshd_index::{EndpointSliceKind, Kind, PodKind, ServiceKind};
+use meshd_translate::facts::{Fact, FactChange, FactKind};
+use meshd_translate::{
+    CompiledMesh, NodeId, ProxyConfig, ResourceType, TranslateSettings, Translator,
+};
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use serde_json::{Map, Value};
 
 fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../meshd-translate/tests/golden")
 }
 
-fn load_mesh(file: &str) -> MeshSnapshot {
+/// The objects of a golden mesh file, reduced, in file order; and the Mesh (mTLS off).
+struct Mesh {
+    objects: Vec<FactChange>,
+    spec: MeshSpec,
+}
+
+fn reduced<K: Kind>(value: serde_yaml::Value) -> FactChange {
+    let object: K::Object = serde_yaml::from_value(value).unwrap();
+    let (key, fact) = K::key_and_fact(&object).unwrap();
+    FactChange {
+        kind: K::FACT,
+        key,
+        fact,
+    }
+}
+
+fn load_mesh(file: &str) -> Mesh {
     let text = std::fs::read_to_string(golden_dir().join(file)).unwrap();
-    let mut snap = MeshSnapshot::default();
-    snap.mesh.mtls.mode = MtlsMode::Disable;
+    let mut objects = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let value: serde_yaml::Value = serde::Deserialize::deserialize(doc).unwrap();
-        match value["kind"].as_str().unwrap() {
-            "Service" => snap
-                .services
-                .push(serde_yaml::from_value::<Service>(value).unwrap()),
-            "EndpointSlice" => snap
-                .endpoint_slices
-                .push(serde_yaml::from_value::<EndpointSlice>(value).unwrap()),
-            "Pod" => snap
-                .pods
-                .push(serde_yaml::from_value::<Pod>(value).unwrap()),
+        objects.push(match value["kind"].as_str().unwrap() {
+            "Service" => reduced::<ServiceKind>(value),
+            "EndpointSlice" => reduced::<EndpointSliceKind>(value),
+            "Pod" => reduced::<PodKind>(value),
             other => panic!("unexpected kind {other}"),
+        });
+    }
+    let mut spec = MeshSpec::default();
+    spec.mtls.mode = MtlsMode::Disable;
+    Mesh { objects, spec }
+}
+
+impl Mesh {
+    fn compile(&self) -> CompiledMesh {
+        let mut changes = self.objects.clone();
+        changes.push(FactChange {
+            kind: FactKind::Mesh,
+            key: meshd_translate::facts::ObjectKey::new("", "default"),
+            fact: Some(Fact::Mesh(Arc::new(self.spec.clone()))),
+        });
+        Translator::new(TranslateSettings::default())
+            .apply(changes)
+            .0
+    }
+
+    fn slice_mut(&mut self, name: &str) -> &mut meshd_translate::facts::EndpointSlice {
+        let change = self
+            .objects
+            .iter_mut()
+            .find(|c| c.kind == FactKind::EndpointSlice && c.key.name == name)
+            .unwrap();
+        match &mut change.fact {
+            Some(Fact::EndpointSlice(s)) => Arc::make_mut(s),
+            _ => unreachable!("an EndpointSlice"),
         }
     }
-    snap
 }
 
 /// envoy-types ships Envoy's descriptor set beside its generated code; it turns our bytes into the
@@ -115,7 +158,7 @@ fn check_golden(name: &str, actual: &Value) {
 #[test]
 fn small_mesh_for_web_pod_matches_golden() {
     let pool = descriptor_pool();
-    let compiled = CompiledMesh::compile(&load_mesh("mesh.yaml"));
+    let compiled = load_mesh("mesh.yaml").compile();
     let config = compiled.proxy_config(&NodeId::parse("web-0.shop").unwrap());
     assert!(config.known);
     let json = render(&pool, &config);
@@ -214,15 +257,16 @@ fn small_mesh_for_web_pod_matches_golden() {
 #[test]
 fn output_is_byte_identical_whatever_the_input_order() {
     let snap = load_mesh("mesh.yaml");
-    let mut reversed = snap.clone();
-    reversed.services.reverse();
-    reversed.endpoint_slices.reverse();
-    for slice in &mut reversed.endpoint_slices {
-        slice.endpoints.reverse();
+    let mut reversed = load_mesh("mesh.yaml");
+    reversed.objects.reverse();
+    for change in &mut reversed.objects {
+        if let Some(Fact::EndpointSlice(s)) = &mut change.fact {
+            Arc::make_mut(s).endpoints.reverse();
+        }
     }
     let node = NodeId::parse("web-0.shop").unwrap();
-    let a = CompiledMesh::compile(&snap).proxy_config(&node);
-    let b = CompiledMesh::compile(&reversed).proxy_config(&node);
+    let a = snap.compile().proxy_config(&node);
+    let b = reversed.compile().proxy_config(&node);
     for ty in ResourceType::ALL {
         let bytes = |c: &ProxyConfig| {
             c.resources(ty)
@@ -237,11 +281,11 @@ fn output_is_byte_identical_whatever_the_input_order() {
 #[test]
 fn a_changed_endpoint_changes_only_its_own_versions() {
     let snap = load_mesh("mesh.yaml");
-    let mut changed = snap.clone();
-    changed.endpoint_slices[1].endpoints[0].addresses = vec!["10.0.2.9".into()];
+    let mut changed = load_mesh("mesh.yaml");
+    changed.slice_mut("db-x1").endpoints[0].addresses = vec!["10.0.2.9".into()];
     let node = NodeId::parse("web-0.shop").unwrap();
-    let a = CompiledMesh::compile(&snap).proxy_config(&node);
-    let b = CompiledMesh::compile(&changed).proxy_config(&node);
+    let a = snap.compile().proxy_config(&node);
+    let b = changed.compile().proxy_config(&node);
     for ty in [
         ResourceType::Cluster,
         ResourceType::Listener,
@@ -268,8 +312,10 @@ fn a_changed_endpoint_changes_only_its_own_versions() {
 #[test]
 fn registry_only_sends_unknown_destinations_to_the_blackhole() {
     let mut snap = load_mesh("mesh.yaml");
-    snap.mesh.outbound_traffic_policy = OutboundTrafficPolicy::RegistryOnly;
-    let config = CompiledMesh::compile(&snap).proxy_config(&NodeId::parse("web-0.shop").unwrap());
+    snap.spec.outbound_traffic_policy = OutboundTrafficPolicy::RegistryOnly;
+    let config = snap
+        .compile()
+        .proxy_config(&NodeId::parse("web-0.shop").unwrap());
     let json = render(&descriptor_pool(), &config);
     assert_eq!(
         json["lds"][0]["defaultFilterChain"]["name"],
@@ -279,7 +325,7 @@ fn registry_only_sends_unknown_destinations_to_the_blackhole() {
 
 #[test]
 fn unknown_node_gets_an_empty_config() {
-    let compiled = CompiledMesh::compile(&load_mesh("mesh.yaml"));
+    let compiled = load_mesh("mesh.yaml").compile();
     let config = compiled.proxy_config(&NodeId::parse("ghost-0.shop").unwrap());
     assert!(!config.known);
     for ty in ResourceType::ALL {
@@ -290,8 +336,8 @@ fn unknown_node_gets_an_empty_config() {
 #[test]
 fn mtls_request_is_reported_not_silently_claimed() {
     let mut snap = load_mesh("mesh.yaml");
-    snap.mesh.mtls.mode = MtlsMode::Strict;
-    let compiled = CompiledMesh::compile(&snap);
+    snap.spec.mtls.mode = MtlsMode::Strict;
+    let compiled = snap.compile();
     assert!(
         compiled
             .warnings
@@ -300,6 +346,6 @@ fn mtls_request_is_reported_not_silently_claimed() {
         "{:?}",
         compiled.warnings
     );
-    snap.mesh.mtls.mode = MtlsMode::Disable;
-    assert!(CompiledMesh::compile(&snap).warnings.is_empty());
+    snap.spec.mtls.mode = MtlsMode::Disable;
+    assert!(snap.compile().warnings.is_empty());
 }

@@ -1,0 +1,134 @@
+//! The reducers: what each kind keeps of an object, and the errors for what it cannot use.
+
+use meshd_index::{EndpointSliceKind, Kind, MeshKind, PodKind, ReduceError, ServiceKind};
+use meshd_translate::Protocol;
+use meshd_translate::facts::{Fact, ObjectKey, TargetPort};
+
+fn object<K: Kind>(yaml: &str) -> K::Object {
+    serde_yaml::from_str(yaml).unwrap()
+}
+
+fn reduce<K: Kind>(yaml: &str) -> Result<(ObjectKey, Option<Fact>), ReduceError> {
+    K::key_and_fact(&object::<K>(yaml))
+}
+
+#[test]
+fn a_service_keeps_vips_tcp_ports_and_selector() {
+    let (key, fact) = reduce::<ServiceKind>(
+        "metadata: {name: web, namespace: shop}\nspec:\n  clusterIP: 10.96.0.10\n  clusterIPs: [10.96.0.10, 'fd00::10']\n  selector: {app: web}\n  ports:\n  - {name: http, port: 80, targetPort: http-web}\n  - {name: dns, port: 53, protocol: UDP}\n  - {name: grpc-x, port: 90, targetPort: '9000'}\n  - {name: dup, port: 80}\n",
+    )
+    .unwrap();
+    assert_eq!(key, ObjectKey::new("shop", "web"));
+    let Some(Fact::Service(s)) = fact else {
+        panic!("a Service fact")
+    };
+    assert_eq!(s.vips, ["10.96.0.10", "fd00::10"]);
+    let ports: Vec<_> = s
+        .ports
+        .iter()
+        .map(|p| (p.port, p.protocol, p.target_port.clone()))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            (80, Protocol::Http, TargetPort::Named("http-web".into())),
+            (90, Protocol::Grpc, TargetPort::Number(9000)),
+        ]
+    );
+    assert_eq!(s.selector["app"], "web");
+}
+
+#[test]
+fn external_name_and_headless_services() {
+    let (_, fact) =
+        reduce::<ServiceKind>("metadata: {name: ext, namespace: shop}\nspec: {type: ExternalName, externalName: example.org}\n").unwrap();
+    assert_eq!(fact, None, "an ExternalName Service contributes nothing");
+    let (_, fact) = reduce::<ServiceKind>(
+        "metadata: {name: db, namespace: shop}\nspec: {clusterIP: None, ports: [{port: 5432}]}\n",
+    )
+    .unwrap();
+    let Some(Fact::Service(s)) = fact else {
+        panic!("a Service fact")
+    };
+    assert!(s.vips.is_empty(), "headless: no VIP");
+}
+
+#[test]
+fn errors_name_the_kind_the_object_and_the_field() {
+    let err = reduce::<ServiceKind>(
+        "metadata: {name: web, namespace: shop}\nspec: {ports: [{port: 80}, {port: 70000}]}\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Service shop/web: spec.ports[1].port: 70000 is not 1-65535"
+    );
+    let err = reduce::<ServiceKind>(
+        "metadata: {name: web, namespace: shop}\nspec: {ports: [{port: 80, targetPort: 0}]}\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Service shop/web: spec.ports[0].targetPort: 0 is not 1-65535"
+    );
+    let err = reduce::<ServiceKind>("metadata: {name: web}\nspec: {}\n").unwrap_err();
+    assert_eq!(err.to_string(), "Service web: metadata.namespace: missing");
+    let err = reduce::<PodKind>("metadata: {namespace: shop}\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Pod shop/<no name>: metadata.name: missing"
+    );
+    let err = reduce::<PodKind>(
+        "metadata: {name: web-0, namespace: shop}\nspec: {containers: [{name: a, ports: [{name: http, containerPort: 0}]}]}\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Pod shop/web-0: spec.containers[0].ports[0].containerPort: 0 is not 1-65535"
+    );
+    let err =
+        reduce::<MeshKind>("metadata: {name: default}\nspec: {proxy: {uid: 0}}\n").unwrap_err();
+    assert!(
+        err.to_string().starts_with("Mesh default: spec.proxy.uid"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_endpoint_slice_keeps_conditions_and_the_pod() {
+    let (key, fact) = reduce::<EndpointSliceKind>(
+        "metadata: {name: web-x1, namespace: shop, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{name: http, port: 8080}, {name: nope}]\nendpoints:\n- addresses: [10.0.1.1]\n  targetRef: {kind: Pod, name: web-0, namespace: shop}\n- addresses: [10.0.1.3]\n  conditions: {ready: false, serving: true, terminating: true}\n",
+    )
+    .unwrap();
+    assert_eq!(key, ObjectKey::new("shop", "web-x1"));
+    let Some(Fact::EndpointSlice(s)) = fact else {
+        panic!("a slice fact")
+    };
+    assert_eq!(s.service, "web");
+    assert_eq!(s.ports.len(), 1, "a port without a number is no port");
+    let e = &s.endpoints;
+    assert!(e[0].ready && e[0].serving && !e[0].terminating);
+    assert_eq!(e[0].pod.as_deref(), Some("web-0"));
+    assert!(!e[1].ready && e[1].serving && e[1].terminating && e[1].pod.is_none());
+    let (_, fact) = reduce::<EndpointSliceKind>(
+        "metadata: {name: x, namespace: shop, labels: {kubernetes.io/service-name: web}}\naddressType: FQDN\nendpoints: []\n",
+    )
+    .unwrap();
+    assert_eq!(fact, None, "FQDN slices name nothing Envoy connects to");
+}
+
+#[test]
+fn a_pod_becomes_a_workload() {
+    let (key, fact) = reduce::<PodKind>(
+        "metadata: {name: web-0, namespace: shop, labels: {app: web, meshd.io/mesh: default}}\nspec:\n  serviceAccountName: web\n  containers:\n  - {name: a, ports: [{name: http, containerPort: 8080}, {containerPort: 9}]}\n  - {name: b, ports: [{name: http, containerPort: 8081}]}\nstatus: {podIP: 10.0.1.1, podIPs: [{ip: 10.0.1.1}, {ip: 'fd00::1'}]}\n",
+    )
+    .unwrap();
+    assert_eq!(key, ObjectKey::new("shop", "web-0"));
+    let Some(Fact::Workload(w)) = fact else {
+        panic!("a workload")
+    };
+    assert_eq!(w.ips, ["10.0.1.1", "fd00::1"]);
+    assert_eq!(w.service_account, "web");
+    assert_eq!(w.mesh.as_deref(), Some("default"));
+    assert_eq!(w.named_port("http"), Some(8080), "the first of a name");
+}

@@ -1,0 +1,176 @@
+//! What translation reads: small facts about the mesh, reduced from Kubernetes objects (or files of them)
+//! by meshd-index's reducers. Translation never sees the objects themselves; each fact holds only what
+//! some Envoy resource depends on, so an object change that touches nothing here changes nothing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use meshd_api::MeshSpec;
+
+use crate::Protocol;
+
+/// Namespace and name; cluster-scoped objects (Mesh) have an empty namespace.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// A Service that has a virtual IP or selects pods (ExternalName Services have no fact).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Service {
+    /// Cluster IPs, `spec.clusterIP` first; empty for headless Services.
+    pub vips: Vec<String>,
+    /// TCP ports (UDP and SCTP are not proxied), sorted by port, one per port number.
+    pub ports: Vec<ServicePort>,
+    pub selector: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServicePort {
+    pub port: u16,
+    /// The port's name, which EndpointSlice ports refer to; empty when unnamed.
+    pub name: String,
+    pub protocol: Protocol,
+    /// The pod port: a number, or a container port name resolved per pod.
+    pub target_port: TargetPort,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TargetPort {
+    Number(u16),
+    Named(String),
+}
+
+/// One EndpointSlice of an IP address type, attached to its Service by `kubernetes.io/service-name`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndpointSlice {
+    pub service: String,
+    pub ports: Vec<EndpointPort>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndpointPort {
+    pub name: String,
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Endpoint {
+    pub addresses: Vec<String>,
+    /// `conditions.ready`, true when unset.
+    pub ready: bool,
+    /// `conditions.serving`, `ready` when unset.
+    pub serving: bool,
+    pub terminating: bool,
+    /// The Pod named by `targetRef`, when it names one.
+    pub pod: Option<String>,
+}
+
+/// A Pod, as far as its own proxy's config and the endpoints that name it depend on it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Workload {
+    /// `status.podIP` first, then the other `status.podIPs`; empty until the pod has one.
+    pub ips: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub service_account: String,
+    /// The `meshd.io/mesh` label: the pod carries a meshd sidecar of that mesh.
+    pub mesh: Option<String>,
+    /// Named container ports (the first of each name), for Services with a named `targetPort`.
+    pub ports: Vec<EndpointPort>,
+}
+
+impl Workload {
+    pub fn named_port(&self, name: &str) -> Option<u16> {
+        self.ports.iter().find(|p| p.name == name).map(|p| p.port)
+    }
+}
+
+/// The kinds of fact. Adding a kind: a variant here and in [`Fact`], its reducer (meshd-index) and its
+/// translation ([`crate::Translator::apply`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FactKind {
+    Service,
+    EndpointSlice,
+    Workload,
+    Mesh,
+}
+
+impl FactKind {
+    pub const ALL: [FactKind; 4] = [
+        Self::Service,
+        Self::EndpointSlice,
+        Self::Workload,
+        Self::Mesh,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Service => "Service",
+            Self::EndpointSlice => "EndpointSlice",
+            Self::Workload => "Pod",
+            Self::Mesh => "Mesh",
+        }
+    }
+}
+
+/// One fact, shared: the index, translation and every compiled generation hold the same allocation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fact {
+    Service(Arc<Service>),
+    EndpointSlice(Arc<EndpointSlice>),
+    Workload(Arc<Workload>),
+    /// A Mesh's spec (defaults filled in).
+    Mesh(Arc<MeshSpec>),
+}
+
+impl Fact {
+    pub fn kind(&self) -> FactKind {
+        match self {
+            Self::Service(_) => FactKind::Service,
+            Self::EndpointSlice(_) => FactKind::EndpointSlice,
+            Self::Workload(_) => FactKind::Workload,
+            Self::Mesh(_) => FactKind::Mesh,
+        }
+    }
+
+    /// Same content (the pointer first: a republished fact is usually the same allocation).
+    pub fn same(&self, other: &Fact) -> bool {
+        match (self, other) {
+            (Self::Service(a), Self::Service(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Self::EndpointSlice(a), Self::EndpointSlice(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Self::Workload(a), Self::Workload(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Self::Mesh(a), Self::Mesh(b)) => Arc::ptr_eq(a, b) || a == b,
+            _ => false,
+        }
+    }
+}
+
+/// One fact added, changed (`Some`) or gone (`None`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FactChange {
+    pub kind: FactKind,
+    pub key: ObjectKey,
+    pub fact: Option<Fact>,
+}

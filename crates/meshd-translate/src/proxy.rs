@@ -1,0 +1,165 @@
+//! One compiled generation of the mesh, and each proxy's configuration from it.
+
+use std::sync::Arc;
+
+use crate::facts::{ObjectKey, Workload};
+use crate::inbound::{inbound_cluster, inbound_ports, virtual_inbound};
+use crate::node::NodeId;
+use crate::resources::{Resource, ResourceSet, ResourceType};
+use crate::translator::CompiledService;
+
+/// The mesh translated as far as it can be without knowing the proxy. Cheap to clone and to keep
+/// many of: every part is a persistent map shared with the previous generation.
+#[derive(Clone, Debug)]
+pub struct CompiledMesh {
+    pub(crate) shared: ResourceSet,
+    pub(crate) services: imbl::OrdMap<ObjectKey, Arc<CompiledService>>,
+    pub(crate) workloads: imbl::OrdMap<ObjectKey, Arc<Workload>>,
+    /// Whether a Mesh of the configured name exists (else its defaults apply).
+    pub mesh_found: bool,
+    /// Things that were skipped or are not implemented, for the caller to log.
+    pub warnings: Vec<String>,
+}
+
+/// A proxy's own resources (a few): a sorted `Vec` per type.
+#[derive(Clone, Debug, Default)]
+struct OwnResources {
+    by_type: [Vec<Arc<Resource>>; 4],
+}
+
+impl OwnResources {
+    fn push(&mut self, ty: ResourceType, r: Arc<Resource>) {
+        let list = &mut self.by_type[ty.index()];
+        let at = list.partition_point(|x| x.name < r.name);
+        list.insert(at, r);
+    }
+
+    fn get(&self, ty: ResourceType, name: &str) -> Option<&Arc<Resource>> {
+        let list = &self.by_type[ty.index()];
+        list.binary_search_by(|r| (*r.name).cmp(name))
+            .ok()
+            .map(|i| &list[i])
+    }
+
+    fn version(&self, ty: ResourceType) -> u64 {
+        self.by_type[ty.index()]
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325, |h: u64, r| {
+                (h.rotate_left(5) ^ r.name_hash ^ r.body_hash.rotate_left(17))
+                    .wrapping_mul(0x0100_0000_01b3)
+            })
+    }
+}
+
+/// One proxy's complete configuration: the shared resources plus its own.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    pub node: NodeId,
+    /// False when no Pod matches the node id: the config is then empty.
+    pub known: bool,
+    shared: ResourceSet,
+    own: OwnResources,
+}
+
+impl CompiledMesh {
+    /// The Workload behind a node id, if there is one.
+    pub fn workload(&self, node: &NodeId) -> Option<&Arc<Workload>> {
+        self.workloads
+            .get(&ObjectKey::new(node.namespace.clone(), node.pod.clone()))
+    }
+
+    /// One proxy's resources: the shared ones plus its inbound side. Unknown node → empty config.
+    pub fn proxy_config(&self, node: &NodeId) -> ProxyConfig {
+        let Some(workload) = self.workload(node) else {
+            return ProxyConfig {
+                node: node.clone(),
+                known: false,
+                shared: ResourceSet::default(),
+                own: OwnResources::default(),
+            };
+        };
+        let from = ObjectKey::new(node.namespace.clone(), String::new());
+        let services = self
+            .services
+            .range(from..)
+            .take_while(|(k, _)| k.namespace == node.namespace)
+            .map(|(_, s)| &*s.fact);
+        let ip = workload.ips.first();
+        let ports = match ip {
+            Some(_) => inbound_ports(workload, services),
+            None => Vec::new(),
+        };
+        let mut own = OwnResources::default();
+        if let Some(ip) = ip {
+            for port in &ports {
+                let cluster = inbound_cluster(ip, port);
+                own.push(
+                    ResourceType::Cluster,
+                    Resource::new(cluster.name.clone(), &cluster),
+                );
+            }
+        }
+        let listener = virtual_inbound(&ports);
+        own.push(
+            ResourceType::Listener,
+            Resource::new(listener.name.clone(), &listener),
+        );
+        ProxyConfig {
+            node: node.clone(),
+            known: true,
+            shared: self.shared.clone(),
+            own,
+        }
+    }
+
+    /// `config` moved to this generation: the shared part replaced (a pointer copy), its own part
+    /// recomputed only when `own_changed`.
+    pub fn refresh(&self, config: &ProxyConfig, own_changed: bool) -> ProxyConfig {
+        if own_changed || !config.known {
+            return self.proxy_config(&config.node);
+        }
+        ProxyConfig {
+            node: config.node.clone(),
+            known: true,
+            shared: self.shared.clone(),
+            own: config.own.clone(),
+        }
+    }
+
+    /// Every shared resource of a type, sorted by name.
+    pub fn shared(&self, ty: ResourceType) -> impl Iterator<Item = &Arc<Resource>> {
+        self.shared.of(ty)
+    }
+}
+
+impl ProxyConfig {
+    /// Every resource of a type: the shared ones, then the proxy's own (each part sorted by name).
+    pub fn resources(&self, ty: ResourceType) -> impl Iterator<Item = &Arc<Resource>> {
+        self.shared.of(ty).chain(&self.own.by_type[ty.index()])
+    }
+
+    /// The proxy's own resources of a type (its inbound side).
+    pub fn own(&self, ty: ResourceType) -> &[Arc<Resource>] {
+        &self.own.by_type[ty.index()]
+    }
+
+    pub fn get(&self, ty: ResourceType, name: &str) -> Option<&Arc<Resource>> {
+        self.own.get(ty, name).or_else(|| self.shared.get(ty, name))
+    }
+
+    /// The version of a whole type for this proxy (SotW `version_info`, delta `system_version_info`):
+    /// changes when any name or body does. O(1) for the shared part, which keeps its version as it
+    /// changes.
+    pub fn type_version(&self, ty: ResourceType) -> String {
+        format!(
+            "{:016x}",
+            self.shared.version(ty).rotate_left(29)
+                ^ self.own.version(ty)
+                ^ crate::fnv1a(ty.short().as_bytes())
+        )
+    }
+
+    pub fn count(&self, ty: ResourceType) -> usize {
+        self.shared.len(ty) + self.own.by_type[ty.index()].len()
+    }
+}

@@ -1,0 +1,418 @@
+//! Incremental translation: facts in, compiled resources out, recompiling only what a change touches.
+//!
+//! What depends on what:
+//! - a Service's clusters and routes: that Service's fact (and the cluster domain);
+//! - a Service port's ClusterLoadAssignment: the Service's ports and the EndpointSlices naming it;
+//! - `virtualOutbound`: every Service's VIPs, ports and protocols, and the Mesh's outbound policy;
+//! - a proxy's own part (`virtualInbound`, `inbound|<port>||`): its Workload and the Services of its
+//!   namespace that select it ([`CompiledMesh::proxy_config`], computed by each stream when needed).
+//!
+//! Compiling the same facts gives the same bytes whatever the order or the history of changes (see
+//! the `incremental` tests): every resource is built from the current facts alone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use meshd_api::MeshSpec;
+use meshd_api::mesh::MtlsMode;
+
+use crate::facts::{EndpointSlice, Fact, FactChange, FactKind, ObjectKey, Service, Workload};
+use crate::inbound::selects;
+use crate::naming::{outbound_cluster_name, route_name, service_fqdn};
+use crate::node::NodeId;
+use crate::outbound::{
+    PortView, load_assignment, outbound_cluster, route_configuration, special_clusters,
+    virtual_outbound,
+};
+use crate::proxy::CompiledMesh;
+use crate::resources::{Resource, ResourceSet, ResourceType};
+
+/// Which Mesh applies, and the cluster's DNS domain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TranslateSettings {
+    pub mesh_name: String,
+    /// `cluster.local` unless `--cluster-domain` says otherwise.
+    pub cluster_domain: String,
+}
+
+impl Default for TranslateSettings {
+    fn default() -> Self {
+        Self {
+            mesh_name: meshd_api::names::DEFAULT_MESH.to_string(),
+            cluster_domain: meshd_api::names::DEFAULT_CLUSTER_DOMAIN.to_string(),
+        }
+    }
+}
+
+/// A Service as compiled: its fact and the names of the shared resources it produced.
+#[derive(Debug)]
+pub(crate) struct CompiledService {
+    pub fact: Arc<Service>,
+    pub fqdn: String,
+    /// One per port, in port order.
+    pub clusters: Vec<String>,
+    pub routes: Vec<String>,
+}
+
+impl CompiledService {
+    pub fn views<'a>(&'a self, key: &'a ObjectKey) -> impl Iterator<Item = PortView<'a>> {
+        self.fact
+            .ports
+            .iter()
+            .zip(&self.clusters)
+            .map(move |(port, cluster)| PortView {
+                service: key,
+                fqdn: &self.fqdn,
+                vips: &self.fact.vips,
+                port,
+                cluster,
+            })
+    }
+}
+
+/// What one [`Translator::apply`] changed: the shared resources (by name, per type) and the proxies
+/// whose own part may differ. Streams look at these names only.
+#[derive(Debug, Default)]
+pub struct ChangeSet {
+    names: [Vec<Arc<str>>; 4],
+    proxies: BTreeSet<NodeId>,
+    all_proxies: bool,
+}
+
+impl ChangeSet {
+    /// Shared resources of a type that were added, changed or removed.
+    pub fn names(&self, ty: ResourceType) -> &[Arc<str>] {
+        &self.names[ty.index()]
+    }
+
+    /// Whether this proxy's own part (its Workload, the Services selecting it) may have changed.
+    pub fn affects_proxy(&self, node: &NodeId) -> bool {
+        self.all_proxies || self.proxies.contains(node)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.all_proxies && self.proxies.is_empty() && self.names.iter().all(Vec::is_empty)
+    }
+
+    fn put(&mut self, shared: &mut ResourceSet, ty: ResourceType, resource: Arc<Resource>) {
+        let name = Arc::clone(&resource.name);
+        if shared.put(ty, resource) {
+            self.names[ty.index()].push(name);
+        }
+    }
+
+    fn remove(&mut self, shared: &mut ResourceSet, ty: ResourceType, name: &str) {
+        if shared.remove(ty, name) {
+            self.names[ty.index()].push(name.into());
+        }
+    }
+}
+
+/// The translation's state: the facts it has been given and what it compiled from them.
+#[derive(Debug)]
+pub struct Translator {
+    settings: TranslateSettings,
+    meshes: BTreeMap<String, Arc<MeshSpec>>,
+    mesh: Arc<MeshSpec>,
+    slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
+    /// Service → the names of the EndpointSlices (in its namespace) that name it.
+    slices_of: BTreeMap<ObjectKey, BTreeSet<String>>,
+    workloads: imbl::OrdMap<ObjectKey, Arc<Workload>>,
+    services: imbl::OrdMap<ObjectKey, Arc<CompiledService>>,
+    shared: ResourceSet,
+    outbound_warnings: Vec<String>,
+}
+
+impl Translator {
+    pub fn new(settings: TranslateSettings) -> Self {
+        let mut shared = ResourceSet::default();
+        for cluster in special_clusters() {
+            shared.put(
+                ResourceType::Cluster,
+                Resource::new(cluster.name.clone(), &cluster),
+            );
+        }
+        let mut translator = Self {
+            settings,
+            meshes: BTreeMap::new(),
+            mesh: Arc::default(),
+            slices: BTreeMap::new(),
+            slices_of: BTreeMap::new(),
+            workloads: imbl::OrdMap::new(),
+            services: imbl::OrdMap::new(),
+            shared,
+            outbound_warnings: Vec::new(),
+        };
+        translator.rebuild_outbound(&mut ChangeSet::default());
+        translator
+    }
+
+    /// Applies changed facts and returns the compiled mesh with what changed since the last call.
+    pub fn apply(&mut self, changes: Vec<FactChange>) -> (CompiledMesh, ChangeSet) {
+        let mut out = ChangeSet::default();
+        let mut services: BTreeMap<ObjectKey, Option<Arc<Service>>> = BTreeMap::new();
+        let mut endpoints_of: BTreeSet<ObjectKey> = BTreeSet::new();
+        for FactChange { kind, key, fact } in changes {
+            match (kind, fact) {
+                (FactKind::Service, Some(Fact::Service(s))) => {
+                    services.insert(key, Some(s));
+                }
+                (FactKind::Service, _) => {
+                    services.insert(key, None);
+                }
+                (FactKind::EndpointSlice, fact) => {
+                    let new = match fact {
+                        Some(Fact::EndpointSlice(s)) => Some(s),
+                        _ => None,
+                    };
+                    self.set_slice(key, new, &mut endpoints_of);
+                }
+                (FactKind::Workload, fact) => {
+                    let node = NodeId {
+                        pod: key.name.clone(),
+                        namespace: key.namespace.clone(),
+                    };
+                    match fact {
+                        Some(Fact::Workload(w)) => self.workloads.insert(key, w),
+                        _ => self.workloads.remove(&key),
+                    };
+                    out.proxies.insert(node);
+                }
+                (FactKind::Mesh, fact) => match fact {
+                    Some(Fact::Mesh(m)) => {
+                        self.meshes.insert(key.name, m);
+                    }
+                    _ => {
+                        self.meshes.remove(&key.name);
+                    }
+                },
+            }
+        }
+        let mesh = self
+            .meshes
+            .get(&self.settings.mesh_name)
+            .cloned()
+            .unwrap_or_default();
+        let mut outbound_dirty = *mesh != *self.mesh;
+        self.mesh = mesh;
+
+        // Services whose selection changed, old and new, by namespace: their pods are marked once.
+        let mut selecting: BTreeMap<String, Vec<Arc<Service>>> = BTreeMap::new();
+        for (key, fact) in services {
+            outbound_dirty |= self.set_service(&key, fact, &mut out, &mut selecting);
+            endpoints_of.remove(&key); // compiled with the service
+        }
+        for (namespace, services) in selecting {
+            self.mark_selected(&namespace, &services, &mut out);
+        }
+        for key in endpoints_of {
+            if let Some(service) = self.services.get(&key).cloned() {
+                self.compile_endpoints(&key, &service, &mut out);
+            }
+        }
+        if outbound_dirty {
+            self.rebuild_outbound(&mut out);
+        }
+        (self.compiled(), out)
+    }
+
+    fn set_slice(
+        &mut self,
+        key: ObjectKey,
+        new: Option<Arc<EndpointSlice>>,
+        endpoints_of: &mut BTreeSet<ObjectKey>,
+    ) {
+        let old = match &new {
+            Some(s) => self.slices.insert(key.clone(), Arc::clone(s)),
+            None => self.slices.remove(&key),
+        };
+        if let Some(old) = old {
+            let service = ObjectKey::new(key.namespace.clone(), old.service.clone());
+            if let Some(names) = self.slices_of.get_mut(&service) {
+                names.remove(&key.name);
+                if names.is_empty() {
+                    self.slices_of.remove(&service);
+                }
+            }
+            endpoints_of.insert(service);
+        }
+        if let Some(new) = new {
+            let service = ObjectKey::new(key.namespace.clone(), new.service.clone());
+            self.slices_of
+                .entry(service.clone())
+                .or_default()
+                .insert(key.name);
+            endpoints_of.insert(service);
+        }
+    }
+
+    /// Recompiles one Service; whether `virtualOutbound` must be rebuilt.
+    fn set_service(
+        &mut self,
+        key: &ObjectKey,
+        fact: Option<Arc<Service>>,
+        out: &mut ChangeSet,
+        selecting: &mut BTreeMap<String, Vec<Arc<Service>>>,
+    ) -> bool {
+        let old = self.services.get(key).cloned();
+        let new = fact.map(|fact| {
+            let fqdn = service_fqdn(&key.name, &key.namespace, &self.settings.cluster_domain);
+            let clusters = fact
+                .ports
+                .iter()
+                .map(|p| outbound_cluster_name(p.port, &fqdn))
+                .collect();
+            let routes = fact
+                .ports
+                .iter()
+                .filter(|p| p.protocol.is_http() && !fact.vips.is_empty())
+                .map(|p| route_name(&fqdn, p.port))
+                .collect();
+            Arc::new(CompiledService {
+                fact,
+                fqdn,
+                clusters,
+                routes,
+            })
+        });
+        // The proxies whose inbound side this Service feeds, before and after.
+        let inbound_changed = match (&old, &new) {
+            (Some(a), Some(b)) => {
+                a.fact.selector != b.fact.selector
+                    || a.fact
+                        .ports
+                        .iter()
+                        .map(|p| (&p.target_port, p.protocol))
+                        .ne(b.fact.ports.iter().map(|p| (&p.target_port, p.protocol)))
+            }
+            (None, None) => false,
+            _ => true,
+        };
+        if inbound_changed {
+            let list = selecting.entry(key.namespace.clone()).or_default();
+            list.extend(old.iter().chain(&new).map(|s| Arc::clone(&s.fact)));
+        }
+        let outbound_changed = match (&old, &new) {
+            (Some(a), Some(b)) => {
+                a.fact.vips != b.fact.vips
+                    || a.fact.ports.iter().map(|p| (p.port, p.protocol)).ne(b
+                        .fact
+                        .ports
+                        .iter()
+                        .map(|p| (p.port, p.protocol)))
+            }
+            (None, None) => false,
+            _ => true,
+        };
+        if let Some(old) = &old {
+            let (clusters, routes): (&[String], &[String]) = match &new {
+                Some(n) => (&n.clusters, &n.routes),
+                None => (&[], &[]),
+            };
+            for name in old.clusters.iter().filter(|n| !clusters.contains(n)) {
+                out.remove(&mut self.shared, ResourceType::Cluster, name);
+                out.remove(&mut self.shared, ResourceType::Endpoint, name);
+            }
+            for name in old.routes.iter().filter(|n| !routes.contains(n)) {
+                out.remove(&mut self.shared, ResourceType::Route, name);
+            }
+        }
+        match new {
+            Some(new) => {
+                for view in new.views(key) {
+                    out.put(
+                        &mut self.shared,
+                        ResourceType::Cluster,
+                        Resource::new(view.cluster.to_string(), &outbound_cluster(&view)),
+                    );
+                    if view.port.protocol.is_http() && !view.vips.is_empty() {
+                        let route = route_configuration(&view);
+                        out.put(
+                            &mut self.shared,
+                            ResourceType::Route,
+                            Resource::new(route.name.clone(), &route),
+                        );
+                    }
+                }
+                self.compile_endpoints(key, &new, out);
+                self.services.insert(key.clone(), new);
+            }
+            None => {
+                self.services.remove(key);
+            }
+        }
+        outbound_changed
+    }
+
+    /// The pods of a namespace that any of `services` selects: their own part may change.
+    fn mark_selected(&self, namespace: &str, services: &[Arc<Service>], out: &mut ChangeSet) {
+        let from = ObjectKey::new(namespace, String::new());
+        for (pod, workload) in self.workloads.range(from..) {
+            if pod.namespace != namespace {
+                break;
+            }
+            let node = NodeId {
+                pod: pod.name.clone(),
+                namespace: pod.namespace.clone(),
+            };
+            if !out.proxies.contains(&node) && services.iter().any(|s| selects(s, workload)) {
+                out.proxies.insert(node);
+            }
+        }
+    }
+
+    fn compile_endpoints(
+        &mut self,
+        key: &ObjectKey,
+        service: &CompiledService,
+        out: &mut ChangeSet,
+    ) {
+        let names = self.slices_of.get(key);
+        for view in service.views(key) {
+            let slices = names.into_iter().flatten().filter_map(|name| {
+                self.slices
+                    .get(&ObjectKey::new(key.namespace.clone(), name.clone()))
+                    .map(|s| &**s)
+            });
+            let assignment = load_assignment(&view, slices);
+            out.put(
+                &mut self.shared,
+                ResourceType::Endpoint,
+                Resource::new(view.cluster.to_string(), &assignment),
+            );
+        }
+    }
+
+    fn rebuild_outbound(&mut self, out: &mut ChangeSet) {
+        let mut warnings = Vec::new();
+        let views = self
+            .services
+            .iter()
+            .flat_map(|(key, service)| service.views(key));
+        let listener = virtual_outbound(views, self.mesh.outbound_traffic_policy, &mut warnings);
+        out.put(
+            &mut self.shared,
+            ResourceType::Listener,
+            Resource::new(listener.name.clone(), &listener),
+        );
+        self.outbound_warnings = warnings;
+    }
+
+    fn compiled(&self) -> CompiledMesh {
+        let mut warnings = Vec::new();
+        if self.mesh.mtls.mode != MtlsMode::Disable {
+            warnings.push(format!(
+                "spec.mtls.mode is {}, but mTLS (certificates over SDS) is not implemented yet: proxies talk plaintext",
+                self.mesh.mtls.mode.as_str()
+            ));
+        }
+        warnings.extend(self.outbound_warnings.iter().cloned());
+        CompiledMesh {
+            shared: self.shared.clone(),
+            services: self.services.clone(),
+            workloads: self.workloads.clone(),
+            mesh_found: self.meshes.contains_key(&self.settings.mesh_name),
+            warnings,
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! `meshd`: one binary that is the operator, the injection webhook, the xDS control plane and CA, the
 //! capture init step and the sidecar agent (SPEC.md §2). Each subcommand's wiring lives in `cmd/`.
 
+#![forbid(unsafe_code)]
+
 mod cmd;
 mod logging;
 

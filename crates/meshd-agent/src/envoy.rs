@@ -90,6 +90,7 @@ fn envoy_command(s: &AgentSettings, bootstrap: &PathBuf) -> tokio::process::Comm
 /// leftover Envoy would keep the pod's ports and serve with a config nobody updates. Istio's
 /// pilot-agent does the same. The signal follows the thread that spawned the child: `supervise` runs
 /// on a runtime worker thread, which lives as long as the agent.
+#[allow(unsafe_code)] // pre_exec: see the SAFETY comment
 fn die_with_the_agent(cmd: &mut tokio::process::Command) {
     let agent = nix::unistd::getpid();
     // SAFETY: the closure runs in the forked child before exec and only makes two async-signal-safe

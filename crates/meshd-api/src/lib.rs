@@ -1,6 +1,8 @@
 //! meshd's API: the custom resources users apply and the names, labels, annotations and ports they see
 //! (SPEC.md). Pure types; every other crate speaks in these words.
 
+#![forbid(unsafe_code)]
+
 pub mod crd;
 pub mod duration;
 pub mod mesh;

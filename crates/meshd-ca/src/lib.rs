@@ -12,6 +12,8 @@
 //!   [`client`] for the agent's side of it.
 //! - [`schedule`]: lifetimes and the renewal point (pure).
 
+#![forbid(unsafe_code)]
+
 pub mod auth;
 pub mod authority;
 pub mod ca_dir;

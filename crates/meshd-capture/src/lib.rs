@@ -8,6 +8,8 @@
 //! - [`apply`] and [`validate`]: the I/O part. Detect the iptables backend, read the current state, run a
 //!   plan's commands (one atomic call per family), and prove capture with a real connection.
 
+#![forbid(unsafe_code)]
+
 pub mod apply;
 mod error;
 pub mod iptables;

@@ -4,6 +4,8 @@
 //! [`review`] wraps that in the AdmissionReview answer; [`workload`] applies the same path to manifests
 //! for `meshd inject`. No I/O, no async: the webhook crate serves it.
 
+#![forbid(unsafe_code)]
+
 mod decision;
 mod fields;
 mod overrides;

@@ -8,6 +8,8 @@
 //! `let op = Operator::new(client, config, &mut registry);` (registers the metrics and returns; the borrow
 //! ends there) then `op.run(shutdown).await`. `run` returns when `shutdown` is cancelled.
 
+#![forbid(unsafe_code)]
+
 pub mod apply;
 pub mod ca_root;
 pub mod caches;

@@ -182,6 +182,7 @@ pub fn link_veth(a: &NetNs, a_dev: &str, b: &NetNs, b_dev: &str) -> anyhow::Resu
 /// Moves the calling thread into the namespace and, when asked, to another identity. Credentials are
 /// per thread in the kernel; the raw syscalls change only this thread (glibc's setuid() would change
 /// every thread of the test process).
+#[allow(unsafe_code)] // setns and setresuid/setresgid: see the SAFETY comments
 fn enter(ns: &File, who: Option<Identity>) -> std::io::Result<()> {
     // SAFETY: setns on a valid, open namespace fd; affects only the calling thread.
     if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {

@@ -10,6 +10,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 /// Installs the handler for SIGINT and SIGTERM.
+#[allow(unsafe_code)] // installing a signal handler: see the SAFETY comment
 pub fn install() -> std::io::Result<()> {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores into an atomic, which is async-signal-safe.

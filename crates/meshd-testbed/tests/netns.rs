@@ -64,6 +64,7 @@ fn veth_link_carries_tcp_between_namespaces() -> anyhow::Result<()> {
 }
 
 #[test]
+#[allow(unsafe_code)] // getuid/getgid
 fn code_and_commands_run_as_the_identity_asked_for() -> anyhow::Result<()> {
     if !require(
         "code_and_commands_run_as_the_identity_asked_for",

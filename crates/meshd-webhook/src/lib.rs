@@ -25,6 +25,8 @@
 //! One `Injector` per registry: it registers `meshd_injections_total` and
 //! `meshd_injection_duration_seconds` under those full names.
 
+#![forbid(unsafe_code)]
+
 mod events;
 mod handler;
 mod metrics;

@@ -13,6 +13,8 @@
 //!   control plane's CPU from the write until 1 s after Envoy had it (raw, and less the idle rate over
 //!   the same window). Medians are printed.
 
+#![forbid(unsafe_code)]
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,8 @@
 //! sending the admission fixtures round-robin, one request at a time. `--addr` and `--ca` aim it at a
 //! webhook already running (e.g. `meshd webhook`). Prints reviews/s and p50/p90/p99/max.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

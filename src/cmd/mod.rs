@@ -11,6 +11,7 @@ mod controlplane;
 mod crd;
 mod init;
 mod inject;
+mod kube_client;
 mod proxy_status;
 mod signals;
 mod validate;

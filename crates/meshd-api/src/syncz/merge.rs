@@ -99,7 +99,7 @@ pub fn merge(reports: &[SyncReport]) -> Vec<MergedProxy> {
                     newer.superseded.extend(older.superseded);
                     newer
                         .superseded
-                        .sort_by(|a, b| b.connected_at.cmp(&a.connected_at));
+                        .sort_by_key(|s| std::cmp::Reverse(s.connected_at));
                     by_node.insert(proxy.node_id.clone(), newer);
                 }
             }

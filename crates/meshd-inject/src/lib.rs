@@ -4,6 +4,7 @@
 //! [`review`] wraps that in the AdmissionReview answer; [`workload`] applies the same path to manifests
 //! for `meshd inject`. No I/O, no async: the webhook crate serves it.
 
+pub mod check;
 mod decision;
 mod fields;
 mod overrides;
@@ -11,6 +12,7 @@ mod patch;
 mod plan;
 mod probes;
 pub mod review;
+pub mod selection;
 mod settings;
 mod sidecar;
 mod wire;

@@ -7,6 +7,7 @@ use meshd_api::syncz::{MergedProxy, SyncState, XdsType, format_age};
 use serde::Serialize;
 
 use super::source::Answer;
+use crate::cmd::table::columns;
 
 /// Versions are 16 hex digits; the table shows the first 8, as git shows commits.
 const SHORT_VERSION: usize = 8;
@@ -35,28 +36,6 @@ pub fn table(proxies: &[MergedProxy], several: bool) -> String {
         rows.push(row);
     }
     columns(&rows)
-}
-
-/// Columns padded to their widest cell plus three spaces, as kubectl prints them.
-fn columns(rows: &[Vec<String>]) -> String {
-    let count = rows.first().map_or(0, Vec::len);
-    let widths: Vec<usize> = (0..count)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                let _ = write!(line, "{cell:<width$}   ", width = widths[i]);
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 fn mesh(p: &MergedProxy) -> String {

@@ -496,4 +496,15 @@ fn missing_objects_and_forbidden_lists_are_one_line_errors() {
         .output()
         .expect("meshd runs");
     assert_eq!(out.status.code(), Some(64));
+    // Neither POD nor -n: one line that names what is missing (clap lists it on its second line).
+    let out = Command::new(MESHD)
+        .arg("check-inject")
+        .output()
+        .expect("meshd runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64));
+    assert_eq!(
+        stderr.trim(),
+        "meshd: the following required arguments were not provided: <POD>"
+    );
 }

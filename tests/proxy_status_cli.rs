@@ -189,6 +189,21 @@ fn a_replica_that_does_not_answer_is_named_and_exits_1() {
         "{stderr}"
     );
     assert!(stderr.contains("Connection refused"), "{stderr}");
+    // No replica answered: the table prints nothing; JSON still says who did not answer.
+    let out = proxy_status(&["--control-plane", &refused]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    let out = proxy_status(&["--control-plane", &refused, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["controlPlanes"][0]["source"], refused);
+    assert!(
+        v["controlPlanes"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Connection refused")),
+        "{v}"
+    );
+    assert_eq!(v["proxies"], json!([]));
 }
 
 #[test]

@@ -88,8 +88,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         }
     }
     let incomplete = answers.iter().any(|a| a.report.is_err());
-    if reports.is_empty() {
-        // Nothing to show: an empty table would read as "no proxies".
+    if reports.is_empty() && (args.output == Output::Table || args.proxy.is_some()) {
+        // Nothing to show: an empty table would read as "no proxies". JSON still lists the errors.
         return Ok(1);
     }
     let proxies = merge(&reports);

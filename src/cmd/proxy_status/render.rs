@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use k8s_openapi::jiff::Timestamp;
-use meshd_api::syncz::{MergedProxy, SyncState, XdsType, format_age};
+use meshd_api::syncz::{self, MergedProxy, SyncState, XdsType, format_age};
 use serde::Serialize;
 
 use super::source::Answer;
@@ -45,10 +45,7 @@ fn mesh(p: &MergedProxy) -> String {
 /// Everything known about one proxy: per-type versions and nonces, and each NACK's detail.
 pub fn one(p: &MergedProxy) -> String {
     let mut out = String::new();
-    let age = |at: Timestamp| {
-        let millis = u64::try_from(p.answered_at.duration_since(at).as_millis()).unwrap_or(0);
-        format_age(std::time::Duration::from_millis(millis))
-    };
+    let age = |at: Timestamp| format_age(syncz::age(at, p.answered_at));
     let pod = if p.proxy.pod_found {
         "found".to_string()
     } else {

@@ -96,7 +96,14 @@ pub async fn ask_all(
         return Ok(futures::future::join_all(asks).await);
     }
     let client = kube_client::client(kubeconfig).await?;
-    let replicas = replicas(&client).await?;
+    let replicas = tokio::time::timeout(timeout, replicas(&client))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the API server did not list the EndpointSlices of Service {} within {timeout:?} (--timeout)",
+                names::CONTROL_PLANE_SERVICE
+            )
+        })??;
     let asks = replicas.iter().map(|(pod, port)| {
         let client = client.clone();
         async move {

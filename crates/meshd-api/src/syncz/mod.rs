@@ -15,7 +15,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 pub use merge::{MergedProxy, Superseded, merge};
-pub use state::{SyncState, format_age};
+pub use state::{SyncState, age, format_age};
 
 /// The path on the metrics port.
 pub const PATH: &str = "/debug/syncz";

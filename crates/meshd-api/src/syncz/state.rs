@@ -95,20 +95,15 @@ impl TypeSync {
                 detail: n.detail.clone(),
             },
             (None, None) => SyncState::Stale {
-                age_millis: millis_between(sent.at, now),
+                age_millis: u64::try_from(age(sent.at, now).as_millis()).unwrap_or(u64::MAX),
             },
         }
     }
 }
 
-/// `now - then` in milliseconds, 0 when `then` is in the future.
-pub(super) fn millis_between(then: Timestamp, now: Timestamp) -> u64 {
-    let d = now.duration_since(then);
-    if d.is_negative() {
-        0
-    } else {
-        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-    }
+/// `now - then`, zero when `then` is in the future (another clock, or a clock step).
+pub fn age(then: Timestamp, now: Timestamp) -> Duration {
+    Duration::try_from(now.duration_since(then)).unwrap_or(Duration::ZERO)
 }
 
 /// An age as kubectl shows one, short: `12s`, `5m`, `3h`, `2d` (seconds below 2 minutes, minutes below 2

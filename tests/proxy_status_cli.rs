@@ -325,7 +325,7 @@ fn the_metrics_port_comes_from_the_endpoint_slice() {
     assert!(text(&out.stdout).contains("web-1.shop"));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("control plane pods/meshd-7d9f6-x9y8z: GET pods/meshd-7d9f6-x9y8z:9090/proxy/debug/syncz: the server could not find the requested resource (404)"),
+        stderr.contains("control plane pods/meshd-7d9f6-x9y8z: GET pods/meshd-7d9f6-x9y8z:9090/proxy/debug/syncz: 404 (the server could not find the requested resource): the pod is gone, or its control plane does not serve /debug/syncz"),
         "{stderr}"
     );
 }

@@ -241,9 +241,18 @@ async fn get_through_api_server(
     let request = hyper::Request::get(&path)
         .body(Vec::new())
         .map_err(|e| format!("{what}: {e}"))?;
-    let text = client
-        .request_text(request)
-        .await
-        .map_err(|e| kube_client::explain(&e, &what, "get pods/proxy in meshd-system"))?;
+    let text = client.request_text(request).await.map_err(|e| match &e {
+        // The pod proxy passes the replica's own 404 through (an empty or plain-text body).
+        kube::Error::Api(status) if status.code == 404 => format!(
+            "{what}: 404 ({}): the pod is gone, or its control plane does not serve {}",
+            if status.message.is_empty() {
+                "no message"
+            } else {
+                status.message.as_str()
+            },
+            syncz::PATH
+        ),
+        _ => kube_client::explain(&e, &what, "get pods/proxy in meshd-system"),
+    })?;
     read_report(text.as_bytes()).map_err(|e| format!("{what}: {e}"))
 }

@@ -20,13 +20,7 @@ fn main() {
             std::process::exit(0);
         }
         Err(e) => {
-            let reason = e.to_string();
-            let line = reason
-                .lines()
-                .next()
-                .unwrap_or("bad arguments")
-                .trim_start_matches("error: ");
-            eprintln!("meshd: {line}");
+            eprintln!("meshd: {}", one_line(&e.to_string()));
             std::process::exit(EXIT_USAGE);
         }
     };
@@ -42,5 +36,19 @@ fn main() {
             }
             std::process::exit(1);
         }
+    }
+}
+
+/// clap's first line, and the next one when the first ends in a colon ("the following required
+/// arguments were not provided:" names them below).
+fn one_line(reason: &str) -> String {
+    let mut lines = reason.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines
+        .next()
+        .unwrap_or("bad arguments")
+        .trim_start_matches("error: ");
+    match (first.ends_with(':'), lines.next()) {
+        (true, Some(next)) => format!("{first} {next}"),
+        _ => first.to_string(),
     }
 }

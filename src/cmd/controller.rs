@@ -92,26 +92,6 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The API client from `--kubeconfig`, or in-cluster / the default kubeconfig; and the server's URL.
-async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<(kube::Client, String)> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("--kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("--kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no in-cluster config and no usable default kubeconfig (try --kubeconfig)")?,
-    };
-    let server = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config)
-        .with_context(|| format!("cannot build a client for the API server {server}"))?;
-    Ok((client, server))
-}
-
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -121,7 +101,8 @@ fn hostname() -> String {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    let (client, server) = client(args.kubeconfig.as_ref()).await?;
+    let (client, server) =
+        super::kube_client::client_and_server(args.kubeconfig.as_deref()).await?;
     let info = client
         .apiserver_version()
         .await

@@ -6,13 +6,16 @@ use crate::logging::LogFormat;
 
 mod agent;
 mod bootstrap;
+mod check_inject;
 mod controller;
 mod controlplane;
 mod crd;
 mod init;
 mod inject;
+mod kube_client;
 mod proxy_status;
 mod signals;
+mod table;
 mod validate;
 mod version;
 mod webhook;
@@ -56,8 +59,11 @@ pub enum Command {
     Agent(Box<agent::Args>),
     /// Print the Envoy bootstrap the agent would use.
     Bootstrap(bootstrap::Args),
-    /// Every connected proxy, its mesh, and whether its config is in sync.
+    /// Every connected proxy, its mesh, and whether its config is in sync; exit 1 when one is not.
     ProxyStatus(proxy_status::Args),
+    /// Whether a pod (or a new pod in a namespace) would be injected, by which webhook and Mesh, and why
+    /// not; exit 0 when it would, 1 when not.
+    CheckInject(check_inject::Args),
     /// Print all CRDs as YAML (`crds/` is this output).
     Crd(crd::Args),
     /// Check Mesh, traffic and security resources offline (like `istioctl analyze`); exit 1 on any problem.
@@ -77,6 +83,7 @@ pub fn run(command: Command) -> anyhow::Result<i32> {
         Command::Agent(args) => agent::run(*args),
         Command::Bootstrap(args) => bootstrap::run(args),
         Command::ProxyStatus(args) => proxy_status::run(args),
+        Command::CheckInject(args) => check_inject::run(args),
         Command::Crd(args) => crd::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Version(args) => version::run(args),

@@ -13,6 +13,7 @@ pub mod security;
 pub mod selector;
 pub mod settings;
 pub mod status;
+pub mod syncz;
 pub mod validate;
 pub mod values;
 

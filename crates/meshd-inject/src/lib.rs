@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod check;
 mod decision;
 mod fields;
 mod overrides;
@@ -13,6 +14,7 @@ mod patch;
 mod plan;
 mod probes;
 pub mod review;
+pub mod selection;
 mod settings;
 mod sidecar;
 mod wire;

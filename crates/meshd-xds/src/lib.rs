@@ -9,11 +9,12 @@
 //! generation when it is ready for it and looks only at those names (its own part only when its Pod or
 //! a Service selecting it changed), so a slow proxy only delays itself and never queues stale configs.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // one exception: heap::trim calls glibc's malloc_trim
 
 mod delta;
 mod generation;
 mod health;
+mod heap;
 mod metrics;
 mod names;
 mod raw;

@@ -60,6 +60,7 @@ impl XdsServer {
         cancel: CancellationToken,
     ) -> Self {
         let metrics = XdsMetrics::new(registry);
+        crate::heap::spawn_trimmer(cancel.clone());
         let generations =
             crate::generation::start(index, settings, options, metrics.clone(), cancel.clone());
         let shared = Shared {

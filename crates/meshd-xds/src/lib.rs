@@ -21,7 +21,8 @@ mod registry;
 mod server;
 mod sotw;
 mod stream;
-mod test_hook;
+#[doc(hidden)]
+pub mod test_hook;
 
 pub use generation::{Generation, XdsOptions};
 pub use health::{Syncz, serve_health};

@@ -94,16 +94,7 @@ impl XdsServer {
     /// Tests only (nothing in `meshd` calls it): from now on every resource sent goes through `rewrite`,
     /// so a test can make a real Envoy reject its config (NACK). `None` stops rewriting.
     #[doc(hidden)]
-    pub fn rewrite_resources_for_tests(
-        &self,
-        rewrite: Option<
-            Arc<
-                dyn Fn(meshd_translate::ResourceType, &mut envoy_types::pb::google::protobuf::Any)
-                    + Send
-                    + Sync,
-            >,
-        >,
-    ) {
+    pub fn rewrite_resources_for_tests(&self, rewrite: Option<Arc<crate::test_hook::Rewrite>>) {
         self.shared.resource_hook.set(rewrite);
     }
 

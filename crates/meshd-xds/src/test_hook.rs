@@ -7,7 +7,8 @@ use std::sync::{Arc, RwLock};
 use envoy_types::pb::google::protobuf::Any;
 use meshd_translate::ResourceType;
 
-type Rewrite = dyn Fn(ResourceType, &mut Any) + Send + Sync;
+/// What a test installs: rewrites one resource of a type in place.
+pub type Rewrite = dyn Fn(ResourceType, &mut Any) + Send + Sync;
 
 /// The rewrite applied to every resource as it is put on the wire; none by default.
 #[derive(Clone, Default)]

@@ -51,10 +51,18 @@ fn config_dir() -> anyhow::Result<tempfile::TempDir> {
     Ok(dir)
 }
 
-/// Envoy in `ns`, bootstrapped by `meshd bootstrap` for `client-0.demo` against `socket`.
-fn start_envoy(envoy: &Path, ns: &NetNs, dir: &Path, socket: &Path) -> anyhow::Result<Guard> {
+/// Envoy in `ns`, bootstrapped by `meshd bootstrap` for `client-0.demo` against `socket`; `api`:
+/// `delta` or `sotw`.
+fn start_envoy(
+    envoy: &Path,
+    ns: &NetNs,
+    dir: &Path,
+    socket: &Path,
+    api: &str,
+) -> anyhow::Result<Guard> {
     let bootstrap = Command::new(MESHD)
         .args(["bootstrap", "--node-id", NODE, "--format", "json"])
+        .args(["--xds-api", api])
         .args(["--label", "app=client", "--service-account", "client"])
         .args(["--pod-ip", "10.1.0.5"])
         .arg("--xds-address")
@@ -200,7 +208,7 @@ fn proxy_status_shows_a_real_envoy_synced_after_start_and_after_a_change() {
     within("the control plane listens", || {
         socket.exists().then_some(())
     });
-    let envoy_guard = start_envoy(&envoy, &ns, d, &socket).unwrap();
+    let envoy_guard = start_envoy(&envoy, &ns, d, &socket, "delta").unwrap();
 
     // Connected and every type it asked for ACKed: exit 0 even with no staleness allowed.
     let first = within("proxy-status: SYNCED after start", || {
@@ -270,9 +278,18 @@ fn break_clusters(
 }
 
 #[test]
-fn a_config_envoy_rejects_is_nacked_with_its_error_and_exit_1() {
+fn a_config_envoy_rejects_is_nacked_with_its_error_and_exit_1_delta() {
+    nacked_with_its_error("delta");
+}
+
+#[test]
+fn a_config_envoy_rejects_is_nacked_with_its_error_and_exit_1_sotw() {
+    nacked_with_its_error("sotw");
+}
+
+fn nacked_with_its_error(api: &str) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(envoy) = prerequisites("syncz_envoy nacked") else {
+    let Some(envoy) = prerequisites(&format!("syncz_envoy nacked {api}")) else {
         return;
     };
     let dir = config_dir().unwrap();
@@ -324,7 +341,7 @@ fn a_config_envoy_rejects_is_nacked_with_its_error_and_exit_1() {
     within("the control plane listens", || {
         socket.exists().then_some(())
     });
-    let _envoy = start_envoy(&envoy, &ns, &d, &socket).unwrap();
+    let _envoy = start_envoy(&envoy, &ns, &d, &socket, api).unwrap();
     within("SYNCED before the bad config", || {
         let (code, json, _) = proxy_status_json(&url, &["--stale-after", "0s"]);
         (code == Some(0) && state(&json, NODE, "CDS") == "SYNCED").then_some(())
@@ -350,6 +367,7 @@ fn a_config_envoy_rejects_is_nacked_with_its_error_and_exit_1() {
     assert_eq!(code, Some(1), "{one}");
     assert!(one.contains("NACKED") && one.contains(&detail), "{one}");
     let report = syncz(&metrics.to_string()).expect("/debug/syncz");
+    assert_eq!(report["proxies"][0]["api"], api, "{report}");
     let cds = &report["proxies"][0]["types"]["CDS"];
     assert_eq!(cds["lastNack"]["detail"], detail.as_str(), "{report}");
     assert!(cds["nackCount"].as_u64().unwrap_or(0) >= 1, "{report}");

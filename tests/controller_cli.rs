@@ -363,11 +363,18 @@ fn against_a_mock_api_server_it_serves_webhook_and_xds_and_exits_on_sigterm() {
     // One registry on 15014: the webhook's, the xDS server's and the operator's metrics.
     for family in [
         "meshd_injections_total{result=\"injected\"",
-        "meshd_xds_connected_proxies",
+        "meshd_proxies_connected",
         "meshd_reconcile",
     ] {
         assert!(metrics_text.contains(family), "no {family}: {metrics_text}");
     }
+    // The same server answers /debug/syncz for `meshd proxy-status`, named after --pod-name.
+    let syncz = http_get(metrics, "/debug/syncz").expect("/debug/syncz");
+    assert!(
+        syncz.starts_with("HTTP/1.1 200")
+            && syncz.contains(r#""controlPlane":{"name":"meshd-test-0""#),
+        "{syncz}"
+    );
 
     // The figure for docs/perf-controller.md: resident memory after 2 s idle with every watch open.
     std::thread::sleep(Duration::from_secs(2));

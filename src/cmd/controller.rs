@@ -46,7 +46,8 @@ pub struct Args {
     /// Where Envoys connect: `HOST:PORT` or `unix:PATH`.
     #[arg(long, env = "MESHD_XDS_LISTEN", default_value = "0.0.0.0:15012", value_parser = parse_xds_address)]
     xds_listen: XdsAddress,
-    /// Prometheus metrics (`/metrics`) and health (`/ready`, `/live`).
+    /// Prometheus metrics (`/metrics`), health (`/ready`, `/live`) and the proxies' sync state
+    /// (`/debug/syncz`, what `meshd proxy-status` reads).
     #[arg(long, env = "MESHD_METRICS_LISTEN", default_value = "0.0.0.0:15014")]
     metrics_listen: SocketAddr,
     /// DNS domain of the cluster's Services.
@@ -92,7 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn hostname() -> String {
+pub(super) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
@@ -181,15 +182,32 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             Arc::new(move || i64::try_from(proxies.connected()).unwrap_or(i64::MAX));
         meshd_operator::Operator::new(client.clone(), config, &mut registry)
     };
+    // A NACK becomes a Warning Event on the proxy's Pod (rate-limited), from every replica.
+    tasks.spawn(named("NACK events", {
+        let nacks = xds.proxies().subscribe_nacks();
+        let (client, instance, cancel) = (client.clone(), identity.clone(), cancel.clone());
+        async move {
+            let interval = meshd_operator::proxy_events::EVENT_INTERVAL;
+            meshd_operator::proxy_events::run(client, instance, nacks, interval, cancel).await;
+            Ok(())
+        }
+    }));
     tasks.spawn(named("operator", {
         let cancel = cancel.clone();
         async move { operator.run(cancel).await.context("operator") }
     }));
     let registry = Arc::new(registry);
+    let syncz = meshd_xds::Syncz {
+        proxies: xds.proxies(),
+        control_plane: meshd_api::syncz::ControlPlane {
+            name: identity.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+    };
     tasks.spawn(named("metrics", {
         let (addr, cancel) = (args.metrics_listen, cancel.clone());
         async move {
-            meshd_xds::serve_health(addr, registry, ready_rx, cancel)
+            meshd_xds::serve_health(addr, registry, ready_rx, syncz, cancel)
                 .await
                 .context("metrics and health server")
         }

@@ -49,7 +49,8 @@ pub struct Args {
     /// Rescan of the config directory in case a file event was missed.
     #[arg(long, env = "MESHD_RESCAN_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     rescan_interval: Duration,
-    /// Prometheus metrics (`/metrics`) and health (`/ready`, `/live`).
+    /// Prometheus metrics (`/metrics`), health (`/ready`, `/live`) and the proxies' sync state
+    /// (`/debug/syncz`, what `meshd proxy-status --control-plane` reads).
     #[arg(long, env = "MESHD_METRICS_LISTEN", default_value = "0.0.0.0:15014")]
     metrics_listen: SocketAddr,
 }
@@ -112,10 +113,18 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     tokio::spawn(source.run(cancel.clone()));
 
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let syncz = meshd_xds::Syncz {
+        proxies: server.proxies(),
+        control_plane: meshd_api::syncz::ControlPlane {
+            name: super::controller::hostname(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+    };
     let health = tokio::spawn(meshd_xds::serve_health(
         args.metrics_listen,
         Arc::new(registry),
         ready_rx,
+        syncz,
         cancel.clone(),
     ));
     let stop = cancel.clone();

@@ -19,6 +19,7 @@ pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod namespace;
+pub mod proxy_events;
 pub mod reconcile;
 pub mod status;
 pub mod webhook_tls;

@@ -402,7 +402,7 @@ async fn respond(
             .map(|r| XdsResource {
                 name: r.name.to_string(),
                 version: r.version.clone(),
-                resource: Some(r.body.clone()),
+                resource: Some(ctx.shared.resource_hook.outgoing(ty, &r.body)),
                 ..Default::default()
             })
             .collect();

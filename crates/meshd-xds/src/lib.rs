@@ -22,11 +22,13 @@ mod registry;
 mod server;
 mod sotw;
 mod stream;
+#[doc(hidden)]
+pub mod test_hook;
 
 pub use generation::{Generation, XdsOptions};
-pub use health::serve_health;
+pub use health::{Syncz, serve_health};
 pub use metrics::XdsMetrics;
-pub use registry::{ProxyRegistry, ProxyStatus, TypeStatus, XdsApiKind};
+pub use registry::{ProxyRegistry, XdsApiKind};
 pub use server::{AdsRoutes, TlsFiles, XdsServer};
 
 /// What can go wrong serving xDS.

@@ -10,12 +10,13 @@ type Labels = Vec<(&'static str, &'static str)>;
 
 #[derive(Clone, Debug)]
 pub struct XdsMetrics {
-    /// Responses sent, by xDS type (`cds`, `eds`, `lds`, `rds`) and API (`sotw`, `delta`).
+    /// Responses sent, by xDS type (`cds`, `eds`, `lds`, `rds`).
     pub pushes: Family<Labels, Counter>,
     /// NACKs received, by type.
     pub nacks: Family<Labels, Counter>,
     /// From a mesh change to the response that carries it.
-    pub push_latency: Histogram,
+    pub push_seconds: Histogram,
+    /// Open ADS streams.
     pub connected_proxies: Gauge,
     pub compile_seconds: Histogram,
 }
@@ -34,13 +35,13 @@ impl XdsMetrics {
             m.nacks.clone(),
         );
         registry.register(
-            "meshd_xds_push_latency_seconds",
+            "meshd_xds_push_seconds",
             "Time from a mesh change to the xDS response carrying it",
-            m.push_latency.clone(),
+            m.push_seconds.clone(),
         );
         registry.register(
-            "meshd_xds_connected_proxies",
-            "Proxies with an open ADS stream",
+            "meshd_proxies_connected",
+            "Proxies with an open ADS stream to this replica",
             m.connected_proxies.clone(),
         );
         registry.register(
@@ -55,7 +56,7 @@ impl XdsMetrics {
         Self {
             pushes: Family::default(),
             nacks: Family::default(),
-            push_latency: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            push_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             connected_proxies: Gauge::default(),
             compile_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 15)),
         }

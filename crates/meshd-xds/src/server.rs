@@ -61,15 +61,17 @@ impl XdsServer {
     ) -> Self {
         let metrics = XdsMetrics::new(registry);
         crate::heap::spawn_trimmer(cancel.clone());
+        let proxies = ProxyRegistry::new(&settings.mesh_name);
         let generations =
             crate::generation::start(index, settings, options, metrics.clone(), cancel.clone());
         let shared = Shared {
             generations,
-            registry: ProxyRegistry::default(),
+            registry: proxies,
             metrics,
             cancel,
             next_stream: AtomicU64::new(1),
             large_pushes: Arc::new(tokio::sync::Semaphore::new(crate::stream::LARGE_PUSHES)),
+            resource_hook: Default::default(),
         };
         Self {
             shared: Arc::new(shared),
@@ -88,6 +90,13 @@ impl XdsServer {
     /// Connected proxies and their sync state.
     pub fn proxies(&self) -> ProxyRegistry {
         self.shared.registry.clone()
+    }
+
+    /// Tests only (nothing in `meshd` calls it): from now on every resource sent goes through `rewrite`,
+    /// so a test can make a real Envoy reject its config (NACK). `None` stops rewriting.
+    #[doc(hidden)]
+    pub fn rewrite_resources_for_tests(&self, rewrite: Option<Arc<crate::test_hook::Rewrite>>) {
+        self.shared.resource_hook.set(rewrite);
     }
 
     /// The compiled generations, newest first; for readiness and tests.

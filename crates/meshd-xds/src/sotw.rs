@@ -138,7 +138,11 @@ async fn respond(
     if unchanged && !force {
         return Ok(());
     }
-    let resources = selected.iter().map(|r| r.body.clone()).collect();
+    let hook = &ctx.shared.resource_hook;
+    let resources = selected
+        .iter()
+        .map(|r| hook.outgoing(ty, &r.body))
+        .collect();
     let nonce = ctx.next_nonce();
     let response = DiscoveryResponse {
         version_info: version.clone(),

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
 
 use futures::{Stream, StreamExt};
 use meshd_translate::{NodeId, ProxyConfig, ResourceType};
@@ -13,7 +12,7 @@ use tonic::Status;
 
 use crate::generation::Generation;
 use crate::metrics::XdsMetrics;
-use crate::registry::{ProxyRegistry, ProxyStatus, XdsApiKind};
+use crate::registry::{ProxyRegistry, XdsApiKind};
 
 /// Handles every stream task gets.
 #[derive(Debug)]
@@ -25,6 +24,8 @@ pub(crate) struct Shared {
     pub next_stream: AtomicU64,
     /// Admission for large pushes (a proxy's first config, SotW full sets); see [`LARGE_PUSHES`].
     pub large_pushes: Arc<tokio::sync::Semaphore>,
+    /// Tests only: rewrites resources on the wire (see [`crate::test_hook`]).
+    pub resource_hook: crate::test_hook::ResourceHook,
 }
 
 /// Large pushes in flight at once. When thousands of proxies connect together, each first config
@@ -58,7 +59,6 @@ pub(crate) struct StreamCtx {
     pub shared: Arc<Shared>,
     pub id: u64,
     pub node: NodeId,
-    api: XdsApiKind,
     pub generations: watch::Receiver<Arc<Generation>>,
     pub generation: Arc<Generation>,
     /// Shared with what each type last sent (see delta's `TypeState`).
@@ -119,21 +119,14 @@ impl StreamCtx {
                 node.pod, node.namespace
             );
         }
-        shared.registry.insert(ProxyStatus {
-            stream_id: id,
-            node_id: node.to_string(),
-            known: config.known,
-            api,
-            connected_at: SystemTime::now(),
-            generation: generation.number,
-            types: Default::default(),
-        });
+        shared
+            .registry
+            .connect(id, &node, api, &generation.mesh, config.known);
         shared.metrics.connected_proxies.inc();
         Ok(Self {
             shared,
             id,
             node,
-            api,
             generations,
             generation,
             config,
@@ -175,11 +168,9 @@ impl StreamCtx {
             }
             _ => Scope::Full,
         };
-        let (number, known) = (generation.number, config.known);
-        self.shared.registry.update(self.id, |s| {
-            s.generation = number;
-            s.known = known;
-        });
+        self.shared
+            .registry
+            .refreshed(self.id, &self.node, &generation.mesh, config.known);
         self.generation = generation;
         self.config = config;
         scope
@@ -198,35 +189,23 @@ impl StreamCtx {
         nonce: &str,
         pushed_by_change: bool,
     ) {
-        let api = match self.api {
-            XdsApiKind::Sotw => "sotw",
-            XdsApiKind::Delta => "delta",
-        };
         self.shared
             .metrics
             .pushes
-            .get_or_create(&vec![("type", ty.short()), ("api", api)])
+            .get_or_create(&vec![("type", ty.short())])
             .inc();
         if pushed_by_change {
             self.shared
                 .metrics
-                .push_latency
+                .push_seconds
                 .observe(self.generation.changed_at.elapsed().as_secs_f64());
         }
-        self.shared.registry.update(self.id, |s| {
-            let t = s.types.entry(ty).or_default();
-            t.sent_version = version.to_string();
-            t.sent_nonce = nonce.to_string();
-        });
+        self.shared.registry.sent(self.id, ty, version, nonce);
     }
 
     pub fn record_ack(&self, ty: ResourceType, nonce: &str) {
         tracing::debug!(node = %self.node, r#type = ty.short(), nonce, "ACK");
-        self.shared.registry.update(self.id, |s| {
-            let t = s.types.entry(ty).or_default();
-            t.acked_nonce = nonce.to_string();
-            t.last_nack = None;
-        });
+        self.shared.registry.ack(self.id, ty, nonce);
     }
 
     /// A NACK is logged with Envoy's reason and counted; the rejected config is not sent again (only a
@@ -238,11 +217,7 @@ impl StreamCtx {
             .nacks
             .get_or_create(&vec![("type", ty.short())])
             .inc();
-        self.shared.registry.update(self.id, |s| {
-            let t = s.types.entry(ty).or_default();
-            t.last_nack = Some(detail.to_string());
-            t.nacks += 1;
-        });
+        self.shared.registry.nack(self.id, ty, nonce, detail);
     }
 }
 

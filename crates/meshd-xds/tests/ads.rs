@@ -10,6 +10,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use envoy_types::pb::google::rpc::Status as RpcStatus;
+use meshd_api::syncz::{ProxySync, SyncState, Timestamp, XdsType};
 use meshd_index::{Index, SharedIndex};
 use meshd_translate::facts::FactKind;
 use meshd_translate::synthetic::{SyntheticMesh, endpoint, synthetic_mesh};
@@ -101,6 +102,12 @@ impl Harness {
         prometheus_client::encoding::text::encode(&mut text, &self.registry).unwrap();
         text
     }
+}
+
+/// Every type sent on the stream was ACKed.
+fn in_sync(p: &ProxySync) -> bool {
+    let now = Timestamp::now();
+    p.types.values().all(|t| t.state(now) == SyncState::Synced)
 }
 
 fn node(id: &str) -> Option<Node> {
@@ -224,7 +231,11 @@ async fn sotw_ack_marks_the_proxy_in_sync_and_changes_are_pushed() {
     let proxies = h.server.proxies().list();
     assert_eq!(proxies.len(), 1);
     assert_eq!(proxies[0].node_id, NODE);
-    assert!(proxies[0].known && proxies[0].in_sync(), "{:?}", proxies[0]);
+    assert!(
+        proxies[0].pod_found && in_sync(&proxies[0]),
+        "{:?}",
+        proxies[0]
+    );
 
     h.change(|s| {
         s.services.remove(2);
@@ -238,20 +249,17 @@ async fn sotw_ack_marks_the_proxy_in_sync_and_changes_are_pushed() {
         cluster_names(&second)
     );
     assert!(
-        !h.server.proxies().list()[0].in_sync(),
+        !in_sync(&h.server.proxies().list()[0]),
         "sent but not yet ACKed"
     );
     let metrics = h.metrics();
+    assert!(metrics.contains("meshd_proxies_connected 1"), "{metrics}");
     assert!(
-        metrics.contains("meshd_xds_connected_proxies 1"),
+        metrics.contains(r#"meshd_xds_pushes_total{type="cds"} 2"#),
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"meshd_xds_pushes_total{type="cds",api="sotw"} 2"#),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("meshd_xds_push_latency_seconds_count 1"),
+        metrics.contains("meshd_xds_push_seconds_count 1"),
         "one push caused by a change: {metrics}"
     );
 }
@@ -271,13 +279,13 @@ async fn a_nack_is_recorded_counted_and_not_resent() {
     s.tx.send(nack).await.unwrap();
     nothing_within(&mut s.rx, Duration::from_millis(500)).await;
     let status = &h.server.proxies().list()[0];
-    let cds = &status.types[&CDS];
+    let cds = &status.types[&XdsType::Cds];
     assert_eq!(
-        cds.last_nack.as_deref(),
+        cds.last_nack.as_ref().map(|n| n.detail.as_str()),
         Some("cluster outbound|80: bad thing")
     );
-    assert_eq!(cds.nacks, 1);
-    assert!(!status.in_sync());
+    assert_eq!(cds.nack_count, 1);
+    assert!(!in_sync(status));
     assert!(
         h.metrics()
             .contains(r#"meshd_xds_nacks_total{type="cds"} 1"#),
@@ -292,7 +300,7 @@ async fn a_nack_is_recorded_counted_and_not_resent() {
     let second = next(&mut s.rx).await;
     s.tx.send(ack(CDS, &second, &[])).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(h.server.proxies().list()[0].in_sync());
+    assert!(in_sync(&h.server.proxies().list()[0]));
 }
 
 #[tokio::test]
@@ -443,7 +451,7 @@ async fn a_slow_proxy_does_not_hold_up_the_others() {
         .into_iter()
         .find(|p| p.node_id == NODE)
         .unwrap();
-    assert!(fast_status.in_sync(), "every chunk ACKed: {fast_status:?}");
+    assert!(in_sync(&fast_status), "every chunk ACKed: {fast_status:?}");
     for round in 0..20 {
         h.change(|s| {
             let port = &mut s.services[round + 10].1.ports[0];
@@ -469,8 +477,11 @@ async fn a_slow_proxy_does_not_hold_up_the_others() {
         .iter()
         .find(|p| p.node_id == "client-1.ns-1")
         .unwrap();
-    let sent_to_slow: u64 = slow_status.types[&CDS]
-        .sent_nonce
+    let sent_to_slow: u64 = slow_status.types[&XdsType::Cds]
+        .last_sent
+        .as_ref()
+        .unwrap()
+        .nonce
         .rsplit('-')
         .next()
         .unwrap()
@@ -490,7 +501,7 @@ async fn unknown_nodes_get_an_empty_config_and_bad_ids_are_refused() {
     let mut s = sotw(&h, "ghost.ns-0", CDS, &[]).await;
     let r = next(&mut s.rx).await;
     assert!(r.resources.is_empty());
-    assert!(!h.server.proxies().list()[0].known);
+    assert!(!h.server.proxies().list()[0].pod_found);
 
     let mut bad = sotw(&h, "no-namespace", CDS, &[]).await;
     let err = tokio::time::timeout(WAIT, bad.rx.message())
@@ -607,4 +618,220 @@ async fn delta_subscriptions_send_what_the_proxy_lacks_and_resend_after_unsubscr
     let r = next(&mut d.rx).await;
     assert_eq!(names(&r), [api]);
     assert!(r.removed_resources.is_empty());
+}
+
+/// The state of `ty` on `node`'s stream once it satisfies `want` (polled up to 5 s), else a panic naming
+/// the last state seen.
+async fn wait_state(
+    h: &Harness,
+    node: &str,
+    ty: XdsType,
+    want: impl Fn(&SyncState) -> bool,
+) -> SyncState {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let state = h
+            .server
+            .proxies()
+            .list()
+            .iter()
+            .find(|p| p.node_id == node)
+            .map(|p| p.type_sync(ty).state(Timestamp::now()));
+        match state {
+            Some(s) if want(&s) => return s,
+            last if tokio::time::Instant::now() > deadline => {
+                panic!("{node} {ty:?}: last state {last:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+fn nack_of(req: DiscoveryRequest, message: &str) -> DiscoveryRequest {
+    DiscoveryRequest {
+        version_info: String::new(),
+        error_detail: Some(RpcStatus {
+            code: 3,
+            message: message.into(),
+            details: vec![],
+        }),
+        ..req
+    }
+}
+
+#[tokio::test]
+async fn sotw_sync_state_goes_stale_synced_nacked_and_back() {
+    let h = start(synthetic_mesh(6, 2)).await;
+    let mut nacks = h.server.proxies().subscribe_nacks();
+    let mut s = sotw(&h, NODE, CDS, &[]).await;
+    let first = next(&mut s.rx).await;
+    // Sent, no answer: STALE, and EDS (never asked for) NOT SENT.
+    let stale = wait_state(&h, NODE, XdsType::Cds, |s| {
+        matches!(s, SyncState::Stale { .. })
+    })
+    .await;
+    assert!(matches!(stale, SyncState::Stale { age_millis } if age_millis < 5_000));
+    let record = &h.server.proxies().list()[0];
+    assert_eq!(
+        record.type_sync(XdsType::Eds).state(Timestamp::now()),
+        SyncState::NotSent
+    );
+    assert_eq!(record.mesh.as_deref(), Some("default"), "{record:?}");
+    let sent = record.types[&XdsType::Cds].last_sent.clone().unwrap();
+    assert_eq!(
+        (sent.version.as_str(), sent.nonce.as_str()),
+        (first.version_info.as_str(), first.nonce.as_str())
+    );
+
+    s.tx.send(ack(CDS, &first, &[])).await.unwrap();
+    wait_state(&h, NODE, XdsType::Cds, |s| *s == SyncState::Synced).await;
+    let acked = h.server.proxies().list()[0].types[&XdsType::Cds]
+        .last_ack
+        .clone()
+        .unwrap();
+    assert_eq!(acked.version, first.version_info);
+
+    // A change is STALE until answered; its NACK is NACKED with Envoy's error, and one notice.
+    h.change(|s| {
+        s.services.remove(2);
+    });
+    let second = next(&mut s.rx).await;
+    wait_state(&h, NODE, XdsType::Cds, |s| {
+        matches!(s, SyncState::Stale { .. })
+    })
+    .await;
+    s.tx.send(nack_of(ack(CDS, &second, &[]), "cluster x: bad thing"))
+        .await
+        .unwrap();
+    let nacked = wait_state(&h, NODE, XdsType::Cds, |s| {
+        matches!(s, SyncState::Nacked { .. })
+    })
+    .await;
+    assert_eq!(
+        nacked,
+        SyncState::Nacked {
+            detail: "cluster x: bad thing".into()
+        }
+    );
+    let cds = h.server.proxies().list()[0].types[&XdsType::Cds].clone();
+    assert_eq!(
+        cds.last_nack.as_ref().unwrap().version,
+        second.version_info,
+        "the rejected version"
+    );
+    assert_eq!(
+        cds.last_ack.as_ref().unwrap().version,
+        first.version_info,
+        "what the proxy still runs"
+    );
+    let notice = tokio::time::timeout(WAIT, nacks.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (notice.node_id.as_str(), notice.xds_type),
+        (NODE, XdsType::Cds)
+    );
+    assert_eq!(notice.nack.detail, "cluster x: bad thing");
+
+    // NACKing the next push too: counted, but the same episode (no second notice).
+    h.change(|s| {
+        s.services.remove(1);
+    });
+    let third = next(&mut s.rx).await;
+    s.tx.send(nack_of(ack(CDS, &third, &[]), "cluster y: worse"))
+        .await
+        .unwrap();
+    wait_state(&h, NODE, XdsType::Cds, |s| {
+        *s == SyncState::Nacked {
+            detail: "cluster y: worse".into(),
+        }
+    })
+    .await;
+    assert_eq!(
+        h.server.proxies().list()[0].types[&XdsType::Cds].nack_count,
+        2
+    );
+    assert!(nacks.try_recv().is_err(), "one notice per episode");
+
+    // The next accepted push ends the episode: SYNCED, and a later NACK is news again.
+    h.change(|s| {
+        s.services.remove(3);
+    });
+    let fourth = next(&mut s.rx).await;
+    s.tx.send(ack(CDS, &fourth, &[])).await.unwrap();
+    wait_state(&h, NODE, XdsType::Cds, |s| *s == SyncState::Synced).await;
+    h.change(|s| {
+        s.services.pop();
+    });
+    let fifth = next(&mut s.rx).await;
+    s.tx.send(nack_of(ack(CDS, &fifth, &[]), "again"))
+        .await
+        .unwrap();
+    let notice = tokio::time::timeout(WAIT, nacks.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(notice.nack.detail, "again", "a new episode after the ACK");
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        h.server.proxies().list().is_empty(),
+        "a closed stream leaves the report"
+    );
+}
+
+#[tokio::test]
+async fn delta_sync_state_follows_acks_and_nacks() {
+    let h = start(synthetic_mesh(3, 2)).await;
+    let mut d = delta(
+        &h,
+        DeltaDiscoveryRequest {
+            node: node(NODE),
+            type_url: CDS.type_url(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let first = next(&mut d.rx).await;
+    wait_state(&h, NODE, XdsType::Cds, |s| {
+        matches!(s, SyncState::Stale { .. })
+    })
+    .await;
+    d.tx.send(delta_ack(CDS, &first)).await.unwrap();
+    wait_state(&h, NODE, XdsType::Cds, |s| *s == SyncState::Synced).await;
+    assert_eq!(
+        h.server.proxies().list()[0].api,
+        meshd_api::syncz::XdsApi::Delta
+    );
+
+    h.change(|s| {
+        s.services.remove(2);
+    });
+    let second = next(&mut d.rx).await;
+    let nack = DeltaDiscoveryRequest {
+        error_detail: Some(RpcStatus {
+            code: 3,
+            message: "Proto constraint validation failed".into(),
+            details: vec![],
+        }),
+        ..delta_ack(CDS, &second)
+    };
+    d.tx.send(nack).await.unwrap();
+    let nacked = wait_state(&h, NODE, XdsType::Cds, |s| {
+        matches!(s, SyncState::Nacked { .. })
+    })
+    .await;
+    assert_eq!(
+        nacked,
+        SyncState::Nacked {
+            detail: "Proto constraint validation failed".into()
+        }
+    );
+    assert!(
+        h.metrics()
+            .contains(r#"meshd_xds_nacks_total{type="cds"} 1"#),
+        "{}",
+        h.metrics()
+    );
 }

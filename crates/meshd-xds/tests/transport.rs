@@ -189,13 +189,20 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
 async fn metrics_ready_and_live_are_served() {
     let cancel = CancellationToken::new();
     let mut registry = prometheus_client::registry::Registry::default();
-    let _xds = XdsServer::start(
+    let xds = XdsServer::start(
         index(),
         TranslateSettings::default(),
         XdsOptions::default(),
         &mut registry,
         cancel.clone(),
     );
+    let syncz = meshd_xds::Syncz {
+        proxies: xds.proxies(),
+        control_plane: meshd_api::syncz::ControlPlane {
+            name: "cp-0".into(),
+            version: "test".into(),
+        },
+    };
     let addr: std::net::SocketAddr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
@@ -205,6 +212,7 @@ async fn metrics_ready_and_live_are_served() {
         addr,
         Arc::new(registry),
         ready_rx,
+        syncz,
         cancel.clone(),
     ));
     let mut up = false;
@@ -224,8 +232,8 @@ async fn metrics_ready_and_live_are_served() {
     assert!(status.contains(" 200 "), "{status}");
     // Counter families show up with their first sample (see the ADS tests); these are always there.
     for name in [
-        "meshd_xds_connected_proxies",
-        "meshd_xds_push_latency_seconds",
+        "meshd_proxies_connected",
+        "meshd_xds_push_seconds",
         "meshd_xds_translation_seconds",
     ] {
         assert!(
@@ -233,6 +241,11 @@ async fn metrics_ready_and_live_are_served() {
             "{name} missing:\n{metrics}"
         );
     }
+    let (status, body) = get(addr, "/debug/syncz").await;
+    assert!(status.contains(" 200 "), "{status}");
+    let report: meshd_api::syncz::SyncReport = serde_json::from_str(&body).expect("a SyncReport");
+    assert_eq!(report.control_plane.name, "cp-0");
+    assert!(report.proxies.is_empty(), "{report:?}");
     assert!(get(addr, "/nope").await.0.contains(" 404 "));
     cancel.cancel();
     tokio::time::timeout(Duration::from_secs(2), health)

@@ -11,7 +11,8 @@ mod state;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::jiff::Timestamp;
+/// The contract's time type, for the control plane that fills the records without naming jiff itself.
+pub use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 pub use merge::{MergedProxy, Superseded, merge};
@@ -182,4 +183,19 @@ pub struct Nack {
     /// Envoy's `error_detail.message`.
     pub detail: String,
     pub at: Timestamp,
+}
+
+/// A proxy began rejecting a type's config: its first NACK on the stream since the type was last ACKed
+/// (or since the stream opened). The control plane hands these to whoever reports them (the controller
+/// turns them into a Warning Event on the Pod); later NACKs of the same episode are only counted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NackNotice {
+    /// `<pod>.<namespace>` as the proxy sent it.
+    pub node_id: String,
+    pub pod: String,
+    pub namespace: String,
+    /// Whether a Pod in the control plane's view matches the node id.
+    pub pod_found: bool,
+    pub xds_type: XdsType,
+    pub nack: Nack,
 }

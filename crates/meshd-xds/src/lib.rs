@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+mod auth;
 mod delta;
 mod generation;
 mod health;
@@ -21,12 +22,14 @@ mod registry;
 mod server;
 mod sotw;
 mod stream;
+mod tls;
 
 pub use generation::{Generation, XdsOptions};
 pub use health::serve_health;
 pub use metrics::XdsMetrics;
 pub use registry::{ProxyRegistry, ProxyStatus, TypeStatus, XdsApiKind};
 pub use server::{AdsRoutes, TlsFiles, XdsServer};
+pub use tls::{ServingCertificate, certified_key, fixed as fixed_certificate};
 
 /// What can go wrong serving xDS.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,8 @@ pub enum XdsError {
         #[source]
         source: std::io::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("gRPC server failed: {0}")]
     Transport(#[source] tonic::transport::Error),
 }
@@ -56,6 +61,7 @@ impl XdsError {
             Self::Listen { .. } => "listen",
             Self::NotASocket { .. } => "not_a_socket",
             Self::TlsFile { .. } => "tls_file",
+            Self::Tls(_) => "tls",
             Self::Transport(_) => "transport",
         }
     }

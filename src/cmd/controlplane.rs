@@ -203,28 +203,16 @@ fn read_certificate(files: &TlsFiles) -> anyhow::Result<ServingCertificate> {
     Ok(meshd_xds::fixed_certificate(key))
 }
 
-/// How long the control plane's own certificate from the mesh CA is valid; it is made anew at start.
-const SERVING_VALIDITY: Duration = Duration::from_secs(365 * 86_400);
-
 /// A certificate from the mesh CA for `meshd.meshd-system.svc` (the name agents verify whatever the
 /// address) and the listen host when it is a specific one.
 fn serving_certificate(
     ca: &meshd_ca::CertificateAuthority,
     listen: &XdsAddress,
 ) -> anyhow::Result<ServingCertificate> {
-    let mut names = vec![meshd_api::names::CONTROL_PLANE_SERVER_NAME.to_string()];
-    if let XdsAddress::Tcp { host, .. } = listen {
-        let unspecified = host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_unspecified());
-        if !unspecified && !names.contains(host) {
-            names.push(host.clone());
-        }
-    }
-    let cert = ca
-        .issue_serving(&names, SERVING_VALIDITY, std::time::SystemTime::now())
-        .context("issuing the control plane's serving certificate")?;
-    let key = meshd_xds::certified_key(cert.cert_chain_pem.as_bytes(), cert.key_pem.as_bytes())
-        .context("the control plane's serving certificate")?;
+    let host = match listen {
+        XdsAddress::Tcp { host, .. } => Some(host.as_str()),
+        XdsAddress::Unix(_) => None,
+    };
+    let key = super::serving::issue(ca, &super::serving::names(host))?;
     Ok(meshd_xds::fixed_certificate(key))
 }

@@ -12,6 +12,7 @@ mod crd;
 mod init;
 mod inject;
 mod proxy_status;
+mod serving;
 mod signals;
 mod validate;
 mod version;

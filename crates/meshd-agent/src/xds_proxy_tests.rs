@@ -157,7 +157,7 @@ async fn each_stream_carries_the_token_file_as_it_is_then() {
     // The control plane restarts: a stream through the same Envoy connection works again.
     server.abort();
     let _ = server.await;
-    let _ = control_plane(&upstream);
+    let _restarted = control_plane(&upstream);
     let mut answer = sotw(&mut envoy).await;
     for _ in 0..50 {
         if answer.is_ok() {

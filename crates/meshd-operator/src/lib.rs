@@ -118,6 +118,8 @@ pub struct Operator {
     config: OperatorConfig,
     metrics: metrics::Metrics,
     events: Arc<dyn events::EventSink>,
+    /// Whether this replica holds the Lease now (the CA's creation waits for it).
+    leading: watch::Sender<bool>,
 }
 
 impl Operator {
@@ -130,7 +132,13 @@ impl Operator {
             config,
             metrics,
             events,
+            leading: watch::channel(false).0,
         }
+    }
+
+    /// Whether this replica leads, as it changes: the mesh CA Secret is created only by the leader.
+    pub fn leading(&self) -> watch::Receiver<bool> {
+        self.leading.subscribe()
     }
 
     /// Publishes this replica's proxy count; competes for the Lease; while holding it runs the Mesh
@@ -161,6 +169,7 @@ impl Operator {
                             let task = tokio::spawn(self.lead(stop.clone()));
                             running = Some((stop, task));
                             self.metrics.leader.set(1);
+                            self.leading.send_replace(true);
                         }
                     }
                     Ok(false) => last_renewed = None,
@@ -179,6 +188,7 @@ impl Operator {
                 stop.cancel();
                 let _ = task.await;
                 self.metrics.leader.set(0);
+                self.leading.send_replace(false);
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -189,6 +199,7 @@ impl Operator {
             stop.cancel();
             let _ = task.await;
             self.metrics.leader.set(0);
+            self.leading.send_replace(false);
             elector.release().await;
         }
         let _ = publisher.await;

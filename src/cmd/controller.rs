@@ -7,7 +7,8 @@
 //!
 //! Start order: API client and server version first (a cluster that cannot be reached is a one-line
 //! error), then the watches, then xDS once the first complete snapshot arrives (an empty one would
-//! empty every Envoy), the webhook once the Secret holds its certificate. `/ready` waits for both.
+//! empty every Envoy) and the mesh CA is loaded (its TLS certificate comes from it), the webhook once
+//! the Secret holds its certificate. `/ready` waits for both.
 //! One admin server (`--metrics-listen`: `/metrics`, `/ready`, `/live`) serves the whole process.
 //!
 //! Identity (SPEC §9): the mesh CA is Secret `meshd-cacerts` (the user's) or `meshd-ca` (created once by
@@ -46,10 +47,12 @@ pub struct Args {
     /// Address the injection webhook serves HTTPS on (path /inject).
     #[arg(long, env = "MESHD_WEBHOOK_LISTEN", default_value = "0.0.0.0:9443")]
     webhook_listen: SocketAddr,
-    /// xDS + CA address written into injected sidecars.
+    /// xDS + CA address written into injected sidecars and gateways, and named in the control plane's
+    /// TLS certificate (the name agents verify stays `meshd.meshd-system.svc`).
     #[arg(long, env = "MESHD_DISCOVERY_ADDRESS", default_value = names::DEFAULT_DISCOVERY_ADDRESS, value_parser = parse_host_port)]
     discovery_address: String,
-    /// Where Envoys connect: `HOST:PORT` or `unix:PATH`.
+    /// Where agents connect (xDS and the CA, TLS only, once the mesh CA is loaded): `HOST:PORT` or
+    /// `unix:PATH`.
     #[arg(long, env = "MESHD_XDS_LISTEN", default_value = "0.0.0.0:15012", value_parser = parse_xds_address)]
     xds_listen: XdsAddress,
     /// Prometheus metrics (`/metrics`) and health (`/ready`, `/live`).

@@ -612,7 +612,9 @@ fn the_leader_makes_the_mesh_ca_and_serves_xds_and_the_ca_over_tls_with_token_re
 
     // CreateCertificate over that TLS: the token is reviewed by the API server for audience meshd.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let refused = runtime.block_on(async {
+    let (refused, ads) = runtime.block_on(async {
+        use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+        use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
         let address: meshd_translate::XdsAddress =
             format!("127.0.0.1:{xds}").parse().expect("address");
         let tls = meshd_ca::client::ClientTls {
@@ -622,16 +624,32 @@ fn the_leader_makes_the_mesh_ca_and_serves_xds_and_the_ca_over_tls_with_token_re
         let channel = meshd_ca::client::connect(&address, Some(&tls))
             .await
             .expect("TLS to the CA");
-        meshd_ca::client::create_certificate(
-            channel,
+        let refused = meshd_ca::client::create_certificate(
+            channel.clone(),
             "a-token-the-api-server-does-not-know",
             meshd_ca::proto::IstioCertificateRequest::default(),
         )
-        .await
+        .await;
+        // An ADS stream without a token is refused before any config is sent.
+        let requests = tokio_stream::iter([DeltaDiscoveryRequest::default()]);
+        let ads = AggregatedDiscoveryServiceClient::new(channel)
+            .delta_aggregated_resources(requests)
+            .await
+            .map(|_| ());
+        (refused, ads)
     });
     assert_eq!(
         refused.expect_err("refused").code(),
         tonic::Code::Unauthenticated
+    );
+    assert_eq!(
+        ads.expect_err("ADS without a token").code(),
+        tonic::Code::Unauthenticated
+    );
+    let metrics_text = http_get(metrics, "/metrics").expect("metrics");
+    assert!(
+        metrics_text.contains("meshd_certificate_requests_total{result=\"refused\"} 1"),
+        "{metrics_text}"
     );
     let reviews = posts(&api, "/apis/authentication.k8s.io/v1/tokenreviews");
     assert_eq!(reviews.len(), 1, "one TokenReview per request");

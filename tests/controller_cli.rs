@@ -22,6 +22,8 @@ use meshd_tools::pki::DevCa;
 use serde_json::{Value, json};
 
 const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
+/// The token the mock API server's TokenReview authenticates (as `system:serviceaccount:shop:web`).
+const KNOWN_TOKEN: &str = "shop-web-projected-token";
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/admission");
 
 fn free_port() -> u16 {
@@ -210,6 +212,17 @@ fn serve_connection(
                 200,
                 json!({"major": "1", "minor": "30", "gitVersion": "v1.30.2", "platform": "linux/amd64"}),
             )
+        } else if method == "POST" && path == "/apis/authentication.k8s.io/v1/tokenreviews" {
+            // One token the API server knows: shop/web's, for audience meshd.
+            let mut review: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            if review["spec"]["token"] == KNOWN_TOKEN {
+                review["status"] = json!({
+                    "authenticated": true,
+                    "audiences": review["spec"]["audiences"].clone(),
+                    "user": {"username": "system:serviceaccount:shop:web"},
+                });
+            }
+            (201, review)
         } else if method == "POST" {
             (201, serde_json::from_slice(&body).unwrap_or(Value::Null))
         } else if method == "GET" && (!query.is_empty() || objects.iter().any(|(p, _)| *p == path))
@@ -516,8 +529,10 @@ fn posted(api: &MockApi, path: &str, name: &str) -> Vec<Value> {
 
 /// SPEC §9 in `meshd controller`: the leader creates Secret `meshd-ca` (the key never in the log), xDS
 /// and the CA are served over TLS only, with a certificate from that CA for `meshd.meshd-system.svc` and
-/// the `--discovery-address` host, every request is checked with a TokenReview for audience `meshd`
-/// (the mock's answer authenticates no one: UNAUTHENTICATED), and the root goes into `meshd-ca-root`.
+/// the `--discovery-address` host, every request is checked with a TokenReview for audience `meshd` (a
+/// token the API server does not know: UNAUTHENTICATED; a known one: a certificate for its account's
+/// SPIFFE identity whatever the CSR names; no token on ADS: UNAUTHENTICATED), and the root goes into
+/// `meshd-ca-root`.
 #[test]
 fn the_leader_makes_the_mesh_ca_and_serves_xds_and_the_ca_over_tls_with_token_reviews() {
     let ca = DevCa::new().expect("ca");
@@ -612,7 +627,7 @@ fn the_leader_makes_the_mesh_ca_and_serves_xds_and_the_ca_over_tls_with_token_re
 
     // CreateCertificate over that TLS: the token is reviewed by the API server for audience meshd.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let (refused, ads) = runtime.block_on(async {
+    let (refused, ads, issued) = runtime.block_on(async {
         use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
         use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
         let address: meshd_translate::XdsAddress =
@@ -630,13 +645,33 @@ fn the_leader_makes_the_mesh_ca_and_serves_xds_and_the_ca_over_tls_with_token_re
             meshd_ca::proto::IstioCertificateRequest::default(),
         )
         .await;
+        // A reviewed token gets its account's identity, whatever the CSR names.
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = rcgen::CertificateParams::new(vec!["admin.kube-system".to_string()])
+            .expect("params");
+        params.subject_alt_names.push(rcgen::SanType::URI(
+            "spiffe://cluster.local/ns/kube-system/sa/admin"
+                .try_into()
+                .expect("uri"),
+        ));
+        let csr = params.serialize_request(&key).expect("csr").pem().expect("pem");
+        let issued = meshd_ca::client::create_certificate(
+            channel.clone(),
+            KNOWN_TOKEN,
+            meshd_ca::proto::IstioCertificateRequest {
+                csr,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("a certificate for a reviewed token");
         // An ADS stream without a token is refused before any config is sent.
         let requests = tokio_stream::iter([DeltaDiscoveryRequest::default()]);
         let ads = AggregatedDiscoveryServiceClient::new(channel)
             .delta_aggregated_resources(requests)
             .await
             .map(|_| ());
-        (refused, ads)
+        (refused, ads, issued)
     });
     assert_eq!(
         refused.expect_err("refused").code(),
@@ -646,13 +681,32 @@ fn the_leader_makes_the_mesh_ca_and_serves_xds_and_the_ca_over_tls_with_token_re
         ads.expect_err("ADS without a token").code(),
         tonic::Code::Unauthenticated
     );
+    let chain = &issued.cert_chain;
+    assert_eq!(ders_of(chain.last().expect("root")), ders_of(&root));
+    let leaf = ders_of(&chain[0]);
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaf[0]).expect("x509");
+    let uris: Vec<String> = cert
+        .subject_alternative_name()
+        .expect("SAN extension")
+        .expect("SANs")
+        .value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::URI(u) => Some(u.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(uris, ["spiffe://cluster.local/ns/shop/sa/web"]);
     let metrics_text = http_get(metrics, "/metrics").expect("metrics");
-    assert!(
-        metrics_text.contains("meshd_certificate_requests_total{result=\"refused\"} 1"),
-        "{metrics_text}"
-    );
+    for line in [
+        "meshd_certificate_requests_total{result=\"refused\"} 1",
+        "meshd_certificate_requests_total{result=\"issued\"} 1",
+    ] {
+        assert!(metrics_text.contains(line), "no {line}: {metrics_text}");
+    }
     let reviews = posts(&api, "/apis/authentication.k8s.io/v1/tokenreviews");
-    assert_eq!(reviews.len(), 1, "one TokenReview per request");
+    assert_eq!(reviews.len(), 2, "one TokenReview per request");
     assert_eq!(reviews[0]["spec"]["audiences"], json!(["meshd"]));
     assert_eq!(
         reviews[0]["spec"]["token"],
@@ -677,7 +731,15 @@ fn the_leader_makes_the_mesh_ca_and_serves_xds_and_the_ca_over_tls_with_token_re
         !log.contains("PRIVATE KEY") && !log.contains(&key_body[..40]),
         "the CA key is never logged"
     );
-    assert!(!log.contains("a-token-the-api-server-does-not-know"));
+    assert!(!log.contains("a-token-the-api-server-does-not-know") && !log.contains(KNOWN_TOKEN));
+}
+
+/// DERs of the certificates in `pem`.
+fn ders_of(pem: &str) -> Vec<Vec<u8>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .map(|c| c.expect("pem").to_vec())
+        .collect()
 }
 
 /// The leaf the TLS server on 127.0.0.1:`port` presents, verified against `root` for `name`.

@@ -205,6 +205,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         config.discovery_address = args.discovery_address.clone();
         config.mesh = args.mesh.clone();
         config.ca_root = ca_root_rx;
+        // The leader makes or reads the CA within a second or two of winning the Lease.
+        config.ca_root_grace = Duration::from_secs(10);
         config.control_plane_ready = Arc::new(move || *ready.borrow());
         config.connected_proxies =
             Arc::new(move || i64::try_from(proxies.connected()).unwrap_or(i64::MAX));

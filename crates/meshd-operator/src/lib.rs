@@ -91,6 +91,8 @@ pub struct OperatorConfig {
     /// The mesh root CA bundle (PEM) written into every namespace's `meshd-ca-root`; empty until the CA
     /// exists.
     pub ca_root: watch::Receiver<String>,
+    /// How long the leader waits for a non-empty `ca_root` before it writes an empty one.
+    pub ca_root_grace: Duration,
     /// Validity of the webhook CA and serving certificate; rotated when under a third remains.
     pub cert_validity: Duration,
     /// Added: `--discovery-address`, written into gateway pods as MESHD_DISCOVERY_ADDRESS.
@@ -107,6 +109,7 @@ impl OperatorConfig {
             connected_proxies: Arc::new(|| 0),
             mesh: meshd_api::names::DEFAULT_MESH.to_string(),
             ca_root: watch::channel(String::new()).1,
+            ca_root_grace: Duration::ZERO,
             cert_validity: Duration::from_secs(365 * 24 * 3600),
             discovery_address: meshd_api::names::DEFAULT_DISCOVERY_ADDRESS.to_string(),
         }
@@ -216,9 +219,10 @@ impl Operator {
             self.events.clone(),
             caches,
         ));
-        let ca_root = ca_root::run(
+        let ca_root = ca_root::run_with_grace(
             self.client.clone(),
             self.config.ca_root.clone(),
+            self.config.ca_root_grace,
             stop.clone(),
         );
         async move {

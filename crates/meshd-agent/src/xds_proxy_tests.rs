@@ -1,6 +1,7 @@
 //! The xDS proxy against a small ADS server on a Unix socket that answers every stream with the
 //! `authorization` it received: the token file's content per stream (rotation), never what Envoy sent,
-//! UNAVAILABLE while the control plane is away, and a new stream once it is back.
+//! UNAVAILABLE while the control plane is away, and a new stream once it is back; the trust anchor
+//! re-read per stream.
 
 use std::path::Path;
 use std::pin::Pin;
@@ -180,4 +181,57 @@ async fn each_stream_carries_the_token_file_as_it_is_then() {
         .await;
     assert_eq!(other.unwrap_err().code(), Code::Unimplemented);
     proxy.abort();
+}
+
+/// The trust anchor for the control plane's TLS is `--ca-file` as it is when a stream opens: the same
+/// content keeps the channel, a changed one (a root rotation, a kubelet-updated `meshd-ca-root`) makes
+/// a new channel, and an unreadable file is UNAVAILABLE naming it (Envoy retries).
+#[tokio::test]
+async fn a_changed_ca_file_makes_a_new_channel_and_a_missing_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("root-cert.pem");
+    let pem = |name: &str| {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        rcgen::CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem()
+    };
+    let upstream = super::Upstream {
+        address: "127.0.0.1:1".parse().unwrap(),
+        tls: Some(("meshd.meshd-system.svc".into(), ca_file.clone())),
+        token_file: dir.path().join("token"),
+        channel: std::sync::Mutex::new(None),
+        warned_plaintext: Default::default(),
+    };
+    let anchor = |u: &super::Upstream| u.channel.lock().unwrap().as_ref().map(|(a, _)| a.clone());
+
+    let missing = upstream.channel().unwrap_err();
+    assert_eq!(missing.code(), Code::Unavailable);
+    assert!(
+        missing.message().contains(&ca_file.display().to_string()),
+        "{}",
+        missing.message()
+    );
+
+    let old = pem("old-root");
+    std::fs::write(&ca_file, &old).unwrap();
+    upstream.channel().unwrap();
+    assert_eq!(anchor(&upstream).unwrap(), old.as_bytes());
+    upstream.channel().unwrap();
+    assert_eq!(
+        anchor(&upstream).unwrap(),
+        old.as_bytes(),
+        "unchanged: kept"
+    );
+
+    let both = format!("{old}{}", pem("new-root"));
+    std::fs::write(&ca_file, &both).unwrap();
+    upstream.channel().unwrap();
+    assert_eq!(
+        anchor(&upstream).unwrap(),
+        both.as_bytes(),
+        "rotated: new channel"
+    );
 }

@@ -3,7 +3,9 @@
 //! HTTP, answering the lists and holding the watches open) the controller serves the webhook
 //! certificate from the Secret (straight from the watch, no file), injects with the Mesh ConfigMap's settings over real TLS, records an
 //! Event on the pod's owner, serves xDS, runs the operator (which competes for the Lease as
-//! `--pod-name`), turns `/ready`, and exits 0 on SIGTERM within 5 s.
+//! `--pod-name`), turns `/ready`, and exits 0 on SIGTERM within 5 s. As leader it creates the mesh CA
+//! Secret, serves xDS and the CA over TLS only with a certificate from it, reviews tokens with the API
+//! server, and writes the root into `meshd-ca-root`.
 
 mod common;
 
@@ -20,6 +22,8 @@ use meshd_tools::pki::DevCa;
 use serde_json::{Value, json};
 
 const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
+/// The token the mock API server's TokenReview authenticates (as `system:serviceaccount:shop:web`).
+const KNOWN_TOKEN: &str = "shop-web-projected-token";
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/admission");
 
 fn free_port() -> u16 {
@@ -208,6 +212,17 @@ fn serve_connection(
                 200,
                 json!({"major": "1", "minor": "30", "gitVersion": "v1.30.2", "platform": "linux/amd64"}),
             )
+        } else if method == "POST" && path == "/apis/authentication.k8s.io/v1/tokenreviews" {
+            // One token the API server knows: shop/web's, for audience meshd.
+            let mut review: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            if review["spec"]["token"] == KNOWN_TOKEN {
+                review["status"] = json!({
+                    "authenticated": true,
+                    "audiences": review["spec"]["audiences"].clone(),
+                    "user": {"username": "system:serviceaccount:shop:web"},
+                });
+            }
+            (201, review)
         } else if method == "POST" {
             (201, serde_json::from_slice(&body).unwrap_or(Value::Null))
         } else if method == "GET" && (!query.is_empty() || objects.iter().any(|(p, _)| *p == path))
@@ -498,4 +513,269 @@ fn without_the_webhook_secret_it_is_live_but_not_ready_and_a_bad_configmap_is_lo
         warning.contains("--discovery-address") && warning.contains("meshd.meshd-system.svc:15012"),
         "{warning}"
     );
+}
+
+/// The bodies POSTed to `path` (kube's client may add an empty query), as JSON.
+fn posts(api: &MockApi, path: &str) -> Vec<Value> {
+    let prefix = format!("POST {path}");
+    api.requests()
+        .iter()
+        .filter_map(|r| r.strip_prefix(&prefix))
+        .filter_map(|rest| rest.strip_prefix("? ").or_else(|| rest.strip_prefix(' ')))
+        .filter_map(|body| serde_json::from_str::<Value>(body).ok())
+        .collect()
+}
+
+/// The bodies POSTed to `path` that name `name`.
+fn posted(api: &MockApi, path: &str, name: &str) -> Vec<Value> {
+    posts(api, path)
+        .into_iter()
+        .filter(|v| v["metadata"]["name"] == name)
+        .collect()
+}
+
+/// SPEC §9 in `meshd controller`: the leader creates Secret `meshd-ca` (the key never in the log), xDS
+/// and the CA are served over TLS only, with a certificate from that CA for `meshd.meshd-system.svc` and
+/// the `--discovery-address` host, every request is checked with a TokenReview for audience `meshd` (a
+/// token the API server does not know: UNAUTHENTICATED; a known one: a certificate for its account's
+/// SPIFFE identity whatever the CSR names; no token on ADS: UNAUTHENTICATED), and the root goes into
+/// `meshd-ca-root`.
+#[test]
+fn the_leader_makes_the_mesh_ca_and_serves_xds_and_the_ca_over_tls_with_token_reviews() {
+    let ca = DevCa::new().expect("ca");
+    let leaf = ca.issue(&["localhost"]).expect("leaf");
+    let b64 = |s: &str| B64.encode(s.as_bytes());
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "meshd-webhook-tls", "namespace": "meshd-system", "resourceVersion": "5"},
+        "data": {"tls.crt": b64(&leaf.cert_pem), "tls.key": b64(&leaf.key_pem), "ca.crt": b64(&ca.ca_pem())},
+    });
+    let namespace = json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "shop", "resourceVersion": "3"},
+    });
+    let api = MockApi::start(vec![
+        ("/api/v1/namespaces/meshd-system/secrets", secret),
+        ("/api/v1/namespaces", namespace),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = kubeconfig(dir.path(), &format!("http://127.0.0.1:{}", api.port));
+    let (webhook, xds, metrics) = (free_port(), free_port(), free_port());
+    let log_path = dir.path().join("controller.log");
+    let child = Command::new(MESHD)
+        .args([
+            "controller",
+            "--kubeconfig",
+            &config,
+            "--pod-name",
+            "meshd-test-0",
+        ])
+        .args(["--webhook-listen", &format!("127.0.0.1:{webhook}")])
+        .args(["--xds-listen", &format!("127.0.0.1:{xds}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+        .args(["--discovery-address", "10.1.2.3:15012"])
+        .env("MESHD_LOG_LEVEL", "debug")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).expect("log file"))
+        .spawn()
+        .expect("meshd controller starts");
+    let _child = Killed(child);
+
+    wait_for("/ready answers 200", Duration::from_secs(30), || {
+        http_get(metrics, "/ready").is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    });
+    let created = posted(&api, "/api/v1/namespaces/meshd-system/secrets", "meshd-ca");
+    assert_eq!(
+        created.len(),
+        1,
+        "the leader creates meshd-ca once: {:?}",
+        api.requests()
+    );
+    let data = |key: &str| {
+        String::from_utf8(
+            B64.decode(created[0]["data"][key].as_str().expect(key))
+                .expect("base64"),
+        )
+        .expect("utf-8")
+    };
+    let (root, key) = (data("root-cert.pem"), data("ca-key.pem"));
+    assert!(root.contains("BEGIN CERTIFICATE") && key.contains("PRIVATE KEY"));
+
+    // TLS only: the listener presents a certificate from the new CA for the SPEC's name and the host.
+    let served = served_leaf_named(xds, &root, "meshd.meshd-system.svc").expect("TLS handshake");
+    let (_, cert) = x509_parser::parse_x509_certificate(&served).expect("x509");
+    use x509_parser::extensions::GeneralName;
+    let sans = cert
+        .subject_alternative_name()
+        .expect("SAN extension")
+        .expect("SANs")
+        .value
+        .general_names
+        .clone();
+    assert!(
+        sans.contains(&GeneralName::DNSName("meshd.meshd-system.svc"))
+            && sans.contains(&GeneralName::IPAddress(&[10, 1, 2, 3])),
+        "{sans:?}"
+    );
+    let mut plain = TcpStream::connect(("127.0.0.1", xds)).expect("connect");
+    plain
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .expect("write");
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut answer = [0u8; 64];
+    let n = plain.read(&mut answer).unwrap_or(0);
+    assert!(
+        n == 0 || answer[0] == 0x15,
+        "a plaintext HTTP/2 client gets a TLS alert or nothing, not HTTP/2: {:?}",
+        &answer[..n]
+    );
+
+    // CreateCertificate over that TLS: the token is reviewed by the API server for audience meshd.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (refused, ads, issued) = runtime.block_on(async {
+        use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+        use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+        let address: meshd_translate::XdsAddress =
+            format!("127.0.0.1:{xds}").parse().expect("address");
+        let tls = meshd_ca::client::ClientTls {
+            ca_pem: root.as_bytes().to_vec(),
+            server_name: "meshd.meshd-system.svc".into(),
+        };
+        let channel = meshd_ca::client::connect(&address, Some(&tls))
+            .await
+            .expect("TLS to the CA");
+        let refused = meshd_ca::client::create_certificate(
+            channel.clone(),
+            "a-token-the-api-server-does-not-know",
+            meshd_ca::proto::IstioCertificateRequest::default(),
+        )
+        .await;
+        // A reviewed token gets its account's identity, whatever the CSR names.
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = rcgen::CertificateParams::new(vec!["admin.kube-system".to_string()])
+            .expect("params");
+        params.subject_alt_names.push(rcgen::SanType::URI(
+            "spiffe://cluster.local/ns/kube-system/sa/admin"
+                .try_into()
+                .expect("uri"),
+        ));
+        let csr = params.serialize_request(&key).expect("csr").pem().expect("pem");
+        let issued = meshd_ca::client::create_certificate(
+            channel.clone(),
+            KNOWN_TOKEN,
+            meshd_ca::proto::IstioCertificateRequest {
+                csr,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("a certificate for a reviewed token");
+        // An ADS stream without a token is refused before any config is sent.
+        let requests = tokio_stream::iter([DeltaDiscoveryRequest::default()]);
+        let ads = AggregatedDiscoveryServiceClient::new(channel)
+            .delta_aggregated_resources(requests)
+            .await
+            .map(|_| ());
+        (refused, ads, issued)
+    });
+    assert_eq!(
+        refused.expect_err("refused").code(),
+        tonic::Code::Unauthenticated
+    );
+    assert_eq!(
+        ads.expect_err("ADS without a token").code(),
+        tonic::Code::Unauthenticated
+    );
+    let chain = &issued.cert_chain;
+    assert_eq!(ders_of(chain.last().expect("root")), ders_of(&root));
+    let leaf = ders_of(&chain[0]);
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaf[0]).expect("x509");
+    let uris: Vec<String> = cert
+        .subject_alternative_name()
+        .expect("SAN extension")
+        .expect("SANs")
+        .value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::URI(u) => Some(u.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(uris, ["spiffe://cluster.local/ns/shop/sa/web"]);
+    let metrics_text = http_get(metrics, "/metrics").expect("metrics");
+    for line in [
+        "meshd_certificate_requests_total{result=\"refused\"} 1",
+        "meshd_certificate_requests_total{result=\"issued\"} 1",
+    ] {
+        assert!(metrics_text.contains(line), "no {line}: {metrics_text}");
+    }
+    let reviews = posts(&api, "/apis/authentication.k8s.io/v1/tokenreviews");
+    assert_eq!(reviews.len(), 2, "one TokenReview per request");
+    assert_eq!(reviews[0]["spec"]["audiences"], json!(["meshd"]));
+    assert_eq!(
+        reviews[0]["spec"]["token"],
+        "a-token-the-api-server-does-not-know"
+    );
+
+    // The root, not an empty bundle, in the namespace's meshd-ca-root.
+    wait_for(
+        "meshd-ca-root in namespace shop with the root",
+        Duration::from_secs(10),
+        || {
+            api.requests().iter().any(|r| {
+                r.starts_with("PATCH /api/v1/namespaces/shop/configmaps/meshd-ca-root")
+                    && r.contains(root.lines().nth(1).expect("a base64 line"))
+            })
+        },
+    );
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert!(log.contains("mesh CA loaded"), "{log}");
+    let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(
+        !log.contains("PRIVATE KEY") && !log.contains(&key_body[..40]),
+        "the CA key is never logged"
+    );
+    assert!(!log.contains("a-token-the-api-server-does-not-know") && !log.contains(KNOWN_TOKEN));
+}
+
+/// DERs of the certificates in `pem`.
+fn ders_of(pem: &str) -> Vec<Vec<u8>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .map(|c| c.expect("pem").to_vec())
+        .collect()
+}
+
+/// The leaf the TLS server on 127.0.0.1:`port` presents, verified against `root` for `name`.
+fn served_leaf_named(port: u16, root: &str, name: &str) -> std::io::Result<Vec<u8>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(root.as_bytes()) {
+        roots.add(cert.expect("pem")).expect("root");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let conn = rustls::ClientConnection::new(
+        Arc::new(config),
+        rustls::pki_types::ServerName::try_from(name.to_string()).expect("name"),
+    )
+    .map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(("127.0.0.1", port))?);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    tls.conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec())
+        .ok_or_else(|| std::io::Error::other("no peer certificate"))
 }

@@ -4,7 +4,10 @@
 //! It installs the CRDs, runs `meshd controller` from this build on the test machine (out of cluster, with
 //! `--kubeconfig`), applies `examples/mesh.yaml`, and checks what the operator owns, ConfigMap
 //! `meshd-ca-root` in a fresh namespace, the `kubectl get mesh` columns (the server-side Table), the
-//! conditions, the status counts, drift repair, and cleanup when the Mesh is deleted. On a failure it
+//! conditions, the status counts, drift repair, and cleanup when the Mesh is deleted. Identity (SPEC §9):
+//! the controller creates Secret `meshd-ca` once and writes its root into `meshd-ca-root`; xDS and the
+//! CA are served over TLS only, so a gateway or sidecar that connects (and, with a proxy image, the
+//! certificates counted as issued) proves the TLS + TokenReview path end to end. On a failure it
 //! prints the Mesh's status and this run's Events (created since the run started, about the Mesh or
 //! objects in meshd-system or the run's namespace) before cleanup deletes them.
 //!
@@ -259,6 +262,9 @@ async fn operator_reconciles_the_example_mesh() -> Result<()> {
     let cleanup = check_cleanup(&client, &run).await;
     drop(controller);
     remove_ca_roots(&client).await;
+    // The mesh CA the controller made: the cluster is left as the run found it.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), SYSTEM);
+    let _ = secrets.delete("meshd-ca", &DeleteParams::default()).await;
     result?;
     cleanup
 }
@@ -329,10 +335,35 @@ async fn check_reconciled(client: &Client, run: &Run) -> Result<()> {
         Ok(secrets.get_opt("meshd-webhook-tls").await?)
     })
     .await?;
-    // The gateway pods mount it: it must be in the gateway's namespace.
-    eventually("ConfigMap meshd-ca-root in meshd-system", || async {
-        Ok(configmaps.get_opt("meshd-ca-root").await?)
-    })
+    // The gateway pods mount it: it must be in the gateway's namespace, with the root of the CA the
+    // leader created (Secret meshd-ca, once).
+    let ca = eventually(
+        "Secret meshd-ca (the mesh CA, made by the leader)",
+        || async { Ok(secrets.get_opt("meshd-ca").await?) },
+    )
+    .await?;
+    let ca_data = ca.data.unwrap_or_default();
+    for key in [
+        "ca-cert.pem",
+        "ca-key.pem",
+        "cert-chain.pem",
+        "root-cert.pem",
+    ] {
+        assert!(ca_data.contains_key(key), "Secret meshd-ca lacks {key}");
+    }
+    let root = String::from_utf8(ca_data["root-cert.pem"].0.clone())?;
+    eventually(
+        "ConfigMap meshd-ca-root in meshd-system holding the mesh root",
+        || async {
+            let cm = configmaps.get_opt("meshd-ca-root").await?;
+            Ok(cm.filter(|cm| {
+                cm.data
+                    .as_ref()
+                    .and_then(|d| d.get("root-cert.pem"))
+                    .is_some_and(|r| *r == root)
+            }))
+        },
+    )
     .await?;
     let mwc = eventually("MutatingWebhookConfiguration with a caBundle", || async {
         let w = webhooks.get_opt("meshd-injector-default").await?;
@@ -374,6 +405,7 @@ async fn check_reconciled(client: &Client, run: &Run) -> Result<()> {
     assert_eq!(webhook_ready, "True", "WebhookReady: {reason}: {message}");
     if run.proxy_image.is_some() {
         check_gateway_runs_but_is_not_ready(&meshes).await?;
+        check_certificates_issued().await?;
     } else {
         say!(
             "e2e: MESHD_E2E_PROXY_IMAGE unset: the gateway image may not be pullable, so its replicas are not required to run"
@@ -485,6 +517,38 @@ async fn check_gateway_runs_but_is_not_ready(meshes: &Api<Mesh>) -> Result<()> {
         },
     )
     .await
+}
+
+/// The gateway's agent got its certificate over TLS with its projected token (a TokenReview):
+/// `meshd_certificate_requests_total{result="issued"}` on the controller's metrics port.
+async fn check_certificates_issued() -> Result<()> {
+    eventually_within(
+        Duration::from_secs(60),
+        "meshd_certificate_requests_total{result=\"issued\"} >= 1",
+        || async {
+            let text = metrics().await?;
+            let issued = text
+                .lines()
+                .find(|l| l.starts_with("meshd_certificate_requests_total{result=\"issued\"}"))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            Ok((issued >= 1.0).then_some(()))
+        },
+    )
+    .await
+}
+
+/// The controller's `/metrics` (it listens on 127.0.0.1:15014 in this suite).
+async fn metrics() -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect("127.0.0.1:15014").await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await?;
+    Ok(text)
 }
 
 /// A namespace made now gets ConfigMap meshd-ca-root within seconds, before a pod in it needs it.
@@ -655,6 +719,21 @@ async fn check_injection(client: &Client, run: &Run) -> Result<()> {
         names.contains(&"meshd-proxy".to_string()),
         "Deployment pod not injected: {names:?}"
     );
+    if run.proxy_image.is_some() {
+        // Ready means its agent got a certificate (TLS to the controller, a TokenReview of the projected
+        // token) and its Envoy its config over the authenticated ADS stream.
+        let pod_name = made.metadata.name.clone().context("a pod without a name")?;
+        eventually("the Deployment's injected pod Ready", || async {
+            let p = pods.get(&pod_name).await?;
+            let ready = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            Ok(ready.then_some(()))
+        })
+        .await?;
+    }
 
     // status.injectedPods follows within seconds (the two injected pods; the opted-out one is not).
     let meshes: Api<Mesh> = Api::all(client.clone());

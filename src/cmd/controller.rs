@@ -7,8 +7,14 @@
 //!
 //! Start order: API client and server version first (a cluster that cannot be reached is a one-line
 //! error), then the watches, then xDS once the first complete snapshot arrives (an empty one would
-//! empty every Envoy), the webhook once the Secret holds its certificate. `/ready` waits for both.
+//! empty every Envoy) and the mesh CA is loaded (its TLS certificate comes from it), the webhook once
+//! the Secret holds its certificate. `/ready` waits for both.
 //! One admin server (`--metrics-listen`: `/metrics`, `/ready`, `/live`) serves the whole process.
+//!
+//! Identity (SPEC §9): the mesh CA is Secret `meshd-cacerts` (the user's) or `meshd-ca` (created once by
+//! the leader); every replica loads it ([`meshd_ca::cluster::follow`]), serves xDS and
+//! `CreateCertificate` over TLS with a certificate from it, authenticates both with a TokenReview
+//! (audience `meshd`), and the leader writes its root bundle into every namespace's `meshd-ca-root`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +23,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meshd_api::names;
+use meshd_ca::{CaMetrics, CertificateService, IssuancePolicy, PolicySource};
 use meshd_index::SharedIndex;
 use meshd_translate::{TranslateSettings, XdsAddress};
 use meshd_xds::{XdsOptions, XdsServer};
@@ -40,10 +47,12 @@ pub struct Args {
     /// Address the injection webhook serves HTTPS on (path /inject).
     #[arg(long, env = "MESHD_WEBHOOK_LISTEN", default_value = "0.0.0.0:9443")]
     webhook_listen: SocketAddr,
-    /// xDS + CA address written into injected sidecars.
+    /// xDS + CA address written into injected sidecars and gateways, and named in the control plane's
+    /// TLS certificate (the name agents verify stays `meshd.meshd-system.svc`).
     #[arg(long, env = "MESHD_DISCOVERY_ADDRESS", default_value = names::DEFAULT_DISCOVERY_ADDRESS, value_parser = parse_host_port)]
     discovery_address: String,
-    /// Where Envoys connect: `HOST:PORT` or `unix:PATH`.
+    /// Where agents connect (xDS and the CA, TLS only, once the mesh CA is loaded): `HOST:PORT` or
+    /// `unix:PATH`.
     #[arg(long, env = "MESHD_XDS_LISTEN", default_value = "0.0.0.0:15012", value_parser = parse_xds_address)]
     xds_listen: XdsAddress,
     /// Prometheus metrics (`/metrics`), health (`/ready`, `/live`) and the proxies' sync state
@@ -132,6 +141,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     }));
     let recorder =
         meshd_webhook::RecorderEvents::start(client.clone(), identity.clone(), cancel.clone());
+    let injector_settings = settings_rx.clone();
     let injector = meshd_webhook::Injector::new(
         settings_rx,
         server_version,
@@ -165,9 +175,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         "readiness",
         combine_ready(webhook_ready, xds_ready.clone(), ready_tx, cancel.clone()),
     ));
-    // The mesh root CA bundle for every namespace's meshd-ca-root: empty until the CA exists (an empty
-    // root-cert.pem mounts and blocks no pod). The sender lives as long as the controller.
-    let (_ca_root_tx, ca_root_rx) = watch::channel(String::new());
+    // The mesh root CA bundle for every namespace's meshd-ca-root: empty until the CA is loaded (an
+    // empty root-cert.pem mounts and blocks no pod; agents wait for the real one).
+    let (ca_root_tx, ca_root_rx) = watch::channel(String::new());
     // The operator: competes for the Lease itself; reconciles Meshes only while holding it.
     let operator = {
         let ready = xds_ready;
@@ -177,6 +187,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         config.discovery_address = args.discovery_address.clone();
         config.mesh = args.mesh.clone();
         config.ca_root = ca_root_rx;
+        // The leader makes or reads the CA within a second or two of winning the Lease.
+        config.ca_root_grace = Duration::from_secs(10);
         config.control_plane_ready = Arc::new(move || *ready.borrow());
         config.connected_proxies =
             Arc::new(move || i64::try_from(proxies.connected()).unwrap_or(i64::MAX));
@@ -192,6 +204,37 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             Ok(())
         }
     }));
+    // The mesh CA: created by the leader only, loaded by every replica; its roots go to meshd-ca-root.
+    let policy: Arc<dyn PolicySource> = Arc::new(MeshPolicy(injector_settings.clone()));
+    let (ca_tx, ca_rx) = watch::channel(None);
+    tasks.spawn(named("mesh CA", {
+        let follow = meshd_ca::cluster::follow(
+            client.clone(),
+            names::SYSTEM_NAMESPACE.to_string(),
+            Arc::clone(&policy),
+            operator.leading(),
+            ca_tx,
+            cancel.clone(),
+        );
+        async move {
+            follow.await;
+            Ok(())
+        }
+    }));
+    tasks.spawn(named(
+        "mesh CA root",
+        publish_roots(ca_rx.clone(), ca_root_tx, cancel.clone()),
+    ));
+    let reviewer: Arc<dyn meshd_ca::Authenticator> = Arc::new(meshd_ca::auth::TokenReviewer::new(
+        client.clone(),
+        names::TOKEN_AUDIENCE,
+    ));
+    let certificates = CertificateService::new(
+        Arc::new(ca_rx.clone()),
+        Arc::clone(&reviewer),
+        policy,
+        CaMetrics::new(&mut registry),
+    );
     tasks.spawn(named("operator", {
         let cancel = cancel.clone();
         async move { operator.run(cancel).await.context("operator") }
@@ -213,17 +256,25 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         }
     }));
 
-    // xDS serves after the first complete list of every kind.
+    // xDS + CA serve over TLS after the first complete list of every kind and once the CA is loaded.
     tasks.spawn(named("xDS", {
-        let (xds, listen) = (xds.clone(), args.xds_listen.clone());
+        let (xds, listen, cancel) = (xds.clone(), args.xds_listen.clone(), cancel.clone());
+        let serving_names =
+            super::serving::names(discovery_host(&args.discovery_address).as_deref());
         async move {
             tracing::info!("xDS waits for the first complete list of every kind from the cluster");
             if !xds.complete().await {
                 return Ok(());
             }
-            tracing::info!(listen = %listen, "xDS in plaintext: TLS with the mesh CA is not wired yet");
+            let Some(certificate) = super::serving::follow(ca_rx, serving_names, cancel).await?
+            else {
+                return Ok(());
+            };
             let _ = xds_ready_tx.send(true);
-            xds.serve(&listen, None).await.context("xDS server")
+            let routes = tonic::service::Routes::new(certificates);
+            xds.serve_with(&listen, Some(certificate), routes, Some(reviewer))
+                .await
+                .context("xDS server")
         }
     }));
 
@@ -246,6 +297,42 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     ));
 
     wait_and_drain(tasks, cancel).await
+}
+
+/// The issuance policy of the Mesh the webhook injects (trust domain, `certificateTTL`), as it changes.
+struct MeshPolicy(watch::Receiver<Arc<meshd_inject::InjectionSettings>>);
+
+impl PolicySource for MeshPolicy {
+    fn policy(&self) -> IssuancePolicy {
+        IssuancePolicy::from_mesh(&self.0.borrow().spec)
+    }
+}
+
+/// The host of `--discovery-address` (validated as HOST:PORT), for the serving certificate.
+fn discovery_host(address: &str) -> Option<String> {
+    match address.parse::<XdsAddress>() {
+        Ok(XdsAddress::Tcp { host, .. }) => Some(host),
+        _ => None,
+    }
+}
+
+/// Sends the loaded CA's root bundle (old and new roots during a rotation) to the operator's
+/// `meshd-ca-root` controller.
+async fn publish_roots(
+    mut ca: meshd_ca::cluster::CaWatch,
+    roots: watch::Sender<String>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        if let Some(authority) = ca.borrow_and_update().as_ref() {
+            let bundle = authority.roots_pem().to_string();
+            roots.send_if_modified(|r| std::mem::replace(r, bundle.clone()) != bundle);
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            changed = ca.changed() => if changed.is_err() { return Ok(()) },
+        }
+    }
 }
 
 /// Out of the cluster, the in-cluster default discovery address reaches nothing: injected sidecars and

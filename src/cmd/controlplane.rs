@@ -1,6 +1,12 @@
 //! `meshd controlplane --config-dir DIR --xds-listen ADDR`: the xDS control plane fed from
 //! Kubernetes-style YAML files (SPEC §2, §6): the mesh without a cluster. With `--ca-dir` it is also the
 //! mesh CA (SPEC §9), serving `IstioCertificateService` on the xDS listener.
+//!
+//! Who may connect: on `HOST:PORT` xDS is always TLS (`--tls-cert`/`--tls-key`, or a certificate from
+//! the `--ca-dir` CA) and every ADS stream is authenticated by the service-account-token Secrets of the
+//! config directory, as the CA's requests are; with `--ca-dir` that holds on a Unix socket too. Only a
+//! Unix socket without a CA serves anyone who can open it (no identities exist in such a mesh; the
+//! socket file is the boundary), which is what `meshd bootstrap` + Envoy by hand uses.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,20 +15,19 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meshd_ca::ca_dir::{CaDir, Origin};
-use meshd_ca::{CaMetrics, CertificateService, ConfigDir, PolicySource};
+use meshd_ca::{Authenticator, CaMetrics, CertificateService, ConfigDir, PolicySource};
 use meshd_index::SharedIndex;
 use meshd_sources::FileSource;
 use meshd_translate::{TranslateSettings, XdsAddress};
-use meshd_xds::{TlsFiles, XdsOptions, XdsServer};
+use meshd_xds::{ServingCertificate, TlsFiles, XdsOptions, XdsServer};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Identity;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Directory of YAML files (Service, EndpointSlice, Pod with status.podIP, Mesh), re-read on change.
     #[arg(long, env = "MESHD_CONFIG_DIR")]
     config_dir: PathBuf,
-    /// Where Envoys connect: `HOST:PORT` or `unix:PATH`.
+    /// Where Envoys connect: `HOST:PORT` (TLS: --tls-cert/--tls-key or --ca-dir) or `unix:PATH`.
     #[arg(long, env = "MESHD_XDS_LISTEN", default_value = "0.0.0.0:15012", value_parser = parse_address)]
     xds_listen: XdsAddress,
     /// PEM certificate for xDS over TLS (with --tls-key).
@@ -32,9 +37,10 @@ pub struct Args {
     #[arg(long, env = "MESHD_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// The mesh CA: `ca-cert.pem`, `ca-key.pem`, `cert-chain.pem`, `root-cert.pem`, made (with a new
-    /// self-signed root) when DIR is absent or empty. Workloads authenticate with the
-    /// service-account-token Secrets of --config-dir. On a HOST:PORT --xds-listen without --tls-cert,
-    /// xDS and the CA are served over TLS with a certificate from this CA for `meshd.meshd-system.svc`.
+    /// self-signed root) when DIR is absent or empty. Workloads authenticate (certificates and xDS
+    /// streams) with the service-account-token Secrets of --config-dir. On a HOST:PORT --xds-listen
+    /// without --tls-cert, xDS and the CA are served over TLS with a certificate from this CA for
+    /// `meshd.meshd-system.svc`.
     #[arg(long, env = "MESHD_CA_DIR")]
     ca_dir: Option<PathBuf>,
     /// DNS domain of the cluster's Services, as in `outbound|80||web.shop.svc.<domain>`.
@@ -77,6 +83,14 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
+    let tls = args.tls_cert.is_some() || args.ca_dir.is_some();
+    if matches!(args.xds_listen, XdsAddress::Tcp { .. }) && !tls {
+        eprintln!(
+            "meshd: --xds-listen {}: xDS on HOST:PORT is served over TLS only: give --ca-dir (or              --tls-cert and --tls-key), or listen on unix:PATH",
+            args.xds_listen
+        );
+        return Ok(64);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -140,13 +154,21 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     if tls.is_some() && matches!(args.xds_listen, XdsAddress::Unix(_)) {
         tracing::info!("TLS over a Unix socket: clients must use TLS too");
     }
-    let identity = match (&tls, &ca) {
-        (Some(files), _) => Some(read_identity(files)?),
+    let certificate = match (&tls, &ca) {
+        (Some(files), _) => Some(read_certificate(files)?),
         (None, Some(ca)) if matches!(args.xds_listen, XdsAddress::Tcp { .. }) => {
-            Some(serving_identity(&ca.current(), &args.xds_listen)?)
+            Some(serving_certificate(&ca.current(), &args.xds_listen)?)
         }
         _ => None,
     };
+    let authenticated = ca.is_some() || matches!(args.xds_listen, XdsAddress::Tcp { .. });
+    let stream_auth: Option<Arc<dyn Authenticator>> = authenticated.then(|| {
+        let tokens: Arc<dyn Authenticator> = config.clone();
+        tokens
+    });
+    if !authenticated {
+        tracing::info!(listen = %args.xds_listen, "xDS streams are not authenticated: a Unix socket without --ca-dir");
+    }
     let routes = match ca {
         Some(ca) => tonic::service::Routes::new(CertificateService::new(
             ca,
@@ -157,7 +179,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         None => tonic::service::Routes::default(),
     };
     let _ = ready_tx.send(true);
-    let served = server.serve_with(&args.xds_listen, identity, routes).await;
+    let served = server
+        .serve_with(&args.xds_listen, certificate, routes, stream_auth)
+        .await;
     cancel.cancel();
     served?;
     if let Ok(Err(e)) = health.await {
@@ -181,31 +205,23 @@ fn open_ca(dir: &std::path::Path, trust_domain: &str) -> anyhow::Result<CaDir> {
     Ok(ca)
 }
 
-fn read_identity(files: &TlsFiles) -> anyhow::Result<Identity> {
+fn read_certificate(files: &TlsFiles) -> anyhow::Result<ServingCertificate> {
     let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-    Ok(Identity::from_pem(read(&files.cert)?, read(&files.key)?))
+    let key = meshd_xds::certified_key(&read(&files.cert)?, &read(&files.key)?)
+        .context("--tls-cert and --tls-key")?;
+    Ok(meshd_xds::fixed_certificate(key))
 }
-
-/// How long the control plane's own certificate from the mesh CA is valid; it is made anew at start.
-const SERVING_VALIDITY: Duration = Duration::from_secs(365 * 86_400);
 
 /// A certificate from the mesh CA for `meshd.meshd-system.svc` (the name agents verify whatever the
 /// address) and the listen host when it is a specific one.
-fn serving_identity(
+fn serving_certificate(
     ca: &meshd_ca::CertificateAuthority,
     listen: &XdsAddress,
-) -> anyhow::Result<Identity> {
-    let mut names = vec![meshd_api::names::CONTROL_PLANE_SERVER_NAME.to_string()];
-    if let XdsAddress::Tcp { host, .. } = listen {
-        let unspecified = host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_unspecified());
-        if !unspecified && !names.contains(host) {
-            names.push(host.clone());
-        }
-    }
-    let cert = ca
-        .issue_serving(&names, SERVING_VALIDITY, std::time::SystemTime::now())
-        .context("issuing the control plane's serving certificate")?;
-    Ok(Identity::from_pem(cert.cert_chain_pem, cert.key_pem))
+) -> anyhow::Result<ServingCertificate> {
+    let host = match listen {
+        XdsAddress::Tcp { host, .. } => Some(host.as_str()),
+        XdsAddress::Unix(_) => None,
+    };
+    let key = super::serving::issue(ca, &super::serving::names(host))?;
+    Ok(meshd_xds::fixed_certificate(key))
 }

@@ -14,6 +14,7 @@ mod init;
 mod inject;
 mod kube_client;
 mod proxy_status;
+mod serving;
 mod signals;
 mod table;
 mod validate;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use meshd_translate::{BootstrapParams, XdsApi};
+use meshd_translate::{BootstrapParams, XdsAddress, XdsApi};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -21,13 +21,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// After SIGTERM, how long Envoy gets before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// Writes `<config-dir>/envoy-bootstrap.json` from the shared bootstrap function; the path.
+/// Writes `<config-dir>/envoy-bootstrap.json` from the shared bootstrap function; the path. Envoy's ADS
+/// goes to the agent's xDS proxy (plaintext on its Unix socket), which carries it to the control plane.
 pub(crate) fn write_bootstrap(s: &AgentSettings) -> Result<PathBuf, AgentError> {
     let mut value = meshd_translate::bootstrap(&BootstrapParams {
         node: s.node.clone(),
-        xds: s.xds.clone(),
+        xds: XdsAddress::Unix(s.xds_socket().display().to_string()),
         api: XdsApi::Delta,
-        tls: s.xds_tls.clone(),
+        tls: None,
         labels: s.labels.clone(),
         service_account: s.service_account.clone(),
         ips: s.pod_ip.iter().map(ToString::to_string).collect(),
@@ -194,7 +195,7 @@ mod tests {
     use crate::AgentSettings;
 
     #[test]
-    fn bootstrap_carries_identity_admin_port_and_tls() {
+    fn bootstrap_carries_identity_admin_port_and_the_agent_sockets() {
         let dir = tempfile::tempdir().unwrap();
         let config_dir = dir.path().join("proxy");
         let settings = AgentSettings::from_args([
@@ -239,10 +240,13 @@ mod tests {
                 ["path"],
             config_dir.join("sds.sock").to_str().unwrap()
         );
+        // ADS goes to the agent's xDS proxy in plaintext; the proxy holds the TLS and the token.
         let xds = clusters.iter().find(|c| c["name"] == "xds-grpc").unwrap();
         assert_eq!(
-            xds["transport_socket"]["typed_config"]["sni"],
-            "meshd.meshd-system.svc"
+            xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["pipe"]
+                ["path"],
+            config_dir.join("xds.sock").to_str().unwrap()
         );
+        assert!(xds.get("transport_socket").is_none(), "{xds}");
     }
 }

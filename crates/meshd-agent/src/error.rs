@@ -43,6 +43,12 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    #[error("serving the xDS proxy on {path}")]
+    XdsProxy {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("installing the signal handler")]
     Signal(#[source] std::io::Error),
     #[error("Envoy's supervisor stopped unexpectedly")]

@@ -1,4 +1,5 @@
-//! The sidecar agent (SPEC §2 `meshd agent`): writes the Envoy bootstrap, obtains the workload
+//! The sidecar agent (SPEC §2 `meshd agent`): writes the Envoy bootstrap, carries Envoy's ADS stream to
+//! the control plane with the workload's token ([`xds_proxy`]), obtains the workload
 //! certificate from the mesh CA and serves it to Envoy over SDS (renewed at half-life), runs Envoy as its
 //! child and restarts it when it dies, answers the kubelet (`/healthz/ready` on 15021, the rewritten app
 //! probes on 15020), merges Envoy's Prometheus metrics with its own, and drains Envoy on SIGTERM.
@@ -13,6 +14,8 @@ mod metrics;
 mod probes;
 mod server;
 mod settings;
+mod socket;
+mod xds_proxy;
 
 pub use admin::Admin;
 pub use error::AgentError;
@@ -42,6 +45,7 @@ pub async fn run(settings: AgentSettings) -> Result<Stopped, AgentError> {
     let stop_identity = CancellationToken::new();
     let identity = WorkloadIdentity::start(&settings, stop_identity.clone());
     let sds = identity::serve_sds(settings.sds_socket(), identity.clone()).await?;
+    let xds = xds_proxy::serve(&settings).await?;
     let state = server::State::new(&settings, admin.clone(), metrics.clone(), identity.clone());
     let quit = CancellationToken::new();
     let health = server::serve_health(settings.health_listen, state.clone()).await?;
@@ -58,7 +62,7 @@ pub async fn run(settings: AgentSettings) -> Result<Stopped, AgentError> {
         () = quit.cancelled() => Some(Stopped::Quit),
     };
     if let Some(stopped) = early {
-        for task in [health, agent, sds] {
+        for task in [health, agent, sds, xds] {
             task.abort();
         }
         tracing::info!(reason = ?stopped, "agent stopped before Envoy started");
@@ -77,6 +81,7 @@ pub async fn run(settings: AgentSettings) -> Result<Stopped, AgentError> {
             health.abort();
             agent.abort();
             sds.abort();
+            xds.abort();
             return match finished {
                 Ok(Err(e)) => Err(e),
                 Ok(Ok(())) | Err(_) => Err(AgentError::SupervisorGone),
@@ -94,6 +99,7 @@ pub async fn run(settings: AgentSettings) -> Result<Stopped, AgentError> {
     health.abort();
     agent.abort();
     sds.abort();
+    xds.abort();
     tracing::info!(reason = ?stopped, "agent stopped");
     Ok(stopped)
 }

@@ -297,6 +297,12 @@ impl AgentSettings {
     pub fn sds_socket(&self) -> PathBuf {
         self.config_dir.join(meshd_translate::SDS_SOCKET_FILE)
     }
+
+    /// The agent's xDS proxy socket, `<config-dir>/xds.sock`, which the bootstrap's `xds-grpc`
+    /// cluster names.
+    pub fn xds_socket(&self) -> PathBuf {
+        self.config_dir.join(crate::xds_proxy::XDS_SOCKET_FILE)
+    }
 }
 
 #[cfg(test)]
@@ -344,6 +350,7 @@ mod tests {
         assert_eq!(s.labels.len(), 3);
         assert_eq!(s.labels["version"], "v1");
         assert_eq!(s.sds_socket(), PathBuf::from("/tmp/sds.sock"));
+        assert_eq!(s.xds_socket(), PathBuf::from("/tmp/xds.sock"));
         // Unix socket: plaintext xDS, and the CA at the same address.
         assert!(s.xds_tls.is_none() && s.ca.tls.is_none());
         assert_eq!(s.ca.address, s.xds);

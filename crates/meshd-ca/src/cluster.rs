@@ -2,10 +2,12 @@
 //! layout: `ca-cert.pem`, `ca-key.pem`, `cert-chain.pem`, `root-cert.pem`) when it exists, else Secret
 //! `meshd-ca` with the same keys. When neither exists the leader makes a self-signed root and creates
 //! `meshd-ca`: create only, never update, so an existing Secret is never overwritten, and a replica that
-//! loses the creation race reads the winner's. The key is never logged.
+//! loses the creation race reads the winner's. The key is never logged. [`follow`] is how the controller
+//! keeps it: loaded once there is one, re-read every 30 s (a plug-in Secret's root rotation).
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -14,8 +16,10 @@ use kube::Api;
 use kube::api::PostParams;
 use meshd_api::names;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::authority::{CA_CERT, CA_KEY, CERT_CHAIN, ROOT_CERT};
-use crate::{CaError, CaPem};
+use crate::{CaError, CaPem, CaSource, CertificateAuthority, PolicySource};
 
 /// The Secret meshd creates and the one a user provides (Istio's `cacerts`).
 pub const CA_SECRET: &str = "meshd-ca";
@@ -148,5 +152,92 @@ pub async fn load(
         Err(e) => Err(kube_error(format!(
             "creating Secret {namespace}/{CA_SECRET}"
         ))(e)),
+    }
+}
+
+/// The CA in force for the controller: `None` until it has been loaded.
+pub type CaWatch = tokio::sync::watch::Receiver<Option<Arc<CertificateAuthority>>>;
+
+impl CaSource for CaWatch {
+    fn authority(&self) -> Result<Arc<CertificateAuthority>, CaError> {
+        self.borrow().clone().ok_or(CaError::NotLoaded)
+    }
+}
+
+/// How often the Secrets are read again once the CA is loaded: a plug-in Secret a user edits (a root
+/// rotation, SPEC §9) is in force within this long.
+pub const RECHECK: Duration = Duration::from_secs(30);
+/// How often a follower asks again while the leader has not created the CA.
+const FOLLOWER_RETRY: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Loads the in-cluster CA into `tx` and keeps it current until `cancel`: creates `meshd-ca` (with a
+/// root for the policy's trust domain) only while `leader` says this replica leads, waits for the
+/// leader otherwise (asking again when leadership changes, or every 2 s), and then reads the Secrets
+/// every [`RECHECK`]; a changed Secret that does not load is logged and the CA in force stays.
+pub async fn follow(
+    client: kube::Client,
+    namespace: String,
+    policy: Arc<dyn PolicySource>,
+    mut leader: tokio::sync::watch::Receiver<bool>,
+    tx: tokio::sync::watch::Sender<Option<Arc<CertificateAuthority>>>,
+    cancel: CancellationToken,
+) {
+    let mut in_force: Option<CaPem> = None;
+    let mut backoff = Duration::from_secs(1);
+    let mut said_waiting = false;
+    loop {
+        let leading = *leader.borrow_and_update();
+        let trust_domain = policy.policy().trust_domain;
+        let wait = match load(client.clone(), &namespace, &trust_domain, leading).await {
+            Ok((pem, origin)) => {
+                backoff = Duration::from_secs(1);
+                if in_force.as_ref() != Some(&pem) {
+                    match CertificateAuthority::new(&pem) {
+                        Ok(ca) => {
+                            let first = in_force.is_none();
+                            tracing::info!(
+                                namespace = %namespace,
+                                origin = ?origin,
+                                subject = ca.subject(),
+                                roots = ca.root_count(),
+                                "{}",
+                                if first { "mesh CA loaded" } else { "the CA Secret changed: mesh CA reloaded" }
+                            );
+                            tx.send_replace(Some(Arc::new(ca)));
+                            in_force = Some(pem);
+                        }
+                        Err(e) => {
+                            tracing::error!(namespace = %namespace, error = %e, "the CA Secret does not load; the CA in force (if any) stays")
+                        }
+                    }
+                }
+                RECHECK
+            }
+            Err(CaError::NotYetCreated { .. }) => {
+                if !said_waiting {
+                    tracing::info!(namespace = %namespace, secret = CA_SECRET, "waiting for the leader to create the mesh CA");
+                    said_waiting = true;
+                }
+                FOLLOWER_RETRY
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot load the mesh CA");
+                let wait = backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                wait
+            }
+        };
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+            // Leadership won while waiting for the CA: create it now.
+            changed = leader.changed(), if in_force.is_none() => {
+                if changed.is_err() {
+                    // The elector is gone; keep following at the recheck pace.
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
     }
 }

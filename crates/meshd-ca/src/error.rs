@@ -26,6 +26,8 @@ pub enum CaError {
         "Secret {namespace}/{name} does not exist yet and this replica is not the leader; waiting for the leader to create it"
     )]
     NotYetCreated { namespace: String, name: String },
+    #[error("the mesh CA is not loaded yet")]
+    NotLoaded,
     #[error("gRPC: {0}")]
     Transport(#[source] tonic::transport::Error),
 }
@@ -40,6 +42,7 @@ impl CaError {
             Self::Sign(_) => "sign",
             Self::Kube { .. } => "kube",
             Self::NotYetCreated { .. } => "not_yet_created",
+            Self::NotLoaded => "not_loaded",
             Self::Transport(_) => "transport",
         }
     }

@@ -324,3 +324,88 @@ async fn an_api_server_that_confirms_another_audience_is_not_believed() {
         other => panic!("{other:?}"),
     }
 }
+
+fn policy() -> Arc<dyn meshd_ca::PolicySource> {
+    Arc::new(meshd_ca::IssuancePolicy {
+        trust_domain: "cluster.local".into(),
+        ttl: std::time::Duration::from_secs(3600),
+    })
+}
+
+/// What the controller runs: two replicas follow the Secrets; the follower waits until the leader has
+/// created `meshd-ca` (once), both end up with the same CA, and a plug-in Secret the user adds later
+/// (with two roots: a planned rotation) takes over within the recheck interval.
+#[tokio::test(start_paused = true)]
+async fn replicas_follow_the_ca_the_leader_creates_and_a_later_plug_in_secret() {
+    use meshd_ca::CaSource;
+    use tokio::sync::watch;
+    use tokio_util::sync::CancellationToken;
+
+    let api = FakeApi::default();
+    let cancel = CancellationToken::new();
+    let (leading_tx, leading) = watch::channel(false);
+    let (follower_tx, follower) = watch::channel(None);
+    let (leader_tx, leader) = watch::channel(None);
+    tokio::spawn(cluster::follow(
+        api.client(),
+        NS.into(),
+        policy(),
+        watch::channel(false).1,
+        follower_tx,
+        cancel.clone(),
+    ));
+    tokio::spawn(cluster::follow(
+        api.client(),
+        NS.into(),
+        policy(),
+        leading,
+        leader_tx,
+        cancel.clone(),
+    ));
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    assert!(follower.borrow().is_none() && leader.borrow().is_none());
+    assert!(follower.authority().is_err(), "no CA to sign with yet");
+    assert!(api.writes().is_empty(), "no replica leads: nothing created");
+
+    // The election is won: the leader creates the Secret at once, the follower reads it.
+    leading_tx.send_replace(true);
+    let mut leader_seen = leader.clone();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        leader_seen.wait_for(Option::is_some),
+    )
+    .await
+    .expect("the leader has the CA at once")
+    .unwrap();
+    let mut follower_seen = follower.clone();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        follower_seen.wait_for(Option::is_some),
+    )
+    .await
+    .expect("the follower reads it")
+    .unwrap();
+    let roots = |rx: &watch::Receiver<Option<Arc<CertificateAuthority>>>| {
+        rx.borrow().as_ref().unwrap().roots_pem().to_string()
+    };
+    assert_eq!(roots(&leader), roots(&follower));
+    let writes = api.writes();
+    assert_eq!(writes.len(), 1, "created once: {writes:?}");
+
+    // Minutes later nothing more was written.
+    tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+    assert_eq!(api.writes().len(), 1);
+
+    // The user plugs in their CA, its root-cert.pem holding the old root and theirs.
+    let mut theirs = self_signed();
+    theirs.root_cert = format!("{}{}", roots(&leader), theirs.root_cert);
+    api.put_secret("meshd-cacerts", &theirs);
+    tokio::time::sleep(cluster::RECHECK + std::time::Duration::from_secs(1)).await;
+    for rx in [&leader, &follower] {
+        let ca = rx.borrow().clone().unwrap();
+        assert_eq!(ca.root_count(), 2);
+        assert_eq!(ca.roots_pem(), theirs.root_cert);
+    }
+    assert_eq!(api.writes().len(), 1, "a plug-in Secret is never written");
+    cancel.cancel();
+}

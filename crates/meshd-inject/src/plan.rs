@@ -122,7 +122,11 @@ pub fn decide(pod: &Pod, settings: &InjectionSettings, facts: &RequestFacts) -> 
         .capture
         .as_ref()
         .map(|c| sidecar::init_container(&sidecar, c));
-    let proxy_container = sidecar::proxy_container(&sidecar, app_probes);
+    let proxy_container = sidecar::proxy_container(
+        &sidecar,
+        app_probes,
+        pod.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()),
+    );
     let volumes = sidecar::volumes();
 
     let mut init_names: Vec<&str> = init_container.iter().map(|c| c.name.as_str()).collect();

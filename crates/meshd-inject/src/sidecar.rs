@@ -26,6 +26,8 @@ const SDS_PATH: &str = "/var/run/meshd/sds";
 const TOKEN_DIR: &str = "/var/run/secrets/tokens";
 const TOKEN_FILE: &str = "meshd-token";
 const CA_ROOT_PATH: &str = "/var/run/meshd/ca-root";
+/// The key of ConfigMap `meshd-ca-root` holding the root bundle.
+const CA_ROOT_KEY: &str = "root-cert.pem";
 const TOKEN_EXPIRATION_SECONDS: i64 = 12 * 3600;
 pub const ENV_APP_PROBES: &str = "MESHD_APP_PROBES";
 
@@ -188,8 +190,13 @@ fn health_probe() -> HTTPGetAction {
 }
 
 /// `meshd-proxy`: `meshd agent` (which runs Envoy) as uid/gid 1337, non-root, read-only, no capabilities.
-/// `app_probes` is the JSON of the app's original probes for the agent, when any were rewritten.
-pub fn proxy_container(s: &SidecarSettings, app_probes: Option<String>) -> Container {
+/// `app_probes` is the JSON of the app's original probes for the agent, when any were rewritten;
+/// `labels` are the pod's, for the node metadata (the downward API has no env var for all of them).
+pub fn proxy_container(
+    s: &SidecarSettings,
+    app_probes: Option<String>,
+    labels: &BTreeMap<String, String>,
+) -> Container {
     let mut env = vec![
         field_env("MESHD_POD_NAME", "metadata.name"),
         field_env("MESHD_POD_NAMESPACE", "metadata.namespace"),
@@ -201,7 +208,17 @@ pub fn proxy_container(s: &SidecarSettings, app_probes: Option<String>) -> Conta
         value_env("MESHD_TRUST_DOMAIN", s.trust_domain.clone()),
         value_env("MESHD_ENVOY_LOG_LEVEL", s.log_level.to_string()),
         value_env("MESHD_CONCURRENCY", s.concurrency.to_string()),
+        // The control plane's TLS (always, on HOST:PORT), its trust anchor and the credential: the
+        // agent's defaults are these paths too; written out so the pod spec says what it relies on.
+        value_env("MESHD_XDS_TLS", "true".into()),
+        value_env("MESHD_CA_FILE", format!("{CA_ROOT_PATH}/{CA_ROOT_KEY}")),
+        value_env("MESHD_TOKEN_FILE", format!("{TOKEN_DIR}/{TOKEN_FILE}")),
+        value_env("MESHD_CONFIG_DIR", ENVOY_CONFIG_PATH.into()),
     ];
+    if !labels.is_empty() {
+        let text: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.push(value_env("MESHD_LABELS", text.join(",")));
+    }
     if let Some(json) = app_probes {
         env.push(value_env(ENV_APP_PROBES, json));
     }

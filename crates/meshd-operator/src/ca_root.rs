@@ -35,6 +35,9 @@ struct Ctx {
     client: kube::Client,
     configmaps: Store<ConfigMap>,
     root: watch::Receiver<String>,
+    /// Until then an empty root is not written (the CA is being loaded): a pod that mounted an empty
+    /// root would wait for the kubelet's next ConfigMap sync (a minute or more) to see the real one.
+    empty_until: tokio::time::Instant,
 }
 
 /// What `meshd-ca-root` must hold in `namespace`.
@@ -72,6 +75,11 @@ async fn reconcile(ns: Arc<PartialObjectMeta<Namespace>>, ctx: Arc<Ctx>) -> Resu
         return Ok(Action::await_change());
     }
     let root = ctx.root.borrow().clone();
+    let now = tokio::time::Instant::now();
+    if root.is_empty() && now < ctx.empty_until {
+        // A root arriving sooner reconciles every namespace at once.
+        return Ok(Action::requeue(ctx.empty_until - now));
+    }
     let key = ObjectRef::new(names::CA_ROOT_CONFIGMAP).within(&name);
     let live = ctx.configmaps.get(&key);
     if live.as_deref().is_some_and(|cm| up_to_date(cm, &root)) {
@@ -104,6 +112,18 @@ fn error_policy(ns: Arc<PartialObjectMeta<Namespace>>, error: &Error, _: Arc<Ctx
 /// Keeps `meshd-ca-root` in every namespace until `shutdown`; `root` carries the PEM bundle (empty until
 /// the mesh CA exists: an empty `root-cert.pem` mounts fine and blocks no pod).
 pub async fn run(client: kube::Client, root: watch::Receiver<String>, shutdown: CancellationToken) {
+    run_with_grace(client, root, Duration::ZERO, shutdown).await;
+}
+
+/// [`run`], writing an empty root only after `grace` (the time the CA takes to load at start), so
+/// that pods started meanwhile mount the real root.
+pub async fn run_with_grace(
+    client: kube::Client,
+    root: watch::Receiver<String>,
+    grace: Duration,
+    shutdown: CancellationToken,
+) {
+    let empty_until = tokio::time::Instant::now() + grace;
     let (configmaps, writer) = reflector::store();
     let by_name =
         watcher::Config::default().fields(&format!("metadata.name={}", names::CA_ROOT_CONFIGMAP));
@@ -124,6 +144,7 @@ pub async fn run(client: kube::Client, root: watch::Receiver<String>, shutdown: 
         client,
         configmaps,
         root,
+        empty_until,
     });
     let controller = Controller::for_stream(namespace_changes, namespaces)
         .with_config(Config::default().concurrency(CONCURRENCY))

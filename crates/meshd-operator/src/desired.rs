@@ -258,6 +258,19 @@ fn gateway_deployment(
             env("MESHD_ENVOY_LOG_LEVEL", proxy.log_level.as_str()),
             env("MESHD_CONCURRENCY", &proxy.concurrency.to_string()),
             env("MESHD_GATEWAY", &gw.name),
+            // As for sidecars: TLS to the control plane, its trust anchor and the credential.
+            env("MESHD_XDS_TLS", "true"),
+            env("MESHD_CA_FILE", "/var/run/meshd/ca-root/root-cert.pem"),
+            env("MESHD_TOKEN_FILE", "/var/run/secrets/tokens/meshd-token"),
+            env("MESHD_CONFIG_DIR", "/etc/meshd/proxy"),
+            env(
+                "MESHD_LABELS",
+                &pod_labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
         ]),
         ports: Some(ports),
         readiness_probe: Some(Probe {

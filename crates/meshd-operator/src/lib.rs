@@ -94,6 +94,8 @@ pub struct OperatorConfig {
     /// The mesh root CA bundle (PEM) written into every namespace's `meshd-ca-root`; empty until the CA
     /// exists.
     pub ca_root: watch::Receiver<String>,
+    /// How long the leader waits for a non-empty `ca_root` before it writes an empty one.
+    pub ca_root_grace: Duration,
     /// Validity of the webhook CA and serving certificate; rotated when under a third remains.
     pub cert_validity: Duration,
     /// Added: `--discovery-address`, written into gateway pods as MESHD_DISCOVERY_ADDRESS.
@@ -110,6 +112,7 @@ impl OperatorConfig {
             connected_proxies: Arc::new(|| 0),
             mesh: meshd_api::names::DEFAULT_MESH.to_string(),
             ca_root: watch::channel(String::new()).1,
+            ca_root_grace: Duration::ZERO,
             cert_validity: Duration::from_secs(365 * 24 * 3600),
             discovery_address: meshd_api::names::DEFAULT_DISCOVERY_ADDRESS.to_string(),
         }
@@ -121,6 +124,8 @@ pub struct Operator {
     config: OperatorConfig,
     metrics: metrics::Metrics,
     events: Arc<dyn events::EventSink>,
+    /// Whether this replica holds the Lease now (the CA's creation waits for it).
+    leading: watch::Sender<bool>,
 }
 
 impl Operator {
@@ -133,7 +138,13 @@ impl Operator {
             config,
             metrics,
             events,
+            leading: watch::channel(false).0,
         }
+    }
+
+    /// Whether this replica leads, as it changes: the mesh CA Secret is created only by the leader.
+    pub fn leading(&self) -> watch::Receiver<bool> {
+        self.leading.subscribe()
     }
 
     /// Publishes this replica's proxy count; competes for the Lease; while holding it runs the Mesh
@@ -164,6 +175,7 @@ impl Operator {
                             let task = tokio::spawn(self.lead(stop.clone()));
                             running = Some((stop, task));
                             self.metrics.leader.set(1);
+                            self.leading.send_replace(true);
                         }
                     }
                     Ok(false) => last_renewed = None,
@@ -182,6 +194,7 @@ impl Operator {
                 stop.cancel();
                 let _ = task.await;
                 self.metrics.leader.set(0);
+                self.leading.send_replace(false);
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -192,6 +205,7 @@ impl Operator {
             stop.cancel();
             let _ = task.await;
             self.metrics.leader.set(0);
+            self.leading.send_replace(false);
             elector.release().await;
         }
         let _ = publisher.await;
@@ -208,9 +222,10 @@ impl Operator {
             self.events.clone(),
             caches,
         ));
-        let ca_root = ca_root::run(
+        let ca_root = ca_root::run_with_grace(
             self.client.clone(),
             self.config.ca_root.clone(),
+            self.config.ca_root_grace,
             stop.clone(),
         );
         async move {

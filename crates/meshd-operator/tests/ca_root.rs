@@ -161,3 +161,50 @@ async fn every_namespace_gets_the_ca_root_and_keeps_it() {
         .expect("stops on shutdown")
         .expect("no panic");
 }
+
+/// With a grace period (the controller's, while the CA loads) an empty root is not written: a root that
+/// arrives within it is the first thing every namespace gets; one that never comes is written empty once
+/// the grace is over, so pods are not blocked.
+#[tokio::test]
+async fn an_empty_root_waits_for_the_grace_period() {
+    let fake = FakeApi::default();
+    namespace(&fake, "shop");
+    let (root_tx, root_rx) = tokio::sync::watch::channel(String::new());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(ca_root::run_with_grace(
+        fake.client(),
+        root_rx,
+        Duration::from_secs(30),
+        shutdown.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        applied_to(&fake, "shop"),
+        0,
+        "nothing written while the CA loads"
+    );
+    root_tx.send_replace("ROOT PEM".into());
+    eventually("shop gets the root", 5, || applied_to(&fake, "shop") > 0).await;
+    let first = &applies(&fake)[0];
+    assert_eq!(first.body["data"], json!({"root-cert.pem": "ROOT PEM"}));
+    shutdown.cancel();
+    let _ = task.await;
+
+    let fake = FakeApi::default();
+    namespace(&fake, "shop");
+    let (_root_tx, root_rx) = tokio::sync::watch::channel(String::new());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(ca_root::run_with_grace(
+        fake.client(),
+        root_rx,
+        Duration::from_secs(1),
+        shutdown.clone(),
+    ));
+    eventually("an empty root after the grace", 5, || {
+        applied_to(&fake, "shop") > 0
+    })
+    .await;
+    assert_eq!(applies(&fake)[0].body["data"], json!({"root-cert.pem": ""}));
+    shutdown.cancel();
+    let _ = task.await;
+}

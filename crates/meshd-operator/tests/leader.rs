@@ -14,15 +14,29 @@ fn start_operator(
     tokio_util::sync::CancellationToken,
     tokio::task::JoinHandle<Result<(), meshd_operator::Error>>,
 ) {
+    let (registry, shutdown, task, _) = start_operator_watched(fake);
+    (registry, shutdown, task)
+}
+
+/// [`start_operator`], and the operator's leadership watch.
+fn start_operator_watched(
+    fake: &FakeApi,
+) -> (
+    prometheus_client::registry::Registry,
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<Result<(), meshd_operator::Error>>,
+    tokio::sync::watch::Receiver<bool>,
+) {
     let mut registry = prometheus_client::registry::Registry::default();
     let op = meshd_operator::Operator::new(
         fake.client(),
         meshd_operator::OperatorConfig::new("meshd-a"),
         &mut registry,
     );
+    let leading = op.leading();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(op.run(shutdown.clone()));
-    (registry, shutdown, task)
+    (registry, shutdown, task, leading)
 }
 
 const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/meshd-system/leases/meshd-controller";
@@ -134,7 +148,7 @@ async fn run_holds_the_lease_until_shutdown_then_releases_it() {
 #[tokio::test]
 async fn losing_the_lease_stops_the_controller() {
     let fake = FakeApi::default();
-    let (registry, shutdown, task) = start_operator(&fake);
+    let (registry, shutdown, task, leading) = start_operator_watched(&fake);
     let mesh_requests = || {
         fake.log()
             .iter()
@@ -159,6 +173,10 @@ async fn losing_the_lease_stops_the_controller() {
         leader_gauge(&registry).as_deref(),
         Some("meshd_controller_leader 1")
     );
+    assert!(
+        *leading.borrow(),
+        "leading() says so (the CA Secret may be created)"
+    );
     let mut lease = fake.get(LEASE).unwrap();
     lease["spec"]["holderIdentity"] = json!("meshd-b");
     lease["spec"]["renewTime"] = json!("2999-01-01T00:00:00.000000Z");
@@ -175,6 +193,7 @@ async fn losing_the_lease_stops_the_controller() {
         Some("meshd_controller_leader 0"),
         "the Controller stopped"
     );
+    assert!(!*leading.borrow(), "leading() follows the lease");
     assert_eq!(
         fake.get(LEASE).unwrap()["spec"]["holderIdentity"],
         "meshd-b",

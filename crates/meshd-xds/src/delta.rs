@@ -11,6 +11,7 @@ use meshd_translate::{ProxyConfig, Resource, ResourceType, fnv1a};
 use tokio::sync::mpsc;
 use tonic::Status;
 
+use crate::auth::Caller;
 use crate::registry::XdsApiKind;
 use crate::stream::{Scope, Shared, StreamCtx, open_stream};
 
@@ -160,12 +161,14 @@ impl Names {
 /// Serves one delta stream until the proxy leaves or the server shuts down.
 pub(crate) async fn serve(
     shared: Arc<Shared>,
+    caller: Caller,
     mut requests: impl futures::Stream<Item = Result<DeltaDiscoveryRequest, Status>> + Unpin,
     tx: Tx,
 ) {
     let cancel = shared.cancel.clone();
     let Some((mut ctx, first)) = open_stream(
         shared,
+        caller,
         &mut requests,
         &tx,
         XdsApiKind::Delta,
@@ -193,7 +196,13 @@ pub(crate) async fn serve(
             },
             changed = ctx.generations.changed() => {
                 if changed.is_err() { return }
-                let scope = ctx.refresh();
+                let scope = match ctx.refresh() {
+                    Ok(scope) => scope,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                };
                 for ty in ResourceType::ALL {
                     if let Some(state) = types.get_mut(&ty)
                         && respond(&mut ctx, ty, state, &tx, false, Some(&scope)).await.is_err()

@@ -11,6 +11,7 @@
 
 #![deny(unsafe_code)] // one exception: heap::trim calls glibc's malloc_trim
 
+mod auth;
 mod delta;
 mod generation;
 mod health;
@@ -24,12 +25,14 @@ mod sotw;
 mod stream;
 #[doc(hidden)]
 pub mod test_hook;
+mod tls;
 
 pub use generation::{Generation, XdsOptions};
 pub use health::{Syncz, serve_health};
 pub use metrics::XdsMetrics;
 pub use registry::{ProxyRegistry, XdsApiKind};
 pub use server::{AdsRoutes, TlsFiles, XdsServer};
+pub use tls::{ServingCertificate, certified_key, fixed as fixed_certificate};
 
 /// What can go wrong serving xDS.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,8 @@ pub enum XdsError {
         #[source]
         source: std::io::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("gRPC server failed: {0}")]
     Transport(#[source] tonic::transport::Error),
 }
@@ -59,6 +64,7 @@ impl XdsError {
             Self::Listen { .. } => "listen",
             Self::NotASocket { .. } => "not_a_socket",
             Self::TlsFile { .. } => "tls_file",
+            Self::Tls(_) => "tls",
             Self::Transport(_) => "transport",
         }
     }

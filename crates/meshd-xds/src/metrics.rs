@@ -19,6 +19,8 @@ pub struct XdsMetrics {
     /// Open ADS streams.
     pub connected_proxies: Gauge,
     pub compile_seconds: Histogram,
+    /// ADS streams refused, by reason (`unauthenticated`, `permission_denied`, `unavailable`).
+    pub refused: Family<Labels, Counter>,
 }
 
 impl XdsMetrics {
@@ -49,7 +51,16 @@ impl XdsMetrics {
             "Time to translate a mesh snapshot",
             m.compile_seconds.clone(),
         );
+        registry.register(
+            "meshd_xds_streams_refused",
+            "ADS streams refused, by reason (unauthenticated, permission_denied, unavailable)",
+            m.refused.clone(),
+        );
         m
+    }
+
+    pub(crate) fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&vec![("reason", reason)]).inc();
     }
 
     pub(crate) fn unregistered() -> Self {
@@ -59,6 +70,7 @@ impl XdsMetrics {
             push_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             connected_proxies: Gauge::default(),
             compile_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 15)),
+            refused: Family::default(),
         }
     }
 }

@@ -30,17 +30,28 @@ use tonic::body::Body;
 use tonic::codegen::{BoxFuture, Bytes, Service, http};
 use tonic::server::NamedService;
 
+use crate::auth::{Caller, authenticate};
 use crate::server::AdsService;
 use crate::stream::Shared;
 
 const DELTA_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 
-/// The ADS service: delta streams here, everything else to the generated service.
-#[derive(Clone, Debug)]
+/// The ADS service: every call authenticated first (when the listener authenticates), then delta
+/// streams here, everything else to the generated service.
+#[derive(Clone)]
 pub struct AdsRoutes {
     pub(crate) shared: Arc<Shared>,
     pub(crate) generated: AggregatedDiscoveryServiceServer<AdsService>,
+    pub(crate) auth: Option<Arc<dyn meshd_ca::Authenticator>>,
+}
+
+impl std::fmt::Debug for AdsRoutes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdsRoutes")
+            .field("authenticated", &self.auth.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl NamedService for AdsRoutes {
@@ -56,17 +67,52 @@ impl Service<http::Request<Body>> for AdsRoutes {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        if request.uri().path() != DELTA_PATH {
-            let mut generated = self.generated.clone();
-            return Box::pin(async move { generated.call(request).await });
-        }
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let shared = Arc::clone(&self.shared);
-        Box::pin(async move { Ok(delta(shared, request)) })
+        let auth = self.auth.clone();
+        let mut generated = self.generated.clone();
+        Box::pin(async move {
+            let caller = match &auth {
+                None => Caller::Anyone,
+                Some(auth) => {
+                    let header = request
+                        .headers()
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok());
+                    let peer = peer(&request);
+                    match authenticate(auth, header, &peer, &shared.metrics).await {
+                        Ok(caller) => caller,
+                        Err(status) => return Ok(status.into_http()),
+                    }
+                }
+            };
+            if request.uri().path() != DELTA_PATH {
+                request.extensions_mut().insert(caller);
+                return generated.call(request).await;
+            }
+            Ok(delta(shared, caller, request))
+        })
     }
 }
 
-fn delta(shared: Arc<Shared>, request: http::Request<Body>) -> http::Response<Body> {
+/// The remote address of a call, for the log.
+fn peer(request: &http::Request<Body>) -> String {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let ext = request.extensions();
+    ext.get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| {
+            ext.get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|i| i.get_ref().remote_addr())
+        })
+        .map_or_else(|| "local".to_string(), |a| a.to_string())
+}
+
+fn delta(
+    shared: Arc<Shared>,
+    caller: Caller,
+    request: http::Request<Body>,
+) -> http::Response<Body> {
     if request
         .headers()
         .get("grpc-encoding")
@@ -76,7 +122,7 @@ fn delta(shared: Arc<Shared>, request: http::Request<Body>) -> http::Response<Bo
     }
     let requests = Box::pin(decode_requests(request.into_body()));
     let (tx, rx) = mpsc::channel(crate::server::STREAM_QUEUE);
-    tokio::spawn(crate::delta::serve(shared, requests, tx));
+    tokio::spawn(crate::delta::serve(shared, caller, requests, tx));
     let frames = ReceiverStream::new(rx)
         .map(Some)
         .chain(futures::stream::iter([None]))

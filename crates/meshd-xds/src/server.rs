@@ -14,6 +14,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use futures::Stream;
+use meshd_ca::Authenticator;
 use meshd_index::SharedIndex;
 use meshd_translate::{TranslateSettings, XdsAddress};
 use prometheus_client::registry::Registry;
@@ -21,15 +22,17 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::XdsError;
+use crate::auth::Caller;
 use crate::generation::{Generation, XdsOptions};
 use crate::metrics::XdsMetrics;
 pub use crate::raw::AdsRoutes;
 use crate::registry::ProxyRegistry;
 use crate::stream::Shared;
+use crate::tls::ServingCertificate;
 
 /// Responses queued per stream before the stream's task waits for the proxy to read. Small on purpose:
 /// a slow proxy holds its own task back, and when it catches up it gets the newest config, not a backlog.
@@ -104,21 +107,28 @@ impl XdsServer {
         self.shared.generations.clone()
     }
 
-    /// The tonic service, for callers that run their own gRPC server. Delta streams are answered
-    /// without tonic's per-stream response buffer (see [`crate::raw`]).
+    /// The tonic service, for callers that run their own gRPC server; it authenticates no one. Delta
+    /// streams are answered without tonic's per-stream response buffer (see [`crate::raw`]).
     pub fn service(&self) -> AdsRoutes {
+        self.routes(None)
+    }
+
+    /// The service with every stream authenticated by `auth` when given (see [`crate::auth`]).
+    fn routes(&self, auth: Option<Arc<dyn Authenticator>>) -> AdsRoutes {
         AdsRoutes {
             shared: Arc::clone(&self.shared),
             generated: AggregatedDiscoveryServiceServer::new(AdsService {
                 shared: Arc::clone(&self.shared),
             }),
+            auth,
         }
     }
 
     /// Serves ADS on `listen`, once the index is complete, until the cancellation token fires; then every
-    /// stream is closed and this returns within 5 s. A stale Unix socket is replaced; the new one is mode 0666 (Envoy runs as 1337).
+    /// stream is closed and this returns within 5 s. A stale Unix socket is replaced; the new one is
+    /// mode 0666 (Envoy runs as 1337). No stream is authenticated.
     pub async fn serve(&self, listen: &XdsAddress, tls: Option<&TlsFiles>) -> Result<(), XdsError> {
-        let identity = match tls {
+        let certificate = match tls {
             Some(tls) => {
                 let read = |path: &PathBuf| {
                     std::fs::read(path).map_err(|source| XdsError::TlsFile {
@@ -126,40 +136,43 @@ impl XdsServer {
                         source,
                     })
                 };
-                Some(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?))
+                let key = crate::tls::certified_key(&read(&tls.cert)?, &read(&tls.key)?)?;
+                Some(crate::tls::fixed(key))
             }
             None => None,
         };
-        self.serve_with(listen, identity, Routes::default()).await
+        self.serve_with(listen, certificate, Routes::default(), None)
+            .await
     }
 
-    /// [`XdsServer::serve`] with the TLS identity given in memory and more gRPC services on the same
-    /// listener (the CA's `IstioCertificateService`, SPEC §9). Serves only once the index is complete.
+    /// [`XdsServer::serve`] with the TLS certificate from a `watch` (each new connection gets the
+    /// newest), more gRPC services on the same listener (the CA's `IstioCertificateService`, SPEC §9),
+    /// and, with `auth`, every ADS stream authenticated by its bearer token and allowed only the
+    /// config of a node whose Pod runs as the token's service account. Serves only once the index is
+    /// complete.
     pub async fn serve_with(
         &self,
         listen: &XdsAddress,
-        tls: Option<Identity>,
+        tls: Option<ServingCertificate>,
         extra: Routes,
+        auth: Option<Arc<dyn Authenticator>>,
     ) -> Result<(), XdsError> {
         if !self.complete().await {
             return Ok(());
         }
-        let mut builder = builder()
+        let acceptor = tls.map(crate::tls::acceptor).transpose()?;
+        let authenticated = auth.is_some();
+        let router = builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)));
-        let has_tls = tls.is_some();
-        if let Some(identity) = tls {
-            builder = builder
-                .tls_config(ServerTlsConfig::new().identity(identity))
-                .map_err(XdsError::Transport)?;
-        }
-        let router = builder.add_routes(extra.add_service(self.service()));
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_routes(extra.add_service(self.routes(auth)));
         let cancel = self.shared.cancel.clone();
         let shutdown = async move { cancel.cancelled().await };
         let listen_err = |source| XdsError::Listen {
             addr: listen.to_string(),
             source,
         };
+        let has_tls = acceptor.is_some();
         let serving = async {
             match listen {
                 XdsAddress::Unix(path) => {
@@ -167,10 +180,21 @@ impl XdsServer {
                     let listener = tokio::net::UnixListener::bind(path).map_err(listen_err)?;
                     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
                         .map_err(listen_err)?;
-                    tracing::info!(listen = %listen, "xDS server listening");
-                    let result = router
-                        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-                        .await;
+                    tracing::info!(listen = %listen, tls = has_tls, authenticated, "xDS server listening");
+                    let accepted = UnixListenerStream::new(listener);
+                    let result = match acceptor {
+                        Some(acceptor) => {
+                            let incoming = crate::tls::incoming(accepted, acceptor);
+                            router
+                                .serve_with_incoming_shutdown(incoming, shutdown)
+                                .await
+                        }
+                        None => {
+                            router
+                                .serve_with_incoming_shutdown(accepted, shutdown)
+                                .await
+                        }
+                    };
                     let _ = std::fs::remove_file(path);
                     result.map_err(XdsError::Transport)
                 }
@@ -178,11 +202,22 @@ impl XdsServer {
                     let listener = tokio::net::TcpListener::bind((host.as_str(), *port))
                         .await
                         .map_err(listen_err)?;
-                    tracing::info!(listen = %listen, tls = has_tls, "xDS server listening");
-                    router
-                        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-                        .await
-                        .map_err(XdsError::Transport)
+                    tracing::info!(listen = %listen, tls = has_tls, authenticated, "xDS server listening");
+                    let accepted = TcpListenerStream::new(listener);
+                    match acceptor {
+                        Some(acceptor) => {
+                            let incoming = crate::tls::incoming(accepted, acceptor);
+                            router
+                                .serve_with_incoming_shutdown(incoming, shutdown)
+                                .await
+                        }
+                        None => {
+                            router
+                                .serve_with_incoming_shutdown(accepted, shutdown)
+                                .await
+                        }
+                    }
+                    .map_err(XdsError::Transport)
                 }
             }
         };
@@ -260,9 +295,16 @@ impl AggregatedDiscoveryService for AdsService {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        // Put there by `AdsRoutes`, the only way to this service.
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or(Caller::Anyone);
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         tokio::spawn(crate::sotw::serve(
             Arc::clone(&self.shared),
+            caller,
             request.into_inner(),
             tx,
         ));
@@ -273,9 +315,16 @@ impl AggregatedDiscoveryService for AdsService {
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        // Unused in practice: `AdsRoutes` answers delta streams itself.
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or(Caller::Anyone);
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         tokio::spawn(crate::delta::serve(
             Arc::clone(&self.shared),
+            caller,
             request.into_inner(),
             tx,
         ));

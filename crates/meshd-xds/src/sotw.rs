@@ -9,6 +9,7 @@ use meshd_translate::ResourceType;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
+use crate::auth::Caller;
 use crate::registry::XdsApiKind;
 use crate::stream::{Scope, Shared, StreamCtx, open_stream, set_version};
 
@@ -24,10 +25,16 @@ struct TypeState {
 }
 
 /// Serves one SotW stream until the proxy leaves or the server shuts down.
-pub(crate) async fn serve(shared: Arc<Shared>, mut requests: Streaming<DiscoveryRequest>, tx: Tx) {
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    caller: Caller,
+    mut requests: Streaming<DiscoveryRequest>,
+    tx: Tx,
+) {
     let cancel = shared.cancel.clone();
     let Some((mut ctx, first)) = open_stream(
         shared,
+        caller,
         &mut requests,
         &tx,
         XdsApiKind::Sotw,
@@ -55,7 +62,13 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut requests: Streaming<Discovery
             },
             changed = ctx.generations.changed() => {
                 if changed.is_err() { return }
-                let scope = ctx.refresh();
+                let scope = match ctx.refresh() {
+                    Ok(scope) => scope,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                };
                 // Clusters before endpoints, listeners before routes.
                 for ty in ResourceType::ALL {
                     if let Some(state) = types.get_mut(&ty)

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
+use crate::auth::{Caller, authorize};
 use crate::generation::Generation;
 use crate::metrics::XdsMetrics;
 use crate::registry::{ProxyRegistry, XdsApiKind};
@@ -64,13 +65,17 @@ pub(crate) struct StreamCtx {
     /// Shared with what each type last sent (see delta's `TypeState`).
     pub config: Arc<ProxyConfig>,
     nonce: u64,
+    /// Who opened the stream: checked against the node's Pod whenever the config moves on.
+    caller: Caller,
 }
 
 /// The start every ADS stream shares, SotW and delta alike: wait for the first request (or the server's
-/// shutdown), require its `node.id`, and register the proxy. `None` when the stream is over; a refusal has
-/// then been sent to the proxy. `request` names the request type in the refusal.
+/// shutdown), require its `node.id`, check that `caller` may speak for that node, and register the
+/// proxy. `None` when the stream is over; a refusal has then been sent to the proxy. `request` names
+/// the request type in the refusal.
 pub(crate) async fn open_stream<Req, Resp>(
     shared: Arc<Shared>,
+    caller: Caller,
     requests: &mut (impl Stream<Item = Result<Req, Status>> + Unpin),
     tx: &mpsc::Sender<Result<Resp, Status>>,
     api: XdsApiKind,
@@ -87,7 +92,7 @@ pub(crate) async fn open_stream<Req, Resp>(
         let _ = tx.send(Err(Status::invalid_argument(message))).await;
         return None;
     };
-    match StreamCtx::open(shared, &node, api) {
+    match StreamCtx::open(shared, &node, api, caller) {
         Ok(ctx) => Some((ctx, first)),
         Err(status) => {
             let _ = tx.send(Err(status)).await;
@@ -97,14 +102,24 @@ pub(crate) async fn open_stream<Req, Resp>(
 }
 
 impl StreamCtx {
-    pub fn open(shared: Arc<Shared>, node_id: &str, api: XdsApiKind) -> Result<Self, Status> {
+    pub fn open(
+        shared: Arc<Shared>,
+        node_id: &str,
+        api: XdsApiKind,
+        caller: Caller,
+    ) -> Result<Self, Status> {
         let node = NodeId::parse(node_id).map_err(|e| {
             tracing::warn!(node = node_id, error = %e, "ADS stream refused");
             Status::invalid_argument(format!("{e}; meshd expects node.id = <pod>.<namespace>"))
         })?;
-        let id = shared.next_stream.fetch_add(1, Ordering::Relaxed);
         let mut generations = shared.generations.clone();
         let generation = Arc::clone(&generations.borrow_and_update());
+        if let Err(status) = authorize(&caller, &node, &generation.mesh) {
+            tracing::warn!(node = %node, reason = status.message(), "ADS stream refused: permission denied");
+            shared.metrics.refused("permission_denied");
+            return Err(status);
+        }
+        let id = shared.next_stream.fetch_add(1, Ordering::Relaxed);
         let config = Arc::new(generation.mesh.proxy_config(&node));
         let api_name = match api {
             XdsApiKind::Sotw => "sotw",
@@ -131,14 +146,21 @@ impl StreamCtx {
             generation,
             config,
             nonce: 0,
+            caller,
         })
     }
 
     /// Takes the newest generation and moves this proxy's config to it: the shared part is a pointer
     /// copy, its own part is recomputed only when the generation's changes touch it. Returns what may
-    /// differ from the config before.
-    pub fn refresh(&mut self) -> Scope {
+    /// differ from the config before; the refusal to end the stream with when the node's Pod (new, or
+    /// made anew) runs as another service account than the stream's token proved.
+    pub fn refresh(&mut self) -> Result<Scope, Status> {
         let generation = Arc::clone(&self.generations.borrow_and_update());
+        if let Err(status) = authorize(&self.caller, &self.node, &generation.mesh) {
+            tracing::warn!(node = %self.node, reason = status.message(), "ADS stream closed: permission denied");
+            self.shared.metrics.refused("permission_denied");
+            return Err(status);
+        }
         let changes = generation.changes_since(self.generation.number);
         let own_changed = changes.is_none_or(|cs| cs.iter().any(|c| c.affects_proxy(&self.node)));
         let config = Arc::new(generation.mesh.refresh(&self.config, own_changed));
@@ -173,7 +195,7 @@ impl StreamCtx {
             .refreshed(self.id, &self.node, &generation.mesh, config.known);
         self.generation = generation;
         self.config = config;
-        scope
+        Ok(scope)
     }
 
     pub fn next_nonce(&mut self) -> String {

@@ -5,7 +5,7 @@
 //! established connections.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -188,24 +188,7 @@ pub async fn serve(
     path: PathBuf,
     identity: WorkloadIdentity,
 ) -> Result<JoinHandle<()>, AgentError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(listen_error(&path))?;
-    }
-    match std::fs::symlink_metadata(&path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            std::fs::remove_file(&path).map_err(listen_error(&path))?
-        }
-        Ok(_) => {
-            return Err(listen_error(&path)(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "exists and is not a socket",
-            )));
-        }
-        Err(_) => {}
-    }
-    let listener = tokio::net::UnixListener::bind(&path).map_err(listen_error(&path))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        .map_err(listen_error(&path))?;
+    let listener = crate::socket::bind(&path).map_err(listen_error(&path))?;
     tracing::info!(path = %path.display(), "SDS for Envoy");
     let sds = Sds {
         identity,

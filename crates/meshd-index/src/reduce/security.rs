@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use kube::Resource;
-use meshd_api::security::authorization_policy::Action;
 use meshd_api::security::{AuthorizationPolicy, PeerAuthentication};
 use meshd_api::validate::Validate;
 use meshd_translate::facts::{self, Age, Fact, FactKind, ObjectKey};
@@ -95,23 +94,8 @@ impl Kind for AuthorizationPolicyKind {
     fn reduce(ap: &AuthorizationPolicy, key: &ObjectKey) -> Result<Option<Fact>, ReduceError> {
         checked("AuthorizationPolicy", key, ap)?;
         let spec = &ap.spec;
+        // CUSTOM and targetRef are refused by the validation above.
         let action = spec.action.unwrap_or_default();
-        if action == Action::Custom {
-            return Err(ReduceError::field(
-                "AuthorizationPolicy",
-                key,
-                "spec.action",
-                "CUSTOM (an external authorizer) is not supported by meshd",
-            ));
-        }
-        if spec.target_ref.is_some() || !spec.target_refs.is_empty() {
-            return Err(ReduceError::field(
-                "AuthorizationPolicy",
-                key,
-                "spec.targetRef",
-                "is not supported by meshd; select workloads with spec.selector",
-            ));
-        }
         Ok(Some(Fact::AuthorizationPolicy(Arc::new(
             facts::AuthorizationPolicy {
                 selector: spec

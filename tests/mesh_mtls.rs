@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use meshd_testbed::app::{HttpConn, XFCC_PATH, get_in};
 use meshd_testbed::load::answers;
 use meshd_testbed::mesh::{
-    APP, APP_PORT, Mesh, REVIEWS_OUTBOUND, REVIEWS_VIP, spiffe_id, wait_for,
+    APP, APP_PORT, Mesh, REVIEWS_OUTBOUND, REVIEWS_VIP, UNSERVED_PORT, spiffe_id, wait_for,
 };
 
 const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
@@ -216,10 +216,30 @@ fn peer_authentication_precedence_and_authorization_policies_on_real_envoy() {
         status(from_frontend(&mesh, "GET", "/admin/x"), 403).map(drop)
     });
     assert_eq!(from_frontend(&mesh, "GET", "/").unwrap().0, 200);
+    // TCP (network RBAC): the outsider's connection to a port no Service targets, denied by port.
+    let tcp_port: SocketAddr = (REVIEWS, UNSERVED_PORT).into();
+    let outsider = mesh.outsider(0).unwrap();
     mesh.write_file("allow.yaml", None).unwrap();
+    eventually("ALLOW removed", || {
+        status(from_outside(&mesh), 200).map(drop)
+    });
+    assert_eq!(get_in(outsider, None, tcp_port, "/").unwrap().0, 200);
+    let deny_tcp = format!(
+        "apiVersion: security.meshd.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {{name: reviews-tcp, namespace: demo}}\nspec:\n  selector: {{matchLabels: {{app: reviews}}}}\n  action: DENY\n  rules:\n  - to: [{{operation: {{ports: ['{UNSERVED_PORT}']}}}}]\n"
+    );
+    mesh.write_file("deny-tcp.yaml", Some(&deny_tcp)).unwrap();
+    eventually("the TCP connection is closed by network RBAC", || {
+        refused(get_in(outsider, None, tcp_port, "/"))
+    });
+    assert_eq!(
+        from_outside(&mesh).unwrap().0,
+        200,
+        "other ports unaffected"
+    );
+    mesh.write_file("deny-tcp.yaml", None).unwrap();
     mesh.write_file("deny.yaml", None).unwrap();
     eventually("policies removed", || {
-        status(from_outside(&mesh), 200).map(drop)
+        status(from_frontend(&mesh, "GET", "/admin/x"), 200).map(drop)
     });
 
     // Workload STRICT beats a namespace DISABLE, which beats the Mesh's PERMISSIVE.

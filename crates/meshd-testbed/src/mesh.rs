@@ -25,6 +25,8 @@ pub const REVIEWS_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 11);
 pub const APP_PORT: u16 = 8080;
 /// A second app port excluded from inbound capture: the direct (no sidecar) path for latency baselines.
 pub const DIRECT_PORT: u16 = 9080;
+/// A third app port, captured but targeted by no Service: inbound it takes the passthrough (TCP) chains.
+pub const UNSERVED_PORT: u16 = 7070;
 pub const REVIEWS_OUTBOUND: &str = "outbound|80||reviews.demo.svc.cluster.local";
 pub const INBOUND: &str = "inbound|8080||";
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 1);
@@ -180,7 +182,9 @@ impl Mesh {
                 .env("MESHD_LOG_LEVEL", "warn"),
         )
         .with_context(|| format!("{name}: meshd init"))?;
-        let addrs: Vec<SocketAddr> = [APP_PORT, DIRECT_PORT].map(|p| (ip, p).into()).to_vec();
+        let addrs: Vec<SocketAddr> = [APP_PORT, DIRECT_PORT, UNSERVED_PORT]
+            .map(|p| (ip, p).into())
+            .to_vec();
         let app_server = App::start(&ns, APP, name, &addrs)?;
         let dir = self.work.path().join("pods").join(name);
         std::fs::create_dir_all(dir.join("proxy"))?;

@@ -223,7 +223,12 @@ fn peer_authentication_precedence_and_authorization_policies_on_real_envoy() {
     eventually("ALLOW removed", || {
         status(from_outside(&mesh), 200).map(drop)
     });
-    assert_eq!(get_in(outsider, None, tcp_port, "/").unwrap().0, 200);
+    kept_alive_connection_gets_the_new_policy(&mesh);
+    // (While that DENY on a path stood, TCP chains denied everything: an HTTP field is left out of a
+    // DENY rule on TCP, Istio's "wider deny".)
+    eventually("TCP to the unserved port", || {
+        status(get_in(outsider, None, tcp_port, "/"), 200).map(drop)
+    });
     let deny_tcp = format!(
         "apiVersion: security.meshd.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {{name: reviews-tcp, namespace: demo}}\nspec:\n  selector: {{matchLabels: {{app: reviews}}}}\n  action: DENY\n  rules:\n  - to: [{{operation: {{ports: ['{UNSERVED_PORT}']}}}}]\n"
     );
@@ -273,4 +278,45 @@ fn peer_authentication_precedence_and_authorization_policies_on_real_envoy() {
         Ok(from_frontend(&mesh, "GET", "/").is_ok_and(|(c, _)| c == 200))
     })
     .unwrap();
+}
+
+/// SPEC §9: a policy change governs every request made more than 5 s after it, also on a connection
+/// opened before it (Envoy drains the connections of a changed filter chain; the testbed's agents
+/// drain for 1 s).
+fn kept_alive_connection_gets_the_new_policy(mesh: &Mesh) {
+    // The sidecars' pooled connections opened under the ALLOW policy drain first.
+    eventually("the frontend's /kept allowed", || {
+        status(from_frontend(mesh, "GET", "/kept"), 200).map(drop)
+    });
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let client = mesh
+        .pod("frontend-0")
+        .unwrap()
+        .ns
+        .spawn(Some(APP), move || {
+            let mut conn = HttpConn::connect(vip())?;
+            let before = conn.get("/kept")?.0;
+            opened_tx.send(())?;
+            go_rx.recv()?;
+            std::thread::sleep(Duration::from_millis(5500));
+            // The same connection, or (when Envoy closed it) the next one.
+            let after = match conn.get("/kept") {
+                Ok((code, _)) => code,
+                Err(_) => HttpConn::connect(vip())?.get("/kept")?.0,
+            };
+            Ok((before, after))
+        })
+        .unwrap();
+    opened_rx.recv().unwrap();
+    let deny = "apiVersion: security.meshd.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: no-kept, namespace: demo}\nspec:\n  selector: {matchLabels: {app: reviews}}\n  action: DENY\n  rules:\n  - to: [{operation: {paths: [/kept]}}]\n";
+    mesh.write_file("no-kept.yaml", Some(deny)).unwrap();
+    go_tx.send(()).unwrap();
+    let (before, after) = client.join().unwrap().unwrap();
+    assert_eq!(
+        (before, after),
+        (200, 403),
+        "a request 5.5 s after the DENY, on a connection opened before it"
+    );
+    mesh.write_file("no-kept.yaml", None).unwrap();
 }

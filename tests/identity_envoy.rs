@@ -1,9 +1,10 @@
 //! Workload identity with real parts (SPEC §2, §9): a file-fed `meshd controlplane --ca-dir` is the CA,
 //! `meshd agent` (in its own network namespace) gets its certificate with the token of a
 //! service-account-token Secret of the config directory before Envoy starts, and serves `default` and
-//! `ROOTCA` to real Envoy over SDS. Translation does not emit mTLS yet, so a small in-test ADS server
-//! (`--discovery-address`) gives Envoy one listener whose TLS names those two secrets; the CA is the
-//! control plane's (`--ca-address`). A real mTLS client checks what Envoy serves; a 60 s TTL shows the
+//! `ROOTCA` to real Envoy over SDS. Most tests use a small in-test ADS server (`--discovery-address`)
+//! that gives Envoy one listener whose TLS names those two secrets, the CA being the control plane's
+//! (`--ca-address`); the VM-style tests take both from the control plane (mTLS through the mesh's
+//! own translation is `tests/mesh_mtls.rs`). A real mTLS client checks what Envoy serves; a 60 s TTL shows the
 //! renewal reaching Envoy without a restart and without closing an open connection.
 //!
 //! Needs root, `ip netns` and the Envoy venv; prints SKIP otherwise, fails under CI=true.
@@ -29,6 +30,8 @@ const IDENTITY: &str = "spiffe://cluster.local/ns/demo/sa/client";
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 const MESH: &str = "apiVersion: meshd.io/v1alpha1\nkind: Mesh\nmetadata: {name: default}\nspec:\n  mtls: {mode: STRICT, certificateTTL: 60s}\n";
+/// A mesh whose config needs no certificate.
+const MESH_DISABLE: &str = "apiVersion: meshd.io/v1alpha1\nkind: Mesh\nmetadata: {name: default}\nspec:\n  mtls: {mode: DISABLE}\n";
 const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: client-0, namespace: demo, labels: {app: client, meshd.io/mesh: default}}\nspec:\n  serviceAccountName: client\n  containers: [{name: app, image: app}]\nstatus: {podIP: 10.1.0.5}\n";
 
 fn token_secret(token: &str) -> String {
@@ -133,10 +136,20 @@ impl Scenario {
         secret_token: Option<&str>,
         transport: Transport,
     ) -> anyhow::Result<Self> {
+        Self::start_in(envoy, secret_token, transport, MESH)
+    }
+
+    /// The scenario with `mesh` as the config directory's Mesh.
+    fn start_in(
+        envoy: &Path,
+        secret_token: Option<&str>,
+        transport: Transport,
+        mesh: &str,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let d = dir.path();
         std::fs::create_dir(d.join("config"))?;
-        std::fs::write(d.join("config/mesh.yaml"), MESH)?;
+        std::fs::write(d.join("config/mesh.yaml"), mesh)?;
         std::fs::write(d.join("config/pod.yaml"), POD)?;
         if let Some(token) = secret_token {
             std::fs::write(d.join("config/tokens.yaml"), token_secret(token))?;
@@ -589,25 +602,30 @@ fn a_vm_joins_a_file_fed_mesh_over_tcp_with_tls_and_the_spec_flags() {
         metrics.contains("meshd_certificate_requests_total{result=\"issued\"} 1"),
         "{metrics}"
     );
-    // The generated config names no SDS secret yet (mTLS filter chains are not translated), so Envoy
-    // holds no certificate; the agent has one ready for when it does.
-    assert!(s.envoy_certificate().is_none());
+    // STRICT: the inbound chains name SDS `default`, so Envoy holds the workload's certificate.
+    let (_, uris, _) = within(
+        "Envoy's certificate over SDS",
+        Duration::from_secs(10),
+        || s.envoy_certificate(),
+    );
+    assert_eq!(uris, [IDENTITY]);
 }
 
 /// The figure of docs/perf-identity.md: agent start → ready, with the certificate fetched first
 /// (VM-style, TCP with TLS, xDS through the agent with its token) against a start without a credential
-/// (no certificate; a Unix-socket control plane without a CA), medians of 7 alternating runs. Prints;
-/// asserts only that both become ready.
+/// (no certificate; a Unix-socket control plane without a CA), medians of 7 alternating runs; the Mesh
+/// in DISABLE in both, so that the start without a credential can become ready. Prints; asserts only
+/// that both become ready.
 #[test]
 fn startup_with_a_certificate_against_without() {
     let Some(envoy) = prerequisites("startup_with_a_certificate_against_without") else {
         return;
     };
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut s = Scenario::start_with(&envoy, Some(TOKEN), Transport::TcpTls).unwrap();
+    let mut s = Scenario::start_in(&envoy, Some(TOKEN), Transport::TcpTls, MESH_DISABLE).unwrap();
     // Without a credential a TCP control plane serves no stream (xDS is authenticated there), so the
     // baseline runs against a control plane on a Unix socket without a CA, where nobody needs one.
-    let mut plain = Scenario::start_with(&envoy, None, Transport::UnixNoCa).unwrap();
+    let mut plain = Scenario::start_in(&envoy, None, Transport::UnixNoCa, MESH_DISABLE).unwrap();
     within("agents ready", Duration::from_secs(30), || {
         (s.ready().0 == 200 && plain.ready().0 == 200).then_some(())
     });
@@ -632,16 +650,16 @@ fn startup_with_a_certificate_against_without() {
     );
 }
 
-/// A control plane without a CA (as the in-cluster controller before the CA is wired in): the agent
-/// holds a token, asks, hears UNIMPLEMENTED, starts Envoy and is ready, since nothing in the generated
-/// config needs a certificate.
+/// A control plane without a CA (as the in-cluster controller before the CA is wired in), the Mesh in
+/// DISABLE: the agent holds a token, asks, hears UNIMPLEMENTED, starts Envoy and is ready, since nothing
+/// in the generated config needs a certificate.
 #[test]
 fn without_a_ca_the_agent_starts_envoy_and_is_ready() {
     let Some(envoy) = prerequisites("without_a_ca_the_agent_starts_envoy_and_is_ready") else {
         return;
     };
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let s = Scenario::start_with(&envoy, Some(TOKEN), Transport::UnixNoCa).unwrap();
+    let s = Scenario::start_in(&envoy, Some(TOKEN), Transport::UnixNoCa, MESH_DISABLE).unwrap();
     std::fs::write(s.path("config/service.yaml"), SERVICE).unwrap();
     within(
         "agent ready without a certificate",
@@ -656,4 +674,12 @@ fn without_a_ca_the_agent_starts_envoy_and_is_ready() {
     let asked = s.log("agent.log").matches("runs no CA").count();
     assert_eq!(asked, 1, "{}", s.log("agent.log"));
     assert_eq!(s.ready().0, 200);
+    // STRICT needs a certificate nobody can issue: the proxy says it is not ready rather than claim
+    // mTLS it cannot do.
+    std::fs::write(s.path("config/mesh.yaml"), MESH).unwrap();
+    within(
+        "not ready under STRICT without a CA",
+        Duration::from_secs(15),
+        || (s.ready().0 != 200).then_some(()),
+    );
 }

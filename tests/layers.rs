@@ -24,7 +24,11 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ),
     ("meshd-ca", 3, "adapter"),
     ("meshd-sources", 3, "adapter"),
-    ("meshd-xds", 4, "adapter (authenticates streams with meshd-ca)"),
+    (
+        "meshd-xds",
+        4,
+        "adapter (authenticates streams with meshd-ca)",
+    ),
     ("meshd-webhook", 3, "adapter"),
     ("meshd-operator", 3, "adapter"),
     ("meshd-agent", 4, "adapter (uses meshd-ca's client)"),

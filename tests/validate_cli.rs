@@ -37,7 +37,7 @@ fn istios_examples_pass() {
     assert_eq!(stdout_lines(&out), Vec::<String>::new());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("meshd validate: 0 problems in 75 documents (7 files)"),
+        stderr(&out).contains("meshd validate: 0 problems in 74 documents (7 files)"),
         "{}",
         stderr(&out)
     );
@@ -77,10 +77,13 @@ fn istio_examples_meshd_refuses_are_named_line_by_line() {
             format!(
                 "{f}: Gateway some-config-namespace/my-gateway: spec.servers[1].tls.credentialName: is required for SIMPLE and MUTUAL (meshd serves certificates from Secrets, not files)"
             ),
+            format!(
+                "{f}: AuthorizationPolicy istio-system/ext-authz: spec.action: CUSTOM (an external authorizer) is not supported by meshd"
+            ),
         ]
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("6 problems in 5 documents (1 file)"));
+    assert!(stderr(&out).contains("7 problems in 6 documents (1 file)"));
 }
 
 const BROKEN_TRAFFIC: &str = "\

@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Directory of YAML files (Service, EndpointSlice, Pod with status.podIP, Mesh), re-read on change.
+    /// Directory of YAML files (Service, EndpointSlice, Pod with status.podIP, Mesh, PeerAuthentication,
+    /// AuthorizationPolicy), re-read on change.
     #[arg(long, env = "MESHD_CONFIG_DIR")]
     config_dir: PathBuf,
     /// Where Envoys connect: `HOST:PORT` (TLS: --tls-cert/--tls-key or --ca-dir) or `unix:PATH`.

@@ -1,6 +1,7 @@
 //! The gRPC probe: `grpc.health.v1.Health/Check` over plaintext HTTP/2, as the kubelet runs it. The
 //! request and answer are tiny protobufs, encoded by hand to avoid a protobuf toolchain here.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
@@ -64,19 +65,28 @@ fn varint(bytes: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
-pub(crate) async fn probe(host: &str, port: u16, service: &str, timeout: Duration) -> ProbeOutcome {
-    let target = format!("{host}:{port}");
-    match tokio::time::timeout(timeout, check(&target, service)).await {
+pub(crate) async fn probe(
+    host: &str,
+    port: u16,
+    pod_ip: Option<IpAddr>,
+    service: &str,
+    timeout: Duration,
+) -> ProbeOutcome {
+    let target = format!("{}:{port}", crate::probes::bracket(host));
+    let connected = async {
+        crate::probes::connect_app(host, port, pod_ip)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let checked = async { check(connected.await?, &target, service).await };
+    match tokio::time::timeout(timeout, checked).await {
         Ok(Ok(())) => ProbeOutcome::Success(format!("grpc {target}: SERVING")),
         Ok(Err(reason)) => ProbeOutcome::Failure(format!("grpc {target}: {reason}")),
         Err(_) => ProbeOutcome::Failure(format!("grpc {target}: no answer within {timeout:?}")),
     }
 }
 
-async fn check(target: &str, service: &str) -> Result<(), String> {
-    let stream = tokio::net::TcpStream::connect(target)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn check(stream: tokio::net::TcpStream, target: &str, service: &str) -> Result<(), String> {
     let (mut sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
@@ -184,7 +194,7 @@ mod tests {
     async fn probes_a_real_http2_health_service() {
         let addr = health_server().await;
         let t = Duration::from_secs(2);
-        let run = |service: &'static str| probe("127.0.0.1", addr.port(), service, t);
+        let run = |service: &'static str| probe("127.0.0.1", addr.port(), None, service, t);
         assert!(matches!(run("db").await, ProbeOutcome::Success(_)));
         match run("down").await {
             ProbeOutcome::Failure(reason) => assert!(reason.contains("status 2"), "{reason}"),
@@ -198,7 +208,7 @@ mod tests {
         let port = closed.local_addr().unwrap().port();
         drop(closed);
         assert!(matches!(
-            probe("127.0.0.1", port, "", t).await,
+            probe("127.0.0.1", port, None, "", t).await,
             ProbeOutcome::Failure(_)
         ));
     }

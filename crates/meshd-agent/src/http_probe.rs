@@ -4,6 +4,7 @@
 //! is success, and the whole probe within its timeout. `scheme: HTTPS` is TLS (1.2 or 1.3) without
 //! certificate verification, as the kubelet does.
 
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -17,9 +18,14 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::probes::{HttpGet, ProbeOutcome, bracket, port_of};
+use crate::probes::{HttpGet, ProbeOutcome, bracket, connect_app, port_of};
 
-pub(crate) async fn probe(h: &HttpGet, default_host: &str, timeout: Duration) -> ProbeOutcome {
+pub(crate) async fn probe(
+    h: &HttpGet,
+    default_host: &str,
+    pod_ip: Option<IpAddr>,
+    timeout: Duration,
+) -> ProbeOutcome {
     let scheme = h.scheme.as_deref().unwrap_or("HTTP");
     let tls = if scheme.eq_ignore_ascii_case("http") {
         false
@@ -42,7 +48,7 @@ pub(crate) async fn probe(h: &HttpGet, default_host: &str, timeout: Duration) ->
         Ok(r) => r,
         Err(e) => return ProbeOutcome::Failure(format!("GET {url}: {e}")),
     };
-    match tokio::time::timeout(timeout, get(tls, host, port, request)).await {
+    match tokio::time::timeout(timeout, get(tls, host, port, pod_ip, request)).await {
         // The kubelet's rule: 200 <= status < 400 is success.
         Ok(Ok(status)) if (200..400).contains(&status.as_u16()) => {
             ProbeOutcome::Success(format!("GET {url}: {status}"))
@@ -97,9 +103,10 @@ async fn get(
     tls: bool,
     host: &str,
     port: u16,
+    pod_ip: Option<IpAddr>,
     request: hyper::Request<Empty<Bytes>>,
 ) -> Result<hyper::StatusCode, String> {
-    let tcp = tokio::net::TcpStream::connect((host, port))
+    let tcp = connect_app(host, port, pod_ip)
         .await
         .map_err(|e| e.to_string())?;
     if !tls {

@@ -143,26 +143,51 @@ impl AppProbe {
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
             .to_string();
         if let Some(h) = &self.http_get {
-            return crate::http_probe::probe(h, &default_host, timeout).await;
+            return crate::http_probe::probe(h, &default_host, pod_ip, timeout).await;
         }
         if let Some(t) = &self.tcp_socket {
             let host = t.host.clone().unwrap_or(default_host);
             let port = port_of("tcpSocket", &t.port).unwrap_or(0);
-            return tcp_probe(&host, port, timeout).await;
+            return tcp_probe(&host, port, pod_ip, timeout).await;
         }
         if let Some(g) = &self.grpc {
             let port = u16::try_from(g.port).unwrap_or(0);
             let service = g.service.as_deref().unwrap_or("");
-            return crate::grpc_health::probe(&bracket(&default_host), port, service, timeout)
-                .await;
+            return crate::grpc_health::probe(&default_host, port, pod_ip, service, timeout).await;
         }
         ProbeOutcome::Failure("the probe has no handler".into())
     }
 }
 
-async fn tcp_probe(host: &str, port: u16, timeout: Duration) -> ProbeOutcome {
+/// The source capture lets through to the pod's own address without the inbound sidecar (Envoy's
+/// inbound passthrough source, the same in Istio): the app's probes keep working in every mTLS mode,
+/// STRICT included, as the kubelet's own probes did before injection.
+const PASSTHROUGH_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 6);
+
+/// A connection to the app at `host:port`; to the pod's own IPv4 address from [`PASSTHROUGH_SOURCE`].
+pub(crate) async fn connect_app(
+    host: &str,
+    port: u16,
+    pod_ip: Option<IpAddr>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) if pod_ip == Some(IpAddr::V4(ip)) && !ip.is_loopback() => {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::from((PASSTHROUGH_SOURCE, 0)))?;
+            socket.connect(SocketAddr::from((ip, port))).await
+        }
+        _ => tokio::net::TcpStream::connect((host, port)).await,
+    }
+}
+
+async fn tcp_probe(
+    host: &str,
+    port: u16,
+    pod_ip: Option<IpAddr>,
+    timeout: Duration,
+) -> ProbeOutcome {
     let target = format!("{}:{port}", bracket(host));
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&target)).await {
+    match tokio::time::timeout(timeout, connect_app(host, port, pod_ip)).await {
         Ok(Ok(_)) => ProbeOutcome::Success(format!("tcp {target}: connected")),
         Ok(Err(e)) => ProbeOutcome::Failure(format!("tcp {target}: {e}")),
         Err(_) => ProbeOutcome::Failure(format!("tcp {target}: no connection within {timeout:?}")),

@@ -29,6 +29,18 @@ pub trait Kind: 'static {
     /// an EndpointSlice of FQDNs), which removes a fact the object had before.
     fn reduce(object: &Self::Object, key: &ObjectKey) -> Result<Option<Fact>, ReduceError>;
 
+    /// The fact of an object read from a config file (`file`: its path). The same as [`Kind::reduce`]
+    /// unless the kind needs to know the file: where the oldest object wins, one without
+    /// `creationTimestamp` is as old as its file's name says (SPEC §9).
+    fn reduce_file(
+        object: &Self::Object,
+        key: &ObjectKey,
+        file: &str,
+    ) -> Result<Option<Fact>, ReduceError> {
+        let _ = file;
+        Self::reduce(object, key)
+    }
+
     /// The kind's name, as in `kind:`.
     fn name() -> String {
         Self::Object::kind(&()).into_owned()
@@ -92,6 +104,8 @@ pub fn visit_kinds(visitor: &mut impl KindVisitor) {
     visitor.visit::<crate::EndpointSliceKind>();
     visitor.visit::<crate::PodKind>();
     visitor.visit::<crate::MeshKind>();
+    visitor.visit::<crate::PeerAuthenticationKind>();
+    visitor.visit::<crate::AuthorizationPolicyKind>();
 }
 
 /// The fact kinds of [`visit_kinds`]: what must have been listed once before translation is complete.

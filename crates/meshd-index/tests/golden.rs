@@ -4,7 +4,8 @@
 //! live with the translation (`crates/meshd-translate/tests/golden`). Regenerate with `MESHD_BLESS=1`,
 //! then review the diff.
 
-use std::path::{Path, PathBuf};
+mod support;
+
 use std::sync::Arc;
 
 use meshd_api::MeshSpec;
@@ -14,12 +15,7 @@ use meshd_translate::facts::{Fact, FactChange, FactKind};
 use meshd_translate::{
     CompiledMesh, NodeId, ProxyConfig, ResourceType, TranslateSettings, Translator,
 };
-use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
-use serde_json::{Map, Value};
-
-fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../meshd-translate/tests/golden")
-}
+use support::{check_golden, descriptor_pool, golden_dir, render};
 
 /// The objects of a golden mesh file, reduced, in file order; and the Mesh (mTLS off).
 struct Mesh {
@@ -78,81 +74,6 @@ impl Mesh {
             _ => unreachable!("an EndpointSlice"),
         }
     }
-}
-
-/// envoy-types ships Envoy's descriptor set beside its generated code; it turns our bytes into the
-/// JSON Envoy itself would print in `/config_dump`.
-fn descriptor_pool() -> DescriptorPool {
-    if let Ok(path) = std::env::var("MESHD_ENVOY_DESCRIPTORS") {
-        return DescriptorPool::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
-    }
-    let cargo_home = std::env::var("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
-    let mut found: Vec<PathBuf> = std::fs::read_dir(cargo_home.join("registry/src"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .flat_map(|index| {
-            std::fs::read_dir(index.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-        })
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("envoy-types-0.7."))
-        })
-        .map(|p| p.join("src/generated/types.bin"))
-        .filter(|p| p.exists())
-        .collect();
-    found.sort();
-    let path = found.pop().expect(
-        "envoy-types' types.bin under $CARGO_HOME/registry/src (or set MESHD_ENVOY_DESCRIPTORS)",
-    );
-    DescriptorPool::decode(std::fs::read(path).unwrap().as_slice()).unwrap()
-}
-
-fn render(pool: &DescriptorPool, config: &ProxyConfig) -> Value {
-    let options = SerializeOptions::new().skip_default_fields(true);
-    let mut out = Map::new();
-    for ty in ResourceType::ALL {
-        let list: Vec<Value> = config
-            .resources(ty)
-            .map(|r| {
-                let full_name = r.body.type_url.trim_start_matches("type.googleapis.com/");
-                let desc = pool.get_message_by_name(full_name).unwrap();
-                let msg = DynamicMessage::decode(desc, r.body.value.as_slice()).unwrap();
-                msg.serialize_with_options(serde_json::value::Serializer, &options)
-                    .unwrap()
-            })
-            .collect();
-        out.insert(ty.short().to_string(), Value::Array(list));
-    }
-    Value::Object(out)
-}
-
-fn check_golden(name: &str, actual: &Value) {
-    let path = golden_dir().join(name);
-    let text = serde_json::to_string_pretty(actual).unwrap() + "\n";
-    if std::env::var_os("MESHD_BLESS").is_some() {
-        std::fs::write(&path, &text).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run with MESHD_BLESS=1 to create it",
-            path.display()
-        )
-    });
-    pretty_assertions::assert_eq!(
-        want,
-        text,
-        "{} differs; MESHD_BLESS=1 regenerates it",
-        path.display()
-    );
 }
 
 #[test]
@@ -334,18 +255,26 @@ fn unknown_node_gets_an_empty_config() {
 }
 
 #[test]
-fn mtls_request_is_reported_not_silently_claimed() {
+fn mtls_off_needs_no_sds_and_on_names_the_agents_secrets() {
     let mut snap = load_mesh("mesh.yaml");
-    snap.spec.mtls.mode = MtlsMode::Strict;
-    let compiled = snap.compile();
+    let node = NodeId::parse("web-0.shop").unwrap();
+    let uses_sds = |compiled: &CompiledMesh| {
+        let config = compiled.proxy_config(&node);
+        ResourceType::ALL.iter().any(|ty| {
+            config
+                .resources(*ty)
+                .any(|r| r.body.value.windows(8).any(|w| w == b"sds-grpc"))
+        })
+    };
     assert!(
-        compiled
-            .warnings
-            .iter()
-            .any(|w| w.contains("STRICT") && w.contains("not implemented")),
-        "{:?}",
-        compiled.warnings
+        !uses_sds(&snap.compile()),
+        "DISABLE: no SDS, no agent needed"
     );
-    snap.spec.mtls.mode = MtlsMode::Disable;
-    assert!(snap.compile().warnings.is_empty());
+    snap.spec.mtls.mode = MtlsMode::Strict;
+    let strict = snap.compile();
+    assert!(
+        uses_sds(&strict),
+        "STRICT: the inbound side needs the certificate"
+    );
+    assert!(strict.warnings.is_empty(), "{:?}", strict.warnings);
 }

@@ -132,3 +132,96 @@ fn a_pod_becomes_a_workload() {
     assert_eq!(w.mesh.as_deref(), Some("default"));
     assert_eq!(w.named_port("http"), Some(8080), "the first of a name");
 }
+
+#[test]
+fn a_peer_authentication_keeps_scope_modes_ports_and_age() {
+    use meshd_api::security::peer_authentication::PeerMtlsMode;
+    use meshd_index::PeerAuthenticationKind;
+    let yaml = "metadata: {name: web, namespace: shop, creationTimestamp: '2025-01-02T03:04:05Z'}\nspec:\n  selector: {matchLabels: {app: web}}\n  mtls: {mode: STRICT}\n  portLevelMtls:\n    '8080': {mode: DISABLE}\n    '9090': {}\n";
+    let Some(Fact::PeerAuthentication(pa)) = reduce::<PeerAuthenticationKind>(yaml).unwrap().1
+    else {
+        panic!("a PeerAuthentication fact")
+    };
+    assert_eq!(pa.selector["app"], "web");
+    assert_eq!(pa.mode, PeerMtlsMode::Strict);
+    assert_eq!(
+        pa.ports.iter().map(|(p, m)| (*p, *m)).collect::<Vec<_>>(),
+        [(8080, PeerMtlsMode::Disable), (9090, PeerMtlsMode::Unset)]
+    );
+    assert_eq!((pa.age.untimed, pa.age.created), (false, 1_735_787_045));
+    // Without a timestamp, read from a file: as old as the file's name.
+    let object =
+        object::<PeerAuthenticationKind>("metadata: {name: ns, namespace: shop}\nspec: {}\n");
+    let key = PeerAuthenticationKind::key(&object).unwrap();
+    let Some(Fact::PeerAuthentication(pa)) =
+        PeerAuthenticationKind::reduce_file(&object, &key, "/etc/meshd/a.yaml").unwrap()
+    else {
+        panic!("a PeerAuthentication fact")
+    };
+    assert!(pa.age.untimed);
+    assert_eq!(pa.age.file, "/etc/meshd/a.yaml");
+    assert_eq!(pa.mode, PeerMtlsMode::Unset, "no mtls: inherits");
+}
+
+#[test]
+fn invalid_security_policies_are_refused_naming_the_field() {
+    use meshd_index::{AuthorizationPolicyKind, PeerAuthenticationKind};
+    let err = reduce::<PeerAuthenticationKind>(
+        "metadata: {name: p, namespace: shop}\nspec:\n  portLevelMtls:\n    '8080': {mode: STRICT}\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.kind, "PeerAuthentication");
+    assert!(
+        err.problem.contains("spec.portLevelMtls: needs a selector"),
+        "{err}"
+    );
+    let err = reduce::<AuthorizationPolicyKind>(
+        "metadata: {name: a, namespace: shop}\nspec:\n  rules: [{to: [{operation: {ports: ['70000']}}]}]\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.problem
+            .contains("spec.rules[0].to[0].operation.ports[0]: \"70000\""),
+        "{err}"
+    );
+    let err = reduce::<AuthorizationPolicyKind>(
+        "metadata: {name: a, namespace: shop}\nspec:\n  action: CUSTOM\n  provider: {name: ext}\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "AuthorizationPolicy shop/a: spec.action: CUSTOM (an external authorizer) is not supported by meshd"
+    );
+}
+
+#[test]
+fn an_authorization_policy_keeps_selector_action_and_rules() {
+    use meshd_api::security::authorization_policy::Action;
+    use meshd_index::AuthorizationPolicyKind;
+    let Some(Fact::AuthorizationPolicy(ap)) = reduce::<AuthorizationPolicyKind>(
+        "metadata: {name: a, namespace: shop}\nspec:\n  selector: {matchLabels: {app: db}}\n  action: DENY\n  rules: [{from: [{source: {namespaces: [jobs]}}]}]\n",
+    )
+    .unwrap()
+    .1
+    else {
+        panic!("an AuthorizationPolicy fact")
+    };
+    assert_eq!(ap.action, Action::Deny);
+    assert_eq!(ap.selector["app"], "db");
+    assert_eq!(
+        ap.rules[0].from[0].source.as_ref().unwrap().namespaces,
+        ["jobs"]
+    );
+    let Some(Fact::AuthorizationPolicy(ap)) =
+        reduce::<AuthorizationPolicyKind>("metadata: {name: a, namespace: shop}\nspec: {}\n")
+            .unwrap()
+            .1
+    else {
+        panic!("an AuthorizationPolicy fact")
+    };
+    assert_eq!(
+        (ap.action, ap.rules.len()),
+        (Action::Allow, 0),
+        "ALLOW with no rules"
+    );
+}

@@ -11,7 +11,7 @@ use crate::SourceError;
 /// One object of a file: its kind, key and fact (`None`: it contributes nothing).
 pub type ParsedFact = (FactKind, ObjectKey, Option<Fact>);
 
-type Decode = fn(serde_yaml::Value) -> Result<Decoded, String>;
+type Decode = fn(serde_yaml::Value, &str) -> Result<Decoded, String>;
 
 enum Decoded {
     Fact(ObjectKey, Option<Fact>),
@@ -25,8 +25,8 @@ struct Decoder {
     decode: Decode,
 }
 
-/// A document as the kind's object (a type error names the field), then reduced.
-fn decode<K: Kind>(value: serde_yaml::Value) -> Result<Decoded, String> {
+/// A document of the file `path` as the kind's object (a type error names the field), then reduced.
+fn decode<K: Kind>(value: serde_yaml::Value, path: &str) -> Result<Decoded, String> {
     let object: K::Object = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         if path == "." {
@@ -35,7 +35,11 @@ fn decode<K: Kind>(value: serde_yaml::Value) -> Result<Decoded, String> {
             format!("{path}: {}", e.into_inner())
         }
     })?;
-    Ok(match K::key_and_fact(&object) {
+    let reduced = K::key(&object).and_then(|key| {
+        let fact = K::reduce_file(&object, &key, path)?;
+        Ok((key, fact))
+    });
+    Ok(match reduced {
         Ok((key, fact)) => Decoded::Fact(key, fact),
         Err(e) => Decoded::Invalid(e),
     })
@@ -107,7 +111,7 @@ pub fn parse_documents(
             skipped.push(kind);
             continue;
         };
-        match (decoder.decode)(value).map_err(problem)? {
+        match (decoder.decode)(value, path).map_err(problem)? {
             Decoded::Fact(key, fact) => facts.push((decoder.fact, key, fact)),
             Decoded::Invalid(error) => return Err(problem(error.to_string())),
         }

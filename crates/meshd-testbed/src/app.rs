@@ -12,7 +12,12 @@ use anyhow::{Context, bail};
 
 use crate::netns::{Identity, NetNs};
 
-/// An app serving on `addrs` inside a namespace until dropped; answers `<pod name>` to every request.
+/// The path the app answers with the `x-forwarded-client-cert` header it got (the caller's and its own
+/// sidecar's identities under mTLS; empty without).
+pub const XFCC_PATH: &str = "/xfcc";
+
+/// An app serving on `addrs` inside a namespace until dropped; answers `<pod name>` to every request
+/// (but [`XFCC_PATH`]).
 #[derive(Debug)]
 pub struct App {
     stop: Arc<AtomicBool>,
@@ -64,18 +69,28 @@ fn answer(stream: TcpStream, pod: &str, stop: &AtomicBool) {
     let Ok(read) = stream.try_clone() else { return };
     let mut reader = BufReader::new(read);
     let mut writer = stream;
-    let reply = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{pod}",
-        pod.len()
-    );
     loop {
         let mut close = false;
+        let mut first = true;
+        let mut xfcc_path = false;
+        let mut xfcc = String::new();
         loop {
             let mut line = String::new();
             match reader.read_line(&mut line) {
                 Ok(0) => return,
                 Ok(_) if line == "\r\n" => break,
-                Ok(_) => close |= line.to_ascii_lowercase().starts_with("connection: close"),
+                Ok(_) if first => {
+                    first = false;
+                    xfcc_path = line.split_whitespace().nth(1) == Some(XFCC_PATH);
+                }
+                Ok(_) => {
+                    let lower = line.to_ascii_lowercase();
+                    close |= lower.starts_with("connection: close");
+                    const XFCC: &str = "x-forwarded-client-cert:";
+                    if lower.starts_with(XFCC) {
+                        xfcc = line[XFCC.len()..].trim().to_string();
+                    }
+                }
                 Err(e)
                     if e.kind() == std::io::ErrorKind::WouldBlock
                         || e.kind() == std::io::ErrorKind::TimedOut =>
@@ -87,6 +102,11 @@ fn answer(stream: TcpStream, pod: &str, stop: &AtomicBool) {
                 Err(_) => return,
             }
         }
+        let body = if xfcc_path { xfcc.as_str() } else { pod };
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
         if writer.write_all(reply.as_bytes()).is_err() || close {
             return;
         }
@@ -116,9 +136,19 @@ impl HttpConn {
 
     /// `GET path`: (status, body). The body is read by its content-length, so the connection stays open.
     pub fn get(&mut self, path: &str) -> anyhow::Result<(u16, String)> {
+        self.request("GET", path)
+    }
+
+    /// `method path` without a body: (status, body).
+    pub fn request(&mut self, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
+        let body = if method == "GET" {
+            ""
+        } else {
+            "content-length: 0\r\n"
+        };
         write!(
             self.writer,
-            "GET {path} HTTP/1.1\r\nhost: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\n{body}\r\n",
             self.target
         )
         .with_context(|| format!("writing to {}", self.target))?;

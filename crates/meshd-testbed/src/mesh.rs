@@ -1,7 +1,9 @@
-//! A one-machine mesh: `meshd controlplane` on a Unix socket fed from a config directory, a bridge in its
-//! own namespace (the host's routes and iptables are never touched), and "pods": a namespace on the
-//! bridge with `meshd init` capture, `meshd agent` (running Envoy) as uid 1337 and an [`App`] as uid 1000.
-//! Everything is removed on Drop: agents and Envoys killed, namespaces deleted, the work directory removed.
+//! A one-machine mesh: `meshd controlplane` on a Unix socket fed from a config directory, with its CA in
+//! `--ca-dir`, a bridge in its own namespace (the host's routes and iptables are never touched), and
+//! "pods": a namespace on the bridge with `meshd init` capture, `meshd agent` (running Envoy) as uid 1337
+//! with the flags SPEC §2 names (`--ca-file`, `--token-file` of a service-account-token Secret in the
+//! config directory) and an [`App`] as uid 1000. Everything is removed on Drop: agents and Envoys
+//! killed, namespaces deleted, the work directory removed.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
@@ -23,6 +25,8 @@ pub const REVIEWS_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 11);
 pub const APP_PORT: u16 = 8080;
 /// A second app port excluded from inbound capture: the direct (no sidecar) path for latency baselines.
 pub const DIRECT_PORT: u16 = 9080;
+/// A third app port, captured but targeted by no Service: inbound it takes the passthrough (TCP) chains.
+pub const UNSERVED_PORT: u16 = 7070;
 pub const REVIEWS_OUTBOUND: &str = "outbound|80||reviews.demo.svc.cluster.local";
 pub const INBOUND: &str = "inbound|8080||";
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 1);
@@ -38,12 +42,22 @@ pub struct Mesh {
     envoy: PathBuf,
     /// Pods in the config directory (name, app, ip), in the order written.
     declared: Vec<(String, String, Ipv4Addr)>,
+    /// `Mesh.spec.mtls.mode`.
+    mode: String,
+    /// Namespaces outside the mesh (no capture, no sidecar) on the bridge.
+    outsiders: Vec<NetNs>,
     work: tempfile::TempDir,
 }
 
 impl Mesh {
-    /// Work directory (world-traversable, so uid 1337 reaches the socket), bridge namespace, control plane.
+    /// [`Mesh::start_with`] in mode DISABLE.
     pub fn start(meshd: &Path, envoy: &Path) -> anyhow::Result<Self> {
+        Self::start_with(meshd, envoy, "DISABLE")
+    }
+
+    /// Work directory (world-traversable, so uid 1337 reaches the socket), bridge namespace, control
+    /// plane; `mode`: the Mesh's `spec.mtls.mode`.
+    pub fn start_with(meshd: &Path, envoy: &Path, mode: &str) -> anyhow::Result<Self> {
         let work = tempfile::Builder::new().prefix("meshd-demo-").tempdir()?;
         std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755))?;
         std::fs::create_dir(work.path().join("config"))?;
@@ -58,6 +72,8 @@ impl Mesh {
             meshd: meshd.to_path_buf(),
             envoy: envoy.to_path_buf(),
             declared: Vec::new(),
+            mode: mode.to_string(),
+            outsiders: Vec::new(),
             work,
         };
         mesh.write_config()?;
@@ -71,6 +87,11 @@ impl Mesh {
 
     fn socket(&self) -> PathBuf {
         self.work.path().join("xds.sock")
+    }
+
+    /// The mesh's trust anchor (`--ca-file` of every agent).
+    pub fn root_cert(&self) -> PathBuf {
+        self.work.path().join("ca/root-cert.pem")
     }
 
     fn start_control_plane(&mut self) -> anyhow::Result<()> {
@@ -87,6 +108,8 @@ impl Mesh {
             .arg(self.work.path().join("config"))
             .arg("--xds-listen")
             .arg(format!("unix:{}", self.socket().display()))
+            .arg("--ca-dir")
+            .arg(self.work.path().join("ca"))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -98,7 +121,44 @@ impl Mesh {
         })?;
         // Envoy runs as uid 1337: it must be able to connect.
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))?;
+        let root = self.root_cert();
+        wait_for("the CA's root-cert.pem", Duration::from_secs(20), || {
+            Ok(root.exists())
+        })?;
         Ok(())
+    }
+
+    /// Changes the Mesh's `spec.mtls.mode` (the running proxies get it over xDS).
+    pub fn set_mode(&mut self, mode: &str) -> anyhow::Result<()> {
+        self.mode = mode.to_string();
+        self.write_config()
+    }
+
+    /// Writes (or, with `None`, removes) one more file of the config directory, e.g. a policy.
+    pub fn write_file(&self, name: &str, yaml: Option<&str>) -> anyhow::Result<()> {
+        let config = self.work.path().join("config");
+        match yaml {
+            Some(yaml) => {
+                let tmp = config.join(format!(".{name}.tmp"));
+                std::fs::write(&tmp, yaml)?;
+                std::fs::rename(&tmp, config.join(name))?;
+            }
+            None => std::fs::remove_file(config.join(name))?,
+        }
+        Ok(())
+    }
+
+    /// A namespace on the bridge at `ip` without capture or sidecar: a client outside the mesh.
+    pub fn start_outsider(&mut self, ip: Ipv4Addr) -> anyhow::Result<&NetNs> {
+        let index = self.outsiders.len();
+        let ns = NetNs::new(&format!("out{index}"))?;
+        let port = format!("vo{index}");
+        link_veth(&ns, "eth0", &self.bridge, &port)?;
+        self.bridge.ip(&["link", "set", &port, "master", BRIDGE])?;
+        ns.add_address("eth0", &format!("{ip}/24"))?;
+        ns.add_default_route(GATEWAY.into())?;
+        self.outsiders.push(ns);
+        Ok(&self.outsiders[index])
     }
 
     /// Declares a pod in the config directory (Pod object and EndpointSlice endpoint), without starting it.
@@ -122,7 +182,9 @@ impl Mesh {
                 .env("MESHD_LOG_LEVEL", "warn"),
         )
         .with_context(|| format!("{name}: meshd init"))?;
-        let addrs: Vec<SocketAddr> = [APP_PORT, DIRECT_PORT].map(|p| (ip, p).into()).to_vec();
+        let addrs: Vec<SocketAddr> = [APP_PORT, DIRECT_PORT, UNSERVED_PORT]
+            .map(|p| (ip, p).into())
+            .to_vec();
         let app_server = App::start(&ns, APP, name, &addrs)?;
         let dir = self.work.path().join("pods").join(name);
         std::fs::create_dir_all(dir.join("proxy"))?;
@@ -131,7 +193,15 @@ impl Mesh {
             Some(PROXY.uid.into()),
             Some(PROXY.gid.into()),
         )?;
+        // The pod's credential (its projected token in a cluster): the one of its service account's
+        // Secret in the config directory.
+        let token = dir.join("token");
+        std::fs::write(&token, token_of(app))?;
+        nix::unistd::chown(&token, Some(PROXY.uid.into()), Some(PROXY.gid.into()))?;
         let log = std::fs::File::create(dir.join("agent.log"))?;
+        let probes = format!(
+            r#"{{"app/readyz":{{"httpGet":{{"path":"/","port":{APP_PORT},"scheme":"HTTP"}}}}}}"#
+        );
         let agent = ns
             .command_as(PROXY, &self.meshd.display().to_string())
             .arg("agent")
@@ -149,6 +219,9 @@ impl Mesh {
             )
             .env("MESHD_ENVOY_PATH", &self.envoy)
             .env("MESHD_CONFIG_DIR", dir.join("proxy"))
+            .env("MESHD_CA_FILE", self.root_cert())
+            .env("MESHD_TOKEN_FILE", &token)
+            .env("MESHD_APP_PROBES", probes)
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
@@ -207,6 +280,13 @@ impl Mesh {
             .with_context(|| format!("no pod {name}"))
     }
 
+    /// The `index`th namespace of [`Mesh::start_outsider`].
+    pub fn outsider(&self, index: usize) -> anyhow::Result<&NetNs> {
+        self.outsiders
+            .get(index)
+            .with_context(|| format!("no outsider {index}"))
+    }
+
     pub fn pods(&self) -> &[Pod] {
         &self.pods
     }
@@ -231,7 +311,13 @@ impl Mesh {
     /// Writes the whole config directory (atomically, through a hidden temporary file).
     fn write_config(&self) -> anyhow::Result<()> {
         let config = self.work.path().join("config");
-        std::fs::write(config.join("mesh.yaml"), MESH_YAML)?;
+        let mesh = format!(
+            "apiVersion: meshd.io/v1alpha1\nkind: Mesh\nmetadata: {{name: default}}\nspec:\n  mtls: {{mode: {}}}\n",
+            self.mode
+        );
+        let tmp = config.join(".mesh.yaml.tmp");
+        std::fs::write(&tmp, mesh)?;
+        std::fs::rename(&tmp, config.join("mesh.yaml"))?;
         let tmp = config.join(".demo.yaml.tmp");
         std::fs::write(&tmp, render(&self.declared))?;
         std::fs::rename(&tmp, config.join("demo.yaml"))?;
@@ -239,12 +325,25 @@ impl Mesh {
     }
 }
 
-const MESH_YAML: &str = "apiVersion: meshd.io/v1alpha1\nkind: Mesh\nmetadata: {name: default}\nspec:\n  mtls: {mode: DISABLE}\n";
+/// The token of service account `sa`'s Secret (a test credential, not a secret worth keeping).
+fn token_of(sa: &str) -> String {
+    format!("demo-token-{sa}")
+}
 
-/// Services `frontend` and `reviews`, the declared pods and one EndpointSlice per service.
+/// The SPIFFE identity of service account `sa` of the demo's namespace.
+pub fn spiffe_id(sa: &str) -> String {
+    format!("spiffe://cluster.local/ns/{NAMESPACE}/sa/{sa}")
+}
+
+/// Services `frontend` and `reviews`, the declared pods (carrying a meshd sidecar: `meshd.io/mesh`),
+/// one EndpointSlice per service, and a service-account-token Secret per service account.
 fn render(pods: &[(String, String, Ipv4Addr)]) -> String {
     let mut out = String::new();
     for (service, vip) in [("frontend", FRONTEND_VIP), ("reviews", REVIEWS_VIP)] {
+        out.push_str(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {service}-token\n  namespace: {NAMESPACE}\n  annotations: {{kubernetes.io/service-account.name: {service}}}\ntype: kubernetes.io/service-account-token\nstringData: {{token: {}}}\n---\n",
+            token_of(service)
+        ));
         out.push_str(&format!(
             "apiVersion: v1\nkind: Service\nmetadata: {{name: {service}, namespace: {NAMESPACE}}}\nspec:\n  clusterIP: {vip}\n  selector: {{app: {service}}}\n  ports: [{{name: http, port: 80, targetPort: {APP_PORT}}}]\n---\n"
         ));
@@ -264,7 +363,7 @@ fn render(pods: &[(String, String, Ipv4Addr)]) -> String {
     }
     for (name, app, ip) in pods {
         out.push_str(&format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {NAMESPACE}, labels: {{app: {app}}}}}\nspec:\n  serviceAccountName: {app}\n  containers: [{{name: app, image: app, ports: [{{name: http, containerPort: {APP_PORT}}}]}}]\nstatus: {{podIP: {ip}}}\n---\n"
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {NAMESPACE}, labels: {{app: {app}, meshd.io/mesh: default}}}}\nspec:\n  serviceAccountName: {app}\n  containers: [{{name: app, image: app, ports: [{{name: http, containerPort: {APP_PORT}}}]}}]\nstatus: {{podIP: {ip}}}\n---\n"
         ));
     }
     out

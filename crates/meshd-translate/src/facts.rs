@@ -7,6 +7,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use meshd_api::MeshSpec;
+use meshd_api::security::authorization_policy::{Action, Rule};
+use meshd_api::security::peer_authentication::PeerMtlsMode;
 
 use crate::Protocol;
 
@@ -107,6 +109,39 @@ impl Workload {
     }
 }
 
+/// A PeerAuthentication: the mTLS mode its workloads accept (SPEC §9).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerAuthentication {
+    /// `selector.matchLabels`; empty: the whole namespace (the whole mesh, in meshd-system).
+    pub selector: BTreeMap<String, String>,
+    /// `mtls.mode`; `Unset` inherits from the enclosing scope.
+    pub mode: PeerMtlsMode,
+    /// `portLevelMtls`: target (container) port → mode, for workload policies.
+    pub ports: BTreeMap<u16, PeerMtlsMode>,
+    /// Which of two policies of one scope is older: the oldest wins.
+    pub age: Age,
+}
+
+/// When an object was made, for "the oldest wins": its `creationTimestamp`, else the name of the file
+/// it was read from. Ordered oldest first; objects with a timestamp before those without.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Age {
+    /// `(creationTimestamp as Unix seconds) is None`, so that timestamps sort first.
+    pub untimed: bool,
+    pub created: i64,
+    /// The config file, when file-fed; empty otherwise.
+    pub file: String,
+}
+
+/// An AuthorizationPolicy: who may call the workloads it selects (SPEC §9).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuthorizationPolicy {
+    /// `selector.matchLabels`; empty: the whole namespace (the whole mesh, in meshd-system).
+    pub selector: BTreeMap<String, String>,
+    pub action: Action,
+    pub rules: Vec<Rule>,
+}
+
 /// The kinds of fact. Adding a kind: a variant here and in [`Fact`], its reducer (meshd-index) and its
 /// translation ([`crate::Translator::apply`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -115,14 +150,18 @@ pub enum FactKind {
     EndpointSlice,
     Workload,
     Mesh,
+    PeerAuthentication,
+    AuthorizationPolicy,
 }
 
 impl FactKind {
-    pub const ALL: [FactKind; 4] = [
+    pub const ALL: [FactKind; 6] = [
         Self::Service,
         Self::EndpointSlice,
         Self::Workload,
         Self::Mesh,
+        Self::PeerAuthentication,
+        Self::AuthorizationPolicy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -131,6 +170,8 @@ impl FactKind {
             Self::EndpointSlice => "EndpointSlice",
             Self::Workload => "Pod",
             Self::Mesh => "Mesh",
+            Self::PeerAuthentication => "PeerAuthentication",
+            Self::AuthorizationPolicy => "AuthorizationPolicy",
         }
     }
 }
@@ -143,6 +184,8 @@ pub enum Fact {
     Workload(Arc<Workload>),
     /// A Mesh's spec (defaults filled in).
     Mesh(Arc<MeshSpec>),
+    PeerAuthentication(Arc<PeerAuthentication>),
+    AuthorizationPolicy(Arc<AuthorizationPolicy>),
 }
 
 impl Fact {
@@ -152,6 +195,8 @@ impl Fact {
             Self::EndpointSlice(_) => FactKind::EndpointSlice,
             Self::Workload(_) => FactKind::Workload,
             Self::Mesh(_) => FactKind::Mesh,
+            Self::PeerAuthentication(_) => FactKind::PeerAuthentication,
+            Self::AuthorizationPolicy(_) => FactKind::AuthorizationPolicy,
         }
     }
 
@@ -162,6 +207,12 @@ impl Fact {
             (Self::EndpointSlice(a), Self::EndpointSlice(b)) => Arc::ptr_eq(a, b) || a == b,
             (Self::Workload(a), Self::Workload(b)) => Arc::ptr_eq(a, b) || a == b,
             (Self::Mesh(a), Self::Mesh(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Self::PeerAuthentication(a), Self::PeerAuthentication(b)) => {
+                Arc::ptr_eq(a, b) || a == b
+            }
+            (Self::AuthorizationPolicy(a), Self::AuthorizationPolicy(b)) => {
+                Arc::ptr_eq(a, b) || a == b
+            }
             _ => false,
         }
     }

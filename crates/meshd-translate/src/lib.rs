@@ -10,13 +10,16 @@
 
 #![forbid(unsafe_code)]
 
+mod authz;
 mod bootstrap;
 mod envoy;
 pub mod facts;
 mod inbound;
+mod mtls;
 mod naming;
 mod node;
 mod outbound;
+mod peer;
 mod protocol;
 mod proxy;
 mod resources;
@@ -26,6 +29,10 @@ mod translator;
 pub use bootstrap::{
     BootstrapFormat, BootstrapParams, SDS_CLUSTER, SDS_DEFAULT, SDS_ROOTCA, SDS_SOCKET_FILE,
     XdsAddress, XdsApi, bootstrap, sds_secret_config,
+};
+pub use mtls::{
+    MATCH_MESH, MATCH_PLAINTEXT, MESH_ALPN, TLS_MODE_KEY, TLS_MODE_MESH,
+    mesh_mtls_transport_socket, mesh_sni, spiffe_id,
 };
 pub use naming::{
     BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_SOURCE,

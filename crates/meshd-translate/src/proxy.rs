@@ -2,9 +2,13 @@
 
 use std::sync::Arc;
 
+use meshd_api::MeshSpec;
+
+use crate::authz::{AuthzPolicies, workload_rbac};
 use crate::facts::{ObjectKey, Workload};
-use crate::inbound::{inbound_cluster, inbound_ports, virtual_inbound};
+use crate::inbound::{InboundPolicy, inbound_cluster, inbound_ports, virtual_inbound};
 use crate::node::NodeId;
+use crate::peer::{PeerPolicies, resolve};
 use crate::resources::{Resource, ResourceSet, ResourceType};
 use crate::translator::CompiledService;
 
@@ -15,6 +19,11 @@ pub struct CompiledMesh {
     pub(crate) shared: ResourceSet,
     pub(crate) services: imbl::OrdMap<ObjectKey, Arc<CompiledService>>,
     pub(crate) workloads: imbl::OrdMap<ObjectKey, Arc<Workload>>,
+    /// The Mesh in force (its mTLS mode and trust domain), PeerAuthentications and
+    /// AuthorizationPolicies: what a proxy's inbound side enforces.
+    pub(crate) mesh: Arc<MeshSpec>,
+    pub(crate) peers: PeerPolicies,
+    pub(crate) authz: AuthzPolicies,
     /// Whether a Mesh of the configured name exists (else its defaults apply).
     pub mesh_found: bool,
     /// Things that were skipped or are not implemented, for the caller to log.
@@ -99,7 +108,15 @@ impl CompiledMesh {
                 );
             }
         }
-        let listener = virtual_inbound(&ports);
+        let ns = &node.namespace;
+        let mtls = resolve(&self.peers, self.mesh.mtls.mode, ns, &workload.labels);
+        let rbac = workload_rbac(&self.authz, ns, &workload.labels);
+        let policy = InboundPolicy {
+            mtls: &mtls,
+            trust_domain: &self.mesh.trust_domain,
+            rbac: &rbac,
+        };
+        let listener = virtual_inbound(&ports, &policy);
         own.push(
             ResourceType::Listener,
             Resource::new(listener.name.clone(), &listener),

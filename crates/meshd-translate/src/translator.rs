@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use meshd_api::MeshSpec;
-use meshd_api::mesh::MtlsMode;
 
+use crate::authz::AuthzPolicies;
 use crate::facts::{EndpointSlice, Fact, FactChange, FactKind, ObjectKey, Service, Workload};
 use crate::inbound::selects;
 use crate::naming::{outbound_cluster_name, route_name, service_fqdn};
@@ -24,8 +24,13 @@ use crate::outbound::{
     PortView, load_assignment, outbound_cluster, route_configuration, special_clusters,
     virtual_outbound,
 };
+use crate::peer::PeerPolicies;
 use crate::proxy::CompiledMesh;
 use crate::resources::{Resource, ResourceSet, ResourceType};
+
+mod security;
+
+use security::{EndpointRef, Touched};
 
 /// Which Mesh applies, and the cluster's DNS domain.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,6 +124,13 @@ pub struct Translator {
     slices_of: BTreeMap<ObjectKey, BTreeSet<String>>,
     workloads: imbl::OrdMap<ObjectKey, Arc<Workload>>,
     services: imbl::OrdMap<ObjectKey, Arc<CompiledService>>,
+    peers: PeerPolicies,
+    authz: AuthzPolicies,
+    /// EndpointSlices by what their endpoints name (a Pod, an address): whose load assignment and
+    /// cluster a Pod's change touches (its sidecar, service account and mTLS mode decide them).
+    refs: BTreeMap<EndpointRef, BTreeSet<ObjectKey>>,
+    /// Pods by IP, for endpoints without `targetRef`.
+    ip_pods: BTreeMap<String, BTreeSet<ObjectKey>>,
     shared: ResourceSet,
     outbound_warnings: Vec<String>,
 }
@@ -140,6 +152,10 @@ impl Translator {
             slices_of: BTreeMap::new(),
             workloads: imbl::OrdMap::new(),
             services: imbl::OrdMap::new(),
+            peers: PeerPolicies::new(),
+            authz: AuthzPolicies::new(),
+            refs: BTreeMap::new(),
+            ip_pods: BTreeMap::new(),
             shared,
             outbound_warnings: Vec::new(),
         };
@@ -152,6 +168,7 @@ impl Translator {
         let mut out = ChangeSet::default();
         let mut services: BTreeMap<ObjectKey, Option<Arc<Service>>> = BTreeMap::new();
         let mut endpoints_of: BTreeSet<ObjectKey> = BTreeSet::new();
+        let mut touched = Touched::default();
         for FactChange { kind, key, fact } in changes {
             match (kind, fact) {
                 (FactKind::Service, Some(Fact::Service(s))) => {
@@ -172,11 +189,26 @@ impl Translator {
                         pod: key.name.clone(),
                         namespace: key.namespace.clone(),
                     };
-                    match fact {
-                        Some(Fact::Workload(w)) => self.workloads.insert(key, w),
-                        _ => self.workloads.remove(&key),
+                    let new = match fact {
+                        Some(Fact::Workload(w)) => Some(w),
+                        _ => None,
                     };
+                    self.set_workload(key, new, &mut touched);
                     out.proxies.insert(node);
+                }
+                (FactKind::PeerAuthentication, fact) => {
+                    let new = match fact {
+                        Some(Fact::PeerAuthentication(p)) => Some(p),
+                        _ => None,
+                    };
+                    self.set_peer(key, new, &mut touched);
+                }
+                (FactKind::AuthorizationPolicy, fact) => {
+                    let new = match fact {
+                        Some(Fact::AuthorizationPolicy(p)) => Some(p),
+                        _ => None,
+                    };
+                    self.set_authz(key, new, &mut touched);
                 }
                 (FactKind::Mesh, fact) => match fact {
                     Some(Fact::Mesh(m)) => {
@@ -194,7 +226,10 @@ impl Translator {
             .cloned()
             .unwrap_or_default();
         let mut outbound_dirty = *mesh != *self.mesh;
+        touched.everything |=
+            mesh.mtls.mode != self.mesh.mtls.mode || mesh.trust_domain != self.mesh.trust_domain;
         self.mesh = mesh;
+        self.apply_touched(touched, &mut endpoints_of, &mut out);
 
         // Services whose selection changed, old and new, by namespace: their pods are marked once.
         let mut selecting: BTreeMap<String, Vec<Arc<Service>>> = BTreeMap::new();
@@ -226,6 +261,7 @@ impl Translator {
             Some(s) => self.slices.insert(key.clone(), Arc::clone(s)),
             None => self.slices.remove(&key),
         };
+        self.set_refs(&key, old.as_deref(), new.as_deref());
         if let Some(old) = old {
             let service = ObjectKey::new(key.namespace.clone(), old.service.clone());
             if let Some(names) = self.slices_of.get_mut(&service) {
@@ -320,11 +356,6 @@ impl Translator {
         match new {
             Some(new) => {
                 for view in new.views(key) {
-                    out.put(
-                        &mut self.shared,
-                        ResourceType::Cluster,
-                        Resource::new(view.cluster.to_string(), &outbound_cluster(&view)),
-                    );
                     if view.port.protocol.is_http() && !view.vips.is_empty() {
                         let route = route_configuration(&view);
                         out.put(
@@ -361,6 +392,8 @@ impl Translator {
         }
     }
 
+    /// A Service's clusters and load assignments: both depend on its endpoints (which of them get
+    /// mTLS, and the identities the cluster checks).
     fn compile_endpoints(
         &mut self,
         key: &ObjectKey,
@@ -368,17 +401,33 @@ impl Translator {
         out: &mut ChangeSet,
     ) {
         let names = self.slices_of.get(key);
-        for view in service.views(key) {
-            let slices = names.into_iter().flatten().filter_map(|name| {
+        let slices: Vec<&EndpointSlice> = names
+            .into_iter()
+            .flatten()
+            .filter_map(|name| {
                 self.slices
                     .get(&ObjectKey::new(key.namespace.clone(), name.clone()))
                     .map(|s| &**s)
-            });
-            let assignment = load_assignment(&view, slices);
+            })
+            .collect();
+        let pods = security::endpoint_pods(&slices);
+        let mut compiled = Vec::new();
+        for view in service.views(key) {
+            let mut assignment = load_assignment(&view, slices.iter().copied());
+            let mut cluster = outbound_cluster(&view);
+            self.secure(&view, &pods, &mut assignment, &mut cluster);
+            compiled.push((cluster, assignment));
+        }
+        for (cluster, assignment) in compiled {
+            out.put(
+                &mut self.shared,
+                ResourceType::Cluster,
+                Resource::new(cluster.name.clone(), &cluster),
+            );
             out.put(
                 &mut self.shared,
                 ResourceType::Endpoint,
-                Resource::new(view.cluster.to_string(), &assignment),
+                Resource::new(assignment.cluster_name.clone(), &assignment),
             );
         }
     }
@@ -399,20 +448,15 @@ impl Translator {
     }
 
     fn compiled(&self) -> CompiledMesh {
-        let mut warnings = Vec::new();
-        if self.mesh.mtls.mode != MtlsMode::Disable {
-            warnings.push(format!(
-                "spec.mtls.mode is {}, but mTLS (certificates over SDS) is not implemented yet: proxies talk plaintext",
-                self.mesh.mtls.mode.as_str()
-            ));
-        }
-        warnings.extend(self.outbound_warnings.iter().cloned());
         CompiledMesh {
             shared: self.shared.clone(),
             services: self.services.clone(),
             workloads: self.workloads.clone(),
+            mesh: Arc::clone(&self.mesh),
+            peers: self.peers.clone(),
+            authz: self.authz.clone(),
             mesh_found: self.meshes.contains_key(&self.settings.mesh_name),
-            warnings,
+            warnings: self.outbound_warnings.clone(),
         }
     }
 }

@@ -5,10 +5,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use meshd_api::MeshSpec;
-use meshd_api::mesh::OutboundTrafficPolicy;
-use meshd_translate::facts::{Fact, FactChange, FactKind, ObjectKey, TargetPort};
+use meshd_api::mesh::{MtlsMode, OutboundTrafficPolicy};
+use meshd_api::security::authorization_policy::{Action, From, Rule, Source};
+use meshd_api::security::peer_authentication::PeerMtlsMode;
+use meshd_translate::facts::{
+    Age, AuthorizationPolicy, Fact, FactChange, FactKind, ObjectKey, PeerAuthentication, TargetPort,
+};
 use meshd_translate::synthetic::{endpoint, synthetic_mesh};
-use meshd_translate::{CompiledMesh, NodeId, ResourceType, TranslateSettings, Translator};
+use meshd_translate::{
+    CompiledMesh, NodeId, ProxyConfig, ResourceType, TranslateSettings, Translator,
+};
 use proptest::prelude::*;
 
 type State = BTreeMap<(FactKind, ObjectKey), Fact>;
@@ -63,6 +69,16 @@ enum Edit {
     RemoveSlice(usize),
     SharedVip(usize, usize),
     Policy(bool),
+    /// Workload w gets (or loses) the `meshd.io/mesh` label.
+    Meshed(usize),
+    /// Slice s's first endpoint names its pod by `targetRef`.
+    TargetRef(usize),
+    /// A PeerAuthentication: scope (0 mesh-wide, 1 namespace, 2 workload), namespace, mode (4 = gone).
+    Peer(u8, usize, u8),
+    /// An AuthorizationPolicy in a namespace (meshd-system for 10), or its removal.
+    Authz(usize, bool),
+    /// The Mesh's mTLS mode.
+    MeshMtls(u8),
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
@@ -77,6 +93,11 @@ fn edit() -> impl Strategy<Value = Edit> {
         (0..9usize).prop_map(Edit::RemoveSlice),
         (0..9usize, 0..9usize).prop_map(|(a, b)| Edit::SharedVip(a, b)),
         any::<bool>().prop_map(Edit::Policy),
+        (0..18usize).prop_map(Edit::Meshed),
+        (0..9usize).prop_map(Edit::TargetRef),
+        (0..3u8, 0..3usize, 0..5u8).prop_map(|(a, b, c)| Edit::Peer(a, b, c)),
+        (0..11usize, any::<bool>()).prop_map(|(n, b)| Edit::Authz(n, b)),
+        (0..3u8).prop_map(Edit::MeshMtls),
     ]
 }
 
@@ -159,7 +180,117 @@ fn apply_edit(state: &mut State, edit: &Edit) -> Vec<FactChange> {
                 spec.outbound_traffic_policy = OutboundTrafficPolicy::RegistryOnly;
             }
             let k = (FactKind::Mesh, ObjectKey::new("", "default"));
+            if let Some(Fact::Mesh(old)) = state.get(&k) {
+                spec.mtls = old.mtls.clone();
+            }
             state.insert(k.clone(), Fact::Mesh(Arc::new(spec)));
+            touched.push(k);
+        }
+        Edit::MeshMtls(m) => {
+            let k = (FactKind::Mesh, ObjectKey::new("", "default"));
+            let mut spec = match state.get(&k) {
+                Some(Fact::Mesh(old)) => (**old).clone(),
+                _ => MeshSpec::default(),
+            };
+            spec.mtls.mode =
+                [MtlsMode::Permissive, MtlsMode::Strict, MtlsMode::Disable][*m as usize];
+            state.insert(k.clone(), Fact::Mesh(Arc::new(spec)));
+            touched.push(k);
+        }
+        Edit::Meshed(w) => {
+            let k = (FactKind::Workload, base.workloads[*w].0.clone());
+            if let Some(Fact::Workload(wl)) = state.get_mut(&k) {
+                let wl = Arc::make_mut(wl);
+                wl.mesh = match wl.mesh {
+                    Some(_) => None,
+                    None => Some("default".into()),
+                };
+            }
+            touched.push(k);
+        }
+        Edit::TargetRef(s) => {
+            let k = slice_key(*s);
+            let pod = format!("svc-{s}-0");
+            if let Some(Fact::EndpointSlice(slice)) = state.get_mut(&k)
+                && let Some(ep) = Arc::make_mut(slice).endpoints.first_mut()
+            {
+                ep.pod = Some(pod);
+            }
+            touched.push(k);
+        }
+        Edit::Peer(scope, ns, mode) => {
+            let (namespace, selector) = match scope {
+                0 => ("meshd-system".to_string(), BTreeMap::new()),
+                1 => (format!("ns-{ns}"), BTreeMap::new()),
+                _ => (
+                    format!("ns-{ns}"),
+                    BTreeMap::from([("app".to_string(), format!("svc-{ns}"))]),
+                ),
+            };
+            let k = (
+                FactKind::PeerAuthentication,
+                ObjectKey::new(namespace, format!("pa-{scope}")),
+            );
+            let modes = [
+                PeerMtlsMode::Unset,
+                PeerMtlsMode::Disable,
+                PeerMtlsMode::Permissive,
+                PeerMtlsMode::Strict,
+            ];
+            match modes.get(*mode as usize) {
+                Some(m) => {
+                    let port = base.services[*ns].1.ports[0].port;
+                    state.insert(
+                        k.clone(),
+                        Fact::PeerAuthentication(Arc::new(PeerAuthentication {
+                            selector: selector.clone(),
+                            mode: *m,
+                            ports: if selector.is_empty() {
+                                BTreeMap::new()
+                            } else {
+                                BTreeMap::from([(port, PeerMtlsMode::Disable)])
+                            },
+                            age: Age::default(),
+                        })),
+                    );
+                }
+                None => {
+                    state.remove(&k);
+                }
+            }
+            touched.push(k);
+        }
+        Edit::Authz(ns, present) => {
+            let namespace = if *ns == 10 {
+                "meshd-system".to_string()
+            } else {
+                format!("ns-{ns}")
+            };
+            let k = (
+                FactKind::AuthorizationPolicy,
+                ObjectKey::new(namespace, "ap"),
+            );
+            if *present {
+                let rule = Rule {
+                    from: vec![From {
+                        source: Some(Source {
+                            namespaces: vec!["ns-1".into()],
+                            ..Default::default()
+                        }),
+                    }],
+                    ..Default::default()
+                };
+                state.insert(
+                    k.clone(),
+                    Fact::AuthorizationPolicy(Arc::new(AuthorizationPolicy {
+                        selector: BTreeMap::new(),
+                        action: Action::Deny,
+                        rules: vec![rule],
+                    })),
+                );
+            } else {
+                state.remove(&k);
+            }
             touched.push(k);
         }
     }
@@ -182,19 +313,37 @@ fn initial() -> State {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
     fn incremental_translation_equals_translation_from_nothing(edits in proptest::collection::vec(edit(), 1..12)) {
         let mut state = initial();
         let mut incremental = Translator::new(TranslateSettings::default());
-        incremental.apply(everything(&state));
+        let (first, _) = incremental.apply(everything(&state));
+        // Every proxy's config as a stream keeps it: refreshed, its own part recomputed only when the
+        // ChangeSet names the proxy.
+        let nodes: Vec<NodeId> = initial()
+            .keys()
+            .filter(|(kind, _)| *kind == FactKind::Workload)
+            .map(|(_, k)| NodeId { pod: k.name.clone(), namespace: k.namespace.clone() })
+            .collect();
+        let mut held: Vec<ProxyConfig> = nodes.iter().map(|n| first.proxy_config(n)).collect();
         for e in &edits {
             let changes = apply_edit(&mut state, e);
-            let (mesh, _) = incremental.apply(changes);
+            let (mesh, changed) = incremental.apply(changes);
             let (fresh, _) = Translator::new(TranslateSettings::default()).apply(everything(&state));
             prop_assert_eq!(dump(&mesh, &state), dump(&fresh, &state), "after {:?}", e);
             prop_assert_eq!(&mesh.warnings, &fresh.warnings);
+            for (config, node) in held.iter_mut().zip(&nodes) {
+                *config = mesh.refresh(config, changed.affects_proxy(node));
+                let want = fresh.proxy_config(node);
+                for ty in ResourceType::ALL {
+                    let own = |c: &ProxyConfig| {
+                        c.own(ty).iter().map(|r| (r.name.to_string(), r.body.value.clone())).collect::<Vec<_>>()
+                    };
+                    prop_assert_eq!(own(config), own(&want), "{} {} after {:?}", node, ty.short(), e);
+                }
+            }
         }
     }
 }

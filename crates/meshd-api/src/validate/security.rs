@@ -66,6 +66,19 @@ pub(super) fn authorization_policy(ap: &AuthorizationPolicy) -> Vec<FieldError> 
         ),
         _ => {}
     }
+    // What meshd cannot enforce is refused rather than left out of the proxies' config.
+    if action == Action::Custom {
+        r.field(
+            "spec.action",
+            "CUSTOM (an external authorizer) is not supported by meshd",
+        );
+    }
+    if spec.target_ref.is_some() || !spec.target_refs.is_empty() {
+        r.field(
+            "spec.targetRef",
+            "is not supported by meshd; select workloads with spec.selector",
+        );
+    }
     for (i, rule) in spec.rules.iter().enumerate() {
         let rp = idx("spec.rules", i);
         for (j, from) in rule.from.iter().enumerate() {

@@ -5,11 +5,13 @@
 mod endpoints;
 mod mesh;
 mod pod;
+mod security;
 mod service;
 
 pub use endpoints::EndpointSliceKind;
 pub use mesh::MeshKind;
 pub use pod::PodKind;
+pub use security::{AuthorizationPolicyKind, PeerAuthenticationKind};
 pub use service::ServiceKind;
 
 /// A port number from the API (i32) that must be 1–65535.

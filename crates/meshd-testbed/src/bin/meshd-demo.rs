@@ -1,7 +1,10 @@
-//! `make demo`: a mesh on one machine. meshd's control plane fed from a config directory, three pods on a
-//! bridge (each with `meshd init` capture, `meshd agent` running Envoy as uid 1337, and an app as uid
-//! 1000), traffic by Service VIP proven from Envoy's own stats, a live endpoint change, and the cost of
-//! the two-sidecar path. Everything is torn down on exit, failure, Ctrl-C and SIGTERM.
+//! `make demo`: a mesh on one machine. meshd's control plane fed from a config directory with its CA,
+//! three pods on a bridge (each with `meshd init` capture, `meshd agent` running Envoy as uid 1337 with
+//! its certificate over SDS, and an app as uid 1000), all under STRICT mTLS: traffic by Service VIP
+//! proven from Envoy's own stats, the SPIFFE identities both sidecars verified, a plaintext client
+//! outside the mesh refused, a DENY AuthorizationPolicy answered 403, a live endpoint change, and the
+//! cost of the two-sidecar path with STRICT against DISABLE. Every claim is checked: a mismatch fails
+//! the demo. Everything is torn down on exit, failure, Ctrl-C and SIGTERM.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -10,9 +13,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use meshd_testbed::app::{HttpConn, XFCC_PATH, get_in};
 use meshd_testbed::load::{answers, latencies, quantile};
 use meshd_testbed::mesh::{
     APP, APP_PORT, DIRECT_PORT, INBOUND, Mesh, PROXY, REVIEWS_OUTBOUND, REVIEWS_VIP, rss_kib,
+    spiffe_id, wait_for,
 };
 use meshd_testbed::{prereq, signal};
 
@@ -28,12 +33,17 @@ struct Args {
     /// Requests per batch from the frontend to the reviews VIP.
     #[arg(long, env = "MESHD_REQUESTS", default_value_t = 200)]
     requests: usize,
-    /// Requests per path for the latency figures.
-    #[arg(long, env = "MESHD_LATENCY_REQUESTS", default_value_t = 2000)]
+    /// Requests per path for the latency figures (split over alternating STRICT/DISABLE rounds).
+    #[arg(long, env = "MESHD_LATENCY_REQUESTS", default_value_t = 3000)]
     latency_requests: usize,
 }
 
 const READY: Duration = Duration::from_secs(30);
+/// SPEC §9: a policy change governs requests 5 s after it.
+const CHANGE: Duration = Duration::from_secs(10);
+const OUTSIDER: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 50);
+/// Latency rounds per mode, alternating, so that the machine's other load hits both alike.
+const ROUNDS: usize = 3;
 
 fn main() {
     let started = Instant::now();
@@ -77,14 +87,14 @@ fn run(args: Args) -> anyhow::Result<()> {
 
 /// The control plane and the three pods, ready. On any error the partly built mesh is dropped: torn down.
 fn setup(meshd: &std::path::Path, envoy: &std::path::Path) -> anyhow::Result<Mesh> {
-    println!("== meshd demo: a mesh on this machine (namespace `demo`) ==");
     println!(
-        "mTLS: not built yet in meshd -- this Mesh runs with `mtls.mode: DISABLE` (plain text between sidecars).\n"
+        "== meshd demo: a mesh on this machine (namespace `demo`), Mesh mtls.mode STRICT ==\n"
     );
     let t = Instant::now();
-    let mut mesh = Mesh::start(meshd, envoy)?;
+    let mut mesh = Mesh::start_with(meshd, envoy, "STRICT")?;
     println!(
-        "control plane : meshd controlplane, xDS on unix:{}/xds.sock",
+        "control plane : meshd controlplane, xDS and CA on unix:{}/xds.sock, CA in {}/ca",
+        mesh.work_dir().display(),
         mesh.work_dir().display()
     );
     println!("config dir    : {}/config", mesh.work_dir().display());
@@ -104,8 +114,12 @@ fn setup(meshd: &std::path::Path, envoy: &std::path::Path) -> anyhow::Result<Mes
     }
     mesh.wait_ready(READY)?;
     println!(
-        "all sidecars ready (/healthz/ready 200) in {:.1?}\n",
+        "all sidecars ready (/healthz/ready 200, each with its certificate from the mesh CA) in {:.1?}\n",
         t.elapsed()
+    );
+    mesh.start_outsider(OUTSIDER)?;
+    println!(
+        "outsider      : a namespace at {OUTSIDER} on the same bridge, no capture, no sidecar\n"
     );
     Ok(mesh)
 }
@@ -118,7 +132,18 @@ fn show(mesh: &mut Mesh, args: &Args) -> anyhow::Result<()> {
     );
     batch(mesh, vip, args.requests)?;
 
-    println!("\n-- 2. live change: reviews-2 written into the config dir, then started --");
+    println!("\n-- 2. mTLS: who talks to whom, as the sidecars verified it --");
+    identities(mesh)?;
+
+    println!(
+        "\n-- 3. a plaintext client outside the mesh calls reviews-0 at 10.44.0.11:{APP_PORT} --"
+    );
+    outsider_refused(mesh)?;
+
+    println!("\n-- 4. AuthorizationPolicy: DENY the frontend's GET /admin/* on reviews --");
+    deny_policy(mesh)?;
+
+    println!("\n-- 5. live change: reviews-2 written into the config dir, then started --");
     let t = Instant::now();
     let ip = Ipv4Addr::new(10, 44, 0, 13);
     mesh.declare_pod("reviews-2", "reviews", ip)?;
@@ -132,39 +157,55 @@ fn show(mesh: &mut Mesh, args: &Args) -> anyhow::Result<()> {
     batch(mesh, vip, args.requests)?;
 
     println!(
-        "\n-- 3. cost of the two sidecars ({} requests per path, one keep-alive connection) --",
+        "\n-- 6. cost of the two sidecars: STRICT vs DISABLE ({} requests per path in {ROUNDS} alternating rounds, one keep-alive connection each) --",
         args.latency_requests
     );
+    let per_round = (args.latency_requests / ROUNDS).max(1);
+    let (mut strict, mut plain, mut direct) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        for mode in ["STRICT", "DISABLE"] {
+            set_mode(mesh, mode)?;
+            let frontend = mesh.pod("frontend-0")?;
+            let samples = latencies(&frontend.ns, APP, vip, 100, per_round)?;
+            if mode == "STRICT" {
+                strict.extend(samples);
+            } else {
+                plain.extend(samples);
+            }
+        }
+        let frontend = mesh.pod("frontend-0")?;
+        let reviews = mesh.pod("reviews-0")?;
+        direct.extend(latencies(
+            &frontend.ns,
+            PROXY,
+            (reviews.ip, DIRECT_PORT).into(),
+            100,
+            per_round,
+        )?);
+    }
+    let reviews_ip = mesh.pod("reviews-0")?.ip;
+    let q = |s: &[Duration]| (quantile(s, 0.5), quantile(s, 0.99));
+    let ((d50, d99), (p50, p99), (s50, s99)) = (q(&direct), q(&plain), q(&strict));
+    println!(
+        "direct   (uid 1337 -> {reviews_ip}:{DIRECT_PORT}, no capture either side): p50 {d50:?}  p99 {d99:?}"
+    );
+    println!(
+        "DISABLE  (uid 1000 -> VIP, frontend Envoy -> reviews Envoy -> app, plaintext): p50 {p50:?}  p99 {p99:?}"
+    );
+    println!("STRICT   (the same path, mTLS between the sidecars): p50 {s50:?}  p99 {s99:?}");
+    println!(
+        "mTLS adds p50 {:+.1}%   p99 {:+.1}%   (target: <= +10% at p50)",
+        percent(s50, p50),
+        percent(s99, p99)
+    );
+    println!(
+        "the sidecars add (DISABLE vs direct) p50 +{:?} ({:.1}x)   p99 +{:?} ({:.1}x)",
+        p50.saturating_sub(d50),
+        ratio(p50, d50),
+        p99.saturating_sub(d99),
+        ratio(p99, d99)
+    );
     let frontend = mesh.pod("frontend-0")?;
-    let reviews = mesh.pod("reviews-0")?;
-    let meshed = latencies(&frontend.ns, APP, vip, 100, args.latency_requests)?;
-    let direct = latencies(
-        &frontend.ns,
-        PROXY,
-        (reviews.ip, DIRECT_PORT).into(),
-        100,
-        args.latency_requests,
-    )?;
-    let (m50, m99, d50, d99) = (
-        quantile(&meshed, 0.5),
-        quantile(&meshed, 0.99),
-        quantile(&direct, 0.5),
-        quantile(&direct, 0.99),
-    );
-    println!(
-        "direct  (uid 1337 -> {}:{DIRECT_PORT}, no capture either side): p50 {d50:?}  p99 {d99:?}",
-        reviews.ip
-    );
-    println!(
-        "meshed  (uid 1000 -> VIP, frontend Envoy -> reviews Envoy -> app): p50 {m50:?}  p99 {m99:?}"
-    );
-    println!(
-        "added   p50 +{:?} ({:.1}x)   p99 +{:?} ({:.1}x)",
-        m50.saturating_sub(d50),
-        ratio(m50, d50),
-        m99.saturating_sub(d99),
-        ratio(m99, d99)
-    );
     let agent = frontend.agent_pid().context("frontend-0's agent")?;
     let envoy = frontend.envoy_pid().context("frontend-0's Envoy")?;
     println!(
@@ -177,6 +218,109 @@ fn show(mesh: &mut Mesh, args: &Args) -> anyhow::Result<()> {
 
 fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64().max(1e-9)
+}
+
+fn percent(a: Duration, b: Duration) -> f64 {
+    (ratio(a, b) - 1.0) * 100.0
+}
+
+/// `method path` from the frontend app through both sidecars to the reviews VIP.
+fn call(mesh: &Mesh, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    let (method, path) = (method.to_string(), path.to_string());
+    mesh.pod("frontend-0")?.ns.run_in(Some(APP), move || {
+        HttpConn::connect((REVIEWS_VIP, 80).into())?.request(&method, &path)
+    })
+}
+
+/// The identities in the `x-forwarded-client-cert` the reviews sidecar hands its app: its own (`By=`)
+/// and the caller's, verified in the TLS handshake (`URI=`).
+fn identities(mesh: &Mesh) -> anyhow::Result<()> {
+    let (status, xfcc) = call(mesh, "GET", XFCC_PATH)?;
+    println!("x-forwarded-client-cert at the reviews app: {xfcc}");
+    let (server, client) = (spiffe_id("reviews"), spiffe_id("frontend"));
+    if status != 200
+        || !xfcc.contains(&format!("By={server}"))
+        || !xfcc.contains(&format!("URI={client}"))
+    {
+        bail!("expected By={server} and URI={client} (status {status})");
+    }
+    let frontend = mesh.pod("frontend-0")?;
+    let handshakes = frontend.cluster_stat(REVIEWS_OUTBOUND, "ssl.handshake")?;
+    let bad_san = frontend.cluster_stat(REVIEWS_OUTBOUND, "ssl.fail_verify_san")?;
+    if handshakes == 0 || bad_san != 0 {
+        bail!(
+            "frontend-0's {REVIEWS_OUTBOUND}: {handshakes} TLS handshakes, {bad_san} SAN failures"
+        );
+    }
+    println!("=> the server is {server}, the client {client}");
+    println!(
+        "=> frontend-0's Envoy: {handshakes} TLS handshakes in {REVIEWS_OUTBOUND}, the server's SAN checked (0 failures)"
+    );
+    Ok(())
+}
+
+fn outsider_refused(mesh: &Mesh) -> anyhow::Result<()> {
+    let outsider = mesh.outsider(0)?;
+    match get_in(
+        outsider,
+        None,
+        (mesh.pod("reviews-0")?.ip, APP_PORT).into(),
+        "/",
+    ) {
+        Ok(answer) => bail!("a plaintext client outside the mesh got an answer: {answer:?}"),
+        Err(e) => println!("=> refused: {e:#} (STRICT closes plaintext without an answer)"),
+    }
+    Ok(())
+}
+
+fn deny_policy(mesh: &Mesh) -> anyhow::Result<()> {
+    let policy = "apiVersion: security.meshd.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: no-admin, namespace: demo}\nspec:\n  selector: {matchLabels: {app: reviews}}\n  action: DENY\n  rules:\n  - from: [{source: {principals: [cluster.local/ns/demo/sa/frontend]}}]\n    to: [{operation: {methods: [GET], paths: [/admin/*]}}]\n";
+    mesh.write_file("no-admin.yaml", Some(policy))?;
+    let t = Instant::now();
+    wait_for("the DENY policy in force", CHANGE, || {
+        Ok(every_reviews_pod(|| {
+            call(mesh, "GET", "/admin/users").is_ok_and(|(s, _)| s == 403)
+        }))
+    })?;
+    let denied = call(mesh, "GET", "/admin/users")?;
+    let allowed = call(mesh, "GET", "/")?;
+    println!(
+        "no-admin.yaml written; after {:.1?}: GET /admin/users -> {} {:?}, GET / -> {}",
+        t.elapsed(),
+        denied.0,
+        denied.1,
+        allowed.0
+    );
+    if denied != (403, "RBAC: access denied".to_string()) || allowed.0 != 200 {
+        bail!("expected 403 \"RBAC: access denied\" and 200, got {denied:?} and {allowed:?}");
+    }
+    mesh.write_file("no-admin.yaml", None)?;
+    wait_for("the DENY policy removed", CHANGE, || {
+        Ok(every_reviews_pod(|| {
+            call(mesh, "GET", "/admin/users").is_ok_and(|(s, _)| s == 200)
+        }))
+    })?;
+    println!("=> denied by the reviews sidecar; policy removed again, GET /admin/users -> 200");
+    Ok(())
+}
+
+/// Whether `check` holds for several calls in a row: the frontend balances them round robin over the
+/// reviews pods, and each pod's sidecar gets a change at its own moment.
+fn every_reviews_pod(check: impl Fn() -> bool) -> bool {
+    (0..6).all(|_| check())
+}
+
+/// Sets the Mesh's mode and waits until the frontend's calls show it (a client certificate or none).
+fn set_mode(mesh: &mut Mesh, mode: &str) -> anyhow::Result<()> {
+    mesh.set_mode(mode)?;
+    let want_mtls = mode != "DISABLE";
+    wait_for(&format!("mode {mode} in force"), CHANGE, || {
+        // Calls fail while one sidecar has the new mode and the other not yet.
+        Ok(every_reviews_pod(|| {
+            call(mesh, "GET", XFCC_PATH)
+                .is_ok_and(|(s, xfcc)| s == 200 && xfcc.contains("URI=") == want_mtls)
+        }))
+    })
 }
 
 /// One batch through the VIP, and the proof from the Envoys' stats that every request crossed both sidecars.

@@ -1,0 +1,303 @@
+//! What the security facts recompile: a PeerAuthentication, a Pod or the Mesh's mTLS settings change
+//! which endpoints get mTLS (load assignments, and the identities their clusters check) and what the
+//! selected proxies' inbound sides accept; an AuthorizationPolicy changes only inbound sides.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
+use meshd_api::mesh::MtlsMode;
+use meshd_api::names::SYSTEM_NAMESPACE;
+
+use super::{ChangeSet, Translator};
+use crate::facts::{AuthorizationPolicy, EndpointSlice, ObjectKey, PeerAuthentication, Workload};
+use crate::mtls::{auto_mtls, mesh_sni, meshed_endpoint_metadata, spiffe_id};
+use crate::node::NodeId;
+use crate::outbound::PortView;
+use crate::peer::resolve;
+
+/// What an endpoint names: the Pod of its `targetRef`, and its addresses (the Pod with that IP when
+/// there is no `targetRef`, or it names no known Pod).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum EndpointRef {
+    Pod(ObjectKey),
+    Ip(String),
+}
+
+/// What one batch of changes touched, resolved once at its end.
+#[derive(Debug, Default)]
+pub(crate) struct Touched {
+    /// Pods whose endpoints may change, with the IPs they had or have.
+    pods: Vec<(ObjectKey, Vec<String>)>,
+    /// Namespaces whose PeerAuthentications changed (endpoints and proxies) ...
+    peer_namespaces: BTreeSet<String>,
+    /// ... and whose AuthorizationPolicies changed (proxies only).
+    authz_namespaces: BTreeSet<String>,
+    /// Every endpoint and every proxy (the Mesh's mTLS settings, a mesh-wide PeerAuthentication).
+    pub everything: bool,
+    /// Every proxy (a mesh-wide AuthorizationPolicy).
+    all_proxies: bool,
+}
+
+impl Translator {
+    pub(super) fn set_workload(
+        &mut self,
+        key: ObjectKey,
+        new: Option<Arc<Workload>>,
+        touched: &mut Touched,
+    ) {
+        let old = match &new {
+            Some(w) => self.workloads.insert(key.clone(), Arc::clone(w)),
+            None => self.workloads.remove(&key),
+        };
+        if same_for_endpoints(old.as_deref(), new.as_deref()) {
+            return;
+        }
+        let mut ips: Vec<String> = Vec::new();
+        for w in old.iter().chain(&new) {
+            ips.extend(w.ips.iter().cloned());
+        }
+        for ip in old.iter().flat_map(|w| &w.ips) {
+            if let Some(pods) = self.ip_pods.get_mut(ip) {
+                pods.remove(&key);
+                if pods.is_empty() {
+                    self.ip_pods.remove(ip);
+                }
+            }
+        }
+        for ip in new.iter().flat_map(|w| &w.ips) {
+            self.ip_pods
+                .entry(ip.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        touched.pods.push((key, ips));
+    }
+
+    pub(super) fn set_peer(
+        &mut self,
+        key: ObjectKey,
+        new: Option<Arc<PeerAuthentication>>,
+        touched: &mut Touched,
+    ) {
+        if key.namespace == SYSTEM_NAMESPACE {
+            touched.everything = true;
+        }
+        touched.peer_namespaces.insert(key.namespace.clone());
+        match new {
+            Some(p) => self.peers.insert(key, p),
+            None => self.peers.remove(&key),
+        };
+    }
+
+    pub(super) fn set_authz(
+        &mut self,
+        key: ObjectKey,
+        new: Option<Arc<AuthorizationPolicy>>,
+        touched: &mut Touched,
+    ) {
+        if key.namespace == SYSTEM_NAMESPACE {
+            touched.all_proxies = true;
+        }
+        touched.authz_namespaces.insert(key.namespace.clone());
+        match new {
+            Some(p) => self.authz.insert(key, p),
+            None => self.authz.remove(&key),
+        };
+    }
+
+    /// Keeps [`Translator::refs`] in step with one slice's endpoints.
+    pub(super) fn set_refs(
+        &mut self,
+        key: &ObjectKey,
+        old: Option<&EndpointSlice>,
+        new: Option<&EndpointSlice>,
+    ) {
+        let refs_of = |slice: Option<&EndpointSlice>| -> BTreeSet<EndpointRef> {
+            let mut refs = BTreeSet::new();
+            for ep in slice.iter().flat_map(|s| &s.endpoints) {
+                if let Some(pod) = &ep.pod {
+                    refs.insert(EndpointRef::Pod(ObjectKey::new(
+                        key.namespace.clone(),
+                        pod.clone(),
+                    )));
+                }
+                refs.extend(ep.addresses.iter().cloned().map(EndpointRef::Ip));
+            }
+            refs
+        };
+        let (old, new) = (refs_of(old), refs_of(new));
+        for r in old.difference(&new) {
+            if let Some(slices) = self.refs.get_mut(r) {
+                slices.remove(key);
+                if slices.is_empty() {
+                    self.refs.remove(r);
+                }
+            }
+        }
+        for r in new.difference(&old) {
+            self.refs.entry(r.clone()).or_default().insert(key.clone());
+        }
+    }
+
+    /// The Services whose endpoints name this pod (by name or by one of `ips`).
+    fn services_naming(&self, pod: &ObjectKey, ips: &[String], into: &mut BTreeSet<ObjectKey>) {
+        let refs = std::iter::once(EndpointRef::Pod(pod.clone()))
+            .chain(ips.iter().cloned().map(EndpointRef::Ip));
+        for r in refs {
+            for slice in self.refs.get(&r).into_iter().flatten() {
+                if let Some(s) = self.slices.get(slice) {
+                    into.insert(ObjectKey::new(slice.namespace.clone(), s.service.clone()));
+                }
+            }
+        }
+    }
+
+    /// Marks what `touched` reaches: Services to recompile (into `endpoints_of`) and proxies.
+    pub(super) fn apply_touched(
+        &mut self,
+        touched: Touched,
+        endpoints_of: &mut BTreeSet<ObjectKey>,
+        out: &mut ChangeSet,
+    ) {
+        if touched.everything {
+            endpoints_of.extend(self.services.keys().cloned());
+            out.all_proxies = true;
+            return;
+        }
+        out.all_proxies |= touched.all_proxies;
+        for (pod, ips) in &touched.pods {
+            self.services_naming(pod, ips, endpoints_of);
+        }
+        for ns in touched.peer_namespaces.iter() {
+            for (key, w) in self
+                .workloads
+                .range(ObjectKey::new(ns.clone(), String::new())..)
+                .take_while(|(k, _)| &k.namespace == ns)
+            {
+                self.services_naming(key, &w.ips, endpoints_of);
+            }
+        }
+        for ns in touched
+            .peer_namespaces
+            .iter()
+            .chain(&touched.authz_namespaces)
+        {
+            for (key, _) in self
+                .workloads
+                .range(ObjectKey::new(ns.clone(), String::new())..)
+                .take_while(|(k, _)| &k.namespace == ns)
+            {
+                out.proxies.insert(NodeId {
+                    pod: key.name.clone(),
+                    namespace: key.namespace.clone(),
+                });
+            }
+        }
+    }
+
+    /// The Pod behind an endpoint address: its `targetRef`, else the Pod with that IP.
+    fn endpoint_pod(
+        &self,
+        namespace: &str,
+        pod: Option<&str>,
+        ip: &str,
+    ) -> Option<(ObjectKey, &Workload)> {
+        if let Some(name) = pod {
+            let key = ObjectKey::new(namespace, name);
+            if let Some(w) = self.workloads.get(&key) {
+                return Some((key, w));
+            }
+        }
+        let key = self.ip_pods.get(ip)?.iter().next()?;
+        Some((key.clone(), self.workloads.get(key)?))
+    }
+
+    /// Auto mTLS for one Service port: endpoints whose pods carry a sidecar of this mesh and accept
+    /// mTLS on the port are marked, and the cluster checks their identities; a port with no such
+    /// endpoint stays plaintext (no SDS: DISABLE needs no agent).
+    pub(super) fn secure(
+        &self,
+        view: &PortView<'_>,
+        pods: &BTreeMap<&str, &str>,
+        assignment: &mut ClusterLoadAssignment,
+        cluster: &mut Cluster,
+    ) {
+        let mut identities = BTreeSet::new();
+        let namespace = &view.service.namespace;
+        for lb in assignment
+            .endpoints
+            .iter_mut()
+            .flat_map(|l| l.lb_endpoints.iter_mut())
+        {
+            let Some(lb_endpoint::HostIdentifier::Endpoint(ep)) = &lb.host_identifier else {
+                continue;
+            };
+            let Some((ip, port)) = socket_of(ep) else {
+                continue;
+            };
+            let pod = pods.get(ip).copied();
+            let Some((key, w)) = self.endpoint_pod(namespace, pod, ip) else {
+                continue;
+            };
+            if w.mesh.as_deref() != Some(self.settings.mesh_name.as_str()) {
+                continue;
+            }
+            let mode = resolve(&self.peers, self.mesh.mtls.mode, &key.namespace, &w.labels);
+            if mode.port(port) == MtlsMode::Disable {
+                continue;
+            }
+            identities.insert(spiffe_id(
+                &self.mesh.trust_domain,
+                &key.namespace,
+                &w.service_account,
+            ));
+            lb.metadata = Some(meshed_endpoint_metadata());
+        }
+        if !identities.is_empty() {
+            let identities: Vec<String> = identities.into_iter().collect();
+            let sni = mesh_sni(view.port.port, "", view.fqdn);
+            auto_mtls(cluster, &sni, &identities);
+        }
+    }
+}
+
+/// Whether two versions of a Pod look the same to the endpoints naming it (container ports, say, do
+/// not matter to them).
+fn same_for_endpoints(a: Option<&Workload>, b: Option<&Workload>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            a.ips == b.ips
+                && a.labels == b.labels
+                && a.service_account == b.service_account
+                && a.mesh == b.mesh
+        }
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// The Pod each endpoint address names by `targetRef`.
+pub(super) fn endpoint_pods<'a>(slices: &[&'a EndpointSlice]) -> BTreeMap<&'a str, &'a str> {
+    let mut pods = BTreeMap::new();
+    for ep in slices.iter().flat_map(|s| &s.endpoints) {
+        if let Some(pod) = &ep.pod {
+            for a in &ep.addresses {
+                pods.entry(a.as_str()).or_insert(pod.as_str());
+            }
+        }
+    }
+    pods
+}
+
+fn socket_of(ep: &envoy_types::pb::envoy::config::endpoint::v3::Endpoint) -> Option<(&str, u16)> {
+    use envoy_types::pb::envoy::config::core::v3::{address, socket_address};
+    let Some(address::Address::SocketAddress(sa)) = ep.address.as_ref()?.address.as_ref() else {
+        return None;
+    };
+    let Some(socket_address::PortSpecifier::PortValue(port)) = sa.port_specifier else {
+        return None;
+    };
+    Some((sa.address.as_str(), u16::try_from(port).ok()?))
+}

@@ -19,7 +19,8 @@ use tonic::transport::Identity;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Directory of YAML files (Service, EndpointSlice, Pod with status.podIP, Mesh), re-read on change.
+    /// Directory of YAML files (Service, EndpointSlice, Pod with status.podIP, Mesh, VirtualService,
+    /// DestinationRule, ServiceEntry), re-read on change.
     #[arg(long, env = "MESHD_CONFIG_DIR")]
     config_dir: PathBuf,
     /// Where Envoys connect: `HOST:PORT` or `unix:PATH`.
@@ -109,6 +110,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         cluster_domain: args.cluster_domain.clone(),
     };
     let server = XdsServer::start(index, settings, options, &mut registry, cancel.clone());
+    // SPEC §8: a verdict change is one log line naming the resource's file.
+    tokio::spawn(meshd_sources::log_verdicts(
+        server.verdicts(),
+        source.origins(),
+        cancel.clone(),
+    ));
     tokio::spawn(source.run(cancel.clone()));
 
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);

@@ -14,6 +14,7 @@ mod inject;
 mod proxy_status;
 mod signals;
 mod validate;
+mod validate_refs;
 mod version;
 mod webhook;
 

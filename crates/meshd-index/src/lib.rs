@@ -13,7 +13,10 @@ mod reduce;
 
 pub use index::{Index, SharedIndex};
 pub use kinds::{Kind, KindVisitor, visit_kinds};
-pub use reduce::{EndpointSliceKind, MeshKind, PodKind, ServiceKind};
+pub use reduce::{
+    ConfigKind, ConfigObject, DestinationRuleKind, EndpointSliceKind, GatewayKind, MeshKind,
+    PodKind, ServiceEntryKind, ServiceKind, VirtualServiceKind,
+};
 
 /// An object that cannot be used: its kind, namespace/name, and what is wrong (the field first).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

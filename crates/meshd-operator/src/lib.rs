@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod namespace;
 pub mod reconcile;
 pub mod status;
+pub mod verdicts;
 pub mod webhook_tls;
 
 use std::sync::Arc;

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod bootstrap;
+mod configs;
 mod envoy;
 pub mod facts;
 mod inbound;
@@ -27,6 +28,7 @@ pub use bootstrap::{
     BootstrapFormat, BootstrapParams, SDS_CLUSTER, SDS_DEFAULT, SDS_ROOTCA, SDS_SOCKET_FILE,
     XdsAddress, XdsApi, bootstrap, sds_secret_config,
 };
+pub use configs::Verdicts;
 pub use naming::{
     BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_SOURCE,
     PASSTHROUGH_CLUSTER, VIRTUAL_INBOUND, VIRTUAL_OUTBOUND, inbound_cluster_name,

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use meshd_api::MeshSpec;
 use meshd_api::mesh::MtlsMode;
 
+use crate::configs::Configs;
 use crate::facts::{EndpointSlice, Fact, FactChange, FactKind, ObjectKey, Service, Workload};
 use crate::inbound::selects;
 use crate::naming::{outbound_cluster_name, route_name, service_fqdn};
@@ -121,6 +122,25 @@ pub struct Translator {
     services: imbl::OrdMap<ObjectKey, Arc<CompiledService>>,
     shared: ResourceSet,
     outbound_warnings: Vec<String>,
+    configs: Configs,
+}
+
+/// The Services' hosts, as the verdicts' checks ask for them.
+struct ServiceHostsOf<'a> {
+    services: &'a imbl::OrdMap<ObjectKey, Arc<CompiledService>>,
+    domain: &'a str,
+}
+
+impl meshd_api::validate::verdicts::ServiceHosts for ServiceHostsOf<'_> {
+    fn service(&self, fqdn: &str) -> Option<(String, Vec<u16>)> {
+        let rest = fqdn.strip_suffix(self.domain)?.strip_suffix(".svc.")?;
+        let (name, namespace) = rest.split_once('.')?;
+        let s = self.services.get(&ObjectKey::new(namespace, name))?;
+        Some((
+            format!("{namespace}/{name}"),
+            s.fact.ports.iter().map(|p| p.port).collect(),
+        ))
+    }
 }
 
 impl Translator {
@@ -142,6 +162,7 @@ impl Translator {
             services: imbl::OrdMap::new(),
             shared,
             outbound_warnings: Vec::new(),
+            configs: Configs::default(),
         };
         translator.rebuild_outbound(&mut ChangeSet::default());
         translator
@@ -152,8 +173,19 @@ impl Translator {
         let mut out = ChangeSet::default();
         let mut services: BTreeMap<ObjectKey, Option<Arc<Service>>> = BTreeMap::new();
         let mut endpoints_of: BTreeSet<ObjectKey> = BTreeSet::new();
+        let mut judge = false;
         for FactChange { kind, key, fact } in changes {
             match (kind, fact) {
+                // Kinds with a verdict (FactKind::has_verdict): held and judged in `configs`.
+                (
+                    FactKind::VirtualService
+                    | FactKind::DestinationRule
+                    | FactKind::ServiceEntry
+                    | FactKind::Gateway,
+                    fact,
+                ) => {
+                    judge |= self.configs.set(kind, key, fact);
+                }
                 (FactKind::Service, Some(Fact::Service(s))) => {
                     services.insert(key, Some(s));
                 }
@@ -199,8 +231,17 @@ impl Translator {
         // Services whose selection changed, old and new, by namespace: their pods are marked once.
         let mut selecting: BTreeMap<String, Vec<Arc<Service>>> = BTreeMap::new();
         for (key, fact) in services {
+            let hosts_before = self.services.get(&key).map(|s| port_numbers(&s.fact));
             outbound_dirty |= self.set_service(&key, fact, &mut out, &mut selecting);
+            judge |= hosts_before != self.services.get(&key).map(|s| port_numbers(&s.fact));
             endpoints_of.remove(&key); // compiled with the service
+        }
+        if judge {
+            let hosts = ServiceHostsOf {
+                services: &self.services,
+                domain: &self.settings.cluster_domain,
+            };
+            self.configs.judge(&self.settings.cluster_domain, &hosts);
         }
         for (namespace, services) in selecting {
             self.mark_selected(&namespace, &services, &mut out);
@@ -413,6 +454,11 @@ impl Translator {
             workloads: self.workloads.clone(),
             mesh_found: self.meshes.contains_key(&self.settings.mesh_name),
             warnings,
+            verdicts: self.configs.verdicts.clone(),
         }
     }
+}
+
+fn port_numbers(s: &Service) -> Vec<u16> {
+    s.ports.iter().map(|p| p.port).collect()
 }

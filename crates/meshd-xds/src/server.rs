@@ -60,10 +60,11 @@ impl XdsServer {
         cancel: CancellationToken,
     ) -> Self {
         let metrics = XdsMetrics::new(registry);
-        let generations =
+        let (generations, verdicts) =
             crate::generation::start(index, settings, options, metrics.clone(), cancel.clone());
         let shared = Shared {
             generations,
+            verdicts,
             registry: ProxyRegistry::default(),
             metrics,
             cancel,
@@ -87,6 +88,12 @@ impl XdsServer {
     /// Connected proxies and their sync state.
     pub fn proxies(&self) -> ProxyRegistry {
         self.shared.registry.clone()
+    }
+
+    /// The verdict on every traffic resource (SPEC §8), updated when one changes: for the status
+    /// writer (in-cluster) and the verdict log (file-fed).
+    pub fn verdicts(&self) -> watch::Receiver<meshd_translate::Verdicts> {
+        self.shared.verdicts.clone()
     }
 
     /// The compiled generations, newest first; for readiness and tests.

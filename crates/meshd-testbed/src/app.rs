@@ -116,9 +116,22 @@ impl HttpConn {
 
     /// `GET path`: (status, body). The body is read by its content-length, so the connection stays open.
     pub fn get(&mut self, path: &str) -> anyhow::Result<(u16, String)> {
+        self.get_with(path, &[])
+    }
+
+    /// `GET path` with more request headers.
+    pub fn get_with(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(u16, String)> {
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         write!(
             self.writer,
-            "GET {path} HTTP/1.1\r\nhost: {}\r\n\r\n",
+            "GET {path} HTTP/1.1\r\nhost: {}\r\n{extra}\r\n",
             self.target
         )
         .with_context(|| format!("writing to {}", self.target))?;

@@ -38,6 +38,8 @@ pub struct Mesh {
     envoy: PathBuf,
     /// Pods in the config directory (name, app, ip), in the order written.
     declared: Vec<(String, String, Ipv4Addr)>,
+    /// Labels beside `app` by pod name (`version: v2` for a canary).
+    labels: std::collections::BTreeMap<String, Vec<(String, String)>>,
     work: tempfile::TempDir,
 }
 
@@ -58,6 +60,7 @@ impl Mesh {
             meshd: meshd.to_path_buf(),
             envoy: envoy.to_path_buf(),
             declared: Vec::new(),
+            labels: std::collections::BTreeMap::new(),
             work,
         };
         mesh.write_config()?;
@@ -105,6 +108,35 @@ impl Mesh {
     pub fn declare_pod(&mut self, name: &str, app: &str, ip: Ipv4Addr) -> anyhow::Result<()> {
         self.declared.push((name.into(), app.into(), ip));
         self.write_config()
+    }
+
+    /// Adds a label to a declared pod's Pod object (DestinationRule subsets select by them).
+    pub fn label_pod(&mut self, name: &str, key: &str, value: &str) -> anyhow::Result<()> {
+        self.labels
+            .entry(name.into())
+            .or_default()
+            .push((key.into(), value.into()));
+        self.write_config()
+    }
+
+    /// Writes (or with `None` removes) one more file of the config directory, atomically: traffic
+    /// resources beside the generated Services and Pods.
+    pub fn write_config_file(&self, file: &str, text: Option<&str>) -> anyhow::Result<()> {
+        let config = self.work.path().join("config");
+        match text {
+            Some(text) => {
+                let tmp = config.join(format!(".{file}.tmp"));
+                std::fs::write(&tmp, text)?;
+                std::fs::rename(&tmp, config.join(file))?;
+            }
+            None => std::fs::remove_file(config.join(file))?,
+        }
+        Ok(())
+    }
+
+    /// The control plane's log so far.
+    pub fn control_plane_log(&self) -> String {
+        std::fs::read_to_string(self.work.path().join("controlplane.log")).unwrap_or_default()
     }
 
     /// Creates the pod's namespace on the bridge, capture, app and sidecar. Call [`Mesh::wait_ready`].
@@ -233,7 +265,7 @@ impl Mesh {
         let config = self.work.path().join("config");
         std::fs::write(config.join("mesh.yaml"), MESH_YAML)?;
         let tmp = config.join(".demo.yaml.tmp");
-        std::fs::write(&tmp, render(&self.declared))?;
+        std::fs::write(&tmp, render(&self.declared, &self.labels))?;
         std::fs::rename(&tmp, config.join("demo.yaml"))?;
         Ok(())
     }
@@ -242,7 +274,10 @@ impl Mesh {
 const MESH_YAML: &str = "apiVersion: meshd.io/v1alpha1\nkind: Mesh\nmetadata: {name: default}\nspec:\n  mtls: {mode: DISABLE}\n";
 
 /// Services `frontend` and `reviews`, the declared pods and one EndpointSlice per service.
-fn render(pods: &[(String, String, Ipv4Addr)]) -> String {
+fn render(
+    pods: &[(String, String, Ipv4Addr)],
+    labels: &std::collections::BTreeMap<String, Vec<(String, String)>>,
+) -> String {
     let mut out = String::new();
     for (service, vip) in [("frontend", FRONTEND_VIP), ("reviews", REVIEWS_VIP)] {
         out.push_str(&format!(
@@ -263,8 +298,14 @@ fn render(pods: &[(String, String, Ipv4Addr)]) -> String {
         ));
     }
     for (name, app, ip) in pods {
+        let extra: String = labels
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!(", {k}: {v}"))
+            .collect();
         out.push_str(&format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {NAMESPACE}, labels: {{app: {app}}}}}\nspec:\n  serviceAccountName: {app}\n  containers: [{{name: app, image: app, ports: [{{name: http, containerPort: {APP_PORT}}}]}}]\nstatus: {{podIP: {ip}}}\n---\n"
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {NAMESPACE}, labels: {{app: {app}{extra}}}}}\nspec:\n  serviceAccountName: {app}\n  containers: [{{name: app, image: app, ports: [{{name: http, containerPort: {APP_PORT}}}]}}]\nstatus: {{podIP: {ip}}}\n---\n"
         ));
     }
     out
@@ -331,7 +372,15 @@ mod tests {
                 Ipv4Addr::new(10, 44, 0, 11),
             ),
         ];
-        let yaml = render(&pods);
+        let labels = std::collections::BTreeMap::from([(
+            "reviews-0".to_string(),
+            vec![("version".to_string(), "v2".to_string())],
+        )]);
+        let yaml = render(&pods, &labels);
+        assert!(
+            yaml.contains("labels: {app: reviews, version: v2}"),
+            "{yaml}"
+        );
         let reviews_slice = yaml
             .split("---\n")
             .find(|d| d.contains("kind: EndpointSlice") && d.contains("name: reviews-1"))
@@ -341,6 +390,6 @@ mod tests {
         assert!(yaml.contains("clusterIP: 10.96.0.11"));
         assert!(yaml.contains("status: {podIP: 10.44.0.10}"));
         // No pods yet: the slice still parses as an empty list.
-        assert!(render(&[]).contains("endpoints: []"));
+        assert!(render(&[], &labels).contains("endpoints: []"));
     }
 }

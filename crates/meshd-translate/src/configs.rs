@@ -91,7 +91,6 @@ impl Configs {
     }
 
     /// The versions in force of one kind, by key (what translation reads).
-    #[cfg_attr(not(test), allow(dead_code))] // read by the traffic translation, not wired yet
     pub fn in_force(&self, kind: FactKind) -> impl Iterator<Item = (&ObjectKey, &Fact)> + '_ {
         self.tables
             .get(&kind)

@@ -22,6 +22,7 @@ mod protocol;
 mod proxy;
 mod resources;
 pub mod synthetic;
+mod traffic;
 mod translator;
 
 pub use bootstrap::{

@@ -27,6 +27,7 @@ use crate::outbound::{
 };
 use crate::proxy::CompiledMesh;
 use crate::resources::{Resource, ResourceSet, ResourceType};
+use crate::traffic::subsets::{filter_slice, subset_cluster_name, subsets_for};
 
 /// Which Mesh applies, and the cluster's DNS domain.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +124,8 @@ pub struct Translator {
     shared: ResourceSet,
     outbound_warnings: Vec<String>,
     configs: Configs,
+    /// Each Service's subset clusters (`outbound|<port>|<subset>|<fqdn>`), to remove stale ones.
+    subset_clusters: BTreeMap<ObjectKey, Vec<String>>,
 }
 
 /// The Services' hosts, as the verdicts' checks ask for them.
@@ -163,6 +166,7 @@ impl Translator {
             shared,
             outbound_warnings: Vec::new(),
             configs: Configs::default(),
+            subset_clusters: BTreeMap::new(),
         };
         translator.rebuild_outbound(&mut ChangeSet::default());
         translator
@@ -174,6 +178,8 @@ impl Translator {
         let mut services: BTreeMap<ObjectKey, Option<Arc<Service>>> = BTreeMap::new();
         let mut endpoints_of: BTreeSet<ObjectKey> = BTreeSet::new();
         let mut judge = false;
+        // Namespaces whose pods changed: their subsets' endpoints may differ.
+        let mut pods_changed: BTreeSet<String> = BTreeSet::new();
         for FactChange { kind, key, fact } in changes {
             match (kind, fact) {
                 // Kinds with a verdict (FactKind::has_verdict): held and judged in `configs`.
@@ -204,6 +210,7 @@ impl Translator {
                         pod: key.name.clone(),
                         namespace: key.namespace.clone(),
                     };
+                    pods_changed.insert(key.namespace.clone());
                     match fact {
                         Some(Fact::Workload(w)) => self.workloads.insert(key, w),
                         _ => self.workloads.remove(&key),
@@ -241,14 +248,23 @@ impl Translator {
                 services: &self.services,
                 domain: &self.settings.cluster_domain,
             };
-            self.configs.judge(&self.settings.cluster_domain, &hosts);
+            if self.configs.judge(&self.settings.cluster_domain, &hosts) {
+                self.refresh_routes(&mut out);
+            }
         }
         for (namespace, services) in selecting {
             self.mark_selected(&namespace, &services, &mut out);
         }
-        for key in endpoints_of {
+        let with_subsets: Vec<ObjectKey> = self
+            .subset_clusters
+            .keys()
+            .filter(|k| pods_changed.contains(&k.namespace))
+            .cloned()
+            .collect();
+        for key in endpoints_of.into_iter().chain(with_subsets) {
             if let Some(service) = self.services.get(&key).cloned() {
                 self.compile_endpoints(&key, &service, &mut out);
+                self.compile_subsets(&key, &mut out);
             }
         }
         if outbound_dirty {
@@ -367,7 +383,7 @@ impl Translator {
                         Resource::new(view.cluster.to_string(), &outbound_cluster(&view)),
                     );
                     if view.port.protocol.is_http() && !view.vips.is_empty() {
-                        let route = route_configuration(&view);
+                        let route = route_configuration(&view, self.vs_routes(&view));
                         out.put(
                             &mut self.shared,
                             ResourceType::Route,
@@ -377,12 +393,107 @@ impl Translator {
                 }
                 self.compile_endpoints(key, &new, out);
                 self.services.insert(key.clone(), new);
+                self.compile_subsets(key, out);
             }
             None => {
                 self.services.remove(key);
+                self.compile_subsets(key, out);
             }
         }
         outbound_changed
+    }
+
+    /// The routes a VirtualService in force gives one service port, if one routes it.
+    fn vs_routes(
+        &self,
+        view: &PortView<'_>,
+    ) -> Option<Vec<envoy_types::pb::envoy::config::route::v3::Route>> {
+        let hosts = ServiceHostsOf {
+            services: &self.services,
+            domain: &self.settings.cluster_domain,
+        };
+        let ports_of = |fqdn: &str| {
+            meshd_api::validate::verdicts::ServiceHosts::service(&hosts, fqdn).map(|(_, p)| p)
+        };
+        crate::traffic::service_routes(
+            &self.configs,
+            view.fqdn,
+            view.port.port,
+            &self.settings.cluster_domain,
+            &ports_of,
+        )
+    }
+
+    /// Every service port's route again, after the traffic resources in force changed: only the routes
+    /// whose content differs are marked changed (and pushed).
+    fn refresh_routes(&mut self, out: &mut ChangeSet) {
+        let services: Vec<(ObjectKey, Arc<CompiledService>)> = self
+            .services
+            .iter()
+            .map(|(k, s)| (k.clone(), Arc::clone(s)))
+            .collect();
+        for (key, service) in &services {
+            self.compile_subsets(key, out);
+            for view in service.views(key) {
+                if view.port.protocol.is_http() && !view.vips.is_empty() {
+                    let route = route_configuration(&view, self.vs_routes(&view));
+                    out.put(
+                        &mut self.shared,
+                        ResourceType::Route,
+                        Resource::new(route.name.clone(), &route),
+                    );
+                }
+            }
+        }
+    }
+
+    /// One Service's subset clusters and their endpoints (the accepted DestinationRules' subsets); the
+    /// ones no longer defined are removed.
+    fn compile_subsets(&mut self, key: &ObjectKey, out: &mut ChangeSet) {
+        let mut names = Vec::new();
+        if let Some(service) = self.services.get(key).cloned() {
+            let subsets = subsets_for(&self.configs, &service.fqdn, &self.settings.cluster_domain);
+            for view in service.views(key) {
+                for (subset, labels) in &subsets {
+                    let name = subset_cluster_name(view.port.port, subset, &service.fqdn);
+                    let sub = PortView {
+                        cluster: &name,
+                        ..view
+                    };
+                    let slices: Vec<EndpointSlice> = self
+                        .slices_of
+                        .get(key)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|n| {
+                            self.slices
+                                .get(&ObjectKey::new(key.namespace.clone(), n.clone()))
+                        })
+                        .map(|s| filter_slice(s, &key.namespace, labels, &self.workloads))
+                        .collect();
+                    let assignment = load_assignment(&sub, slices.iter());
+                    out.put(
+                        &mut self.shared,
+                        ResourceType::Cluster,
+                        Resource::new(name.clone(), &outbound_cluster(&sub)),
+                    );
+                    out.put(
+                        &mut self.shared,
+                        ResourceType::Endpoint,
+                        Resource::new(name.clone(), &assignment),
+                    );
+                    names.push(name);
+                }
+            }
+        }
+        let old = self.subset_clusters.remove(key).unwrap_or_default();
+        for name in old.iter().filter(|n| !names.contains(n)) {
+            out.remove(&mut self.shared, ResourceType::Cluster, name);
+            out.remove(&mut self.shared, ResourceType::Endpoint, name);
+        }
+        if !names.is_empty() {
+            self.subset_clusters.insert(key.clone(), names);
+        }
     }
 
     /// The pods of a namespace that any of `services` selects: their own part may change.

@@ -1,0 +1,197 @@
+//! HTTP routes from a VirtualService, field by field as Istio translates them.
+
+use envoy_types::pb::envoy::config::route::v3::{route, route_action, route_match};
+
+use super::routes::{FAULT_FILTER, RouteContext, http_routes};
+use meshd_api::networking::virtual_service::HttpRoute;
+
+fn routes(http: serde_json::Value) -> Vec<envoy_types::pb::envoy::config::route::v3::Route> {
+    let http: Vec<HttpRoute> = serde_json::from_value(http).unwrap();
+    let ports = |fqdn: &str| (fqdn == "reviews.shop.svc.cluster.local").then(|| vec![9080]);
+    let ctx = RouteContext {
+        namespace: "shop",
+        domain: "cluster.local",
+        port: 9080,
+        ports_of: &ports,
+        consistent_hash: false,
+    };
+    http_routes(&http, &ctx)
+}
+
+fn action(
+    r: &envoy_types::pb::envoy::config::route::v3::Route,
+) -> &envoy_types::pb::envoy::config::route::v3::RouteAction {
+    match &r.action {
+        Some(route::Action::Route(a)) => a,
+        other => panic!("a route action: {other:?}"),
+    }
+}
+
+#[test]
+fn a_header_canary_then_a_weighted_split_in_order_stopping_at_the_catch_all() {
+    let r = routes(serde_json::json!([
+        {"name": "canary", "match": [{"headers": {"end-user": {"exact": "jason"}}, "uri": {"prefix": "/api"}}],
+         "route": [{"destination": {"host": "reviews", "subset": "v2"}}]},
+        {"route": [{"destination": {"host": "reviews", "subset": "v1"}, "weight": 90},
+                   {"destination": {"host": "reviews", "subset": "v2"}, "weight": 10},
+                   {"destination": {"host": "reviews", "subset": "v3"}, "weight": 0}],
+         "timeout": "1.5s"},
+        {"route": [{"destination": {"host": "reviews"}}]},
+    ]));
+    assert_eq!(r.len(), 2, "nothing after the catch-all");
+    assert_eq!(r[0].name, "canary");
+    let m = r[0].r#match.as_ref().unwrap();
+    assert_eq!(
+        m.path_specifier,
+        Some(route_match::PathSpecifier::Prefix("/api".into()))
+    );
+    assert_eq!(m.headers[0].name, "end-user");
+    assert_eq!(
+        action(&r[0]).cluster_specifier,
+        Some(route_action::ClusterSpecifier::Cluster(
+            "outbound|9080|v2|reviews.shop.svc.cluster.local".into()
+        ))
+    );
+    let a = action(&r[1]);
+    let Some(route_action::ClusterSpecifier::WeightedClusters(w)) = &a.cluster_specifier else {
+        panic!("weighted clusters");
+    };
+    let split: Vec<(&str, u32)> = w
+        .clusters
+        .iter()
+        .map(|c| (c.name.as_str(), c.weight.as_ref().unwrap().value))
+        .collect();
+    assert_eq!(
+        split,
+        [
+            ("outbound|9080|v1|reviews.shop.svc.cluster.local", 90),
+            ("outbound|9080|v2|reviews.shop.svc.cluster.local", 10)
+        ]
+    );
+    let t = a.timeout.unwrap();
+    assert_eq!((t.seconds, t.nanos), (1, 500_000_000));
+    assert_eq!(
+        action(&r[0]).timeout.unwrap().seconds,
+        0,
+        "no timeout unless set"
+    );
+}
+
+#[test]
+fn retries_default_to_istios_policy_and_a_retry_on_with_codes_splits_them() {
+    let r = routes(serde_json::json!([
+        {"match": [{"uri": {"exact": "/a"}}], "route": [{"destination": {"host": "reviews"}}]},
+        {"match": [{"uri": {"exact": "/b"}}], "route": [{"destination": {"host": "reviews"}}],
+         "retries": {"attempts": 5, "perTryTimeout": "2s", "retryOn": "5xx,503,gateway-error"}},
+        {"match": [{"uri": {"exact": "/c"}}], "route": [{"destination": {"host": "reviews"}}],
+         "retries": {"attempts": 0}},
+    ]));
+    let d = action(&r[0]).retry_policy.as_ref().unwrap();
+    assert_eq!(
+        d.retry_on,
+        "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+    );
+    assert_eq!(d.num_retries.unwrap().value, 2);
+    assert!(
+        d.retriable_status_codes.is_empty(),
+        "a 503 is not retried by default"
+    );
+    assert_eq!(
+        d.retry_host_predicate[0].name,
+        "envoy.retry_host_predicates.previous_hosts"
+    );
+    assert_eq!(d.host_selection_retry_max_attempts, 5);
+    let c = action(&r[1]).retry_policy.as_ref().unwrap();
+    assert_eq!(c.retry_on, "5xx,gateway-error,retriable-status-codes");
+    assert_eq!(c.retriable_status_codes, [503]);
+    assert_eq!(c.num_retries.unwrap().value, 5);
+    assert_eq!(c.per_try_timeout.unwrap().seconds, 2);
+    assert!(
+        action(&r[2]).retry_policy.is_none(),
+        "attempts 0: no retries"
+    );
+}
+
+#[test]
+fn fault_headers_rewrite_mirror_and_redirect() {
+    let r = routes(serde_json::json!([
+        {"match": [{"uri": {"regex": "/r/[0-9]+"}, "ignoreUriCase": true, "method": {"exact": "GET"},
+                    "queryParams": {"v": {"exact": "2"}}, "withoutHeaders": {"x-skip": {}}}],
+         "route": [{"destination": {"host": "reviews"}}],
+         "fault": {"abort": {"httpStatus": 418, "percentage": {"value": 50}}, "delay": {"fixedDelay": "1s"}},
+         "headers": {"request": {"set": {"x-a": "1", "host": "h.example"}, "remove": ["x-b"]},
+                     "response": {"add": {"x-c": "3"}}},
+         "rewrite": {"uri": "/v2/"},
+         "mirror": {"host": "reviews", "subset": "v3"}, "mirrorPercentage": {"value": 12.5}},
+        {"match": [{"uri": {"exact": "/old"}}], "redirect": {"uri": "/new", "redirectCode": 308}},
+    ]));
+    let m = r[0].r#match.as_ref().unwrap();
+    assert!(
+        matches!(&m.path_specifier, Some(route_match::PathSpecifier::SafeRegex(x)) if x.regex == "/r/[0-9]+")
+    );
+    assert!(!m.case_sensitive.unwrap().value);
+    assert_eq!(
+        m.headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.invert_match))
+            .collect::<Vec<_>>(),
+        [(":method", false), ("x-skip", true)]
+    );
+    assert_eq!(m.query_parameters[0].name, "v");
+    assert!(r[0].typed_per_filter_config.contains_key(FAULT_FILTER));
+    assert_eq!(
+        r[0].request_headers_to_add.len(),
+        1,
+        "host is a rewrite, not a header"
+    );
+    assert_eq!(r[0].request_headers_to_remove, ["x-b"]);
+    assert_eq!(
+        r[0].response_headers_to_add[0].header.as_ref().unwrap().key,
+        "x-c"
+    );
+    let a = action(&r[0]);
+    assert_eq!(a.prefix_rewrite, "/v2/");
+    assert_eq!(
+        a.host_rewrite_specifier,
+        Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(
+            "h.example".into()
+        ))
+    );
+    let mirror = &a.request_mirror_policies[0];
+    assert_eq!(
+        mirror.cluster,
+        "outbound|9080|v3|reviews.shop.svc.cluster.local"
+    );
+    assert_eq!(
+        mirror
+            .runtime_fraction
+            .as_ref()
+            .unwrap()
+            .default_value
+            .unwrap()
+            .numerator,
+        125_000
+    );
+    let Some(route::Action::Redirect(rd)) = &r[1].action else {
+        panic!("a redirect")
+    };
+    assert_eq!(rd.response_code, 4, "PERMANENT_REDIRECT");
+}
+
+#[test]
+fn a_fault_without_percentage_injects_nothing_so_no_config_is_sent() {
+    let r = routes(serde_json::json!([
+        {"route": [{"destination": {"host": "reviews"}}], "fault": {"abort": {"httpStatus": 500, "percentage": {"value": 0}}}},
+    ]));
+    assert!(
+        r[0].typed_per_filter_config.contains_key(FAULT_FILTER),
+        "0% is sent as 0%"
+    );
+    let r = routes(serde_json::json!([
+        {"route": [{"destination": {"host": "reviews"}}], "fault": {"delay": {"percentage": {"value": 10}}}},
+    ]));
+    assert!(
+        !r[0].typed_per_filter_config.contains_key(FAULT_FILTER),
+        "a delay without fixedDelay is nothing"
+    );
+}

@@ -37,6 +37,12 @@ spec:
     route: [{destination: {host: reviews, subset: v2}}]
   - match: [{uri: {prefix: /only-v1}}]
     route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {prefix: /teapot}}]
+    route: [{destination: {host: reviews}}]
+    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+  - match: [{uri: {prefix: /slow}}]
+    route: [{destination: {host: reviews}}]
+    fault: {delay: {fixedDelay: 400ms, percentage: {value: 100}}}
   - route:
     - {destination: {host: reviews, subset: v1}, weight: 90}
     - {destination: {host: reviews, subset: v2}, weight: 10}
@@ -86,8 +92,9 @@ fn answers(
 }
 
 #[test]
-fn a_canary_splits_by_weight_and_header_and_a_bad_update_changes_nothing() {
-    let test = "a_canary_splits_by_weight_and_header_and_a_bad_update_changes_nothing";
+fn a_canary_splits_by_weight_and_header_faults_inject_and_a_bad_update_changes_nothing() {
+    let test =
+        "a_canary_splits_by_weight_and_header_faults_inject_and_a_bad_update_changes_nothing";
     let Some(envoy) = meshd_testbed::prereq::require_envoy(
         test,
         &["iptables", "setpriv"],
@@ -129,6 +136,22 @@ fn a_canary_splits_by_weight_and_header_and_a_bad_update_changes_nothing() {
     assert!(jason.iter().all(|p| p == "reviews-1"), "{jason:?}");
     let v1 = answers(frontend, "/only-v1/x", &[], 30);
     assert!(v1.iter().all(|p| p == "reviews-0"), "{v1:?}");
+
+    // Fault injection: every /teapot request aborted with 418, every /slow one delayed.
+    let target: SocketAddr = (REVIEWS_VIP, 80).into();
+    let (status, _) = frontend
+        .ns
+        .run_in(Some(APP), move || HttpConn::connect(target)?.get("/teapot"))
+        .unwrap();
+    assert_eq!(status, 418);
+    let started = std::time::Instant::now();
+    let slow = answers(frontend, "/slow", &[], 2);
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(slow.iter().all(|p| p.starts_with("reviews-")), "{slow:?}");
 
     // A rejected update: logged with its file, and the canary still in force.
     mesh.write_config_file(

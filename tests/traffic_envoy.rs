@@ -23,9 +23,16 @@ kind: DestinationRule
 metadata: {name: reviews, namespace: demo}
 spec:
   host: reviews
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 100, connectTimeout: 2s}
+      http: {http1MaxPendingRequests: 100, maxRetries: 3, idleTimeout: 30s, maxRequestsPerConnection: 1000}
+    outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50}
   subsets:
   - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
 ---
 apiVersion: networking.meshd.io/v1alpha1
 kind: VirtualService

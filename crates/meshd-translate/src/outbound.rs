@@ -14,10 +14,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
 };
-use envoy_types::pb::envoy::config::route::v3::{
-    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route, route_action,
-    route_match,
-};
+use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -189,25 +186,8 @@ pub(crate) fn route_configuration(
             ip.clone()
         }
     }));
-    let action = RouteAction {
-        cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
-            view.cluster.to_string(),
-        )),
-        timeout: Some(seconds(0)),
-        retry_policy: Some(crate::traffic::routes::default_retry_policy(false)),
-        ..Default::default()
-    };
-    let routes = routes.unwrap_or_else(|| {
-        vec![Route {
-            name: "default".into(),
-            r#match: Some(RouteMatch {
-                path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
-                ..Default::default()
-            }),
-            action: Some(route::Action::Route(action)),
-            ..Default::default()
-        }]
-    });
+    let routes =
+        routes.unwrap_or_else(|| vec![crate::traffic::routes::default_route(view.cluster, None)]);
     RouteConfiguration {
         name: route_name(view.fqdn, view.port.port),
         virtual_hosts: vec![VirtualHost {

@@ -377,11 +377,9 @@ impl Translator {
         match new {
             Some(new) => {
                 for view in new.views(key) {
-                    out.put(
-                        &mut self.shared,
-                        ResourceType::Cluster,
-                        Resource::new(view.cluster.to_string(), &outbound_cluster(&view)),
-                    );
+                    let cluster =
+                        Resource::new(view.cluster.to_string(), &self.cluster_of(&view, None));
+                    out.put(&mut self.shared, ResourceType::Cluster, cluster);
                     if view.port.protocol.is_http() && !view.vips.is_empty() {
                         let route = route_configuration(&view, self.vs_routes(&view));
                         out.put(
@@ -424,8 +422,26 @@ impl Translator {
         )
     }
 
-    /// Every service port's route again, after the traffic resources in force changed: only the routes
-    /// whose content differs are marked changed (and pushed).
+    /// A service port's cluster (or a subset's) with its DestinationRule policy.
+    fn cluster_of(
+        &self,
+        view: &PortView<'_>,
+        subset: Option<&str>,
+    ) -> envoy_types::pb::envoy::config::cluster::v3::Cluster {
+        let mut cluster = outbound_cluster(view);
+        crate::traffic::apply_policy(
+            &mut cluster,
+            &self.configs,
+            view.fqdn,
+            view.port.port,
+            subset,
+            &self.settings.cluster_domain,
+        );
+        cluster
+    }
+
+    /// Every service port's cluster and route again, after the traffic resources in force changed:
+    /// only the resources whose content differs are marked changed (and pushed).
     fn refresh_routes(&mut self, out: &mut ChangeSet) {
         let services: Vec<(ObjectKey, Arc<CompiledService>)> = self
             .services
@@ -435,6 +451,12 @@ impl Translator {
         for (key, service) in &services {
             self.compile_subsets(key, out);
             for view in service.views(key) {
+                let cluster = self.cluster_of(&view, None);
+                out.put(
+                    &mut self.shared,
+                    ResourceType::Cluster,
+                    Resource::new(view.cluster.to_string(), &cluster),
+                );
                 if view.port.protocol.is_http() && !view.vips.is_empty() {
                     let route = route_configuration(&view, self.vs_routes(&view));
                     out.put(
@@ -472,11 +494,8 @@ impl Translator {
                         .map(|s| filter_slice(s, &key.namespace, labels, &self.workloads))
                         .collect();
                     let assignment = load_assignment(&sub, slices.iter());
-                    out.put(
-                        &mut self.shared,
-                        ResourceType::Cluster,
-                        Resource::new(name.clone(), &outbound_cluster(&sub)),
-                    );
+                    let cluster = Resource::new(name.clone(), &self.cluster_of(&sub, Some(subset)));
+                    out.put(&mut self.shared, ResourceType::Cluster, cluster);
                     out.put(
                         &mut self.shared,
                         ResourceType::Endpoint,

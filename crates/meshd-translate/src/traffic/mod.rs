@@ -1,16 +1,20 @@
 //! Traffic management (SPEC §8) in the translation: which accepted VirtualService routes a Service's
 //! host, and its HTTP routes ([`routes`], [`matches`]). Only versions in force (`configs`) are read.
 //!
-//! Subsets are their own EDS clusters ([`subsets`]). Not yet: DestinationRule traffic policies, CORS, TCP/TLS routes,
+//! Subsets are their own EDS clusters ([`subsets`]); DestinationRule policies go on the clusters
+//! ([`policy`]). Not yet: DestinationRule `tls`, CORS, TCP/TLS routes,
 //! ServiceEntry listeners; `exportTo` and `sourceLabels` are not applied per proxy (the routes are
 //! shared by every proxy).
 
 mod matches;
+pub(crate) mod policy;
 pub(crate) mod routes;
 pub(crate) mod subsets;
 
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::route::v3::Route;
-use meshd_api::networking::VirtualServiceSpec;
+use meshd_api::networking::destination_rule::TrafficPolicy;
+use meshd_api::networking::{DestinationRuleSpec, VirtualServiceSpec};
 use meshd_api::validate::references::{age_order, host_matches, resolve_host};
 use meshd_api::validate::verdicts::binds_mesh;
 
@@ -48,6 +52,61 @@ pub(crate) fn virtual_service_for<'a>(
         .map(|(key, c)| (key.namespace.as_str(), &c.spec))
 }
 
+/// The accepted DestinationRules for `fqdn`, oldest first (rules of one host merge).
+fn rules_for<'a>(configs: &'a Configs, fqdn: &str, domain: &str) -> Vec<&'a DestinationRuleSpec> {
+    let mut rules: Vec<_> = configs
+        .in_force(FactKind::DestinationRule)
+        .filter_map(|(key, fact)| match fact {
+            Fact::DestinationRule(c) => Some((key, c)),
+            _ => None,
+        })
+        .filter(|(key, c)| resolve_host(&c.spec.host, &key.namespace, domain) == fqdn)
+        .collect();
+    rules.sort_by(|(a, ca), (b, cb)| {
+        age_order(ca.created, &a.namespace, &a.name).cmp(&age_order(
+            cb.created,
+            &b.namespace,
+            &b.name,
+        ))
+    });
+    rules.into_iter().map(|(_, c)| &c.spec).collect()
+}
+
+/// The DestinationRule policy of `fqdn`'s cluster for `port` (and `subset`), if any rule has one.
+pub(crate) fn cluster_policy<'a>(
+    configs: &'a Configs,
+    fqdn: &str,
+    port: u16,
+    subset: Option<&str>,
+    domain: &str,
+) -> policy::Policy<'a> {
+    let rules = rules_for(configs, fqdn, domain);
+    let rule: Option<&TrafficPolicy> = rules.iter().find_map(|r| r.traffic_policy.as_ref());
+    let own = subset.and_then(|name| {
+        rules
+            .iter()
+            .flat_map(|r| &r.subsets)
+            .find(|s| s.name == name)
+            .and_then(|s| s.traffic_policy.as_ref())
+    });
+    policy::Policy::of(rule, own, port)
+}
+
+/// Applies `fqdn`'s DestinationRule policy to one of its clusters.
+pub(crate) fn apply_policy(
+    cluster: &mut Cluster,
+    configs: &Configs,
+    fqdn: &str,
+    port: u16,
+    subset: Option<&str>,
+    domain: &str,
+) {
+    policy::apply(
+        cluster,
+        &cluster_policy(configs, fqdn, port, subset, domain),
+    );
+}
+
 /// The routes of a service port a VirtualService routes, or `None` (the default route applies).
 pub(crate) fn service_routes(
     configs: &Configs,
@@ -56,13 +115,17 @@ pub(crate) fn service_routes(
     domain: &str,
     ports_of: &dyn Fn(&str) -> Option<Vec<u16>>,
 ) -> Option<Vec<Route>> {
-    let (namespace, vs) = virtual_service_for(configs, fqdn, domain)?;
+    let hash = cluster_policy(configs, fqdn, port, None, domain).consistent_hash();
+    let Some((namespace, vs)) = virtual_service_for(configs, fqdn, domain) else {
+        let cluster = crate::naming::outbound_cluster_name(port, fqdn);
+        return hash.map(|h| vec![routes::default_route(&cluster, Some(h))]);
+    };
     let ctx = RouteContext {
         namespace,
         domain,
         port,
         ports_of,
-        consistent_hash: false,
+        hash,
     };
     Some(http_routes(&vs.http, &ctx))
 }

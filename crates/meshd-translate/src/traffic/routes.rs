@@ -19,6 +19,7 @@ use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{
 use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
 use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
+use meshd_api::networking::destination_rule::ConsistentHashLb;
 use meshd_api::networking::virtual_service::{HttpFaultInjection, HttpRedirect, HttpRoute};
 use meshd_api::networking::{Destination, HeaderOperations, Headers, Percent};
 use meshd_api::validate::references::resolve_host;
@@ -38,8 +39,8 @@ pub(crate) struct RouteContext<'a> {
     pub port: u16,
     /// The ports of a host, when it is known (for a destination without `port`).
     pub ports_of: &'a dyn Fn(&str) -> Option<Vec<u16>>,
-    /// Whether the destination's DestinationRule hashes consistently (no `previous_hosts` then).
-    pub consistent_hash: bool,
+    /// The host's DestinationRule consistent hash: the routes' hash policy, and no `previous_hosts`.
+    pub hash: Option<&'a ConsistentHashLb>,
 }
 
 impl RouteContext<'_> {
@@ -96,13 +97,13 @@ fn duration(d: &meshd_api::duration::Duration) -> Option<Duration> {
 
 fn retry_policy(route: &HttpRoute, ctx: &RouteContext<'_>) -> Option<RetryPolicy> {
     let Some(r) = &route.retries else {
-        return Some(default_retry_policy(ctx.consistent_hash));
+        return Some(default_retry_policy(ctx.hash.is_some()));
     };
     let attempts = r.attempts.unwrap_or(2);
     if attempts <= 0 {
         return None;
     }
-    let mut policy = default_retry_policy(ctx.consistent_hash);
+    let mut policy = default_retry_policy(ctx.hash.is_some());
     policy.num_retries = Some(UInt32Value {
         value: u32::try_from(attempts).unwrap_or(2),
     });
@@ -330,6 +331,11 @@ fn action(route: &HttpRoute, ctx: &RouteContext<'_>) -> RouteAction {
                 .unwrap_or_else(|| seconds(0)),
         ),
         retry_policy: retry_policy(route, ctx),
+        hash_policy: ctx
+            .hash
+            .and_then(super::policy::hash_policy)
+            .into_iter()
+            .collect(),
         ..Default::default()
     };
     if let Some(rw) = &route.rewrite {
@@ -366,6 +372,27 @@ fn action(route: &HttpRoute, ctx: &RouteContext<'_>) -> RouteAction {
         })
         .collect();
     a
+}
+
+/// A service's route without a VirtualService: everything to its cluster, the default retry policy,
+/// no timeout; with its DestinationRule's consistent hash when it has one.
+pub(crate) fn default_route(cluster: &str, hash: Option<&ConsistentHashLb>) -> Route {
+    let action = RouteAction {
+        cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.to_string())),
+        timeout: Some(seconds(0)),
+        retry_policy: Some(default_retry_policy(hash.is_some())),
+        hash_policy: hash
+            .and_then(super::policy::hash_policy)
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    };
+    Route {
+        name: "default".into(),
+        r#match: Some(route_match(None)),
+        action: Some(route::Action::Route(action)),
+        ..Default::default()
+    }
 }
 
 /// The routes of one VirtualService for a service port, in order; an unmatched request gets 404.

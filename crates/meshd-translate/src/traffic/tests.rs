@@ -13,7 +13,7 @@ fn routes(http: serde_json::Value) -> Vec<envoy_types::pb::envoy::config::route:
         domain: "cluster.local",
         port: 9080,
         ports_of: &ports,
-        consistent_hash: false,
+        hash: None,
     };
     http_routes(&http, &ctx)
 }
@@ -194,4 +194,70 @@ fn a_fault_without_percentage_injects_nothing_so_no_config_is_sent() {
         !r[0].typed_per_filter_config.contains_key(FAULT_FILTER),
         "a delay without fixedDelay is nothing"
     );
+}
+
+mod policy {
+    use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
+    use meshd_api::networking::destination_rule::TrafficPolicy;
+
+    use crate::traffic::policy::{Policy, apply};
+
+    fn tp(v: serde_json::Value) -> TrafficPolicy {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn connection_pool_outlier_detection_and_load_balancer_on_the_cluster() {
+        let rule = tp(serde_json::json!({
+            "loadBalancer": {"simple": "RANDOM"},
+            "connectionPool": {"http": {"http1MaxPendingRequests": 1}, "tcp": {"connectTimeout": "250ms"}},
+            "outlierDetection": {"consecutive5xxErrors": 1, "interval": "1s", "baseEjectionTime": "30s", "maxEjectionPercent": 100},
+            "portLevelSettings": [{"port": {"number": 9080}, "loadBalancer": {"simple": "ROUND_ROBIN"}}],
+        }));
+        let mut c = Cluster::default();
+        apply(&mut c, &Policy::of(Some(&rule), None, 80));
+        assert_eq!(c.lb_policy, cluster::LbPolicy::Random as i32);
+        let t = &c.circuit_breakers.as_ref().unwrap().thresholds[0];
+        assert_eq!(t.max_pending_requests.unwrap().value, 1);
+        assert_eq!(
+            t.max_connections.unwrap().value,
+            u32::MAX,
+            "Istio's unlimited default"
+        );
+        assert!(t.track_remaining);
+        assert_eq!(c.connect_timeout.unwrap().nanos, 250_000_000);
+        let o = c.outlier_detection.as_ref().unwrap();
+        assert_eq!(o.consecutive_5xx.unwrap().value, 1);
+        assert_eq!(o.enforcing_consecutive_5xx.unwrap().value, 100);
+        assert_eq!(o.max_ejection_percent.unwrap().value, 100);
+        assert_eq!(
+            c.common_lb_config
+                .unwrap()
+                .healthy_panic_threshold
+                .unwrap()
+                .value,
+            0.0
+        );
+        // A port-level entry replaces the load balancer for its port only.
+        let mut c = Cluster::default();
+        apply(&mut c, &Policy::of(Some(&rule), None, 9080));
+        assert_eq!(c.lb_policy, cluster::LbPolicy::RoundRobin as i32);
+        assert!(c.circuit_breakers.is_some(), "other blocks stay");
+    }
+
+    #[test]
+    fn a_subsets_consistent_hash_replaces_the_rules_load_balancer() {
+        let rule = tp(serde_json::json!({"loadBalancer": {"simple": "ROUND_ROBIN"}}));
+        let own =
+            tp(serde_json::json!({"loadBalancer": {"consistentHash": {"useSourceIp": true}}}));
+        let policy = Policy::of(Some(&rule), Some(&own), 80);
+        let mut c = Cluster::default();
+        apply(&mut c, &policy);
+        assert_eq!(c.lb_policy, cluster::LbPolicy::RingHash as i32);
+        let hash = crate::traffic::policy::hash_policy(policy.consistent_hash().unwrap()).unwrap();
+        assert!(matches!(
+            hash.policy_specifier,
+            Some(envoy_types::pb::envoy::config::route::v3::route_action::hash_policy::PolicySpecifier::ConnectionProperties(p)) if p.source_ip
+        ));
+    }
 }

@@ -196,3 +196,121 @@ fn a_canary_splits_by_weight_and_header_faults_inject_and_a_bad_update_changes_n
         );
     }
 }
+
+/// `n` requests on fresh connections from frontend-0's app: (status, answering pod) of each.
+fn statuses(pod: &Pod, n: usize) -> Vec<(u16, String)> {
+    let target: SocketAddr = (REVIEWS_VIP, 80).into();
+    pod.ns
+        .run_in(Some(APP), move || {
+            let mut conn = HttpConn::connect(target)?;
+            (0..n).map(|_| conn.get("/")).collect()
+        })
+        .expect("requests through the VIP")
+}
+
+const RETRIES: &str = "apiVersion: networking.meshd.io/v1alpha1
+kind: VirtualService
+metadata: {name: reviews, namespace: demo}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews}}]
+    retries: {attempts: 3, retryOn: 5xx}
+";
+
+const EJECT: &str = "apiVersion: networking.meshd.io/v1alpha1
+kind: DestinationRule
+metadata: {name: reviews, namespace: demo}
+spec:
+  host: reviews
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 1m, maxEjectionPercent: 100}
+";
+
+#[test]
+fn a_retry_hides_a_failing_pod_and_outlier_detection_ejects_it() {
+    let test = "a_retry_hides_a_failing_pod_and_outlier_detection_ejects_it";
+    let Some(envoy) = meshd_testbed::prereq::require_envoy(
+        test,
+        &["iptables", "setpriv"],
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+    ) else {
+        return;
+    };
+    let mut mesh = Mesh::start(Path::new(MESHD), &envoy).expect("control plane and bridge");
+    mesh.declare_pod("frontend-0", "frontend", FRONTEND)
+        .unwrap();
+    mesh.start_pod("frontend-0", "frontend", FRONTEND).unwrap();
+    for (i, ip) in REVIEWS.iter().enumerate() {
+        let name = format!("reviews-{i}");
+        mesh.declare_pod(&name, "reviews", *ip).unwrap();
+        mesh.start_pod(&name, "reviews", *ip).unwrap();
+    }
+    mesh.wait_ready(READY).expect("every sidecar ready");
+    let cluster = "outbound|80||reviews.demo.svc.cluster.local";
+    for ip in REVIEWS {
+        mesh.wait_endpoint("frontend-0", cluster, (ip, APP_PORT).into(), READY)
+            .unwrap();
+    }
+    mesh.pod("reviews-1").unwrap().answer_with(503);
+    let frontend = mesh.pod("frontend-0").unwrap();
+
+    // Without a retry policy a 503 is not retried (Istio's default): about half fail.
+    let failed = statuses(frontend, 100)
+        .iter()
+        .filter(|(s, _)| *s == 503)
+        .count();
+    assert!(
+        (15..=85).contains(&failed),
+        "{failed} of 100 failed without retries"
+    );
+
+    // With retries on 5xx (and previous_hosts) every request succeeds, from the healthy pod.
+    mesh.write_config_file("retries.yaml", Some(RETRIES))
+        .unwrap();
+    wait_for("the retry policy", READY, || {
+        Ok(frontend
+            .admin("/config_dump?resource=dynamic_route_configs")
+            .is_ok_and(|d| d.contains("\"retry_on\": \"5xx,retriable-status-codes\"")))
+    })
+    .unwrap();
+    let got = statuses(frontend, 100);
+    assert!(
+        got.iter().all(|(s, p)| *s == 200 && p == "reviews-0"),
+        "{got:?}"
+    );
+
+    // No retries, but outlier detection: the failing pod is ejected after its first 5xx.
+    mesh.write_config_file("retries.yaml", None).unwrap();
+    mesh.write_config_file("eject.yaml", Some(EJECT)).unwrap();
+    wait_for("the outlier detection", READY, || {
+        Ok(frontend
+            .admin("/config_dump?resource=dynamic_active_clusters")
+            .is_ok_and(|d| d.contains("outlier_detection"))
+            && frontend
+                .admin("/config_dump?resource=dynamic_route_configs")
+                .is_ok_and(|d| !d.contains("5xx,retriable")))
+    })
+    .unwrap();
+    let _ = statuses(frontend, 10);
+    wait_for("reviews-1 ejected", READY, || {
+        Ok(frontend
+            .cluster_stat(cluster, "outlier_detection.ejections_active")
+            .is_ok_and(|n| n >= 1))
+    })
+    .unwrap();
+    let got = statuses(frontend, 50);
+    assert!(
+        got.iter().all(|(s, p)| *s == 200 && p == "reviews-0"),
+        "{got:?}"
+    );
+
+    for pod in mesh.pods() {
+        assert_eq!(
+            rejections(pod),
+            Vec::<String>::new(),
+            "{} rejected config",
+            pod.name
+        );
+    }
+}

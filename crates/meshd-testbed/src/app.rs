@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -16,6 +16,8 @@ use crate::netns::{Identity, NetNs};
 #[derive(Debug)]
 pub struct App {
     stop: Arc<AtomicBool>,
+    /// The status every request gets: 200 (with the pod name), or a failure (503 for a broken pod).
+    status: Arc<AtomicU16>,
 }
 
 impl App {
@@ -27,15 +29,21 @@ impl App {
         addrs: &[SocketAddr],
     ) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
+        let status = Arc::new(AtomicU16::new(200));
         for &addr in addrs {
             let listener = ns
                 .run_in(Some(who), move || Ok(TcpListener::bind(addr)?))
                 .with_context(|| format!("app {pod}: binding {addr}"))?;
             listener.set_nonblocking(true)?;
-            let (stop, pod) = (stop.clone(), pod.to_string());
-            std::thread::spawn(move || serve(listener, &pod, &stop));
+            let (stop, status, pod) = (stop.clone(), status.clone(), pod.to_string());
+            std::thread::spawn(move || serve(listener, &pod, &stop, &status));
         }
-        Ok(Self { stop })
+        Ok(Self { stop, status })
+    }
+
+    /// From now on every request gets `status` (200 again to heal).
+    pub fn answer_with(&self, status: u16) {
+        self.status.store(status, Ordering::Relaxed);
     }
 }
 
@@ -45,12 +53,12 @@ impl Drop for App {
     }
 }
 
-fn serve(listener: TcpListener, pod: &str, stop: &Arc<AtomicBool>) {
+fn serve(listener: TcpListener, pod: &str, stop: &Arc<AtomicBool>, status: &Arc<AtomicU16>) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
-                let (pod, stop) = (pod.to_string(), stop.clone());
-                std::thread::spawn(move || answer(stream, &pod, &stop));
+                let (pod, stop, status) = (pod.to_string(), stop.clone(), status.clone());
+                std::thread::spawn(move || answer(stream, &pod, &stop, &status));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
@@ -58,13 +66,13 @@ fn serve(listener: TcpListener, pod: &str, stop: &Arc<AtomicBool>) {
 }
 
 /// Answers requests on one connection until the client closes it or the app stops.
-fn answer(stream: TcpStream, pod: &str, stop: &AtomicBool) {
+fn answer(stream: TcpStream, pod: &str, stop: &AtomicBool, status: &AtomicU16) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
     let Ok(read) = stream.try_clone() else { return };
     let mut reader = BufReader::new(read);
     let mut writer = stream;
-    let reply = format!(
+    let ok = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{pod}",
         pod.len()
     );
@@ -87,6 +95,13 @@ fn answer(stream: TcpStream, pod: &str, stop: &AtomicBool) {
                 Err(_) => return,
             }
         }
+        let reply = match status.load(Ordering::Relaxed) {
+            200 => ok.clone(),
+            code => format!(
+                "HTTP/1.1 {code} Failing\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{pod}",
+                pod.len()
+            ),
+        };
         if writer.write_all(reply.as_bytes()).is_err() || close {
             return;
         }

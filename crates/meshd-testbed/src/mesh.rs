@@ -190,7 +190,7 @@ impl Mesh {
             app_label: app.into(),
             ip,
             agent: Some(ChildGuard(agent)),
-            _app: app_server,
+            app: app_server,
             ns,
         });
         Ok(&self.pods[index])

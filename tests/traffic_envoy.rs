@@ -314,3 +314,112 @@ fn a_retry_hides_a_failing_pod_and_outlier_detection_ejects_it() {
         );
     }
 }
+
+const TIMEOUT_AND_HASH: &str = "apiVersion: networking.meshd.io/v1alpha1
+kind: VirtualService
+metadata: {name: reviews, namespace: demo}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /hurry}}]
+    route: [{destination: {host: reviews}}]
+    timeout: 200ms
+  - route: [{destination: {host: reviews}}]
+---
+apiVersion: networking.meshd.io/v1alpha1
+kind: DestinationRule
+metadata: {name: reviews, namespace: demo}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {consistentHash: {httpHeaderName: x-user}}
+";
+
+/// One request on a fresh connection: (status, body).
+fn one(pod: &Pod, path: &'static str, headers: &[(&'static str, &'static str)]) -> (u16, String) {
+    let target: SocketAddr = (REVIEWS_VIP, 80).into();
+    let headers = headers.to_vec();
+    pod.ns
+        .run_in(Some(APP), move || {
+            HttpConn::connect(target)?.get_with(path, &headers)
+        })
+        .expect("a request through the VIP")
+}
+
+#[test]
+fn a_route_timeout_answers_504_and_a_consistent_hash_keeps_a_user_on_one_pod() {
+    let test = "a_route_timeout_answers_504_and_a_consistent_hash_keeps_a_user_on_one_pod";
+    let Some(envoy) = meshd_testbed::prereq::require_envoy(
+        test,
+        &["iptables", "setpriv"],
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+    ) else {
+        return;
+    };
+    let mut mesh = Mesh::start(Path::new(MESHD), &envoy).expect("control plane and bridge");
+    mesh.declare_pod("frontend-0", "frontend", FRONTEND)
+        .unwrap();
+    mesh.start_pod("frontend-0", "frontend", FRONTEND).unwrap();
+    for (i, ip) in REVIEWS.iter().enumerate() {
+        let name = format!("reviews-{i}");
+        mesh.declare_pod(&name, "reviews", *ip).unwrap();
+        mesh.start_pod(&name, "reviews", *ip).unwrap();
+    }
+    mesh.wait_ready(READY).expect("every sidecar ready");
+    mesh.write_config_file("reviews.yaml", Some(TIMEOUT_AND_HASH))
+        .unwrap();
+    let frontend = mesh.pod("frontend-0").unwrap();
+    let cluster = "outbound|80||reviews.demo.svc.cluster.local";
+    wait_for("the ring hash and the routes", READY, || {
+        Ok(frontend
+            .admin("/config_dump?resource=dynamic_active_clusters")
+            .is_ok_and(|d| d.contains("RING_HASH"))
+            && frontend
+                .admin("/config_dump?resource=dynamic_route_configs")
+                .is_ok_and(|d| d.contains("/hurry")))
+    })
+    .unwrap();
+    for ip in REVIEWS {
+        mesh.wait_endpoint("frontend-0", cluster, (ip, APP_PORT).into(), READY)
+            .unwrap();
+    }
+
+    // One user always reaches one pod; several users reach both.
+    let users: [&'static str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    let mut seen = std::collections::BTreeSet::new();
+    for user in users {
+        let first = one(frontend, "/", &[("x-user", user)]).1;
+        for _ in 0..5 {
+            assert_eq!(
+                one(frontend, "/", &[("x-user", user)]).1,
+                first,
+                "user {user} moved"
+            );
+        }
+        seen.insert(first);
+    }
+    assert_eq!(seen.len(), 2, "eight users all on one pod: {seen:?}");
+
+    // Slow pods: the route with a 200 ms timeout answers 504, the other one waits.
+    for pod in ["reviews-0", "reviews-1"] {
+        mesh.pod(pod)
+            .unwrap()
+            .answer_after(Duration::from_millis(600));
+    }
+    let (status, _) = one(frontend, "/hurry", &[]);
+    assert_eq!(status, 504);
+    let (status, _) = one(frontend, "/", &[]);
+    assert_eq!(
+        status, 200,
+        "no timeout unless set (not Envoy's 15 s either)"
+    );
+
+    for pod in mesh.pods() {
+        assert_eq!(
+            rejections(pod),
+            Vec::<String>::new(),
+            "{} rejected config",
+            pod.name
+        );
+    }
+}

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -18,6 +18,8 @@ pub struct App {
     stop: Arc<AtomicBool>,
     /// The status every request gets: 200 (with the pod name), or a failure (503 for a broken pod).
     status: Arc<AtomicU16>,
+    /// How long the app waits before answering, in milliseconds.
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl App {
@@ -30,15 +32,31 @@ impl App {
     ) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let status = Arc::new(AtomicU16::new(200));
+        let delay_ms = Arc::new(AtomicU64::new(0));
         for &addr in addrs {
             let listener = ns
                 .run_in(Some(who), move || Ok(TcpListener::bind(addr)?))
                 .with_context(|| format!("app {pod}: binding {addr}"))?;
             listener.set_nonblocking(true)?;
-            let (stop, status, pod) = (stop.clone(), status.clone(), pod.to_string());
-            std::thread::spawn(move || serve(listener, &pod, &stop, &status));
+            let behaviour = Behaviour {
+                stop: stop.clone(),
+                status: status.clone(),
+                delay_ms: delay_ms.clone(),
+            };
+            let pod = pod.to_string();
+            std::thread::spawn(move || serve(listener, &pod, &behaviour));
         }
-        Ok(Self { stop, status })
+        Ok(Self {
+            stop,
+            status,
+            delay_ms,
+        })
+    }
+
+    /// From now on every answer waits `delay` first (a slow backend).
+    pub fn answer_after(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.delay_ms.store(ms, Ordering::Relaxed);
     }
 
     /// From now on every request gets `status` (200 again to heal).
@@ -53,12 +71,20 @@ impl Drop for App {
     }
 }
 
-fn serve(listener: TcpListener, pod: &str, stop: &Arc<AtomicBool>, status: &Arc<AtomicU16>) {
-    while !stop.load(Ordering::Relaxed) {
+/// What the app's threads share: when to stop, and how to answer.
+#[derive(Clone)]
+struct Behaviour {
+    stop: Arc<AtomicBool>,
+    status: Arc<AtomicU16>,
+    delay_ms: Arc<AtomicU64>,
+}
+
+fn serve(listener: TcpListener, pod: &str, behaviour: &Behaviour) {
+    while !behaviour.stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
-                let (pod, stop, status) = (pod.to_string(), stop.clone(), status.clone());
-                std::thread::spawn(move || answer(stream, &pod, &stop, &status));
+                let (pod, behaviour) = (pod.to_string(), behaviour.clone());
+                std::thread::spawn(move || answer(stream, &pod, &behaviour));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
@@ -66,7 +92,8 @@ fn serve(listener: TcpListener, pod: &str, stop: &Arc<AtomicBool>, status: &Arc<
 }
 
 /// Answers requests on one connection until the client closes it or the app stops.
-fn answer(stream: TcpStream, pod: &str, stop: &AtomicBool, status: &AtomicU16) {
+fn answer(stream: TcpStream, pod: &str, behaviour: &Behaviour) {
+    let (stop, status) = (&*behaviour.stop, &*behaviour.status);
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
     let Ok(read) = stream.try_clone() else { return };
@@ -94,6 +121,10 @@ fn answer(stream: TcpStream, pod: &str, stop: &AtomicBool, status: &AtomicU16) {
                 }
                 Err(_) => return,
             }
+        }
+        let delay = behaviour.delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
         }
         let reply = match status.load(Ordering::Relaxed) {
             200 => ok.clone(),

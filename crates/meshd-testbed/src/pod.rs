@@ -34,6 +34,11 @@ pub struct Pod {
 }
 
 impl Pod {
+    /// The pod's app waits `delay` before each answer from now on.
+    pub fn answer_after(&self, delay: std::time::Duration) {
+        self.app.answer_after(delay);
+    }
+
     /// The pod's app answers every request with `status` from now on (200 heals it).
     pub fn answer_with(&self, status: u16) {
         self.app.answer_with(status);

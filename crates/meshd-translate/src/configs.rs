@@ -34,6 +34,29 @@ pub(crate) type Table = BTreeMap<ObjectKey, Tracked>;
 pub(crate) struct Configs {
     tables: BTreeMap<FactKind, Table>,
     pub verdicts: Verdicts,
+    /// VirtualServices and DestinationRules in force by the hosts they name (resolved), so that a
+    /// Service's lookup does not scan them all.
+    hosts: BTreeMap<FactKind, HostIndex>,
+    /// Versions that left force since the last judgement (deleted or replaced), and the new ones:
+    /// their hosts are the ones whose translation may differ.
+    moved: Vec<(ObjectKey, Fact)>,
+    /// A resource that had a version in force was deleted since the last judgement.
+    removed_in_force: bool,
+}
+
+/// The hosts whose routes and clusters may differ after a judgement.
+#[derive(Debug, Default)]
+pub(crate) struct Touched {
+    /// A wildcard host or a ServiceEntry moved: every host may differ.
+    pub all: bool,
+    pub hosts: std::collections::BTreeSet<String>,
+}
+
+/// Resources by host: exact hosts in a map, wildcards (`*.example.com`) in a list.
+#[derive(Debug, Default)]
+struct HostIndex {
+    exact: std::collections::HashMap<String, Vec<ObjectKey>>,
+    wildcard: Vec<(String, ObjectKey)>,
 }
 
 fn vkey(kind: FactKind, key: &ObjectKey) -> VerdictKey {
@@ -85,7 +108,15 @@ impl Configs {
             Some(_) => false,
             None => {
                 self.verdicts.remove(&vkey(kind, &key));
-                table.remove(&key).is_some()
+                let removed = table.remove(&key);
+                if let Some(Tracked {
+                    in_force: Some(f), ..
+                }) = &removed
+                {
+                    self.moved.push((key, f.clone()));
+                    self.removed_in_force = true;
+                }
+                removed.is_some()
             }
         }
     }
@@ -97,6 +128,71 @@ impl Configs {
             .into_iter()
             .flatten()
             .filter_map(|(k, t)| t.in_force.as_ref().map(|f| (k, f)))
+    }
+
+    /// The versions in force of one kind (VirtualService, DestinationRule) that name `fqdn`, exactly
+    /// or by a wildcard, each once.
+    pub fn naming(&self, kind: FactKind, fqdn: &str) -> Vec<(&ObjectKey, &Fact)> {
+        let (Some(index), Some(table)) = (self.hosts.get(&kind), self.tables.get(&kind)) else {
+            return Vec::new();
+        };
+        let mut keys: Vec<&ObjectKey> = index.exact.get(fqdn).into_iter().flatten().collect();
+        keys.extend(
+            index
+                .wildcard
+                .iter()
+                .filter(|(pattern, _)| meshd_api::validate::references::host_matches(pattern, fqdn))
+                .map(|(_, k)| k),
+        );
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .filter_map(|k| table.get_key_value(k))
+            .filter_map(|(k, t)| t.in_force.as_ref().map(|f| (k, f)))
+            .collect()
+    }
+
+    /// The hosts of the versions that moved in or out of force since the last call.
+    pub fn take_touched(&mut self, domain: &str) -> Touched {
+        use meshd_api::validate::references::resolve_host;
+        let mut t = Touched::default();
+        for (key, fact) in std::mem::take(&mut self.moved) {
+            let hosts: Vec<String> = match &fact {
+                Fact::VirtualService(c) => c.spec.hosts.clone(),
+                Fact::DestinationRule(c) => vec![c.spec.host.clone()],
+                Fact::Gateway(_) => Vec::new(),
+                _ => {
+                    t.all = true;
+                    Vec::new()
+                }
+            };
+            for h in hosts {
+                let h = resolve_host(&h, &key.namespace, domain);
+                t.all |= h.starts_with('*');
+                t.hosts.insert(h);
+            }
+        }
+        t
+    }
+
+    fn index_hosts(&mut self, domain: &str) {
+        use meshd_api::validate::references::resolve_host;
+        let mut vs = HostIndex::default();
+        let mut dr = HostIndex::default();
+        for (key, fact) in self.in_force(FactKind::VirtualService) {
+            if let Fact::VirtualService(c) = fact {
+                for h in &c.spec.hosts {
+                    vs.add(resolve_host(h, &key.namespace, domain), key);
+                }
+            }
+        }
+        for (key, fact) in self.in_force(FactKind::DestinationRule) {
+            if let Fact::DestinationRule(c) = fact {
+                dr.add(resolve_host(&c.spec.host, &key.namespace, domain), key);
+            }
+        }
+        self.hosts.insert(FactKind::VirtualService, vs);
+        self.hosts.insert(FactKind::DestinationRule, dr);
     }
 
     /// Judges every resource again; whether any version in force changed.
@@ -128,6 +224,10 @@ impl Configs {
         for kind in alone {
             let judged = self.judge_alone(kind);
             changed |= self.apply(kind, judged);
+        }
+        changed |= std::mem::take(&mut self.removed_in_force);
+        if changed {
+            self.index_hosts(domain);
         }
         changed
     }
@@ -185,7 +285,12 @@ impl Configs {
             };
             if !same {
                 changed = true;
-                t.in_force = in_force;
+                let old = std::mem::replace(&mut t.in_force, in_force);
+                self.moved.extend(
+                    old.into_iter()
+                        .chain(t.in_force.clone())
+                        .map(|f| (key.clone(), f)),
+                );
             }
             let generation = t.latest.checked().and_then(|c| c.generation);
             let verdict = match j.rejected {
@@ -200,6 +305,16 @@ impl Configs {
             }
         }
         changed
+    }
+}
+
+impl HostIndex {
+    fn add(&mut self, host: String, key: &ObjectKey) {
+        if host.starts_with('*') {
+            self.wildcard.push((host, key.clone()));
+        } else {
+            self.exact.entry(host).or_default().push(key.clone());
+        }
     }
 }
 

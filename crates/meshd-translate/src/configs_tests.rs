@@ -197,3 +197,22 @@ fn a_fact_of_another_kind_is_refused() {
     c.judge(DOMAIN, &services());
     assert!(c.verdicts.is_empty());
 }
+
+#[test]
+fn deleting_a_resource_in_force_is_a_change_and_leaves_the_host_index() {
+    let mut c = Configs::default();
+    c.set(FactKind::DestinationRule, key("reviews"), Some(dr(&["v2"])));
+    c.set(FactKind::VirtualService, key("reviews"), Some(vs("v2")));
+    assert!(c.judge(DOMAIN, &services()));
+    assert_eq!(
+        c.naming(FactKind::VirtualService, "reviews.shop.svc.cluster.local")
+            .len(),
+        1
+    );
+    c.set(FactKind::VirtualService, key("reviews"), None);
+    assert!(c.judge(DOMAIN, &services()), "what is in force changed");
+    assert!(
+        c.naming(FactKind::VirtualService, "reviews.shop.svc.cluster.local")
+            .is_empty()
+    );
+}

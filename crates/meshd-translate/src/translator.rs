@@ -249,7 +249,8 @@ impl Translator {
                 domain: &self.settings.cluster_domain,
             };
             if self.configs.judge(&self.settings.cluster_domain, &hosts) {
-                self.refresh_routes(&mut out);
+                let touched = self.configs.take_touched(&self.settings.cluster_domain);
+                self.refresh_routes(&touched, &mut out);
             }
         }
         for (namespace, services) in selecting {
@@ -440,12 +441,14 @@ impl Translator {
         cluster
     }
 
-    /// Every service port's cluster and route again, after the traffic resources in force changed:
-    /// only the resources whose content differs are marked changed (and pushed).
-    fn refresh_routes(&mut self, out: &mut ChangeSet) {
+    /// The clusters and routes of the services whose hosts `touched` names (all of them when a
+    /// wildcard or ServiceEntry moved), after what is in force changed: only the resources whose
+    /// content differs are marked changed (and pushed).
+    fn refresh_routes(&mut self, touched: &crate::configs::Touched, out: &mut ChangeSet) {
         let services: Vec<(ObjectKey, Arc<CompiledService>)> = self
             .services
             .iter()
+            .filter(|(_, s)| touched.all || touched.hosts.contains(&s.fqdn))
             .map(|(k, s)| (k.clone(), Arc::clone(s)))
             .collect();
         for (key, service) in &services {

@@ -98,7 +98,8 @@ pub fn judge(
     let mut catalog = Catalog {
         services,
         entries: Vec::new(),
-        subsets: Vec::new(),
+        subsets: BTreeSet::new(),
+        wildcard_subsets: Vec::new(),
     };
     for (c, j) in service_entries.iter().zip(&ses) {
         if let Some(spec) = pick(c, j) {
@@ -110,7 +111,13 @@ pub fn judge(
         if let Some(spec) = pick(c, j) {
             let host = resolve_host(&spec.host, c.namespace, domain);
             for s in &spec.subsets {
-                catalog.subsets.push((host.clone(), s.name.clone()));
+                if host.starts_with('*') {
+                    catalog
+                        .wildcard_subsets
+                        .push((host.clone(), s.name.clone()));
+                } else {
+                    catalog.subsets.insert((host.clone(), s.name.clone()));
+                }
             }
         }
     }
@@ -135,8 +142,9 @@ pub fn pick<'a, T>(c: &Candidate<'a, T>, j: &Judged) -> Option<&'a T> {
 struct Catalog<'a> {
     services: &'a dyn ServiceHosts,
     entries: Vec<&'a ServiceEntrySpec>,
-    /// (resolved DestinationRule host, subset name).
-    subsets: Vec<(String, String)>,
+    /// (resolved DestinationRule host, subset name); wildcard hosts apart.
+    subsets: BTreeSet<(String, String)>,
+    wildcard_subsets: Vec<(String, String)>,
 }
 
 impl Catalog<'_> {
@@ -175,8 +183,11 @@ impl References for Catalog<'_> {
 
     fn has_subset(&self, fqdn: &str, subset: &str) -> bool {
         self.subsets
-            .iter()
-            .any(|(host, name)| name == subset && host_matches(host, fqdn))
+            .contains(&(fqdn.to_string(), subset.to_string()))
+            || self
+                .wildcard_subsets
+                .iter()
+                .any(|(host, name)| name == subset && host_matches(host, fqdn))
     }
 }
 

@@ -15,7 +15,7 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::route::v3::Route;
 use meshd_api::networking::destination_rule::TrafficPolicy;
 use meshd_api::networking::{DestinationRuleSpec, VirtualServiceSpec};
-use meshd_api::validate::references::{age_order, host_matches, resolve_host};
+use meshd_api::validate::references::{age_order, resolve_host};
 use meshd_api::validate::verdicts::binds_mesh;
 
 use crate::configs::Configs;
@@ -27,21 +27,15 @@ use routes::{RouteContext, http_routes};
 pub(crate) fn virtual_service_for<'a>(
     configs: &'a Configs,
     fqdn: &str,
-    domain: &str,
 ) -> Option<(&'a str, &'a VirtualServiceSpec)> {
     configs
-        .in_force(FactKind::VirtualService)
+        .naming(FactKind::VirtualService, fqdn)
+        .into_iter()
         .filter_map(|(key, fact)| match fact {
             Fact::VirtualService(c) => Some((key, c)),
             _ => None,
         })
-        .filter(|(key, c)| {
-            binds_mesh(&c.spec)
-                && c.spec
-                    .hosts
-                    .iter()
-                    .any(|h| host_matches(&resolve_host(h, &key.namespace, domain), fqdn))
-        })
+        .filter(|(_, c)| binds_mesh(&c.spec))
         .min_by(|(a, ca), (b, cb)| {
             age_order(ca.created, &a.namespace, &a.name).cmp(&age_order(
                 cb.created,
@@ -55,7 +49,8 @@ pub(crate) fn virtual_service_for<'a>(
 /// The accepted DestinationRules for `fqdn`, oldest first (rules of one host merge).
 fn rules_for<'a>(configs: &'a Configs, fqdn: &str, domain: &str) -> Vec<&'a DestinationRuleSpec> {
     let mut rules: Vec<_> = configs
-        .in_force(FactKind::DestinationRule)
+        .naming(FactKind::DestinationRule, fqdn)
+        .into_iter()
         .filter_map(|(key, fact)| match fact {
             Fact::DestinationRule(c) => Some((key, c)),
             _ => None,
@@ -116,7 +111,7 @@ pub(crate) fn service_routes(
     ports_of: &dyn Fn(&str) -> Option<Vec<u16>>,
 ) -> Option<Vec<Route>> {
     let hash = cluster_policy(configs, fqdn, port, None, domain).consistent_hash();
-    let Some((namespace, vs)) = virtual_service_for(configs, fqdn, domain) else {
+    let Some((namespace, vs)) = virtual_service_for(configs, fqdn) else {
         let cluster = crate::naming::outbound_cluster_name(port, fqdn);
         return hash.map(|h| vec![routes::default_route(&cluster, Some(h))]);
     };

@@ -17,7 +17,7 @@ pub(crate) fn subsets_for(
     domain: &str,
 ) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
-    for (key, fact) in configs.in_force(FactKind::DestinationRule) {
+    for (key, fact) in configs.naming(FactKind::DestinationRule, fqdn) {
         let Fact::DestinationRule(c) = fact else {
             continue;
         };

@@ -44,6 +44,7 @@ spec:
     route: [{destination: {host: reviews, subset: v2}}]
   - match: [{uri: {prefix: /only-v1}}]
     route: [{destination: {host: reviews, subset: v1}}]
+    corsPolicy: {allowOrigins: [{exact: 'https://shop.example'}], allowMethods: [GET], maxAge: 1h}
   - match: [{uri: {prefix: /teapot}}]
     route: [{destination: {host: reviews}}]
     fault: {abort: {httpStatus: 418, percentage: {value: 100}}}

@@ -218,6 +218,12 @@ pub(crate) fn http_connection_manager(
             ))),
             ..Default::default()
         }, HttpFilter {
+            name: crate::traffic::routes::CORS_FILTER.into(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(pack(
+                &envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors::default(),
+            ))),
+            ..Default::default()
+        }, HttpFilter {
             name: "envoy.filters.http.router".into(),
             config_type: Some(http_filter::ConfigType::TypedConfig(pack(
                 &Router::default(),

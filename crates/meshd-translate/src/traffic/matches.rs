@@ -19,7 +19,7 @@ fn regex(r: &str) -> RegexMatcher {
     }
 }
 
-fn string_matcher(m: &StringMatch) -> Option<StringMatcher> {
+pub(crate) fn string_matcher(m: &StringMatch) -> Option<StringMatcher> {
     let pattern = match m.kind()? {
         MatchKind::Exact(e) => string_matcher::MatchPattern::Exact(e.to_string()),
         MatchKind::Prefix(p) => string_matcher::MatchPattern::Prefix(p.to_string()),

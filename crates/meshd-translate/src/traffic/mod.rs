@@ -2,7 +2,7 @@
 //! host, and its HTTP routes ([`routes`], [`matches`]). Only versions in force (`configs`) are read.
 //!
 //! Subsets are their own EDS clusters ([`subsets`]); DestinationRule policies go on the clusters
-//! ([`policy`]). Not yet: DestinationRule `tls`, CORS, TCP/TLS routes,
+//! ([`policy`]). Not yet: DestinationRule `tls`, TCP/TLS routes,
 //! ServiceEntry listeners; `exportTo` and `sourceLabels` are not applied per proxy (the routes are
 //! shared by every proxy).
 

@@ -20,7 +20,9 @@ use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::Previou
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
 use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
 use meshd_api::networking::destination_rule::ConsistentHashLb;
-use meshd_api::networking::virtual_service::{HttpFaultInjection, HttpRedirect, HttpRoute};
+use meshd_api::networking::virtual_service::{
+    CorsPolicy, HttpFaultInjection, HttpRedirect, HttpRoute,
+};
 use meshd_api::networking::{Destination, HeaderOperations, Headers, Percent};
 use meshd_api::validate::references::resolve_host;
 
@@ -29,6 +31,40 @@ use crate::envoy::{pack, seconds};
 
 /// The fault filter's name: routes carry its per-route config, every HTTP connection manager has it.
 pub(crate) const FAULT_FILTER: &str = "envoy.filters.http.fault";
+/// The CORS filter's name, likewise.
+pub(crate) const CORS_FILTER: &str = "envoy.filters.http.cors";
+
+/// `corsPolicy` as the CORS filter's per-route config (Istio's: origins as string matchers, the
+/// deprecated exact `allowOrigin` too; lists joined with commas; `maxAge` in seconds).
+fn cors(c: &CorsPolicy) -> envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy {
+    use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
+    let exact = c.allow_origin.iter().map(|o| StringMatcher {
+        match_pattern: Some(string_matcher::MatchPattern::Exact(o.clone())),
+        ignore_case: false,
+    });
+    envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy {
+        allow_origin_string_match: exact
+            .chain(
+                c.allow_origins
+                    .iter()
+                    .filter_map(super::matches::string_matcher),
+            )
+            .collect(),
+        allow_methods: c.allow_methods.join(","),
+        allow_headers: c.allow_headers.join(","),
+        expose_headers: c.expose_headers.join(","),
+        max_age: c
+            .max_age
+            .as_ref()
+            .and_then(|d| d.get().ok())
+            .map(|d| d.as_secs().to_string())
+            .unwrap_or_default(),
+        allow_credentials: c
+            .allow_credentials
+            .map(|value| envoy_types::pb::google::protobuf::BoolValue { value }),
+        ..Default::default()
+    }
+}
 
 /// What routes of one service port need to know beyond the VirtualService.
 pub(crate) struct RouteContext<'a> {
@@ -435,6 +471,10 @@ pub(crate) fn http_routes(routes: &[HttpRoute], ctx: &RouteContext<'_>) -> Vec<R
             if let Some(f) = route.fault.as_ref().and_then(fault) {
                 r.typed_per_filter_config
                     .insert(FAULT_FILTER.to_string(), pack(&f));
+            }
+            if let Some(c) = &route.cors_policy {
+                r.typed_per_filter_config
+                    .insert(CORS_FILTER.to_string(), pack(&cors(c)));
             }
             out.push(r);
             if catch_all {

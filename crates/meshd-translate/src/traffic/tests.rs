@@ -196,6 +196,24 @@ fn a_fault_without_percentage_injects_nothing_so_no_config_is_sent() {
     );
 }
 
+#[test]
+fn a_cors_policy_is_the_cors_filters_per_route_config() {
+    use envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy;
+    use prost::Message;
+    let r = routes(serde_json::json!([
+        {"route": [{"destination": {"host": "reviews"}}],
+         "corsPolicy": {"allowOrigins": [{"exact": "https://a.example"}, {"regex": ".*\\.b\\.example"}],
+                        "allowMethods": ["GET", "POST"], "allowHeaders": ["x-a"], "maxAge": "24h",
+                        "allowCredentials": true}},
+    ]));
+    let any = &r[0].typed_per_filter_config[super::routes::CORS_FILTER];
+    let c = CorsPolicy::decode(any.value.as_slice()).unwrap();
+    assert_eq!(c.allow_origin_string_match.len(), 2);
+    assert_eq!(c.allow_methods, "GET,POST");
+    assert_eq!(c.max_age, "86400");
+    assert!(c.allow_credentials.unwrap().value);
+}
+
 mod policy {
     use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
     use meshd_api::networking::destination_rule::TrafficPolicy;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use meshd_testbed::app::HttpConn;
-use meshd_testbed::mesh::{APP, APP_PORT, Mesh, Pod, REVIEWS_VIP, wait_for};
+use meshd_testbed::mesh::{APP, APP_PORT, INBOUND, Mesh, Pod, REVIEWS_VIP, wait_for};
 
 const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
 const READY: Duration = Duration::from_secs(30);
@@ -45,6 +45,9 @@ spec:
   - match: [{uri: {prefix: /only-v1}}]
     route: [{destination: {host: reviews, subset: v1}}]
     corsPolicy: {allowOrigins: [{exact: 'https://shop.example'}], allowMethods: [GET], maxAge: 1h}
+  - match: [{uri: {prefix: /mirrored}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+    mirror: {host: reviews, subset: v2}
   - match: [{uri: {prefix: /teapot}}]
     route: [{destination: {host: reviews}}]
     fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
@@ -100,7 +103,7 @@ fn answers(
 }
 
 #[test]
-fn a_canary_splits_by_weight_and_header_faults_inject_and_a_bad_update_changes_nothing() {
+fn a_canary_splits_by_weight_and_header_mirrors_faults_inject_and_a_bad_update_changes_nothing() {
     let test =
         "a_canary_splits_by_weight_and_header_faults_inject_and_a_bad_update_changes_nothing";
     let Some(envoy) = meshd_testbed::prereq::require_envoy(
@@ -144,6 +147,16 @@ fn a_canary_splits_by_weight_and_header_faults_inject_and_a_bad_update_changes_n
     assert!(jason.iter().all(|p| p == "reviews-1"), "{jason:?}");
     let v1 = answers(frontend, "/only-v1/x", &[], 30);
     assert!(v1.iter().all(|p| p == "reviews-0"), "{v1:?}");
+
+    // Mirroring: v1 answers every /mirrored request, and v2's sidecar receives a copy of each.
+    let v2_pod = mesh.pod("reviews-1").unwrap();
+    let copies_before = v2_pod.cluster_stat(INBOUND, "upstream_rq_total").unwrap();
+    let mirrored = answers(frontend, "/mirrored", &[], 20);
+    assert!(mirrored.iter().all(|p| p == "reviews-0"), "{mirrored:?}");
+    wait_for("20 copies at v2", READY, || {
+        Ok(v2_pod.cluster_stat(INBOUND, "upstream_rq_total")? >= copies_before + 20)
+    })
+    .unwrap();
 
     // Fault injection: every /teapot request aborted with 418, every /slow one delayed.
     let target: SocketAddr = (REVIEWS_VIP, 80).into();

@@ -391,6 +391,13 @@ fn traffic_resources_for_web_pod_match_golden() {
         names.contains(&"outbound|80|v2|web.shop.svc.cluster.local"),
         "{names:?}"
     );
+    // db's TCP chain is the VirtualService's 80/20 split.
+    let text = json["lds"].to_string();
+    assert!(
+        text.contains("outbound|5432|primary|db.shop.svc.cluster.local")
+            && text.contains("outbound|5432|replica|db.shop.svc.cluster.local"),
+        "the tcp[] split in virtualOutbound"
+    );
     // v2's endpoints are the pods labelled version: v2 only (web-1, not web-0).
     let eds = json["eds"].as_array().unwrap();
     let v2 = eds

@@ -259,9 +259,11 @@ pub(crate) fn cidr(ip: &str) -> CidrRange {
 /// `virtualOutbound` on 15001: the original destination picks a filter chain per service VIP:port; what
 /// no service claims goes to the passthrough (ALLOW_ANY) or the blackhole (REGISTRY_ONLY). `views` in
 /// (namespace, service, port) order: the first to claim a VIP:port keeps it.
+/// `tcp` gives a TCP port's filter when a VirtualService routes it (else the port's own cluster).
 pub(crate) fn virtual_outbound<'a>(
     views: impl Iterator<Item = PortView<'a>>,
     policy: OutboundTrafficPolicy,
+    tcp: &dyn Fn(&PortView<'_>) -> Option<Filter>,
     warnings: &mut Vec<String>,
 ) -> Listener {
     let mut claimed: BTreeSet<(&str, u16)> = BTreeSet::new();
@@ -292,7 +294,7 @@ pub(crate) fn virtual_outbound<'a>(
                 }),
             )
         } else {
-            tcp_proxy_filter(stat_prefix, view.cluster)
+            tcp(&view).unwrap_or_else(|| tcp_proxy_filter(stat_prefix, view.cluster))
         };
         chains.push(FilterChain {
             name: route_name(view.fqdn, port),

@@ -251,6 +251,8 @@ impl Translator {
             if self.configs.judge(&self.settings.cluster_domain, &hosts) {
                 let touched = self.configs.take_touched(&self.settings.cluster_domain);
                 self.refresh_routes(&touched, &mut out);
+                // A VirtualService's tcp[] routes are in the outbound listener's chains.
+                outbound_dirty = true;
             }
         }
         for (namespace, services) in selecting {
@@ -563,7 +565,29 @@ impl Translator {
             .services
             .iter()
             .flat_map(|(key, service)| service.views(key));
-        let listener = virtual_outbound(views, self.mesh.outbound_traffic_policy, &mut warnings);
+        let hosts = ServiceHostsOf {
+            services: &self.services,
+            domain: &self.settings.cluster_domain,
+        };
+        let ports_of = |fqdn: &str| {
+            meshd_api::validate::verdicts::ServiceHosts::service(&hosts, fqdn).map(|(_, p)| p)
+        };
+        let tcp = |view: &PortView<'_>| {
+            crate::traffic::service_tcp_filter(
+                &self.configs,
+                view.fqdn,
+                view.port.port,
+                &self.settings.cluster_domain,
+                &ports_of,
+                view.cluster,
+            )
+        };
+        let listener = virtual_outbound(
+            views,
+            self.mesh.outbound_traffic_policy,
+            &tcp,
+            &mut warnings,
+        );
         out.put(
             &mut self.shared,
             ResourceType::Listener,

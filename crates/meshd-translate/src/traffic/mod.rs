@@ -2,7 +2,8 @@
 //! host, and its HTTP routes ([`routes`], [`matches`]). Only versions in force (`configs`) are read.
 //!
 //! Subsets are their own EDS clusters ([`subsets`]); DestinationRule policies go on the clusters
-//! ([`policy`]). Not yet: DestinationRule `tls`, TCP/TLS routes,
+//! ([`policy`]); `tcp[]` routes are the port's `tcp_proxy` ([`tcp`]). Not yet: DestinationRule `tls`,
+//! TLS (SNI) routes,
 //! ServiceEntry listeners; `exportTo` and `sourceLabels` are not applied per proxy (the routes are
 //! shared by every proxy).
 
@@ -10,6 +11,7 @@ mod matches;
 pub(crate) mod policy;
 pub(crate) mod routes;
 pub(crate) mod subsets;
+mod tcp;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::route::v3::Route;
@@ -123,6 +125,26 @@ pub(crate) fn service_routes(
         hash,
     };
     Some(http_routes(&vs.http, &ctx))
+}
+
+/// The `tcp_proxy` of a TCP service port a VirtualService's `tcp[]` routes, if one does.
+pub(crate) fn service_tcp_filter(
+    configs: &Configs,
+    fqdn: &str,
+    port: u16,
+    domain: &str,
+    ports_of: &dyn Fn(&str) -> Option<Vec<u16>>,
+    stat_prefix: &str,
+) -> Option<envoy_types::pb::envoy::config::listener::v3::Filter> {
+    let (namespace, vs) = virtual_service_for(configs, fqdn)?;
+    let ctx = RouteContext {
+        namespace,
+        domain,
+        port,
+        ports_of,
+        hash: None,
+    };
+    tcp::tcp_filter(vs, &ctx, stat_prefix)
 }
 
 #[cfg(test)]

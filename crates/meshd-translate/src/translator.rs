@@ -250,9 +250,8 @@ impl Translator {
             };
             if self.configs.judge(&self.settings.cluster_domain, &hosts) {
                 let touched = self.configs.take_touched(&self.settings.cluster_domain);
-                self.refresh_routes(&touched, &mut out);
                 // A VirtualService's tcp[] routes are in the outbound listener's chains.
-                outbound_dirty = true;
+                outbound_dirty |= self.refresh_routes(&touched, &mut out);
             }
         }
         for (namespace, services) in selecting {
@@ -446,7 +445,8 @@ impl Translator {
     /// The clusters and routes of the services whose hosts `touched` names (all of them when a
     /// wildcard or ServiceEntry moved), after what is in force changed: only the resources whose
     /// content differs are marked changed (and pushed).
-    fn refresh_routes(&mut self, touched: &crate::configs::Touched, out: &mut ChangeSet) {
+    /// Returns whether a touched service has a TCP port (its outbound chain may have changed).
+    fn refresh_routes(&mut self, touched: &crate::configs::Touched, out: &mut ChangeSet) -> bool {
         let services: Vec<(ObjectKey, Arc<CompiledService>)> = self
             .services
             .iter()
@@ -472,6 +472,10 @@ impl Translator {
                 }
             }
         }
+        touched.all
+            || services
+                .iter()
+                .any(|(_, s)| s.fact.ports.iter().any(|p| !p.protocol.is_http()))
     }
 
     /// One Service's subset clusters and their endpoints (the accepted DestinationRules' subsets); the

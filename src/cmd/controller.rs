@@ -166,6 +166,17 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         "kubernetes source",
         kube_source_task(client.clone(), index, cancel.clone()),
     ));
+    // SPEC §8: each traffic and security resource's verdict into its status, once the verdicts are
+    // made from a complete list (before that a reference could look dangling).
+    tasks.spawn(named("verdict status", {
+        let (xds, client, cancel) = (xds.clone(), client.clone(), cancel.clone());
+        async move {
+            if xds.complete().await {
+                meshd_operator::verdicts::write_verdicts(client, xds.verdicts(), cancel).await;
+            }
+            Ok(())
+        }
+    }));
 
     // Health: ready once both servers serve.
     let (webhook_ready_tx, webhook_ready) = watch::channel(false);

@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Directory of YAML files (Service, EndpointSlice, Pod with status.podIP, Mesh, PeerAuthentication,
-    /// AuthorizationPolicy), re-read on change.
+    /// Directory of YAML files (Service, EndpointSlice, Pod with status.podIP, Mesh, VirtualService,
+    /// DestinationRule, ServiceEntry, Gateway, PeerAuthentication, AuthorizationPolicy), re-read on change.
     #[arg(long, env = "MESHD_CONFIG_DIR")]
     config_dir: PathBuf,
     /// Where Envoys connect: `HOST:PORT` (TLS: --tls-cert/--tls-key or --ca-dir) or `unix:PATH`.
@@ -125,6 +125,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         cluster_domain: args.cluster_domain.clone(),
     };
     let server = XdsServer::start(index, settings, options, &mut registry, cancel.clone());
+    // SPEC §8: a verdict change is one log line naming the resource's file.
+    tokio::spawn(meshd_sources::log_verdicts(
+        server.verdicts(),
+        source.origins(),
+        cancel.clone(),
+    ));
     tokio::spawn(source.run(cancel.clone()));
 
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);

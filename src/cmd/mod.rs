@@ -18,6 +18,7 @@ mod serving;
 mod signals;
 mod table;
 mod validate;
+mod validate_refs;
 mod version;
 mod webhook;
 

@@ -2,13 +2,16 @@
 //! documents a file-fed mesh reads (SPEC §2), like `istioctl analyze`. Every problem is one line
 //! `FILE: KIND NS/NAME: FIELD: problem` on stdout; exit 1 when there is any, 0 otherwise.
 //!
-//! The checks are `meshd_api::validate`'s per-object ones; references between resources (an unknown
-//! host, subset, gateway or credential) are checked once the mesh index exists (see
-//! `meshd_api::validate::References`).
+//! The checks are `meshd_api::validate`'s per-object ones, then the control plane's checks between
+//! resources ([`super::validate_refs`]: an unknown host, subset or port, two resources claiming one
+//! host) within each `-f`: a FILE resolves references only inside itself, a DIR across its files.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use meshd_api::validate::{Outcome, check_documents};
+use meshd_api::validate::{Checked, Outcome, check_documents};
+
+use super::validate_refs::Scope;
 
 /// Exit code for bad flags (EX_USAGE).
 const EXIT_USAGE: i32 = 64;
@@ -25,11 +28,16 @@ pub struct Args {
         required = true
     )]
     filenames: Vec<PathBuf>,
+    /// DNS domain of the cluster's Services (short names resolve to `NAME.NS.svc.DOMAIN`).
+    #[arg(long, env = "MESHD_CLUSTER_DOMAIN", default_value = meshd_api::names::DEFAULT_CLUSTER_DOMAIN)]
+    cluster_domain: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let (mut files, mut problems) = (Vec::new(), 0usize);
+    // Each -f is one scope of reference checks: its files, sorted.
+    let (mut scopes, mut problems) = (Vec::new(), 0usize);
     for path in &args.filenames {
+        let mut files = Vec::new();
         if path.is_dir() {
             problems += list_files(path, &mut files);
         } else if path.exists() {
@@ -41,58 +49,53 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             );
             return Ok(EXIT_USAGE);
         }
+        files.sort();
+        scopes.push(files);
     }
-    files.sort();
-    files.dedup();
+    // A file in two scopes is reported once; a reference problem found in two scopes too.
+    let (mut seen, mut printed) = (BTreeSet::new(), BTreeSet::new());
     let mut documents = 0usize;
-    for file in &files {
-        let shown = file.display();
-        let text = match std::fs::read_to_string(file) {
-            Ok(t) => t,
-            Err(e) => {
-                println!("{shown}: cannot read: {e}");
-                problems += 1;
-                continue;
-            }
-        };
-        for checked in check_documents(&text) {
-            documents += 1;
-            match checked.outcome {
-                Outcome::Object {
-                    kind,
+    let domain = args.cluster_domain.as_str();
+    for files in &scopes {
+        let mut scope = Scope::default();
+        for file in files {
+            let once = seen.insert(file.clone());
+            let shown = file.display();
+            let text = match std::fs::read_to_string(file) {
+                Ok(t) => t,
+                Err(e) => {
+                    if once {
+                        println!("{shown}: cannot read: {e}");
+                        problems += 1;
+                    }
+                    continue;
+                }
+            };
+            for checked in check_documents(&text) {
+                if once {
+                    documents += 1;
+                    problems += print_outcome(file, &checked);
+                }
+                if let Outcome::Object {
                     namespace,
                     name,
+                    object: Some(object),
                     errors,
                     ..
-                } => {
-                    let name = if name.is_empty() {
-                        format!("(document {})", checked.number)
-                    } else {
-                        name
-                    };
-                    let object = match namespace {
-                        Some(ns) => format!("{kind} {ns}/{name}"),
-                        None => format!("{kind} {name}"),
-                    };
-                    for e in &errors {
-                        println!("{shown}: {object}: {e}");
-                    }
-                    problems += errors.len();
-                }
-                Outcome::Unreadable { problem } => {
-                    println!("{shown}: document {}: {problem}", checked.number);
-                    problems += 1;
-                }
-                Outcome::Skipped { kind } => {
-                    eprintln!(
-                        "{shown}: document {}: kind {kind} is not read by meshd; skipped",
-                        checked.number
-                    );
+                } = &checked.outcome
+                {
+                    scope.add(file, namespace.as_deref(), name, object, errors, domain);
                 }
             }
         }
+        for line in scope.problems(domain) {
+            if printed.insert(line.clone()) {
+                println!("{line}");
+                problems += 1;
+            }
+        }
     }
-    let files = files.len();
+    let files = seen.len();
     eprintln!(
         "meshd validate: {problems} problem{} in {documents} document{} ({files} file{})",
         plural(problems),
@@ -100,6 +103,45 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         plural(files)
     );
     Ok(if problems > 0 { 1 } else { 0 })
+}
+
+/// Prints one document's object-level problems; how many.
+fn print_outcome(file: &Path, checked: &Checked) -> usize {
+    let shown = file.display();
+    match &checked.outcome {
+        Outcome::Object {
+            kind,
+            namespace,
+            name,
+            errors,
+            ..
+        } => {
+            let name = if name.is_empty() {
+                format!("(document {})", checked.number)
+            } else {
+                name.clone()
+            };
+            let object = match namespace {
+                Some(ns) => format!("{kind} {ns}/{name}"),
+                None => format!("{kind} {name}"),
+            };
+            for e in errors {
+                println!("{shown}: {object}: {e}");
+            }
+            errors.len()
+        }
+        Outcome::Unreadable { problem } => {
+            println!("{shown}: document {}: {problem}", checked.number);
+            1
+        }
+        Outcome::Skipped { kind } => {
+            eprintln!(
+                "{shown}: document {}: kind {kind} is not read by meshd; skipped",
+                checked.number
+            );
+            0
+        }
+    }
 }
 
 fn plural(n: usize) -> &'static str {

@@ -41,6 +41,14 @@ pub trait Kind: 'static {
         Self::reduce(object, key)
     }
 
+    /// The fact of an object of this kind whose document does not decode (`error` names the field):
+    /// kinds with verdicts return a rejected fact, so the object is refused on its own; the others
+    /// `None`, and the object is skipped (in-cluster) or fails its file (file-fed).
+    fn undecodable(error: &str) -> Option<Fact> {
+        let _ = error;
+        None
+    }
+
     /// The kind's name, as in `kind:`.
     fn name() -> String {
         Self::Object::kind(&()).into_owned()
@@ -106,6 +114,10 @@ pub fn visit_kinds(visitor: &mut impl KindVisitor) {
     visitor.visit::<crate::MeshKind>();
     visitor.visit::<crate::PeerAuthenticationKind>();
     visitor.visit::<crate::AuthorizationPolicyKind>();
+    visitor.visit::<crate::VirtualServiceKind>();
+    visitor.visit::<crate::DestinationRuleKind>();
+    visitor.visit::<crate::ServiceEntryKind>();
+    visitor.visit::<crate::GatewayKind>();
 }
 
 /// The fact kinds of [`visit_kinds`]: what must have been listed once before translation is complete.

@@ -14,8 +14,8 @@ mod reduce;
 pub use index::{Index, SharedIndex};
 pub use kinds::{Kind, KindVisitor, visit_kinds};
 pub use reduce::{
-    AuthorizationPolicyKind, EndpointSliceKind, MeshKind, PeerAuthenticationKind, PodKind,
-    ServiceKind,
+    AuthorizationPolicyKind, ConfigKind, ConfigObject, DestinationRuleKind, EndpointSliceKind, GatewayKind,
+    MeshKind, PeerAuthenticationKind, PodKind, ServiceEntryKind, ServiceKind, VirtualServiceKind,
 };
 
 /// An object that cannot be used: its kind, namespace/name, and what is wrong (the field first).

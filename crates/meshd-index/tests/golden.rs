@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use meshd_api::MeshSpec;
 use meshd_api::mesh::{MtlsMode, OutboundTrafficPolicy};
-use meshd_index::{EndpointSliceKind, Kind, PodKind, ServiceKind};
+use meshd_index::{
+    DestinationRuleKind, EndpointSliceKind, Kind, PodKind, ServiceKind, VirtualServiceKind,
+};
 use meshd_translate::facts::{Fact, FactChange, FactKind};
 use meshd_translate::{
     CompiledMesh, NodeId, ProxyConfig, ResourceType, TranslateSettings, Translator,
@@ -34,7 +36,18 @@ fn reduced<K: Kind>(value: serde_yaml::Value) -> FactChange {
 }
 
 fn load_mesh(file: &str) -> Mesh {
-    let text = std::fs::read_to_string(golden_dir().join(file)).unwrap();
+    let mut text = String::new();
+    // A file may start with `# include: OTHER`: OTHER's objects come first.
+    let own = std::fs::read_to_string(golden_dir().join(file)).unwrap();
+    if let Some(other) = own
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# include: "))
+    {
+        text = std::fs::read_to_string(golden_dir().join(other.trim())).unwrap();
+        text.push_str("\n---\n");
+    }
+    text.push_str(&own);
     let mut objects = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let value: serde_yaml::Value = serde::Deserialize::deserialize(doc).unwrap();
@@ -42,6 +55,8 @@ fn load_mesh(file: &str) -> Mesh {
             "Service" => reduced::<ServiceKind>(value),
             "EndpointSlice" => reduced::<EndpointSliceKind>(value),
             "Pod" => reduced::<PodKind>(value),
+            "VirtualService" => reduced::<VirtualServiceKind>(value),
+            "DestinationRule" => reduced::<DestinationRuleKind>(value),
             other => panic!("unexpected kind {other}"),
         });
     }
@@ -277,4 +292,50 @@ fn mtls_off_needs_no_sds_and_on_names_the_agents_secrets() {
         "STRICT: the inbound side needs the certificate"
     );
     assert!(strict.warnings.is_empty(), "{:?}", strict.warnings);
+}
+
+/// A VirtualService using every HTTP field meshd translates and a DestinationRule with subsets, over
+/// the small mesh: the routes, subset clusters and their pod-filtered endpoints web-0 receives.
+#[test]
+fn traffic_resources_for_web_pod_match_golden() {
+    let pool = descriptor_pool();
+    let compiled = load_mesh("traffic.yaml").compile();
+    for (key, verdict) in &compiled.verdicts {
+        assert!(verdict.accepted, "{key}: {}", verdict.message);
+    }
+    let config = compiled.proxy_config(&NodeId::parse("web-0.shop").unwrap());
+    let json = render(&pool, &config);
+    check_golden("web-0.shop.traffic.json", &json);
+    let names: Vec<&str> = json["cds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"outbound|80|v1|web.shop.svc.cluster.local"),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"outbound|80|v2|web.shop.svc.cluster.local"),
+        "{names:?}"
+    );
+    // db's TCP chain is the VirtualService's 80/20 split.
+    let text = json["lds"].to_string();
+    assert!(
+        text.contains("outbound|5432|primary|db.shop.svc.cluster.local")
+            && text.contains("outbound|5432|replica|db.shop.svc.cluster.local"),
+        "the tcp[] split in virtualOutbound"
+    );
+    // v2's endpoints are the pods labelled version: v2 only (web-1, not web-0).
+    let eds = json["eds"].as_array().unwrap();
+    let v2 = eds
+        .iter()
+        .find(|e| e["clusterName"] == "outbound|80|v2|web.shop.svc.cluster.local")
+        .unwrap();
+    let text = v2.to_string();
+    assert!(
+        text.contains("10.0.1.2") && !text.contains("10.0.1.1"),
+        "{text}"
+    );
 }

@@ -22,6 +22,7 @@ pub mod namespace;
 pub mod proxy_events;
 pub mod reconcile;
 pub mod status;
+pub mod verdicts;
 pub mod webhook_tls;
 
 use std::sync::Arc;

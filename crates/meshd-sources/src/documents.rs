@@ -25,16 +25,26 @@ struct Decoder {
     decode: Decode,
 }
 
-/// A document of the file `path` as the kind's object (a type error names the field), then reduced.
+/// A document of the file `path` as the kind's object (a type error names the field), then reduced. A
+/// kind with verdicts turns a document that does not decode into a rejected fact of its own (see
+/// [`Kind::undecodable`]).
 fn decode<K: Kind>(value: serde_yaml::Value, path: &str) -> Result<Decoded, String> {
-    let object: K::Object = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            e.into_inner().to_string()
-        } else {
-            format!("{path}: {}", e.into_inner())
+    let key = key_of::<K>(&value);
+    let object: K::Object = match serde_path_to_error::deserialize(value) {
+        Ok(object) => object,
+        Err(e) => {
+            let path = e.path().to_string();
+            let error = if path == "." {
+                e.into_inner().to_string()
+            } else {
+                format!("{path}: {}", e.into_inner())
+            };
+            return match (key, K::undecodable(&error)) {
+                (Some(key), Some(fact)) => Ok(Decoded::Fact(key, Some(fact))),
+                _ => Err(error),
+            };
         }
-    })?;
+    };
     let reduced = K::key(&object).and_then(|key| {
         let fact = K::reduce_file(&object, &key, path)?;
         Ok((key, fact))
@@ -43,6 +53,15 @@ fn decode<K: Kind>(value: serde_yaml::Value, path: &str) -> Result<Decoded, Stri
         Ok((key, fact)) => Decoded::Fact(key, fact),
         Err(e) => Decoded::Invalid(e),
     })
+}
+
+/// `metadata.namespace`/`metadata.name` of a document that may not decode as a whole.
+fn key_of<K: Kind>(value: &serde_yaml::Value) -> Option<ObjectKey> {
+    let meta = value.get("metadata")?;
+    let text = |k: &str| meta.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let name = text("name").filter(|n| !n.is_empty())?;
+    let namespace = text("namespace").unwrap_or_default();
+    (namespace.is_empty() != K::NAMESPACED).then(|| ObjectKey::new(namespace, name))
 }
 
 struct Decoders(Vec<Decoder>);

@@ -52,6 +52,33 @@ struct LoadedFile {
     good: BTreeMap<FactKey, Fact>,
 }
 
+/// Which file each object comes from (the first file by path that defines it), for messages about an
+/// object that name its file (SPEC §8: a verdict's log line names the file). Shared with the source.
+#[derive(Clone, Debug, Default)]
+pub struct Origins(Arc<std::sync::Mutex<HashMap<FactKey, PathBuf>>>);
+
+impl Origins {
+    /// The file the object of this kind and key was read from, if any.
+    pub fn path(&self, kind: FactKind, key: &ObjectKey) -> Option<PathBuf> {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(&(kind, key.clone())).cloned()
+    }
+
+    fn set(&self, key: &FactKey, path: Option<PathBuf>) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match path {
+            Some(p) => map.insert(key.clone(), p),
+            None => map.remove(key),
+        };
+    }
+}
+
 /// A directory of Kubernetes-style YAML files as a source of the index.
 #[derive(Debug)]
 pub struct FileSource {
@@ -63,6 +90,7 @@ pub struct FileSource {
     owners: HashMap<FactKey, BTreeSet<PathBuf>>,
     /// Files read so far (their content, not their metadata).
     reads: Arc<AtomicU64>,
+    origins: Origins,
 }
 
 impl FileSource {
@@ -74,7 +102,13 @@ impl FileSource {
             files: HashMap::new(),
             owners: HashMap::new(),
             reads: Arc::default(),
+            origins: Origins::default(),
         }
+    }
+
+    /// Which file each object came from; follows the source while it runs.
+    pub fn origins(&self) -> Origins {
+        self.origins.clone()
     }
 
     /// How many times a file's content has been read.
@@ -209,6 +243,7 @@ impl FileSource {
             if owners.len() > 1 && winner.as_deref() == Some(path) {
                 tracing::warn!(kind = key.0.name(), object = %key.1, files = ?owners, "defined in more than one file; the first file's wins");
             }
+            self.origins.set(&key, winner.clone());
             if owners.is_empty() {
                 self.owners.remove(&key);
             }

@@ -52,6 +52,12 @@ fn reduce<K: Kind>(object: DeserializeGuard<K::Object>) -> Reduced {
             let at = key
                 .as_ref()
                 .map_or("<no name>".to_string(), ToString::to_string);
+            if let (Some(key), Some(fact)) = (&key, K::undecodable(&invalid.error.to_string())) {
+                return Reduced {
+                    key: Some(key.clone()),
+                    fact: Ok(Some(fact)),
+                };
+            }
             Reduced {
                 key,
                 fact: Err(ReduceError::new(

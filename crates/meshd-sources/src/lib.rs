@@ -8,10 +8,12 @@
 mod documents;
 mod files;
 mod kube_source;
+mod verdict_log;
 
 pub use documents::{ParsedFact, parse_documents};
-pub use files::FileSource;
+pub use files::{FileSource, Origins};
 pub use kube_source::{KindEvent, WatchFeed, run_kube_source, watch_all};
+pub use verdict_log::{log_verdicts, verdict_line};
 
 /// What can go wrong reading the mesh.
 #[derive(Debug, thiserror::Error)]

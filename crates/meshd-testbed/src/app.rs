@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -21,6 +21,10 @@ pub const XFCC_PATH: &str = "/xfcc";
 #[derive(Debug)]
 pub struct App {
     stop: Arc<AtomicBool>,
+    /// The status every request gets: 200 (with the pod name), or a failure (503 for a broken pod).
+    status: Arc<AtomicU16>,
+    /// How long the app waits before answering, in milliseconds.
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl App {
@@ -32,15 +36,37 @@ impl App {
         addrs: &[SocketAddr],
     ) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
+        let status = Arc::new(AtomicU16::new(200));
+        let delay_ms = Arc::new(AtomicU64::new(0));
         for &addr in addrs {
             let listener = ns
                 .run_in(Some(who), move || Ok(TcpListener::bind(addr)?))
                 .with_context(|| format!("app {pod}: binding {addr}"))?;
             listener.set_nonblocking(true)?;
-            let (stop, pod) = (stop.clone(), pod.to_string());
-            std::thread::spawn(move || serve(listener, &pod, &stop));
+            let behaviour = Behaviour {
+                stop: stop.clone(),
+                status: status.clone(),
+                delay_ms: delay_ms.clone(),
+            };
+            let pod = pod.to_string();
+            std::thread::spawn(move || serve(listener, &pod, &behaviour));
         }
-        Ok(Self { stop })
+        Ok(Self {
+            stop,
+            status,
+            delay_ms,
+        })
+    }
+
+    /// From now on every answer waits `delay` first (a slow backend).
+    pub fn answer_after(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.delay_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// From now on every request gets `status` (200 again to heal).
+    pub fn answer_with(&self, status: u16) {
+        self.status.store(status, Ordering::Relaxed);
     }
 }
 
@@ -50,12 +76,20 @@ impl Drop for App {
     }
 }
 
-fn serve(listener: TcpListener, pod: &str, stop: &Arc<AtomicBool>) {
-    while !stop.load(Ordering::Relaxed) {
+/// What the app's threads share: when to stop, and how to answer.
+#[derive(Clone)]
+struct Behaviour {
+    stop: Arc<AtomicBool>,
+    status: Arc<AtomicU16>,
+    delay_ms: Arc<AtomicU64>,
+}
+
+fn serve(listener: TcpListener, pod: &str, behaviour: &Behaviour) {
+    while !behaviour.stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
-                let (pod, stop) = (pod.to_string(), stop.clone());
-                std::thread::spawn(move || answer(stream, &pod, &stop));
+                let (pod, behaviour) = (pod.to_string(), behaviour.clone());
+                std::thread::spawn(move || answer(stream, &pod, &behaviour));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
@@ -63,7 +97,8 @@ fn serve(listener: TcpListener, pod: &str, stop: &Arc<AtomicBool>) {
 }
 
 /// Answers requests on one connection until the client closes it or the app stops.
-fn answer(stream: TcpStream, pod: &str, stop: &AtomicBool) {
+fn answer(stream: TcpStream, pod: &str, behaviour: &Behaviour) {
+    let (stop, status) = (&*behaviour.stop, &*behaviour.status);
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
     let Ok(read) = stream.try_clone() else { return };
@@ -102,11 +137,21 @@ fn answer(stream: TcpStream, pod: &str, stop: &AtomicBool) {
                 Err(_) => return,
             }
         }
+        let delay = behaviour.delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
         let body = if xfcc_path { xfcc.as_str() } else { pod };
-        let reply = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
+        let reply = match status.load(Ordering::Relaxed) {
+            200 => format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+            code => format!(
+                "HTTP/1.1 {code} Failing\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{pod}",
+                pod.len()
+            ),
+        };
         if writer.write_all(reply.as_bytes()).is_err() || close {
             return;
         }
@@ -136,19 +181,40 @@ impl HttpConn {
 
     /// `GET path`: (status, body). The body is read by its content-length, so the connection stays open.
     pub fn get(&mut self, path: &str) -> anyhow::Result<(u16, String)> {
-        self.request("GET", path)
+        self.request_with("GET", path, &[])
+    }
+
+    /// `GET path` with more request headers.
+    pub fn get_with(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(u16, String)> {
+        self.request_with("GET", path, headers)
     }
 
     /// `method path` without a body: (status, body).
     pub fn request(&mut self, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
-        let body = if method == "GET" {
-            ""
-        } else {
-            "content-length: 0\r\n"
-        };
+        self.request_with(method, path, &[])
+    }
+
+    /// `method path` with more request headers and without a body: (status, body).
+    pub fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(u16, String)> {
+        let mut extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
+        if method != "GET" {
+            extra.push_str("content-length: 0\r\n");
+        }
         write!(
             self.writer,
-            "{method} {path} HTTP/1.1\r\nhost: {}\r\n{body}\r\n",
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\n{extra}\r\n",
             self.target
         )
         .with_context(|| format!("writing to {}", self.target))?;

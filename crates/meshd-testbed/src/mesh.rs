@@ -46,6 +46,8 @@ pub struct Mesh {
     mode: String,
     /// Namespaces outside the mesh (no capture, no sidecar) on the bridge.
     outsiders: Vec<NetNs>,
+    /// Labels beside `app` by pod name (`version: v2` for a canary).
+    labels: std::collections::BTreeMap<String, Vec<(String, String)>>,
     work: tempfile::TempDir,
 }
 
@@ -74,6 +76,7 @@ impl Mesh {
             declared: Vec::new(),
             mode: mode.to_string(),
             outsiders: Vec::new(),
+            labels: std::collections::BTreeMap::new(),
             work,
         };
         mesh.write_config()?;
@@ -167,6 +170,35 @@ impl Mesh {
         self.write_config()
     }
 
+    /// Adds a label to a declared pod's Pod object (DestinationRule subsets select by them).
+    pub fn label_pod(&mut self, name: &str, key: &str, value: &str) -> anyhow::Result<()> {
+        self.labels
+            .entry(name.into())
+            .or_default()
+            .push((key.into(), value.into()));
+        self.write_config()
+    }
+
+    /// Writes (or with `None` removes) one more file of the config directory, atomically: traffic
+    /// resources beside the generated Services and Pods.
+    pub fn write_config_file(&self, file: &str, text: Option<&str>) -> anyhow::Result<()> {
+        let config = self.work.path().join("config");
+        match text {
+            Some(text) => {
+                let tmp = config.join(format!(".{file}.tmp"));
+                std::fs::write(&tmp, text)?;
+                std::fs::rename(&tmp, config.join(file))?;
+            }
+            None => std::fs::remove_file(config.join(file))?,
+        }
+        Ok(())
+    }
+
+    /// The control plane's log so far.
+    pub fn control_plane_log(&self) -> String {
+        std::fs::read_to_string(self.work.path().join("controlplane.log")).unwrap_or_default()
+    }
+
     /// Creates the pod's namespace on the bridge, capture, app and sidecar. Call [`Mesh::wait_ready`].
     pub fn start_pod(&mut self, name: &str, app: &str, ip: Ipv4Addr) -> anyhow::Result<&Pod> {
         let index = self.pods.len();
@@ -231,7 +263,7 @@ impl Mesh {
             app_label: app.into(),
             ip,
             agent: Some(ChildGuard(agent)),
-            _app: app_server,
+            app: app_server,
             ns,
         });
         Ok(&self.pods[index])
@@ -319,7 +351,7 @@ impl Mesh {
         std::fs::write(&tmp, mesh)?;
         std::fs::rename(&tmp, config.join("mesh.yaml"))?;
         let tmp = config.join(".demo.yaml.tmp");
-        std::fs::write(&tmp, render(&self.declared))?;
+        std::fs::write(&tmp, render(&self.declared, &self.labels))?;
         std::fs::rename(&tmp, config.join("demo.yaml"))?;
         Ok(())
     }
@@ -335,9 +367,13 @@ pub fn spiffe_id(sa: &str) -> String {
     format!("spiffe://cluster.local/ns/{NAMESPACE}/sa/{sa}")
 }
 
-/// Services `frontend` and `reviews`, the declared pods (carrying a meshd sidecar: `meshd.io/mesh`),
-/// one EndpointSlice per service, and a service-account-token Secret per service account.
-fn render(pods: &[(String, String, Ipv4Addr)]) -> String {
+/// Services `frontend` and `reviews`, the declared pods (carrying a meshd sidecar: `meshd.io/mesh`, and
+/// their extra labels), one EndpointSlice per service, and a service-account-token Secret per service
+/// account.
+fn render(
+    pods: &[(String, String, Ipv4Addr)],
+    labels: &std::collections::BTreeMap<String, Vec<(String, String)>>,
+) -> String {
     let mut out = String::new();
     for (service, vip) in [("frontend", FRONTEND_VIP), ("reviews", REVIEWS_VIP)] {
         out.push_str(&format!(
@@ -362,8 +398,14 @@ fn render(pods: &[(String, String, Ipv4Addr)]) -> String {
         ));
     }
     for (name, app, ip) in pods {
+        let extra: String = labels
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!(", {k}: {v}"))
+            .collect();
         out.push_str(&format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {NAMESPACE}, labels: {{app: {app}, meshd.io/mesh: default}}}}\nspec:\n  serviceAccountName: {app}\n  containers: [{{name: app, image: app, ports: [{{name: http, containerPort: {APP_PORT}}}]}}]\nstatus: {{podIP: {ip}}}\n---\n"
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {NAMESPACE}, labels: {{app: {app}, meshd.io/mesh: default{extra}}}}}\nspec:\n  serviceAccountName: {app}\n  containers: [{{name: app, image: app, ports: [{{name: http, containerPort: {APP_PORT}}}]}}]\nstatus: {{podIP: {ip}}}\n---\n"
         ));
     }
     out
@@ -430,7 +472,15 @@ mod tests {
                 Ipv4Addr::new(10, 44, 0, 11),
             ),
         ];
-        let yaml = render(&pods);
+        let labels = std::collections::BTreeMap::from([(
+            "reviews-0".to_string(),
+            vec![("version".to_string(), "v2".to_string())],
+        )]);
+        let yaml = render(&pods, &labels);
+        assert!(
+            yaml.contains("labels: {app: reviews, version: v2}"),
+            "{yaml}"
+        );
         let reviews_slice = yaml
             .split("---\n")
             .find(|d| d.contains("kind: EndpointSlice") && d.contains("name: reviews-1"))
@@ -440,6 +490,6 @@ mod tests {
         assert!(yaml.contains("clusterIP: 10.96.0.11"));
         assert!(yaml.contains("status: {podIP: 10.44.0.10}"));
         // No pods yet: the slice still parses as an empty list.
-        assert!(render(&[]).contains("endpoints: []"));
+        assert!(render(&[], &labels).contains("endpoints: []"));
     }
 }

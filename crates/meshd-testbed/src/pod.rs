@@ -29,11 +29,21 @@ pub struct Pod {
     pub app_label: String,
     pub ip: Ipv4Addr,
     pub(crate) agent: Option<ChildGuard>,
-    pub(crate) _app: App,
+    pub(crate) app: App,
     pub ns: NetNs,
 }
 
 impl Pod {
+    /// The pod's app waits `delay` before each answer from now on.
+    pub fn answer_after(&self, delay: std::time::Duration) {
+        self.app.answer_after(delay);
+    }
+
+    /// The pod's app answers every request with `status` from now on (200 heals it).
+    pub fn answer_with(&self, status: u16) {
+        self.app.answer_with(status);
+    }
+
     /// The agent's pid (the `ip netns exec`/`setpriv` chain execs, so it is the spawned child).
     pub fn agent_pid(&self) -> Option<u32> {
         self.agent.as_ref().map(|a| a.0.id())

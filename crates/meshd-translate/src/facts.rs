@@ -9,6 +9,10 @@ use std::sync::Arc;
 use meshd_api::MeshSpec;
 use meshd_api::security::authorization_policy::{Action, Rule};
 use meshd_api::security::peer_authentication::PeerMtlsMode;
+use meshd_api::networking::{
+    DestinationRuleSpec, GatewaySpec, ServiceEntrySpec, VirtualServiceSpec,
+};
+use meshd_api::validate::FieldError;
 
 use crate::Protocol;
 
@@ -142,6 +146,37 @@ pub struct AuthorizationPolicy {
     pub rules: Vec<Rule>,
 }
 
+/// A traffic or security resource (SPEC §8, §9) as translation reads it: its spec, what the
+/// object-level checks found in it, and what its verdict and precedence need. An invalid resource is a
+/// fact too, so that its verdict is published and its last accepted version kept in force.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config<T> {
+    /// `metadata.generation` (the verdict's observedGeneration); file-fed objects usually have none.
+    pub generation: Option<i64>,
+    /// `metadata.creationTimestamp` in seconds: where Istio takes the oldest, the oldest wins.
+    pub created: Option<i64>,
+    pub spec: T,
+    /// Problems of the object on its own ([`meshd_api::validate::Validate`]); empty when it is valid.
+    /// A document that did not decode has a default `spec` and its decode error here.
+    pub problems: Vec<FieldError>,
+}
+
+/// What the verdict of any [`Config`] needs, whatever its spec.
+#[derive(Clone, Copy, Debug)]
+pub struct Checked<'a> {
+    pub generation: Option<i64>,
+    pub problems: &'a [FieldError],
+}
+
+impl<T> Config<T> {
+    pub fn checked(&self) -> Checked<'_> {
+        Checked {
+            generation: self.generation,
+            problems: &self.problems,
+        }
+    }
+}
+
 /// The kinds of fact. Adding a kind: a variant here and in [`Fact`], its reducer (meshd-index) and its
 /// translation ([`crate::Translator::apply`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -152,18 +187,27 @@ pub enum FactKind {
     Mesh,
     PeerAuthentication,
     AuthorizationPolicy,
+    VirtualService,
+    DestinationRule,
+    ServiceEntry,
+    Gateway,
 }
 
 impl FactKind {
-    pub const ALL: [FactKind; 6] = [
+    pub const ALL: [FactKind; 10] = [
         Self::Service,
         Self::EndpointSlice,
         Self::Workload,
         Self::Mesh,
         Self::PeerAuthentication,
         Self::AuthorizationPolicy,
+        Self::VirtualService,
+        Self::DestinationRule,
+        Self::ServiceEntry,
+        Self::Gateway,
     ];
 
+    /// The object's kind, as in `kind:`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Service => "Service",
@@ -172,7 +216,20 @@ impl FactKind {
             Self::Mesh => "Mesh",
             Self::PeerAuthentication => "PeerAuthentication",
             Self::AuthorizationPolicy => "AuthorizationPolicy",
+            Self::VirtualService => "VirtualService",
+            Self::DestinationRule => "DestinationRule",
+            Self::ServiceEntry => "ServiceEntry",
+            Self::Gateway => "Gateway",
         }
+    }
+
+    /// Whether objects of this kind get a verdict (`status.conditions[type=Accepted]`): their facts are
+    /// [`Config`]s, [`Fact::checked`] answers for them, and translation reads only the version in force.
+    pub fn has_verdict(self) -> bool {
+        matches!(
+            self,
+            Self::VirtualService | Self::DestinationRule | Self::ServiceEntry | Self::Gateway
+        )
     }
 }
 
@@ -186,6 +243,11 @@ pub enum Fact {
     Mesh(Arc<MeshSpec>),
     PeerAuthentication(Arc<PeerAuthentication>),
     AuthorizationPolicy(Arc<AuthorizationPolicy>),
+    VirtualService(Arc<Config<VirtualServiceSpec>>),
+    DestinationRule(Arc<Config<DestinationRuleSpec>>),
+    ServiceEntry(Arc<Config<ServiceEntrySpec>>),
+    /// Checked and judged; translated with issue 11 (gateways).
+    Gateway(Arc<Config<GatewaySpec>>),
 }
 
 impl Fact {
@@ -197,6 +259,22 @@ impl Fact {
             Self::Mesh(_) => FactKind::Mesh,
             Self::PeerAuthentication(_) => FactKind::PeerAuthentication,
             Self::AuthorizationPolicy(_) => FactKind::AuthorizationPolicy,
+            Self::VirtualService(_) => FactKind::VirtualService,
+            Self::DestinationRule(_) => FactKind::DestinationRule,
+            Self::ServiceEntry(_) => FactKind::ServiceEntry,
+            Self::Gateway(_) => FactKind::Gateway,
+        }
+    }
+
+    /// Generation and object-level problems of a kind with a verdict ([`FactKind::has_verdict`]);
+    /// `None` for the others. A kind with a verdict adds its arm here.
+    pub fn checked(&self) -> Option<Checked<'_>> {
+        match self {
+            Self::VirtualService(c) => Some(c.checked()),
+            Self::DestinationRule(c) => Some(c.checked()),
+            Self::ServiceEntry(c) => Some(c.checked()),
+            Self::Gateway(c) => Some(c.checked()),
+            Self::Service(_) | Self::EndpointSlice(_) | Self::Workload(_) | Self::Mesh(_) => None,
         }
     }
 
@@ -213,6 +291,10 @@ impl Fact {
             (Self::AuthorizationPolicy(a), Self::AuthorizationPolicy(b)) => {
                 Arc::ptr_eq(a, b) || a == b
             }
+            (Self::VirtualService(a), Self::VirtualService(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Self::DestinationRule(a), Self::DestinationRule(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Self::ServiceEntry(a), Self::ServiceEntry(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Self::Gateway(a), Self::Gateway(b)) => Arc::ptr_eq(a, b) || a == b,
             _ => false,
         }
     }

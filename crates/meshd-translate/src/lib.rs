@@ -12,6 +12,7 @@
 
 mod authz;
 mod bootstrap;
+mod configs;
 mod envoy;
 pub mod facts;
 mod inbound;
@@ -24,12 +25,14 @@ mod protocol;
 mod proxy;
 mod resources;
 pub mod synthetic;
+mod traffic;
 mod translator;
 
 pub use bootstrap::{
     BootstrapFormat, BootstrapParams, SDS_CLUSTER, SDS_DEFAULT, SDS_ROOTCA, SDS_SOCKET_FILE,
     XdsAddress, XdsApi, bootstrap, sds_secret_config,
 };
+pub use configs::Verdicts;
 pub use mtls::{
     MATCH_MESH, MATCH_PLAINTEXT, MESH_ALPN, TLS_MODE_KEY, TLS_MODE_MESH,
     mesh_mtls_transport_socket, mesh_sni, spiffe_id,

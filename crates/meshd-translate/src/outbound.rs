@@ -14,10 +14,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
 };
-use envoy_types::pb::envoy::config::route::v3::{
-    RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route,
-    route_action, route_match,
-};
+use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -168,9 +165,13 @@ pub(crate) fn inbound_bind_config() -> BindConfig {
 }
 
 /// Route for one HTTP service port: a virtual host answering to the service's short, namespaced and
-/// full names (and its VIPs), everything to the service's cluster, no route timeout (Envoy's default is
-/// 15 s; meshd, like Istio, leaves timeouts to the app unless configured).
-pub(crate) fn route_configuration(view: &PortView<'_>) -> RouteConfiguration {
+/// full names (and its VIPs); `routes` when a VirtualService routes the port (an unmatched request gets
+/// 404), else everything to the service's cluster with the default retry policy and no route timeout
+/// (Envoy's default is 15 s; meshd, like Istio, leaves timeouts to the app unless configured).
+pub(crate) fn route_configuration(
+    view: &PortView<'_>,
+    routes: Option<Vec<Route>>,
+) -> RouteConfiguration {
     let (svc, ns) = (&view.service.name, &view.service.namespace);
     let mut domains = vec![
         view.fqdn.to_string(),
@@ -185,33 +186,14 @@ pub(crate) fn route_configuration(view: &PortView<'_>) -> RouteConfiguration {
             ip.clone()
         }
     }));
-    let action = RouteAction {
-        cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
-            view.cluster.to_string(),
-        )),
-        timeout: Some(seconds(0)),
-        retry_policy: Some(RetryPolicy {
-            retry_on: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
-                .into(),
-            num_retries: Some(UInt32Value { value: 2 }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let routes =
+        routes.unwrap_or_else(|| vec![crate::traffic::routes::default_route(view.cluster, None)]);
     RouteConfiguration {
         name: route_name(view.fqdn, view.port.port),
         virtual_hosts: vec![VirtualHost {
             name: route_name(view.fqdn, view.port.port),
             domains,
-            routes: vec![Route {
-                name: "default".into(),
-                r#match: Some(RouteMatch {
-                    path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
-                    ..Default::default()
-                }),
-                action: Some(route::Action::Route(action)),
-                ..Default::default()
-            }],
+            routes,
             ..Default::default()
         }],
         validate_clusters: Some(envoy_types::pb::google::protobuf::BoolValue { value: false }),
@@ -228,7 +210,20 @@ pub(crate) fn http_connection_manager(
         stat_prefix: stat_prefix.to_string(),
         codec_type: http_connection_manager::CodecType::Auto as i32,
         route_specifier: Some(routes),
+        // The fault filter (empty) so that a route's fault config takes effect, as Istio has it.
         http_filters: vec![HttpFilter {
+            name: crate::traffic::routes::FAULT_FILTER.into(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(pack(
+                &envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault::default(),
+            ))),
+            ..Default::default()
+        }, HttpFilter {
+            name: crate::traffic::routes::CORS_FILTER.into(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(pack(
+                &envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors::default(),
+            ))),
+            ..Default::default()
+        }, HttpFilter {
             name: "envoy.filters.http.router".into(),
             config_type: Some(http_filter::ConfigType::TypedConfig(pack(
                 &Router::default(),
@@ -264,9 +259,11 @@ pub(crate) fn cidr(ip: &str) -> CidrRange {
 /// `virtualOutbound` on 15001: the original destination picks a filter chain per service VIP:port; what
 /// no service claims goes to the passthrough (ALLOW_ANY) or the blackhole (REGISTRY_ONLY). `views` in
 /// (namespace, service, port) order: the first to claim a VIP:port keeps it.
+/// `tcp` gives a TCP port's filter when a VirtualService routes it (else the port's own cluster).
 pub(crate) fn virtual_outbound<'a>(
     views: impl Iterator<Item = PortView<'a>>,
     policy: OutboundTrafficPolicy,
+    tcp: &dyn Fn(&PortView<'_>) -> Option<Filter>,
     warnings: &mut Vec<String>,
 ) -> Listener {
     let mut claimed: BTreeSet<(&str, u16)> = BTreeSet::new();
@@ -297,7 +294,7 @@ pub(crate) fn virtual_outbound<'a>(
                 }),
             )
         } else {
-            tcp_proxy_filter(stat_prefix, view.cluster)
+            tcp(&view).unwrap_or_else(|| tcp_proxy_filter(stat_prefix, view.cluster))
         };
         chains.push(FilterChain {
             name: route_name(view.fqdn, port),

@@ -28,6 +28,8 @@ pub struct CompiledMesh {
     pub mesh_found: bool,
     /// Things that were skipped or are not implemented, for the caller to log.
     pub warnings: Vec<String>,
+    /// The verdict on every traffic resource (SPEC §8).
+    pub verdicts: crate::Verdicts,
 }
 
 /// A proxy's own resources (a few): a sorted `Vec` per type.

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use meshd_api::MeshSpec;
 
 use crate::authz::AuthzPolicies;
+use crate::configs::Configs;
 use crate::facts::{EndpointSlice, Fact, FactChange, FactKind, ObjectKey, Service, Workload};
 use crate::inbound::selects;
 use crate::naming::{outbound_cluster_name, route_name, service_fqdn};
@@ -27,6 +28,7 @@ use crate::outbound::{
 use crate::peer::PeerPolicies;
 use crate::proxy::CompiledMesh;
 use crate::resources::{Resource, ResourceSet, ResourceType};
+use crate::traffic::subsets::{filter_slice, subset_cluster_name, subsets_for};
 
 mod security;
 
@@ -133,6 +135,27 @@ pub struct Translator {
     ip_pods: BTreeMap<String, BTreeSet<ObjectKey>>,
     shared: ResourceSet,
     outbound_warnings: Vec<String>,
+    configs: Configs,
+    /// Each Service's subset clusters (`outbound|<port>|<subset>|<fqdn>`), to remove stale ones.
+    subset_clusters: BTreeMap<ObjectKey, Vec<String>>,
+}
+
+/// The Services' hosts, as the verdicts' checks ask for them.
+struct ServiceHostsOf<'a> {
+    services: &'a imbl::OrdMap<ObjectKey, Arc<CompiledService>>,
+    domain: &'a str,
+}
+
+impl meshd_api::validate::verdicts::ServiceHosts for ServiceHostsOf<'_> {
+    fn service(&self, fqdn: &str) -> Option<(String, Vec<u16>)> {
+        let rest = fqdn.strip_suffix(self.domain)?.strip_suffix(".svc.")?;
+        let (name, namespace) = rest.split_once('.')?;
+        let s = self.services.get(&ObjectKey::new(namespace, name))?;
+        Some((
+            format!("{namespace}/{name}"),
+            s.fact.ports.iter().map(|p| p.port).collect(),
+        ))
+    }
 }
 
 impl Translator {
@@ -158,6 +181,8 @@ impl Translator {
             ip_pods: BTreeMap::new(),
             shared,
             outbound_warnings: Vec::new(),
+            configs: Configs::default(),
+            subset_clusters: BTreeMap::new(),
         };
         translator.rebuild_outbound(&mut ChangeSet::default());
         translator
@@ -169,8 +194,21 @@ impl Translator {
         let mut services: BTreeMap<ObjectKey, Option<Arc<Service>>> = BTreeMap::new();
         let mut endpoints_of: BTreeSet<ObjectKey> = BTreeSet::new();
         let mut touched = Touched::default();
+        let mut judge = false;
+        // Namespaces whose pods changed: their subsets' endpoints may differ.
+        let mut pods_changed: BTreeSet<String> = BTreeSet::new();
         for FactChange { kind, key, fact } in changes {
             match (kind, fact) {
+                // Kinds with a verdict (FactKind::has_verdict): held and judged in `configs`.
+                (
+                    FactKind::VirtualService
+                    | FactKind::DestinationRule
+                    | FactKind::ServiceEntry
+                    | FactKind::Gateway,
+                    fact,
+                ) => {
+                    judge |= self.configs.set(kind, key, fact);
+                }
                 (FactKind::Service, Some(Fact::Service(s))) => {
                     services.insert(key, Some(s));
                 }
@@ -189,6 +227,7 @@ impl Translator {
                         pod: key.name.clone(),
                         namespace: key.namespace.clone(),
                     };
+                    pods_changed.insert(key.namespace.clone());
                     let new = match fact {
                         Some(Fact::Workload(w)) => Some(w),
                         _ => None,
@@ -234,15 +273,35 @@ impl Translator {
         // Services whose selection changed, old and new, by namespace: their pods are marked once.
         let mut selecting: BTreeMap<String, Vec<Arc<Service>>> = BTreeMap::new();
         for (key, fact) in services {
+            let hosts_before = self.services.get(&key).map(|s| port_numbers(&s.fact));
             outbound_dirty |= self.set_service(&key, fact, &mut out, &mut selecting);
+            judge |= hosts_before != self.services.get(&key).map(|s| port_numbers(&s.fact));
             endpoints_of.remove(&key); // compiled with the service
+        }
+        if judge {
+            let hosts = ServiceHostsOf {
+                services: &self.services,
+                domain: &self.settings.cluster_domain,
+            };
+            if self.configs.judge(&self.settings.cluster_domain, &hosts) {
+                let touched = self.configs.take_touched(&self.settings.cluster_domain);
+                // A VirtualService's tcp[] routes are in the outbound listener's chains.
+                outbound_dirty |= self.refresh_routes(&touched, &mut out);
+            }
         }
         for (namespace, services) in selecting {
             self.mark_selected(&namespace, &services, &mut out);
         }
-        for key in endpoints_of {
+        let with_subsets: Vec<ObjectKey> = self
+            .subset_clusters
+            .keys()
+            .filter(|k| pods_changed.contains(&k.namespace))
+            .cloned()
+            .collect();
+        for key in endpoints_of.into_iter().chain(with_subsets) {
             if let Some(service) = self.services.get(&key).cloned() {
                 self.compile_endpoints(&key, &service, &mut out);
+                self.compile_subsets(&key, &mut out);
             }
         }
         if outbound_dirty {
@@ -357,7 +416,7 @@ impl Translator {
             Some(new) => {
                 for view in new.views(key) {
                     if view.port.protocol.is_http() && !view.vips.is_empty() {
-                        let route = route_configuration(&view);
+                        let route = route_configuration(&view, self.vs_routes(&view));
                         out.put(
                             &mut self.shared,
                             ResourceType::Route,
@@ -367,12 +426,134 @@ impl Translator {
                 }
                 self.compile_endpoints(key, &new, out);
                 self.services.insert(key.clone(), new);
+                self.compile_subsets(key, out);
             }
             None => {
                 self.services.remove(key);
+                self.compile_subsets(key, out);
             }
         }
         outbound_changed
+    }
+
+    /// The routes a VirtualService in force gives one service port, if one routes it.
+    fn vs_routes(
+        &self,
+        view: &PortView<'_>,
+    ) -> Option<Vec<envoy_types::pb::envoy::config::route::v3::Route>> {
+        let hosts = ServiceHostsOf {
+            services: &self.services,
+            domain: &self.settings.cluster_domain,
+        };
+        let ports_of = |fqdn: &str| {
+            meshd_api::validate::verdicts::ServiceHosts::service(&hosts, fqdn).map(|(_, p)| p)
+        };
+        crate::traffic::service_routes(
+            &self.configs,
+            view.fqdn,
+            view.port.port,
+            &self.settings.cluster_domain,
+            &ports_of,
+        )
+    }
+
+    /// A service port's cluster (or a subset's) with its DestinationRule policy.
+    fn cluster_of(
+        &self,
+        view: &PortView<'_>,
+        subset: Option<&str>,
+    ) -> envoy_types::pb::envoy::config::cluster::v3::Cluster {
+        let mut cluster = outbound_cluster(view);
+        crate::traffic::apply_policy(
+            &mut cluster,
+            &self.configs,
+            view.fqdn,
+            view.port.port,
+            subset,
+            &self.settings.cluster_domain,
+        );
+        cluster
+    }
+
+    /// The clusters and routes of the services whose hosts `touched` names (all of them when a
+    /// wildcard or ServiceEntry moved), after what is in force changed: only the resources whose
+    /// content differs are marked changed (and pushed).
+    /// Returns whether a touched service has a TCP port (its outbound chain may have changed).
+    fn refresh_routes(&mut self, touched: &crate::configs::Touched, out: &mut ChangeSet) -> bool {
+        let services: Vec<(ObjectKey, Arc<CompiledService>)> = self
+            .services
+            .iter()
+            .filter(|(_, s)| touched.all || touched.hosts.contains(&s.fqdn))
+            .map(|(k, s)| (k.clone(), Arc::clone(s)))
+            .collect();
+        for (key, service) in &services {
+            self.compile_subsets(key, out);
+            // The clusters carry the DestinationRule's policy; compiled with their endpoints (mTLS).
+            self.compile_endpoints(key, service, out);
+            for view in service.views(key) {
+                if view.port.protocol.is_http() && !view.vips.is_empty() {
+                    let route = route_configuration(&view, self.vs_routes(&view));
+                    out.put(
+                        &mut self.shared,
+                        ResourceType::Route,
+                        Resource::new(route.name.clone(), &route),
+                    );
+                }
+            }
+        }
+        touched.all
+            || services
+                .iter()
+                .any(|(_, s)| s.fact.ports.iter().any(|p| !p.protocol.is_http()))
+    }
+
+    /// One Service's subset clusters and their endpoints (the accepted DestinationRules' subsets); the
+    /// ones no longer defined are removed.
+    fn compile_subsets(&mut self, key: &ObjectKey, out: &mut ChangeSet) {
+        let mut names = Vec::new();
+        if let Some(service) = self.services.get(key).cloned() {
+            let subsets = subsets_for(&self.configs, &service.fqdn, &self.settings.cluster_domain);
+            for view in service.views(key) {
+                for (subset, labels) in &subsets {
+                    let name = subset_cluster_name(view.port.port, subset, &service.fqdn);
+                    let sub = PortView {
+                        cluster: &name,
+                        ..view
+                    };
+                    let slices: Vec<EndpointSlice> = self
+                        .slices_of
+                        .get(key)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|n| {
+                            self.slices
+                                .get(&ObjectKey::new(key.namespace.clone(), n.clone()))
+                        })
+                        .map(|s| filter_slice(s, &key.namespace, labels, &self.workloads))
+                        .collect();
+                    let mut assignment = load_assignment(&sub, slices.iter());
+                    let mut cluster = self.cluster_of(&sub, Some(subset));
+                    let refs: Vec<&EndpointSlice> = slices.iter().collect();
+                    self.secure(&sub, &security::endpoint_pods(&refs), &mut assignment, &mut cluster);
+                    let cluster = Resource::new(name.clone(), &cluster);
+                    out.put(&mut self.shared, ResourceType::Cluster, cluster);
+                    out.put(
+                        &mut self.shared,
+                        ResourceType::Endpoint,
+                        Resource::new(name.clone(), &assignment),
+                    );
+                    names.push(name);
+                }
+            }
+        }
+        let old = self.subset_clusters.remove(key).unwrap_or_default();
+        for name in old.iter().filter(|n| !names.contains(n)) {
+            out.remove(&mut self.shared, ResourceType::Cluster, name);
+            out.remove(&mut self.shared, ResourceType::Endpoint, name);
+        }
+        if !names.is_empty() {
+            self.subset_clusters.insert(key.clone(), names);
+        }
     }
 
     /// The pods of a namespace that any of `services` selects: their own part may change.
@@ -414,7 +595,7 @@ impl Translator {
         let mut compiled = Vec::new();
         for view in service.views(key) {
             let mut assignment = load_assignment(&view, slices.iter().copied());
-            let mut cluster = outbound_cluster(&view);
+            let mut cluster = self.cluster_of(&view, None);
             self.secure(&view, &pods, &mut assignment, &mut cluster);
             compiled.push((cluster, assignment));
         }
@@ -438,7 +619,29 @@ impl Translator {
             .services
             .iter()
             .flat_map(|(key, service)| service.views(key));
-        let listener = virtual_outbound(views, self.mesh.outbound_traffic_policy, &mut warnings);
+        let hosts = ServiceHostsOf {
+            services: &self.services,
+            domain: &self.settings.cluster_domain,
+        };
+        let ports_of = |fqdn: &str| {
+            meshd_api::validate::verdicts::ServiceHosts::service(&hosts, fqdn).map(|(_, p)| p)
+        };
+        let tcp = |view: &PortView<'_>| {
+            crate::traffic::service_tcp_filter(
+                &self.configs,
+                view.fqdn,
+                view.port.port,
+                &self.settings.cluster_domain,
+                &ports_of,
+                view.cluster,
+            )
+        };
+        let listener = virtual_outbound(
+            views,
+            self.mesh.outbound_traffic_policy,
+            &tcp,
+            &mut warnings,
+        );
         out.put(
             &mut self.shared,
             ResourceType::Listener,
@@ -457,6 +660,11 @@ impl Translator {
             authz: self.authz.clone(),
             mesh_found: self.meshes.contains_key(&self.settings.mesh_name),
             warnings: self.outbound_warnings.clone(),
+            verdicts: self.configs.verdicts.clone(),
         }
     }
+}
+
+fn port_numbers(s: &Service) -> Vec<u16> {
+    s.ports.iter().map(|p| p.port).collect()
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshd_index::SharedIndex;
-use meshd_translate::{ChangeSet, CompiledMesh, TranslateSettings, Translator};
+use meshd_translate::{ChangeSet, CompiledMesh, TranslateSettings, Translator, Verdicts};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -82,31 +82,33 @@ pub(crate) fn first(
 }
 
 /// Starts the translation: the first generation now, then one per debounced burst of index changes
-/// until `cancel`.
+/// until `cancel`. Returns the generations and the verdicts (sent only when they change).
 pub(crate) fn start(
     index: SharedIndex,
     settings: TranslateSettings,
     options: XdsOptions,
     metrics: XdsMetrics,
     cancel: CancellationToken,
-) -> watch::Receiver<Arc<Generation>> {
+) -> (watch::Receiver<Arc<Generation>>, watch::Receiver<Verdicts>) {
     let wake = Arc::new(Notify::new());
     let woken = Arc::clone(&wake);
     index.on_change(move || woken.notify_one());
     let mut translator = Translator::new(settings.clone());
     let first = first(&index, &mut translator, &metrics);
     log_mesh(&first.mesh, None);
+    let (verdicts_tx, verdicts_rx) = watch::channel(first.mesh.verdicts.clone());
     let (tx, rx) = watch::channel(Arc::new(first));
     let compile = Compile {
         index,
         settings,
         wake,
         out: tx,
+        verdicts: verdicts_tx,
         options,
         metrics,
     };
     tokio::spawn(compile.run(translator, cancel));
-    rx
+    (rx, verdicts_rx)
 }
 
 fn log_mesh(mesh: &CompiledMesh, before: Option<&CompiledMesh>) {
@@ -120,6 +122,7 @@ struct Compile {
     settings: TranslateSettings,
     wake: Arc<Notify>,
     out: watch::Sender<Arc<Generation>>,
+    verdicts: watch::Sender<Verdicts>,
     options: XdsOptions,
     metrics: XdsMetrics,
 }
@@ -195,6 +198,13 @@ impl Compile {
                 recent.extend(previous.recent.iter().take(HISTORY - 1).cloned());
             }
             tracing::debug!(generation = number, "mesh config compiled");
+            self.verdicts.send_if_modified(|v| {
+                if v.ptr_eq(&mesh.verdicts) {
+                    return false;
+                }
+                *v = mesh.verdicts.clone();
+                true
+            });
             self.out.send_replace(Arc::new(Generation {
                 number,
                 mesh: Arc::new(mesh),

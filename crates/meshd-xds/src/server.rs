@@ -65,10 +65,11 @@ impl XdsServer {
         let metrics = XdsMetrics::new(registry);
         crate::heap::spawn_trimmer(cancel.clone());
         let proxies = ProxyRegistry::new(&settings.mesh_name);
-        let generations =
+        let (generations, verdicts) =
             crate::generation::start(index, settings, options, metrics.clone(), cancel.clone());
         let shared = Shared {
             generations,
+            verdicts,
             registry: proxies,
             metrics,
             cancel,
@@ -100,6 +101,12 @@ impl XdsServer {
     #[doc(hidden)]
     pub fn rewrite_resources_for_tests(&self, rewrite: Option<Arc<crate::test_hook::Rewrite>>) {
         self.shared.resource_hook.set(rewrite);
+    }
+
+    /// The verdict on every traffic resource (SPEC §8), updated when one changes: for the status
+    /// writer (in-cluster) and the verdict log (file-fed).
+    pub fn verdicts(&self) -> watch::Receiver<meshd_translate::Verdicts> {
+        self.shared.verdicts.clone()
     }
 
     /// The compiled generations, newest first; for readiness and tests.

@@ -19,6 +19,7 @@ use crate::registry::{ProxyRegistry, XdsApiKind};
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub generations: watch::Receiver<Arc<Generation>>,
+    pub verdicts: watch::Receiver<meshd_translate::Verdicts>,
     pub registry: ProxyRegistry,
     pub metrics: XdsMetrics,
     pub cancel: CancellationToken,

@@ -3,9 +3,8 @@
 //! validate`). Pure functions: a resource in, every problem out, each a [`FieldError`] naming the field
 //! path and value (SPEC §8: `spec.http[0].route[1].destination.subset: "v3" is not …`).
 //!
-//! Not here: checks that need other resources (a host, subset, gateway or credential that does not exist,
-//! two resources claiming one host). They need the mesh's index; [`References`] is the seam it will
-//! implement, and `meshd validate` prints those problems in the same format once it exists.
+//! Checks that need other resources (a host or subset that does not exist, two resources claiming one
+//! host) are [`references`] and [`verdicts`]: the same code for the control plane and `meshd validate`.
 
 mod common;
 mod destination_rule;
@@ -13,8 +12,10 @@ pub mod documents;
 mod gateway;
 mod http_route;
 mod kubernetes;
+pub mod references;
 mod security;
 mod service_entry;
+pub mod verdicts;
 mod virtual_service;
 
 use std::fmt;
@@ -112,23 +113,16 @@ impl Validate for AuthorizationPolicy {
     }
 }
 
-/// What the cross-resource checks will ask of the mesh's index (not implemented here: the index owns
-/// the facts). Hosts are FQDNs (`reviews.shop.svc.cluster.local`), names are `(namespace, name)`.
-/// The checks built on it report, with the same [`FieldError`]s: a route destination whose host is no
-/// Service or ServiceEntry, a subset that no DestinationRule for that host defines, a port the service
-/// lacks, a VirtualService bound to a Gateway that does not exist, a Gateway `credentialName` with no
-/// `kubernetes.io/tls` Secret, and hosts claimed by two resources of one kind.
+/// What the cross-resource checks ([`references`], [`verdicts`]) ask of the mesh: the control plane
+/// answers from what is in force, `meshd validate` from the files it was given. Hosts are FQDNs
+/// (`reviews.shop.svc.cluster.local`) or ServiceEntry hosts as written.
 pub trait References {
-    /// A Service or ServiceEntry serves this host.
+    /// A Service or ServiceEntry serves this host (a wildcard ServiceEntry host covers it too).
     fn has_host(&self, fqdn: &str) -> bool;
     /// The service port numbers of a host, if it is known.
     fn host_ports(&self, fqdn: &str) -> Option<Vec<u16>>;
     /// A DestinationRule for the host defines this subset.
     fn has_subset(&self, fqdn: &str, subset: &str) -> bool;
-    /// A Gateway of this name exists.
-    fn has_gateway(&self, namespace: &str, name: &str) -> bool;
-    /// A `kubernetes.io/tls` Secret of this name exists (with `ca.crt` when `need_ca`).
-    fn has_credential(&self, namespace: &str, name: &str, need_ca: bool) -> bool;
 }
 
 #[cfg(test)]

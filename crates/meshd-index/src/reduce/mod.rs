@@ -2,12 +2,17 @@
 //! checks it; a value translation could not use is an error naming the field, and the source keeps the
 //! object's last good fact.
 
+mod config;
 mod endpoints;
 mod mesh;
 mod pod;
 mod security;
 mod service;
 
+pub use config::{
+    ConfigKind, ConfigObject, DestinationRuleKind, GatewayKind, ServiceEntryKind,
+    VirtualServiceKind,
+};
 pub use endpoints::EndpointSliceKind;
 pub use mesh::MeshKind;
 pub use pod::PodKind;

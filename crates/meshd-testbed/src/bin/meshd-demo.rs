@@ -2,8 +2,9 @@
 //! three pods on a bridge (each with `meshd init` capture, `meshd agent` running Envoy as uid 1337 with
 //! its certificate over SDS, and an app as uid 1000), all under STRICT mTLS: traffic by Service VIP
 //! proven from Envoy's own stats, the SPIFFE identities both sidecars verified, a plaintext client
-//! outside the mesh refused, a DENY AuthorizationPolicy answered 403, a live endpoint change, and the
-//! cost of the two-sidecar path with STRICT against DISABLE. Every claim is checked: a mismatch fails
+//! outside the mesh refused, a DENY AuthorizationPolicy answered 403, a live endpoint change, the cost
+//! of the two-sidecar path with STRICT against DISABLE, then a canary (SPEC §8): 10% to a `v2` reviews
+//! pod and a retry policy hiding a failing pod, both checked. Every claim is checked: a mismatch fails
 //! the demo. Everything is torn down on exit, failure, Ctrl-C and SIGTERM.
 
 use std::collections::BTreeMap;
@@ -212,6 +213,76 @@ fn show(mesh: &mut Mesh, args: &Args) -> anyhow::Result<()> {
         "RSS of frontend-0's sidecar: meshd agent {} MiB, Envoy {} MiB",
         rss_kib(agent) / 1024,
         rss_kib(envoy) / 1024
+    );
+    canary(mesh, vip, args.requests.max(400))
+}
+
+/// SPEC §8: reviews-0/1 are v1, reviews-2 is v2; 10% goes to v2, retries on 5xx hide reviews-1, which
+/// now fails every request.
+const CANARY: &str = "apiVersion: networking.meshd.io/v1alpha1
+kind: DestinationRule
+metadata: {name: reviews, namespace: demo}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.meshd.io/v1alpha1
+kind: VirtualService
+metadata: {name: reviews, namespace: demo}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: 90}
+    - {destination: {host: reviews, subset: v2}, weight: 10}
+    retries: {attempts: 3, retryOn: 5xx}
+";
+
+fn canary(mesh: &mut Mesh, vip: SocketAddr, n: usize) -> anyhow::Result<()> {
+    println!(
+        "\n-- 4. canary: a VirtualService sends 10% to v2 (reviews-2), retries hide a failing pod --"
+    );
+    for (pod, version) in [
+        ("reviews-0", "v1"),
+        ("reviews-1", "v1"),
+        ("reviews-2", "v2"),
+    ] {
+        mesh.label_pod(pod, "version", version)?;
+    }
+    mesh.write_config_file("canary.yaml", Some(CANARY))?;
+    let v2 = "outbound|80|v2|reviews.demo.svc.cluster.local";
+    let ip = mesh.pod("reviews-2")?.ip;
+    mesh.wait_endpoint("frontend-0", v2, (ip, APP_PORT).into(), READY)?;
+    let frontend = mesh.pod("frontend-0")?;
+    meshd_testbed::mesh::wait_for("the canary's routes", READY, || {
+        Ok(frontend
+            .admin("/config_dump?resource=dynamic_route_configs")
+            .is_ok_and(|d| d.contains(v2)))
+    })?;
+    println!(
+        "config      : {}/config/canary.yaml (DestinationRule + VirtualService)",
+        mesh.work_dir().display()
+    );
+    mesh.pod("reviews-1")?.answer_with(503);
+    println!("reviews-1   : now answers every request with 503");
+    let by_pod = answers(&mesh.pod("frontend-0")?.ns, APP, vip, n)
+        .context("a request failed although the retry policy should have hidden reviews-1")?;
+    for pod in ["reviews-0", "reviews-1", "reviews-2"] {
+        let answered = by_pod.get(pod).copied().unwrap_or(0);
+        println!("  {pod:<10} answered {answered:>4}  {}", bar(answered, n));
+    }
+    let to_v2 = by_pod.get("reviews-2").copied().unwrap_or(0);
+    let share = to_v2 as f64 * 100.0 / n as f64;
+    if !(5.0..=15.0).contains(&share) {
+        bail!("v2 got {share:.1}% of {n} requests, not about 10%");
+    }
+    if by_pod.get("reviews-1").copied().unwrap_or(0) > 0 {
+        bail!("reviews-1 answered although it fails every request");
+    }
+    println!(
+        "=> {n} x 200: v2 got {share:.1}% (10% asked), the failing reviews-1 was retried away"
     );
     Ok(())
 }

@@ -1,0 +1,152 @@
+//! Traffic management (SPEC §8) in the translation: which accepted VirtualService routes a Service's
+//! host, and its HTTP routes ([`routes`], [`matches`]). Only versions in force (`configs`) are read.
+//!
+//! Subsets are their own EDS clusters ([`subsets`]); DestinationRule policies go on the clusters
+//! ([`policy`]); `tcp[]` routes are the port's `tcp_proxy` ([`tcp`]). Not yet: DestinationRule `tls`,
+//! TLS (SNI) routes,
+//! ServiceEntry listeners; `exportTo` and `sourceLabels` are not applied per proxy (the routes are
+//! shared by every proxy).
+
+mod matches;
+pub(crate) mod policy;
+pub(crate) mod routes;
+pub(crate) mod subsets;
+mod tcp;
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::route::v3::Route;
+use meshd_api::networking::destination_rule::TrafficPolicy;
+use meshd_api::networking::{DestinationRuleSpec, VirtualServiceSpec};
+use meshd_api::validate::references::{age_order, resolve_host};
+use meshd_api::validate::verdicts::binds_mesh;
+
+use crate::configs::Configs;
+use crate::facts::{Fact, FactKind};
+use routes::{RouteContext, http_routes};
+
+/// The accepted VirtualService bound to sidecars (`mesh`) that routes `fqdn`, its namespace: the
+/// oldest when several do (the verdicts refuse the ones it outranks everywhere).
+pub(crate) fn virtual_service_for<'a>(
+    configs: &'a Configs,
+    fqdn: &str,
+) -> Option<(&'a str, &'a VirtualServiceSpec)> {
+    configs
+        .naming(FactKind::VirtualService, fqdn)
+        .into_iter()
+        .filter_map(|(key, fact)| match fact {
+            Fact::VirtualService(c) => Some((key, c)),
+            _ => None,
+        })
+        .filter(|(_, c)| binds_mesh(&c.spec))
+        .min_by(|(a, ca), (b, cb)| {
+            age_order(ca.created, &a.namespace, &a.name).cmp(&age_order(
+                cb.created,
+                &b.namespace,
+                &b.name,
+            ))
+        })
+        .map(|(key, c)| (key.namespace.as_str(), &c.spec))
+}
+
+/// The accepted DestinationRules for `fqdn`, oldest first (rules of one host merge).
+fn rules_for<'a>(configs: &'a Configs, fqdn: &str, domain: &str) -> Vec<&'a DestinationRuleSpec> {
+    let mut rules: Vec<_> = configs
+        .naming(FactKind::DestinationRule, fqdn)
+        .into_iter()
+        .filter_map(|(key, fact)| match fact {
+            Fact::DestinationRule(c) => Some((key, c)),
+            _ => None,
+        })
+        .filter(|(key, c)| resolve_host(&c.spec.host, &key.namespace, domain) == fqdn)
+        .collect();
+    rules.sort_by(|(a, ca), (b, cb)| {
+        age_order(ca.created, &a.namespace, &a.name).cmp(&age_order(
+            cb.created,
+            &b.namespace,
+            &b.name,
+        ))
+    });
+    rules.into_iter().map(|(_, c)| &c.spec).collect()
+}
+
+/// The DestinationRule policy of `fqdn`'s cluster for `port` (and `subset`), if any rule has one.
+pub(crate) fn cluster_policy<'a>(
+    configs: &'a Configs,
+    fqdn: &str,
+    port: u16,
+    subset: Option<&str>,
+    domain: &str,
+) -> policy::Policy<'a> {
+    let rules = rules_for(configs, fqdn, domain);
+    let rule: Option<&TrafficPolicy> = rules.iter().find_map(|r| r.traffic_policy.as_ref());
+    let own = subset.and_then(|name| {
+        rules
+            .iter()
+            .flat_map(|r| &r.subsets)
+            .find(|s| s.name == name)
+            .and_then(|s| s.traffic_policy.as_ref())
+    });
+    policy::Policy::of(rule, own, port)
+}
+
+/// Applies `fqdn`'s DestinationRule policy to one of its clusters.
+pub(crate) fn apply_policy(
+    cluster: &mut Cluster,
+    configs: &Configs,
+    fqdn: &str,
+    port: u16,
+    subset: Option<&str>,
+    domain: &str,
+) {
+    policy::apply(
+        cluster,
+        &cluster_policy(configs, fqdn, port, subset, domain),
+    );
+}
+
+/// The routes of a service port a VirtualService routes, or `None` (the default route applies).
+pub(crate) fn service_routes(
+    configs: &Configs,
+    fqdn: &str,
+    port: u16,
+    domain: &str,
+    ports_of: &dyn Fn(&str) -> Option<Vec<u16>>,
+) -> Option<Vec<Route>> {
+    let hash = cluster_policy(configs, fqdn, port, None, domain).consistent_hash();
+    let Some((namespace, vs)) = virtual_service_for(configs, fqdn) else {
+        let cluster = crate::naming::outbound_cluster_name(port, fqdn);
+        return hash.map(|h| vec![routes::default_route(&cluster, Some(h))]);
+    };
+    let ctx = RouteContext {
+        namespace,
+        domain,
+        port,
+        ports_of,
+        hash,
+    };
+    Some(http_routes(&vs.http, &ctx))
+}
+
+/// The `tcp_proxy` of a TCP service port a VirtualService's `tcp[]` routes, if one does.
+pub(crate) fn service_tcp_filter(
+    configs: &Configs,
+    fqdn: &str,
+    port: u16,
+    domain: &str,
+    ports_of: &dyn Fn(&str) -> Option<Vec<u16>>,
+    stat_prefix: &str,
+) -> Option<envoy_types::pb::envoy::config::listener::v3::Filter> {
+    let (namespace, vs) = virtual_service_for(configs, fqdn)?;
+    let ctx = RouteContext {
+        namespace,
+        domain,
+        port,
+        ports_of,
+        hash: None,
+    };
+    tcp::tcp_filter(vs, &ctx, stat_prefix)
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

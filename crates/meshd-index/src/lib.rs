@@ -14,8 +14,9 @@ mod reduce;
 pub use index::{Index, SharedIndex};
 pub use kinds::{Kind, KindVisitor, visit_kinds};
 pub use reduce::{
-    AuthorizationPolicyKind, ConfigKind, ConfigObject, DestinationRuleKind, EndpointSliceKind, GatewayKind,
-    MeshKind, PeerAuthenticationKind, PodKind, ServiceEntryKind, ServiceKind, VirtualServiceKind,
+    AuthorizationPolicyKind, ConfigKind, ConfigObject, DestinationRuleKind, EndpointSliceKind,
+    GatewayKind, MeshKind, PeerAuthenticationKind, PodKind, ServiceEntryKind, ServiceKind,
+    VirtualServiceKind,
 };
 
 /// An object that cannot be used: its kind, namespace/name, and what is wrong (the field first).

@@ -7,11 +7,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use meshd_api::MeshSpec;
-use meshd_api::security::authorization_policy::{Action, Rule};
-use meshd_api::security::peer_authentication::PeerMtlsMode;
 use meshd_api::networking::{
     DestinationRuleSpec, GatewaySpec, ServiceEntrySpec, VirtualServiceSpec,
 };
+use meshd_api::security::authorization_policy::{Action, Rule};
+use meshd_api::security::peer_authentication::PeerMtlsMode;
 use meshd_api::validate::FieldError;
 
 use crate::Protocol;
@@ -274,7 +274,12 @@ impl Fact {
             Self::DestinationRule(c) => Some(c.checked()),
             Self::ServiceEntry(c) => Some(c.checked()),
             Self::Gateway(c) => Some(c.checked()),
-            Self::Service(_) | Self::EndpointSlice(_) | Self::Workload(_) | Self::Mesh(_) => None,
+            Self::Service(_)
+            | Self::EndpointSlice(_)
+            | Self::Workload(_)
+            | Self::Mesh(_)
+            | Self::PeerAuthentication(_)
+            | Self::AuthorizationPolicy(_) => None,
         }
     }
 

@@ -534,7 +534,12 @@ impl Translator {
                     let mut assignment = load_assignment(&sub, slices.iter());
                     let mut cluster = self.cluster_of(&sub, Some(subset));
                     let refs: Vec<&EndpointSlice> = slices.iter().collect();
-                    self.secure(&sub, &security::endpoint_pods(&refs), &mut assignment, &mut cluster);
+                    self.secure(
+                        &sub,
+                        &security::endpoint_pods(&refs),
+                        &mut assignment,
+                        &mut cluster,
+                    );
                     let cluster = Resource::new(name.clone(), &cluster);
                     out.put(&mut self.shared, ResourceType::Cluster, cluster);
                     out.put(

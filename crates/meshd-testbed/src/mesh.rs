@@ -478,7 +478,7 @@ mod tests {
         )]);
         let yaml = render(&pods, &labels);
         assert!(
-            yaml.contains("labels: {app: reviews, version: v2}"),
+            yaml.contains("labels: {app: reviews, meshd.io/mesh: default, version: v2}"),
             "{yaml}"
         );
         let reviews_slice = yaml

@@ -242,7 +242,7 @@ spec:
 
 fn canary(mesh: &mut Mesh, vip: SocketAddr, n: usize) -> anyhow::Result<()> {
     println!(
-        "\n-- 4. canary: a VirtualService sends 10% to v2 (reviews-2), retries hide a failing pod --"
+        "\n-- 7. canary: a VirtualService sends 10% to v2 (reviews-2), retries hide a failing pod --"
     );
     for (pod, version) in [
         ("reviews-0", "v1"),

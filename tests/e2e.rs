@@ -7,7 +7,9 @@
 //! conditions, the status counts, drift repair, and cleanup when the Mesh is deleted. Identity (SPEC §9):
 //! the controller creates Secret `meshd-ca` once and writes its root into `meshd-ca-root`; xDS and the
 //! CA are served over TLS only, so a gateway or sidecar that connects (and, with a proxy image, the
-//! certificates counted as issued) proves the TLS + TokenReview path end to end. On a failure it
+//! certificates counted as issued) proves the TLS + TokenReview path end to end; with a proxy image, a
+//! PeerAuthentication makes the run's namespace STRICT, and a meshed caller must reach an echo Deployment
+//! by its Service VIP while a pod outside the mesh is refused (SPEC §9). On a failure it
 //! prints the Mesh's status and this run's Events (created since the run started, about the Mesh or
 //! objects in meshd-system or the run's namespace) before cleanup deletes them.
 //!
@@ -745,7 +747,12 @@ async fn check_injection(client: &Client, run: &Run) -> Result<()> {
             Ok(m.status.filter(|s| s.injected_pods == 2).map(|_| ()))
         },
     )
-    .await
+    .await?;
+    // Then mTLS for real: STRICT between two Deployments (needs an image that runs).
+    match &run.proxy_image {
+        Some(image) => check_strict(client, run, image).await,
+        None => Ok(()),
+    }
 }
 
 /// Deleting the Mesh removes everything it made (owner references + the garbage collector).
@@ -817,4 +824,141 @@ async fn dump(client: &Client, run: &Run) {
             e.note.unwrap_or_default()
         );
     }
+}
+
+/// The app the STRICT check runs in its pods: the proxy image's own Envoy (no other image is known to be
+/// pullable), as uid 1000 so its traffic is captured like an app's, answering `echo` on 8080 (behind
+/// the sidecar) and 8090 (excluded from capture: a plaintext control that the network itself works).
+const ECHO_ENVOY: &str = r#"{"static_resources": {"listeners": [
+ {"name": "app", "address": {"socket_address": {"address": "0.0.0.0", "port_value": 8080}}, "filter_chains": [{"filters": [HCM]}]},
+ {"name": "control", "address": {"socket_address": {"address": "0.0.0.0", "port_value": 8090}}, "filter_chains": [{"filters": [HCM]}]}]}}"#;
+const ECHO_HCM: &str = r#"{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+ "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+ "stat_prefix": "app",
+ "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "echo"}}}]}]},
+ "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}"#;
+
+/// A bash HTTP GET (the proxy image has bash, no curl): exit 0 when `http://$1/` answers 200 `echo`
+/// within `$2` attempts two seconds apart.
+const GET_ECHO: &str = r#"get() { exec 3<>"/dev/tcp/${1%:*}/${1#*:}" || return 1; printf 'GET / HTTP/1.1\r\nHost: echo\r\nConnection: close\r\n\r\n' >&3; r=$(timeout 5 cat <&3); exec 3<&-; echo "GET $1: ${r%%$'\r'*}"; case "$r" in "HTTP/1.1 200"*echo*) return 0;; esac; return 1; }
+try() { for i in $(seq 1 "$2"); do get "$1" && return 0; sleep 2; done; return 1; }
+"#;
+
+/// STRICT between two Deployments (SPEC §9), by a PeerAuthentication for the run's namespace: a meshed
+/// caller reaches the echo Service's VIP (through both sidecars, so over mTLS with the mesh CA's
+/// certificates), and a pod outside the mesh is refused on the sidecar's port while it reaches the
+/// excluded control port of the same pod.
+async fn check_strict(client: &Client, run: &Run, image: &str) -> Result<()> {
+    let ns = &run.namespace;
+    let pp = PatchParams::apply("meshd-e2e").force();
+    let peers: Api<meshd_api::security::PeerAuthentication> = Api::namespaced(client.clone(), ns);
+    peers
+        .patch(
+            "strict",
+            &pp,
+            &Patch::Apply(json!({
+                "apiVersion": "security.meshd.io/v1alpha1", "kind": "PeerAuthentication",
+                "metadata": {"name": "strict", "namespace": ns},
+                "spec": {"mtls": {"mode": "STRICT"}}
+            })),
+        )
+        .await
+        .context("PeerAuthentication strict")?;
+    let echo_config = ECHO_ENVOY.replace("HCM", ECHO_HCM);
+    let app = |command: serde_json::Value| {
+        json!({"name": "app", "image": image, "command": command,
+               "securityContext": {"runAsUser": 1000, "runAsGroup": 1000}})
+    };
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let echo: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "echo"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "echo"}},
+            "template": {
+                "metadata": {"labels": {"app": "echo"},
+                             "annotations": {"traffic.meshd.io/excludeInboundPorts": "8090"}},
+                "spec": {"containers": [app(json!(["envoy", "--disable-hot-restart", "-l", "warning", "--config-yaml", echo_config]))]}
+            }
+        }
+    }))?;
+    deployments.create(&PostParams::default(), &echo).await?;
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "echo"},
+        "spec": {"selector": {"app": "echo"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
+    }))?;
+    let service = services.create(&PostParams::default(), &service).await?;
+    let vip = service
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .context("the echo Service has no clusterIP")?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let echo_ip = eventually("the echo pod Ready with an IP", || async {
+        let list = pods
+            .list(&kube::api::ListParams::default().labels("app=echo"))
+            .await?;
+        Ok(list.items.into_iter().find_map(|p| {
+            let s = p.status?;
+            let ready = s
+                .conditions
+                .as_ref()
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            ready.then_some(s.pod_ip).flatten()
+        }))
+    })
+    .await?;
+    say!("e2e: echo pod {echo_ip}, Service VIP {vip}, STRICT by PeerAuthentication");
+
+    // Callers are one-shot pods: the answer is their exit code.
+    let caller = |name: &str, meshed: bool, script: String| -> Result<Pod> {
+        let labels = if meshed {
+            json!({"app": name})
+        } else {
+            json!({"app": name, "meshd.io/inject": "false"})
+        };
+        Ok(serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"restartPolicy": "Never",
+                     "containers": [app(json!(["bash", "-c", format!("{GET_ECHO}{script}")]))]}
+        }))?)
+    };
+    let meshed = caller("meshed-caller", true, format!("try {vip}:80 60"))?;
+    let outsider = caller(
+        "plaintext-caller",
+        false,
+        format!(
+            "try {echo_ip}:8090 60 || {{ echo 'the control port is unreachable: no verdict'; exit 2; }}\n\
+             for i in 1 2 3; do get {echo_ip}:8080 && {{ echo 'plaintext accepted under STRICT'; exit 1; }}; sleep 1; done; echo refused"
+        ),
+    )?;
+    pods.create(&PostParams::default(), &meshed).await?;
+    pods.create(&PostParams::default(), &outsider).await?;
+    for name in ["meshed-caller", "plaintext-caller"] {
+        let phase = eventually_within(
+            Duration::from_secs(240),
+            &format!("{name} finished"),
+            || async {
+                let p = pods.get(name).await?;
+                let phase = p.status.and_then(|s| s.phase).unwrap_or_default();
+                Ok(matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase))
+            },
+        )
+        .await?;
+        let logs = pods
+            .logs(
+                name,
+                &kube::api::LogParams {
+                    container: Some("app".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_or_else(|e| format!("(no logs: {e})"));
+        say!("e2e: {name}: {phase}\n{logs}");
+        if phase != "Succeeded" {
+            bail!("{name} failed under STRICT: {logs}");
+        }
+    }
+    Ok(())
 }

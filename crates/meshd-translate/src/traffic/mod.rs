@@ -10,6 +10,7 @@
 mod matches;
 pub(crate) mod policy;
 pub(crate) mod routes;
+pub(crate) mod service_entry;
 pub(crate) mod subsets;
 mod tcp;
 

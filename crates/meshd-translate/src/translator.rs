@@ -201,6 +201,7 @@ impl Translator {
         let mut judge = false;
         // Namespaces whose pods changed: their subsets' endpoints may differ.
         let mut pods_changed: BTreeSet<String> = BTreeSet::new();
+        let mut peers_changed = false;
         for FactChange { kind, key, fact } in changes {
             match (kind, fact) {
                 // Kinds with a verdict (FactKind::has_verdict): held and judged in `configs`.
@@ -240,6 +241,7 @@ impl Translator {
                     out.proxies.insert(node);
                 }
                 (FactKind::PeerAuthentication, fact) => {
+                    peers_changed = true;
                     let new = match fact {
                         Some(Fact::PeerAuthentication(p)) => Some(p),
                         _ => None,
@@ -273,6 +275,8 @@ impl Translator {
         touched.everything |=
             mesh.mtls.mode != self.mesh.mtls.mode || mesh.trust_domain != self.mesh.trust_domain;
         self.mesh = mesh;
+        // MESH_INTERNAL entries' auto mTLS follows their endpoint pods' sidecars and modes.
+        let identities_moved = touched.everything || peers_changed || !pods_changed.is_empty();
         self.apply_touched(touched, &mut endpoints_of, &mut out);
 
         // Services whose selection changed, old and new, by namespace: their pods are marked once.
@@ -295,8 +299,8 @@ impl Translator {
                 outbound_dirty |= self.compile_entries(&touched, &mut out);
             }
         }
-        if policy_changed {
-            // The entries' shared HTTP routes end in the policy's catch-all.
+        // The entries' shared HTTP routes end in the policy's catch-all.
+        if policy_changed || (identities_moved && self.has_internal_entries()) {
             self.compile_entries(&crate::configs::Touched::default(), &mut out);
         }
         for (namespace, services) in selecting {

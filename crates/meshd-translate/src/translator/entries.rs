@@ -69,6 +69,16 @@ impl Translator {
         tcp_touched
     }
 
+    /// Whether a MESH_INTERNAL entry is in force (its clusters depend on pods and PeerAuthentications).
+    pub(super) fn has_internal_entries(&self) -> bool {
+        crate::traffic::service_entry::entries(&self.configs)
+            .iter()
+            .any(|(_, c)| {
+                c.spec.location
+                    == Some(meshd_api::networking::service_entry::Location::MeshInternal)
+            })
+    }
+
     fn entry_view<'a>(&self, e: &'a EntryPort<'a>) -> PortView<'a> {
         PortView {
             service: e.key,

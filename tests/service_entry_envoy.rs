@@ -53,6 +53,17 @@ spec:
   hosts: [host.example.com]
   ports: [{{number: {APP_PORT}, name: http, protocol: HTTP}}]
   resolution: NONE
+---
+apiVersion: networking.meshd.io/v1alpha1
+kind: VirtualService
+metadata: {{name: ext-static, namespace: demo}}
+spec:
+  hosts: [static.example.com]
+  http:
+  - match: [{{uri: {{prefix: /teapot}}}}]
+    fault: {{abort: {{httpStatus: 418, percentage: {{value: 100}}}}}}
+    route: [{{destination: {{host: static.example.com}}}}]
+  - route: [{{destination: {{host: static.example.com}}}}]
 "
     )
 }
@@ -68,8 +79,17 @@ fn rejections(pod: &Pod) -> Vec<String> {
 
 /// One request from frontend-0's app to `target` with `host`: the status and body, or why none came.
 fn request(pod: &Pod, target: SocketAddr, host: &'static str) -> anyhow::Result<(u16, String)> {
+    request_path(pod, target, host, "/")
+}
+
+fn request_path(
+    pod: &Pod,
+    target: SocketAddr,
+    host: &'static str,
+    path: &'static str,
+) -> anyhow::Result<(u16, String)> {
     pod.ns.run_in(Some(APP), move || {
-        HttpConn::connect(target)?.get_with("/", &[("host", host)])
+        HttpConn::connect(target)?.get_with(path, &[("host", host)])
     })
 }
 
@@ -117,6 +137,18 @@ fn registry_only_reaches_an_external_backend_only_through_a_service_entry() {
         ))
     })
     .unwrap();
+    // A VirtualService routes the entry's host: its fault on /teapot.
+    let teapot = request_path(
+        frontend,
+        (STATIC_VIP, 80).into(),
+        "static.example.com",
+        "/teapot",
+    );
+    assert_eq!(
+        teapot.unwrap().0,
+        418,
+        "the VirtualService's fault on the entry's host"
+    );
     // DNS (STRICT_DNS on an IP literal), TCP by VIP: the app's HTTP passes as bytes.
     wait_for("the DNS entry by its VIP", READY, || {
         Ok(answered(

@@ -54,6 +54,16 @@ spec:
   ports: [{{number: {APP_PORT}, name: http, protocol: HTTP}}]
   resolution: NONE
 ---
+# HTTPS by SNI (no addresses): only Envoy's acceptance of the chains and tls_inspector is checked.
+apiVersion: networking.meshd.io/v1alpha1
+kind: ServiceEntry
+metadata: {{name: ext-tls, namespace: demo}}
+spec:
+  hosts: [tls.example.com]
+  ports: [{{number: 443, name: https, protocol: HTTPS}}]
+  resolution: DNS
+  endpoints: [{{address: {EXTERNAL}}}]
+---
 apiVersion: networking.meshd.io/v1alpha1
 kind: VirtualService
 metadata: {{name: ext-static, namespace: demo}}
@@ -166,6 +176,13 @@ fn registry_only_reaches_an_external_backend_only_through_a_service_entry() {
         .admin("/config_dump?resource=dynamic_active_clusters")
         .unwrap();
     assert!(dump.contains("STRICT_DNS"), "the DNS entry's cluster type");
+    let listeners = frontend
+        .admin("/config_dump?resource=dynamic_listeners")
+        .unwrap();
+    assert!(
+        listeners.contains("tls.example.com") && listeners.contains("tls_inspector"),
+        "the SNI chain and tls_inspector in force"
+    );
 
     // Without the entries, blocked again; ALLOW_ANY lets the same destination through.
     mesh.write_config_file("entries.yaml", None).unwrap();

@@ -662,6 +662,12 @@ impl Translator {
         );
         let entries = self.entry_chains(&listener.filter_chains, &mut warnings);
         listener.filter_chains.extend(entries);
+        // After original_dst: it matches on the restored destination port.
+        listener
+            .listener_filters
+            .extend(crate::traffic::service_entry::tls_inspector(
+                &listener.filter_chains,
+            ));
         out.put(
             &mut self.shared,
             ResourceType::Listener,

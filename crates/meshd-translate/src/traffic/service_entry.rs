@@ -3,7 +3,8 @@
 //! DNS → STRICT_DNS, DNS_ROUND_ROBIN → LOGICAL_DNS), HTTP ports as virtual hosts (so VirtualServices
 //! route them) and `virtualOutbound` chains: by `addresses`:port, or for an entry without addresses by
 //! the port alone (HTTP by Host, in the shared route `<port>` whose last virtual host is ALLOW_ANY's
-//! passthrough or REGISTRY_ONLY's 502; TCP only for resolution NONE, "any IP on that port").
+//! passthrough or REGISTRY_ONLY's 502; TLS/HTTPS by SNI per host, with `tls_inspector` on those ports
+//! only; other TCP only for resolution NONE, "any IP on that port").
 //! Only versions in force are read; an older entry keeps an address:port another one also claims.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,10 +15,14 @@ use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
-use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, FilterChainMatch};
+use envoy_types::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, FilterChainMatch, ListenerFilter, ListenerFilterChainMatchPredicate,
+    listener_filter, listener_filter_chain_match_predicate,
+};
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, Route, RouteConfiguration, VirtualHost, route,
 };
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::google::protobuf::UInt32Value;
 use meshd_api::mesh::OutboundTrafficPolicy;
 use meshd_api::networking::service_entry::{Location, Resolution};
@@ -25,7 +30,7 @@ use meshd_api::networking::{Protocol as EntryProtocol, ServiceEntrySpec};
 use meshd_api::validate::references::age_order;
 
 use crate::configs::Configs;
-use crate::envoy::{ads, seconds, socket, tcp_proxy_filter};
+use crate::envoy::{ads, pack, seconds, socket, tcp_proxy_filter};
 use crate::facts::{Config, Fact, FactKind, ObjectKey, ServicePort, TargetPort};
 use crate::naming::{BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, outbound_cluster_name, route_name};
 use crate::outbound::{cidr, http_connection_manager, set_http2};
@@ -360,6 +365,10 @@ pub(crate) fn outbound_chains(
         }
         let http = e.port.protocol.is_http();
         let ranges: Vec<CidrRange> = e.spec.addresses.iter().filter_map(|a| prefix(a)).collect();
+        if ranges.is_empty() && matches!(e.port.protocol, Protocol::Tls | Protocol::Https) {
+            sni_chains(e, ports, claimed, &mut chains, warnings);
+            continue;
+        }
         let original_dst = matches!(e.resolution(), Resolution::None | Resolution::DynamicDns);
         if ranges.is_empty() && !http && !original_dst {
             warnings.push(format!(
@@ -416,6 +425,67 @@ pub(crate) fn outbound_chains(
         });
     }
     chains
+}
+
+/// A TLS port without addresses: one chain per host by SNI (as Istio's TLS ports), each to its
+/// host's cluster; the listener needs [`tls_inspector`] on the port.
+fn sni_chains(
+    e: &EntryPort<'_>,
+    ports: &[EntryPort<'_>],
+    claimed: &mut BTreeSet<(String, u16)>,
+    chains: &mut Vec<FilterChain>,
+    warnings: &mut Vec<String>,
+) {
+    let port = e.port.port;
+    for host in ports
+        .iter()
+        .filter(|o| std::ptr::eq(o.spec, e.spec) && o.port.port == port)
+    {
+        if !claimed.insert((format!("sni:{}", host.host), port)) {
+            warnings.push(format!(
+                "ServiceEntry {}/{} port {port}: SNI {} is already claimed; skipped",
+                e.key.namespace, e.key.name, host.host
+            ));
+            continue;
+        }
+        chains.push(FilterChain {
+            name: route_name(host.host, port),
+            filter_chain_match: Some(FilterChainMatch {
+                destination_port: Some(UInt32Value {
+                    value: u32::from(port),
+                }),
+                server_names: vec![host.host.to_string()],
+                transport_protocol: "tls".into(),
+                ..Default::default()
+            }),
+            filters: vec![tcp_proxy_filter(&host.cluster, &host.cluster)],
+            ..Default::default()
+        });
+    }
+}
+
+/// `tls_inspector` for the ports of `chains` that match on SNI, disabled on every other port (a
+/// server-first protocol never waits for it); `None` when no chain does.
+pub(crate) fn tls_inspector(chains: &[FilterChain]) -> Option<ListenerFilter> {
+    let ports: BTreeSet<u16> = chains
+        .iter()
+        .filter_map(|c| c.filter_chain_match.as_ref())
+        .filter(|m| !m.server_names.is_empty())
+        .filter_map(|m| m.destination_port.as_ref())
+        .filter_map(|p| u16::try_from(p.value).ok())
+        .collect();
+    let needed = crate::inbound::any_of(ports.into_iter().collect())?;
+    Some(ListenerFilter {
+        name: "envoy.filters.listener.tls_inspector".into(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(pack(
+            &TlsInspector::default(),
+        ))),
+        filter_disabled: Some(ListenerFilterChainMatchPredicate {
+            rule: Some(listener_filter_chain_match_predicate::Rule::NotMatch(
+                Box::new(needed),
+            )),
+        }),
+    })
 }
 
 fn rds(stat_prefix: &str, route: String) -> Filter {

@@ -87,9 +87,24 @@ pub(crate) struct EntryPort<'a> {
     /// As a Service port (name, protocol, the endpoints' port), for the shared builders.
     pub port: ServicePort,
     pub cluster: String,
+    /// A DestinationRule subset of the host: its name and the endpoint labels it selects.
+    pub subset: Option<(String, BTreeMap<String, String>)>,
 }
 
-impl EntryPort<'_> {
+impl<'a> EntryPort<'a> {
+    /// The same host and port as one subset's cluster (`outbound|<port>|<subset>|<host>`): the
+    /// endpoints carrying the subset's labels (Istio filters DNS and STATIC entries' endpoints so).
+    pub fn with_subset(&self, name: &str, labels: &BTreeMap<String, String>) -> EntryPort<'a> {
+        EntryPort {
+            key: self.key,
+            spec: self.spec,
+            host: self.host,
+            port: self.port.clone(),
+            cluster: crate::traffic::subsets::subset_cluster_name(self.port.port, name, self.host),
+            subset: Some((name.to_string(), labels.clone())),
+        }
+    }
+
     pub fn resolution(&self) -> Resolution {
         self.spec.resolution.unwrap_or_default()
     }
@@ -121,6 +136,7 @@ pub(crate) fn entry_ports(configs: &Configs) -> Vec<EntryPort<'_>> {
                         target_port: TargetPort::Number(target),
                     },
                     cluster: outbound_cluster_name(number, host),
+                    subset: None,
                 });
             }
         }
@@ -142,9 +158,14 @@ fn endpoints(e: &EntryPort<'_>) -> Vec<(String, u16, u32)> {
             _ => Vec::new(),
         };
     }
+    let selected = |labels: &BTreeMap<String, String>| match &e.subset {
+        Some((_, want)) => want.iter().all(|(k, v)| labels.get(k) == Some(v)),
+        None => true,
+    };
     e.spec
         .endpoints
         .iter()
+        .filter(|ep| selected(&ep.labels))
         .map(|ep| {
             let port = ep
                 .ports

@@ -11,6 +11,7 @@ use crate::resources::{Resource, ResourceType};
 use crate::traffic::service_entry::{
     EntryPort, claims, cluster, entry_ports, load_assignment, outbound_chains, route_configurations,
 };
+use crate::traffic::subsets::subsets_for;
 
 impl Translator {
     /// Every accepted entry's clusters, assignments and routes; the ones no longer produced are
@@ -19,7 +20,17 @@ impl Translator {
         let mut produced: Vec<(ResourceType, std::sync::Arc<Resource>)> = Vec::new();
         let ports = entry_ports(&self.configs);
         let mut tcp_touched = touched.all;
+        // Each host port's cluster, then one per DestinationRule subset of the host.
+        let mut clusters = Vec::new();
         for e in &ports {
+            let subsets = subsets_for(&self.configs, e.host, &self.settings.cluster_domain);
+            clusters.extend(
+                subsets
+                    .iter()
+                    .map(|(name, labels)| e.with_subset(name, labels)),
+            );
+        }
+        for e in ports.iter().chain(&clusters) {
             tcp_touched |= !e.port.protocol.is_http() && touched.hosts.contains(e.host);
             let view = self.entry_view(e);
             let mut c = cluster(e);
@@ -28,7 +39,7 @@ impl Translator {
                 &self.configs,
                 e.host,
                 e.port.port,
-                None,
+                e.subset.as_ref().map(|(name, _)| name.as_str()),
                 &self.settings.cluster_domain,
             );
             if c.eds_cluster_config.is_some() {
@@ -52,6 +63,7 @@ impl Translator {
         for r in route_configurations(&ports, self.mesh.outbound_traffic_policy, &routes) {
             produced.push((ResourceType::Route, Resource::new(r.name.clone(), &r)));
         }
+        drop(clusters);
         drop(ports);
         let names: Vec<(ResourceType, String)> = produced
             .iter()

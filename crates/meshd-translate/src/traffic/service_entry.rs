@@ -289,6 +289,10 @@ pub(crate) fn route_configurations(
         }
         let name = route_name(&e.spec.hosts[0], e.port.port);
         let vhosts = addressed.entry(name).or_default();
+        if vhosts.iter().any(|v| v.domains.iter().any(|d| d == e.host)) {
+            // A host listed twice: Envoy refuses a domain in two virtual hosts.
+            continue;
+        }
         let mut domains = vec![e.host.to_string()];
         if vhosts.is_empty() {
             domains.extend(
@@ -543,3 +547,7 @@ pub(crate) fn claims(chains: &[FilterChain]) -> BTreeSet<(String, u16)> {
     }
     out
 }
+
+#[cfg(test)]
+#[path = "service_entry_tests.rs"]
+mod tests;

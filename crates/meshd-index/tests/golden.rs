@@ -11,7 +11,8 @@ use std::sync::Arc;
 use meshd_api::MeshSpec;
 use meshd_api::mesh::{MtlsMode, OutboundTrafficPolicy};
 use meshd_index::{
-    DestinationRuleKind, EndpointSliceKind, Kind, PodKind, ServiceKind, VirtualServiceKind,
+    DestinationRuleKind, EndpointSliceKind, Kind, PodKind, ServiceEntryKind, ServiceKind,
+    VirtualServiceKind,
 };
 use meshd_translate::facts::{Fact, FactChange, FactKind};
 use meshd_translate::{
@@ -57,6 +58,7 @@ fn load_mesh(file: &str) -> Mesh {
             "Pod" => reduced::<PodKind>(value),
             "VirtualService" => reduced::<VirtualServiceKind>(value),
             "DestinationRule" => reduced::<DestinationRuleKind>(value),
+            "ServiceEntry" => reduced::<ServiceEntryKind>(value),
             other => panic!("unexpected kind {other}"),
         });
     }
@@ -337,5 +339,55 @@ fn traffic_resources_for_web_pod_match_golden() {
     assert!(
         text.contains("10.0.1.2") && !text.contains("10.0.1.1"),
         "{text}"
+    );
+}
+
+/// ServiceEntries of each resolution under REGISTRY_ONLY (`service-entries.yaml`): their clusters
+/// (ORIGINAL_DST, EDS, STRICT_DNS, LOGICAL_DNS), load assignments, routes and outbound chains.
+#[test]
+fn service_entries_for_web_pod_match_golden() {
+    let pool = descriptor_pool();
+    let mut mesh = load_mesh("service-entries.yaml");
+    mesh.spec.outbound_traffic_policy = OutboundTrafficPolicy::RegistryOnly;
+    let compiled = mesh.compile();
+    for (key, verdict) in &compiled.verdicts {
+        assert!(verdict.accepted, "{key}: {}", verdict.message);
+    }
+    assert!(compiled.warnings.is_empty(), "{:?}", compiled.warnings);
+    let config = compiled.proxy_config(&NodeId::parse("web-0.shop").unwrap());
+    let json = render(&pool, &config);
+    check_golden("web-0.shop.service-entries.json", &json);
+    let cluster = |name: &str| {
+        json["cds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("cluster {name}"))
+            .clone()
+    };
+    assert_eq!(
+        cluster("outbound|80||api.example.com")["type"],
+        "ORIGINAL_DST"
+    );
+    assert_eq!(cluster("outbound|8080||legacy.internal")["type"], "EDS");
+    assert_eq!(
+        cluster("outbound|5432||pg.example.com")["type"],
+        "STRICT_DNS"
+    );
+    assert_eq!(
+        cluster("outbound|6379||rr.example.com")["type"],
+        "LOGICAL_DNS"
+    );
+    // DNS without endpoints resolves the host itself.
+    let mirror = cluster("outbound|443||mirror.example.com").to_string();
+    assert!(mirror.contains("\"mirror.example.com\""), "{mirror}");
+    // The shared route of port 80 ends in REGISTRY_ONLY's 502.
+    let rds = json["rds"].to_string();
+    assert!(rds.contains("block_all") && rds.contains("502"), "{rds}");
+    let lds = json["lds"].to_string();
+    assert!(
+        lds.contains("0.0.0.0_25") && lds.contains("240.0.0.20"),
+        "{lds}"
     );
 }

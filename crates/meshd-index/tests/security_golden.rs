@@ -554,3 +554,43 @@ fn the_whole_security_mesh_renders() {
         render(&descriptor_pool(), &config);
     }
 }
+
+/// MESH_INTERNAL ServiceEntries get auto mTLS towards endpoints that are pods of the mesh; MESH_EXTERNAL
+/// ones never do (Istio), even when the endpoint is such a pod (web-0, 10.0.1.1).
+#[test]
+fn only_mesh_internal_service_entries_get_auto_mtls() {
+    let mut extra = String::new();
+    for (name, location) in [
+        ("vm-internal", "MESH_INTERNAL"),
+        ("vm-external", "MESH_EXTERNAL"),
+    ] {
+        extra.push_str(&format!(
+            "---
+apiVersion: networking.meshd.io/v1alpha1
+kind: ServiceEntry
+metadata: {{name: {name}, namespace: shop}}
+spec:
+  hosts: [{name}.example.com]
+  ports: [{{number: 8080, name: http, protocol: HTTP}}]
+  location: {location}
+  resolution: STATIC
+  endpoints: [{{address: 10.0.1.1}}]
+"
+        ));
+    }
+    let compiled = compile(MtlsMode::Strict, &extra);
+    let json = config(&compiled, "web-0.shop", &[ResourceType::Cluster]);
+    let internal = by_name(&json, "cds", "outbound|8080||vm-internal.example.com");
+    assert!(
+        internal
+            .to_string()
+            .contains("spiffe://cluster.local/ns/shop/sa/web"),
+        "MESH_INTERNAL: auto mTLS checking the pod's identity: {internal}"
+    );
+    let external = by_name(&json, "cds", "outbound|8080||vm-external.example.com");
+    assert!(
+        external.get("transportSocketMatches").is_none()
+            && external.get("transportSocket").is_none(),
+        "MESH_EXTERNAL: no mTLS: {external}"
+    );
+}

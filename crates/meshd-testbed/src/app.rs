@@ -212,12 +212,12 @@ impl HttpConn {
         if method != "GET" {
             extra.push_str("content-length: 0\r\n");
         }
-        write!(
-            self.writer,
-            "{method} {path} HTTP/1.1\r\nhost: {}\r\n{extra}\r\n",
-            self.target
-        )
-        .with_context(|| format!("writing to {}", self.target))?;
+        // A `host` among `headers` replaces the default one (the target address).
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            extra.insert_str(0, &format!("host: {}\r\n", self.target));
+        }
+        write!(self.writer, "{method} {path} HTTP/1.1\r\n{extra}\r\n")
+            .with_context(|| format!("writing to {}", self.target))?;
         let mut status = None;
         let mut length = None;
         let mut chunked = false;

@@ -44,6 +44,8 @@ pub struct Mesh {
     declared: Vec<(String, String, Ipv4Addr)>,
     /// `Mesh.spec.mtls.mode`.
     mode: String,
+    /// `Mesh.spec.outboundTrafficPolicy` (ALLOW_ANY, the default, when empty).
+    outbound: String,
     /// Namespaces outside the mesh (no capture, no sidecar) on the bridge.
     outsiders: Vec<NetNs>,
     /// Labels beside `app` by pod name (`version: v2` for a canary).
@@ -75,6 +77,7 @@ impl Mesh {
             envoy: envoy.to_path_buf(),
             declared: Vec::new(),
             mode: mode.to_string(),
+            outbound: String::new(),
             outsiders: Vec::new(),
             labels: std::collections::BTreeMap::new(),
             work,
@@ -134,6 +137,12 @@ impl Mesh {
     /// Changes the Mesh's `spec.mtls.mode` (the running proxies get it over xDS).
     pub fn set_mode(&mut self, mode: &str) -> anyhow::Result<()> {
         self.mode = mode.to_string();
+        self.write_config()
+    }
+
+    /// Changes the Mesh's `spec.outboundTrafficPolicy` (`ALLOW_ANY`, `REGISTRY_ONLY`).
+    pub fn set_outbound_policy(&mut self, policy: &str) -> anyhow::Result<()> {
+        self.outbound = policy.to_string();
         self.write_config()
     }
 
@@ -343,10 +352,13 @@ impl Mesh {
     /// Writes the whole config directory (atomically, through a hidden temporary file).
     fn write_config(&self) -> anyhow::Result<()> {
         let config = self.work.path().join("config");
-        let mesh = format!(
+        let mut mesh = format!(
             "apiVersion: meshd.io/v1alpha1\nkind: Mesh\nmetadata: {{name: default}}\nspec:\n  mtls: {{mode: {}}}\n",
             self.mode
         );
+        if !self.outbound.is_empty() {
+            mesh.push_str(&format!("  outboundTrafficPolicy: {}\n", self.outbound));
+        }
         let tmp = config.join(".mesh.yaml.tmp");
         std::fs::write(&tmp, mesh)?;
         std::fs::rename(&tmp, config.join("mesh.yaml"))?;

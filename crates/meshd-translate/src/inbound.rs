@@ -329,9 +329,8 @@ fn inbound_hcm(cluster: &str, rbac: &WorkloadRbac, mtls: bool) -> Filter {
     }
 }
 
-/// `tls_inspector` when some chain matches on TLS, disabled on the ports whose mode is DISABLE (a
-/// server-first protocol there never waits for it). `modes`: the ports with chains of their own.
-fn tls_inspector(workload: MtlsMode, modes: &[(u16, MtlsMode)]) -> Option<ListenerFilter> {
+/// A listener filter predicate matching any of `ports` (none: `None`).
+pub(crate) fn any_of(ports: Vec<u16>) -> Option<ListenerFilterChainMatchPredicate> {
     let range = |port: u16| ListenerFilterChainMatchPredicate {
         rule: Some(
             listener_filter_chain_match_predicate::Rule::DestinationPortRange(Int32Range {
@@ -340,7 +339,7 @@ fn tls_inspector(workload: MtlsMode, modes: &[(u16, MtlsMode)]) -> Option<Listen
             }),
         ),
     };
-    let any_of = |ports: Vec<u16>| match ports.len() {
+    match ports.len() {
         0 => None,
         1 => Some(range(ports[0])),
         _ => Some(ListenerFilterChainMatchPredicate {
@@ -350,7 +349,12 @@ fn tls_inspector(workload: MtlsMode, modes: &[(u16, MtlsMode)]) -> Option<Listen
                 },
             )),
         }),
-    };
+    }
+}
+
+/// `tls_inspector` when some chain matches on TLS, disabled on the ports whose mode is DISABLE (a
+/// server-first protocol there never waits for it). `modes`: the ports with chains of their own.
+fn tls_inspector(workload: MtlsMode, modes: &[(u16, MtlsMode)]) -> Option<ListenerFilter> {
     let plain: Vec<u16> = modes
         .iter()
         .filter(|(_, m)| *m == MtlsMode::Disable)

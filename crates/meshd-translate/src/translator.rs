@@ -30,6 +30,7 @@ use crate::proxy::CompiledMesh;
 use crate::resources::{Resource, ResourceSet, ResourceType};
 use crate::traffic::subsets::{filter_slice, subset_cluster_name, subsets_for};
 
+mod entries;
 mod security;
 
 use security::{EndpointRef, Touched};
@@ -138,6 +139,8 @@ pub struct Translator {
     configs: Configs,
     /// Each Service's subset clusters (`outbound|<port>|<subset>|<fqdn>`), to remove stale ones.
     subset_clusters: BTreeMap<ObjectKey, Vec<String>>,
+    /// The ServiceEntries' clusters, assignments and routes, to remove stale ones.
+    entry_resources: Vec<(ResourceType, String)>,
 }
 
 /// The Services' hosts, as the verdicts' checks ask for them.
@@ -183,6 +186,7 @@ impl Translator {
             outbound_warnings: Vec::new(),
             configs: Configs::default(),
             subset_clusters: BTreeMap::new(),
+            entry_resources: Vec::new(),
         };
         translator.rebuild_outbound(&mut ChangeSet::default());
         translator
@@ -197,6 +201,7 @@ impl Translator {
         let mut judge = false;
         // Namespaces whose pods changed: their subsets' endpoints may differ.
         let mut pods_changed: BTreeSet<String> = BTreeSet::new();
+        let mut peers_changed = false;
         for FactChange { kind, key, fact } in changes {
             match (kind, fact) {
                 // Kinds with a verdict (FactKind::has_verdict): held and judged in `configs`.
@@ -236,6 +241,7 @@ impl Translator {
                     out.proxies.insert(node);
                 }
                 (FactKind::PeerAuthentication, fact) => {
+                    peers_changed = true;
                     let new = match fact {
                         Some(Fact::PeerAuthentication(p)) => Some(p),
                         _ => None,
@@ -265,9 +271,12 @@ impl Translator {
             .cloned()
             .unwrap_or_default();
         let mut outbound_dirty = *mesh != *self.mesh;
+        let policy_changed = mesh.outbound_traffic_policy != self.mesh.outbound_traffic_policy;
         touched.everything |=
             mesh.mtls.mode != self.mesh.mtls.mode || mesh.trust_domain != self.mesh.trust_domain;
         self.mesh = mesh;
+        // MESH_INTERNAL entries' auto mTLS follows their endpoint pods' sidecars and modes.
+        let identities_moved = touched.everything || peers_changed || !pods_changed.is_empty();
         self.apply_touched(touched, &mut endpoints_of, &mut out);
 
         // Services whose selection changed, old and new, by namespace: their pods are marked once.
@@ -287,7 +296,12 @@ impl Translator {
                 let touched = self.configs.take_touched(&self.settings.cluster_domain);
                 // A VirtualService's tcp[] routes are in the outbound listener's chains.
                 outbound_dirty |= self.refresh_routes(&touched, &mut out);
+                outbound_dirty |= self.compile_entries(&touched, &mut out);
             }
+        }
+        // The entries' shared HTTP routes end in the policy's catch-all.
+        if policy_changed || (identities_moved && self.has_internal_entries()) {
+            self.compile_entries(&crate::configs::Touched::default(), &mut out);
         }
         for (namespace, services) in selecting {
             self.mark_selected(&namespace, &services, &mut out);
@@ -441,13 +455,7 @@ impl Translator {
         &self,
         view: &PortView<'_>,
     ) -> Option<Vec<envoy_types::pb::envoy::config::route::v3::Route>> {
-        let hosts = ServiceHostsOf {
-            services: &self.services,
-            domain: &self.settings.cluster_domain,
-        };
-        let ports_of = |fqdn: &str| {
-            meshd_api::validate::verdicts::ServiceHosts::service(&hosts, fqdn).map(|(_, p)| p)
-        };
+        let ports_of = |fqdn: &str| self.ports_of(fqdn);
         crate::traffic::service_routes(
             &self.configs,
             view.fqdn,
@@ -455,6 +463,17 @@ impl Translator {
             &self.settings.cluster_domain,
             &ports_of,
         )
+    }
+
+    /// A host's port numbers: a Service's, else an accepted ServiceEntry's.
+    fn ports_of(&self, fqdn: &str) -> Option<Vec<u16>> {
+        let hosts = ServiceHostsOf {
+            services: &self.services,
+            domain: &self.settings.cluster_domain,
+        };
+        meshd_api::validate::verdicts::ServiceHosts::service(&hosts, fqdn)
+            .map(|(_, p)| p)
+            .or_else(|| crate::traffic::service_entry::ports(&self.configs, fqdn))
     }
 
     /// A service port's cluster (or a subset's) with its DestinationRule policy.
@@ -624,13 +643,7 @@ impl Translator {
             .services
             .iter()
             .flat_map(|(key, service)| service.views(key));
-        let hosts = ServiceHostsOf {
-            services: &self.services,
-            domain: &self.settings.cluster_domain,
-        };
-        let ports_of = |fqdn: &str| {
-            meshd_api::validate::verdicts::ServiceHosts::service(&hosts, fqdn).map(|(_, p)| p)
-        };
+        let ports_of = |fqdn: &str| self.ports_of(fqdn);
         let tcp = |view: &PortView<'_>| {
             crate::traffic::service_tcp_filter(
                 &self.configs,
@@ -641,12 +654,20 @@ impl Translator {
                 view.cluster,
             )
         };
-        let listener = virtual_outbound(
+        let mut listener = virtual_outbound(
             views,
             self.mesh.outbound_traffic_policy,
             &tcp,
             &mut warnings,
         );
+        let entries = self.entry_chains(&listener.filter_chains, &mut warnings);
+        listener.filter_chains.extend(entries);
+        // After original_dst: it matches on the restored destination port.
+        listener
+            .listener_filters
+            .extend(crate::traffic::service_entry::tls_inspector(
+                &listener.filter_chains,
+            ));
         out.put(
             &mut self.shared,
             ResourceType::Listener,

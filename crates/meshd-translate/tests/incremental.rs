@@ -9,7 +9,8 @@ use meshd_api::mesh::{MtlsMode, OutboundTrafficPolicy};
 use meshd_api::security::authorization_policy::{Action, From, Rule, Source};
 use meshd_api::security::peer_authentication::PeerMtlsMode;
 use meshd_translate::facts::{
-    Age, AuthorizationPolicy, Fact, FactChange, FactKind, ObjectKey, PeerAuthentication, TargetPort,
+    Age, AuthorizationPolicy, Config, Fact, FactChange, FactKind, ObjectKey, PeerAuthentication,
+    TargetPort,
 };
 use meshd_translate::synthetic::{endpoint, synthetic_mesh};
 use meshd_translate::{
@@ -79,6 +80,9 @@ enum Edit {
     Authz(usize, bool),
     /// The Mesh's mTLS mode.
     MeshMtls(u8),
+    /// A ServiceEntry in namespace n, towards workload w's IP: (n, w, shape); shape 0 removes it,
+    /// else it picks location, resolution, protocol, and whether it has an address (a Service's VIP).
+    Entry(usize, usize, u8),
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
@@ -98,6 +102,7 @@ fn edit() -> impl Strategy<Value = Edit> {
         (0..3u8, 0..3usize, 0..5u8).prop_map(|(a, b, c)| Edit::Peer(a, b, c)),
         (0..11usize, any::<bool>()).prop_map(|(n, b)| Edit::Authz(n, b)),
         (0..3u8).prop_map(Edit::MeshMtls),
+        (0..3usize, 0..18usize, 0..32u8).prop_map(|(n, w, v)| Edit::Entry(n, w, v)),
     ]
 }
 
@@ -260,6 +265,38 @@ fn apply_edit(state: &mut State, edit: &Edit) -> Vec<FactChange> {
             }
             touched.push(k);
         }
+        Edit::Entry(ns, w, shape) => {
+            let k = (
+                FactKind::ServiceEntry,
+                ObjectKey::new(format!("ns-{ns}"), "se"),
+            );
+            if *shape == 0 {
+                state.remove(&k);
+            } else {
+                let ip = base.workloads[*w].1.ips[0].clone();
+                let vip = base.services[*w % 9].1.vips[0].clone();
+                let resolution = ["STATIC", "NONE", "DNS", "STATIC"][usize::from(shape >> 3)];
+                let spec = serde_json::json!({
+                    "hosts": [format!("se-{ns}.example.com")],
+                    "addresses": if shape & 1 == 1 { vec![vip] } else { Vec::new() },
+                    "ports": [{"number": 80, "name": "p",
+                               "protocol": if shape & 2 == 2 { "HTTP" } else { "TCP" }}],
+                    "location": if shape & 4 == 4 { "MESH_INTERNAL" } else { "MESH_EXTERNAL" },
+                    "resolution": resolution,
+                    "endpoints": if shape >> 3 == 1 { Vec::new() } else { vec![serde_json::json!({"address": ip})] },
+                });
+                state.insert(
+                    k.clone(),
+                    Fact::ServiceEntry(Arc::new(Config {
+                        generation: None,
+                        created: None,
+                        spec: serde_json::from_value(spec).expect("a ServiceEntry spec"),
+                        problems: Vec::new(),
+                    })),
+                );
+            }
+            touched.push(k);
+        }
         Edit::Authz(ns, present) => {
             let namespace = if *ns == 10 {
                 "meshd-system".to_string()
@@ -385,4 +422,32 @@ fn a_selector_change_affects_the_pods_it_selected_and_selects() {
         changed.names(ResourceType::Listener).is_empty(),
         "VIPs unchanged"
     );
+}
+
+/// A MESH_INTERNAL ServiceEntry's auto mTLS follows its endpoint pod: meshing the pod afterwards, or
+/// changing the Mesh's mode, recompiles the entry's cluster as translating from nothing would.
+#[test]
+fn a_mesh_internal_entry_follows_its_endpoint_pods_sidecar_and_the_mesh_mode() {
+    let mut state = initial();
+    let mut translator = Translator::new(TranslateSettings::default());
+    translator.apply(everything(&state));
+    // Internal (4), STATIC, HTTP (2), by address (1), towards workload 0's IP.
+    for edit in [
+        Edit::Entry(0, 0, 7),
+        Edit::Meshed(0),
+        Edit::MeshMtls(2),
+        Edit::MeshMtls(1),
+    ] {
+        let changes = apply_edit(&mut state, &edit);
+        let (mesh, _) = translator.apply(changes);
+        let (fresh, _) = Translator::new(TranslateSettings::default()).apply(everything(&state));
+        let (a, b) = (dump(&mesh, &state), dump(&fresh, &state));
+        let differ: Vec<(&String, &String)> = a
+            .iter()
+            .chain(&b)
+            .filter(|r| !(a.contains(r) && b.contains(r)))
+            .map(|(ty, name, _)| (ty, name))
+            .collect();
+        assert!(differ.is_empty(), "after {edit:?}: differ: {differ:?}");
+    }
 }

@@ -1,0 +1,125 @@
+//! The Translator's side of ServiceEntries (`traffic::service_entry` builds them): their clusters,
+//! load assignments and routes, recompiled whenever what is in force or the outbound policy changes
+//! (only the resources whose bytes differ are pushed), and their `virtualOutbound` chains.
+
+use envoy_types::pb::envoy::config::listener::v3::FilterChain;
+
+use super::{ChangeSet, Translator};
+use crate::configs::Touched;
+use crate::outbound::PortView;
+use crate::resources::{Resource, ResourceType};
+use crate::traffic::service_entry::{
+    EntryPort, claims, cluster, entry_ports, load_assignment, outbound_chains, route_configurations,
+};
+use crate::traffic::subsets::subsets_for;
+
+impl Translator {
+    /// Every accepted entry's clusters, assignments and routes; the ones no longer produced are
+    /// removed. Whether the outbound listener may differ (an entry with a non-HTTP port is touched).
+    pub(super) fn compile_entries(&mut self, touched: &Touched, out: &mut ChangeSet) -> bool {
+        let mut produced: Vec<(ResourceType, std::sync::Arc<Resource>)> = Vec::new();
+        let ports = entry_ports(&self.configs);
+        let mut tcp_touched = touched.all;
+        // Each host port's cluster, then one per DestinationRule subset of the host.
+        let mut clusters = Vec::new();
+        for e in &ports {
+            let subsets = subsets_for(&self.configs, e.host, &self.settings.cluster_domain);
+            clusters.extend(
+                subsets
+                    .iter()
+                    .map(|(name, labels)| e.with_subset(name, labels)),
+            );
+        }
+        for e in ports.iter().chain(&clusters) {
+            tcp_touched |= !e.port.protocol.is_http() && touched.hosts.contains(e.host);
+            let view = self.entry_view(e);
+            let mut c = cluster(e);
+            crate::traffic::apply_policy(
+                &mut c,
+                &self.configs,
+                e.host,
+                e.port.port,
+                e.subset.as_ref().map(|(name, _)| name.as_str()),
+                &self.settings.cluster_domain,
+            );
+            if c.eds_cluster_config.is_some() {
+                let mut assignment = load_assignment(e);
+                if e.internal() {
+                    // Endpoints that are pods of this mesh (by IP) get auto mTLS.
+                    self.secure(&view, &Default::default(), &mut assignment, &mut c);
+                }
+                produced.push((
+                    ResourceType::Endpoint,
+                    Resource::new(e.cluster.clone(), &assignment),
+                ));
+            }
+            produced.push((ResourceType::Cluster, Resource::new(e.cluster.clone(), &c)));
+        }
+        let routes = |e: &EntryPort<'_>| {
+            let view = self.entry_view(e);
+            self.vs_routes(&view)
+                .unwrap_or_else(|| vec![crate::traffic::routes::default_route(&e.cluster, None)])
+        };
+        for r in route_configurations(&ports, self.mesh.outbound_traffic_policy, &routes) {
+            produced.push((ResourceType::Route, Resource::new(r.name.clone(), &r)));
+        }
+        drop(clusters);
+        drop(ports);
+        let names: Vec<(ResourceType, String)> = produced
+            .iter()
+            .map(|(ty, r)| (*ty, r.name.to_string()))
+            .collect();
+        for (ty, r) in produced {
+            out.put(&mut self.shared, ty, r);
+        }
+        for (ty, name) in std::mem::take(&mut self.entry_resources) {
+            if !names.iter().any(|(t, n)| *t == ty && *n == name) {
+                out.remove(&mut self.shared, ty, &name);
+            }
+        }
+        self.entry_resources = names;
+        tcp_touched
+    }
+
+    /// Whether a MESH_INTERNAL entry is in force (its clusters depend on pods and PeerAuthentications).
+    pub(super) fn has_internal_entries(&self) -> bool {
+        crate::traffic::service_entry::entries(&self.configs)
+            .iter()
+            .any(|(_, c)| {
+                c.spec.location
+                    == Some(meshd_api::networking::service_entry::Location::MeshInternal)
+            })
+    }
+
+    fn entry_view<'a>(&self, e: &'a EntryPort<'a>) -> PortView<'a> {
+        PortView {
+            service: e.key,
+            fqdn: e.host,
+            vips: &e.spec.addresses,
+            port: &e.port,
+            cluster: &e.cluster,
+        }
+    }
+
+    /// The entries' chains for `virtualOutbound`, after the Services' `chains`.
+    pub(super) fn entry_chains(
+        &self,
+        chains: &[FilterChain],
+        warnings: &mut Vec<String>,
+    ) -> Vec<FilterChain> {
+        let ports = entry_ports(&self.configs);
+        let mut claimed = claims(chains);
+        let tcp = |e: &EntryPort<'_>| {
+            let ports_of = |fqdn: &str| self.ports_of(fqdn);
+            crate::traffic::service_tcp_filter(
+                &self.configs,
+                e.host,
+                e.port.port,
+                &self.settings.cluster_domain,
+                &ports_of,
+                &e.cluster,
+            )
+        };
+        outbound_chains(&ports, &mut claimed, &tcp, warnings)
+    }
+}

@@ -536,6 +536,7 @@ impl Translator {
                     let refs: Vec<&EndpointSlice> = slices.iter().collect();
                     self.secure(
                         &sub,
+                        Some(subset),
                         &security::endpoint_pods(&refs),
                         &mut assignment,
                         &mut cluster,
@@ -601,7 +602,7 @@ impl Translator {
         for view in service.views(key) {
             let mut assignment = load_assignment(&view, slices.iter().copied());
             let mut cluster = self.cluster_of(&view, None);
-            self.secure(&view, &pods, &mut assignment, &mut cluster);
+            self.secure(&view, None, &pods, &mut assignment, &mut cluster);
             compiled.push((cluster, assignment));
         }
         for (cluster, assignment) in compiled {

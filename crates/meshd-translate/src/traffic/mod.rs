@@ -2,8 +2,8 @@
 //! host, and its HTTP routes ([`routes`], [`matches`]). Only versions in force (`configs`) are read.
 //!
 //! Subsets are their own EDS clusters ([`subsets`]); DestinationRule policies go on the clusters
-//! ([`policy`]); `tcp[]` routes are the port's `tcp_proxy` ([`tcp`]). Not yet: DestinationRule `tls`,
-//! TLS (SNI) routes,
+//! ([`policy`]), their `tls` with the endpoints ([`tls`]); `tcp[]` routes are the port's `tcp_proxy`
+//! ([`tcp`]). Not yet: TLS (SNI) routes,
 //! ServiceEntry listeners; `exportTo` and `sourceLabels` are not applied per proxy (the routes are
 //! shared by every proxy).
 
@@ -12,6 +12,7 @@ pub(crate) mod policy;
 pub(crate) mod routes;
 pub(crate) mod subsets;
 mod tcp;
+pub(crate) mod tls;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::route::v3::Route;

@@ -216,10 +216,12 @@ impl Translator {
 
     /// Auto mTLS for one Service port: endpoints whose pods carry a sidecar of this mesh and accept
     /// mTLS on the port are marked, and the cluster checks their identities; a port with no such
-    /// endpoint stays plaintext (no SDS: DISABLE needs no agent).
+    /// endpoint stays plaintext (no SDS: DISABLE needs no agent). The DestinationRule's `tls` for
+    /// the port (and `subset`), when set, replaces all of this ([`crate::traffic::tls`]).
     pub(super) fn secure(
         &self,
         view: &PortView<'_>,
+        subset: Option<&str>,
         pods: &BTreeMap<&str, &str>,
         assignment: &mut ClusterLoadAssignment,
         cluster: &mut Cluster,
@@ -255,9 +257,18 @@ impl Translator {
             ));
             lb.metadata = Some(meshed_endpoint_metadata());
         }
-        if !identities.is_empty() {
-            let identities: Vec<String> = identities.into_iter().collect();
-            let sni = mesh_sni(view.port.port, "", view.fqdn);
+        let identities: Vec<String> = identities.into_iter().collect();
+        let sni = mesh_sni(view.port.port, "", view.fqdn);
+        let policy = crate::traffic::cluster_policy(
+            &self.configs,
+            view.fqdn,
+            view.port.port,
+            subset,
+            &self.settings.cluster_domain,
+        );
+        if !crate::traffic::tls::apply(cluster, policy.tls, &sni, &identities)
+            && !identities.is_empty()
+        {
             auto_mtls(cluster, &sni, &identities);
         }
     }

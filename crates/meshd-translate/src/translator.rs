@@ -204,7 +204,9 @@ impl Translator {
                     FactKind::VirtualService
                     | FactKind::DestinationRule
                     | FactKind::ServiceEntry
-                    | FactKind::Gateway,
+                    | FactKind::Gateway
+                    | FactKind::PeerAuthentication
+                    | FactKind::AuthorizationPolicy,
                     fact,
                 ) => {
                     judge |= self.configs.set(kind, key, fact);
@@ -234,20 +236,6 @@ impl Translator {
                     };
                     self.set_workload(key, new, &mut touched);
                     out.proxies.insert(node);
-                }
-                (FactKind::PeerAuthentication, fact) => {
-                    let new = match fact {
-                        Some(Fact::PeerAuthentication(p)) => Some(p),
-                        _ => None,
-                    };
-                    self.set_peer(key, new, &mut touched);
-                }
-                (FactKind::AuthorizationPolicy, fact) => {
-                    let new = match fact {
-                        Some(Fact::AuthorizationPolicy(p)) => Some(p),
-                        _ => None,
-                    };
-                    self.set_authz(key, new, &mut touched);
                 }
                 (FactKind::Mesh, fact) => match fact {
                     Some(Fact::Mesh(m)) => {
@@ -287,6 +275,7 @@ impl Translator {
                 let touched = self.configs.take_touched(&self.settings.cluster_domain);
                 // A VirtualService's tcp[] routes are in the outbound listener's chains.
                 outbound_dirty |= self.refresh_routes(&touched, &mut out);
+                self.sync_security(&mut endpoints_of, &mut out);
             }
         }
         for (namespace, services) in selecting {

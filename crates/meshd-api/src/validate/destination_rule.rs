@@ -254,7 +254,8 @@ mod traffic {
             );
         }
         match t.mode {
-            Some(ClientTlsMode::Mutual) => {
+            // (With credentialName, refused above, the files are not asked for as well.)
+            Some(ClientTlsMode::Mutual) if t.credential_name.is_none() => {
                 for (field, v) in [
                     ("clientCertificate", &t.client_certificate),
                     ("privateKey", &t.private_key),

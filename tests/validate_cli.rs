@@ -36,14 +36,17 @@ fn istios_examples_pass_their_object_checks_and_only_their_missing_services_are_
     let out = validate(&["-f", "tests/fixtures/istio"]);
     let lines = stdout_lines(&out);
     // Istio's examples, unrelated to each other, route to Services they do not define and reuse
-    // hosts: only such reference problems are reported, nothing in any object on its own.
+    // hosts: only such reference problems are reported, nothing in any object on its own, except
+    // what meshd does not support (a sidecar's DestinationRule credentialName: Secrets are not served
+    // to sidecars yet).
     assert!(!lines.is_empty());
     for line in &lines {
         assert!(
             [
                 "is not a host of any Service or ServiceEntry",
                 ", which is older and wins",
-                " is not a port of example.com (80)"
+                " is not a port of example.com (80)",
+                "tls.credentialName: \"client-credential\" is not supported for sidecars yet (name the files: clientCertificate, privateKey, caCertificates)",
             ]
             .iter()
             .any(|p| line.ends_with(p)),

@@ -187,9 +187,24 @@ fn destination_rule() {
             &[
                 "spec.trafficPolicy.outlierDetection.interval: \"10\" has no unit (write e.g. 10s, 500ms or 1h30m)",
                 "spec.trafficPolicy.outlierDetection.maxEjectionPercent: 120 is out of range (0-100)",
-                "spec.trafficPolicy.tls: MUTUAL needs credentialName (or clientCertificate and privateKey)",
+                "spec.trafficPolicy.tls.clientCertificate: is required with mode MUTUAL",
+                "spec.trafficPolicy.tls.privateKey: is required with mode MUTUAL",
                 "spec.trafficPolicy.portLevelSettings[1].port.number: 80 also has portLevelSettings[0]",
                 "spec.trafficPolicy.portLevelSettings[1].connectionPool.http.idleTimeout: \"1d\" has an unknown unit \"d\" (units are ns, us, ms, s, m, h)",
+            ],
+        ),
+        (
+            DR,
+            "  host: reviews\n  trafficPolicy:\n    tls: {mode: SIMPLE, caCertificates: /etc/ca.pem, sni: reviews.example.com, subjectAltNames: [reviews.example.com]}\n    portLevelSettings:\n    - port: {number: 80}\n      tls: {mode: MUTUAL, clientCertificate: /c.pem, privateKey: /k.pem}\n  subsets:\n  - name: v1\n    trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}\n",
+            &[],
+        ),
+        (
+            DR,
+            "  host: reviews\n  trafficPolicy:\n    tls: {mode: SIMPLE, credentialName: reviews-ca, subjectAltNames: [\"\"]}\n  subsets:\n  - name: v1\n    trafficPolicy: {tls: {mode: MESH_MUTUAL, caCertificates: /etc/ca.pem}}\n",
+            &[
+                "spec.trafficPolicy.tls.credentialName: \"reviews-ca\" is not supported for sidecars yet (name the files: clientCertificate, privateKey, caCertificates)",
+                "spec.trafficPolicy.tls.subjectAltNames[0]: is empty",
+                "spec.subsets[0].trafficPolicy.tls.caCertificates: \"/etc/ca.pem\" cannot be set with the mesh's own certificates (mode MESH_MUTUAL/ISTIO_MUTUAL)",
             ],
         ),
         (

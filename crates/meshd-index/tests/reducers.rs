@@ -142,6 +142,8 @@ fn a_peer_authentication_keeps_scope_modes_ports_and_age() {
     else {
         panic!("a PeerAuthentication fact")
     };
+    assert!(pa.problems.is_empty(), "{:?}", pa.problems);
+    let pa = &pa.spec;
     assert_eq!(pa.selector["app"], "web");
     assert_eq!(pa.mode, PeerMtlsMode::Strict);
     assert_eq!(
@@ -158,39 +160,66 @@ fn a_peer_authentication_keeps_scope_modes_ports_and_age() {
     else {
         panic!("a PeerAuthentication fact")
     };
+    let pa = &pa.spec;
     assert!(pa.age.untimed);
     assert_eq!(pa.age.file, "/etc/meshd/a.yaml");
     assert_eq!(pa.mode, PeerMtlsMode::Unset, "no mtls: inherits");
 }
 
+/// The problems an invalid policy's fact carries (it becomes a fact all the same, for its verdict).
+fn problems(fact: Option<Fact>) -> Vec<String> {
+    match fact {
+        Some(Fact::PeerAuthentication(c)) => c.problems.iter().map(ToString::to_string).collect(),
+        Some(Fact::AuthorizationPolicy(c)) => c.problems.iter().map(ToString::to_string).collect(),
+        other => panic!("a security policy fact, not {other:?}"),
+    }
+}
+
 #[test]
-fn invalid_security_policies_are_refused_naming_the_field() {
+fn invalid_security_policies_are_facts_with_problems_naming_the_field() {
     use meshd_index::{AuthorizationPolicyKind, PeerAuthenticationKind};
-    let err = reduce::<PeerAuthenticationKind>(
-        "metadata: {name: p, namespace: shop}\nspec:\n  portLevelMtls:\n    '8080': {mode: STRICT}\n",
-    )
-    .unwrap_err();
-    assert_eq!(err.kind, "PeerAuthentication");
-    assert!(
-        err.problem.contains("spec.portLevelMtls: needs a selector"),
-        "{err}"
+    let p = problems(
+        reduce::<PeerAuthenticationKind>(
+            "metadata: {name: p, namespace: shop}\nspec:\n  portLevelMtls:\n    '8080': {mode: STRICT}\n",
+        )
+        .unwrap()
+        .1,
     );
-    let err = reduce::<AuthorizationPolicyKind>(
-        "metadata: {name: a, namespace: shop}\nspec:\n  rules: [{to: [{operation: {ports: ['70000']}}]}]\n",
-    )
-    .unwrap_err();
     assert!(
-        err.problem
-            .contains("spec.rules[0].to[0].operation.ports[0]: \"70000\""),
-        "{err}"
+        p.iter()
+            .any(|p| p.contains("spec.portLevelMtls: needs a selector")),
+        "{p:?}"
     );
-    let err = reduce::<AuthorizationPolicyKind>(
-        "metadata: {name: a, namespace: shop}\nspec:\n  action: CUSTOM\n  provider: {name: ext}\n",
-    )
-    .unwrap_err();
+    let p = problems(
+        reduce::<AuthorizationPolicyKind>(
+            "metadata: {name: a, namespace: shop}\nspec:\n  rules: [{to: [{operation: {ports: ['70000']}}]}]\n",
+        )
+        .unwrap()
+        .1,
+    );
+    assert!(
+        p.iter()
+            .any(|p| p.contains("spec.rules[0].to[0].operation.ports[0]: \"70000\"")),
+        "{p:?}"
+    );
+    let p = problems(
+        reduce::<AuthorizationPolicyKind>(
+            "metadata: {name: a, namespace: shop}\nspec:\n  action: CUSTOM\n  provider: {name: ext}\n",
+        )
+        .unwrap()
+        .1,
+    );
     assert_eq!(
-        err.to_string(),
-        "AuthorizationPolicy shop/a: spec.action: CUSTOM (an external authorizer) is not supported by meshd"
+        p,
+        ["spec.action: CUSTOM (an external authorizer) is not supported by meshd"]
+    );
+    // A document that does not decode is a rejected fact of its own, not a failed file.
+    let p = problems(PeerAuthenticationKind::undecodable(
+        "spec.mtls.mode: unknown variant `STRICTER`",
+    ));
+    assert_eq!(
+        p,
+        ["spec.mtls.mode: does not parse: unknown variant `STRICTER`"]
     );
 }
 
@@ -206,6 +235,7 @@ fn an_authorization_policy_keeps_selector_action_and_rules() {
     else {
         panic!("an AuthorizationPolicy fact")
     };
+    let ap = &ap.spec;
     assert_eq!(ap.action, Action::Deny);
     assert_eq!(ap.selector["app"], "db");
     assert_eq!(
@@ -219,6 +249,7 @@ fn an_authorization_policy_keeps_selector_action_and_rules() {
     else {
         panic!("an AuthorizationPolicy fact")
     };
+    let ap = &ap.spec;
     assert_eq!(
         (ap.action, ap.rules.len()),
         (Action::Allow, 0),

@@ -160,7 +160,10 @@ impl Configs {
             let hosts: Vec<String> = match &fact {
                 Fact::VirtualService(c) => c.spec.hosts.clone(),
                 Fact::DestinationRule(c) => vec![c.spec.host.clone()],
-                Fact::Gateway(_) => Vec::new(),
+                // Their proxies are marked by `Translator::sync_security`.
+                Fact::Gateway(_) | Fact::PeerAuthentication(_) | Fact::AuthorizationPolicy(_) => {
+                    Vec::new()
+                }
                 _ => {
                     t.all = true;
                     Vec::new()

@@ -114,7 +114,7 @@ impl Workload {
 }
 
 /// A PeerAuthentication: the mTLS mode its workloads accept (SPEC §9).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PeerAuthentication {
     /// `selector.matchLabels`; empty: the whole namespace (the whole mesh, in meshd-system).
     pub selector: BTreeMap<String, String>,
@@ -138,7 +138,7 @@ pub struct Age {
 }
 
 /// An AuthorizationPolicy: who may call the workloads it selects (SPEC §9).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct AuthorizationPolicy {
     /// `selector.matchLabels`; empty: the whole namespace (the whole mesh, in meshd-system).
     pub selector: BTreeMap<String, String>,
@@ -228,7 +228,12 @@ impl FactKind {
     pub fn has_verdict(self) -> bool {
         matches!(
             self,
-            Self::VirtualService | Self::DestinationRule | Self::ServiceEntry | Self::Gateway
+            Self::VirtualService
+                | Self::DestinationRule
+                | Self::ServiceEntry
+                | Self::Gateway
+                | Self::PeerAuthentication
+                | Self::AuthorizationPolicy
         )
     }
 }
@@ -241,8 +246,9 @@ pub enum Fact {
     Workload(Arc<Workload>),
     /// A Mesh's spec (defaults filled in).
     Mesh(Arc<MeshSpec>),
-    PeerAuthentication(Arc<PeerAuthentication>),
-    AuthorizationPolicy(Arc<AuthorizationPolicy>),
+    /// Its spec as translation reads it (the object's checks in `problems`).
+    PeerAuthentication(Arc<Config<PeerAuthentication>>),
+    AuthorizationPolicy(Arc<Config<AuthorizationPolicy>>),
     VirtualService(Arc<Config<VirtualServiceSpec>>),
     DestinationRule(Arc<Config<DestinationRuleSpec>>),
     ServiceEntry(Arc<Config<ServiceEntrySpec>>),
@@ -274,12 +280,9 @@ impl Fact {
             Self::DestinationRule(c) => Some(c.checked()),
             Self::ServiceEntry(c) => Some(c.checked()),
             Self::Gateway(c) => Some(c.checked()),
-            Self::Service(_)
-            | Self::EndpointSlice(_)
-            | Self::Workload(_)
-            | Self::Mesh(_)
-            | Self::PeerAuthentication(_)
-            | Self::AuthorizationPolicy(_) => None,
+            Self::PeerAuthentication(c) => Some(c.checked()),
+            Self::AuthorizationPolicy(c) => Some(c.checked()),
+            Self::Service(_) | Self::EndpointSlice(_) | Self::Workload(_) | Self::Mesh(_) => None,
         }
     }
 

@@ -71,7 +71,7 @@ fn tls_params() -> TlsParameters {
     }
 }
 
-fn san(matcher: string_matcher::MatchPattern) -> SubjectAltNameMatcher {
+pub(crate) fn san(matcher: string_matcher::MatchPattern) -> SubjectAltNameMatcher {
     SubjectAltNameMatcher {
         san_type: subject_alt_name_matcher::SanType::Uri as i32,
         matcher: Some(StringMatcher {
@@ -138,7 +138,7 @@ pub fn mesh_mtls_transport_socket(sni: &str, identities: &[String]) -> Transport
     tls_socket(pack(&context))
 }
 
-fn tls_socket(config: envoy_types::pb::google::protobuf::Any) -> TransportSocket {
+pub(crate) fn tls_socket(config: envoy_types::pb::google::protobuf::Any) -> TransportSocket {
     TransportSocket {
         name: "envoy.transport_sockets.tls".into(),
         config_type: Some(transport_socket::ConfigType::TypedConfig(config)),

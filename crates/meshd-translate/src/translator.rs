@@ -209,7 +209,9 @@ impl Translator {
                     FactKind::VirtualService
                     | FactKind::DestinationRule
                     | FactKind::ServiceEntry
-                    | FactKind::Gateway,
+                    | FactKind::Gateway
+                    | FactKind::PeerAuthentication
+                    | FactKind::AuthorizationPolicy,
                     fact,
                 ) => {
                     judge |= self.configs.set(kind, key, fact);
@@ -240,21 +242,6 @@ impl Translator {
                     self.set_workload(key, new, &mut touched);
                     out.proxies.insert(node);
                 }
-                (FactKind::PeerAuthentication, fact) => {
-                    peers_changed = true;
-                    let new = match fact {
-                        Some(Fact::PeerAuthentication(p)) => Some(p),
-                        _ => None,
-                    };
-                    self.set_peer(key, new, &mut touched);
-                }
-                (FactKind::AuthorizationPolicy, fact) => {
-                    let new = match fact {
-                        Some(Fact::AuthorizationPolicy(p)) => Some(p),
-                        _ => None,
-                    };
-                    self.set_authz(key, new, &mut touched);
-                }
                 (FactKind::Mesh, fact) => match fact {
                     Some(Fact::Mesh(m)) => {
                         self.meshes.insert(key.name, m);
@@ -275,8 +262,9 @@ impl Translator {
         touched.everything |=
             mesh.mtls.mode != self.mesh.mtls.mode || mesh.trust_domain != self.mesh.trust_domain;
         self.mesh = mesh;
-        // MESH_INTERNAL entries' auto mTLS follows their endpoint pods' sidecars and modes.
-        let identities_moved = touched.everything || peers_changed || !pods_changed.is_empty();
+        // MESH_INTERNAL entries' auto mTLS follows their endpoint pods' sidecars and modes (and the
+        // PeerAuthentications in force, known after the judgement below).
+        let identities_moved = touched.everything || !pods_changed.is_empty();
         self.apply_touched(touched, &mut endpoints_of, &mut out);
 
         // Services whose selection changed, old and new, by namespace: their pods are marked once.
@@ -296,11 +284,13 @@ impl Translator {
                 let touched = self.configs.take_touched(&self.settings.cluster_domain);
                 // A VirtualService's tcp[] routes are in the outbound listener's chains.
                 outbound_dirty |= self.refresh_routes(&touched, &mut out);
+                // PeerAuthentications in force may have moved: MESH_INTERNAL entries follow them.
+                peers_changed |= self.sync_security(&mut endpoints_of, &mut out);
                 outbound_dirty |= self.compile_entries(&touched, &mut out);
             }
         }
         // The entries' shared HTTP routes end in the policy's catch-all.
-        if policy_changed || (identities_moved && self.has_internal_entries()) {
+        if policy_changed || ((identities_moved || peers_changed) && self.has_internal_entries()) {
             self.compile_entries(&crate::configs::Touched::default(), &mut out);
         }
         for (namespace, services) in selecting {
@@ -555,6 +545,7 @@ impl Translator {
                     let refs: Vec<&EndpointSlice> = slices.iter().collect();
                     self.secure(
                         &sub,
+                        Some(subset),
                         &security::endpoint_pods(&refs),
                         &mut assignment,
                         &mut cluster,
@@ -620,7 +611,7 @@ impl Translator {
         for view in service.views(key) {
             let mut assignment = load_assignment(&view, slices.iter().copied());
             let mut cluster = self.cluster_of(&view, None);
-            self.secure(&view, &pods, &mut assignment, &mut cluster);
+            self.secure(&view, None, &pods, &mut assignment, &mut cluster);
             compiled.push((cluster, assignment));
         }
         for (cluster, assignment) in compiled {

@@ -20,6 +20,16 @@ use proptest::prelude::*;
 
 type State = BTreeMap<(FactKind, ObjectKey), Fact>;
 
+/// A valid policy's fact.
+fn config<T>(spec: T) -> meshd_translate::facts::Config<T> {
+    meshd_translate::facts::Config {
+        generation: None,
+        created: None,
+        spec,
+        problems: Vec::new(),
+    }
+}
+
 fn everything(state: &State) -> Vec<FactChange> {
     state
         .iter()
@@ -247,7 +257,7 @@ fn apply_edit(state: &mut State, edit: &Edit) -> Vec<FactChange> {
                     let port = base.services[*ns].1.ports[0].port;
                     state.insert(
                         k.clone(),
-                        Fact::PeerAuthentication(Arc::new(PeerAuthentication {
+                        Fact::PeerAuthentication(Arc::new(config(PeerAuthentication {
                             selector: selector.clone(),
                             mode: *m,
                             ports: if selector.is_empty() {
@@ -256,7 +266,7 @@ fn apply_edit(state: &mut State, edit: &Edit) -> Vec<FactChange> {
                                 BTreeMap::from([(port, PeerMtlsMode::Disable)])
                             },
                             age: Age::default(),
-                        })),
+                        }))),
                     );
                 }
                 None => {
@@ -319,11 +329,11 @@ fn apply_edit(state: &mut State, edit: &Edit) -> Vec<FactChange> {
                 };
                 state.insert(
                     k.clone(),
-                    Fact::AuthorizationPolicy(Arc::new(AuthorizationPolicy {
+                    Fact::AuthorizationPolicy(Arc::new(config(AuthorizationPolicy {
                         selector: BTreeMap::new(),
                         action: Action::Deny,
                         rules: vec![rule],
-                    })),
+                    }))),
                 );
             } else {
                 state.remove(&k);

@@ -203,10 +203,24 @@ pub(crate) async fn serve(
                         return;
                     }
                 };
+                // An updated EDS cluster warms until it gets its endpoints again, and Envoy asks for
+                // nothing new (the name is subscribed already): the load assignments of the clusters
+                // sent now are sent again, changed or not (Istio does the same).
+                let mut clusters_sent: Vec<Arc<str>> = Vec::new();
                 for ty in ResourceType::ALL {
-                    if let Some(state) = types.get_mut(&ty)
-                        && respond(&mut ctx, ty, state, &tx, false, Some(&scope)).await.is_err()
-                    {
+                    let Some(state) = types.get_mut(&ty) else { continue };
+                    let mut by_change = Some(&scope);
+                    if ty == ResourceType::Cluster {
+                        clusters_sent = sending(&ctx, state, ty, &scope);
+                    } else if ty == ResourceType::Endpoint && !clusters_sent.is_empty() {
+                        for name in &clusters_sent {
+                            if state.in_scope(name) {
+                                state.overrides.set(fnv1a(name.as_bytes()), None);
+                            }
+                        }
+                        by_change = None;
+                    }
+                    if respond(&mut ctx, ty, state, &tx, false, by_change).await.is_err() {
                         return;
                     }
                 }
@@ -336,6 +350,15 @@ fn diff_all(
         .map(|n| n.to_string())
         .collect();
     (changed, removed)
+}
+
+/// The names of the resources [`respond`] will send for this generation.
+fn sending(ctx: &StreamCtx, state: &TypeState, ty: ResourceType, scope: &Scope) -> Vec<Arc<str>> {
+    let (changed, _) = match scope.names(ty) {
+        Some(names) => diff_names(ctx, state, ty, names),
+        None => diff_all(ctx, state, ty),
+    };
+    changed.iter().map(|r| Arc::clone(&r.name)).collect()
 }
 
 /// The same, for the named resources only (a generation's changes).

@@ -327,33 +327,36 @@ pub struct OutlierDetection {
 pub struct ClientTlsSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<ClientTlsMode>,
-    /// Accepted for Istio compatibility; meshd does not act on it (use credentialName).
+    /// MUTUAL: file path (in the proxy's filesystem) of the client certificate chain.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub client_certificate: Option<String>,
-    /// Accepted for Istio compatibility; meshd does not act on it (use credentialName).
+    /// MUTUAL: file path (in the proxy's filesystem) of the client's private key.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub private_key: Option<String>,
-    /// File path of the CA bundle that verifies the server.
+    /// File path of the CA bundle that verifies the server (SIMPLE, MUTUAL; default the system roots).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub ca_certificates: Option<String>,
-    /// A Secret (in the client's namespace) holding `tls.crt`, `tls.key` and optionally `ca.crt`.
+    /// A Secret holding `tls.crt`, `tls.key` and optionally `ca.crt`: not supported for sidecars yet
+    /// (validation refuses it).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub credential_name: Option<String>,
-    /// Accepted for Istio compatibility; meshd does not act on it.
+    /// Identities the server's certificate must carry one of (DNS names, or URIs such as SPIFFE ids);
+    /// for MESH_MUTUAL they replace the destination's SPIFFE ids.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(max = 1024)))]
     pub subject_alt_names: Vec<String>,
+    /// The SNI sent to the server (MESH_MUTUAL default: `outbound_.<port>_._.<host>`).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub sni: Option<String>,
-    /// Accepted for Istio compatibility; meshd does not act on it.
+    /// SIMPLE, MUTUAL: do not verify the server's certificate (nor its SANs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure_skip_verify: Option<bool>,
-    /// Accepted for Istio compatibility; meshd does not act on it.
+    /// File path of a certificate revocation list checked with caCertificates.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub ca_crl: Option<String>,

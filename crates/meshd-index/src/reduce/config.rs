@@ -54,16 +54,21 @@ impl<T: ConfigObject> Kind for ConfigKind<T> {
     /// A document of the kind that did not decode: a fact with a default spec and the decode error, so
     /// the resource is rejected (its last accepted version stays) rather than its whole file.
     fn undecodable(error: &str) -> Option<Fact> {
-        let (path, problem) = match error.split_once(": ") {
-            Some((path, problem)) if !path.contains(' ') => (path.to_string(), problem.to_string()),
-            _ => ("(document)".to_string(), error.to_string()),
-        };
-        Some(T::fact(Arc::new(Config {
-            generation: None,
-            created: None,
-            spec: T::Spec::default(),
-            problems: vec![FieldError::new(path, format!("does not parse: {problem}"))],
-        })))
+        Some(T::fact(Arc::new(undecodable_config(error))))
+    }
+}
+
+/// The fact of a document that did not decode: a default spec and the decode error as its problem.
+pub(crate) fn undecodable_config<S: Default>(error: &str) -> Config<S> {
+    let (path, problem) = match error.split_once(": ") {
+        Some((path, problem)) if !path.contains(' ') => (path.to_string(), problem.to_string()),
+        _ => ("(document)".to_string(), error.to_string()),
+    };
+    Config {
+        generation: None,
+        created: None,
+        spec: S::default(),
+        problems: vec![FieldError::new(path, format!("does not parse: {problem}"))],
     }
 }
 

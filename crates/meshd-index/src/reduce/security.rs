@@ -1,27 +1,30 @@
-//! PeerAuthentication and AuthorizationPolicy → their facts, checked as `meshd validate` checks them:
-//! an invalid policy is not used (its last good version stays in force).
+//! PeerAuthentication and AuthorizationPolicy → their facts ([`Config`]s of what translation reads),
+//! with the problems `meshd validate` finds: an invalid policy is still a fact, so that its verdict is
+//! published (`Accepted=False`) and its last good version stays in force.
 
 use std::sync::Arc;
 
 use kube::Resource;
 use meshd_api::security::{AuthorizationPolicy, PeerAuthentication};
 use meshd_api::validate::Validate;
-use meshd_translate::facts::{self, Age, Fact, FactKind, ObjectKey};
+use meshd_translate::facts::{self, Age, Config, Fact, FactKind, ObjectKey};
 
 use crate::ReduceError;
 use crate::kinds::Kind;
+use crate::reduce::config::undecodable_config;
 
 pub struct PeerAuthenticationKind;
 pub struct AuthorizationPolicyKind;
 
-/// Every field problem, or nothing.
-fn checked(kind: &'static str, key: &ObjectKey, object: &impl Validate) -> Result<(), ReduceError> {
-    let errors = object.validate();
-    if errors.is_empty() {
-        return Ok(());
-    }
-    let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    Err(ReduceError::new(kind, key, errors.join("; ")))
+/// `spec` with the object's generation, age and problems.
+fn config<T>(object: &(impl Resource + Validate), spec: T) -> Arc<Config<T>> {
+    let meta = object.meta();
+    Arc::new(Config {
+        generation: meta.generation,
+        created: meta.creation_timestamp.as_ref().map(|t| t.0.as_second()),
+        spec,
+        problems: object.validate(),
+    })
 }
 
 fn age(object: &impl Resource, file: Option<&str>) -> Age {
@@ -41,21 +44,20 @@ fn age(object: &impl Resource, file: Option<&str>) -> Age {
 
 fn peer_authentication(
     pa: &PeerAuthentication,
-    key: &ObjectKey,
     file: Option<&str>,
 ) -> Result<Option<Fact>, ReduceError> {
-    checked("PeerAuthentication", key, pa)?;
     let spec = &pa.spec;
     let mode = |m: &Option<meshd_api::security::peer_authentication::PeerMtls>| {
         m.as_ref().and_then(|m| m.mode).unwrap_or_default()
     };
-    // Validation has checked every key is a port number.
+    // A key that is not a port number is a problem of the object (which is then not in force).
     let ports = spec
         .port_level_mtls
         .iter()
         .filter_map(|(k, m)| Some((k.parse::<u16>().ok()?, m.mode.unwrap_or_default())))
         .collect();
-    Ok(Some(Fact::PeerAuthentication(Arc::new(
+    Ok(Some(Fact::PeerAuthentication(config(
+        pa,
         facts::PeerAuthentication {
             selector: spec
                 .selector
@@ -73,17 +75,23 @@ impl Kind for PeerAuthenticationKind {
     type Object = PeerAuthentication;
     const FACT: FactKind = FactKind::PeerAuthentication;
 
-    fn reduce(pa: &PeerAuthentication, key: &ObjectKey) -> Result<Option<Fact>, ReduceError> {
-        peer_authentication(pa, key, None)
+    fn reduce(pa: &PeerAuthentication, _: &ObjectKey) -> Result<Option<Fact>, ReduceError> {
+        peer_authentication(pa, None)
     }
 
     /// File-fed, a policy without `creationTimestamp` is as old as its file's name says.
     fn reduce_file(
         pa: &PeerAuthentication,
-        key: &ObjectKey,
+        _: &ObjectKey,
         file: &str,
     ) -> Result<Option<Fact>, ReduceError> {
-        peer_authentication(pa, key, Some(file))
+        peer_authentication(pa, Some(file))
+    }
+
+    fn undecodable(error: &str) -> Option<Fact> {
+        Some(Fact::PeerAuthentication(Arc::new(undecodable_config(
+            error,
+        ))))
     }
 }
 
@@ -91,12 +99,12 @@ impl Kind for AuthorizationPolicyKind {
     type Object = AuthorizationPolicy;
     const FACT: FactKind = FactKind::AuthorizationPolicy;
 
-    fn reduce(ap: &AuthorizationPolicy, key: &ObjectKey) -> Result<Option<Fact>, ReduceError> {
-        checked("AuthorizationPolicy", key, ap)?;
+    fn reduce(ap: &AuthorizationPolicy, _: &ObjectKey) -> Result<Option<Fact>, ReduceError> {
         let spec = &ap.spec;
-        // CUSTOM and targetRef are refused by the validation above.
+        // CUSTOM and targetRef are problems of the object: such a policy is never in force.
         let action = spec.action.unwrap_or_default();
-        Ok(Some(Fact::AuthorizationPolicy(Arc::new(
+        Ok(Some(Fact::AuthorizationPolicy(config(
+            ap,
             facts::AuthorizationPolicy {
                 selector: spec
                     .selector
@@ -106,6 +114,12 @@ impl Kind for AuthorizationPolicyKind {
                 action,
                 rules: spec.rules.clone(),
             },
+        ))))
+    }
+
+    fn undecodable(error: &str) -> Option<Fact> {
+        Some(Fact::AuthorizationPolicy(Arc::new(undecodable_config(
+            error,
         ))))
     }
 }

@@ -2,9 +2,10 @@
 //! host, and its HTTP routes ([`routes`], [`matches`]). Only versions in force (`configs`) are read.
 //!
 //! Subsets are their own EDS clusters ([`subsets`]); DestinationRule policies go on the clusters
-//! ([`policy`]); `tcp[]` routes are the port's `tcp_proxy` ([`tcp`]); ServiceEntries become clusters,
-//! routes and outbound chains ([`service_entry`]). Not yet: DestinationRule `tls`, TLS (SNI) routes;
-//! `exportTo` and `sourceLabels` are not applied per proxy (the routes are shared by every proxy).
+//! ([`policy`]), their `tls` with the endpoints ([`tls`]); `tcp[]` routes are the port's `tcp_proxy`
+//! ([`tcp`]); ServiceEntries become clusters, routes and outbound chains ([`service_entry`]). Not yet:
+//! TLS (SNI) routes; `exportTo` and `sourceLabels` are not applied per proxy (the routes are shared by
+//! every proxy).
 
 mod matches;
 pub(crate) mod policy;
@@ -12,6 +13,7 @@ pub(crate) mod routes;
 pub(crate) mod service_entry;
 pub(crate) mod subsets;
 mod tcp;
+pub(crate) mod tls;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::route::v3::Route;

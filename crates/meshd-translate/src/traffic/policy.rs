@@ -3,7 +3,8 @@
 //! replacing whole blocks. `loadBalancer.simple` (LEAST_REQUEST default) and `consistentHash` (RING_HASH,
 //! minimum ring 1024), `connectionPool` as circuit breakers starting at max uint32 with
 //! `track_remaining`, `connectTimeout`, HTTP idle timeout and requests per connection, and
-//! `outlierDetection`. Not yet: PASSTHROUGH, `tls` (the MESH_MUTUAL hook is the mTLS part's).
+//! `outlierDetection`; `tls` is layered the same way and applied with the cluster's endpoints
+//! ([`super::tls`]). Not yet: PASSTHROUGH.
 
 use envoy_types::pb::envoy::config::cluster::v3::{
     CircuitBreakers, Cluster, OutlierDetection as EnvoyOutlier, circuit_breakers, cluster,
@@ -16,8 +17,8 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 use envoy_types::pb::envoy::r#type::v3::Percent as EnvoyPercent;
 use envoy_types::pb::google::protobuf::{Duration, UInt32Value, UInt64Value};
 use meshd_api::networking::destination_rule::{
-    ConnectionPoolSettings, ConsistentHashLb, LoadBalancerSettings, OutlierDetection, SimpleLb,
-    TrafficPolicy,
+    ClientTlsSettings, ConnectionPoolSettings, ConsistentHashLb, LoadBalancerSettings,
+    OutlierDetection, SimpleLb, TrafficPolicy,
 };
 use prost::Message;
 
@@ -29,6 +30,7 @@ pub(crate) struct Policy<'a> {
     pub load_balancer: Option<&'a LoadBalancerSettings>,
     pub connection_pool: Option<&'a ConnectionPoolSettings>,
     pub outlier_detection: Option<&'a OutlierDetection>,
+    pub tls: Option<&'a ClientTlsSettings>,
 }
 
 impl<'a> Policy<'a> {
@@ -55,11 +57,15 @@ impl<'a> Policy<'a> {
             p.connection_pool.as_ref(),
             p.outlier_detection.as_ref(),
         );
-        if let Some(pl) = p
+        let pl = p
             .port_level_settings
             .iter()
-            .find(|pl| pl.port.number == u32::from(port))
-        {
+            .find(|pl| pl.port.number == u32::from(port));
+        // Istio: a port's tls replaces the rule's, as the other blocks do.
+        if let Some(tls) = pl.and_then(|pl| pl.tls.as_ref()).or(p.tls.as_ref()) {
+            self.tls = Some(tls);
+        }
+        if let Some(pl) = pl {
             replace(
                 &mut self,
                 pl.load_balancer.as_ref(),

@@ -42,16 +42,33 @@ impl Translator {
                 e.subset.as_ref().map(|(name, _)| name.as_str()),
                 &self.settings.cluster_domain,
             );
+            let subset = e.subset.as_ref().map(|(name, _)| name.as_str());
+            let mut secured = false;
             if c.eds_cluster_config.is_some() {
                 let mut assignment = load_assignment(e);
                 if e.internal() {
-                    // Endpoints that are pods of this mesh (by IP) get auto mTLS.
-                    self.secure(&view, &Default::default(), &mut assignment, &mut c);
+                    // Endpoints that are pods of this mesh (by IP) get auto mTLS, unless the
+                    // DestinationRule's `tls` says otherwise.
+                    self.secure(&view, subset, &Default::default(), &mut assignment, &mut c);
+                    secured = true;
                 }
                 produced.push((
                     ResourceType::Endpoint,
                     Resource::new(e.cluster.clone(), &assignment),
                 ));
+            }
+            if !secured {
+                // No auto mTLS here (MESH_EXTERNAL, or no EDS): only an explicit `tls` applies, e.g.
+                // SIMPLE origination towards an external host.
+                let policy = crate::traffic::cluster_policy(
+                    &self.configs,
+                    e.host,
+                    e.port.port,
+                    subset,
+                    &self.settings.cluster_domain,
+                );
+                let sni = crate::mtls::mesh_sni(e.port.port, "", e.host);
+                crate::traffic::tls::apply(&mut c, policy.tls, &sni, &[]);
             }
             produced.push((ResourceType::Cluster, Resource::new(e.cluster.clone(), &c)));
         }

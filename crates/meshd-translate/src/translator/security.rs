@@ -11,7 +11,9 @@ use meshd_api::mesh::MtlsMode;
 use meshd_api::names::SYSTEM_NAMESPACE;
 
 use super::{ChangeSet, Translator};
-use crate::facts::{AuthorizationPolicy, EndpointSlice, ObjectKey, PeerAuthentication, Workload};
+use crate::facts::{
+    AuthorizationPolicy, EndpointSlice, Fact, FactKind, ObjectKey, PeerAuthentication, Workload,
+};
 use crate::mtls::{auto_mtls, mesh_sni, meshed_endpoint_metadata, spiffe_id};
 use crate::node::NodeId;
 use crate::outbound::PortView;
@@ -105,6 +107,43 @@ impl Translator {
             Some(p) => self.authz.insert(key, p),
             None => self.authz.remove(&key),
         };
+    }
+
+    /// Takes the PeerAuthentications and AuthorizationPolicies in force (after a judgement) and marks
+    /// what those that changed reach. Returns whether a PeerAuthentication in force changed.
+    pub(super) fn sync_security(
+        &mut self,
+        endpoints_of: &mut BTreeSet<ObjectKey>,
+        out: &mut ChangeSet,
+    ) -> bool {
+        let mut touched = Touched::default();
+        let peers: BTreeMap<ObjectKey, &PeerAuthentication> = self
+            .configs
+            .in_force(FactKind::PeerAuthentication)
+            .filter_map(|(k, f)| match f {
+                Fact::PeerAuthentication(c) => Some((k.clone(), &c.spec)),
+                _ => None,
+            })
+            .collect();
+        let authz: BTreeMap<ObjectKey, &AuthorizationPolicy> = self
+            .configs
+            .in_force(FactKind::AuthorizationPolicy)
+            .filter_map(|(k, f)| match f {
+                Fact::AuthorizationPolicy(c) => Some((k.clone(), &c.spec)),
+                _ => None,
+            })
+            .collect();
+        let peer_changes = changes(&self.peers, &peers);
+        let authz_changes = changes(&self.authz, &authz);
+        let peers_changed = !peer_changes.is_empty();
+        for (key, new) in peer_changes {
+            self.set_peer(key, new, &mut touched);
+        }
+        for (key, new) in authz_changes {
+            self.set_authz(key, new, &mut touched);
+        }
+        self.apply_touched(touched, endpoints_of, out);
+        peers_changed
     }
 
     /// Keeps [`Translator::refs`] in step with one slice's endpoints.
@@ -216,10 +255,12 @@ impl Translator {
 
     /// Auto mTLS for one Service port: endpoints whose pods carry a sidecar of this mesh and accept
     /// mTLS on the port are marked, and the cluster checks their identities; a port with no such
-    /// endpoint stays plaintext (no SDS: DISABLE needs no agent).
+    /// endpoint stays plaintext (no SDS: DISABLE needs no agent). The DestinationRule's `tls` for
+    /// the port (and `subset`), when set, replaces all of this ([`crate::traffic::tls`]).
     pub(super) fn secure(
         &self,
         view: &PortView<'_>,
+        subset: Option<&str>,
         pods: &BTreeMap<&str, &str>,
         assignment: &mut ClusterLoadAssignment,
         cluster: &mut Cluster,
@@ -255,12 +296,39 @@ impl Translator {
             ));
             lb.metadata = Some(meshed_endpoint_metadata());
         }
-        if !identities.is_empty() {
-            let identities: Vec<String> = identities.into_iter().collect();
-            let sni = mesh_sni(view.port.port, "", view.fqdn);
+        let identities: Vec<String> = identities.into_iter().collect();
+        let sni = mesh_sni(view.port.port, "", view.fqdn);
+        let policy = crate::traffic::cluster_policy(
+            &self.configs,
+            view.fqdn,
+            view.port.port,
+            subset,
+            &self.settings.cluster_domain,
+        );
+        if !crate::traffic::tls::apply(cluster, policy.tls, &sni, &identities)
+            && !identities.is_empty()
+        {
             auto_mtls(cluster, &sni, &identities);
         }
     }
+}
+
+/// The keys whose policy differs between `held` and `in_force`, with the new one (`None`: gone).
+fn changes<T: Clone + PartialEq>(
+    held: &imbl::OrdMap<ObjectKey, Arc<T>>,
+    in_force: &BTreeMap<ObjectKey, &T>,
+) -> Vec<(ObjectKey, Option<Arc<T>>)> {
+    let mut out: Vec<(ObjectKey, Option<Arc<T>>)> = in_force
+        .iter()
+        .filter(|(k, new)| held.get(*k).is_none_or(|old| **old != ***new))
+        .map(|(k, new)| (k.clone(), Some(Arc::new((*new).clone()))))
+        .collect();
+    out.extend(
+        held.keys()
+            .filter(|k| !in_force.contains_key(*k))
+            .map(|k| (k.clone(), None)),
+    );
+    out
 }
 
 /// Whether two versions of a Pod look the same to the endpoints naming it (container ports, say, do

@@ -72,3 +72,16 @@ impl AgentError {
         }
     }
 }
+
+/// An error with its causes, for logs: tonic and hyper say "transport error" on top and the reason
+/// ("Connection refused", a certificate problem) only in the sources.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

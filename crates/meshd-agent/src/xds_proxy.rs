@@ -128,7 +128,7 @@ impl Upstream {
         match channel.oneshot(upstream).await {
             Ok(response) => response,
             Err(e) => {
-                tracing::warn!(address = %self.address, error = %error_chain(&e), "the control plane is not reachable; Envoy retries");
+                tracing::warn!(address = %self.address, error = %crate::error::error_chain(&e), "the control plane is not reachable; Envoy retries");
                 Status::unavailable(format!(
                     "the control plane at {} is not reachable: {e}",
                     self.address
@@ -137,17 +137,6 @@ impl Upstream {
             }
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Serves the xDS proxy on `<config-dir>/xds.sock` (a stale socket replaced, mode 0600: only the

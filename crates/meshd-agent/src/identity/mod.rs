@@ -216,7 +216,7 @@ impl WorkloadIdentity {
             Answer::Pending
         })?;
         let channel = client::connect(&ca.address, tls.as_ref()).await.map_err(|e| {
-            tracing::warn!(address = %ca.address, error = %error_chain(&e), "the CA is not reachable; retrying");
+            tracing::warn!(address = %ca.address, error = %crate::error::error_chain(&e), "the CA is not reachable; retrying");
             Answer::Pending
         })?;
         let answer = client::create_certificate(
@@ -256,15 +256,4 @@ impl WorkloadIdentity {
             }
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -400,7 +400,7 @@ pub struct FaultDelay {
     pub percentage: Option<Percent>,
 }
 
-/// gRPC status names `grpcStatus` takes.
+/// gRPC status names `grpcStatus` takes, in code order (the index is the status code).
 pub const GRPC_STATUS_NAMES: [&str; 17] = [
     "OK",
     "CANCELLED",

@@ -267,27 +267,8 @@ fn fault(f: &HttpFaultInjection) -> Option<HttpFault> {
 
 /// A gRPC status by name (`UNAVAILABLE`) or number.
 fn grpc_code(s: &str) -> Option<u32> {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
     s.parse().ok().or_else(|| {
-        NAMES
+        meshd_api::networking::virtual_service::GRPC_STATUS_NAMES
             .iter()
             .position(|n| *n == s)
             .and_then(|i| u32::try_from(i).ok())

@@ -45,9 +45,6 @@ use kube::{Client, Config};
 use meshd_api::Mesh;
 use serde_json::json;
 
-#[path = "e2e/gateway.rs"]
-mod gateway;
-
 const TIMEOUT: Duration = Duration::from_secs(120);
 const SYSTEM: &str = "meshd-system";
 
@@ -59,6 +56,10 @@ macro_rules! say {
         let _ = writeln!(std::io::stderr(), $($arg)*);
     }};
 }
+
+// After `say!`: the module uses it.
+#[path = "e2e/gateway.rs"]
+mod gateway;
 
 fn setting(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -496,12 +497,19 @@ async fn check_gateway_runs_but_is_not_ready(meshes: &Api<Mesh>, client: &Client
             p.status
                 .as_ref()
                 .and_then(|s| s.container_statuses.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some())))
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+                })
         }))
     })
     .await?;
     let mesh = meshes.get("default").await?;
-    let gateways = mesh.status.as_ref().map(|s| s.gateways.clone()).unwrap_or_default();
+    let gateways = mesh
+        .status
+        .as_ref()
+        .map(|s| s.gateways.clone())
+        .unwrap_or_default();
     assert!(
         !gateways.is_empty() && gateways.iter().all(|g| g.ready_replicas == 0),
         "no Gateway selects the gateway's pods, so none is ready: {gateways:?}"

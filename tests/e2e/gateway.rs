@@ -62,7 +62,10 @@ pub(super) async fn check_gateway(client: &Client, run: &Run, image: &str) -> Re
         .context("VirtualService echo-edge")?;
     for (kind, accepted) in [
         ("Gateway edge", accepted(&gateways, "edge").await),
-        ("VirtualService echo-edge", accepted(&services, "echo-edge").await),
+        (
+            "VirtualService echo-edge",
+            accepted(&services, "echo-edge").await,
+        ),
     ] {
         accepted.with_context(|| format!("{kind} Accepted"))?;
     }

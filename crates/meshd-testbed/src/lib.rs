@@ -7,6 +7,8 @@
 //!   reports each connection's original destination (`SO_ORIGINAL_DST`), and a connector that runs as a
 //!   given uid so that owner-based capture rules see it.
 //! - [`mesh`]: a one-machine mesh (control plane, bridge, pods with capture, agent, Envoy and an [`app`]).
+//! - [`tls`]: an HTTPS client (rustls) with a given trust anchor, SNI and client certificate, reporting
+//!   the certificate and version the server presented (the gateway edge).
 //! - [`prereq`]: checks for root, namespaces and binaries; prints `SKIP: <reason>`, or fails under `CI=true`.
 
 pub mod app;
@@ -17,6 +19,7 @@ pub mod pod;
 pub mod prereq;
 pub mod signal;
 pub mod tcp;
+pub mod tls;
 
 pub use netns::{Identity, NetNs, link_veth};
 pub use prereq::require;

@@ -43,3 +43,50 @@ impl DevCa {
         })
     }
 }
+
+impl IssuedCert {
+    /// A `kubernetes.io/tls` Secret holding this certificate and key (`stringData`), and `ca.crt` when
+    /// given (a MUTUAL gateway's client CA): a gateway credential in a config directory.
+    pub fn tls_secret_yaml(&self, name: &str, namespace: &str, ca_pem: Option<&str>) -> String {
+        let block = |pem: &str| -> String {
+            pem.lines()
+                .map(|l| format!("    {l}\n"))
+                .collect::<String>()
+        };
+        let mut out = format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {namespace}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+            block(&self.cert_pem),
+            block(&self.key_pem)
+        );
+        if let Some(ca) = ca_pem {
+            out.push_str(&format!("  ca.crt: |\n{}", block(ca)));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_secret_keeps_the_pem_lines() {
+        let ca = DevCa::new().unwrap();
+        let cert = ca.issue(&["shop.example.com"]).unwrap();
+        let yaml = cert.tls_secret_yaml("shop-cert", "demo", Some(&ca.ca_pem()));
+        assert!(yaml.contains("type: kubernetes.io/tls"), "{yaml}");
+        for (key, pem) in [
+            ("tls.crt", &cert.cert_pem),
+            ("tls.key", &cert.key_pem),
+            ("ca.crt", &ca.ca_pem()),
+        ] {
+            let at = yaml.find(&format!("  {key}: |\n")).expect(key);
+            let first = pem.lines().next().unwrap();
+            assert!(
+                yaml[at..].contains(&format!("    {first}\n")),
+                "{key}: {yaml}"
+            );
+        }
+        assert!(!cert.tls_secret_yaml("x", "demo", None).contains("ca.crt"));
+    }
+}

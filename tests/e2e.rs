@@ -9,7 +9,9 @@
 //! CA are served over TLS only, so a gateway or sidecar that connects (and, with a proxy image, the
 //! certificates counted as issued) proves the TLS + TokenReview path end to end; with a proxy image, a
 //! PeerAuthentication makes the run's namespace STRICT, and a meshed caller must reach an echo Deployment
-//! by its Service VIP while a pod outside the mesh is refused (SPEC §9). On a failure it
+//! by its Service VIP while a pod outside the mesh is refused (SPEC §9); then a Gateway selects the
+//! `ingress` gateway's pods, which become ready, and one HTTP route through it reaches the echo
+//! Deployment from a pod outside the mesh (SPEC §10, `e2e/gateway.rs`). On a failure it
 //! prints the Mesh's status and this run's Events (created since the run started, about the Mesh or
 //! objects in meshd-system or the run's namespace) before cleanup deletes them.
 //!
@@ -22,8 +24,8 @@
 //!   controller listens on `0.0.0.0:PORT` and writes it into sidecars and gateways (`--discovery-address`).
 //!   Pods are reached and reach us by IP: the suite needs neither cluster DNS nor kube-proxy.
 //! - `MESHD_E2E_PROXY_IMAGE`: a pullable meshd-proxy image, set as the Mesh's proxy image. With it the
-//!   gateway's replicas must become ready and connect (so it needs `MESHD_E2E_DISCOVERY_ADDRESS`), and
-//!   the injected pod must start.
+//!   gateway's replicas must run and connect (so it needs `MESHD_E2E_DISCOVERY_ADDRESS`), become ready
+//!   once a Gateway selects them, and the injected pod must start.
 //!
 //! The cluster must not already run meshd (the test owns the `default` Mesh for its duration).
 
@@ -54,6 +56,10 @@ macro_rules! say {
         let _ = writeln!(std::io::stderr(), $($arg)*);
     }};
 }
+
+// After `say!`: the module uses it.
+#[path = "e2e/gateway.rs"]
+mod gateway;
 
 fn setting(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -406,7 +412,7 @@ async fn check_reconciled(client: &Client, run: &Run) -> Result<()> {
     let (webhook_ready, reason, message) = condition(&mesh, "WebhookReady").expect("checked above");
     assert_eq!(webhook_ready, "True", "WebhookReady: {reason}: {message}");
     if run.proxy_image.is_some() {
-        check_gateway_runs_but_is_not_ready(&meshes).await?;
+        check_gateway_runs_but_is_not_ready(&meshes, client).await?;
         check_certificates_issued().await?;
     } else {
         say!(
@@ -438,7 +444,7 @@ async fn check_reconciled(client: &Client, run: &Run) -> Result<()> {
     let cells = &table["rows"][0]["cells"];
     assert_eq!(
         cells[gateways_column], "0/1",
-        "GATEWAYS counts only gateways that serve (none before Gateway resources): {cells}"
+        "GATEWAYS counts ready gateway replicas (none before a Gateway selects them): {cells}"
     );
 
     // Drift repair: a deleted Service and an edited ConfigMap are put back.
@@ -479,24 +485,39 @@ async fn check_reconciled(client: &Client, run: &Run) -> Result<()> {
     Ok(())
 }
 
-/// The gateway's replicas run and connect to xDS, but nothing listens on its Service's ports yet (no
-/// Gateway resources): GatewaysReady and Ready say so.
-async fn check_gateway_runs_but_is_not_ready(meshes: &Api<Mesh>) -> Result<()> {
-    let mesh = eventually("the gateway's replica ready", || async {
-        let m = meshes.get("default").await?;
-        let running = m.status.as_ref().is_some_and(|s| {
-            !s.gateways.is_empty()
-                && s.gateways
-                    .iter()
-                    .all(|g| g.ready_replicas == g.desired_replicas)
-        });
-        Ok(running.then_some(m))
+/// The gateway's replica runs and connects to xDS, but is not ready while no Gateway selects it (SPEC
+/// §10): GatewaysReady and Ready say so.
+async fn check_gateway_runs_but_is_not_ready(meshes: &Api<Mesh>, client: &Client) -> Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), SYSTEM);
+    eventually("the gateway's replica running", || async {
+        let list = pods
+            .list(&kube::api::ListParams::default().labels("meshd.io/gateway=ingress"))
+            .await?;
+        Ok(list.items.into_iter().find(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+                })
+        }))
     })
     .await?;
+    let mesh = meshes.get("default").await?;
+    let gateways = mesh
+        .status
+        .as_ref()
+        .map(|s| s.gateways.clone())
+        .unwrap_or_default();
+    assert!(
+        !gateways.is_empty() && gateways.iter().all(|g| g.ready_replicas == 0),
+        "no Gateway selects the gateway's pods, so none is ready: {gateways:?}"
+    );
     let (status, reason, message) = condition(&mesh, "GatewaysReady").expect("checked above");
     assert_eq!(
         (status.as_str(), reason.as_str()),
-        ("False", "NoListeners"),
+        ("False", "ReplicasNotReady"),
         "GatewaysReady: {message}"
     );
     assert!(
@@ -749,8 +770,12 @@ async fn check_injection(client: &Client, run: &Run) -> Result<()> {
     )
     .await?;
     // Then mTLS for real: STRICT between two Deployments (needs an image that runs).
+    // Then north–south: one HTTP route through the gateway to the (now STRICT) echo Deployment.
     match &run.proxy_image {
-        Some(image) => check_strict(client, run, image).await,
+        Some(image) => {
+            check_strict(client, run, image).await?;
+            gateway::check_gateway(client, run, image).await
+        }
         None => Ok(()),
     }
 }

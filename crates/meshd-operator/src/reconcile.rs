@@ -223,7 +223,6 @@ pub async fn reconcile_mesh(mesh: &Mesh, ctx: &Context) -> Result<Outcome, Error
     let counts = ctx.counts(&name).await;
     let seen = status::Observed {
         gateways,
-        gateway_listeners: false,
         webhook_ready: !ca_bundle.is_empty(),
         control_plane_ready: (ctx.config.control_plane_ready)(),
         connected_proxies: counts.connected_proxies,

@@ -12,9 +12,6 @@ use crate::counts::Counts;
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
     pub gateways: Vec<GatewayStatus>,
-    /// Whether the control plane programs gateway listeners. Always false until Gateway resources are
-    /// supported: a gateway's Envoy has no listener on its Service's ports, so it serves nothing.
-    pub gateway_listeners: bool,
     pub webhook_ready: bool,
     pub control_plane_ready: bool,
     pub connected_proxies: i64,
@@ -73,17 +70,9 @@ pub fn reconciled(mesh: &Mesh, seen: &Observed) -> MeshStatus {
             )
         })
         .collect();
-    // A replica that runs but has no listener serves nothing: it is not counted as ready.
-    let serving = if seen.gateway_listeners { ready } else { 0 };
-    let unserved: Vec<String> = if seen.gateway_listeners {
-        Vec::new()
-    } else {
-        seen.gateways
-            .iter()
-            .map(|g| format!("{}/{}", g.namespace, g.name))
-            .collect()
-    };
-    let gateways_ok = lagging.is_empty() && unserved.is_empty();
+    // A gateway replica is ready only once a Gateway selects it and its listeners serve (the agent's
+    // readiness, SPEC §10), so ready replicas are the ones that serve.
+    let gateways_ok = lagging.is_empty();
     let cp = Cond {
         type_: condition::CONTROL_PLANE_READY,
         ok: seen.control_plane_ready,
@@ -117,23 +106,16 @@ pub fn reconciled(mesh: &Mesh, seen: &Observed) -> MeshStatus {
     let gw = Cond {
         type_: condition::GATEWAYS_READY,
         ok: gateways_ok,
-        reason: if !lagging.is_empty() {
-            "ReplicasNotReady"
-        } else if !unserved.is_empty() {
-            "NoListeners"
-        } else {
+        reason: if lagging.is_empty() {
             "AllReplicasReady"
+        } else {
+            "ReplicasNotReady"
         },
         message: if !lagging.is_empty() {
             format!(
-                "waiting for gateway replicas: {}; see `kubectl get pods -l meshd.io/gateway`",
+                "waiting for gateway replicas: {}; a gateway replica is ready once a Gateway selects it \
+                 and its listeners serve (see `kubectl get gateways -A` and `kubectl get pods -l meshd.io/gateway`)",
                 lagging.join(", ")
-            )
-        } else if !unserved.is_empty() {
-            format!(
-                "{ready}/{desired} gateway replicas run, but nothing listens on the Service ports of {}: \
-                 meshd does not program gateway listeners yet (no Gateway resource support)",
-                unserved.join(", ")
             )
         } else {
             format!("{ready}/{desired} gateway replicas ready")
@@ -162,7 +144,7 @@ pub fn reconciled(mesh: &Mesh, seen: &Observed) -> MeshStatus {
         observed_generation: mesh.metadata.generation,
         conditions: merge(mesh, vec![all, cp, wh, gw]),
         gateways: seen.gateways.clone(),
-        gateway_replicas: Some(format!("{serving}/{desired}")),
+        gateway_replicas: Some(format!("{ready}/{desired}")),
         connected_proxies: seen.connected_proxies,
         injected_pods: seen.injected_pods,
     }

@@ -238,34 +238,53 @@ async fn first_reconcile_applies_every_object_then_a_second_pass_writes_nothing(
         println!("  no-op after a leader change: {}", r.line());
     }
 
-    // A gateway's replicas becoming ready change GatewaysReady's reason with one status write; it stays
-    // False (and GATEWAYS says 0/1) because nothing listens on the gateway's ports yet.
+    // A gateway replica that runs but is not ready (no Gateway selects it yet, or its listeners do not
+    // serve): GatewaysReady is False naming the gateway, and GATEWAYS says 0/1.
     let mut deploy = s.fake.get(DEPLOY).unwrap();
+    deploy["status"] = json!({"readyReplicas": 0, "replicas": 1});
+    s.fake.put(DEPLOY, deploy.clone());
+    s.fake.clear_log();
+    s.reconcile(&stored).await.unwrap();
+    let waiting = s.mesh();
+    let gateways = condition(&waiting, "GatewaysReady");
+    assert_eq!(
+        (gateways.status.as_str(), gateways.reason.as_str()),
+        ("False", "ReplicasNotReady")
+    );
+    assert!(
+        gateways.message.contains("meshd-system/ingress 0/1 ready")
+            && gateways.message.contains("once a Gateway selects it"),
+        "{}",
+        gateways.message
+    );
+    assert_eq!(
+        condition(&waiting, "Ready").message,
+        "not ready: GatewaysReady"
+    );
+    assert_eq!(
+        waiting.status.as_ref().unwrap().gateway_replicas.as_deref(),
+        Some("0/1")
+    );
+
+    // The replica becomes ready (a Gateway selected it and its listeners serve): one status write,
+    // GatewaysReady True, GATEWAYS 1/1, and the Mesh Ready.
     deploy["status"] = json!({"readyReplicas": 1, "replicas": 1});
     s.fake.put(DEPLOY, deploy);
     s.fake.clear_log();
-    s.reconcile(&stored).await.unwrap();
+    s.reconcile(&waiting).await.unwrap();
     assert_eq!(s.write_lines(), [format!("PATCH {MESH}/status")]);
     let ready = s.mesh();
     let gateways = condition(&ready, "GatewaysReady");
     assert_eq!(
         (gateways.status.as_str(), gateways.reason.as_str()),
-        ("False", "NoListeners")
-    );
-    assert!(
-        gateways.message.contains("meshd-system/ingress")
-            && gateways.message.contains("no Gateway resource support"),
+        ("True", "AllReplicasReady"),
         "{}",
         gateways.message
     );
-    assert_eq!(condition(&ready, "Ready").status, "False");
-    assert_eq!(
-        condition(&ready, "Ready").message,
-        "not ready: GatewaysReady"
-    );
+    assert_eq!(condition(&ready, "Ready").status, "True");
     let status = ready.status.as_ref().unwrap();
-    assert_eq!(status.gateway_replicas.as_deref(), Some("0/1"));
-    assert_eq!(status.gateways[0].ready_replicas, 1, "the pods do run");
+    assert_eq!(status.gateway_replicas.as_deref(), Some("1/1"));
+    assert_eq!(status.gateways[0].ready_replicas, 1);
     // Unchanged conditions keep their transition time.
     assert_eq!(
         condition(&ready, "WebhookReady").last_transition_time,

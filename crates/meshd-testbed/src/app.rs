@@ -158,25 +158,45 @@ fn answer(stream: TcpStream, pod: &str, behaviour: &Behaviour) {
     }
 }
 
+/// What an [`HttpConn`] runs over: a TCP stream, or TLS over one ([`crate::tls`]).
+pub trait Transport: Read + Write + Send {}
+impl<T: Read + Write + Send> Transport for T {}
+
 /// One keep-alive HTTP/1.1 connection, used from the thread (namespace, uid) that opened it.
-#[derive(Debug)]
 pub struct HttpConn {
     target: SocketAddr,
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    /// Requests are written through `get_mut()`: one at a time, so nothing is buffered then.
+    stream: BufReader<Box<dyn Transport>>,
+}
+
+impl std::fmt::Debug for HttpConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConn")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A TCP connection to `target` with the testbed's timeouts.
+pub(crate) fn tcp_connect(target: SocketAddr) -> anyhow::Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&target, Duration::from_secs(3))
+        .with_context(|| format!("connect {target}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_nodelay(true)?;
+    Ok(s)
 }
 
 impl HttpConn {
     pub fn connect(target: SocketAddr) -> anyhow::Result<Self> {
-        let s = TcpStream::connect_timeout(&target, Duration::from_secs(3))
-            .with_context(|| format!("connect {target}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        s.set_nodelay(true)?;
-        Ok(Self {
+        Ok(Self::over(target, Box::new(tcp_connect(target)?)))
+    }
+
+    /// HTTP over an established transport (a TLS session, say).
+    pub fn over(target: SocketAddr, transport: Box<dyn Transport>) -> Self {
+        Self {
             target,
-            reader: BufReader::new(s.try_clone()?),
-            writer: s,
-        })
+            stream: BufReader::new(transport),
+        }
     }
 
     /// `GET path`: (status, body). The body is read by its content-length, so the connection stays open.
@@ -216,7 +236,9 @@ impl HttpConn {
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
             extra.insert_str(0, &format!("host: {}\r\n", self.target));
         }
-        write!(self.writer, "{method} {path} HTTP/1.1\r\n{extra}\r\n")
+        let writer = self.stream.get_mut();
+        write!(writer, "{method} {path} HTTP/1.1\r\n{extra}\r\n")
+            .and_then(|()| writer.flush())
             .with_context(|| format!("writing to {}", self.target))?;
         let mut status = None;
         let mut length = None;
@@ -224,7 +246,7 @@ impl HttpConn {
         loop {
             let mut line = String::new();
             if self
-                .reader
+                .stream
                 .read_line(&mut line)
                 .with_context(|| format!("reading from {}", self.target))?
                 == 0
@@ -256,7 +278,7 @@ impl HttpConn {
         }
         let length = length.with_context(|| format!("no content-length from {}", self.target))?;
         let mut body = vec![0; length];
-        self.reader.read_exact(&mut body)?;
+        self.stream.read_exact(&mut body)?;
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
 
@@ -265,12 +287,12 @@ impl HttpConn {
         let mut body = Vec::new();
         loop {
             let mut size = String::new();
-            self.reader.read_line(&mut size)?;
+            self.stream.read_line(&mut size)?;
             let size = size.trim().split(';').next().unwrap_or("");
             let size = usize::from_str_radix(size, 16)
                 .with_context(|| format!("bad chunk size {size:?} from {}", self.target))?;
             let mut chunk = vec![0; size + 2]; // data and its CRLF
-            self.reader.read_exact(&mut chunk)?;
+            self.stream.read_exact(&mut chunk)?;
             if size == 0 {
                 return Ok(String::from_utf8_lossy(&body).into_owned());
             }

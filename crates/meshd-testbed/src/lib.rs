@@ -7,16 +7,21 @@
 //!   reports each connection's original destination (`SO_ORIGINAL_DST`), and a connector that runs as a
 //!   given uid so that owner-based capture rules see it.
 //! - [`mesh`]: a one-machine mesh (control plane, bridge, pods with capture, agent, Envoy and an [`app`]).
+//! - [`pki`]: a throwaway CA issuing PEM certificates (the demo's edge, TLS tests).
+//! - [`tls`]: an HTTPS client (rustls) with a given trust anchor, SNI and client certificate, reporting
+//!   the certificate and version the server presented (the gateway edge).
 //! - [`prereq`]: checks for root, namespaces and binaries; prints `SKIP: <reason>`, or fails under `CI=true`.
 
 pub mod app;
 pub mod load;
 pub mod mesh;
 pub mod netns;
+pub mod pki;
 pub mod pod;
 pub mod prereq;
 pub mod signal;
 pub mod tcp;
+pub mod tls;
 
 pub use netns::{Identity, NetNs, link_veth};
 pub use prereq::require;

@@ -29,7 +29,12 @@ pub const DIRECT_PORT: u16 = 9080;
 pub const UNSERVED_PORT: u16 = 7070;
 pub const REVIEWS_OUTBOUND: &str = "outbound|80||reviews.demo.svc.cluster.local";
 pub const INBOUND: &str = "inbound|8080||";
-const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 1);
+/// The gateway pods' label (meshd_api::names::LABEL_GATEWAY; the testbed does not depend on the API).
+pub const GATEWAY_LABEL: &str = "meshd.io/gateway";
+/// Where a gateway pod listens for its Service's port 80 and 443 (the operator's defaults).
+pub const GATEWAY_HTTP_PORT: u16 = 8080;
+pub const GATEWAY_HTTPS_PORT: u16 = 8443;
+const BRIDGE_ADDR: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 1);
 const BRIDGE: &str = "br0";
 
 /// The control plane, bridge and pods, with the config directory they are described in.
@@ -42,6 +47,8 @@ pub struct Mesh {
     envoy: PathBuf,
     /// Pods in the config directory (name, app, ip), in the order written.
     declared: Vec<(String, String, Ipv4Addr)>,
+    /// Gateway pods in the config directory (name, gateway, ip).
+    gateways: Vec<(String, String, Ipv4Addr)>,
     /// `Mesh.spec.mtls.mode`.
     mode: String,
     /// `Mesh.spec.outboundTrafficPolicy` (ALLOW_ANY, the default, when empty).
@@ -67,7 +74,7 @@ impl Mesh {
         std::fs::create_dir(work.path().join("config"))?;
         let bridge = NetNs::new("bridge")?;
         bridge.ip(&["link", "add", BRIDGE, "type", "bridge"])?;
-        bridge.ip(&["addr", "add", &format!("{GATEWAY}/24"), "dev", BRIDGE])?;
+        bridge.ip(&["addr", "add", &format!("{BRIDGE_ADDR}/24"), "dev", BRIDGE])?;
         bridge.ip(&["link", "set", BRIDGE, "up"])?;
         let mut mesh = Self {
             pods: Vec::new(),
@@ -76,6 +83,7 @@ impl Mesh {
             meshd: meshd.to_path_buf(),
             envoy: envoy.to_path_buf(),
             declared: Vec::new(),
+            gateways: Vec::new(),
             mode: mode.to_string(),
             outbound: String::new(),
             outsiders: Vec::new(),
@@ -168,7 +176,7 @@ impl Mesh {
         link_veth(&ns, "eth0", &self.bridge, &port)?;
         self.bridge.ip(&["link", "set", &port, "master", BRIDGE])?;
         ns.add_address("eth0", &format!("{ip}/24"))?;
-        ns.add_default_route(GATEWAY.into())?;
+        ns.add_default_route(BRIDGE_ADDR.into())?;
         self.outsiders.push(ns);
         Ok(&self.outsiders[index])
     }
@@ -176,6 +184,19 @@ impl Mesh {
     /// Declares a pod in the config directory (Pod object and EndpointSlice endpoint), without starting it.
     pub fn declare_pod(&mut self, name: &str, app: &str, ip: Ipv4Addr) -> anyhow::Result<()> {
         self.declared.push((name.into(), app.into(), ip));
+        self.write_config()
+    }
+
+    /// Declares a gateway pod (`meshd.io/gateway: <gateway>`, service account `<gateway>`) and the
+    /// gateway's Service (ports 80 → [`GATEWAY_HTTP_PORT`], 443 → [`GATEWAY_HTTPS_PORT`]), as the
+    /// operator makes them; without starting it.
+    pub fn declare_gateway(
+        &mut self,
+        name: &str,
+        gateway: &str,
+        ip: Ipv4Addr,
+    ) -> anyhow::Result<()> {
+        self.gateways.push((name.into(), gateway.into(), ip));
         self.write_config()
     }
 
@@ -210,13 +231,7 @@ impl Mesh {
 
     /// Creates the pod's namespace on the bridge, capture, app and sidecar. Call [`Mesh::wait_ready`].
     pub fn start_pod(&mut self, name: &str, app: &str, ip: Ipv4Addr) -> anyhow::Result<&Pod> {
-        let index = self.pods.len();
-        let ns = NetNs::new(&format!("pod{index}"))?;
-        let port = format!("vp{index}");
-        link_veth(&ns, "eth0", &self.bridge, &port)?;
-        self.bridge.ip(&["link", "set", &port, "master", BRIDGE])?;
-        ns.add_address("eth0", &format!("{ip}/24"))?;
-        ns.add_default_route(GATEWAY.into())?;
+        let ns = self.pod_namespace(ip)?;
         checked(
             ns.command(&self.meshd.display().to_string())
                 .args(["init", "--exclude-inbound-ports", &DIRECT_PORT.to_string()])
@@ -227,6 +242,73 @@ impl Mesh {
             .map(|p| (ip, p).into())
             .to_vec();
         let app_server = App::start(&ns, APP, name, &addrs)?;
+        let probes = format!(
+            r#"{{"app/readyz":{{"httpGet":{{"path":"/","port":{APP_PORT},"scheme":"HTTP"}}}}}}"#
+        );
+        let agent = self.spawn_agent(&ns, name, app, ip, &format!("app={app}"), |c| {
+            c.env("MESHD_APP_PROBES", probes);
+        })?;
+        self.pods.push(Pod {
+            name: name.into(),
+            app_label: app.into(),
+            ip,
+            agent: Some(agent),
+            app: Some(app_server),
+            ns,
+        });
+        Ok(self.pods.last().expect("just pushed"))
+    }
+
+    /// A declared gateway pod: its namespace on the bridge and `meshd agent --gateway` (no capture, no
+    /// app), listening where its Gateways' servers say. Not ready until a Gateway selects it.
+    pub fn start_gateway(
+        &mut self,
+        name: &str,
+        gateway: &str,
+        ip: Ipv4Addr,
+    ) -> anyhow::Result<&Pod> {
+        let ns = self.pod_namespace(ip)?;
+        let labels = format!(
+            "app={gateway},{}={gateway},meshd.io/mesh=default",
+            GATEWAY_LABEL
+        );
+        let agent = self.spawn_agent(&ns, name, gateway, ip, &labels, |c| {
+            c.env("MESHD_GATEWAY", gateway);
+        })?;
+        self.pods.push(Pod {
+            name: name.into(),
+            app_label: gateway.into(),
+            ip,
+            agent: Some(agent),
+            app: None,
+            ns,
+        });
+        Ok(self.pods.last().expect("just pushed"))
+    }
+
+    /// A new pod namespace on the bridge at `ip`.
+    fn pod_namespace(&self, ip: Ipv4Addr) -> anyhow::Result<NetNs> {
+        let index = self.pods.len();
+        let ns = NetNs::new(&format!("pod{index}"))?;
+        let port = format!("vp{index}");
+        link_veth(&ns, "eth0", &self.bridge, &port)?;
+        self.bridge.ip(&["link", "set", &port, "master", BRIDGE])?;
+        ns.add_address("eth0", &format!("{ip}/24"))?;
+        ns.add_default_route(BRIDGE_ADDR.into())?;
+        Ok(ns)
+    }
+
+    /// `meshd agent` as uid 1337 in `ns`, with the pod's credential (its projected token in a
+    /// cluster: the one of its service account's Secret in the config directory).
+    fn spawn_agent(
+        &self,
+        ns: &NetNs,
+        name: &str,
+        service_account: &str,
+        ip: Ipv4Addr,
+        labels: &str,
+        more: impl FnOnce(&mut Command),
+    ) -> anyhow::Result<ChildGuard> {
         let dir = self.work.path().join("pods").join(name);
         std::fs::create_dir_all(dir.join("proxy"))?;
         nix::unistd::chown(
@@ -234,24 +316,19 @@ impl Mesh {
             Some(PROXY.uid.into()),
             Some(PROXY.gid.into()),
         )?;
-        // The pod's credential (its projected token in a cluster): the one of its service account's
-        // Secret in the config directory.
         let token = dir.join("token");
-        std::fs::write(&token, token_of(app))?;
+        std::fs::write(&token, token_of(service_account))?;
         nix::unistd::chown(&token, Some(PROXY.uid.into()), Some(PROXY.gid.into()))?;
         let log = std::fs::File::create(dir.join("agent.log"))?;
-        let probes = format!(
-            r#"{{"app/readyz":{{"httpGet":{{"path":"/","port":{APP_PORT},"scheme":"HTTP"}}}}}}"#
-        );
-        let agent = ns
-            .command_as(PROXY, &self.meshd.display().to_string())
+        let mut agent = ns.command_as(PROXY, &self.meshd.display().to_string());
+        agent
             .arg("agent")
             .env("MESHD_POD_NAME", name)
             .env("MESHD_POD_NAMESPACE", NAMESPACE)
             .env("MESHD_POD_IP", ip.to_string())
-            .env("MESHD_SERVICE_ACCOUNT", app)
+            .env("MESHD_SERVICE_ACCOUNT", service_account)
             .env("MESHD_NODE_NAME", "demo-node")
-            .env("MESHD_LABELS", format!("app={app}"))
+            .env("MESHD_LABELS", labels)
             .env("MESHD_CONCURRENCY", "1")
             .env("MESHD_DRAIN_DURATION", "1s")
             .env(
@@ -262,20 +339,13 @@ impl Mesh {
             .env("MESHD_CONFIG_DIR", dir.join("proxy"))
             .env("MESHD_CA_FILE", self.root_cert())
             .env("MESHD_TOKEN_FILE", &token)
-            .env("MESHD_APP_PROBES", probes)
             .stdout(log.try_clone()?)
-            .stderr(log)
+            .stderr(log);
+        more(&mut agent);
+        let child = agent
             .spawn()
             .with_context(|| format!("{name}: starting meshd agent"))?;
-        self.pods.push(Pod {
-            name: name.into(),
-            app_label: app.into(),
-            ip,
-            agent: Some(ChildGuard(agent)),
-            app: app_server,
-            ns,
-        });
-        Ok(&self.pods[index])
+        Ok(ChildGuard(child))
     }
 
     /// Waits until every running agent answers `/healthz/ready` with 200.
@@ -363,7 +433,9 @@ impl Mesh {
         std::fs::write(&tmp, mesh)?;
         std::fs::rename(&tmp, config.join("mesh.yaml"))?;
         let tmp = config.join(".demo.yaml.tmp");
-        std::fs::write(&tmp, render(&self.declared, &self.labels))?;
+        let mut text = render(&self.declared, &self.labels);
+        text.push_str(&render_gateways(&self.gateways));
+        std::fs::write(&tmp, text)?;
         std::fs::rename(&tmp, config.join("demo.yaml"))?;
         Ok(())
     }
@@ -418,6 +490,28 @@ fn render(
             .collect();
         out.push_str(&format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {NAMESPACE}, labels: {{app: {app}, meshd.io/mesh: default{extra}}}}}\nspec:\n  serviceAccountName: {app}\n  containers: [{{name: app, image: app, ports: [{{name: http, containerPort: {APP_PORT}}}]}}]\nstatus: {{podIP: {ip}}}\n---\n"
+        ));
+    }
+    out
+}
+
+/// Each gateway's Service (selecting its pods, as the operator's does) and service-account token, and
+/// its pods (labelled `meshd.io/gateway`).
+fn render_gateways(gateways: &[(String, String, Ipv4Addr)]) -> String {
+    let mut out = String::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, gateway, ip) in gateways {
+        if seen.insert(gateway) {
+            out.push_str(&format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {gateway}-token\n  namespace: {NAMESPACE}\n  annotations: {{kubernetes.io/service-account.name: {gateway}}}\ntype: kubernetes.io/service-account-token\nstringData: {{token: {}}}\n---\n",
+                token_of(gateway)
+            ));
+            out.push_str(&format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: {gateway}, namespace: {NAMESPACE}}}\nspec:\n  selector: {{{GATEWAY_LABEL}: {gateway}}}\n  ports: [{{name: http2, port: 80, targetPort: {GATEWAY_HTTP_PORT}}}, {{name: https, port: 443, targetPort: {GATEWAY_HTTPS_PORT}}}]\n---\n"
+            ));
+        }
+        out.push_str(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {NAMESPACE}, labels: {{app: {gateway}, {GATEWAY_LABEL}: {gateway}, meshd.io/mesh: default}}}}\nspec:\n  serviceAccountName: {gateway}\n  containers: [{{name: meshd-proxy, image: proxy}}]\nstatus: {{podIP: {ip}}}\n---\n"
         ));
     }
     out

@@ -22,26 +22,31 @@ impl Drop for ChildGuard {
     }
 }
 
-/// One pod: its namespace, app and sidecar. Fields drop in order: agent, app, namespace.
+/// One pod: its namespace, app and sidecar (a gateway pod: its proxy only, no app). Fields drop in
+/// order: agent, app, namespace.
 #[derive(Debug)]
 pub struct Pod {
     pub name: String,
     pub app_label: String,
     pub ip: Ipv4Addr,
     pub(crate) agent: Option<ChildGuard>,
-    pub(crate) app: App,
+    pub(crate) app: Option<App>,
     pub ns: NetNs,
 }
 
 impl Pod {
     /// The pod's app waits `delay` before each answer from now on.
     pub fn answer_after(&self, delay: std::time::Duration) {
-        self.app.answer_after(delay);
+        if let Some(app) = &self.app {
+            app.answer_after(delay);
+        }
     }
 
     /// The pod's app answers every request with `status` from now on (200 heals it).
     pub fn answer_with(&self, status: u16) {
-        self.app.answer_with(status);
+        if let Some(app) = &self.app {
+            app.answer_with(status);
+        }
     }
 
     /// The agent's pid (the `ip netns exec`/`setpriv` chain execs, so it is the spawned child).

@@ -4,8 +4,9 @@
 //! proven from Envoy's own stats, the SPIFFE identities both sidecars verified, a plaintext client
 //! outside the mesh refused, a DENY AuthorizationPolicy answered 403, a live endpoint change, the cost
 //! of the two-sidecar path with STRICT against DISABLE, then a canary (SPEC §8): 10% to a `v2` reviews
-//! pod and a retry policy hiding a failing pod, both checked. Every claim is checked: a mismatch fails
-//! the demo. Everything is torn down on exit, failure, Ctrl-C and SIGTERM.
+//! pod and a retry policy hiding a failing pod, both checked; and the edge (SPEC §10): an ingress
+//! gateway pod serving examples/gateway.yaml, reached over HTTPS by a client outside the mesh that
+//! trusts only the demo's edge CA. Every claim is checked: a mismatch fails the demo. Everything is torn down on exit, failure, Ctrl-C and SIGTERM.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -17,9 +18,11 @@ use clap::Parser;
 use meshd_testbed::app::{HttpConn, XFCC_PATH, get_in};
 use meshd_testbed::load::{answers, latencies, quantile};
 use meshd_testbed::mesh::{
-    APP, APP_PORT, DIRECT_PORT, INBOUND, Mesh, PROXY, REVIEWS_OUTBOUND, REVIEWS_VIP, rss_kib,
-    spiffe_id, wait_for,
+    APP, APP_PORT, DIRECT_PORT, GATEWAY_HTTP_PORT, GATEWAY_HTTPS_PORT, INBOUND, Mesh, PROXY,
+    REVIEWS_OUTBOUND, REVIEWS_VIP, rss_kib, spiffe_id, wait_for,
 };
+use meshd_testbed::pki::DevCa;
+use meshd_testbed::tls::{self, TlsClient};
 use meshd_testbed::{prereq, signal};
 
 #[derive(Parser, Debug)]
@@ -214,7 +217,79 @@ fn show(mesh: &mut Mesh, args: &Args) -> anyhow::Result<()> {
         rss_kib(agent) / 1024,
         rss_kib(envoy) / 1024
     );
-    canary(mesh, vip, args.requests.max(400))
+    canary(mesh, vip, args.requests.max(400))?;
+    edge(mesh)
+}
+
+/// The gateway pod, and the client outside the mesh that calls it (its own namespace).
+const INGRESS: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 30);
+const EDGE_CLIENT: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 51);
+const SHOP: &str = "shop.example.com";
+
+/// SPEC §10 with the repository's example: Gateway `demo/frontend` (HTTPS SIMPLE with Secret
+/// `frontend-cert`, HTTP redirected) and the VirtualService binding `shop.example.com` to frontend.
+fn edge(mesh: &mut Mesh) -> anyhow::Result<()> {
+    println!(
+        "\n-- 8. the edge: HTTPS from outside the mesh through an ingress gateway to frontend --"
+    );
+    let t = Instant::now();
+    let ca = DevCa::new()?;
+    let cert = ca.issue(&[SHOP])?;
+    mesh.write_config_file(
+        "frontend-cert.yaml",
+        Some(&cert.tls_secret_yaml("frontend-cert", "demo", None)),
+    )?;
+    mesh.write_config_file(
+        "gateway.yaml",
+        Some(include_str!("../../../../examples/gateway.yaml")),
+    )?;
+    mesh.declare_gateway("ingress-0", "ingress", INGRESS)?;
+    mesh.start_gateway("ingress-0", "ingress", INGRESS)?;
+    mesh.wait_ready(READY)?;
+    println!(
+        "gateway     : ingress-0 {INGRESS}, meshd agent --gateway ingress (no capture), ready in {:.1?} \
+         (a Gateway selects it, its listeners serve with their certificate)",
+        t.elapsed()
+    );
+    println!(
+        "config      : examples/gateway.yaml + Secret frontend-cert (kubernetes.io/tls, {SHOP}, signed by an edge CA)"
+    );
+    let client = mesh.start_outsider(EDGE_CLIENT)?;
+    let roots = ca.ca_pem();
+    let (names, version, answer) = client.run_in(None, move || {
+        let tls = TlsClient::new(SHOP, roots.as_bytes());
+        let mut session = tls::connect((INGRESS, GATEWAY_HTTPS_PORT).into(), &tls)?;
+        let answer = session.http.get_with("/", &[("host", SHOP)])?;
+        Ok((session.peer_dns_names()?, session.version, answer))
+    })?;
+    println!(
+        "client      : {EDGE_CLIENT} (no sidecar) -> https://{SHOP}/ at {INGRESS}:{GATEWAY_HTTPS_PORT}, trusting only the edge CA"
+    );
+    println!(
+        "  certificate for {names:?}, {version:?}; answer {} {:?}",
+        answer.0, answer.1
+    );
+    if !names.iter().any(|n| n == SHOP) {
+        bail!("the gateway presented a certificate for {names:?}, not {SHOP}");
+    }
+    if answer != (200, "frontend-0".to_string()) {
+        bail!("https://{SHOP}/ answered {answer:?}, not frontend-0's 200");
+    }
+    let redirect = client.run_in(None, || {
+        HttpConn::connect((INGRESS, GATEWAY_HTTP_PORT).into())?.get_with("/", &[("host", SHOP)])
+    })?;
+    println!(
+        "  http://{SHOP}/ at {INGRESS}:{GATEWAY_HTTP_PORT}: {} (httpsRedirect)",
+        redirect.0
+    );
+    if redirect.0 != 301 {
+        bail!("http://{SHOP}/ answered {redirect:?}, not the 301 of httpsRedirect");
+    }
+    println!(
+        "=> TLS terminated at the gateway with the Secret's certificate; frontend-0 answered through its \
+         STRICT sidecar (the gateway's upstream is the mesh's mTLS)"
+    );
+    Ok(())
 }
 
 /// SPEC §8: reviews-0/1 are v1, reviews-2 is v2; 10% goes to v2, retries on 5xx hide reviews-1, which

@@ -1,15 +1,19 @@
 //! `meshd validate`'s checks between resources (SPEC §8): the control plane's own verdicts
 //! (`meshd_api::validate::verdicts::judge`) over the resources of one scope — a FILE alone, or every
-//! file of a DIR together — against the scope's Services and ServiceEntries. A resource already invalid
-//! on its own is reported by the object checks, not again here.
+//! file of a DIR together — against the scope's Services and ServiceEntries, and Gateways against each
+//! other and the scope's gateway Pods (SPEC §10). A resource already invalid on its own is reported by
+//! the object checks, not again here.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use meshd_api::networking::{DestinationRuleSpec, ServiceEntrySpec, VirtualServiceSpec};
+use meshd_api::networking::{
+    DestinationRuleSpec, GatewaySpec, ServiceEntrySpec, VirtualServiceSpec,
+};
 use meshd_api::validate::Document;
 use meshd_api::validate::FieldError;
-use meshd_api::validate::verdicts::{Candidate, Judged, judge};
+use meshd_api::validate::gateway_refs::{GatewayPod, GatewayRef, judge_gateways};
+use meshd_api::validate::verdicts::{Candidate, Judged, judge, pick};
 
 /// One resource of a scope with its file and object-level problems.
 struct Entry<T> {
@@ -28,6 +32,9 @@ pub struct Scope {
     service_entries: Vec<Entry<ServiceEntrySpec>>,
     destination_rules: Vec<Entry<DestinationRuleSpec>>,
     virtual_services: Vec<Entry<VirtualServiceSpec>>,
+    gateways: Vec<Entry<GatewaySpec>>,
+    /// Gateway pods (labelled `meshd.io/gateway`): their namespace and labels.
+    gateway_pods: Vec<(String, BTreeMap<String, String>)>,
 }
 
 impl Scope {
@@ -82,6 +89,16 @@ impl Scope {
                 self.virtual_services
                     .push(entry(file, &namespace, name, vs.spec.clone(), errors));
             }
+            Document::Gateway(gw) => {
+                self.gateways
+                    .push(entry(file, &namespace, name, gw.spec.clone(), errors));
+            }
+            Document::Pod(pod) => {
+                let labels = pod.metadata.labels.clone().unwrap_or_default();
+                if labels.contains_key(meshd_api::names::LABEL_GATEWAY) {
+                    self.gateway_pods.push((namespace, labels));
+                }
+            }
             _ => {}
         }
     }
@@ -91,8 +108,27 @@ impl Scope {
         let ses = candidates(&self.service_entries);
         let drs = candidates(&self.destination_rules);
         let vss = candidates(&self.virtual_services);
-        let j = judge(domain, &self.services, &ses, &drs, &vss);
+        let gws = candidates(&self.gateways);
+        let pods: Vec<GatewayPod<'_>> = self
+            .gateway_pods
+            .iter()
+            .map(|(namespace, labels)| GatewayPod { namespace, labels })
+            .collect();
+        let gj = judge_gateways(&gws, &pods, |_, _| Ok(()));
+        let in_force: Vec<GatewayRef<'_>> = gws
+            .iter()
+            .zip(&gj)
+            .filter_map(|(c, j)| {
+                Some(GatewayRef {
+                    namespace: c.namespace,
+                    name: c.name,
+                    spec: pick(c, j)?,
+                })
+            })
+            .collect();
+        let j = judge(domain, &self.services, &ses, &drs, &vss, &in_force);
         let mut out = Vec::new();
+        lines(&mut out, "Gateway", &self.gateways, &gj);
         lines(
             &mut out,
             "ServiceEntry",

@@ -3,16 +3,18 @@
 //! leaves the last accepted version in force; a resource never accepted has nothing in force.
 //!
 //! Generic over kinds: a kind's facts are [`crate::facts::Config`]s and [`Fact::checked`] gives their
-//! object-level problems. ServiceEntry, DestinationRule and VirtualService are also judged against each
-//! other and the Services (`meshd_api::validate::verdicts::judge`, the checks `meshd validate` runs);
-//! every other kind with a verdict is in force when it is valid on its own, unless [`extra_checks`]
-//! says otherwise for it.
+//! object-level problems. Gateways are judged first, against each other and the gateway pods they select
+//! (`meshd_api::validate::gateway_refs::judge_gateways`, with [`extra_checks`]); ServiceEntry,
+//! DestinationRule and VirtualService then against each other, the Services and the Gateways in force
+//! (`meshd_api::validate::verdicts::judge`, the checks `meshd validate` runs); every other kind with a
+//! verdict is in force when it is valid on its own, unless [`extra_checks`] says otherwise for it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use meshd_api::status::{Verdict, VerdictKey, reason};
 use meshd_api::validate::FieldError;
+use meshd_api::validate::gateway_refs::{GatewayPod, GatewayRef, judge_gateways};
 use meshd_api::validate::verdicts::{Candidate, InForce, Judged, ServiceHosts, judge};
 
 use crate::facts::{Config, Fact, FactKind, ObjectKey};
@@ -72,11 +74,14 @@ fn extra_checks(kind: FactKind, fact: &Fact, configs: &Configs) -> Vec<FieldErro
     Vec::new()
 }
 
-/// The kinds [`judge`] checks against each other.
+/// The kinds [`judge`] and [`judge_gateways`] check against each other.
 fn cross_checked(kind: FactKind) -> bool {
     matches!(
         kind,
-        FactKind::ServiceEntry | FactKind::DestinationRule | FactKind::VirtualService
+        FactKind::ServiceEntry
+            | FactKind::DestinationRule
+            | FactKind::VirtualService
+            | FactKind::Gateway
     )
 }
 
@@ -198,10 +203,29 @@ impl Configs {
         self.hosts.insert(FactKind::DestinationRule, dr);
     }
 
-    /// Judges every resource again; whether any version in force changed.
-    pub fn judge(&mut self, domain: &str, services: &dyn ServiceHosts) -> bool {
+    /// Judges every resource again (`pods`: the gateway pods, which Gateways select); whether any
+    /// version in force changed.
+    pub fn judge(
+        &mut self,
+        domain: &str,
+        services: &dyn ServiceHosts,
+        pods: &[GatewayPod<'_>],
+    ) -> bool {
+        let judged = self.judge_gateways(pods);
+        let mut changed = self.apply(FactKind::Gateway, judged);
         let empty = Table::new();
         let table = |k| self.tables.get(&k).unwrap_or(&empty);
+        let gateways: Vec<GatewayRef<'_>> = table(FactKind::Gateway)
+            .iter()
+            .filter_map(|(key, t)| match &t.in_force {
+                Some(Fact::Gateway(c)) => Some(GatewayRef {
+                    namespace: &key.namespace,
+                    name: &key.name,
+                    spec: &c.spec,
+                }),
+                _ => None,
+            })
+            .collect();
         let ses = candidates(table(FactKind::ServiceEntry), |f| match f {
             Fact::ServiceEntry(c) => Some(&**c),
             _ => None,
@@ -214,8 +238,8 @@ impl Configs {
             Fact::VirtualService(c) => Some(&**c),
             _ => None,
         });
-        let judgement = judge(domain, services, &ses, &drs, &vss);
-        let mut changed = self.apply(FactKind::ServiceEntry, judgement.service_entries);
+        let judgement = judge(domain, services, &ses, &drs, &vss, &gateways);
+        changed |= self.apply(FactKind::ServiceEntry, judgement.service_entries);
         changed |= self.apply(FactKind::DestinationRule, judgement.destination_rules);
         changed |= self.apply(FactKind::VirtualService, judgement.virtual_services);
         let alone: Vec<FactKind> = self
@@ -233,6 +257,34 @@ impl Configs {
             self.index_hosts(domain);
         }
         changed
+    }
+
+    /// Gateways, oldest first: their object-level problems, [`extra_checks`], then a port another
+    /// Gateway selecting one of the same pods serves with another protocol.
+    fn judge_gateways(&self, pods: &[GatewayPod<'_>]) -> Vec<Judged> {
+        let Some(table) = self.tables.get(&FactKind::Gateway) else {
+            return Vec::new();
+        };
+        let rows: Vec<&Tracked> = table.values().collect();
+        let list = candidates(table, |f| match f {
+            Fact::Gateway(c) => Some(&**c),
+            _ => None,
+        });
+        judge_gateways(&list, pods, |i, spec| {
+            let t = rows[i];
+            // The version being checked: the latest, or the one in force before it.
+            let fact = match (&t.latest, &t.in_force) {
+                (Fact::Gateway(c), _) if std::ptr::eq(&c.spec, spec) => &t.latest,
+                (_, Some(prev)) => prev,
+                _ => &t.latest,
+            };
+            let extra = extra_checks(FactKind::Gateway, fact, self);
+            if extra.is_empty() {
+                Ok(())
+            } else {
+                Err((reason::DANGLING_REFERENCE, extra))
+            }
+        })
     }
 
     /// A kind judged on its own: in force when valid and [`extra_checks`] find nothing.

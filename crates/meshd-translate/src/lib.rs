@@ -15,6 +15,7 @@ mod bootstrap;
 mod configs;
 mod envoy;
 pub mod facts;
+mod gateway;
 mod inbound;
 mod mtls;
 mod naming;
@@ -33,6 +34,9 @@ pub use bootstrap::{
     XdsAddress, XdsApi, bootstrap, sds_secret_config,
 };
 pub use configs::Verdicts;
+pub use gateway::{
+    CA_SDS_SUFFIX, CREDENTIAL_SDS_PREFIX, GatewayConfig, credential_sds_names, is_gateway,
+};
 pub use mtls::{
     MATCH_MESH, MATCH_PLAINTEXT, MESH_ALPN, TLS_MODE_KEY, TLS_MODE_MESH,
     mesh_mtls_transport_socket, mesh_sni, spiffe_id,

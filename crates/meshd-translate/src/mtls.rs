@@ -43,7 +43,7 @@ pub const MATCH_MESH: &str = "tlsMode-meshd";
 pub const MATCH_PLAINTEXT: &str = "tlsMode-disabled";
 
 /// Istio's cipher list for TLS 1.2 (TLS 1.3 suites are not configurable in Envoy).
-const CIPHERS: [&str; 6] = [
+pub(crate) const CIPHERS: [&str; 6] = [
     "ECDHE-ECDSA-AES256-GCM-SHA384",
     "ECDHE-RSA-AES256-GCM-SHA384",
     "ECDHE-ECDSA-AES128-GCM-SHA256",

@@ -6,6 +6,7 @@ use meshd_api::MeshSpec;
 
 use crate::authz::{AuthzPolicies, workload_rbac};
 use crate::facts::{ObjectKey, Workload};
+use crate::gateway::{GatewayInputs, gateway_config, is_gateway};
 use crate::inbound::{InboundPolicy, inbound_cluster, inbound_ports, virtual_inbound};
 use crate::node::NodeId;
 use crate::peer::{PeerPolicies, resolve};
@@ -24,6 +25,8 @@ pub struct CompiledMesh {
     pub(crate) mesh: Arc<MeshSpec>,
     pub(crate) peers: PeerPolicies,
     pub(crate) authz: AuthzPolicies,
+    /// What gateway proxies' listeners and routes are built from (SPEC §10).
+    pub(crate) gateways: Arc<GatewayInputs>,
     /// Whether a Mesh of the configured name exists (else its defaults apply).
     pub mesh_found: bool,
     /// Things that were skipped or are not implemented, for the caller to log.
@@ -68,6 +71,8 @@ pub struct ProxyConfig {
     pub node: NodeId,
     /// False when no Pod matches the node id: the config is then empty.
     pub known: bool,
+    /// A gateway proxy (SPEC §10): the shared listeners (`virtualOutbound`) are not its.
+    pub gateway: bool,
     shared: ResourceSet,
     own: OwnResources,
 }
@@ -85,10 +90,14 @@ impl CompiledMesh {
             return ProxyConfig {
                 node: node.clone(),
                 known: false,
+                gateway: false,
                 shared: ResourceSet::default(),
                 own: OwnResources::default(),
             };
         };
+        if is_gateway(workload) {
+            return self.gateway_proxy(node, workload);
+        }
         let from = ObjectKey::new(node.namespace.clone(), String::new());
         let services = self
             .services
@@ -126,9 +135,38 @@ impl CompiledMesh {
         ProxyConfig {
             node: node.clone(),
             known: true,
+            gateway: false,
             shared: self.shared.clone(),
             own,
         }
+    }
+
+    /// A gateway proxy's resources: the shared clusters, load assignments and routes, and its own
+    /// listeners and route tables from the Gateways selecting it (no inbound side).
+    fn gateway_proxy(&self, node: &NodeId, workload: &Workload) -> ProxyConfig {
+        let gw = gateway_config(&self.gateways, workload);
+        let mut own = OwnResources::default();
+        for l in &gw.listeners {
+            own.push(ResourceType::Listener, Resource::new(l.name.clone(), l));
+        }
+        for r in &gw.routes {
+            own.push(ResourceType::Route, Resource::new(r.name.clone(), r));
+        }
+        // JOIN(gw11c): secrets
+        ProxyConfig {
+            node: node.clone(),
+            known: true,
+            gateway: true,
+            shared: self.shared.clone(),
+            own,
+        }
+    }
+
+    /// The gateway config of a node's proxy, when it is a gateway's (its credentials' SDS names, for
+    /// one).
+    pub fn gateway_config(&self, node: &NodeId) -> Option<crate::GatewayConfig> {
+        let workload = self.workload(node).filter(|w| is_gateway(w))?;
+        Some(gateway_config(&self.gateways, workload))
     }
 
     /// `config` moved to this generation: the shared part replaced (a pointer copy), its own part
@@ -140,6 +178,7 @@ impl CompiledMesh {
         ProxyConfig {
             node: config.node.clone(),
             known: true,
+            gateway: config.gateway,
             shared: self.shared.clone(),
             own: config.own.clone(),
         }
@@ -152,9 +191,18 @@ impl CompiledMesh {
 }
 
 impl ProxyConfig {
+    /// Whether the shared resources of a type are this proxy's: all but the listeners for gateways.
+    fn has_shared(&self, ty: ResourceType) -> bool {
+        !(self.gateway && ty == ResourceType::Listener)
+    }
+
     /// Every resource of a type: the shared ones, then the proxy's own (each part sorted by name).
     pub fn resources(&self, ty: ResourceType) -> impl Iterator<Item = &Arc<Resource>> {
-        self.shared.of(ty).chain(&self.own.by_type[ty.index()])
+        let shared = self.has_shared(ty).then(|| self.shared.of(ty));
+        shared
+            .into_iter()
+            .flatten()
+            .chain(&self.own.by_type[ty.index()])
     }
 
     /// The proxy's own resources of a type (its inbound side).
@@ -163,22 +211,32 @@ impl ProxyConfig {
     }
 
     pub fn get(&self, ty: ResourceType, name: &str) -> Option<&Arc<Resource>> {
-        self.own.get(ty, name).or_else(|| self.shared.get(ty, name))
+        self.own
+            .get(ty, name)
+            .or_else(|| self.shared.get(ty, name).filter(|_| self.has_shared(ty)))
     }
 
     /// The version of a whole type for this proxy (SotW `version_info`, delta `system_version_info`):
     /// changes when any name or body does. O(1) for the shared part, which keeps its version as it
     /// changes.
     pub fn type_version(&self, ty: ResourceType) -> String {
+        let shared = if self.has_shared(ty) {
+            self.shared.version(ty)
+        } else {
+            0
+        };
         format!(
             "{:016x}",
-            self.shared.version(ty).rotate_left(29)
-                ^ self.own.version(ty)
-                ^ crate::fnv1a(ty.short().as_bytes())
+            shared.rotate_left(29) ^ self.own.version(ty) ^ crate::fnv1a(ty.short().as_bytes())
         )
     }
 
     pub fn count(&self, ty: ResourceType) -> usize {
-        self.shared.len(ty) + self.own.by_type[ty.index()].len()
+        let shared = if self.has_shared(ty) {
+            self.shared.len(ty)
+        } else {
+            0
+        };
+        shared + self.own.by_type[ty.index()].len()
     }
 }

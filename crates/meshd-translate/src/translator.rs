@@ -18,6 +18,7 @@ use meshd_api::MeshSpec;
 use crate::authz::AuthzPolicies;
 use crate::configs::Configs;
 use crate::facts::{EndpointSlice, Fact, FactChange, FactKind, ObjectKey, Service, Workload};
+use crate::gateway::{GatewayInputs, is_gateway};
 use crate::inbound::selects;
 use crate::naming::{outbound_cluster_name, route_name, service_fqdn};
 use crate::node::NodeId;
@@ -29,6 +30,7 @@ use crate::peer::PeerPolicies;
 use crate::proxy::CompiledMesh;
 use crate::resources::{Resource, ResourceSet, ResourceType};
 use crate::traffic::subsets::{filter_slice, subset_cluster_name, subsets_for};
+use meshd_api::validate::gateway_refs::GatewayPod;
 
 mod entries;
 mod security;
@@ -141,6 +143,10 @@ pub struct Translator {
     subset_clusters: BTreeMap<ObjectKey, Vec<String>>,
     /// The ServiceEntries' clusters, assignments and routes, to remove stale ones.
     entry_resources: Vec<(ResourceType, String)>,
+    /// What gateway proxies' own parts are built from; when it changes, they are all marked.
+    gateways: Arc<GatewayInputs>,
+    /// What building the gateway proxies' configs left out, for the caller to log.
+    gateway_warnings: Vec<String>,
 }
 
 /// The Services' hosts, as the verdicts' checks ask for them.
@@ -187,6 +193,8 @@ impl Translator {
             configs: Configs::default(),
             subset_clusters: BTreeMap::new(),
             entry_resources: Vec::new(),
+            gateways: Arc::default(),
+            gateway_warnings: Vec::new(),
         };
         translator.rebuild_outbound(&mut ChangeSet::default());
         translator
@@ -239,6 +247,12 @@ impl Translator {
                         Some(Fact::Workload(w)) => Some(w),
                         _ => None,
                     };
+                    // Gateways select gateway pods by label: their verdicts may change.
+                    let gateway_labels = |w: Option<&Arc<Workload>>| {
+                        w.filter(|w| is_gateway(w)).map(|w| w.labels.clone())
+                    };
+                    judge |=
+                        gateway_labels(self.workloads.get(&key)) != gateway_labels(new.as_ref());
                     self.set_workload(key, new, &mut touched);
                     out.proxies.insert(node);
                 }
@@ -280,7 +294,19 @@ impl Translator {
                 services: &self.services,
                 domain: &self.settings.cluster_domain,
             };
-            if self.configs.judge(&self.settings.cluster_domain, &hosts) {
+            let pods: Vec<GatewayPod<'_>> = self
+                .workloads
+                .iter()
+                .filter(|(_, w)| is_gateway(w))
+                .map(|(key, w)| GatewayPod {
+                    namespace: &key.namespace,
+                    labels: &w.labels,
+                })
+                .collect();
+            let moved = self
+                .configs
+                .judge(&self.settings.cluster_domain, &hosts, &pods);
+            if moved {
                 let touched = self.configs.take_touched(&self.settings.cluster_domain);
                 // A VirtualService's tcp[] routes are in the outbound listener's chains.
                 outbound_dirty |= self.refresh_routes(&touched, &mut out);
@@ -288,6 +314,7 @@ impl Translator {
                 peers_changed |= self.sync_security(&mut endpoints_of, &mut out);
                 outbound_dirty |= self.compile_entries(&touched, &mut out);
             }
+            self.refresh_gateways(&mut out);
         }
         // The entries' shared HTTP routes end in the policy's catch-all.
         if policy_changed || ((identities_moved || peers_changed) && self.has_internal_entries()) {
@@ -667,6 +694,30 @@ impl Translator {
         self.outbound_warnings = warnings;
     }
 
+    /// Collects what gateway proxies are built from again; when it differs, every gateway proxy's own
+    /// part is marked changed (a gateway pod's own changes mark it already).
+    fn refresh_gateways(&mut self, out: &mut ChangeSet) {
+        let ports_of = |fqdn: &str| self.ports_of(fqdn);
+        let inputs =
+            GatewayInputs::collect(&self.configs, &self.settings.cluster_domain, &ports_of);
+        let changed = inputs != *self.gateways;
+        if changed {
+            self.gateways = Arc::new(inputs);
+        }
+        self.gateway_warnings.clear();
+        for (pod, workload) in self.workloads.iter().filter(|(_, w)| is_gateway(w)) {
+            if changed {
+                out.proxies.insert(NodeId {
+                    pod: pod.name.clone(),
+                    namespace: pod.namespace.clone(),
+                });
+            }
+            let config = crate::gateway::gateway_config(&self.gateways, workload);
+            self.gateway_warnings
+                .extend(config.warnings.into_iter().map(|w| format!("{pod}: {w}")));
+        }
+    }
+
     fn compiled(&self) -> CompiledMesh {
         CompiledMesh {
             shared: self.shared.clone(),
@@ -675,8 +726,14 @@ impl Translator {
             mesh: Arc::clone(&self.mesh),
             peers: self.peers.clone(),
             authz: self.authz.clone(),
+            gateways: Arc::clone(&self.gateways),
             mesh_found: self.meshes.contains_key(&self.settings.mesh_name),
-            warnings: self.outbound_warnings.clone(),
+            warnings: self
+                .outbound_warnings
+                .iter()
+                .chain(&self.gateway_warnings)
+                .cloned()
+                .collect(),
             verdicts: self.configs.verdicts.clone(),
         }
     }

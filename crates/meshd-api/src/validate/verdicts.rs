@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::gateway_refs::{GatewayRef, unbound_hosts};
 use super::references::{self, Export, age_order, host_matches, resolve_host};
 use super::{FieldError, References};
 use crate::networking::{DestinationRuleSpec, ServiceEntrySpec, VirtualServiceSpec};
@@ -33,11 +34,11 @@ pub struct Candidate<'a, T> {
 }
 
 impl<T> Candidate<'_, T> {
-    fn order(&self) -> (i64, &str, &str) {
+    pub(super) fn order(&self) -> (i64, &str, &str) {
         age_order(self.created, self.namespace, self.name)
     }
 
-    fn display(&self) -> String {
+    pub(super) fn display(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
 }
@@ -87,12 +88,15 @@ pub struct Judgement {
 }
 
 /// Judges every candidate; `domain` resolves short names (`reviews` → `reviews.<ns>.svc.<domain>`).
+/// `gateways`: the Gateways in force ([`super::gateway_refs::judge_gateways`] judges them first), which
+/// the hosts of VirtualServices bound to them must be served by.
 pub fn judge(
     domain: &str,
     services: &dyn ServiceHosts,
     service_entries: &[Candidate<'_, ServiceEntrySpec>],
     destination_rules: &[Candidate<'_, DestinationRuleSpec>],
     virtual_services: &[Candidate<'_, VirtualServiceSpec>],
+    gateways: &[GatewayRef<'_>],
 ) -> Judgement {
     let ses = judge_service_entries(services, service_entries);
     let mut catalog = Catalog {
@@ -121,7 +125,7 @@ pub fn judge(
             }
         }
     }
-    let vss = judge_virtual_services(domain, &catalog, virtual_services);
+    let vss = judge_virtual_services(domain, &catalog, virtual_services, gateways);
     Judgement {
         service_entries: ses,
         destination_rules: drs,
@@ -200,7 +204,7 @@ fn by_age<T>(list: &[Candidate<'_, T>]) -> Vec<usize> {
 
 /// Tries the latest version, then the previous one, with `check` (which may record claims when it
 /// accepts); the first failure of the latest is the verdict's reason.
-fn choose<'a, T>(
+pub(super) fn choose<'a, T>(
     c: &Candidate<'a, T>,
     mut check: impl FnMut(&'a T) -> Result<(), (&'static str, Vec<FieldError>)>,
 ) -> Judged {
@@ -415,13 +419,15 @@ fn judge_virtual_services(
     domain: &str,
     catalog: &Catalog<'_>,
     list: &[Candidate<'_, VirtualServiceSpec>],
+    gateways: &[GatewayRef<'_>],
 ) -> Vec<Judged> {
     // Phase one: the version each would have in force on its own (object and reference checks).
     let mut chosen: Vec<(Judged, Option<&VirtualServiceSpec>)> = list
         .iter()
         .map(|c| {
             let j = choose(c, |spec| {
-                let refs = references::virtual_service(spec, c.namespace, domain, catalog);
+                let mut refs = references::virtual_service(spec, c.namespace, domain, catalog);
+                refs.extend(unbound_hosts(spec, c.namespace, domain, gateways));
                 if refs.is_empty() {
                     Ok(())
                 } else {

@@ -55,6 +55,7 @@ fn a_service_entry_may_not_claim_a_services_host_nor_an_older_entrys() {
         &[cand("new", 20, &b), cand("old", 10, &a), cand("svc", 5, &c)],
         &[],
         &[],
+        &[],
     );
     assert_eq!(j.service_entries[1].in_force, InForce::Latest);
     assert_eq!(j.service_entries[0].in_force, InForce::Nothing);
@@ -90,6 +91,7 @@ fn destinations_resolve_against_services_entries_and_subsets_in_force() {
         &[cand("api", 1, &se)],
         &[cand("reviews", 1, &dr)],
         &[cand("reviews", 1, &vs)],
+        &[],
     );
     assert_eq!(j.destination_rules[0].in_force, InForce::Latest);
     assert_eq!(
@@ -109,6 +111,7 @@ fn the_older_of_two_virtual_services_for_one_host_wins() {
         &[],
         &[],
         &[cand("b", 10, &vs), cand("a", 20, &vs)],
+        &[],
     );
     assert_eq!(j.virtual_services[0].in_force, InForce::Latest);
     assert_eq!(j.virtual_services[1].in_force, InForce::Nothing);
@@ -136,6 +139,7 @@ fn two_rules_for_one_host_merge_unless_they_contradict() {
         &[],
         &[cand("a", 1, &a), cand("b", 2, &b), cand("c", 3, &c)],
         &[],
+        &[],
     );
     assert_eq!(j.destination_rules[0].in_force, InForce::Latest);
     assert_eq!(
@@ -160,7 +164,7 @@ fn a_rejected_update_keeps_a_previous_version_that_still_passes() {
     );
     let mut c = cand("r", 1, &bad);
     c.previous = Some(&good);
-    let j = judge(D, &services(), &[], &[], &[c]);
+    let j = judge(D, &services(), &[], &[], &[c], &[]);
     assert_eq!(j.virtual_services[0].in_force, InForce::Previous);
     assert_eq!(
         j.virtual_services[0].rejected.as_ref().unwrap().0,

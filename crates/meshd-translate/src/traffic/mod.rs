@@ -7,12 +7,12 @@
 //! TLS (SNI) routes; `exportTo` and `sourceLabels` are not applied per proxy (the routes are shared by
 //! every proxy).
 
-mod matches;
+pub(crate) mod matches;
 pub(crate) mod policy;
 pub(crate) mod routes;
 pub(crate) mod service_entry;
 pub(crate) mod subsets;
-mod tcp;
+pub(crate) mod tcp;
 pub(crate) mod tls;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;

@@ -1,11 +1,13 @@
 //! A VirtualService's `tcp[]` for one service port, Istio's way (`core/networkfilter.go`): the first
 //! route whose match fits the port (no match fits every port) becomes the chain's `tcp_proxy`, to one
 //! cluster or weighted clusters (weight 0 dropped). Not yet: `destinationSubnets` and `sourceLabels`
-//! matches (a route that has them is skipped), `tls[]` routes.
+//! matches (a route that has them is skipped). A gateway's `tls[]` passthrough routes use the same
+//! destinations ([`l4_filter`]).
 
 use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 use meshd_api::networking::VirtualServiceSpec;
+use meshd_api::networking::virtual_service::RouteDestination;
 
 use super::routes::RouteContext;
 use crate::envoy::pack;
@@ -24,10 +26,19 @@ pub(crate) fn tcp_filter(
                     && m.source_labels.is_empty()
             })
     })?;
+    l4_filter(&route.route, ctx, stat_prefix)
+}
+
+/// The `tcp_proxy` to an L4 route's destinations (one cluster, or weighted clusters without the
+/// weight-0 ones); `None` when no destination is left.
+pub(crate) fn l4_filter(
+    route: &[RouteDestination],
+    ctx: &RouteContext<'_>,
+    stat_prefix: &str,
+) -> Option<Filter> {
     let live: Vec<_> = route
-        .route
         .iter()
-        .filter(|d| route.route.len() == 1 || d.weight.unwrap_or(0) > 0)
+        .filter(|d| route.len() == 1 || d.weight.unwrap_or(0) > 0)
         .collect();
     let cluster_specifier = match live.as_slice() {
         [] => return None,

@@ -1,0 +1,228 @@
+//! Gateway proxies (SPEC §10): a Workload labelled `meshd.io/gateway` gets no sidecar listeners but one
+//! listener per port (`0.0.0.0_<port>`) from the servers of every Gateway in force that selects it, in
+//! any namespace. Plain HTTP servers of a port share one route table (`http.<port>`, [`http`]); HTTPS
+//! and TLS servers are filter chains picked by SNI ([`listeners`]), terminating TLS with the Secrets
+//! their `credentialName` names ([`tls`]) or passing it through by the bound VirtualServices' `tls[]`
+//! routes; TCP servers are the bound VirtualServices' `tcp[]` routes. The clusters are the shared ones.
+//!
+//! What a gateway proxy's config depends on is collected once per judgement ([`GatewayInputs`]): when it
+//! differs, every gateway proxy's own part is recomputed.
+
+mod http;
+mod listeners;
+mod tls;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use meshd_api::networking::gateway::Server;
+use meshd_api::networking::{GatewaySpec, Protocol, VirtualServiceSpec};
+use meshd_api::validate::gateway_refs::selects_pod;
+use meshd_api::validate::references::{age_order, resolve_host};
+
+use crate::configs::Configs;
+use crate::facts::{Config, Fact, FactKind, ObjectKey, Workload};
+
+pub use tls::{CA_SDS_SUFFIX, CREDENTIAL_SDS_PREFIX, credential_sds_names};
+
+/// Whether a pod runs a gateway proxy rather than a sidecar (SPEC §10).
+pub fn is_gateway(workload: &Workload) -> bool {
+    workload
+        .labels
+        .contains_key(meshd_api::names::LABEL_GATEWAY)
+}
+
+/// Everything a gateway proxy's config is built from: the Gateways in force and the VirtualServices in
+/// force bound to a Gateway, each oldest first, and the ports of the hosts those route to.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct GatewayInputs {
+    pub gateways: Vec<(ObjectKey, Arc<Config<GatewaySpec>>)>,
+    pub bound: Vec<(ObjectKey, Arc<Config<VirtualServiceSpec>>)>,
+    /// Ports of every destination host of `bound` (resolved) that has known ports.
+    pub ports: BTreeMap<String, Vec<u16>>,
+    pub domain: String,
+}
+
+impl GatewayInputs {
+    /// From what is in force; `ports_of` gives a host's ports (a Service's, else a ServiceEntry's).
+    pub fn collect(
+        configs: &Configs,
+        domain: &str,
+        ports_of: &dyn Fn(&str) -> Option<Vec<u16>>,
+    ) -> Self {
+        let mut gateways: Vec<_> = configs
+            .in_force(FactKind::Gateway)
+            .filter_map(|(key, fact)| match fact {
+                Fact::Gateway(c) => Some((key.clone(), Arc::clone(c))),
+                _ => None,
+            })
+            .collect();
+        gateways.sort_by(|(a, ca), (b, cb)| {
+            age_order(ca.created, &a.namespace, &a.name).cmp(&age_order(
+                cb.created,
+                &b.namespace,
+                &b.name,
+            ))
+        });
+        let mut bound: Vec<_> = configs
+            .in_force(FactKind::VirtualService)
+            .filter_map(|(key, fact)| match fact {
+                Fact::VirtualService(c) if c.spec.gateways.iter().any(|g| g != "mesh") => {
+                    Some((key.clone(), Arc::clone(c)))
+                }
+                _ => None,
+            })
+            .collect();
+        bound.sort_by(|(a, ca), (b, cb)| {
+            age_order(ca.created, &a.namespace, &a.name).cmp(&age_order(
+                cb.created,
+                &b.namespace,
+                &b.name,
+            ))
+        });
+        let mut ports = BTreeMap::new();
+        for (key, vs) in &bound {
+            for host in destination_hosts(&vs.spec) {
+                let fqdn = resolve_host(host, &key.namespace, domain);
+                if let Some(p) = ports_of(&fqdn) {
+                    ports.insert(fqdn, p);
+                }
+            }
+        }
+        Self {
+            gateways,
+            bound,
+            ports,
+            domain: domain.to_string(),
+        }
+    }
+
+    pub fn ports_of(&self, fqdn: &str) -> Option<Vec<u16>> {
+        self.ports.get(fqdn).cloned()
+    }
+}
+
+/// Every destination host a VirtualService names (routes and mirrors of all three route kinds).
+fn destination_hosts(spec: &VirtualServiceSpec) -> impl Iterator<Item = &str> {
+    let http = spec.http.iter().flat_map(|r| {
+        r.route
+            .iter()
+            .map(|d| &d.destination)
+            .chain(r.mirror.iter())
+            .chain(r.mirrors.iter().map(|m| &m.destination))
+    });
+    let l4 = spec
+        .tcp
+        .iter()
+        .flat_map(|r| &r.route)
+        .chain(spec.tls.iter().flat_map(|r| &r.route))
+        .map(|d| &d.destination);
+    http.chain(l4).map(|d| d.host.as_str())
+}
+
+/// One server of a Gateway selecting the proxy.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ServerRef<'a> {
+    pub gateway: &'a ObjectKey,
+    pub index: usize,
+    pub server: &'a Server,
+}
+
+impl ServerRef<'_> {
+    /// `https.<port>.<portName>.<gateway>.<namespace>`: the RDS name and filter chain name of one
+    /// terminating server (Istio's form).
+    pub fn chain_name(&self, scheme: &str) -> String {
+        format!(
+            "{scheme}.{}.{}.{}.{}",
+            self.server.port.number,
+            self.server.port.name,
+            self.gateway.name,
+            self.gateway.namespace
+        )
+    }
+
+    /// The server's hosts without their namespace part.
+    pub fn dns_names(&self) -> impl Iterator<Item = &str> {
+        self.server
+            .hosts
+            .iter()
+            .map(|h| h.split_once('/').map_or(h.as_str(), |(_, name)| name))
+    }
+}
+
+/// A gateway proxy's own resources: listeners, their route tables, and the SDS names of the
+/// credentials its TLS servers reference (`kubernetes://<secret>`, `kubernetes://<secret>-cacert`).
+#[derive(Clone, Debug, Default)]
+pub struct GatewayConfig {
+    pub listeners: Vec<Listener>,
+    pub routes: Vec<RouteConfiguration>,
+    pub credentials: BTreeSet<String>,
+    /// Servers or routes left out (a port another Gateway holds with another protocol, an SNI an
+    /// earlier server claims): for the caller to log.
+    pub warnings: Vec<String>,
+}
+
+/// The kind of listener a server protocol gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PortKind {
+    /// HTTP, HTTP2, GRPC (and GRPC-WEB): plain HTTP, one route table.
+    Http,
+    /// HTTPS, TLS: filter chains by SNI.
+    Tls,
+    /// TCP and the protocols served as TCP.
+    Tcp,
+}
+
+impl PortKind {
+    fn of(p: Protocol) -> Self {
+        match p {
+            Protocol::Http | Protocol::Http2 | Protocol::Grpc | Protocol::GrpcWeb => Self::Http,
+            Protocol::Https | Protocol::Tls => Self::Tls,
+            Protocol::Tcp | Protocol::Mongo | Protocol::Mysql | Protocol::Redis => Self::Tcp,
+        }
+    }
+}
+
+/// The config of the gateway proxy of `workload`: the servers of the Gateways selecting it, by port.
+/// A port keeps the protocol of the oldest Gateway's server on it (the verdicts reject a younger one
+/// that differs; one still in force from before is left out here).
+pub(crate) fn gateway_config(inputs: &GatewayInputs, workload: &Workload) -> GatewayConfig {
+    let mut out = GatewayConfig::default();
+    let mut ports: BTreeMap<u16, (Protocol, Vec<ServerRef<'_>>)> = BTreeMap::new();
+    for (key, gw) in &inputs.gateways {
+        if !selects_pod(&gw.spec, &workload.labels) {
+            continue;
+        }
+        for (index, server) in gw.spec.servers.iter().enumerate() {
+            let (Some(protocol), Ok(port)) =
+                (server.port.protocol, u16::try_from(server.port.number))
+            else {
+                continue;
+            };
+            let (held, list) = ports.entry(port).or_insert((protocol, Vec::new()));
+            if *held != protocol {
+                out.warnings.push(format!(
+                    "Gateway {key} spec.servers[{index}]: port {port} is already served as {}; left out",
+                    held.as_str()
+                ));
+                continue;
+            }
+            list.push(ServerRef {
+                gateway: key,
+                index,
+                server,
+            });
+        }
+    }
+    for (port, (protocol, servers)) in &ports {
+        let listener =
+            listeners::listener(*port, PortKind::of(*protocol), servers, inputs, &mut out);
+        out.listeners.push(listener);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -6,7 +6,7 @@ use meshd_api::MeshSpec;
 
 use crate::authz::{AuthzPolicies, workload_rbac};
 use crate::facts::{ObjectKey, Workload};
-use crate::gateway::{GatewayInputs, gateway_config, is_gateway};
+use crate::gateway::{GatewayInputs, gateway_config, is_gateway, namespace_services, pod_ports};
 use crate::inbound::{InboundPolicy, inbound_cluster, inbound_ports, virtual_inbound};
 use crate::node::NodeId;
 use crate::peer::{PeerPolicies, resolve};
@@ -144,7 +144,7 @@ impl CompiledMesh {
     /// A gateway proxy's resources: the shared clusters, load assignments and routes, and its own
     /// listeners and route tables from the Gateways selecting it (no inbound side).
     fn gateway_proxy(&self, node: &NodeId, workload: &Workload) -> ProxyConfig {
-        let gw = gateway_config(&self.gateways, workload);
+        let gw = self.gateway_of(&node.namespace, workload);
         let mut own = OwnResources::default();
         for l in &gw.listeners {
             own.push(ResourceType::Listener, Resource::new(l.name.clone(), l));
@@ -166,7 +166,14 @@ impl CompiledMesh {
     /// one).
     pub fn gateway_config(&self, node: &NodeId) -> Option<crate::GatewayConfig> {
         let workload = self.workload(node).filter(|w| is_gateway(w))?;
-        Some(gateway_config(&self.gateways, workload))
+        Some(self.gateway_of(&node.namespace, workload))
+    }
+
+    /// A gateway pod's config, its listeners bound where its namespace's Services selecting it
+    /// target their ports.
+    fn gateway_of(&self, namespace: &str, workload: &Workload) -> crate::GatewayConfig {
+        let targets = pod_ports(namespace_services(&self.services, namespace), workload);
+        gateway_config(&self.gateways, workload, &targets)
     }
 
     /// `config` moved to this generation: the shared part replaced (a pointer copy), its own part

@@ -712,7 +712,11 @@ impl Translator {
                     namespace: pod.namespace.clone(),
                 });
             }
-            let config = crate::gateway::gateway_config(&self.gateways, workload);
+            let targets = crate::gateway::pod_ports(
+                crate::gateway::namespace_services(&self.services, &pod.namespace),
+                workload,
+            );
+            let config = crate::gateway::gateway_config(&self.gateways, workload, &targets);
             self.gateway_warnings
                 .extend(config.warnings.into_iter().map(|w| format!("{pod}: {w}")));
         }

@@ -72,12 +72,13 @@ fn tls_inspector() -> ListenerFilter {
 /// `0.0.0.0_<port>` for `servers` (all of one kind of protocol, oldest Gateway first).
 pub(super) fn listener(
     port: u16,
+    bind: u16,
     kind: PortKind,
     servers: &[ServerRef<'_>],
     inputs: &GatewayInputs,
     out: &mut GatewayConfig,
 ) -> Listener {
-    let name = format!("0.0.0.0_{port}");
+    let name = format!("0.0.0.0_{bind}");
     let mut listener_filters = Vec::new();
     let filter_chains = match kind {
         PortKind::Http => {
@@ -128,7 +129,7 @@ pub(super) fn listener(
     });
     Listener {
         name,
-        address: Some(socket("0.0.0.0", port)),
+        address: Some(socket("0.0.0.0", bind)),
         listener_filters,
         filter_chains,
         default_filter_chain,

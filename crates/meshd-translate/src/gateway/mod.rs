@@ -23,7 +23,8 @@ use meshd_api::validate::gateway_refs::selects_pod;
 use meshd_api::validate::references::{age_order, resolve_host};
 
 use crate::configs::Configs;
-use crate::facts::{Config, Fact, FactKind, ObjectKey, Workload};
+use crate::facts::{Config, Fact, FactKind, ObjectKey, Service, TargetPort, Workload};
+use crate::translator::CompiledService;
 
 pub use tls::{CA_SDS_SUFFIX, CREDENTIAL_SDS_PREFIX, credential_sds_names};
 
@@ -188,7 +189,21 @@ impl PortKind {
 /// The config of the gateway proxy of `workload`: the servers of the Gateways selecting it, by port.
 /// A port keeps the protocol of the oldest Gateway's server on it (the verdicts reject a younger one
 /// that differs; one still in force from before is left out here).
-pub(crate) fn gateway_config(inputs: &GatewayInputs, workload: &Workload) -> GatewayConfig {
+///
+/// A server's port is the gateway Service's port, as in Istio: the listener binds where that Service
+/// port targets on the pod (`bind`; the port itself when no Service of the pod has it), so a gateway
+/// pod running as non-root listens on 8080/8443 for a Service's 80/443.
+pub(crate) fn gateway_config(
+    inputs: &GatewayInputs,
+    workload: &Workload,
+    targets: &[(u16, u16)],
+) -> GatewayConfig {
+    let bind = |port: u16| {
+        targets
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map_or(port, |(_, t)| *t)
+    };
     let mut out = GatewayConfig::default();
     let mut ports: BTreeMap<u16, (Protocol, Vec<ServerRef<'_>>)> = BTreeMap::new();
     for (key, gw) in &inputs.gateways {
@@ -216,12 +231,57 @@ pub(crate) fn gateway_config(inputs: &GatewayInputs, workload: &Workload) -> Gat
             });
         }
     }
+    let mut bound: BTreeMap<u16, u16> = BTreeMap::new();
     for (port, (protocol, servers)) in &ports {
-        let listener =
-            listeners::listener(*port, PortKind::of(*protocol), servers, inputs, &mut out);
+        let at = bind(*port);
+        if let Some(first) = bound.insert(at, *port) {
+            out.warnings.push(format!(
+                "gateway ports {first} and {port} both target pod port {at}; port {port} left out"
+            ));
+            bound.insert(at, first);
+            continue;
+        }
+        let listener = listeners::listener(
+            *port,
+            at,
+            PortKind::of(*protocol),
+            servers,
+            inputs,
+            &mut out,
+        );
         out.listeners.push(listener);
     }
     out
+}
+
+/// The Services of one namespace (the map is sorted by namespace, then name).
+pub(crate) fn namespace_services<'a>(
+    services: &'a imbl::OrdMap<ObjectKey, Arc<CompiledService>>,
+    namespace: &'a str,
+) -> impl Iterator<Item = &'a Service> {
+    services
+        .range(ObjectKey::new(namespace, String::new())..)
+        .take_while(move |(k, _)| k.namespace == namespace)
+        .map(|(_, s)| &*s.fact)
+}
+
+/// (Service port, pod port) for each port of the Services selecting a gateway pod: where its
+/// listener for a server on that Service port binds.
+pub(crate) fn pod_ports<'a>(
+    services: impl Iterator<Item = &'a Service>,
+    workload: &Workload,
+) -> Vec<(u16, u16)> {
+    services
+        .filter(|s| crate::inbound::selects(s, workload))
+        .flat_map(|s| &s.ports)
+        .filter_map(|p| {
+            let target = match &p.target_port {
+                TargetPort::Number(n) => Some(*n),
+                TargetPort::Named(name) => workload.named_port(name),
+            };
+            Some((p.port, target?))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -75,6 +75,43 @@ fn a_gateway_proxy_gets_one_listener_per_port_and_no_sidecar_listeners() {
     assert!(sidecar.get(ResourceType::Route, "http.80").is_none());
 }
 
+/// The gateway's Service (in the pod's namespace, selecting it) maps port 80 to 8080: the server on
+/// port 80 listens on 8080, as in Istio, and keeps port 80 in its routes; a change of that Service
+/// marks the gateway proxy.
+#[test]
+fn a_server_port_binds_where_the_gateway_service_targets_it() {
+    let ingress = |target: u16| {
+        let mut fact = service(80, crate::Protocol::Http, "10.96.0.9");
+        if let Fact::Service(s) = &mut fact {
+            let s = Arc::make_mut(s);
+            s.ports[0].target_port = TargetPort::Number(target);
+            s.selector = [("meshd.io/gateway".to_string(), "ingress".to_string())].into();
+        }
+        change(FactKind::Service, "edge", "ingress", Some(fact))
+    };
+    let (mut t, mesh) = compile(vec![public_http(), vs_b(), ingress(8080)]);
+    let config = mesh.proxy_config(&node(GATEWAY));
+    let l = listeners(&config);
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0].name, "0.0.0.0_8080");
+    let address = format!("{:?}", l[0].address);
+    assert!(
+        address.contains("port_value: 8080") || address.contains("PortValue(8080)"),
+        "{address}"
+    );
+    assert!(
+        config.get(ResourceType::Route, "http.80").is_some(),
+        "routes keep the server port"
+    );
+    let (mesh, changes) = t.apply(vec![ingress(8081)]);
+    assert!(changes.affects_proxy(&node(GATEWAY)));
+    let names: Vec<String> = listeners(&mesh.proxy_config(&node(GATEWAY)))
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert_eq!(names, ["0.0.0.0_8081"]);
+}
+
 #[test]
 fn hosts_are_routed_by_the_merged_routes_oldest_first_and_other_hosts_get_404() {
     // b is given first but a is older: a's routes come first for a.example.com.

@@ -1,10 +1,12 @@
 //! One compiled generation of the mesh, and each proxy's configuration from it.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use meshd_api::MeshSpec;
 
 use crate::authz::{AuthzPolicies, workload_rbac};
+use crate::credentials::{Credentials, credential_names, credential_resources, is_gateway};
 use crate::facts::{ObjectKey, Workload};
 use crate::inbound::{InboundPolicy, inbound_cluster, inbound_ports, virtual_inbound};
 use crate::node::NodeId;
@@ -30,12 +32,14 @@ pub struct CompiledMesh {
     pub warnings: Vec<String>,
     /// The verdict on every traffic resource (SPEC §8).
     pub verdicts: crate::Verdicts,
+    /// Gateway TLS credentials by Secret (`kubernetes.io/tls`), for gateway proxies' SDS.
+    pub(crate) credentials: Credentials,
 }
 
 /// A proxy's own resources (a few): a sorted `Vec` per type.
 #[derive(Clone, Debug, Default)]
 struct OwnResources {
-    by_type: [Vec<Arc<Resource>>; 4],
+    by_type: [Vec<Arc<Resource>>; ResourceType::COUNT],
 }
 
 impl OwnResources {
@@ -123,6 +127,11 @@ impl CompiledMesh {
             ResourceType::Listener,
             Resource::new(listener.name.clone(), &listener),
         );
+        if is_gateway(workload) {
+            for secret in self.gateway_secrets(&node.namespace) {
+                own.push(ResourceType::Secret, secret);
+            }
+        }
         ProxyConfig {
             node: node.clone(),
             known: true,
@@ -143,6 +152,24 @@ impl CompiledMesh {
             shared: self.shared.clone(),
             own: config.own.clone(),
         }
+    }
+
+    /// The SDS `Secret`s for `names` (`kubernetes://<secret>`, `kubernetes://<secret>-cacert`) from
+    /// the `kubernetes.io/tls` Secrets of `namespace` only; names it cannot answer are skipped.
+    pub fn credential_resources(
+        &self,
+        namespace: &str,
+        names: &BTreeSet<String>,
+    ) -> Vec<Arc<Resource>> {
+        credential_resources(&self.credentials, namespace, names)
+    }
+
+    /// What a gateway proxy of `namespace` may fetch over SDS: every credential of its namespace (as
+    /// Istio lets a gateway read its namespace's TLS Secrets). Envoy asks by name, so only those its
+    /// listeners reference go out.
+    fn gateway_secrets(&self, namespace: &str) -> Vec<Arc<Resource>> {
+        let names = credential_names(&self.credentials, namespace);
+        self.credential_resources(namespace, &names)
     }
 
     /// Every shared resource of a type, sorted by name.

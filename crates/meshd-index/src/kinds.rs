@@ -24,6 +24,9 @@ pub trait Kind: 'static {
     const FACT: FactKind;
     /// Whether objects live in a namespace (a namespaced object without one is an error).
     const NAMESPACED: bool = true;
+    /// In-cluster, watch only the objects this field selector selects (Secrets: their type), so the
+    /// control plane never receives what it does not use.
+    const FIELD_SELECTOR: Option<&'static str> = None;
 
     /// The object's fact: `None` when it contributes nothing to translation (an ExternalName Service,
     /// an EndpointSlice of FQDNs), which removes a fact the object had before.
@@ -118,6 +121,7 @@ pub fn visit_kinds(visitor: &mut impl KindVisitor) {
     visitor.visit::<crate::DestinationRuleKind>();
     visitor.visit::<crate::ServiceEntryKind>();
     visitor.visit::<crate::GatewayKind>();
+    visitor.visit::<crate::TlsSecretKind>();
 }
 
 /// The fact kinds of [`visit_kinds`]: what must have been listed once before translation is complete.

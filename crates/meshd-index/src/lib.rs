@@ -16,7 +16,7 @@ pub use kinds::{Kind, KindVisitor, visit_kinds};
 pub use reduce::{
     AuthorizationPolicyKind, ConfigKind, ConfigObject, DestinationRuleKind, EndpointSliceKind,
     GatewayKind, MeshKind, PeerAuthenticationKind, PodKind, ServiceEntryKind, ServiceKind,
-    VirtualServiceKind,
+    TLS_SECRET_TYPE, TlsSecretKind, VirtualServiceKind,
 };
 
 /// An object that cannot be used: its kind, namespace/name, and what is wrong (the field first).

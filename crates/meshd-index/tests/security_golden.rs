@@ -237,7 +237,14 @@ fn disable_generates_no_tls_at_all() {
     let compiled = compile(MtlsMode::Disable, "");
     let json = config(&compiled, "web-0.shop", &ResourceType::ALL);
     check_golden("security-disable.json", &json);
-    let text = json.to_string();
+    assert_eq!(
+        json["sds"],
+        serde_json::json!([]),
+        "a sidecar holds no SDS Secret"
+    );
+    let mut rest = json.clone();
+    rest.as_object_mut().expect("an object").remove("sds");
+    let text = rest.to_string();
     for needle in ["transportSocket", "sds", "tls_inspector", "tlsMode"] {
         assert!(!text.contains(needle), "{needle} in a DISABLE config");
     }

@@ -78,7 +78,11 @@ struct Watches {
 impl KindVisitor for Watches {
     fn visit<K: Kind>(&mut self) {
         let api: Api<DeserializeGuard<K::Object>> = Api::all(self.client.clone());
-        let stream = watcher::watcher(api, watcher::Config::default())
+        let mut config = watcher::Config::default();
+        if let Some(selector) = K::FIELD_SELECTOR {
+            config = config.fields(selector);
+        }
+        let stream = watcher::watcher(api, config)
             .default_backoff()
             .map(|event| KindEvent {
                 kind: K::FACT,

@@ -14,6 +14,9 @@ use std::sync::Arc;
 
 use meshd_api::status::{Verdict, VerdictKey, reason};
 use meshd_api::validate::FieldError;
+use meshd_api::validate::gateway_credentials::{
+    SecretFacts, credential_namespaces, credential_problems,
+};
 use meshd_api::validate::gateway_refs::{GatewayPod, GatewayRef, judge_gateways};
 use meshd_api::validate::verdicts::{Candidate, InForce, Judged, ServiceHosts, judge};
 
@@ -44,6 +47,38 @@ pub(crate) struct Configs {
     moved: Vec<(ObjectKey, Fact)>,
     /// A resource that had a version in force was deleted since the last judgement.
     removed_in_force: bool,
+    /// What a Gateway's `credentialName`s are checked against.
+    pub edge: EdgeFacts,
+}
+
+/// The `kubernetes.io/tls` Secrets and the gateway pods, as a Gateway's checks need them.
+#[derive(Debug, Default)]
+pub(crate) struct EdgeFacts {
+    pub secrets: BTreeMap<ObjectKey, SecretFacts>,
+    /// Gateway pods (labelled `meshd.io/gateway`) by key: their labels.
+    pub gateway_pods: BTreeMap<ObjectKey, BTreeMap<String, String>>,
+}
+
+impl EdgeFacts {
+    /// Sets or removes one Secret; whether a check's answer may differ.
+    pub fn set_secret(&mut self, key: ObjectKey, facts: Option<SecretFacts>) -> bool {
+        match facts {
+            Some(f) => self.secrets.insert(key, f) != Some(f),
+            None => self.secrets.remove(&key).is_some(),
+        }
+    }
+
+    /// Sets or removes one gateway pod's labels; whether a check's answer may differ.
+    pub fn set_gateway_pod(
+        &mut self,
+        key: ObjectKey,
+        labels: Option<&BTreeMap<String, String>>,
+    ) -> bool {
+        match labels {
+            Some(l) => self.gateway_pods.insert(key, l.clone()).as_ref() != Some(l),
+            None => self.gateway_pods.remove(&key).is_some(),
+        }
+    }
 }
 
 /// The hosts whose routes and clusters may differ after a judgement.
@@ -67,11 +102,28 @@ fn vkey(kind: FactKind, key: &ObjectKey) -> VerdictKey {
 
 /// Cross-resource checks of a kind judged on its own (not ServiceEntry, DestinationRule or
 /// VirtualService, which [`judge`] checks together): problems of `fact` given what is in force. A kind
-/// that needs them adds its arm here (the mTLS kinds, a Gateway's credentials).
-/// None so far: a Gateway's `credentialName` Secrets are not facts yet (issue 11).
-fn extra_checks(kind: FactKind, fact: &Fact, configs: &Configs) -> Vec<FieldError> {
-    let _ = (kind, fact, configs);
-    Vec::new()
+/// that needs them adds its arm here. A Gateway: its `credentialName`s must name `kubernetes.io/tls`
+/// Secrets where its gateway pods run (SPEC §10).
+fn extra_checks(
+    kind: FactKind,
+    fact: &Fact,
+    key: &ObjectKey,
+    configs: &Configs,
+) -> Vec<FieldError> {
+    match (kind, fact) {
+        (FactKind::Gateway, Fact::Gateway(gw)) => {
+            let edge = &configs.edge;
+            let pods = edge
+                .gateway_pods
+                .iter()
+                .map(|(k, labels)| (k.namespace.as_str(), labels));
+            let namespaces = credential_namespaces(&gw.spec, &key.namespace, pods);
+            let secret =
+                |ns: &str, name: &str| edge.secrets.get(&ObjectKey::new(ns, name)).copied();
+            credential_problems(&gw.spec, &namespaces, &secret)
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// The kinds [`judge`] and [`judge_gateways`] check against each other.
@@ -203,15 +255,9 @@ impl Configs {
         self.hosts.insert(FactKind::DestinationRule, dr);
     }
 
-    /// Judges every resource again (`pods`: the gateway pods, which Gateways select); whether any
-    /// version in force changed.
-    pub fn judge(
-        &mut self,
-        domain: &str,
-        services: &dyn ServiceHosts,
-        pods: &[GatewayPod<'_>],
-    ) -> bool {
-        let judged = self.judge_gateways(pods);
+    /// Judges every resource again; whether any version in force changed.
+    pub fn judge(&mut self, domain: &str, services: &dyn ServiceHosts) -> bool {
+        let judged = self.judge_gateways();
         let mut changed = self.apply(FactKind::Gateway, judged);
         let empty = Table::new();
         let table = |k| self.tables.get(&k).unwrap_or(&empty);
@@ -261,24 +307,33 @@ impl Configs {
 
     /// Gateways, oldest first: their object-level problems, [`extra_checks`], then a port another
     /// Gateway selecting one of the same pods serves with another protocol.
-    fn judge_gateways(&self, pods: &[GatewayPod<'_>]) -> Vec<Judged> {
+    fn judge_gateways(&self) -> Vec<Judged> {
         let Some(table) = self.tables.get(&FactKind::Gateway) else {
             return Vec::new();
         };
-        let rows: Vec<&Tracked> = table.values().collect();
+        let pods: Vec<GatewayPod<'_>> = self
+            .edge
+            .gateway_pods
+            .iter()
+            .map(|(key, labels)| GatewayPod {
+                namespace: &key.namespace,
+                labels,
+            })
+            .collect();
+        let rows: Vec<(&ObjectKey, &Tracked)> = table.iter().collect();
         let list = candidates(table, |f| match f {
             Fact::Gateway(c) => Some(&**c),
             _ => None,
         });
-        judge_gateways(&list, pods, |i, spec| {
-            let t = rows[i];
+        judge_gateways(&list, &pods, |i, spec| {
+            let (key, t) = rows[i];
             // The version being checked: the latest, or the one in force before it.
             let fact = match (&t.latest, &t.in_force) {
                 (Fact::Gateway(c), _) if std::ptr::eq(&c.spec, spec) => &t.latest,
                 (_, Some(prev)) => prev,
                 _ => &t.latest,
             };
-            let extra = extra_checks(FactKind::Gateway, fact, self);
+            let extra = extra_checks(FactKind::Gateway, fact, key, self);
             if extra.is_empty() {
                 Ok(())
             } else {
@@ -292,24 +347,24 @@ impl Configs {
         let Some(table) = self.tables.get(&kind) else {
             return Vec::new();
         };
-        let check = |fact: &Fact| -> Option<(&'static str, Vec<FieldError>)> {
+        let check = |key: &ObjectKey, fact: &Fact| -> Option<(&'static str, Vec<FieldError>)> {
             let problems = fact.checked().map(|c| c.problems).unwrap_or_default();
             if !problems.is_empty() {
                 return Some((reason::INVALID, problems.to_vec()));
             }
-            let extra = extra_checks(kind, fact, self);
+            let extra = extra_checks(kind, fact, key, self);
             (!extra.is_empty()).then_some((reason::DANGLING_REFERENCE, extra))
         };
         table
-            .values()
-            .map(|t| match check(&t.latest) {
+            .iter()
+            .map(|(key, t)| match check(key, &t.latest) {
                 None => Judged {
                     in_force: InForce::Latest,
                     rejected: None,
                 },
                 Some(rejected) => Judged {
                     in_force: match &t.in_force {
-                        Some(prev) if !prev.same(&t.latest) && check(prev).is_none() => {
+                        Some(prev) if !prev.same(&t.latest) && check(key, prev).is_none() => {
                             InForce::Previous
                         }
                         _ => InForce::Nothing,

@@ -75,16 +75,13 @@ fn a_dangling_subset_is_rejected_and_the_last_accepted_version_stays_in_force() 
         Some(dr(&["v1", "v2"])),
     );
     c.set(FactKind::VirtualService, key("reviews"), Some(vs("v2")));
-    assert!(c.judge(DOMAIN, &services(), &[]));
+    assert!(c.judge(DOMAIN, &services()));
     assert!(verdict(&c, "VirtualService", "reviews").accepted);
     let accepted = in_force_vs(&c).unwrap();
 
     // An update naming a subset nobody defines: rejected, the previous version stays.
     c.set(FactKind::VirtualService, key("reviews"), Some(vs("v3")));
-    assert!(
-        !c.judge(DOMAIN, &services(), &[]),
-        "nothing in force changed"
-    );
+    assert!(!c.judge(DOMAIN, &services()), "nothing in force changed");
     let v = verdict(&c, "VirtualService", "reviews");
     assert!(!v.accepted);
     assert_eq!(v.reason, reason::DANGLING_REFERENCE);
@@ -101,7 +98,7 @@ fn a_dangling_subset_is_rejected_and_the_last_accepted_version_stays_in_force() 
 fn a_reference_is_checked_against_what_is_in_force() {
     let mut c = Configs::default();
     c.set(FactKind::VirtualService, key("reviews"), Some(vs("v2")));
-    c.judge(DOMAIN, &services(), &[]);
+    c.judge(DOMAIN, &services());
     assert!(!verdict(&c, "VirtualService", "reviews").accepted);
     assert!(
         in_force_vs(&c).is_none(),
@@ -109,7 +106,7 @@ fn a_reference_is_checked_against_what_is_in_force() {
     );
     // The DestinationRule arrives: the VirtualService is accepted on the next judgement.
     c.set(FactKind::DestinationRule, key("reviews"), Some(dr(&["v2"])));
-    assert!(c.judge(DOMAIN, &services(), &[]));
+    assert!(c.judge(DOMAIN, &services()));
     assert!(verdict(&c, "VirtualService", "reviews").accepted);
     assert!(in_force_vs(&c).is_some());
     // Deleted: its verdict goes too.
@@ -147,7 +144,7 @@ fn an_unknown_host_and_an_invalid_object_are_rejected_with_their_field() {
         key("ratings"),
         Some(Fact::VirtualService(Arc::new(other))),
     );
-    c.judge(DOMAIN, &services(), &[]);
+    c.judge(DOMAIN, &services());
     let bad = verdict(&c, "VirtualService", "bad");
     assert_eq!(
         (bad.accepted, bad.reason, bad.generation),
@@ -180,17 +177,14 @@ fn a_kind_judged_alone_gets_verdicts_too() {
     };
     let mut c = Configs::default();
     c.set(FactKind::Gateway, key("ingress"), Some(gw(Vec::new())));
-    assert!(c.judge(DOMAIN, &services(), &[]));
+    assert!(c.judge(DOMAIN, &services()));
     assert!(verdict(&c, "Gateway", "ingress").accepted);
     c.set(
         FactKind::Gateway,
         key("ingress"),
         Some(gw(vec![FieldError::new("spec.servers", "is required")])),
     );
-    assert!(
-        !c.judge(DOMAIN, &services(), &[]),
-        "the accepted version stays"
-    );
+    assert!(!c.judge(DOMAIN, &services()), "the accepted version stays");
     let v = verdict(&c, "Gateway", "ingress");
     assert_eq!((v.accepted, v.reason), (false, reason::INVALID));
     assert_eq!(c.in_force(FactKind::Gateway).count(), 1);
@@ -200,7 +194,7 @@ fn a_kind_judged_alone_gets_verdicts_too() {
 fn a_fact_of_another_kind_is_refused() {
     let mut c = Configs::default();
     assert!(!c.set(FactKind::Gateway, key("x"), Some(vs("v1"))));
-    c.judge(DOMAIN, &services(), &[]);
+    c.judge(DOMAIN, &services());
     assert!(c.verdicts.is_empty());
 }
 
@@ -209,17 +203,14 @@ fn deleting_a_resource_in_force_is_a_change_and_leaves_the_host_index() {
     let mut c = Configs::default();
     c.set(FactKind::DestinationRule, key("reviews"), Some(dr(&["v2"])));
     c.set(FactKind::VirtualService, key("reviews"), Some(vs("v2")));
-    assert!(c.judge(DOMAIN, &services(), &[]));
+    assert!(c.judge(DOMAIN, &services()));
     assert_eq!(
         c.naming(FactKind::VirtualService, "reviews.shop.svc.cluster.local")
             .len(),
         1
     );
     c.set(FactKind::VirtualService, key("reviews"), None);
-    assert!(
-        c.judge(DOMAIN, &services(), &[]),
-        "what is in force changed"
-    );
+    assert!(c.judge(DOMAIN, &services()), "what is in force changed");
     assert!(
         c.naming(FactKind::VirtualService, "reviews.shop.svc.cluster.local")
             .is_empty()

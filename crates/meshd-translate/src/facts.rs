@@ -146,6 +146,31 @@ pub struct AuthorizationPolicy {
     pub rules: Vec<Rule>,
 }
 
+/// A `kubernetes.io/tls` Secret (SPEC §10): a Gateway's certificate, key and, for MUTUAL, client CA,
+/// as PEM bytes checked by the reducer. Its Debug never shows the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsCredential {
+    /// `tls.crt`: the certificate chain, leaf first.
+    pub cert_chain: Vec<u8>,
+    /// `tls.key`: the private key.
+    pub key: Vec<u8>,
+    /// `ca.crt`: the CA that client certificates must chain to (MUTUAL), when the Secret has one.
+    pub ca: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for TlsCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsCredential")
+            .field(
+                "cert_chain",
+                &format_args!("{} bytes", self.cert_chain.len()),
+            )
+            .field("key", &format_args!("<redacted>"))
+            .field("ca", &self.ca.as_ref().map(|c| c.len()))
+            .finish()
+    }
+}
+
 /// A traffic or security resource (SPEC §8, §9) as translation reads it: its spec, what the
 /// object-level checks found in it, and what its verdict and precedence need. An invalid resource is a
 /// fact too, so that its verdict is published and its last accepted version kept in force.
@@ -191,10 +216,11 @@ pub enum FactKind {
     DestinationRule,
     ServiceEntry,
     Gateway,
+    TlsCredential,
 }
 
 impl FactKind {
-    pub const ALL: [FactKind; 10] = [
+    pub const ALL: [FactKind; 11] = [
         Self::Service,
         Self::EndpointSlice,
         Self::Workload,
@@ -205,6 +231,7 @@ impl FactKind {
         Self::DestinationRule,
         Self::ServiceEntry,
         Self::Gateway,
+        Self::TlsCredential,
     ];
 
     /// The object's kind, as in `kind:`.
@@ -220,6 +247,7 @@ impl FactKind {
             Self::DestinationRule => "DestinationRule",
             Self::ServiceEntry => "ServiceEntry",
             Self::Gateway => "Gateway",
+            Self::TlsCredential => "Secret",
         }
     }
 
@@ -254,6 +282,8 @@ pub enum Fact {
     ServiceEntry(Arc<Config<ServiceEntrySpec>>),
     /// Checked and judged; translated with issue 11 (gateways).
     Gateway(Arc<Config<GatewaySpec>>),
+    /// A `kubernetes.io/tls` Secret's certificate and key (a Gateway's `credentialName`).
+    TlsCredential(Arc<TlsCredential>),
 }
 
 impl Fact {
@@ -269,6 +299,7 @@ impl Fact {
             Self::DestinationRule(_) => FactKind::DestinationRule,
             Self::ServiceEntry(_) => FactKind::ServiceEntry,
             Self::Gateway(_) => FactKind::Gateway,
+            Self::TlsCredential(_) => FactKind::TlsCredential,
         }
     }
 
@@ -282,7 +313,11 @@ impl Fact {
             Self::Gateway(c) => Some(c.checked()),
             Self::PeerAuthentication(c) => Some(c.checked()),
             Self::AuthorizationPolicy(c) => Some(c.checked()),
-            Self::Service(_) | Self::EndpointSlice(_) | Self::Workload(_) | Self::Mesh(_) => None,
+            Self::Service(_)
+            | Self::EndpointSlice(_)
+            | Self::Workload(_)
+            | Self::Mesh(_)
+            | Self::TlsCredential(_) => None,
         }
     }
 
@@ -303,6 +338,7 @@ impl Fact {
             (Self::DestinationRule(a), Self::DestinationRule(b)) => Arc::ptr_eq(a, b) || a == b,
             (Self::ServiceEntry(a), Self::ServiceEntry(b)) => Arc::ptr_eq(a, b) || a == b,
             (Self::Gateway(a), Self::Gateway(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Self::TlsCredential(a), Self::TlsCredential(b)) => Arc::ptr_eq(a, b) || a == b,
             _ => false,
         }
     }

@@ -13,6 +13,7 @@
 mod authz;
 mod bootstrap;
 mod configs;
+mod credentials;
 mod envoy;
 pub mod facts;
 mod gateway;
@@ -34,9 +35,11 @@ pub use bootstrap::{
     XdsAddress, XdsApi, bootstrap, sds_secret_config,
 };
 pub use configs::Verdicts;
-pub use gateway::{
-    CA_SDS_SUFFIX, CREDENTIAL_SDS_PREFIX, GatewayConfig, credential_sds_names, is_gateway,
+pub use credentials::{
+    CREDENTIAL_CA_SUFFIX, CREDENTIAL_SDS_PREFIX, Credentials, credential_ca_sds_name,
+    credential_sds_name,
 };
+pub use gateway::{GatewayConfig, credential_sds_names, is_gateway};
 pub use mtls::{
     MATCH_MESH, MATCH_PLAINTEXT, MESH_ALPN, TLS_MODE_KEY, TLS_MODE_MESH,
     mesh_mtls_transport_socket, mesh_sni, spiffe_id,

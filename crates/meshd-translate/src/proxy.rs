@@ -1,10 +1,12 @@
 //! One compiled generation of the mesh, and each proxy's configuration from it.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use meshd_api::MeshSpec;
 
 use crate::authz::{AuthzPolicies, workload_rbac};
+use crate::credentials::{Credentials, credential_resources};
 use crate::facts::{ObjectKey, Workload};
 use crate::gateway::{GatewayInputs, gateway_config, is_gateway, namespace_services, pod_ports};
 use crate::inbound::{InboundPolicy, inbound_cluster, inbound_ports, virtual_inbound};
@@ -33,12 +35,14 @@ pub struct CompiledMesh {
     pub warnings: Vec<String>,
     /// The verdict on every traffic resource (SPEC §8).
     pub verdicts: crate::Verdicts,
+    /// Gateway TLS credentials by Secret (`kubernetes.io/tls`), for gateway proxies' SDS.
+    pub(crate) credentials: Credentials,
 }
 
 /// A proxy's own resources (a few): a sorted `Vec` per type.
 #[derive(Clone, Debug, Default)]
 struct OwnResources {
-    by_type: [Vec<Arc<Resource>>; 4],
+    by_type: [Vec<Arc<Resource>>; ResourceType::COUNT],
 }
 
 impl OwnResources {
@@ -152,7 +156,10 @@ impl CompiledMesh {
         for r in &gw.routes {
             own.push(ResourceType::Route, Resource::new(r.name.clone(), r));
         }
-        // JOIN(gw11c): secrets
+        // Only the credentials its servers name, of its own namespace (SPEC §10).
+        for secret in self.credential_resources(&node.namespace, &gw.credentials) {
+            own.push(ResourceType::Secret, secret);
+        }
         ProxyConfig {
             node: node.clone(),
             known: true,
@@ -189,6 +196,16 @@ impl CompiledMesh {
             shared: self.shared.clone(),
             own: config.own.clone(),
         }
+    }
+
+    /// The SDS `Secret`s for `names` (`kubernetes://<secret>`, `kubernetes://<secret>-cacert`) from
+    /// the `kubernetes.io/tls` Secrets of `namespace` only; names it cannot answer are skipped.
+    pub fn credential_resources(
+        &self,
+        namespace: &str,
+        names: &BTreeSet<String>,
+    ) -> Vec<Arc<Resource>> {
+        credential_resources(&self.credentials, namespace, names)
     }
 
     /// Every shared resource of a type, sorted by name.

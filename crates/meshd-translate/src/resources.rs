@@ -6,28 +6,41 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::google::protobuf::Any;
 use prost::Name;
 
 use crate::envoy::pack;
 
-/// The four xDS resource types, in the order they are pushed: clusters before their endpoints,
-/// listeners before their routes (Envoy's warming order).
+/// The xDS resource types, in the order they are pushed: clusters before their endpoints, secrets
+/// (SDS, a gateway's certificates) before the listeners that name them, listeners before their routes
+/// (Envoy's warming order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ResourceType {
     Cluster,
     Endpoint,
+    Secret,
     Listener,
     Route,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 4] = [Self::Cluster, Self::Endpoint, Self::Listener, Self::Route];
+    /// How many types there are: the size of per-type arrays.
+    pub const COUNT: usize = 5;
+
+    pub const ALL: [ResourceType; Self::COUNT] = [
+        Self::Cluster,
+        Self::Endpoint,
+        Self::Secret,
+        Self::Listener,
+        Self::Route,
+    ];
 
     pub fn type_url(self) -> String {
         match self {
             Self::Cluster => Cluster::type_url(),
             Self::Endpoint => ClusterLoadAssignment::type_url(),
+            Self::Secret => Secret::type_url(),
             Self::Listener => Listener::type_url(),
             Self::Route => RouteConfiguration::type_url(),
         }
@@ -37,17 +50,18 @@ impl ResourceType {
         Self::ALL.into_iter().find(|t| t.type_url() == url)
     }
 
-    /// `cds`, `eds`, `lds`, `rds`: for logs and metric labels.
+    /// `cds`, `eds`, `sds`, `lds`, `rds`: for logs and metric labels.
     pub fn short(self) -> &'static str {
         match self {
             Self::Cluster => "cds",
             Self::Endpoint => "eds",
+            Self::Secret => "sds",
             Self::Listener => "lds",
             Self::Route => "rds",
         }
     }
 
-    /// Whether Envoy subscribes to all of them (LDS, CDS) rather than by name (EDS, RDS).
+    /// Whether Envoy subscribes to all of them (LDS, CDS) rather than by name (EDS, SDS, RDS).
     pub fn is_wildcard(self) -> bool {
         matches!(self, Self::Cluster | Self::Listener)
     }
@@ -145,8 +159,8 @@ fn mix(mut z: u64) -> u64 {
 /// tree, not the set.
 #[derive(Clone, Debug, Default)]
 pub struct ResourceSet {
-    by_type: [imbl::OrdMap<Arc<str>, Arc<Resource>>; 4],
-    versions: [u64; 4],
+    by_type: [imbl::OrdMap<Arc<str>, Arc<Resource>>; ResourceType::COUNT],
+    versions: [u64; ResourceType::COUNT],
 }
 
 impl ResourceSet {

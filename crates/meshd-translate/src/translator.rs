@@ -14,9 +14,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use meshd_api::MeshSpec;
+use meshd_api::validate::gateway_credentials::SecretFacts;
 
 use crate::authz::AuthzPolicies;
 use crate::configs::Configs;
+use crate::credentials::Credentials;
 use crate::facts::{EndpointSlice, Fact, FactChange, FactKind, ObjectKey, Service, Workload};
 use crate::gateway::{GatewayInputs, is_gateway};
 use crate::inbound::selects;
@@ -30,7 +32,6 @@ use crate::peer::PeerPolicies;
 use crate::proxy::CompiledMesh;
 use crate::resources::{Resource, ResourceSet, ResourceType};
 use crate::traffic::subsets::{filter_slice, subset_cluster_name, subsets_for};
-use meshd_api::validate::gateway_refs::GatewayPod;
 
 mod entries;
 mod security;
@@ -84,7 +85,7 @@ impl CompiledService {
 /// whose own part may differ. Streams look at these names only.
 #[derive(Debug, Default)]
 pub struct ChangeSet {
-    names: [Vec<Arc<str>>; 4],
+    names: [Vec<Arc<str>>; ResourceType::COUNT],
     proxies: BTreeSet<NodeId>,
     all_proxies: bool,
 }
@@ -147,6 +148,8 @@ pub struct Translator {
     gateways: Arc<GatewayInputs>,
     /// What building the gateway proxies' configs left out, for the caller to log.
     gateway_warnings: Vec<String>,
+    /// Gateway TLS credentials (`kubernetes.io/tls` Secrets), served to gateway proxies over SDS.
+    credentials: Credentials,
 }
 
 /// The Services' hosts, as the verdicts' checks ask for them.
@@ -195,6 +198,7 @@ impl Translator {
             entry_resources: Vec::new(),
             gateways: Arc::default(),
             gateway_warnings: Vec::new(),
+            credentials: Credentials::new(),
         };
         translator.rebuild_outbound(&mut ChangeSet::default());
         translator
@@ -210,6 +214,8 @@ impl Translator {
         // Namespaces whose pods changed: their subsets' endpoints may differ.
         let mut pods_changed: BTreeSet<String> = BTreeSet::new();
         let mut peers_changed = false;
+        // Namespaces whose credentials changed: their gateway proxies get new Secrets.
+        let mut credentials_changed: BTreeSet<String> = BTreeSet::new();
         for FactChange { kind, key, fact } in changes {
             match (kind, fact) {
                 // Kinds with a verdict (FactKind::has_verdict): held and judged in `configs`.
@@ -247,14 +253,32 @@ impl Translator {
                         Some(Fact::Workload(w)) => Some(w),
                         _ => None,
                     };
-                    // Gateways select gateway pods by label: their verdicts may change.
-                    let gateway_labels = |w: Option<&Arc<Workload>>| {
-                        w.filter(|w| is_gateway(w)).map(|w| w.labels.clone())
-                    };
-                    judge |=
-                        gateway_labels(self.workloads.get(&key)) != gateway_labels(new.as_ref());
+                    // A gateway pod came, went or was relabelled: the Gateways selecting it look
+                    // for their credentials in its namespace.
+                    let gateway = new.as_deref().filter(|w| is_gateway(w)).map(|w| &w.labels);
+                    judge |= self.configs.edge.set_gateway_pod(key.clone(), gateway);
                     self.set_workload(key, new, &mut touched);
                     out.proxies.insert(node);
+                }
+                (FactKind::TlsCredential, fact) => {
+                    let new = match fact {
+                        Some(Fact::TlsCredential(c)) => Some(c),
+                        _ => None,
+                    };
+                    let facts = new.as_ref().map(|c| SecretFacts {
+                        has_ca: c.ca.is_some(),
+                    });
+                    let changed = match new {
+                        Some(c) => self
+                            .credentials
+                            .insert(key.clone(), Arc::clone(&c))
+                            .is_none_or(|old| old != c),
+                        None => self.credentials.remove(&key).is_some(),
+                    };
+                    if changed {
+                        credentials_changed.insert(key.namespace.clone());
+                    }
+                    judge |= self.configs.edge.set_secret(key, facts);
                 }
                 (FactKind::Mesh, fact) => match fact {
                     Some(Fact::Mesh(m)) => {
@@ -294,18 +318,7 @@ impl Translator {
                 services: &self.services,
                 domain: &self.settings.cluster_domain,
             };
-            let pods: Vec<GatewayPod<'_>> = self
-                .workloads
-                .iter()
-                .filter(|(_, w)| is_gateway(w))
-                .map(|(key, w)| GatewayPod {
-                    namespace: &key.namespace,
-                    labels: &w.labels,
-                })
-                .collect();
-            let moved = self
-                .configs
-                .judge(&self.settings.cluster_domain, &hosts, &pods);
+            let moved = self.configs.judge(&self.settings.cluster_domain, &hosts);
             if moved {
                 let touched = self.configs.take_touched(&self.settings.cluster_domain);
                 // A VirtualService's tcp[] routes are in the outbound listener's chains.
@@ -322,6 +335,9 @@ impl Translator {
         }
         for (namespace, services) in selecting {
             self.mark_selected(&namespace, &services, &mut out);
+        }
+        for namespace in credentials_changed {
+            self.mark_gateways(&namespace, &mut out);
         }
         let with_subsets: Vec<ObjectKey> = self
             .subset_clusters
@@ -615,6 +631,22 @@ impl Translator {
         }
     }
 
+    /// The gateway proxies of a namespace: their credentials changed.
+    fn mark_gateways(&self, namespace: &str, out: &mut ChangeSet) {
+        let from = ObjectKey::new(namespace, String::new());
+        for (pod, workload) in self.workloads.range(from..) {
+            if pod.namespace != namespace {
+                break;
+            }
+            if is_gateway(workload) {
+                out.proxies.insert(NodeId {
+                    pod: pod.name.clone(),
+                    namespace: pod.namespace.clone(),
+                });
+            }
+        }
+    }
+
     /// A Service's clusters and load assignments: both depend on its endpoints (which of them get
     /// mTLS, and the identities the cluster checks).
     fn compile_endpoints(
@@ -739,6 +771,7 @@ impl Translator {
                 .cloned()
                 .collect(),
             verdicts: self.configs.verdicts.clone(),
+            credentials: self.credentials.clone(),
         }
     }
 }
@@ -746,3 +779,7 @@ impl Translator {
 fn port_numbers(s: &Service) -> Vec<u16> {
     s.ports.iter().map(|p| p.port).collect()
 }
+
+#[cfg(test)]
+#[path = "translator/credentials_tests.rs"]
+mod credentials_tests;

@@ -25,6 +25,7 @@ pub(crate) fn xds_type(ty: ResourceType) -> XdsType {
     match ty {
         ResourceType::Cluster => XdsType::Cds,
         ResourceType::Endpoint => XdsType::Eds,
+        ResourceType::Secret => XdsType::Sds,
         ResourceType::Listener => XdsType::Lds,
         ResourceType::Route => XdsType::Rds,
     }

@@ -174,7 +174,7 @@ impl StreamCtx {
         }
         let scope = match changes {
             Some(changes) if config.known == self.config.known => {
-                let mut names: [Vec<Arc<str>>; 4] = Default::default();
+                let mut names: [Vec<Arc<str>>; ResourceType::COUNT] = Default::default();
                 for ty in ResourceType::ALL {
                     let list = &mut names[ty.index()];
                     for c in changes {
@@ -255,7 +255,7 @@ impl Drop for StreamCtx {
 /// What may have changed in a proxy's config between two generations.
 pub(crate) enum Scope {
     /// Only resources of these names (per type, sorted): the others are the same objects as before.
-    Names([Vec<Arc<str>>; 4]),
+    Names([Vec<Arc<str>>; ResourceType::COUNT]),
     /// Anything: compare the whole config (the stream fell behind, or the proxy's Pod came or went).
     Full,
 }

@@ -10,6 +10,7 @@ mod common;
 mod destination_rule;
 pub mod documents;
 mod gateway;
+pub mod gateway_credentials;
 pub mod gateway_refs;
 mod http_route;
 mod kubernetes;

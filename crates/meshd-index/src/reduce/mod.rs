@@ -6,6 +6,7 @@ mod config;
 mod endpoints;
 mod mesh;
 mod pod;
+mod secret;
 mod security;
 mod service;
 
@@ -16,6 +17,7 @@ pub use config::{
 pub use endpoints::EndpointSliceKind;
 pub use mesh::MeshKind;
 pub use pod::PodKind;
+pub use secret::{TLS_SECRET_TYPE, TlsSecretKind};
 pub use security::{AuthorizationPolicyKind, PeerAuthenticationKind};
 pub use service::ServiceKind;
 

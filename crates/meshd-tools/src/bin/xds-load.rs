@@ -347,7 +347,7 @@ fn rss_mib(pid: u32) -> anyhow::Result<f64> {
 async fn proxy(
     addr: &str,
     node: String,
-    expected: [usize; 4],
+    expected: [usize; ResourceType::COUNT],
     reports: mpsc::UnboundedSender<(usize, Report)>,
 ) -> anyhow::Result<()> {
     let me = 0;
@@ -372,7 +372,7 @@ async fn proxy(
     let mut wants_rds = None::<bool>;
     let mut synced = false;
     // Names received per type until synced (every resource of the proxy's config, all chunks).
-    let mut received: [std::collections::HashSet<String>; 4] = Default::default();
+    let mut received: [std::collections::HashSet<String>; ResourceType::COUNT] = Default::default();
     while let Some(r) = responses.message().await? {
         let ty = ResourceType::from_type_url(&r.type_url).context("unknown type")?;
         if !synced {

@@ -26,7 +26,7 @@ use crate::configs::Configs;
 use crate::facts::{Config, Fact, FactKind, ObjectKey, Service, TargetPort, Workload};
 use crate::translator::CompiledService;
 
-pub use tls::{CA_SDS_SUFFIX, CREDENTIAL_SDS_PREFIX, credential_sds_names};
+pub use tls::credential_sds_names;
 
 /// Whether a pod runs a gateway proxy rather than a sidecar (SPEC §10).
 pub fn is_gateway(workload: &Workload) -> bool {

@@ -14,25 +14,20 @@ use envoy_types::pb::google::protobuf::BoolValue;
 use meshd_api::networking::TlsProtocol;
 use meshd_api::networking::gateway::{ServerTlsMode, ServerTlsSettings};
 
+use crate::credentials::{credential_ca_sds_name, credential_sds_name};
 use crate::envoy::{ads, pack};
 use crate::mtls::{CIPHERS, tls_socket};
 use crate::{SDS_DEFAULT, SDS_ROOTCA, sds_secret_config};
-
-/// The SDS name of a Gateway credential: `kubernetes://<secretName>` (Istio's form), resolved in the
-/// gateway pod's namespace.
-pub const CREDENTIAL_SDS_PREFIX: &str = "kubernetes://";
-/// Appended to a credential's SDS name for its client CA (`ca.crt`), as Istio names it.
-pub const CA_SDS_SUFFIX: &str = "-cacert";
 
 /// The SDS names a server's TLS settings reference: the certificate, and for MUTUAL its CA.
 pub fn credential_sds_names(tls: &ServerTlsSettings) -> Vec<String> {
     let Some(secret) = &tls.credential_name else {
         return Vec::new();
     };
-    let cert = format!("{CREDENTIAL_SDS_PREFIX}{secret}");
+    let cert = credential_sds_name(secret);
     match tls.mode {
         Some(ServerTlsMode::Simple) => vec![cert],
-        Some(ServerTlsMode::Mutual) => vec![format!("{cert}{CA_SDS_SUFFIX}"), cert],
+        Some(ServerTlsMode::Mutual) => vec![credential_ca_sds_name(secret), cert],
         _ => Vec::new(),
     }
 }

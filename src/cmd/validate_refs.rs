@@ -1,15 +1,25 @@
-//! `meshd validate`'s checks between resources (SPEC §8): the control plane's own verdicts
+//! `meshd validate`'s checks between resources (SPEC §8, §10): the control plane's own verdicts
 //! (`meshd_api::validate::verdicts::judge`) over the resources of one scope — a FILE alone, or every
-//! file of a DIR together — against the scope's Services and ServiceEntries. A resource already invalid
-//! on its own is reported by the object checks, not again here.
+//! file of a DIR together — against the scope's Services and ServiceEntries; and each Gateway's
+//! `credentialName`s against the scope's `kubernetes.io/tls` Secrets where its gateway pods (the scope's
+//! Pods) run. A TLS Secret whose certificate or key does not parse is reported as the control plane
+//! would refuse it. A resource already invalid on its own is reported by the object checks, not again
+//! here.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use meshd_api::networking::{DestinationRuleSpec, ServiceEntrySpec, VirtualServiceSpec};
+use meshd_api::networking::{
+    DestinationRuleSpec, GatewaySpec, ServiceEntrySpec, VirtualServiceSpec,
+};
 use meshd_api::validate::Document;
 use meshd_api::validate::FieldError;
+use meshd_api::validate::gateway_credentials::{
+    SecretFacts, credential_namespaces, credential_problems,
+};
 use meshd_api::validate::verdicts::{Candidate, Judged, judge};
+use meshd_index::Kind;
+use meshd_translate::facts::{Fact, ObjectKey};
 
 /// One resource of a scope with its file and object-level problems.
 struct Entry<T> {
@@ -28,6 +38,13 @@ pub struct Scope {
     service_entries: Vec<Entry<ServiceEntrySpec>>,
     destination_rules: Vec<Entry<DestinationRuleSpec>>,
     virtual_services: Vec<Entry<VirtualServiceSpec>>,
+    gateways: Vec<Entry<GatewaySpec>>,
+    /// `kubernetes.io/tls` Secrets that the control plane would use, by (namespace, name).
+    secrets: BTreeMap<(String, String), SecretFacts>,
+    /// Pods: namespace and labels (Gateways select gateway pods among them).
+    pods: Vec<(String, BTreeMap<String, String>)>,
+    /// Problems found outside the object checks (a TLS Secret whose PEM does not parse).
+    reduced: Vec<String>,
 }
 
 impl Scope {
@@ -82,6 +99,27 @@ impl Scope {
                 self.virtual_services
                     .push(entry(file, &namespace, name, vs.spec.clone(), errors));
             }
+            Document::Gateway(gw) => {
+                self.gateways
+                    .push(entry(file, &namespace, name, gw.spec.clone(), errors));
+            }
+            Document::Pod(pod) => {
+                let labels = pod.metadata.labels.clone().unwrap_or_default();
+                self.pods.push((namespace, labels));
+            }
+            Document::Secret(secret) if errors.is_empty() => {
+                let key = ObjectKey::new(namespace.clone(), name);
+                match meshd_index::TlsSecretKind::reduce(secret, &key) {
+                    Ok(Some(Fact::TlsCredential(c))) => {
+                        let facts = SecretFacts {
+                            has_ca: c.ca.is_some(),
+                        };
+                        self.secrets.insert((namespace, name.to_string()), facts);
+                    }
+                    Ok(_) => {}
+                    Err(e) => self.reduced.push(format!("{}: {e}", file.display())),
+                }
+            }
             _ => {}
         }
     }
@@ -111,6 +149,24 @@ impl Scope {
             &self.virtual_services,
             &j.virtual_services,
         );
+        out.extend(self.reduced.iter().cloned());
+        let secret = |ns: &str, name: &str| {
+            self.secrets
+                .get(&(ns.to_string(), name.to_string()))
+                .copied()
+        };
+        for gw in self.gateways.iter().filter(|g| g.errors.is_empty()) {
+            let pods = self.pods.iter().map(|(ns, l)| (ns.as_str(), l));
+            let namespaces = credential_namespaces(&gw.spec, &gw.namespace, pods);
+            for error in credential_problems(&gw.spec, &namespaces, &secret) {
+                out.push(format!(
+                    "{}: Gateway {}/{}: {error}",
+                    gw.file.display(),
+                    gw.namespace,
+                    gw.name
+                ));
+            }
+        }
         out
     }
 }

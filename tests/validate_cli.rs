@@ -38,7 +38,7 @@ fn istios_examples_pass_their_object_checks_and_only_their_missing_services_are_
     // Istio's examples, unrelated to each other, route to Services they do not define and reuse
     // hosts: only such reference problems are reported, nothing in any object on its own, except
     // what meshd does not support (a sidecar's DestinationRule credentialName: Secrets are not served
-    // to sidecars yet).
+    // to sidecars yet), and Gateways naming TLS Secrets the examples do not define.
     assert!(!lines.is_empty());
     for line in &lines {
         assert!(
@@ -46,6 +46,7 @@ fn istios_examples_pass_their_object_checks_and_only_their_missing_services_are_
                 "is not a host of any Service or ServiceEntry",
                 ", which is older and wins",
                 " is not a port of example.com (80)",
+                "names no kubernetes.io/tls Secret in namespace default",
                 "tls.credentialName: \"client-credential\" is not supported for sidecars yet (name the files: clientCertificate, privateKey, caCertificates)",
             ]
             .iter()
@@ -84,9 +85,69 @@ fn meshds_examples_pass_beside_the_services_they_route_to() {
         std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
     }
     std::fs::write(dir.path().join("demo-services.yaml"), DEMO_SERVICES).unwrap();
-    let out = validate(&["--filename", dir.path().to_str().unwrap()]);
+    let path = dir.path().to_str().unwrap();
+    let out = validate(&["--filename", path]);
+    assert_eq!(
+        stdout_lines(&out),
+        [format!(
+            "{path}/gateway.yaml: Gateway demo/frontend: spec.servers[0].tls.credentialName: \"frontend-cert\" names no kubernetes.io/tls Secret in namespace demo"
+        )],
+        "the Gateway's certificate is missing"
+    );
+    std::fs::write(
+        dir.path().join("frontend-cert.yaml"),
+        tls_secret("demo", "frontend-cert", "shop.example.com"),
+    )
+    .unwrap();
+    let out = validate(&["--filename", path]);
     assert_eq!(stdout_lines(&out), Vec::<String>::new());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// A `kubernetes.io/tls` Secret with a fresh self-signed certificate for `host`.
+fn tls_secret(namespace: &str, name: &str, host: &str) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![host.to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let indent = |pem: String| -> String { pem.lines().map(|l| format!("    {l}\n")).collect() };
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {namespace}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(cert.pem()),
+        indent(key.serialize_pem())
+    )
+}
+
+#[test]
+fn gateway_credentials_are_looked_up_where_its_gateway_pods_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = dir.path().join("gw.yaml");
+    std::fs::write(&gw, "apiVersion: networking.meshd.io/v1alpha1\nkind: Gateway\nmetadata: {name: edge, namespace: config}\nspec:\n  selector: {app: edge}\n  servers:\n  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [\"*/shop.example.com\"]\n    tls: {mode: SIMPLE, credentialName: shop-cert}\n").unwrap();
+    std::fs::write(dir.path().join("pod.yaml"), "apiVersion: v1\nkind: Pod\nmetadata: {name: edge-0, namespace: edge, labels: {app: edge, meshd.io/gateway: edge}}\nspec:\n  containers: [{name: agent, image: meshd}]\n").unwrap();
+    // In the Gateway's namespace, not the gateway pod's.
+    std::fs::write(
+        dir.path().join("cert.yaml"),
+        tls_secret("config", "shop-cert", "shop.example.com"),
+    )
+    .unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: v1\nkind: Secret\nmetadata: {name: broken, namespace: edge}\ntype: kubernetes.io/tls\nstringData: {tls.crt: nope, tls.key: nope}\n").unwrap();
+    let out = validate(&["-f", dir.path().to_str().unwrap()]);
+    assert_eq!(
+        stdout_lines(&out),
+        [
+            format!(
+                "{}: Secret edge/broken: stringData[tls.crt]: is not PEM (no -----BEGIN block)",
+                bad.display()
+            ),
+            format!(
+                "{}: Gateway config/edge: spec.servers[0].tls.credentialName: \"shop-cert\" names no kubernetes.io/tls Secret in namespace edge",
+                gw.display()
+            ),
+        ]
+    );
+    assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]

@@ -1,8 +1,10 @@
-//! `meshd validate`'s checks between resources (SPEC §8): the control plane's own verdicts
+//! `meshd validate`'s checks between resources (SPEC §8, §10): the control plane's own verdicts
 //! (`meshd_api::validate::verdicts::judge`) over the resources of one scope — a FILE alone, or every
 //! file of a DIR together — against the scope's Services and ServiceEntries, and Gateways against each
-//! other and the scope's gateway Pods (SPEC §10). A resource already invalid on its own is reported by
-//! the object checks, not again here.
+//! other, the scope's gateway Pods and its `kubernetes.io/tls` Secrets where those pods run (SPEC §10):
+//! a Gateway whose `credentialName` names no Secret is rejected, as the control plane rejects it. A
+//! TLS Secret whose certificate or key does not parse is reported as the control plane would refuse
+//! it. A resource already invalid on its own is reported by the object checks, not again here.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,10 +12,16 @@ use std::path::PathBuf;
 use meshd_api::networking::{
     DestinationRuleSpec, GatewaySpec, ServiceEntrySpec, VirtualServiceSpec,
 };
+use meshd_api::status::reason;
 use meshd_api::validate::Document;
 use meshd_api::validate::FieldError;
+use meshd_api::validate::gateway_credentials::{
+    SecretFacts, credential_namespaces, credential_problems,
+};
 use meshd_api::validate::gateway_refs::{GatewayPod, GatewayRef, judge_gateways};
 use meshd_api::validate::verdicts::{Candidate, Judged, judge, pick};
+use meshd_index::Kind;
+use meshd_translate::facts::{Fact, ObjectKey};
 
 /// One resource of a scope with its file and object-level problems.
 struct Entry<T> {
@@ -35,6 +43,10 @@ pub struct Scope {
     gateways: Vec<Entry<GatewaySpec>>,
     /// Gateway pods (labelled `meshd.io/gateway`): their namespace and labels.
     gateway_pods: Vec<(String, BTreeMap<String, String>)>,
+    /// `kubernetes.io/tls` Secrets that the control plane would use, by (namespace, name).
+    secrets: BTreeMap<(String, String), SecretFacts>,
+    /// Problems found outside the object checks (a TLS Secret whose PEM does not parse).
+    reduced: Vec<String>,
 }
 
 impl Scope {
@@ -99,6 +111,19 @@ impl Scope {
                     self.gateway_pods.push((namespace, labels));
                 }
             }
+            Document::Secret(secret) if errors.is_empty() => {
+                let key = ObjectKey::new(namespace.clone(), name);
+                match meshd_index::TlsSecretKind::reduce(secret, &key) {
+                    Ok(Some(Fact::TlsCredential(c))) => {
+                        let facts = SecretFacts {
+                            has_ca: c.ca.is_some(),
+                        };
+                        self.secrets.insert((namespace, name.to_string()), facts);
+                    }
+                    Ok(_) => {}
+                    Err(e) => self.reduced.push(format!("{}: {e}", file.display())),
+                }
+            }
             _ => {}
         }
     }
@@ -114,7 +139,22 @@ impl Scope {
             .iter()
             .map(|(namespace, labels)| GatewayPod { namespace, labels })
             .collect();
-        let gj = judge_gateways(&gws, &pods, |_, _| Ok(()));
+        let secret = |ns: &str, name: &str| {
+            self.secrets
+                .get(&(ns.to_string(), name.to_string()))
+                .copied()
+        };
+        // As the control plane: a Gateway whose credentials are missing is rejected whole.
+        let gj = judge_gateways(&gws, &pods, |i, spec| {
+            let pods = self.gateway_pods.iter().map(|(ns, l)| (ns.as_str(), l));
+            let namespaces = credential_namespaces(spec, &self.gateways[i].namespace, pods);
+            let problems = credential_problems(spec, &namespaces, &secret);
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err((reason::DANGLING_REFERENCE, problems))
+            }
+        });
         let in_force: Vec<GatewayRef<'_>> = gws
             .iter()
             .zip(&gj)
@@ -147,6 +187,7 @@ impl Scope {
             &self.virtual_services,
             &j.virtual_services,
         );
+        out.extend(self.reduced.iter().cloned());
         out
     }
 }

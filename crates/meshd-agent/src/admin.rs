@@ -79,9 +79,11 @@ impl Admin {
         Ok(text)
     }
 
-    /// Ready means: the server is LIVE and has accepted listeners and clusters from the control plane.
-    /// The reason when not.
-    pub async fn ready(&self) -> Result<(), String> {
+    /// Ready means: the server is LIVE and has accepted listeners and clusters from the control plane;
+    /// for a gateway (SPEC §10) also that it has at least one active listener (a Gateway selects it)
+    /// and none warming (a listener whose certificate has not arrived over SDS stays warming). The
+    /// reason when not.
+    pub async fn ready(&self, gateway: bool) -> Result<(), String> {
         let state = self.get("/ready").await.map_err(|e| e.to_string())?;
         if state.trim() != "LIVE" {
             return Err(format!("Envoy is {}", state.trim()));
@@ -97,6 +99,14 @@ impl Admin {
             if stat_value(&stats, name) == 0 {
                 return Err(format!("{name} is 0: no config from the control plane yet"));
             }
+        }
+        if gateway {
+            let stats = self
+                .get("/stats?filter=^listener_manager\\.total_listeners_warming$")
+                .await
+                .map_err(|e| e.to_string())?;
+            let active = self.get("/listeners").await.map_err(|e| e.to_string())?;
+            gateway_listeners(&stats, &active)?;
         }
         Ok(())
     }
@@ -137,6 +147,27 @@ pub(crate) fn in_flight(stats: &str) -> u64 {
     connections.saturating_sub(http_connections) + http_requests
 }
 
+/// A gateway's listeners: ready with at least one active listener from the control plane (`/listeners`
+/// lists the active ones as `name::address`; the bootstrap's stats listener does not count) and none
+/// warming (`/stats`).
+pub(crate) fn gateway_listeners(stats: &str, active: &str) -> Result<(), String> {
+    let active = active
+        .lines()
+        .filter_map(|l| l.split_once("::"))
+        .filter(|(name, _)| *name != meshd_translate::STATS_LISTENER)
+        .count();
+    let warming = stat_value(stats, "listener_manager.total_listeners_warming");
+    if warming > 0 {
+        return Err(format!(
+            "{warming} gateway listener(s) warming: a certificate (SDS) or route not loaded yet"
+        ));
+    }
+    if active == 0 {
+        return Err("no active gateway listener: no Gateway selects this pod yet".into());
+    }
+    Ok(())
+}
+
 /// A counter's value in `/stats` text output, 0 when absent.
 pub(crate) fn stat_value(stats: &str, name: &str) -> u64 {
     stats
@@ -160,6 +191,23 @@ mod tests {
             super::stat_value(text, "listener_manager.lds.update_success"),
             0
         );
+    }
+
+    #[test]
+    fn a_gateway_is_ready_with_an_active_listener_and_none_warming() {
+        let stats = |warming: u64| format!("listener_manager.total_listeners_warming: {warming}\n");
+        // As Envoy 1.40's /listeners lists them: the bootstrap's stats listener is always there.
+        let bootstrap = "prometheus_stats::0.0.0.0:15090\n";
+        let selected = "prometheus_stats::0.0.0.0:15090\n0.0.0.0_8443::0.0.0.0:8443\n";
+        assert_eq!(super::gateway_listeners(&stats(0), selected), Ok(()));
+        let warming = super::gateway_listeners(&stats(1), selected).unwrap_err();
+        assert!(
+            warming.contains("1 gateway listener(s) warming"),
+            "{warming}"
+        );
+        let none = super::gateway_listeners(&stats(0), bootstrap).unwrap_err();
+        assert!(none.contains("no Gateway selects"), "{none}");
+        assert!(super::gateway_listeners("", "").is_err());
     }
 
     #[test]

@@ -28,6 +28,8 @@ struct Inner {
     pod_ip: Option<IpAddr>,
     draining: AtomicBool,
     identity: WorkloadIdentity,
+    /// A gateway pod (`--gateway`): ready only with its listeners active (SPEC §10).
+    gateway: bool,
 }
 
 impl State {
@@ -44,6 +46,7 @@ impl State {
             pod_ip: s.pod_ip,
             draining: AtomicBool::new(false),
             identity,
+            gateway: s.gateway.is_some(),
         }))
     }
 
@@ -123,7 +126,7 @@ async fn ready(Extract(state): Extract<State>) -> impl IntoResponse {
     if let Err(reason) = state.0.identity.readiness() {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n"));
     }
-    match state.0.admin.ready().await {
+    match state.0.admin.ready(state.0.gateway).await {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
         Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
     }

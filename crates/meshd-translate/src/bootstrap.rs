@@ -21,6 +21,8 @@ use crate::node::NodeId;
 
 /// The bootstrap cluster through which Envoy fetches secrets from the agent (Istio's name).
 pub const SDS_CLUSTER: &str = "sds-grpc";
+/// The bootstrap's one static listener (Prometheus stats on 15090): not one of the control plane's.
+pub const STATS_LISTENER: &str = "prometheus_stats";
 /// SDS names (Istio's): the workload's certificate chain and key, and the mesh trust bundle.
 pub const SDS_DEFAULT: &str = "default";
 pub const SDS_ROOTCA: &str = "ROOTCA";
@@ -269,7 +271,7 @@ fn stats_cluster() -> Value {
 /// 0.0.0.0:15090 serving only `/stats/prometheus` from the admin port, so the admin API stays local.
 fn stats_listener() -> Value {
     json!({
-        "name": "prometheus_stats",
+        "name": STATS_LISTENER,
         "address": {"socket_address": {"address": "0.0.0.0", "port_value": PORT_ENVOY_STATS}},
         "filter_chains": [{"filters": [{
             "name": "envoy.filters.network.http_connection_manager",

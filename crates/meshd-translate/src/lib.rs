@@ -32,7 +32,7 @@ mod translator;
 
 pub use bootstrap::{
     BootstrapFormat, BootstrapParams, SDS_CLUSTER, SDS_DEFAULT, SDS_ROOTCA, SDS_SOCKET_FILE,
-    XdsAddress, XdsApi, bootstrap, sds_secret_config,
+    STATS_LISTENER, XdsAddress, XdsApi, bootstrap, sds_secret_config,
 };
 pub use configs::Verdicts;
 pub use credentials::{

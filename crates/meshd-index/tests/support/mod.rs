@@ -97,11 +97,24 @@ pub fn descriptor_pool() -> DescriptorPool {
 
 /// A proxy's resources of the given types as proto-JSON, by type (`cds`, `eds`, `lds`, `rds`).
 pub fn render_types(pool: &DescriptorPool, config: &ProxyConfig, types: &[ResourceType]) -> Value {
+    render_with(pool, types, |ty| config.resources(ty).collect())
+}
+
+/// Only the proxy's own resources of the given types (a gateway's listeners and route tables).
+pub fn render_own(pool: &DescriptorPool, config: &ProxyConfig, types: &[ResourceType]) -> Value {
+    render_with(pool, types, |ty| config.own(ty).iter().collect())
+}
+
+fn render_with<'a>(
+    pool: &DescriptorPool,
+    types: &[ResourceType],
+    of: impl Fn(ResourceType) -> Vec<&'a std::sync::Arc<meshd_translate::Resource>>,
+) -> Value {
     let options = SerializeOptions::new().skip_default_fields(true);
     let mut out = Map::new();
     for ty in types {
-        let list: Vec<Value> = config
-            .resources(*ty)
+        let list: Vec<Value> = of(*ty)
+            .into_iter()
             .map(|r| {
                 let full_name = r.body.type_url.trim_start_matches("type.googleapis.com/");
                 let desc = pool.get_message_by_name(full_name).unwrap();

@@ -69,7 +69,7 @@ kind: VirtualService
 metadata: {name: a, namespace: demo}
 spec:
   hosts: [a.example.com]
-  gateways: [public]
+  gateways: [public, tls-edge]
   http: [{route: [{destination: {host: frontend}}]}]
 ---
 apiVersion: networking.meshd.io/v1alpha1
@@ -77,7 +77,7 @@ kind: VirtualService
 metadata: {name: b, namespace: demo}
 spec:
   hosts: [b.example.com]
-  gateways: [demo/public]
+  gateways: [demo/public, demo/tls-edge]
   http: [{route: [{destination: {host: reviews}}]}]
 ---
 apiVersion: networking.meshd.io/v1alpha1
@@ -113,6 +113,45 @@ spec:
   - port: {number: 7000, name: more, protocol: HTTP}
     hosts: ["*"]
 "#;
+
+/// HTTPS servers on 8443 by SNI (SIMPLE with TLS 1.3 for a.example.com, MUTUAL for b.example.com)
+/// and MESH_MUTUAL on 8444, with their `kubernetes.io/tls` Secrets.
+const TLS_EDGE: &str = r#"apiVersion: networking.meshd.io/v1alpha1
+kind: Gateway
+metadata: {name: tls-edge, namespace: demo, creationTimestamp: "2026-03-01T00:00:00Z"}
+spec:
+  selector: {istio: ingress}
+  servers:
+  - port: {number: 8443, name: https-a, protocol: HTTPS}
+    hosts: [a.example.com]
+    tls: {mode: SIMPLE, credentialName: a-tls, minProtocolVersion: TLSV1_3}
+  - port: {number: 8443, name: https-b, protocol: HTTPS}
+    hosts: [b.example.com]
+    tls: {mode: MUTUAL, credentialName: b-tls}
+  - port: {number: 8444, name: mesh, protocol: HTTPS}
+    hosts: ["*"]
+    tls: {mode: ISTIO_MUTUAL}
+"#;
+
+/// A `kubernetes.io/tls` Secret from PEM files of `dir` (`<host>.pem`, `<host>.key`, and the CA).
+fn tls_secret(dir: &Path, name: &str, host: &str, with_ca: bool) -> String {
+    let block = |file: &str| {
+        std::fs::read_to_string(dir.join(file))
+            .unwrap()
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    let mut out = format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: demo}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        block(&format!("{host}.pem")),
+        block(&format!("{host}.key"))
+    );
+    if with_ca {
+        out.push_str(&format!("  ca.crt: |\n{}", block("ca.pem")));
+    }
+    out
+}
 
 /// A child process (and its children: the agent's Envoy) killed on Drop.
 struct Killed(Child);
@@ -332,7 +371,15 @@ fn a_gateway_routes_by_host_redirects_forwards_tcp_and_passes_tls_through_on_rea
     mesh.wait_ready(READY).expect("every sidecar ready");
 
     let certs = tempfile::tempdir().unwrap();
-    certificates(certs.path(), &["secure.example.com", "other.example.com"]);
+    certificates(
+        certs.path(),
+        &[
+            "secure.example.com",
+            "other.example.com",
+            "a.example.com",
+            "b.example.com",
+        ],
+    );
     mesh.start_outsider(GATEWAY).expect("gateway namespace");
     mesh.start_outsider(CLIENT).expect("client namespace");
     mesh.start_outsider(BACKEND).expect("backend namespace");

@@ -147,6 +147,8 @@ pub struct Translator {
     gateways: Arc<GatewayInputs>,
     /// What building the gateway proxies' configs left out, for the caller to log.
     gateway_warnings: Vec<String>,
+    /// The Workloads labelled `meshd.io/gateway`.
+    gateway_pods: BTreeSet<ObjectKey>,
 }
 
 /// The Services' hosts, as the verdicts' checks ask for them.
@@ -195,6 +197,7 @@ impl Translator {
             entry_resources: Vec::new(),
             gateways: Arc::default(),
             gateway_warnings: Vec::new(),
+            gateway_pods: BTreeSet::new(),
         };
         translator.rebuild_outbound(&mut ChangeSet::default());
         translator
@@ -253,6 +256,11 @@ impl Translator {
                     };
                     judge |=
                         gateway_labels(self.workloads.get(&key)) != gateway_labels(new.as_ref());
+                    if new.as_deref().is_some_and(is_gateway) {
+                        self.gateway_pods.insert(key.clone());
+                    } else {
+                        self.gateway_pods.remove(&key);
+                    }
                     self.set_workload(key, new, &mut touched);
                     out.proxies.insert(node);
                 }
@@ -295,9 +303,9 @@ impl Translator {
                 domain: &self.settings.cluster_domain,
             };
             let pods: Vec<GatewayPod<'_>> = self
-                .workloads
+                .gateway_pods
                 .iter()
-                .filter(|(_, w)| is_gateway(w))
+                .filter_map(|key| Some((key, self.workloads.get(key)?)))
                 .map(|(key, w)| GatewayPod {
                     namespace: &key.namespace,
                     labels: &w.labels,
@@ -705,7 +713,11 @@ impl Translator {
             self.gateways = Arc::new(inputs);
         }
         self.gateway_warnings.clear();
-        for (pod, workload) in self.workloads.iter().filter(|(_, w)| is_gateway(w)) {
+        let pods = self
+            .gateway_pods
+            .iter()
+            .filter_map(|key| Some((key, self.workloads.get(key)?)));
+        for (pod, workload) in pods {
             if changed {
                 out.proxies.insert(NodeId {
                     pod: pod.name.clone(),

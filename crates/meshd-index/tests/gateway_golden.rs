@@ -132,6 +132,10 @@ fn gateway_pod_listeners_and_routes_match_golden() {
             .contains("\"requireTls\":\"ALL\""),
         "httpsRedirect"
     );
+    // The gateway is the edge: the client's address is the downstream one.
+    let hcm = &listener(&json, "0.0.0.0_80")["filterChains"][0]["filters"][0]["typedConfig"];
+    assert_eq!(hcm["useRemoteAddress"], true);
+    assert_eq!(hcm["rds"]["routeConfigName"], "http.80");
     // SNI chains: web (TLS 1.3), api (MUTUAL), and the `*` server without server names.
     let https = listener(&json, "0.0.0.0_443");
     assert_eq!(

@@ -242,64 +242,14 @@ fn tls_through(client: &NetNs, certs: &Path, sni: &str) -> Result<String, String
     }
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and, signed by it, a certificate for each of `names` (`<name>.pem`, `<name>.key`).
+/// A CA (`ca.pem`) and, signed by it, a certificate for each of `names` (`<name>.pem`, `<name>.key`).
 fn certificates(dir: &Path, names: &[&str]) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509", "-days", "1", "-subj", "/CN=backend-ca"];
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
-    openssl(dir, &ca);
+    let ca = meshd_tools::pki::DevCa::new().expect("a test CA");
+    std::fs::write(dir.join("ca.pem"), ca.ca_pem()).unwrap();
     for name in names {
-        let (key, csr, pem) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-        );
-        let subject = format!("/CN={name}");
-        let mut req = vec!["req", "-subj", &subject];
-        req.extend(ec);
-        req.extend(["-keyout", &key, "-out", &csr]);
-        openssl(dir, &req);
-        std::fs::write(dir.join("ext"), format!("subjectAltName=DNS:{name}\n")).unwrap();
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "1",
-                "-extfile",
-                "ext",
-                "-out",
-                &pem,
-            ],
-        );
+        let issued = ca.issue(&[name]).expect("a certificate");
+        std::fs::write(dir.join(format!("{name}.pem")), issued.cert_pem).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), issued.key_pem).unwrap();
     }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
 }

@@ -156,51 +156,7 @@ fn https_servers_are_chains_by_sni_with_their_own_tls_settings_and_route_tables(
 
 #[test]
 fn passthrough_chains_follow_the_tls_routes_sni_hosts_and_close_the_rest() {
-    let gw = gateway(
-        "edge",
-        "pass",
-        10,
-        serde_json::json!({
-            "selector": {"istio": "ingress"},
-            "servers": [{"port": {"number": 9443, "name": "tls", "protocol": "TLS"}, "hosts": ["*.example.com"],
-                         "tls": {"mode": "PASSTHROUGH"}}],
-        }),
-    );
-    let vs = virtual_service(
-        "shop",
-        "secure",
-        10,
-        serde_json::json!({
-            "hosts": ["secure.example.com", "web.example.com", "elsewhere.example.org"], "gateways": ["edge/pass"],
-            "tls": [
-                {"match": [{"sniHosts": ["secure.example.com"], "port": 9443}], "route": [{"destination": {"host": "secure"}}]},
-                {"match": [{"sniHosts": ["web.example.com"]}], "route": [{"destination": {"host": "web", "port": {"number": 80}}}]},
-                {"match": [{"sniHosts": ["elsewhere.example.org"]}], "route": [{"destination": {"host": "web"}}]},
-                {"match": [{"sniHosts": ["secure.example.com"], "port": 1}], "route": [{"destination": {"host": "web"}}]},
-            ],
-        }),
-    );
-    let (_, mesh) = compile(vec![gw, vs]);
-    // elsewhere.example.org is not a host of the server.
-    assert!(
-        verdict(&mesh, "VirtualService", "shop", "secure").contains("spec.hosts[2]"),
-        "rejected"
-    );
-    let vs = virtual_service(
-        "shop",
-        "secure",
-        10,
-        serde_json::json!({
-            "hosts": ["secure.example.com", "web.example.com"], "gateways": ["edge/pass"],
-            "tls": [
-                {"match": [{"sniHosts": ["secure.example.com"], "port": 9443}], "route": [{"destination": {"host": "secure"}}]},
-                {"match": [{"sniHosts": ["web.example.com"]}], "route": [{"destination": {"host": "web", "port": {"number": 80}}}]},
-                {"match": [{"sniHosts": ["secure.example.com"], "port": 1}], "route": [{"destination": {"host": "web"}}]},
-            ],
-        }),
-    );
-    let (mut t, _) = compile(Vec::new());
-    let (mesh, _) = t.apply(vec![
+    let gw = || {
         gateway(
             "edge",
             "pass",
@@ -210,9 +166,38 @@ fn passthrough_chains_follow_the_tls_routes_sni_hosts_and_close_the_rest() {
                 "servers": [{"port": {"number": 9443, "name": "tls", "protocol": "TLS"}, "hosts": ["*.example.com"],
                              "tls": {"mode": "PASSTHROUGH"}}],
             }),
-        ),
-        vs,
+        )
+    };
+    // Routes for `hosts`: by SNI on this port, another SNI, and one for a port the server is not on.
+    let vs = |hosts: &[&str]| {
+        virtual_service(
+            "shop",
+            "secure",
+            10,
+            serde_json::json!({
+                "hosts": hosts, "gateways": ["edge/pass"],
+                "tls": [
+                    {"match": [{"sniHosts": ["secure.example.com"], "port": 9443}], "route": [{"destination": {"host": "secure"}}]},
+                    {"match": [{"sniHosts": ["web.example.com"]}], "route": [{"destination": {"host": "web", "port": {"number": 80}}}]},
+                    {"match": [{"sniHosts": ["secure.example.com"], "port": 1}], "route": [{"destination": {"host": "web"}}]},
+                ],
+            }),
+        )
+    };
+    // elsewhere.example.org is not a host of the server: rejected.
+    let (_, mesh) = compile(vec![
+        gw(),
+        vs(&[
+            "secure.example.com",
+            "web.example.com",
+            "elsewhere.example.org",
+        ]),
     ]);
+    assert!(
+        verdict(&mesh, "VirtualService", "shop", "secure").contains("spec.hosts[2]"),
+        "rejected"
+    );
+    let (_, mesh) = compile(vec![gw(), vs(&["secure.example.com", "web.example.com"])]);
     assert_eq!(
         verdict(&mesh, "VirtualService", "shop", "secure"),
         "accepted"

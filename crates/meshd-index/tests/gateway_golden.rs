@@ -14,21 +14,11 @@ use meshd_translate::{
     CompiledMesh, NodeId, ProxyConfig, ResourceType, TranslateSettings, Translator,
 };
 use serde_json::Value;
-use support::{check_golden, descriptor_pool, golden_dir, reduce_documents, render_own};
+use support::{check_golden, descriptor_pool, reduce_documents, render_own};
 
 /// A golden mesh file with its `# include:` first, compiled under PERMISSIVE.
 fn compile(file: &str) -> CompiledMesh {
-    let own = std::fs::read_to_string(golden_dir().join(file)).unwrap();
-    let mut text = String::new();
-    if let Some(other) = own
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("# include: "))
-    {
-        text = std::fs::read_to_string(golden_dir().join(other.trim())).unwrap();
-        text.push_str("\n---\n");
-    }
-    text.push_str(&own);
+    let text = support::read_with_include(file);
     let mut changes = reduce_documents(&text);
     let mut spec = MeshSpec::default();
     spec.mtls.mode = MtlsMode::Permissive;

@@ -55,6 +55,22 @@ pub fn reduce_documents(text: &str) -> Vec<FactChange> {
         .collect()
 }
 
+/// A golden mesh file's text; a file may start with `# include: OTHER`: OTHER's objects come first.
+pub fn read_with_include(file: &str) -> String {
+    let own = std::fs::read_to_string(golden_dir().join(file)).unwrap();
+    let mut text = String::new();
+    if let Some(other) = own
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# include: "))
+    {
+        text = std::fs::read_to_string(golden_dir().join(other.trim())).unwrap();
+        text.push_str("\n---\n");
+    }
+    text.push_str(&own);
+    text
+}
+
 /// A golden mesh file, reduced.
 pub fn load(file: &str) -> Vec<FactChange> {
     reduce_documents(&std::fs::read_to_string(golden_dir().join(file)).unwrap())

@@ -44,10 +44,11 @@ impl Claimed {
         if hosts.contains(&"*") {
             return (!std::mem::replace(&mut self.any, true)).then(Vec::new);
         }
+        // SNI is matched without regard to case: one name, one chain.
         let fresh: Vec<String> = hosts
             .into_iter()
-            .filter(|h| self.names.insert(h.to_string()))
-            .map(String::from)
+            .map(str::to_ascii_lowercase)
+            .filter(|h| self.names.insert(h.clone()))
             .collect();
         (!fresh.is_empty()).then_some(fresh)
     }

@@ -313,3 +313,40 @@ fn of_two_gateways_claiming_a_port_with_different_protocols_the_younger_is_rejec
         "envoy.filters.network.http_connection_manager"
     );
 }
+
+#[test]
+fn a_tls_server_that_terminates_forwards_by_the_tcp_route() {
+    let gw = gateway(
+        "edge",
+        "tls",
+        10,
+        serde_json::json!({
+            "selector": {"istio": "ingress"},
+            "servers": [{"port": {"number": 6432, "name": "pg-tls", "protocol": "TLS"}, "hosts": ["db.example.com"],
+                         "tls": {"mode": "SIMPLE", "credentialName": "db-cert"}}],
+        }),
+    );
+    let vs = virtual_service(
+        "shop",
+        "db",
+        10,
+        serde_json::json!({
+            "hosts": ["db.example.com"], "gateways": ["edge/tls"],
+            "tcp": [{"route": [{"destination": {"host": "db"}}]}],
+        }),
+    );
+    let (_, mesh) = compile(vec![gw, vs]);
+    let l = &listeners(&mesh.proxy_config(&node(GATEWAY)))[0];
+    let chain = &l.filter_chains[0];
+    assert_eq!(chain.name, "tls.6432.pg-tls.tls.edge");
+    assert_eq!(
+        tcp_cluster(&chain.filters[0]),
+        "outbound|5432||db.shop.svc.cluster.local"
+    );
+    let common = tls_context(chain).common_tls_context.unwrap();
+    assert!(common.alpn_protocols.is_empty(), "not HTTP: no ALPN");
+    assert_eq!(
+        common.tls_certificate_sds_secret_configs[0].name,
+        "kubernetes://db-cert"
+    );
+}

@@ -69,7 +69,7 @@ kind: VirtualService
 metadata: {name: a, namespace: demo}
 spec:
   hosts: [a.example.com]
-  gateways: [public]
+  gateways: [public, tls-edge]
   http: [{route: [{destination: {host: frontend}}]}]
 ---
 apiVersion: networking.meshd.io/v1alpha1
@@ -77,7 +77,7 @@ kind: VirtualService
 metadata: {name: b, namespace: demo}
 spec:
   hosts: [b.example.com]
-  gateways: [demo/public]
+  gateways: [demo/public, demo/tls-edge]
   http: [{route: [{destination: {host: reviews}}]}]
 ---
 apiVersion: networking.meshd.io/v1alpha1
@@ -113,6 +113,45 @@ spec:
   - port: {number: 7000, name: more, protocol: HTTP}
     hosts: ["*"]
 "#;
+
+/// HTTPS servers on 8443 by SNI (SIMPLE with TLS 1.3 for a.example.com, MUTUAL for b.example.com)
+/// and MESH_MUTUAL on 8444, with their `kubernetes.io/tls` Secrets.
+const TLS_EDGE: &str = r#"apiVersion: networking.meshd.io/v1alpha1
+kind: Gateway
+metadata: {name: tls-edge, namespace: demo, creationTimestamp: "2026-03-01T00:00:00Z"}
+spec:
+  selector: {istio: ingress}
+  servers:
+  - port: {number: 8443, name: https-a, protocol: HTTPS}
+    hosts: [a.example.com]
+    tls: {mode: SIMPLE, credentialName: a-tls, minProtocolVersion: TLSV1_3}
+  - port: {number: 8443, name: https-b, protocol: HTTPS}
+    hosts: [b.example.com]
+    tls: {mode: MUTUAL, credentialName: b-tls}
+  - port: {number: 8444, name: mesh, protocol: HTTPS}
+    hosts: ["*"]
+    tls: {mode: ISTIO_MUTUAL}
+"#;
+
+/// A `kubernetes.io/tls` Secret from PEM files of `dir` (`<host>.pem`, `<host>.key`, and the CA).
+fn tls_secret(dir: &Path, name: &str, host: &str, with_ca: bool) -> String {
+    let block = |file: &str| {
+        std::fs::read_to_string(dir.join(file))
+            .unwrap()
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    let mut out = format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: demo}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        block(&format!("{host}.pem")),
+        block(&format!("{host}.key"))
+    );
+    if with_ca {
+        out.push_str(&format!("  ca.crt: |\n{}", block("ca.pem")));
+    }
+    out
+}
 
 /// A child process (and its children: the agent's Envoy) killed on Drop.
 struct Killed(Child);
@@ -203,64 +242,14 @@ fn tls_through(client: &NetNs, certs: &Path, sni: &str) -> Result<String, String
     }
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and, signed by it, a certificate for each of `names` (`<name>.pem`, `<name>.key`).
+/// A CA (`ca.pem`) and, signed by it, a certificate for each of `names` (`<name>.pem`, `<name>.key`).
 fn certificates(dir: &Path, names: &[&str]) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509", "-days", "1", "-subj", "/CN=backend-ca"];
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
-    openssl(dir, &ca);
+    let ca = meshd_tools::pki::DevCa::new().expect("a test CA");
+    std::fs::write(dir.join("ca.pem"), ca.ca_pem()).unwrap();
     for name in names {
-        let (key, csr, pem) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-        );
-        let subject = format!("/CN={name}");
-        let mut req = vec!["req", "-subj", &subject];
-        req.extend(ec);
-        req.extend(["-keyout", &key, "-out", &csr]);
-        openssl(dir, &req);
-        std::fs::write(dir.join("ext"), format!("subjectAltName=DNS:{name}\n")).unwrap();
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "1",
-                "-extfile",
-                "ext",
-                "-out",
-                &pem,
-            ],
-        );
+        let issued = ca.issue(&[name]).expect("a certificate");
+        std::fs::write(dir.join(format!("{name}.pem")), issued.cert_pem).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), issued.key_pem).unwrap();
     }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
@@ -332,7 +321,15 @@ fn a_gateway_routes_by_host_redirects_forwards_tcp_and_passes_tls_through_on_rea
     mesh.wait_ready(READY).expect("every sidecar ready");
 
     let certs = tempfile::tempdir().unwrap();
-    certificates(certs.path(), &["secure.example.com", "other.example.com"]);
+    certificates(
+        certs.path(),
+        &[
+            "secure.example.com",
+            "other.example.com",
+            "a.example.com",
+            "b.example.com",
+        ],
+    );
     mesh.start_outsider(GATEWAY).expect("gateway namespace");
     mesh.start_outsider(CLIENT).expect("client namespace");
     mesh.start_outsider(BACKEND).expect("backend namespace");
@@ -441,6 +438,33 @@ fn a_gateway_routes_by_host_redirects_forwards_tcp_and_passes_tls_through_on_rea
         get(client, 8080, "a.example.com", "/"),
         Ok((200, "frontend-0".into()))
     );
+
+    // HTTPS chains by SNI, MUTUAL and MESH_MUTUAL: Envoy takes them (serving the credentials over SDS
+    // is the other half of issue 11; until then their listener waits for the Secrets).
+    let mut https = TLS_EDGE.to_string();
+    https.push_str(&tls_secret(certs.path(), "a-tls", "a.example.com", false));
+    https.push_str(&tls_secret(certs.path(), "b-tls", "b.example.com", true));
+    mesh.write_file("tls-edge.yaml", Some(&https)).unwrap();
+    eventually("the HTTPS listeners in Envoy's config", || {
+        let dump = admin(gateway_ns, "/config_dump");
+        let wanted = [
+            "\"0.0.0.0_8443\"",
+            "kubernetes://b-tls-cacert",
+            "\"0.0.0.0_8444\"",
+        ];
+        match wanted.iter().find(|w| !dump.contains(*w)) {
+            None => Ok(()),
+            Some(missing) => Err(format!("no {missing} yet")),
+        }
+    });
+    // MESH_MUTUAL needs only the agent's certificate: that listener serves.
+    eventually("0.0.0.0_8444 active", || {
+        let listeners = admin(gateway_ns, "/listeners");
+        listeners
+            .contains("0.0.0.0_8444")
+            .then_some(())
+            .ok_or(listeners)
+    });
 
     let rejected: Vec<String> = admin(gateway_ns, "/stats?filter=update_rejected")
         .lines()

@@ -337,3 +337,60 @@ fn bad_flags_exit_64_with_one_line() {
     }
     assert!(Path::new(ROOT).join("examples").is_dir());
 }
+
+/// A gateway pod, two Gateways selecting it that disagree on port 80's protocol (the younger named),
+/// and a VirtualService with a host no server of its Gateway accepts (SPEC §10).
+const GATEWAYS: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: ingress-0, namespace: edge, labels: {meshd.io/gateway: ingress, istio: ingress}}
+spec: {containers: [{name: proxy, image: proxy}]}
+---
+apiVersion: networking.meshd.io/v1alpha1
+kind: Gateway
+metadata: {name: a-young, namespace: edge, creationTimestamp: "2026-02-01T00:00:00Z"}
+spec:
+  selector: {istio: ingress}
+  servers: [{port: {number: 80, name: tcp, protocol: TCP}, hosts: ["*"]}]
+---
+apiVersion: networking.meshd.io/v1alpha1
+kind: Gateway
+metadata: {name: b-old, namespace: edge, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  selector: {istio: ingress}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*.example.com"]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: networking.meshd.io/v1alpha1
+kind: VirtualService
+metadata: {name: web, namespace: shop}
+spec:
+  hosts: [web.example.com, web.example.net]
+  gateways: [edge/b-old]
+  http: [{route: [{destination: {host: web}}]}]
+"#;
+
+#[test]
+fn gateway_conflicts_and_unserved_hosts_are_reported_with_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("edge.yaml");
+    std::fs::write(&file, GATEWAYS).unwrap();
+    let f = file.display();
+    let out = validate(&["-f", dir.path().to_str().unwrap()]);
+    assert_eq!(
+        stdout_lines(&out),
+        [
+            format!(
+                "{f}: Gateway edge/a-young: spec.servers[0].port.protocol: \"TCP\" differs from Gateway edge/b-old (HTTP) on port 80 of a gateway pod both select; the older Gateway wins"
+            ),
+            format!(
+                "{f}: VirtualService shop/web: spec.hosts[1]: \"web.example.net\" is not a host any server of Gateway edge/b-old accepts for this namespace"
+            ),
+        ]
+    );
+    assert_eq!(out.status.code(), Some(1));
+}

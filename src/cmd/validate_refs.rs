@@ -30,6 +30,8 @@ struct Entry<T> {
     name: String,
     spec: T,
     errors: Vec<FieldError>,
+    /// `creationTimestamp` in seconds, where the older wins (Gateways' ports).
+    created: Option<i64>,
 }
 
 /// The resources of one scope.
@@ -74,6 +76,7 @@ impl Scope {
                 name: name.to_string(),
                 spec,
                 errors: errors.to_vec(),
+                created: None,
             }
         }
         match document {
@@ -102,8 +105,13 @@ impl Scope {
                     .push(entry(file, &namespace, name, vs.spec.clone(), errors));
             }
             Document::Gateway(gw) => {
-                self.gateways
-                    .push(entry(file, &namespace, name, gw.spec.clone(), errors));
+                let mut e = entry(file, &namespace, name, gw.spec.clone(), errors);
+                e.created = gw
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.as_second());
+                self.gateways.push(e);
             }
             Document::Pod(pod) => {
                 let labels = pod.metadata.labels.clone().unwrap_or_default();
@@ -197,7 +205,7 @@ fn candidates<T>(list: &[Entry<T>]) -> Vec<Candidate<'_, T>> {
         .map(|e| Candidate {
             namespace: &e.namespace,
             name: &e.name,
-            created: None,
+            created: e.created,
             latest: &e.spec,
             latest_errors: &e.errors,
             previous: None,

@@ -18,7 +18,7 @@ use meshd_translate::facts::{Fact, FactChange, FactKind};
 use meshd_translate::{
     CompiledMesh, NodeId, ProxyConfig, ResourceType, TranslateSettings, Translator,
 };
-use support::{check_golden, descriptor_pool, golden_dir, render};
+use support::{check_golden, descriptor_pool, render};
 
 /// The objects of a golden mesh file, reduced, in file order; and the Mesh (mTLS off).
 struct Mesh {
@@ -37,18 +37,7 @@ fn reduced<K: Kind>(value: serde_yaml::Value) -> FactChange {
 }
 
 fn load_mesh(file: &str) -> Mesh {
-    let mut text = String::new();
-    // A file may start with `# include: OTHER`: OTHER's objects come first.
-    let own = std::fs::read_to_string(golden_dir().join(file)).unwrap();
-    if let Some(other) = own
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("# include: "))
-    {
-        text = std::fs::read_to_string(golden_dir().join(other.trim())).unwrap();
-        text.push_str("\n---\n");
-    }
-    text.push_str(&own);
+    let text = support::read_with_include(file);
     let mut objects = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let value: serde_yaml::Value = serde::Deserialize::deserialize(doc).unwrap();

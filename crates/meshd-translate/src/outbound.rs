@@ -206,7 +206,15 @@ pub(crate) fn http_connection_manager(
     stat_prefix: &str,
     routes: http_connection_manager::RouteSpecifier,
 ) -> Filter {
-    let hcm = HttpConnectionManager {
+    hcm_filter(&connection_manager(stat_prefix, routes))
+}
+
+/// The HTTP connection manager as [`http_connection_manager`] packs it, for a caller to adjust.
+pub(crate) fn connection_manager(
+    stat_prefix: &str,
+    routes: http_connection_manager::RouteSpecifier,
+) -> HttpConnectionManager {
+    HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
         codec_type: http_connection_manager::CodecType::Auto as i32,
         route_specifier: Some(routes),
@@ -231,10 +239,13 @@ pub(crate) fn http_connection_manager(
             ..Default::default()
         }],
         ..Default::default()
-    };
+    }
+}
+
+pub(crate) fn hcm_filter(hcm: &HttpConnectionManager) -> Filter {
     Filter {
         name: "envoy.filters.network.http_connection_manager".into(),
-        config_type: Some(filter::ConfigType::TypedConfig(pack(&hcm))),
+        config_type: Some(filter::ConfigType::TypedConfig(pack(hcm))),
     }
 }
 

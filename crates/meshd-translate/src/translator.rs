@@ -737,7 +737,14 @@ impl Translator {
             self.gateways = Arc::new(inputs);
         }
         self.gateway_warnings.clear();
-        for (pod, workload) in self.workloads.iter().filter(|(_, w)| is_gateway(w)) {
+        // The gateway pods, as the verdicts' facts hold them.
+        let pods = self
+            .configs
+            .edge
+            .gateway_pods
+            .keys()
+            .filter_map(|key| Some((key, self.workloads.get(key)?)));
+        for (pod, workload) in pods {
             if changed {
                 out.proxies.insert(NodeId {
                     pod: pod.name.clone(),

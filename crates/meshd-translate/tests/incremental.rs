@@ -93,26 +93,39 @@ enum Edit {
     /// A ServiceEntry in namespace n, towards workload w's IP: (n, w, shape); shape 0 removes it,
     /// else it picks location, resolution, protocol, and whether it has an address (a Service's VIP).
     Entry(usize, usize, u8),
+    /// Workload w gets (or loses) the `meshd.io/gateway` label: a gateway proxy.
+    GatewayPod(usize),
+    /// A Gateway in namespace n selecting `app: svc-<s>` (or every gateway pod): shape 0 removes it,
+    /// else it picks the servers (HTTP, TCP on the same port, TLS passthrough, HTTPS).
+    Gateway(usize, usize, u8),
+    /// A VirtualService in namespace n bound to Gateway `ns-<g>/gw` (or removed, shape 0) routing
+    /// HTTP, TCP or TLS to service s.
+    BoundVs(usize, usize, usize, u8),
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
-        (0..9usize, any::<u8>()).prop_map(|(s, b)| Edit::AddEndpoint(s, b)),
-        (0..9usize).prop_map(Edit::DropEndpoints),
-        (0..9usize).prop_map(Edit::RemoveService),
-        (0..9usize).prop_map(Edit::RestoreService),
-        (0..9usize).prop_map(Edit::MovePort),
-        (0..9usize).prop_map(Edit::Relabel),
-        (0..18usize).prop_map(Edit::RemoveWorkload),
-        (0..9usize).prop_map(Edit::RemoveSlice),
-        (0..9usize, 0..9usize).prop_map(|(a, b)| Edit::SharedVip(a, b)),
-        any::<bool>().prop_map(Edit::Policy),
-        (0..18usize).prop_map(Edit::Meshed),
-        (0..9usize).prop_map(Edit::TargetRef),
-        (0..3u8, 0..3usize, 0..5u8).prop_map(|(a, b, c)| Edit::Peer(a, b, c)),
-        (0..11usize, any::<bool>()).prop_map(|(n, b)| Edit::Authz(n, b)),
-        (0..3u8).prop_map(Edit::MeshMtls),
-        (0..3usize, 0..18usize, 0..32u8).prop_map(|(n, w, v)| Edit::Entry(n, w, v)),
+        1 => (0..9usize, any::<u8>()).prop_map(|(s, b)| Edit::AddEndpoint(s, b)),
+        1 => (0..9usize).prop_map(Edit::DropEndpoints),
+        1 => (0..9usize).prop_map(Edit::RemoveService),
+        1 => (0..9usize).prop_map(Edit::RestoreService),
+        1 => (0..9usize).prop_map(Edit::MovePort),
+        1 => (0..9usize).prop_map(Edit::Relabel),
+        1 => (0..18usize).prop_map(Edit::RemoveWorkload),
+        1 => (0..9usize).prop_map(Edit::RemoveSlice),
+        1 => (0..9usize, 0..9usize).prop_map(|(a, b)| Edit::SharedVip(a, b)),
+        1 => any::<bool>().prop_map(Edit::Policy),
+        1 => (0..18usize).prop_map(Edit::Meshed),
+        1 => (0..9usize).prop_map(Edit::TargetRef),
+        1 => (0..3u8, 0..3usize, 0..5u8).prop_map(|(a, b, c)| Edit::Peer(a, b, c)),
+        1 => (0..11usize, any::<bool>()).prop_map(|(n, b)| Edit::Authz(n, b)),
+        1 => (0..3u8).prop_map(Edit::MeshMtls),
+        1 => (0..3usize, 0..18usize, 0..32u8).prop_map(|(n, w, v)| Edit::Entry(n, w, v)),
+        // Gateways need a gateway pod, a Gateway selecting it and a VirtualService bound to it at
+        // once: their edits are likelier, on the first two services' pods and namespaces.
+        4 => (0..4usize).prop_map(Edit::GatewayPod),
+        4 => (0..2usize, 0..3usize, 0..6u8).prop_map(|(n, s, v)| Edit::Gateway(n, s, v)),
+        4 => (0..2usize, 0..2usize, 0..9usize, 0..8u8).prop_map(|(n, g, s, v)| Edit::BoundVs(n, g, s, v)),
     ]
 }
 
@@ -304,6 +317,97 @@ fn apply_edit(state: &mut State, edit: &Edit) -> Vec<FactChange> {
                         problems: Vec::new(),
                     })),
                 );
+            }
+            touched.push(k);
+        }
+        Edit::GatewayPod(w) => {
+            let k = (FactKind::Workload, base.workloads[*w].0.clone());
+            if let Some(Fact::Workload(wl)) = state.get_mut(&k) {
+                let labels = &mut Arc::make_mut(wl).labels;
+                if labels.remove("meshd.io/gateway").is_none() {
+                    labels.insert("meshd.io/gateway".into(), "ingress".into());
+                }
+            }
+            touched.push(k);
+        }
+        Edit::Gateway(ns, svc, shape) => {
+            let k = (FactKind::Gateway, ObjectKey::new(format!("ns-{ns}"), "gw"));
+            let selector = if *svc == 2 {
+                serde_json::json!({})
+            } else {
+                serde_json::json!({"app": format!("svc-{svc}")})
+            };
+            let servers = match shape {
+                1 => {
+                    serde_json::json!([{"port": {"number": 8080, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}])
+                }
+                2 => {
+                    serde_json::json!([{"port": {"number": 8080, "name": "tcp", "protocol": "TCP"}, "hosts": ["*"]}])
+                }
+                3 => {
+                    serde_json::json!([{"port": {"number": 9443, "name": "tls", "protocol": "TLS"}, "hosts": ["*.example.com"], "tls": {"mode": "PASSTHROUGH"}}])
+                }
+                4 => serde_json::json!([
+                    {"port": {"number": 8443, "name": "https", "protocol": "HTTPS"}, "hosts": ["ns-1/*"], "tls": {"mode": "SIMPLE", "credentialName": "c"}},
+                    {"port": {"number": 8080, "name": "http", "protocol": "HTTP"}, "hosts": ["*"], "tls": {"httpsRedirect": true}},
+                ]),
+                _ => serde_json::json!([]),
+            };
+            if servers.as_array().is_some_and(Vec::is_empty) {
+                state.remove(&k);
+            } else {
+                let spec = serde_json::json!({"selector": selector, "servers": servers});
+                state.insert(
+                    k.clone(),
+                    Fact::Gateway(Arc::new(Config {
+                        generation: None,
+                        created: Some(*ns as i64),
+                        spec: serde_json::from_value(spec).expect("a Gateway spec"),
+                        problems: Vec::new(),
+                    })),
+                );
+            }
+            touched.push(k);
+        }
+        Edit::BoundVs(ns, gw, svc, shape) => {
+            let k = (
+                FactKind::VirtualService,
+                ObjectKey::new(format!("ns-{ns}"), "gvs"),
+            );
+            let (service, _) = &base.services[*svc];
+            let host = format!("{}.{}.svc.cluster.local", service.name, service.namespace);
+            let gateways = vec![format!("ns-{gw}/gw")];
+            let spec = match shape {
+                1 | 5 => Some(serde_json::json!({
+                    "hosts": [if *shape == 1 { "a.example.com" } else { "*" }], "gateways": gateways,
+                    "http": [{"route": [{"destination": {"host": host}}]}],
+                })),
+                2 => Some(serde_json::json!({
+                    "hosts": ["*"], "gateways": gateways,
+                    "tcp": [{"route": [{"destination": {"host": host}}]}],
+                })),
+                3 => Some(serde_json::json!({
+                    "hosts": ["s.example.com"], "gateways": gateways,
+                    "tls": [{"match": [{"sniHosts": ["s.example.com"]}], "route": [{"destination": {"host": host}}]}],
+                })),
+                4 => Some(serde_json::json!({
+                    "hosts": ["other.example.net"], "gateways": gateways,
+                    "http": [{"route": [{"destination": {"host": host}}]}],
+                })),
+                _ => None,
+            };
+            match spec {
+                Some(spec) => {
+                    state.insert(
+                        k.clone(),
+                        Fact::VirtualService(Arc::new(config(
+                            serde_json::from_value(spec).expect("a VirtualService spec"),
+                        ))),
+                    );
+                }
+                None => {
+                    state.remove(&k);
+                }
             }
             touched.push(k);
         }

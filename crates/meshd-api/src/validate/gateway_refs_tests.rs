@@ -183,3 +183,30 @@ fn an_empty_selector_selects_every_gateway_pod() {
     assert!(selects_pod(&gw, &BTreeMap::new()));
     assert!(!selects_pod(&gateway(), &BTreeMap::new()));
 }
+
+#[test]
+fn an_update_that_conflicts_keeps_the_version_in_force_before_it() {
+    let old = gateway();
+    let good: GatewaySpec = spec(serde_json::json!({
+        "selector": {"istio": "ingress"},
+        "servers": [{"port": {"number": 8080, "name": "web", "protocol": "HTTP"}, "hosts": ["*"]}],
+    }));
+    let bad: GatewaySpec = spec(serde_json::json!({
+        "selector": {"istio": "ingress"},
+        "servers": [{"port": {"number": 80, "name": "tcp", "protocol": "TCP"}, "hosts": ["*"]}],
+    }));
+    let ingress = BTreeMap::from([("istio".to_string(), "ingress".to_string())]);
+    let pods = [GatewayPod {
+        namespace: "edge",
+        labels: &ingress,
+    }];
+    let mut young = cand("edge", "young", 20, &bad);
+    young.previous = Some(&good);
+    let j = judge_gateways(
+        &[cand("edge", "old", 10, &old), young],
+        &pods,
+        |_, _| Ok(()),
+    );
+    assert_eq!(j[1].in_force, InForce::Previous);
+    assert!(message(&j[1]).starts_with("spec.servers[0].port.protocol: \"TCP\""));
+}

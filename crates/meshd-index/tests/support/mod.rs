@@ -55,6 +55,22 @@ pub fn reduce_documents(text: &str) -> Vec<FactChange> {
         .collect()
 }
 
+/// A golden mesh file's text; a file may start with `# include: OTHER`: OTHER's objects come first.
+pub fn read_with_include(file: &str) -> String {
+    let own = std::fs::read_to_string(golden_dir().join(file)).unwrap();
+    let mut text = String::new();
+    if let Some(other) = own
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# include: "))
+    {
+        text = std::fs::read_to_string(golden_dir().join(other.trim())).unwrap();
+        text.push_str("\n---\n");
+    }
+    text.push_str(&own);
+    text
+}
+
 /// A golden mesh file, reduced.
 pub fn load(file: &str) -> Vec<FactChange> {
     reduce_documents(&std::fs::read_to_string(golden_dir().join(file)).unwrap())
@@ -97,11 +113,24 @@ pub fn descriptor_pool() -> DescriptorPool {
 
 /// A proxy's resources of the given types as proto-JSON, by type (`cds`, `eds`, `lds`, `rds`).
 pub fn render_types(pool: &DescriptorPool, config: &ProxyConfig, types: &[ResourceType]) -> Value {
+    render_with(pool, types, |ty| config.resources(ty).collect())
+}
+
+/// Only the proxy's own resources of the given types (a gateway's listeners and route tables).
+pub fn render_own(pool: &DescriptorPool, config: &ProxyConfig, types: &[ResourceType]) -> Value {
+    render_with(pool, types, |ty| config.own(ty).iter().collect())
+}
+
+fn render_with<'a>(
+    pool: &DescriptorPool,
+    types: &[ResourceType],
+    of: impl Fn(ResourceType) -> Vec<&'a std::sync::Arc<meshd_translate::Resource>>,
+) -> Value {
     let options = SerializeOptions::new().skip_default_fields(true);
     let mut out = Map::new();
     for ty in types {
-        let list: Vec<Value> = config
-            .resources(*ty)
+        let list: Vec<Value> = of(*ty)
+            .into_iter()
             .map(|r| {
                 let full_name = r.body.type_url.trim_start_matches("type.googleapis.com/");
                 let desc = pool.get_message_by_name(full_name).unwrap();

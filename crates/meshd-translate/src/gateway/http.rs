@@ -43,7 +43,7 @@ pub(super) fn route_configuration(
     // A redirecting server answers 301 for its hosts whether or not a VirtualService routes them.
     for s in servers.iter().filter(|s| redirects(s)) {
         for h in s.dns_names() {
-            hosts.entry(h.to_string()).or_default().redirect = true;
+            hosts.entry(h.to_ascii_lowercase()).or_default().redirect = true;
         }
     }
     let ports_of = |fqdn: &str| inputs.ports_of(fqdn);
@@ -63,8 +63,9 @@ pub(super) fn route_configuration(
             }
             for h in &vs_hosts {
                 for sh in &s.server.hosts {
+                    // Envoy refuses two virtual hosts with one domain in any case.
                     if let Some(common) = gateway_host(sh, &gw.namespace, &key.namespace, h) {
-                        *mine.entry(common).or_default() |= redirects(s);
+                        *mine.entry(common.to_ascii_lowercase()).or_default() |= redirects(s);
                     }
                 }
             }

@@ -15,6 +15,7 @@ use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::Tl
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     Rds, http_connection_manager::RouteSpecifier,
 };
+use envoy_types::pb::google::protobuf::BoolValue;
 use meshd_api::networking::Protocol;
 use meshd_api::networking::gateway::ServerTlsMode;
 use meshd_api::validate::gateway_refs::{binds_gateway, gateway_host};
@@ -23,7 +24,7 @@ use meshd_api::validate::references::resolve_host;
 use super::{GatewayConfig, GatewayInputs, PortKind, ServerRef, http, tls};
 use crate::envoy::{ads, pack, socket, tcp_proxy_filter};
 use crate::naming::BLACKHOLE_CLUSTER;
-use crate::outbound::http_connection_manager;
+use crate::outbound::{connection_manager, hcm_filter};
 use crate::traffic::routes::RouteContext;
 use crate::traffic::tcp::{l4_filter, tcp_filter};
 
@@ -43,20 +44,29 @@ impl Claimed {
         if hosts.contains(&"*") {
             return (!std::mem::replace(&mut self.any, true)).then(Vec::new);
         }
+        // SNI is matched without regard to case: one name, one chain.
         let fresh: Vec<String> = hosts
             .into_iter()
-            .filter(|h| self.names.insert(h.to_string()))
-            .map(String::from)
+            .map(str::to_ascii_lowercase)
+            .filter(|h| self.names.insert(h.clone()))
             .collect();
         (!fresh.is_empty()).then_some(fresh)
     }
 }
 
-fn rds(route: &str) -> RouteSpecifier {
-    RouteSpecifier::Rds(Rds {
-        config_source: Some(ads()),
-        route_config_name: route.to_string(),
-    })
+/// The HTTP connection manager of a gateway server, with its route table `route` over RDS. The
+/// gateway is the edge: the downstream address is the client's (`use_remote_address`, as Istio's
+/// gateways), appended to `x-forwarded-for`.
+fn http_connection_manager(route: &str) -> Filter {
+    let mut hcm = connection_manager(
+        route,
+        RouteSpecifier::Rds(Rds {
+            config_source: Some(ads()),
+            route_config_name: route.to_string(),
+        }),
+    );
+    hcm.use_remote_address = Some(BoolValue { value: true });
+    hcm_filter(&hcm)
 }
 
 fn tls_inspector() -> ListenerFilter {
@@ -91,7 +101,7 @@ pub(super) fn listener(
             ));
             vec![FilterChain {
                 name: route.clone(),
-                filters: vec![http_connection_manager(&route, rds(&route))],
+                filters: vec![http_connection_manager(&route)],
                 ..Default::default()
             }]
         }
@@ -165,7 +175,7 @@ fn terminating(
             std::slice::from_ref(s),
             inputs,
         ));
-        http_connection_manager(&name, rds(&name))
+        http_connection_manager(&name)
     } else {
         tcp_chain(port, s, inputs)
             .and_then(|c| c.filters.into_iter().next())

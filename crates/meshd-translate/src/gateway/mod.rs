@@ -53,35 +53,13 @@ impl GatewayInputs {
         domain: &str,
         ports_of: &dyn Fn(&str) -> Option<Vec<u16>>,
     ) -> Self {
-        let mut gateways: Vec<_> = configs
-            .in_force(FactKind::Gateway)
-            .filter_map(|(key, fact)| match fact {
-                Fact::Gateway(c) => Some((key.clone(), Arc::clone(c))),
-                _ => None,
-            })
-            .collect();
-        gateways.sort_by(|(a, ca), (b, cb)| {
-            age_order(ca.created, &a.namespace, &a.name).cmp(&age_order(
-                cb.created,
-                &b.namespace,
-                &b.name,
-            ))
+        let gateways = by_age(configs, FactKind::Gateway, |f| match f {
+            Fact::Gateway(c) => Some(c),
+            _ => None,
         });
-        let mut bound: Vec<_> = configs
-            .in_force(FactKind::VirtualService)
-            .filter_map(|(key, fact)| match fact {
-                Fact::VirtualService(c) if c.spec.gateways.iter().any(|g| g != "mesh") => {
-                    Some((key.clone(), Arc::clone(c)))
-                }
-                _ => None,
-            })
-            .collect();
-        bound.sort_by(|(a, ca), (b, cb)| {
-            age_order(ca.created, &a.namespace, &a.name).cmp(&age_order(
-                cb.created,
-                &b.namespace,
-                &b.name,
-            ))
+        let bound = by_age(configs, FactKind::VirtualService, |f| match f {
+            Fact::VirtualService(c) if c.spec.gateways.iter().any(|g| g != "mesh") => Some(c),
+            _ => None,
         });
         let mut ports = BTreeMap::new();
         for (key, vs) in &bound {
@@ -103,6 +81,26 @@ impl GatewayInputs {
     pub fn ports_of(&self, fqdn: &str) -> Option<Vec<u16>> {
         self.ports.get(fqdn).cloned()
     }
+}
+
+/// The versions in force of a kind that `pick` takes, oldest first (Istio's order).
+fn by_age<T>(
+    configs: &Configs,
+    kind: FactKind,
+    pick: impl Fn(&Fact) -> Option<&Arc<Config<T>>>,
+) -> Vec<(ObjectKey, Arc<Config<T>>)> {
+    let mut list: Vec<_> = configs
+        .in_force(kind)
+        .filter_map(|(key, fact)| Some((key.clone(), Arc::clone(pick(fact)?))))
+        .collect();
+    list.sort_by(|(a, ca), (b, cb)| {
+        age_order(ca.created, &a.namespace, &a.name).cmp(&age_order(
+            cb.created,
+            &b.namespace,
+            &b.name,
+        ))
+    });
+    list
 }
 
 /// Every destination host a VirtualService names (routes and mirrors of all three route kinds).

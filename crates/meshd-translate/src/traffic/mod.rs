@@ -4,8 +4,8 @@
 //! Subsets are their own EDS clusters ([`subsets`]); DestinationRule policies go on the clusters
 //! ([`policy`]), their `tls` with the endpoints ([`tls`]); `tcp[]` routes are the port's `tcp_proxy`
 //! ([`tcp`]); ServiceEntries become clusters, routes and outbound chains ([`service_entry`]). Not yet:
-//! TLS (SNI) routes; `exportTo` and `sourceLabels` are not applied per proxy (the routes are shared by
-//! every proxy).
+//! TLS (SNI) routes for sidecars (gateways pass TLS through by them: `crate::gateway`); `exportTo` and
+//! `sourceLabels` are not applied per proxy (the routes are shared by every proxy).
 
 pub(crate) mod matches;
 pub(crate) mod policy;

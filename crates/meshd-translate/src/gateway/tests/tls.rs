@@ -156,51 +156,7 @@ fn https_servers_are_chains_by_sni_with_their_own_tls_settings_and_route_tables(
 
 #[test]
 fn passthrough_chains_follow_the_tls_routes_sni_hosts_and_close_the_rest() {
-    let gw = gateway(
-        "edge",
-        "pass",
-        10,
-        serde_json::json!({
-            "selector": {"istio": "ingress"},
-            "servers": [{"port": {"number": 9443, "name": "tls", "protocol": "TLS"}, "hosts": ["*.example.com"],
-                         "tls": {"mode": "PASSTHROUGH"}}],
-        }),
-    );
-    let vs = virtual_service(
-        "shop",
-        "secure",
-        10,
-        serde_json::json!({
-            "hosts": ["secure.example.com", "web.example.com", "elsewhere.example.org"], "gateways": ["edge/pass"],
-            "tls": [
-                {"match": [{"sniHosts": ["secure.example.com"], "port": 9443}], "route": [{"destination": {"host": "secure"}}]},
-                {"match": [{"sniHosts": ["web.example.com"]}], "route": [{"destination": {"host": "web", "port": {"number": 80}}}]},
-                {"match": [{"sniHosts": ["elsewhere.example.org"]}], "route": [{"destination": {"host": "web"}}]},
-                {"match": [{"sniHosts": ["secure.example.com"], "port": 1}], "route": [{"destination": {"host": "web"}}]},
-            ],
-        }),
-    );
-    let (_, mesh) = compile(vec![gw, vs]);
-    // elsewhere.example.org is not a host of the server.
-    assert!(
-        verdict(&mesh, "VirtualService", "shop", "secure").contains("spec.hosts[2]"),
-        "rejected"
-    );
-    let vs = virtual_service(
-        "shop",
-        "secure",
-        10,
-        serde_json::json!({
-            "hosts": ["secure.example.com", "web.example.com"], "gateways": ["edge/pass"],
-            "tls": [
-                {"match": [{"sniHosts": ["secure.example.com"], "port": 9443}], "route": [{"destination": {"host": "secure"}}]},
-                {"match": [{"sniHosts": ["web.example.com"]}], "route": [{"destination": {"host": "web", "port": {"number": 80}}}]},
-                {"match": [{"sniHosts": ["secure.example.com"], "port": 1}], "route": [{"destination": {"host": "web"}}]},
-            ],
-        }),
-    );
-    let (mut t, _) = compile(Vec::new());
-    let (mesh, _) = t.apply(vec![
+    let gw = || {
         gateway(
             "edge",
             "pass",
@@ -210,9 +166,38 @@ fn passthrough_chains_follow_the_tls_routes_sni_hosts_and_close_the_rest() {
                 "servers": [{"port": {"number": 9443, "name": "tls", "protocol": "TLS"}, "hosts": ["*.example.com"],
                              "tls": {"mode": "PASSTHROUGH"}}],
             }),
-        ),
-        vs,
+        )
+    };
+    // Routes for `hosts`: by SNI on this port, another SNI, and one for a port the server is not on.
+    let vs = |hosts: &[&str]| {
+        virtual_service(
+            "shop",
+            "secure",
+            10,
+            serde_json::json!({
+                "hosts": hosts, "gateways": ["edge/pass"],
+                "tls": [
+                    {"match": [{"sniHosts": ["secure.example.com"], "port": 9443}], "route": [{"destination": {"host": "secure"}}]},
+                    {"match": [{"sniHosts": ["web.example.com"]}], "route": [{"destination": {"host": "web", "port": {"number": 80}}}]},
+                    {"match": [{"sniHosts": ["secure.example.com"], "port": 1}], "route": [{"destination": {"host": "web"}}]},
+                ],
+            }),
+        )
+    };
+    // elsewhere.example.org is not a host of the server: rejected.
+    let (_, mesh) = compile(vec![
+        gw(),
+        vs(&[
+            "secure.example.com",
+            "web.example.com",
+            "elsewhere.example.org",
+        ]),
     ]);
+    assert!(
+        verdict(&mesh, "VirtualService", "shop", "secure").contains("spec.hosts[2]"),
+        "rejected"
+    );
+    let (_, mesh) = compile(vec![gw(), vs(&["secure.example.com", "web.example.com"])]);
     assert_eq!(
         verdict(&mesh, "VirtualService", "shop", "secure"),
         "accepted"
@@ -326,5 +311,42 @@ fn of_two_gateways_claiming_a_port_with_different_protocols_the_younger_is_rejec
     assert_eq!(
         l.filter_chains[0].filters[0].name,
         "envoy.filters.network.http_connection_manager"
+    );
+}
+
+#[test]
+fn a_tls_server_that_terminates_forwards_by_the_tcp_route() {
+    let gw = gateway(
+        "edge",
+        "tls",
+        10,
+        serde_json::json!({
+            "selector": {"istio": "ingress"},
+            "servers": [{"port": {"number": 6432, "name": "pg-tls", "protocol": "TLS"}, "hosts": ["db.example.com"],
+                         "tls": {"mode": "SIMPLE", "credentialName": "db-cert"}}],
+        }),
+    );
+    let vs = virtual_service(
+        "shop",
+        "db",
+        10,
+        serde_json::json!({
+            "hosts": ["db.example.com"], "gateways": ["edge/tls"],
+            "tcp": [{"route": [{"destination": {"host": "db"}}]}],
+        }),
+    );
+    let (_, mesh) = compile(vec![gw, vs]);
+    let l = &listeners(&mesh.proxy_config(&node(GATEWAY)))[0];
+    let chain = &l.filter_chains[0];
+    assert_eq!(chain.name, "tls.6432.pg-tls.tls.edge");
+    assert_eq!(
+        tcp_cluster(&chain.filters[0]),
+        "outbound|5432||db.shop.svc.cluster.local"
+    );
+    let common = tls_context(chain).common_tls_context.unwrap();
+    assert!(common.alpn_protocols.is_empty(), "not HTTP: no ALPN");
+    assert_eq!(
+        common.tls_certificate_sds_secret_configs[0].name,
+        "kubernetes://db-cert"
     );
 }

@@ -49,7 +49,7 @@ fn the_gateway_deployments_pods_are_selected() {
     // A Gateway selecting the Mesh's gateway by its label selects these pods, and they are gateway
     // pods; a Gateway selecting another gateway does not.
     let gateway: Gateway = serde_yaml::Deserializer::from_str(&example("gateway.yaml"))
-        .map(|d| serde::Deserialize::deserialize(d))
+        .map(serde::Deserialize::deserialize)
         .find_map(|g: Result<serde_yaml::Value, _>| {
             let v = g.ok()?;
             (v["kind"] == "Gateway").then(|| serde_yaml::from_value(v).expect("a Gateway"))

@@ -36,7 +36,7 @@ pub use bootstrap::{
 pub use configs::Verdicts;
 pub use credentials::{
     CREDENTIAL_CA_SUFFIX, CREDENTIAL_SDS_PREFIX, Credentials, credential_ca_sds_name,
-    credential_sds_name, is_gateway,
+    credential_sds_config, credential_sds_name, is_gateway,
 };
 pub use mtls::{
     MATCH_MESH, MATCH_PLAINTEXT, MESH_ALPN, TLS_MODE_KEY, TLS_MODE_MESH,

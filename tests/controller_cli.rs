@@ -401,6 +401,18 @@ fn against_a_mock_api_server_it_serves_webhook_and_xds_and_exits_on_sigterm() {
         .expect("VmRSS");
     let requests = api.requests();
     let watches = requests.iter().filter(|r| r.contains("watch=true")).count();
+    // Gateway credentials: Secrets cluster-wide, but only those of type kubernetes.io/tls (SPEC §10).
+    let secrets: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.starts_with("GET /api/v1/secrets"))
+        .collect();
+    assert!(!secrets.is_empty(), "the TLS Secrets are watched");
+    for r in &secrets {
+        assert!(
+            r.contains("fieldSelector=type%3Dkubernetes.io%2Ftls"),
+            "every cluster-wide Secret request is field-selected: {r}"
+        );
+    }
     println!(
         "controller ({bin}): ready after {to_ready:?}; idle RSS {:.1} MiB; {} API requests by then, {watches} of them watches",
         rss_kib as f64 / 1024.0,

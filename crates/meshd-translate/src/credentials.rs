@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CertificateValidationContext, Secret, TlsCertificate, secret,
+    CertificateValidationContext, SdsSecretConfig, Secret, TlsCertificate, secret,
 };
 
 use crate::facts::{ObjectKey, TlsCredential};
@@ -31,6 +31,22 @@ pub fn credential_sds_name(secret: &str) -> String {
 /// `kubernetes://<secret>-cacert`: the client CA of a MUTUAL server.
 pub fn credential_ca_sds_name(secret: &str) -> String {
     format!("{CREDENTIAL_SDS_PREFIX}{secret}{CREDENTIAL_CA_SUFFIX}")
+}
+
+/// How a gateway listener names a credential (`kubernetes://<secret>` or its `-cacert`): SDS over
+/// ADS, from the control plane. No initial fetch timeout: the listener stays warming until the Secret
+/// arrives (so the gateway is not ready without its certificate) instead of starting without it after
+/// Envoy's default 15 s.
+pub fn credential_sds_config(sds_name: &str) -> SdsSecretConfig {
+    let mut source = crate::envoy::ads();
+    source.initial_fetch_timeout = Some(envoy_types::pb::google::protobuf::Duration {
+        seconds: 0,
+        nanos: 0,
+    });
+    SdsSecretConfig {
+        name: sds_name.to_string(),
+        sds_config: Some(source),
+    }
 }
 
 fn inline(bytes: &[u8]) -> Option<DataSource> {

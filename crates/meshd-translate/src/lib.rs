@@ -37,7 +37,7 @@ pub use bootstrap::{
 pub use configs::Verdicts;
 pub use credentials::{
     CREDENTIAL_CA_SUFFIX, CREDENTIAL_SDS_PREFIX, Credentials, credential_ca_sds_name,
-    credential_sds_name,
+    credential_sds_config, credential_sds_name,
 };
 pub use gateway::{GatewayConfig, credential_sds_names, is_gateway};
 pub use mtls::{

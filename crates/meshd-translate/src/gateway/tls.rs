@@ -7,15 +7,14 @@ use std::collections::BTreeSet;
 
 use envoy_types::pb::envoy::config::core::v3::TransportSocket;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, TlsParameters, common_tls_context,
-    tls_parameters,
+    CommonTlsContext, DownstreamTlsContext, TlsParameters, common_tls_context, tls_parameters,
 };
 use envoy_types::pb::google::protobuf::BoolValue;
 use meshd_api::networking::TlsProtocol;
 use meshd_api::networking::gateway::{ServerTlsMode, ServerTlsSettings};
 
-use crate::credentials::{credential_ca_sds_name, credential_sds_name};
-use crate::envoy::{ads, pack};
+use crate::credentials::{credential_ca_sds_name, credential_sds_config, credential_sds_name};
+use crate::envoy::pack;
 use crate::mtls::{CIPHERS, tls_socket};
 use crate::{SDS_DEFAULT, SDS_ROOTCA, sds_secret_config};
 
@@ -33,13 +32,6 @@ pub fn credential_sds_names(tls: &ServerTlsSettings) -> Vec<String> {
 }
 
 /// Delivered over ADS by the control plane (not by the agent's SDS).
-fn from_control_plane(name: String) -> SdsSecretConfig {
-    SdsSecretConfig {
-        name,
-        sds_config: Some(ads()),
-    }
-}
-
 fn version(v: TlsProtocol) -> tls_parameters::TlsProtocol {
     use tls_parameters::TlsProtocol as P;
     match v {
@@ -95,11 +87,11 @@ pub(super) fn downstream(
                 [ca, cert] => (cert, Some(ca)),
                 _ => return None,
             };
-            common.tls_certificate_sds_secret_configs = vec![from_control_plane(cert.clone())];
+            common.tls_certificate_sds_secret_configs = vec![credential_sds_config(cert)];
             if let Some(ca) = ca {
                 common.validation_context_type = Some(
                     common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(
-                        from_control_plane(ca.clone()),
+                        credential_sds_config(ca),
                     ),
                 );
             }

@@ -187,3 +187,38 @@ fn credential_changes_reach_the_gateway_proxies_of_their_namespace_only() {
     )]);
     assert!(changes.is_empty());
 }
+
+#[test]
+fn a_gateway_is_judged_again_when_its_gateway_pods_change() {
+    let mut t = Translator::new(TranslateSettings::default());
+    let selected = [("app", "edge"), (meshd_api::names::LABEL_GATEWAY, "edge")];
+    let accepted = |t: &mut Translator, changes| {
+        let (mesh, _) = t.apply(changes);
+        mesh.verdicts[&VerdictKey::new("Gateway", "config", "web")].accepted
+    };
+    let first = vec![
+        change(FactKind::Gateway, "config", "web", gateway("web-cert")),
+        change(
+            FactKind::TlsCredential,
+            "config",
+            "web-cert",
+            credential("c"),
+        ),
+    ];
+    assert!(
+        accepted(&mut t, first),
+        "no gateway pod selected: the Gateway's own namespace"
+    );
+    let pod_in_edge = vec![change(FactKind::Workload, "edge", "gw-0", pod(&selected))];
+    assert!(
+        !accepted(&mut t, pod_in_edge),
+        "a selected gateway pod in edge, which has no such Secret"
+    );
+    let relabelled = vec![change(
+        FactKind::Workload,
+        "edge",
+        "gw-0",
+        pod(&[("app", "other"), (meshd_api::names::LABEL_GATEWAY, "edge")]),
+    )];
+    assert!(accepted(&mut t, relabelled), "no longer selected");
+}

@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use meshd_testbed::app::{HttpConn, XFCC_PATH, get_in};
-use meshd_testbed::mesh::{Mesh, PROXY, children};
+use meshd_testbed::mesh::{APP, Mesh, PROXY, children};
 use meshd_testbed::netns::NetNs;
 
 const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
@@ -28,14 +28,20 @@ const FRONTEND: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 10);
 const REVIEWS: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 11);
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 30);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 40);
+/// Service `ingress`: the gateway pod's port 8080, for clients inside the mesh.
+const INGRESS_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 30);
 /// Outside the mesh: the TLS backends of Services `secure` (8443) and `other` (8444).
 const BACKEND: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 50);
 
-/// The gateway pod, its token Secret, and Services `secure` and `other` on the TLS backends.
+/// The gateway pod (labelled with the mesh, as the operator's are) and its Service `ingress`, its token
+/// Secret, and Services `secure` and `other` on the TLS backends.
 fn cluster_objects() -> String {
     let mut out = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: ingress-0, namespace: demo, labels: {{istio: ingress, meshd.io/gateway: ingress}}}}\nspec:\n  serviceAccountName: ingress\n  containers: [{{name: proxy, image: proxy}}]\nstatus: {{podIP: {GATEWAY}}}\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: ingress-token\n  namespace: demo\n  annotations: {{kubernetes.io/service-account.name: ingress}}\ntype: kubernetes.io/service-account-token\nstringData: {{token: demo-token-ingress}}\n"
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: ingress-0, namespace: demo, labels: {{istio: ingress, meshd.io/gateway: ingress, meshd.io/mesh: default}}}}\nspec:\n  serviceAccountName: ingress\n  containers: [{{name: proxy, image: proxy}}]\nstatus: {{podIP: {GATEWAY}}}\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: ingress-token\n  namespace: demo\n  annotations: {{kubernetes.io/service-account.name: ingress}}\ntype: kubernetes.io/service-account-token\nstringData: {{token: demo-token-ingress}}\n"
     );
+    out.push_str(&format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: ingress, namespace: demo}}\nspec:\n  clusterIP: {INGRESS_VIP}\n  ports: [{{name: http, port: 8080, targetPort: 8080}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: ingress-1\n  namespace: demo\n  labels: {{kubernetes.io/service-name: ingress}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n- addresses: [\"{GATEWAY}\"]\n  conditions: {{ready: true}}\n  targetRef: {{kind: Pod, name: ingress-0, namespace: demo}}\n"
+    ));
     for (name, vip, port) in [
         ("secure", "10.96.0.20", 8443),
         ("other", "10.96.0.21", 8444),
@@ -78,6 +84,14 @@ metadata: {name: b, namespace: demo}
 spec:
   hosts: [b.example.com]
   gateways: [demo/public, demo/tls-edge]
+  http: [{route: [{destination: {host: reviews}}]}]
+---
+apiVersion: networking.meshd.io/v1alpha1
+kind: VirtualService
+metadata: {name: internal, namespace: demo}
+spec:
+  hosts: [ingress]
+  gateways: [public]
   http: [{route: [{destination: {host: reviews}}]}]
 ---
 apiVersion: networking.meshd.io/v1alpha1
@@ -383,6 +397,16 @@ fn a_gateway_routes_by_host_redirects_forwards_tcp_and_passes_tls_through_on_rea
         Ok(404),
         "no route"
     );
+
+    // From inside the mesh, through the gateway's Service (its host routed by a VirtualService bound
+    // to the gateway, by short name): frontend-0's sidecar reaches the gateway pod in plaintext (it
+    // carries the mesh's label but is no mTLS endpoint).
+    let inside = mesh.pod("frontend-0").unwrap();
+    let through_service = inside.ns.run_in(Some(APP), || {
+        HttpConn::connect((INGRESS_VIP, 8080).into())?
+            .get_with("/", &[("host", "ingress.demo.svc.cluster.local")])
+    });
+    assert_eq!(through_service.ok(), Some((200, "reviews-0".to_string())));
 
     // httpsRedirect: 301 to https://<host><path and query>.
     let answer = raw(

@@ -159,6 +159,8 @@ fn terminating(
 ) -> Option<FilterChain> {
     let https = s.server.port.protocol == Some(Protocol::Https);
     let settings = s.server.tls.as_ref()?;
+    let mut credentials = BTreeSet::new();
+    let transport_socket = tls::downstream(settings, https, &mut credentials)?;
     let Some(server_names) = claimed.claim(s.dns_names()) else {
         out.warnings.push(format!(
             "Gateway {} spec.servers[{}].hosts: every host is an earlier server's on port {port}; left out",
@@ -166,7 +168,7 @@ fn terminating(
         ));
         return None;
     };
-    let transport_socket = tls::downstream(settings, https, &mut out.credentials)?;
+    out.credentials.append(&mut credentials);
     let name = s.chain_name(if https { "https" } else { "tls" });
     let filter = if https {
         out.routes.push(http::route_configuration(

@@ -253,8 +253,8 @@ impl Translator {
         Some((key.clone(), self.workloads.get(key)?))
     }
 
-    /// Auto mTLS for one Service port: endpoints whose pods carry a sidecar of this mesh and accept
-    /// mTLS on the port are marked, and the cluster checks their identities; a port with no such
+    /// Auto mTLS for one Service port: endpoints whose pods carry a sidecar of this mesh (not a
+    /// gateway proxy) and accept mTLS on the port are marked, and the cluster checks their identities; a port with no such
     /// endpoint stays plaintext (no SDS: DISABLE needs no agent). The DestinationRule's `tls` for
     /// the port (and `subset`), when set, replaces all of this ([`crate::traffic::tls`]).
     pub(super) fn secure(
@@ -282,7 +282,10 @@ impl Translator {
             let Some((key, w)) = self.endpoint_pod(namespace, pod, ip) else {
                 continue;
             };
-            if w.mesh.as_deref() != Some(self.settings.mesh_name.as_str()) {
+            // A gateway pod carries the mesh's label, but its listeners are its Gateways' servers.
+            if w.mesh.as_deref() != Some(self.settings.mesh_name.as_str())
+                || crate::gateway::is_gateway(w)
+            {
                 continue;
             }
             let mode = resolve(&self.peers, self.mesh.mtls.mode, &key.namespace, &w.labels);

@@ -3,6 +3,7 @@
 
 mod http;
 mod tls;
+mod upstream;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -7,11 +7,13 @@
 //!   reports each connection's original destination (`SO_ORIGINAL_DST`), and a connector that runs as a
 //!   given uid so that owner-based capture rules see it.
 //! - [`mesh`]: a one-machine mesh (control plane, bridge, pods with capture, agent, Envoy and an [`app`]).
+//! - [`mtls_cost`]: the mTLS and plaintext paths side by side over the same pods, timed in alternation.
 //! - [`prereq`]: checks for root, namespaces and binaries; prints `SKIP: <reason>`, or fails under `CI=true`.
 
 pub mod app;
 pub mod load;
 pub mod mesh;
+pub mod mtls_cost;
 pub mod netns;
 pub mod pod;
 pub mod prereq;

@@ -16,6 +16,7 @@ mod configs;
 mod envoy;
 pub mod facts;
 mod inbound;
+mod mesh_mtls;
 mod mtls;
 mod naming;
 mod node;

@@ -198,6 +198,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         config.discovery_address = args.discovery_address.clone();
         config.mesh = args.mesh.clone();
         config.ca_root = ca_root_rx;
+        config.mesh_mtls = xds.mesh_mtls();
         // The leader makes or reads the CA within a second or two of winning the Lease.
         config.ca_root_grace = Duration::from_secs(10);
         config.control_plane_ready = Arc::new(move || *ready.borrow());

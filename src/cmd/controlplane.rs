@@ -131,6 +131,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         source.origins(),
         cancel.clone(),
     ));
+    // SPEC §9: the mTLS mode in force mesh-wide and its overrides, one line per change (in-cluster
+    // they are the Mesh's status.mtls).
+    tokio::spawn(meshd_sources::log_mesh_mtls(
+        server.mesh_mtls(),
+        cancel.clone(),
+    ));
     tokio::spawn(source.run(cancel.clone()));
 
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);

@@ -22,7 +22,7 @@ pub type Port = u16;
     shortname = "mesh",
     status = "MeshStatus",
     printcolumn = r#"{"name":"READY","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"MTLS","type":"string","jsonPath":".spec.mtls.mode"}"#,
+    printcolumn = r#"{"name":"MTLS","type":"string","jsonPath":".status.mtls.summary"}"#,
     printcolumn = r#"{"name":"GATEWAYS","type":"string","jsonPath":".status.gatewayReplicas"}"#,
     printcolumn = r#"{"name":"PROXIES","type":"integer","jsonPath":".status.connectedProxies"}"#,
     printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -565,6 +565,10 @@ pub struct MeshStatus {
     pub connected_proxies: i64,
     #[serde(default)]
     pub injected_pods: i64,
+    /// The mTLS mode in force mesh-wide and what overrides it (SPEC §9); absent until the control
+    /// plane has read the PeerAuthentications and pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtls: Option<crate::security::MeshMtlsStatus>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

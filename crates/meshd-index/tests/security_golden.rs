@@ -601,3 +601,71 @@ spec:
         "MESH_EXTERNAL: no mTLS: {external}"
     );
 }
+
+/// `Mesh.status.mtls` (SPEC §9): the mode in force mesh-wide is the mesh-wide PeerAuthentication's,
+/// not the Mesh's DISABLE; the overrides are the policies that give a meshed pod another mode, and
+/// every pod's inbound side shows the mode the status gives it.
+#[test]
+fn the_mesh_status_names_the_mode_the_proxies_got_and_what_overrides_it() {
+    use meshd_api::security::MtlsOverride;
+    let compiled = compile(MtlsMode::Disable, PEER_POLICIES);
+    let status = compiled.mtls_status("default");
+    assert_eq!(status.mode, MtlsMode::Strict);
+    assert_eq!(status.source, "PeerAuthentication meshd-system/default");
+    assert_eq!(status.summary, "STRICT (2 overrides)");
+    assert_eq!((status.overrides, status.overridden_pods), (2, 2));
+    // shop-newer is not in force (shop-older is older); web's own DISABLE hides shop's PERMISSIVE
+    // from web-0, but db-0 gets it.
+    assert_eq!(
+        status.overridden_by,
+        [
+            MtlsOverride {
+                namespace: "shop".into(),
+                name: "shop-older".into(),
+                scope: "Namespace".into(),
+                mode: MtlsMode::Permissive,
+                ports: Default::default(),
+            },
+            MtlsOverride {
+                namespace: "shop".into(),
+                name: "web".into(),
+                scope: "Workload".into(),
+                mode: MtlsMode::Disable,
+                ports: [
+                    ("8080".to_string(), MtlsMode::Strict),
+                    ("9000".to_string(), MtlsMode::Permissive)
+                ]
+                .into(),
+            },
+        ]
+    );
+    // The pod the status leaves at STRICT has STRICT's inbound side; the overridden ones do not.
+    let batch = config(&compiled, "batch-0.jobs", &[ResourceType::Listener]);
+    assert_eq!(
+        chain_names(inbound(&batch)),
+        ["InboundPassthroughCluster-mtls"]
+    );
+    let db = config(&compiled, "db-0.shop", &[ResourceType::Listener]);
+    assert!(chain_names(inbound(&db)).contains(&"inbound|5432||-tls".to_string()));
+
+    // Without the mesh-wide policy the Mesh's own mode is in force; shop's PERMISSIVE still overrides
+    // it, and so does web's policy, whose own DISABLE now agrees but whose ports do not. Without any
+    // policy nothing does.
+    let without_mesh_wide = PEER_POLICIES.split_once("---\n").unwrap().1;
+    let status = compile(MtlsMode::Disable, without_mesh_wide).mtls_status("default");
+    assert_eq!(status.source, "spec.mtls.mode");
+    assert_eq!(status.summary, "DISABLE (2 overrides)");
+    let names: Vec<&str> = status
+        .overridden_by
+        .iter()
+        .map(|o| o.name.as_str())
+        .collect();
+    assert_eq!(names, ["shop-older", "web"]);
+    let status = compile(MtlsMode::Strict, "").mtls_status("default");
+    assert_eq!(status.summary, "STRICT");
+    assert_eq!((status.overrides, status.overridden_pods), (0, 0));
+    assert!(status.overridden_by.is_empty());
+    // Another mesh's pods are not counted.
+    let status = compile(MtlsMode::Disable, PEER_POLICIES).mtls_status("blue");
+    assert_eq!(status.summary, "STRICT");
+}

@@ -101,6 +101,9 @@ pub struct OperatorConfig {
     pub cert_validity: Duration,
     /// Added: `--discovery-address`, written into gateway pods as MESHD_DISCOVERY_ADDRESS.
     pub discovery_address: String,
+    /// `status.mtls` of Mesh `mesh` as the xDS server compiled it (SPEC §9); a change reconciles
+    /// that Mesh. `None` until known.
+    pub mesh_mtls: watch::Receiver<Option<meshd_api::security::MeshMtlsStatus>>,
 }
 
 impl OperatorConfig {
@@ -116,6 +119,7 @@ impl OperatorConfig {
             ca_root_grace: Duration::ZERO,
             cert_validity: Duration::from_secs(365 * 24 * 3600),
             discovery_address: meshd_api::names::DEFAULT_DISCOVERY_ADDRESS.to_string(),
+            mesh_mtls: watch::channel(None).1,
         }
     }
 }

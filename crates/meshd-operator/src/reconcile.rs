@@ -15,7 +15,7 @@ use meshd_api::mesh::GatewayStatus;
 use meshd_api::{Mesh, MeshStatus, names, settings};
 use serde_json::json;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::caches::{Caches, Feeds};
@@ -227,6 +227,9 @@ pub async fn reconcile_mesh(mesh: &Mesh, ctx: &Context) -> Result<Outcome, Error
         control_plane_ready: (ctx.config.control_plane_ready)(),
         connected_proxies: counts.connected_proxies,
         injected_pods: counts.injected_pods,
+        mtls: (name == ctx.config.mesh)
+            .then(|| ctx.config.mesh_mtls.borrow().clone())
+            .flatten(),
     };
     patch_status(ctx, mesh, status::reconciled(mesh, &seen)).await?;
     if !written.is_empty() {
@@ -335,6 +338,14 @@ pub async fn run_controller(ctx: Arc<Context>, feeds: Feeds, shutdown: Cancellat
         .reconcile_all_on(secret_changes)
         .reconcile_on(ReceiverStream::new(recount_rx));
     let meshes = controller.store();
+    // A changed mTLS summary (a PeerAuthentication, a pod, the Mesh's mode) concerns this replica's
+    // Mesh, once it exists.
+    let served = ObjectRef::<Mesh>::new(&ctx.config.mesh);
+    let known = meshes.clone();
+    let mtls_changes = WatchStream::from_changes(ctx.config.mesh_mtls.clone())
+        .map(move |_| served.clone())
+        .filter(move |mesh| futures::future::ready(known.get(mesh).is_some()));
+    let controller = controller.reconcile_on(mtls_changes);
     let background = {
         let (recount_ctx, shutdown) = (ctx.clone(), shutdown.clone());
         async move {

@@ -4,6 +4,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use meshd_api::mesh::{GatewayStatus, condition};
+use meshd_api::security::MeshMtlsStatus;
 use meshd_api::{Mesh, MeshStatus};
 
 use crate::counts::Counts;
@@ -16,6 +17,9 @@ pub struct Observed {
     pub control_plane_ready: bool,
     pub connected_proxies: i64,
     pub injected_pods: i64,
+    /// The mTLS mode in force and its overrides, as the control plane compiled them for the proxies
+    /// (None: not known yet, or a Mesh this control plane does not serve).
+    pub mtls: Option<MeshMtlsStatus>,
 }
 
 struct Cond {
@@ -147,6 +151,7 @@ pub fn reconciled(mesh: &Mesh, seen: &Observed) -> MeshStatus {
         gateway_replicas: Some(format!("{ready}/{desired}")),
         connected_proxies: seen.connected_proxies,
         injected_pods: seen.injected_pods,
+        mtls: seen.mtls.clone(),
     }
 }
 

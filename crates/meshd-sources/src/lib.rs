@@ -8,11 +8,13 @@
 mod documents;
 mod files;
 mod kube_source;
+mod mtls_log;
 mod verdict_log;
 
 pub use documents::{ParsedFact, parse_documents};
 pub use files::{FileSource, Origins};
 pub use kube_source::{KindEvent, WatchFeed, run_kube_source, watch_all};
+pub use mtls_log::{log_mesh_mtls, mtls_line};
 pub use verdict_log::{log_verdicts, verdict_line};
 
 /// What can go wrong reading the mesh.

@@ -15,9 +15,13 @@ use crate::netns::{Identity, NetNs};
 /// The path the app answers with the `x-forwarded-client-cert` header it got (the caller's and its own
 /// sidecar's identities under mTLS; empty without).
 pub const XFCC_PATH: &str = "/xfcc";
+/// The path the app answers with `<pod name> mtls` when its sidecar set a caller identity in
+/// `x-forwarded-client-cert` (the request came over mTLS), `<pod name> plain` otherwise: which pod and
+/// which mode served a request, in answers of one length either way.
+pub const PEER_PATH: &str = "/peer";
 
 /// An app serving on `addrs` inside a namespace until dropped; answers `<pod name>` to every request
-/// (but [`XFCC_PATH`]).
+/// (but [`XFCC_PATH`] and [`PEER_PATH`]).
 #[derive(Debug)]
 pub struct App {
     stop: Arc<AtomicBool>,
@@ -107,7 +111,7 @@ fn answer(stream: TcpStream, pod: &str, behaviour: &Behaviour) {
     loop {
         let mut close = false;
         let mut first = true;
-        let mut xfcc_path = false;
+        let mut path = String::new();
         let mut xfcc = String::new();
         loop {
             let mut line = String::new();
@@ -116,7 +120,11 @@ fn answer(stream: TcpStream, pod: &str, behaviour: &Behaviour) {
                 Ok(_) if line == "\r\n" => break,
                 Ok(_) if first => {
                     first = false;
-                    xfcc_path = line.split_whitespace().nth(1) == Some(XFCC_PATH);
+                    path = line
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_string();
                 }
                 Ok(_) => {
                     let lower = line.to_ascii_lowercase();
@@ -141,7 +149,20 @@ fn answer(stream: TcpStream, pod: &str, behaviour: &Behaviour) {
         if delay > 0 {
             std::thread::sleep(Duration::from_millis(delay));
         }
-        let body = if xfcc_path { xfcc.as_str() } else { pod };
+        let peer;
+        let body = match path.as_str() {
+            XFCC_PATH => xfcc.as_str(),
+            PEER_PATH => {
+                let mode = if xfcc.contains("URI=") {
+                    "mtls "
+                } else {
+                    "plain"
+                };
+                peer = format!("{pod} {mode}");
+                peer.as_str()
+            }
+            _ => pod,
+        };
         let reply = match status.load(Ordering::Relaxed) {
             200 => format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
@@ -236,8 +257,12 @@ impl HttpConn {
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
             extra.insert_str(0, &format!("host: {}\r\n", self.target));
         }
+        // One write, as an HTTP client sends a request: `write!` on the socket would send each piece
+        // of the format as its own segment (no Nagle here), waking Envoy once per piece.
+        let head = format!("{method} {path} HTTP/1.1\r\n{extra}\r\n");
         let writer = self.stream.get_mut();
-        write!(writer, "{method} {path} HTTP/1.1\r\n{extra}\r\n")
+        writer
+            .write_all(head.as_bytes())
             .and_then(|()| writer.flush())
             .with_context(|| format!("writing to {}", self.target))?;
         let mut status = None;

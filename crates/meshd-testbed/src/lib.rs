@@ -7,6 +7,7 @@
 //!   reports each connection's original destination (`SO_ORIGINAL_DST`), and a connector that runs as a
 //!   given uid so that owner-based capture rules see it.
 //! - [`mesh`]: a one-machine mesh (control plane, bridge, pods with capture, agent, Envoy and an [`app`]).
+//! - [`mtls_cost`]: the mTLS and plaintext paths side by side over the same pods, timed in alternation.
 //! - [`pki`]: a throwaway CA issuing PEM certificates (the demo's edge, TLS tests).
 //! - [`tls`]: an HTTPS client (rustls) with a given trust anchor, SNI and client certificate, reporting
 //!   the certificate and version the server presented (the gateway edge).
@@ -15,6 +16,7 @@
 pub mod app;
 pub mod load;
 pub mod mesh;
+pub mod mtls_cost;
 pub mod netns;
 pub mod pki;
 pub mod pod;

@@ -18,6 +18,7 @@ mod envoy;
 pub mod facts;
 mod gateway;
 mod inbound;
+mod mesh_mtls;
 mod mtls;
 mod naming;
 mod node;

@@ -35,7 +35,7 @@ impl WorkloadMtls {
     }
 }
 
-fn known(mode: PeerMtlsMode) -> Option<MtlsMode> {
+pub(crate) fn known(mode: PeerMtlsMode) -> Option<MtlsMode> {
     match mode {
         PeerMtlsMode::Unset => None,
         PeerMtlsMode::Disable => Some(MtlsMode::Disable),
@@ -57,10 +57,18 @@ fn of_namespace<'a>(
 /// The oldest of a scope (then by name, so that equal ages still give one answer).
 fn oldest<'a>(
     candidates: impl Iterator<Item = (&'a ObjectKey, &'a Arc<PeerAuthentication>)>,
-) -> Option<&'a PeerAuthentication> {
+) -> Option<(&'a ObjectKey, &'a PeerAuthentication)> {
     candidates
         .min_by(|(ka, a), (kb, b)| (&a.age, *ka).cmp(&(&b.age, *kb)))
-        .map(|(_, p)| &**p)
+        .map(|(k, p)| (k, &**p))
+}
+
+/// One scope's deciding PeerAuthentication and its name.
+pub(crate) type Deciding<'a> = Option<(&'a ObjectKey, &'a PeerAuthentication)>;
+
+/// The mesh-wide PeerAuthentication: the oldest in meshd-system without selector.
+pub(crate) fn mesh_wide(policies: &PeerPolicies) -> Deciding<'_> {
+    oldest(of_namespace(policies, SYSTEM_NAMESPACE).filter(|(_, p)| p.selector.is_empty()))
 }
 
 /// The policies that decide a workload's modes, widest first: mesh, namespace, workload.
@@ -68,9 +76,8 @@ pub(crate) fn deciding<'a>(
     policies: &'a PeerPolicies,
     namespace: &'a str,
     labels: &BTreeMap<String, String>,
-) -> [Option<&'a PeerAuthentication>; 3] {
-    let mesh =
-        oldest(of_namespace(policies, SYSTEM_NAMESPACE).filter(|(_, p)| p.selector.is_empty()));
+) -> [Deciding<'a>; 3] {
+    let mesh = mesh_wide(policies);
     // In meshd-system the namespace policy is the mesh-wide one.
     let namespace_wide = if namespace == SYSTEM_NAMESPACE {
         None
@@ -81,6 +88,13 @@ pub(crate) fn deciding<'a>(
         !p.selector.is_empty() && p.selector.iter().all(|(k, v)| labels.get(k) == Some(v))
     }));
     [mesh, namespace_wide, workload]
+}
+
+/// The mode in force mesh-wide: the mesh-wide PeerAuthentication's, else `Mesh.spec.mtls.mode`.
+pub(crate) fn mesh_mode(policies: &PeerPolicies, mesh_default: MtlsMode) -> MtlsMode {
+    mesh_wide(policies)
+        .and_then(|(_, p)| known(p.mode))
+        .unwrap_or(mesh_default)
 }
 
 /// A workload's modes: workload > namespace > mesh-wide PeerAuthentication > `Mesh.spec.mtls.mode`;
@@ -96,13 +110,13 @@ pub(crate) fn resolve(
     }
     let [mesh, namespace_wide, workload] = deciding(policies, namespace, labels);
     let mut mode = mesh_default;
-    for policy in [mesh, namespace_wide, workload].into_iter().flatten() {
+    for (_, policy) in [mesh, namespace_wide, workload].into_iter().flatten() {
         if let Some(m) = known(policy.mode) {
             mode = m;
         }
     }
     let ports = workload
-        .map(|w| {
+        .map(|(_, w)| {
             w.ports
                 .iter()
                 .map(|(port, m)| (*port, known(*m).unwrap_or(mode)))

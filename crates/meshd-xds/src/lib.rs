@@ -16,6 +16,7 @@ mod delta;
 mod generation;
 mod health;
 mod heap;
+mod mesh_mtls;
 mod metrics;
 mod names;
 mod raw;

@@ -65,11 +65,14 @@ impl XdsServer {
         let metrics = XdsMetrics::new(registry);
         crate::heap::spawn_trimmer(cancel.clone());
         let proxies = ProxyRegistry::new(&settings.mesh_name);
+        let mesh_name = settings.mesh_name.clone();
         let (generations, verdicts) =
             crate::generation::start(index, settings, options, metrics.clone(), cancel.clone());
+        let mesh_mtls = crate::mesh_mtls::follow(generations.clone(), mesh_name, cancel.clone());
         let shared = Shared {
             generations,
             verdicts,
+            mesh_mtls,
             registry: proxies,
             metrics,
             cancel,
@@ -107,6 +110,12 @@ impl XdsServer {
     /// writer (in-cluster) and the verdict log (file-fed).
     pub fn verdicts(&self) -> watch::Receiver<meshd_translate::Verdicts> {
         self.shared.verdicts.clone()
+    }
+
+    /// The mTLS mode in force mesh-wide and its overrides (SPEC §9; `Mesh.status.mtls`), from the
+    /// same facts as the proxies' config; `None` until a generation from a complete index exists.
+    pub fn mesh_mtls(&self) -> watch::Receiver<Option<meshd_api::security::MeshMtlsStatus>> {
+        self.shared.mesh_mtls.clone()
     }
 
     /// The compiled generations, newest first; for readiness and tests.

@@ -20,6 +20,7 @@ use crate::registry::{ProxyRegistry, XdsApiKind};
 pub(crate) struct Shared {
     pub generations: watch::Receiver<Arc<Generation>>,
     pub verdicts: watch::Receiver<meshd_translate::Verdicts>,
+    pub mesh_mtls: watch::Receiver<Option<meshd_api::security::MeshMtlsStatus>>,
     pub registry: ProxyRegistry,
     pub metrics: XdsMetrics,
     pub cancel: CancellationToken,

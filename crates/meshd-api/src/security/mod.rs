@@ -3,7 +3,9 @@
 //! [`crate::networking`].
 
 pub mod authorization_policy;
+pub mod mesh_mtls;
 pub mod peer_authentication;
 
 pub use authorization_policy::{AuthorizationPolicy, AuthorizationPolicySpec};
+pub use mesh_mtls::{MeshMtlsStatus, MtlsOverride};
 pub use peer_authentication::{PeerAuthentication, PeerAuthenticationSpec};

@@ -3,10 +3,11 @@
 //! its certificate over SDS, and an app as uid 1000), all under STRICT mTLS: traffic by Service VIP
 //! proven from Envoy's own stats, the SPIFFE identities both sidecars verified, a plaintext client
 //! outside the mesh refused, a DENY AuthorizationPolicy answered 403, a live endpoint change, the cost
-//! of the two-sidecar path with STRICT against DISABLE, then a canary (SPEC §8): 10% to a `v2` reviews
-//! pod and a retry policy hiding a failing pod, both checked; and the edge (SPEC §10): an ingress
-//! gateway pod serving examples/gateway.yaml, reached over HTTPS by a client outside the mesh that
-//! trusts only the demo's edge CA. Every claim is checked: a mismatch fails the demo. Everything is torn down on exit, failure, Ctrl-C and SIGTERM.
+//! of the two-sidecar path with mTLS against plaintext (side by side over the same pods), then a
+//! canary (SPEC §8): 10% to a `v2` reviews pod and a retry policy hiding a failing pod, both checked;
+//! and the edge (SPEC §10): an ingress gateway pod serving examples/gateway.yaml, reached over HTTPS
+//! by a client outside the mesh that trusts only the demo's edge CA. Every claim is checked: a
+//! mismatch fails the demo. Everything is torn down on exit, failure, Ctrl-C and SIGTERM.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -21,6 +22,7 @@ use meshd_testbed::mesh::{
     APP, APP_PORT, DIRECT_PORT, GATEWAY_HTTP_PORT, GATEWAY_HTTPS_PORT, INBOUND, Mesh, PROXY,
     REVIEWS_OUTBOUND, REVIEWS_VIP, rss_kib, spiffe_id, wait_for,
 };
+use meshd_testbed::mtls_cost::{self, PLAIN_VIP};
 use meshd_testbed::pki::DevCa;
 use meshd_testbed::tls::{self, TlsClient};
 use meshd_testbed::{prereq, signal};
@@ -37,7 +39,8 @@ struct Args {
     /// Requests per batch from the frontend to the reviews VIP.
     #[arg(long, env = "MESHD_REQUESTS", default_value_t = 200)]
     requests: usize,
-    /// Requests per path for the latency figures (split over alternating STRICT/DISABLE rounds).
+    /// Requests per path for the latency figures (mTLS and plaintext alternating, in rounds with the
+    /// direct call between them).
     #[arg(long, env = "MESHD_LATENCY_REQUESTS", default_value_t = 3000)]
     latency_requests: usize,
 }
@@ -46,7 +49,7 @@ const READY: Duration = Duration::from_secs(30);
 /// SPEC §9: a policy change governs requests 5 s after it.
 const CHANGE: Duration = Duration::from_secs(10);
 const OUTSIDER: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 50);
-/// Latency rounds per mode, alternating, so that the machine's other load hits both alike.
+/// Latency rounds, each followed by the direct baseline.
 const ROUNDS: usize = 3;
 
 fn main() {
@@ -160,55 +163,7 @@ fn show(mesh: &mut Mesh, args: &Args) -> anyhow::Result<()> {
     );
     batch(mesh, vip, args.requests)?;
 
-    println!(
-        "\n-- 6. cost of the two sidecars: STRICT vs DISABLE ({} requests per path in {ROUNDS} alternating rounds, one keep-alive connection each) --",
-        args.latency_requests
-    );
-    let per_round = (args.latency_requests / ROUNDS).max(1);
-    let (mut strict, mut plain, mut direct) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        for mode in ["STRICT", "DISABLE"] {
-            set_mode(mesh, mode)?;
-            let frontend = mesh.pod("frontend-0")?;
-            let samples = latencies(&frontend.ns, APP, vip, 100, per_round)?;
-            if mode == "STRICT" {
-                strict.extend(samples);
-            } else {
-                plain.extend(samples);
-            }
-        }
-        let frontend = mesh.pod("frontend-0")?;
-        let reviews = mesh.pod("reviews-0")?;
-        direct.extend(latencies(
-            &frontend.ns,
-            PROXY,
-            (reviews.ip, DIRECT_PORT).into(),
-            100,
-            per_round,
-        )?);
-    }
-    let reviews_ip = mesh.pod("reviews-0")?.ip;
-    let q = |s: &[Duration]| (quantile(s, 0.5), quantile(s, 0.99));
-    let ((d50, d99), (p50, p99), (s50, s99)) = (q(&direct), q(&plain), q(&strict));
-    println!(
-        "direct   (uid 1337 -> {reviews_ip}:{DIRECT_PORT}, no capture either side): p50 {d50:?}  p99 {d99:?}"
-    );
-    println!(
-        "DISABLE  (uid 1000 -> VIP, frontend Envoy -> reviews Envoy -> app, plaintext): p50 {p50:?}  p99 {p99:?}"
-    );
-    println!("STRICT   (the same path, mTLS between the sidecars): p50 {s50:?}  p99 {s99:?}");
-    println!(
-        "mTLS adds p50 {:+.1}%   p99 {:+.1}%   (target: <= +10% at p50)",
-        percent(s50, p50),
-        percent(s99, p99)
-    );
-    println!(
-        "the sidecars add (DISABLE vs direct) p50 +{:?} ({:.1}x)   p99 +{:?} ({:.1}x)",
-        p50.saturating_sub(d50),
-        ratio(p50, d50),
-        p99.saturating_sub(d99),
-        ratio(p99, d99)
-    );
+    costs(mesh, args)?;
     let frontend = mesh.pod("frontend-0")?;
     let agent = frontend.agent_pid().context("frontend-0's agent")?;
     let envoy = frontend.envoy_pid().context("frontend-0's Envoy")?;
@@ -288,6 +243,73 @@ fn edge(mesh: &mut Mesh) -> anyhow::Result<()> {
     println!(
         "=> TLS terminated at the gateway with the Secret's certificate; frontend-0 answered through its \
          STRICT sidecar (the gateway's upstream is the mesh's mTLS)"
+    );
+    Ok(())
+}
+
+/// Step 6: the direct call, the plaintext path and the mTLS path, the last two over the same pods in
+/// alternation ([`mtls_cost`]), and the same measurement with both paths over mTLS as a control.
+fn costs(mesh: &Mesh, args: &Args) -> anyhow::Result<()> {
+    let n = args.latency_requests;
+    println!(
+        "\n-- 6. cost of the two sidecars, and of mTLS ({n} requests per path; mTLS and plaintext alternating, one keep-alive connection each) --"
+    );
+    mtls_cost::open(mesh, true, CHANGE)?;
+    println!(
+        "paths       : reviews {REVIEWS_VIP} (mTLS, as under STRICT) and reviews-plain {PLAIN_VIP} (the same pods; DestinationRule tls DISABLE: plaintext, as under DISABLE); the reviews pods PERMISSIVE meanwhile"
+    );
+    println!("negotiated  : {}", mtls_cost::negotiated(mesh)?.join(" "));
+    let before = mtls_cost::connections(mesh)?;
+    let (frontend, reviews) = (mesh.pod("frontend-0")?, mesh.pod("reviews-0")?);
+    let direct_to: SocketAddr = (reviews.ip, DIRECT_PORT).into();
+    let mut direct = Vec::new();
+    let paired = mtls_cost::measure(mesh, true, n, ROUNDS, || {
+        direct.extend(latencies(&frontend.ns, PROXY, direct_to, 100, n / ROUNDS)?);
+        Ok(())
+    })?;
+    let after = mtls_cost::connections(mesh)?;
+    if after != before {
+        bail!(
+            "the timed requests opened connections: TLS handshakes {} -> {}, upstream connections {} -> {}",
+            before.0,
+            after.0,
+            before.1,
+            after.1
+        );
+    }
+    mtls_cost::open(mesh, false, CHANGE)?;
+    let control = mtls_cost::measure(mesh, false, n, 1, || Ok(()))?;
+    mtls_cost::close(mesh)?;
+    let q = |s: &[Duration]| (quantile(s, 0.5), quantile(s, 0.99));
+    let ((d50, d99), (p50, p99), (s50, s99)) = (q(&direct), q(&paired.plain), q(&paired.mtls));
+    println!(
+        "direct      : uid 1337 -> {direct_to}, no capture either side: p50 {d50:?}  p99 {d99:?}"
+    );
+    println!(
+        "plaintext   : uid 1000 -> VIP, frontend Envoy -> reviews Envoy -> app: p50 {p50:?}  p99 {p99:?}"
+    );
+    println!("mTLS        : the same, mTLS between the sidecars: p50 {s50:?}  p99 {s99:?}");
+    println!(
+        "=> mTLS adds p50 {:+.1}% ({:+.0} µs)   p99 {:+.1}%   (target: <= +10% at p50)",
+        percent(s50, p50),
+        s50.as_secs_f64() * 1e6 - p50.as_secs_f64() * 1e6,
+        percent(s99, p99)
+    );
+    let (c1, c2) = (quantile(&control.mtls, 0.5), quantile(&control.plain, 0.5));
+    println!(
+        "control     : both paths over mTLS, the second against the first: p50 {:+.1}% (the method's own error)",
+        percent(c2, c1)
+    );
+    println!(
+        "=> the timed requests opened no connection (TLS handshakes stay {}, upstream connections {}): the sidecars pool them",
+        after.0, after.1
+    );
+    println!(
+        "the sidecars add (plaintext vs direct) p50 +{:?} ({:.1}x)   p99 +{:?} ({:.1}x)",
+        p50.saturating_sub(d50),
+        ratio(p50, d50),
+        p99.saturating_sub(d99),
+        ratio(p99, d99)
     );
     Ok(())
 }
@@ -454,19 +476,6 @@ fn deny_policy(mesh: &Mesh) -> anyhow::Result<()> {
 /// reviews pods, and each pod's sidecar gets a change at its own moment.
 fn every_reviews_pod(check: impl Fn() -> bool) -> bool {
     (0..6).all(|_| check())
-}
-
-/// Sets the Mesh's mode and waits until the frontend's calls show it (a client certificate or none).
-fn set_mode(mesh: &mut Mesh, mode: &str) -> anyhow::Result<()> {
-    mesh.set_mode(mode)?;
-    let want_mtls = mode != "DISABLE";
-    wait_for(&format!("mode {mode} in force"), CHANGE, || {
-        // Calls fail while one sidecar has the new mode and the other not yet.
-        Ok(every_reviews_pod(|| {
-            call(mesh, "GET", XFCC_PATH)
-                .is_ok_and(|(s, xfcc)| s == 200 && xfcc.contains("URI=") == want_mtls)
-        }))
-    })
 }
 
 /// One batch through the VIP, and the proof from the Envoys' stats that every request crossed both sidecars.

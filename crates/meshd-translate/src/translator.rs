@@ -28,7 +28,7 @@ use crate::outbound::{
 use crate::peer::PeerPolicies;
 use crate::proxy::CompiledMesh;
 use crate::resources::{Resource, ResourceSet, ResourceType};
-use crate::traffic::subsets::{filter_slice, subset_cluster_name, subsets_for};
+use crate::traffic::subsets::{Pods, filter_slice, subset_cluster_name, subsets_for};
 
 mod entries;
 mod security;
@@ -269,11 +269,14 @@ impl Translator {
 
         // Services whose selection changed, old and new, by namespace: their pods are marked once.
         let mut selecting: BTreeMap<String, Vec<Arc<Service>>> = BTreeMap::new();
+        // The Services to compile whole (clusters, routes, endpoints, subsets): each once, after the
+        // judgement, which may put their VirtualServices and DestinationRules in force.
+        let mut compile: BTreeSet<ObjectKey> = BTreeSet::new();
         for (key, fact) in services {
             let hosts_before = self.services.get(&key).map(|s| port_numbers(&s.fact));
             outbound_dirty |= self.set_service(&key, fact, &mut out, &mut selecting);
             judge |= hosts_before != self.services.get(&key).map(|s| port_numbers(&s.fact));
-            endpoints_of.remove(&key); // compiled with the service
+            compile.insert(key);
         }
         if judge {
             let hosts = ServiceHostsOf {
@@ -283,7 +286,7 @@ impl Translator {
             if self.configs.judge(&self.settings.cluster_domain, &hosts) {
                 let touched = self.configs.take_touched(&self.settings.cluster_domain);
                 // A VirtualService's tcp[] routes are in the outbound listener's chains.
-                outbound_dirty |= self.refresh_routes(&touched, &mut out);
+                outbound_dirty |= self.touched_services(&touched, &mut compile);
                 // PeerAuthentications in force may have moved: MESH_INTERNAL entries follow them.
                 peers_changed |= self.sync_security(&mut endpoints_of, &mut out);
                 outbound_dirty |= self.compile_entries(&touched, &mut out);
@@ -296,16 +299,21 @@ impl Translator {
         for (namespace, services) in selecting {
             self.mark_selected(&namespace, &services, &mut out);
         }
-        let with_subsets: Vec<ObjectKey> = self
+        for key in &compile {
+            self.compile_service(key, &mut out);
+        }
+        // Subsets select endpoints by their pods' labels: a pod change may move them.
+        let with_subsets = self
             .subset_clusters
             .keys()
             .filter(|k| pods_changed.contains(&k.namespace))
-            .cloned()
-            .collect();
-        for key in endpoints_of.into_iter().chain(with_subsets) {
-            if let Some(service) = self.services.get(&key).cloned() {
-                self.compile_endpoints(&key, &service, &mut out);
-                self.compile_subsets(&key, &mut out);
+            .cloned();
+        let endpoints_of: BTreeSet<ObjectKey> =
+            endpoints_of.into_iter().chain(with_subsets).collect();
+        for key in endpoints_of.difference(&compile) {
+            if let Some(service) = self.services.get(key).cloned() {
+                self.compile_endpoints(key, &service, &mut out);
+                self.compile_subsets(key, &mut out);
             }
         }
         if outbound_dirty {
@@ -345,7 +353,8 @@ impl Translator {
         }
     }
 
-    /// Recompiles one Service; whether `virtualOutbound` must be rebuilt.
+    /// Takes one Service's new fact (or its removal) and drops the resources it no longer produces;
+    /// [`Translator::compile_service`] compiles the rest. Whether `virtualOutbound` must be rebuilt.
     fn set_service(
         &mut self,
         key: &ObjectKey,
@@ -417,27 +426,31 @@ impl Translator {
             }
         }
         match new {
-            Some(new) => {
-                for view in new.views(key) {
-                    if view.port.protocol.is_http() && !view.vips.is_empty() {
-                        let route = route_configuration(&view, self.vs_routes(&view));
-                        out.put(
-                            &mut self.shared,
-                            ResourceType::Route,
-                            Resource::new(route.name.clone(), &route),
-                        );
-                    }
-                }
-                self.compile_endpoints(key, &new, out);
-                self.services.insert(key.clone(), new);
-                self.compile_subsets(key, out);
-            }
-            None => {
-                self.services.remove(key);
-                self.compile_subsets(key, out);
-            }
-        }
+            Some(new) => self.services.insert(key.clone(), new),
+            None => self.services.remove(key),
+        };
         outbound_changed
+    }
+
+    /// One Service's routes, clusters, load assignments and subset clusters from what is in force
+    /// (a removed Service's subset clusters go). Only the resources whose bytes differ are marked
+    /// changed (and pushed).
+    fn compile_service(&mut self, key: &ObjectKey, out: &mut ChangeSet) {
+        if let Some(service) = self.services.get(key).cloned() {
+            for view in service.views(key) {
+                if view.port.protocol.is_http() && !view.vips.is_empty() {
+                    let route = route_configuration(&view, self.vs_routes(&view));
+                    out.put(
+                        &mut self.shared,
+                        ResourceType::Route,
+                        Resource::new(route.name.clone(), &route),
+                    );
+                }
+            }
+            // The clusters carry the DestinationRule's policy; compiled with their endpoints (mTLS).
+            self.compile_endpoints(key, &service, out);
+        }
+        self.compile_subsets(key, out);
     }
 
     /// The routes a VirtualService in force gives one service port, if one routes it.
@@ -484,36 +497,24 @@ impl Translator {
         cluster
     }
 
-    /// The clusters and routes of the services whose hosts `touched` names (all of them when a
-    /// wildcard or ServiceEntry moved), after what is in force changed: only the resources whose
-    /// content differs are marked changed (and pushed).
-    /// Returns whether a touched service has a TCP port (its outbound chain may have changed).
-    fn refresh_routes(&mut self, touched: &crate::configs::Touched, out: &mut ChangeSet) -> bool {
-        let services: Vec<(ObjectKey, Arc<CompiledService>)> = self
+    /// Adds to `compile` the services whose hosts `touched` names (all of them when a wildcard or
+    /// ServiceEntry moved), after what is in force changed. Returns whether a touched service has a
+    /// TCP port (its outbound chain may have changed).
+    fn touched_services(
+        &self,
+        touched: &crate::configs::Touched,
+        compile: &mut BTreeSet<ObjectKey>,
+    ) -> bool {
+        let mut tcp = false;
+        for (key, s) in self
             .services
             .iter()
             .filter(|(_, s)| touched.all || touched.hosts.contains(&s.fqdn))
-            .map(|(k, s)| (k.clone(), Arc::clone(s)))
-            .collect();
-        for (key, service) in &services {
-            self.compile_subsets(key, out);
-            // The clusters carry the DestinationRule's policy; compiled with their endpoints (mTLS).
-            self.compile_endpoints(key, service, out);
-            for view in service.views(key) {
-                if view.port.protocol.is_http() && !view.vips.is_empty() {
-                    let route = route_configuration(&view, self.vs_routes(&view));
-                    out.put(
-                        &mut self.shared,
-                        ResourceType::Route,
-                        Resource::new(route.name.clone(), &route),
-                    );
-                }
-            }
+        {
+            tcp |= s.fact.ports.iter().any(|p| !p.protocol.is_http());
+            compile.insert(key.clone());
         }
-        touched.all
-            || services
-                .iter()
-                .any(|(_, s)| s.fact.ports.iter().any(|p| !p.protocol.is_http()))
+        touched.all || tcp
     }
 
     /// One Service's subset clusters and their endpoints (the accepted DestinationRules' subsets); the
@@ -522,6 +523,10 @@ impl Translator {
         let mut names = Vec::new();
         if let Some(service) = self.services.get(key).cloned() {
             let subsets = subsets_for(&self.configs, &service.fqdn, &self.settings.cluster_domain);
+            let pods = Pods {
+                workloads: &self.workloads,
+                by_ip: &self.ip_pods,
+            };
             for view in service.views(key) {
                 for (subset, labels) in &subsets {
                     let name = subset_cluster_name(view.port.port, subset, &service.fqdn);
@@ -538,7 +543,7 @@ impl Translator {
                             self.slices
                                 .get(&ObjectKey::new(key.namespace.clone(), n.clone()))
                         })
-                        .map(|s| filter_slice(s, &key.namespace, labels, &self.workloads))
+                        .map(|s| filter_slice(s, &key.namespace, labels, &pods))
                         .collect();
                     let mut assignment = load_assignment(&sub, slices.iter());
                     let mut cluster = self.cluster_of(&sub, Some(subset));

@@ -2,7 +2,7 @@
 //! the endpoints whose pod carries the subset's labels (SPEC §8: the Pod `targetRef` names, else the
 //! Pod whose IP the endpoint has).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use meshd_api::validate::references::resolve_host;
@@ -37,24 +37,27 @@ pub(crate) fn subset_cluster_name(port: u16, subset: &str, fqdn: &str) -> String
     format!("outbound|{port}|{subset}|{fqdn}")
 }
 
-/// The pod an endpoint address belongs to: by `targetRef`, else by IP in the namespace.
-fn pod_of<'a>(
-    namespace: &str,
-    pod: Option<&str>,
-    address: &str,
-    workloads: &'a imbl::OrdMap<ObjectKey, Arc<Workload>>,
-) -> Option<&'a Workload> {
-    if let Some(name) = pod {
-        return workloads
-            .get(&ObjectKey::new(namespace, name))
-            .map(|w| &**w);
+/// The Pods an endpoint's subset labels are read from: by key, and by IP (every namespace).
+pub(crate) struct Pods<'a> {
+    pub workloads: &'a imbl::OrdMap<ObjectKey, Arc<Workload>>,
+    pub by_ip: &'a BTreeMap<String, BTreeSet<ObjectKey>>,
+}
+
+impl Pods<'_> {
+    /// The pod an endpoint address belongs to: by `targetRef`, else the first (by name) in the
+    /// namespace with that IP.
+    fn pod_of(&self, namespace: &str, pod: Option<&str>, address: &str) -> Option<&Workload> {
+        let key = match pod {
+            Some(name) => ObjectKey::new(namespace, name),
+            None => self
+                .by_ip
+                .get(address)?
+                .iter()
+                .find(|k| k.namespace == namespace)?
+                .clone(),
+        };
+        self.workloads.get(&key).map(|w| &**w)
     }
-    let from = ObjectKey::new(namespace, String::new());
-    workloads
-        .range(from..)
-        .take_while(|(k, _)| k.namespace == namespace)
-        .find(|(_, w)| w.ips.iter().any(|ip| ip == address))
-        .map(|(_, w)| &**w)
 }
 
 /// `slice` with only the addresses whose pod has every label of `labels`.
@@ -62,12 +65,12 @@ pub(crate) fn filter_slice(
     slice: &EndpointSlice,
     namespace: &str,
     labels: &BTreeMap<String, String>,
-    workloads: &imbl::OrdMap<ObjectKey, Arc<Workload>>,
+    pods: &Pods<'_>,
 ) -> EndpointSlice {
     let mut out = slice.clone();
     for ep in &mut out.endpoints {
         ep.addresses.retain(|address| {
-            pod_of(namespace, ep.pod.as_deref(), address, workloads)
+            pods.pod_of(namespace, ep.pod.as_deref(), address)
                 .is_some_and(|w| labels.iter().all(|(k, v)| w.labels.get(k) == Some(v)))
         });
     }

@@ -28,7 +28,7 @@ use crate::outbound::{
 use crate::peer::PeerPolicies;
 use crate::proxy::CompiledMesh;
 use crate::resources::{Resource, ResourceSet, ResourceType};
-use crate::traffic::subsets::{Pods, filter_slice, subset_cluster_name, subsets_for};
+use crate::traffic::subsets::{EndpointPods, Pods, subset_cluster_name, subsets_for};
 
 mod entries;
 mod security;
@@ -149,15 +149,27 @@ struct ServiceHostsOf<'a> {
     domain: &'a str,
 }
 
-impl meshd_api::validate::verdicts::ServiceHosts for ServiceHostsOf<'_> {
-    fn service(&self, fqdn: &str) -> Option<(String, Vec<u16>)> {
+impl ServiceHostsOf<'_> {
+    /// `<name>.<namespace>.svc.<domain>`'s Service: namespace, name and what was compiled.
+    fn lookup<'f>(&self, fqdn: &'f str) -> Option<(&'f str, &'f str, &Arc<CompiledService>)> {
         let rest = fqdn.strip_suffix(self.domain)?.strip_suffix(".svc.")?;
         let (name, namespace) = rest.split_once('.')?;
         let s = self.services.get(&ObjectKey::new(namespace, name))?;
+        Some((namespace, name, s))
+    }
+}
+
+impl meshd_api::validate::verdicts::ServiceHosts for ServiceHostsOf<'_> {
+    fn service(&self, fqdn: &str) -> Option<(String, Vec<u16>)> {
+        let (namespace, name, s) = self.lookup(fqdn)?;
         Some((
             format!("{namespace}/{name}"),
             s.fact.ports.iter().map(|p| p.port).collect(),
         ))
+    }
+
+    fn has(&self, fqdn: &str) -> bool {
+        self.lookup(fqdn).is_some()
     }
 }
 
@@ -492,7 +504,6 @@ impl Translator {
             view.fqdn,
             view.port.port,
             subset,
-            &self.settings.cluster_domain,
         );
         cluster
     }
@@ -522,29 +533,37 @@ impl Translator {
     fn compile_subsets(&mut self, key: &ObjectKey, out: &mut ChangeSet) {
         let mut names = Vec::new();
         if let Some(service) = self.services.get(key).cloned() {
-            let subsets = subsets_for(&self.configs, &service.fqdn, &self.settings.cluster_domain);
-            let pods = Pods {
-                workloads: &self.workloads,
-                by_ip: &self.ip_pods,
+            let subsets = subsets_for(&self.configs, &service.fqdn);
+            let selected: Vec<(&String, Vec<EndpointSlice>)> = if subsets.is_empty() {
+                Vec::new()
+            } else {
+                let pods = Pods {
+                    workloads: &self.workloads,
+                    by_ip: &self.ip_pods,
+                };
+                let slices = self
+                    .slices_of
+                    .get(key)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| {
+                        self.slices
+                            .get(&ObjectKey::new(key.namespace.clone(), n.clone()))
+                    })
+                    .map(|s| &**s);
+                let endpoints = EndpointPods::new(slices, &key.namespace, &pods);
+                subsets
+                    .iter()
+                    .map(|(subset, labels)| (subset, endpoints.select(labels)))
+                    .collect()
             };
             for view in service.views(key) {
-                for (subset, labels) in &subsets {
+                for (subset, slices) in &selected {
                     let name = subset_cluster_name(view.port.port, subset, &service.fqdn);
                     let sub = PortView {
                         cluster: &name,
                         ..view
                     };
-                    let slices: Vec<EndpointSlice> = self
-                        .slices_of
-                        .get(key)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|n| {
-                            self.slices
-                                .get(&ObjectKey::new(key.namespace.clone(), n.clone()))
-                        })
-                        .map(|s| filter_slice(s, &key.namespace, labels, &pods))
-                        .collect();
                     let mut assignment = load_assignment(&sub, slices.iter());
                     let mut cluster = self.cluster_of(&sub, Some(subset));
                     let refs: Vec<&EndpointSlice> = slices.iter().collect();

@@ -70,6 +70,11 @@ impl Judged {
 /// The hosts of Kubernetes Services (never rejected): `namespace/name` and port numbers by FQDN.
 pub trait ServiceHosts {
     fn service(&self, fqdn: &str) -> Option<(String, Vec<u16>)>;
+
+    /// Whether a Service has this host (what most checks ask: no name or ports built).
+    fn has(&self, fqdn: &str) -> bool {
+        self.service(fqdn).is_some()
+    }
 }
 
 impl ServiceHosts for BTreeMap<String, (String, Vec<u16>)> {
@@ -98,7 +103,7 @@ pub fn judge(
     let mut catalog = Catalog {
         services,
         entries: Vec::new(),
-        subsets: BTreeSet::new(),
+        subsets: BTreeMap::new(),
         wildcard_subsets: Vec::new(),
     };
     for (c, j) in service_entries.iter().zip(&ses) {
@@ -116,7 +121,11 @@ pub fn judge(
                         .wildcard_subsets
                         .push((host.clone(), s.name.clone()));
                 } else {
-                    catalog.subsets.insert((host.clone(), s.name.clone()));
+                    catalog
+                        .subsets
+                        .entry(host.clone())
+                        .or_default()
+                        .insert(s.name.clone());
                 }
             }
         }
@@ -142,8 +151,8 @@ pub fn pick<'a, T>(c: &Candidate<'a, T>, j: &Judged) -> Option<&'a T> {
 struct Catalog<'a> {
     services: &'a dyn ServiceHosts,
     entries: Vec<&'a ServiceEntrySpec>,
-    /// (resolved DestinationRule host, subset name); wildcard hosts apart.
-    subsets: BTreeSet<(String, String)>,
+    /// Subset names by resolved DestinationRule host; wildcard hosts apart.
+    subsets: BTreeMap<String, BTreeSet<String>>,
     wildcard_subsets: Vec<(String, String)>,
 }
 
@@ -164,7 +173,7 @@ impl Catalog<'_> {
 
 impl References for Catalog<'_> {
     fn has_host(&self, fqdn: &str) -> bool {
-        self.services.service(fqdn).is_some() || self.entry(fqdn).is_some()
+        self.services.has(fqdn) || self.entry(fqdn).is_some()
     }
 
     fn host_ports(&self, fqdn: &str) -> Option<Vec<u16>> {
@@ -182,8 +191,7 @@ impl References for Catalog<'_> {
     }
 
     fn has_subset(&self, fqdn: &str, subset: &str) -> bool {
-        self.subsets
-            .contains(&(fqdn.to_string(), subset.to_string()))
+        self.subsets.get(fqdn).is_some_and(|s| s.contains(subset))
             || self
                 .wildcard_subsets
                 .iter()

@@ -19,7 +19,7 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::route::v3::Route;
 use meshd_api::networking::destination_rule::TrafficPolicy;
 use meshd_api::networking::{DestinationRuleSpec, VirtualServiceSpec};
-use meshd_api::validate::references::{age_order, resolve_host};
+use meshd_api::validate::references::age_order;
 use meshd_api::validate::verdicts::binds_mesh;
 
 use crate::configs::Configs;
@@ -51,15 +51,14 @@ pub(crate) fn virtual_service_for<'a>(
 }
 
 /// The accepted DestinationRules for `fqdn`, oldest first (rules of one host merge).
-fn rules_for<'a>(configs: &'a Configs, fqdn: &str, domain: &str) -> Vec<&'a DestinationRuleSpec> {
+fn rules_for<'a>(configs: &'a Configs, fqdn: &str) -> Vec<&'a DestinationRuleSpec> {
     let mut rules: Vec<_> = configs
-        .naming(FactKind::DestinationRule, fqdn)
+        .for_host(FactKind::DestinationRule, fqdn)
         .into_iter()
         .filter_map(|(key, fact)| match fact {
             Fact::DestinationRule(c) => Some((key, c)),
             _ => None,
         })
-        .filter(|(key, c)| resolve_host(&c.spec.host, &key.namespace, domain) == fqdn)
         .collect();
     rules.sort_by(|(a, ca), (b, cb)| {
         age_order(ca.created, &a.namespace, &a.name).cmp(&age_order(
@@ -77,9 +76,8 @@ pub(crate) fn cluster_policy<'a>(
     fqdn: &str,
     port: u16,
     subset: Option<&str>,
-    domain: &str,
 ) -> policy::Policy<'a> {
-    let rules = rules_for(configs, fqdn, domain);
+    let rules = rules_for(configs, fqdn);
     let rule: Option<&TrafficPolicy> = rules.iter().find_map(|r| r.traffic_policy.as_ref());
     let own = subset.and_then(|name| {
         rules
@@ -98,12 +96,8 @@ pub(crate) fn apply_policy(
     fqdn: &str,
     port: u16,
     subset: Option<&str>,
-    domain: &str,
 ) {
-    policy::apply(
-        cluster,
-        &cluster_policy(configs, fqdn, port, subset, domain),
-    );
+    policy::apply(cluster, &cluster_policy(configs, fqdn, port, subset));
 }
 
 /// The routes of a service port a VirtualService routes, or `None` (the default route applies).
@@ -114,7 +108,7 @@ pub(crate) fn service_routes(
     domain: &str,
     ports_of: &dyn Fn(&str) -> Option<Vec<u16>>,
 ) -> Option<Vec<Route>> {
-    let hash = cluster_policy(configs, fqdn, port, None, domain).consistent_hash();
+    let hash = cluster_policy(configs, fqdn, port, None).consistent_hash();
     let Some((namespace, vs)) = virtual_service_for(configs, fqdn) else {
         let cluster = crate::naming::outbound_cluster_name(port, fqdn);
         return hash.map(|h| vec![routes::default_route(&cluster, Some(h))]);

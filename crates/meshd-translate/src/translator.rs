@@ -284,12 +284,18 @@ impl Translator {
         // The Services to compile whole (clusters, routes, endpoints, subsets): each once, after the
         // judgement, which may put their VirtualServices and DestinationRules in force.
         let mut compile: BTreeSet<ObjectKey> = BTreeSet::new();
+        // Hosts whose port numbers changed (or that came or went).
+        let mut ports_moved: BTreeSet<String> = BTreeSet::new();
         for (key, fact) in services {
             let hosts_before = self.services.get(&key).map(|s| port_numbers(&s.fact));
             outbound_dirty |= self.set_service(&key, fact, &mut out, &mut selecting);
-            judge |= hosts_before != self.services.get(&key).map(|s| port_numbers(&s.fact));
+            if hosts_before != self.services.get(&key).map(|s| port_numbers(&s.fact)) {
+                let domain = &self.settings.cluster_domain;
+                ports_moved.insert(service_fqdn(&key.name, &key.namespace, domain));
+            }
             compile.insert(key);
         }
+        judge |= !ports_moved.is_empty();
         if judge {
             let hosts = ServiceHostsOf {
                 services: &self.services,
@@ -301,6 +307,15 @@ impl Translator {
                 outbound_dirty |= self.touched_services(&touched, &mut compile);
                 // PeerAuthentications in force may have moved: MESH_INTERNAL entries follow them.
                 peers_changed |= self.sync_security(&mut endpoints_of, &mut out);
+                outbound_dirty |= self.compile_entries(&touched, &mut out);
+            }
+        }
+        if !ports_moved.is_empty() {
+            // A route to a host without a port takes the host's only port.
+            let domain = &self.settings.cluster_domain;
+            let touched = crate::traffic::routing_to(&self.configs, &ports_moved, domain);
+            if touched.all || !touched.hosts.is_empty() {
+                outbound_dirty |= self.touched_services(&touched, &mut compile);
                 outbound_dirty |= self.compile_entries(&touched, &mut out);
             }
         }

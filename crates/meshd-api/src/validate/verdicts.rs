@@ -285,12 +285,13 @@ fn judge_service_entries(
     out
 }
 
-/// What the rules of one namespace for one host merged so far.
+/// What the rules of one namespace for one host merged so far; rules by their index in the list (named
+/// only in a verdict's message).
 struct Merged {
-    first: String,
+    first: usize,
     export: Export,
-    policy_from: Option<String>,
-    subsets: BTreeMap<String, String>,
+    policy_from: Option<usize>,
+    subsets: BTreeMap<String, usize>,
 }
 
 fn judge_destination_rules(
@@ -314,14 +315,10 @@ fn judge_destination_rules(
                 merged.insert(
                     key,
                     Merged {
-                        first: c.display(),
+                        first: i,
                         export,
-                        policy_from: spec.traffic_policy.as_ref().map(|_| c.display()),
-                        subsets: spec
-                            .subsets
-                            .iter()
-                            .map(|s| (s.name.clone(), c.display()))
-                            .collect(),
+                        policy_from: spec.traffic_policy.as_ref().map(|_| i),
+                        subsets: spec.subsets.iter().map(|s| (s.name.clone(), i)).collect(),
                     },
                 );
                 return Ok(());
@@ -332,15 +329,16 @@ fn judge_destination_rules(
                     "spec.exportTo",
                     format!(
                         "differs from that of DestinationRule {}, an older rule for {host} in this namespace (rules for one host merge only with the same exportTo)",
-                        m.first
+                        list[m.first].display()
                     ),
                 ));
             }
-            if let (Some(_), Some(other)) = (&spec.traffic_policy, &m.policy_from) {
+            if let (Some(_), Some(other)) = (&spec.traffic_policy, m.policy_from) {
                 errors.push(FieldError::new(
                     "spec.trafficPolicy",
                     format!(
-                        "is also set by DestinationRule {other}, an older rule for {host} in this namespace (only one trafficPolicy applies)"
+                        "is also set by DestinationRule {}, an older rule for {host} in this namespace (only one trafficPolicy applies)",
+                        list[other].display()
                     ),
                 ));
             }
@@ -349,7 +347,7 @@ fn judge_destination_rules(
                     errors.push(
                         FieldError::new(
                             format!("spec.subsets[{k}].name"),
-                            format!("is also a subset of DestinationRule {other}, an older rule for {host} in this namespace"),
+                            format!("is also a subset of DestinationRule {}, an older rule for {host} in this namespace", list[*other].display()),
                         )
                         .with_str(&s.name),
                     );
@@ -359,10 +357,10 @@ fn judge_destination_rules(
                 return Err((reason::CONFLICT, errors));
             }
             if spec.traffic_policy.is_some() {
-                m.policy_from = Some(c.display());
+                m.policy_from = Some(i);
             }
             for s in &spec.subsets {
-                m.subsets.insert(s.name.clone(), c.display());
+                m.subsets.insert(s.name.clone(), i);
             }
             Ok(())
         });

@@ -19,7 +19,7 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::route::v3::Route;
 use meshd_api::networking::destination_rule::TrafficPolicy;
 use meshd_api::networking::{DestinationRuleSpec, VirtualServiceSpec};
-use meshd_api::validate::references::age_order;
+use meshd_api::validate::references::{age_order, resolve_host};
 use meshd_api::validate::verdicts::binds_mesh;
 
 use crate::configs::Configs;
@@ -121,6 +121,49 @@ pub(crate) fn service_routes(
         hash,
     };
     Some(http_routes(&vs.http, &ctx))
+}
+
+/// The hosts of the VirtualServices in force that route to one of `moved` (a host whose ports
+/// changed): a destination without a port takes its host's only port, so their routes may differ.
+pub(crate) fn routing_to(
+    configs: &Configs,
+    moved: &std::collections::BTreeSet<String>,
+    domain: &str,
+) -> crate::configs::Touched {
+    let mut touched = crate::configs::Touched::default();
+    for (key, fact) in configs.in_force(FactKind::VirtualService) {
+        let Fact::VirtualService(c) = fact else {
+            continue;
+        };
+        let vs = &c.spec;
+        let http = vs.http.iter().flat_map(|r| {
+            r.route
+                .iter()
+                .map(|d| &d.destination)
+                .chain(&r.mirror)
+                .chain(r.mirrors.iter().map(|m| &m.destination))
+        });
+        let tcp = vs
+            .tcp
+            .iter()
+            .flat_map(|r| r.route.iter().map(|d| &d.destination));
+        let tls = vs
+            .tls
+            .iter()
+            .flat_map(|r| r.route.iter().map(|d| &d.destination));
+        let routes_to_moved = http
+            .chain(tcp)
+            .chain(tls)
+            .any(|d| moved.contains(&resolve_host(&d.host, &key.namespace, domain)));
+        if routes_to_moved {
+            for h in &vs.hosts {
+                let h = resolve_host(h, &key.namespace, domain);
+                touched.all |= h.starts_with('*');
+                touched.hosts.insert(h);
+            }
+        }
+    }
+    touched
 }
 
 /// The `tcp_proxy` of a TCP service port a VirtualService's `tcp[]` routes, if one does.

@@ -13,22 +13,9 @@ use prost::{Message, Name};
 /// Packs a message as `Any` with its `type.googleapis.com/...` type URL.
 pub fn pack<M: Message + Name>(message: &M) -> Any {
     Any {
-        type_url: type_url::<M>(),
+        type_url: M::type_url(),
         value: message.encode_to_vec(),
     }
-}
-
-/// `M::type_url()`, formatted once per type and thread: a translation packs thousands.
-fn type_url<M: Name>() -> String {
-    thread_local! {
-        static URLS: std::cell::RefCell<std::collections::HashMap<(&'static str, &'static str), String>> =
-            std::cell::RefCell::default();
-    }
-    URLS.with_borrow_mut(|urls| {
-        urls.entry((M::PACKAGE, M::NAME))
-            .or_insert_with(M::type_url)
-            .clone()
-    })
 }
 
 pub fn socket(ip: &str, port: u16) -> Address {

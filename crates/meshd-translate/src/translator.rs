@@ -284,18 +284,22 @@ impl Translator {
         // The Services to compile whole (clusters, routes, endpoints, subsets): each once, after the
         // judgement, which may put their VirtualServices and DestinationRules in force.
         let mut compile: BTreeSet<ObjectKey> = BTreeSet::new();
-        // Hosts whose port numbers changed (or that came or went).
+        // Hosts that stay but whose port numbers changed. (A VirtualService routing to a host that came
+        // or went moves in or out of force: the judgement finds those.)
         let mut ports_moved: BTreeSet<String> = BTreeSet::new();
         for (key, fact) in services {
-            let hosts_before = self.services.get(&key).map(|s| port_numbers(&s.fact));
+            let ports_before = self.services.get(&key).map(|s| port_numbers(&s.fact));
             outbound_dirty |= self.set_service(&key, fact, &mut out, &mut selecting);
-            if hosts_before != self.services.get(&key).map(|s| port_numbers(&s.fact)) {
-                let domain = &self.settings.cluster_domain;
-                ports_moved.insert(service_fqdn(&key.name, &key.namespace, domain));
+            let ports_after = self.services.get(&key).map(|s| port_numbers(&s.fact));
+            if ports_before != ports_after {
+                judge = true;
+                if ports_before.is_some() && ports_after.is_some() {
+                    let domain = &self.settings.cluster_domain;
+                    ports_moved.insert(service_fqdn(&key.name, &key.namespace, domain));
+                }
             }
             compile.insert(key);
         }
-        judge |= !ports_moved.is_empty();
         if judge {
             let hosts = ServiceHostsOf {
                 services: &self.services,

@@ -437,3 +437,120 @@ fn a_route_timeout_answers_504_and_a_consistent_hash_keeps_a_user_on_one_pod() {
         );
     }
 }
+
+/// A TCP Service beside `reviews` (same pods, port 9000 to the app's port), with subsets and a
+/// VirtualService whose `tcp[]` route splits connections 70/30 between them.
+const TCP_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 20);
+const TCP_SPLIT: &str = "apiVersion: v1
+kind: Service
+metadata: {name: reviews-tcp, namespace: demo}
+spec:
+  clusterIP: 10.96.0.20
+  selector: {app: reviews}
+  ports: [{name: tcp-echo, port: 9000, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: reviews-tcp-1
+  namespace: demo
+  labels: {kubernetes.io/service-name: reviews-tcp}
+addressType: IPv4
+ports: [{name: tcp-echo, port: 8080}]
+endpoints:
+- addresses: [10.44.0.11]
+  conditions: {ready: true}
+  targetRef: {kind: Pod, name: reviews-0, namespace: demo}
+- addresses: [10.44.0.12]
+  conditions: {ready: true}
+  targetRef: {kind: Pod, name: reviews-1, namespace: demo}
+---
+apiVersion: networking.meshd.io/v1alpha1
+kind: DestinationRule
+metadata: {name: reviews-tcp, namespace: demo}
+spec:
+  host: reviews-tcp
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.meshd.io/v1alpha1
+kind: VirtualService
+metadata: {name: reviews-tcp, namespace: demo}
+spec:
+  hosts: [reviews-tcp]
+  tcp:
+  - route:
+    - {destination: {host: reviews-tcp, subset: v1}, weight: 70}
+    - {destination: {host: reviews-tcp, subset: v2}, weight: 30}
+";
+
+#[test]
+fn a_tcp_route_splits_connections_by_weight() {
+    let test = "a_tcp_route_splits_connections_by_weight";
+    let Some(envoy) = meshd_testbed::prereq::require_envoy(
+        test,
+        &["iptables", "setpriv"],
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+    ) else {
+        return;
+    };
+    let mut mesh = Mesh::start(Path::new(MESHD), &envoy).expect("control plane and bridge");
+    mesh.declare_pod("frontend-0", "frontend", FRONTEND)
+        .unwrap();
+    mesh.start_pod("frontend-0", "frontend", FRONTEND).unwrap();
+    for (i, ip) in REVIEWS.iter().enumerate() {
+        let name = format!("reviews-{i}");
+        mesh.declare_pod(&name, "reviews", *ip).unwrap();
+        mesh.label_pod(&name, "version", &format!("v{}", i + 1))
+            .unwrap();
+        mesh.start_pod(&name, "reviews", *ip).unwrap();
+    }
+    mesh.wait_ready(READY).expect("every sidecar ready");
+    mesh.write_config_file("tcp.yaml", Some(TCP_SPLIT)).unwrap();
+    let v2: SocketAddr = (REVIEWS[1], APP_PORT).into();
+    mesh.wait_endpoint(
+        "frontend-0",
+        "outbound|9000|v2|reviews-tcp.demo.svc.cluster.local",
+        v2,
+        READY,
+    )
+    .expect("the v2 subset cluster holds reviews-1");
+    let frontend = mesh.pod("frontend-0").unwrap();
+    wait_for("the weighted tcp_proxy", READY, || {
+        Ok(frontend
+            .admin("/config_dump?resource=dynamic_listeners")
+            .is_ok_and(|d| d.contains("outbound|9000|v1|reviews-tcp.demo.svc.cluster.local")))
+    })
+    .unwrap();
+
+    // 300 connections, one request each: the split is per connection, within a few points of 70/30.
+    let target: SocketAddr = (TCP_VIP, 9000).into();
+    let got: Vec<String> = frontend
+        .ns
+        .run_in(Some(APP), move || {
+            (0..300)
+                .map(|_| {
+                    let (status, body) = HttpConn::connect(target)?.get("/")?;
+                    anyhow::ensure!(status == 200, "status {status}: {body}");
+                    Ok(body)
+                })
+                .collect()
+        })
+        .expect("connections through the TCP VIP");
+    let to_v2 = got.iter().filter(|p| *p == "reviews-1").count();
+    println!("tcp[] 70/30: v2 (reviews-1) got {to_v2} of 300 connections");
+    assert!(got.iter().all(|p| p.starts_with("reviews-")), "{got:?}");
+    assert!(
+        (60..=120).contains(&to_v2),
+        "v2 got {to_v2} of 300 connections (90 expected)"
+    );
+    for pod in mesh.pods() {
+        assert_eq!(
+            rejections(pod),
+            Vec::<String>::new(),
+            "{} rejected config",
+            pod.name
+        );
+    }
+}

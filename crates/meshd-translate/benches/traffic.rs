@@ -3,64 +3,15 @@
 //! translation for one proxy from nothing (target ≤ 15 ms), against the same mesh without them; and
 //! changing one VirtualService's weights: its time, and what is pushed (resources, bytes per proxy).
 
-use std::sync::Arc;
-
 use criterion::{Criterion, criterion_group, criterion_main};
-use meshd_api::networking::{DestinationRuleSpec, VirtualServiceSpec};
-use meshd_translate::facts::{Config, Fact, FactChange, FactKind, ObjectKey};
-use meshd_translate::synthetic::synthetic_mesh;
+use meshd_translate::synthetic::{synthetic_mesh, traffic_changes, virtual_service as vs};
 use meshd_translate::{NodeId, ResourceType, TranslateSettings, Translator};
-
-fn config<T>(spec: T) -> Config<T> {
-    Config {
-        generation: Some(1),
-        created: Some(1),
-        spec,
-        problems: Vec::new(),
-    }
-}
-
-fn vs(key: &ObjectKey, v2: i32) -> FactChange {
-    let spec: VirtualServiceSpec = serde_json::from_value(serde_json::json!({
-        "hosts": [key.name],
-        "http": [{"route": [
-            {"destination": {"host": key.name, "subset": "v1"}, "weight": 100 - v2},
-            {"destination": {"host": key.name, "subset": "v2"}, "weight": v2},
-        ], "retries": {"attempts": 3, "retryOn": "5xx"}}],
-    }))
-    .expect("a VirtualService");
-    FactChange {
-        kind: FactKind::VirtualService,
-        key: key.clone(),
-        fact: Some(Fact::VirtualService(Arc::new(config(spec)))),
-    }
-}
-
-fn dr(key: &ObjectKey) -> FactChange {
-    let spec: DestinationRuleSpec = serde_json::from_value(serde_json::json!({
-        "host": key.name,
-        "trafficPolicy": {
-            "connectionPool": {"http": {"http1MaxPendingRequests": 100}},
-            "outlierDetection": {"consecutive5xxErrors": 5},
-        },
-        "subsets": [{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}],
-    }))
-    .expect("a DestinationRule");
-    FactChange {
-        kind: FactKind::DestinationRule,
-        key: key.clone(),
-        fact: Some(Fact::DestinationRule(Arc::new(config(spec)))),
-    }
-}
 
 fn traffic(c: &mut Criterion) {
     let mesh = synthetic_mesh(1000, 10);
     let plain = mesh.changes();
     let mut with = plain.clone();
-    for (key, _) in &mesh.services {
-        with.push(dr(key));
-        with.push(vs(key, 10));
-    }
+    with.extend(traffic_changes(&mesh));
     let node = NodeId::parse("client-0.ns-0").expect("a valid node id");
     let mut group = c.benchmark_group("traffic_1000x10");
     group.sample_size(10);

@@ -209,6 +209,29 @@ impl Configs {
             .collect()
     }
 
+    /// The versions in force of one kind whose (resolved) host is `fqdn` itself: a DestinationRule
+    /// for exactly that host, not one for a wildcard that matches it. Found in the index, without
+    /// resolving every candidate's host again.
+    pub fn for_host(&self, kind: FactKind, fqdn: &str) -> Vec<(&ObjectKey, &Fact)> {
+        let (Some(index), Some(table)) = (self.hosts.get(&kind), self.tables.get(&kind)) else {
+            return Vec::new();
+        };
+        let mut keys: Vec<&ObjectKey> = index.exact.get(fqdn).into_iter().flatten().collect();
+        keys.extend(
+            index
+                .wildcard
+                .iter()
+                .filter(|(pattern, _)| pattern == fqdn)
+                .map(|(_, k)| k),
+        );
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .filter_map(|k| table.get_key_value(k))
+            .filter_map(|(k, t)| t.in_force.as_ref().map(|f| (k, f)))
+            .collect()
+    }
+
     /// The hosts of the versions that moved in or out of force since the last call.
     pub fn take_touched(&mut self, domain: &str) -> Touched {
         use meshd_api::validate::references::resolve_host;

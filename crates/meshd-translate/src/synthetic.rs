@@ -1,13 +1,16 @@
 //! A generated mesh of any size, for benchmarks, tests and the xDS load tool: `services` Services in 10
 //! namespaces, each with an HTTP, a gRPC or a TCP port (round robin) and `endpoints` ready endpoints,
-//! and one client Pod per namespace (`client-<i>.ns-<i>`) plus the endpoint Pods' own.
+//! and one client Pod per namespace (`client-<i>.ns-<i>`) plus the endpoint Pods' own; and traffic
+//! resources for them (a VirtualService and a DestinationRule per Service).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use meshd_api::networking::{DestinationRuleSpec, VirtualServiceSpec};
+
 use crate::Protocol;
 use crate::facts::{
-    Endpoint, EndpointPort, EndpointSlice, Fact, FactChange, FactKind, ObjectKey, Service,
+    Config, Endpoint, EndpointPort, EndpointSlice, Fact, FactChange, FactKind, ObjectKey, Service,
     ServicePort, TargetPort, Workload,
 };
 
@@ -142,4 +145,58 @@ fn workload(
             ports: Vec::new(),
         },
     )
+}
+
+/// A VirtualService for Service `key` (in its namespace, by short name): `100 - v2`% to subset `v1`,
+/// `v2`% to `v2`, with retries.
+pub fn virtual_service(key: &ObjectKey, v2: i32) -> FactChange {
+    let spec: VirtualServiceSpec = serde_json::from_value(serde_json::json!({
+        "hosts": [key.name],
+        "http": [{"route": [
+            {"destination": {"host": key.name, "subset": "v1"}, "weight": 100 - v2},
+            {"destination": {"host": key.name, "subset": "v2"}, "weight": v2},
+        ], "retries": {"attempts": 3, "retryOn": "5xx"}}],
+    }))
+    .expect("a fixed, valid VirtualService");
+    FactChange {
+        kind: FactKind::VirtualService,
+        key: key.clone(),
+        fact: Some(Fact::VirtualService(Arc::new(config(spec)))),
+    }
+}
+
+/// A DestinationRule for Service `key`: subsets `v1` and `v2` (label `version`), a connection pool
+/// and outlier detection.
+pub fn destination_rule(key: &ObjectKey) -> FactChange {
+    let spec: DestinationRuleSpec = serde_json::from_value(serde_json::json!({
+        "host": key.name,
+        "trafficPolicy": {
+            "connectionPool": {"http": {"http1MaxPendingRequests": 100}},
+            "outlierDetection": {"consecutive5xxErrors": 5},
+        },
+        "subsets": [{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}],
+    }))
+    .expect("a fixed, valid DestinationRule");
+    FactChange {
+        kind: FactKind::DestinationRule,
+        key: key.clone(),
+        fact: Some(Fact::DestinationRule(Arc::new(config(spec)))),
+    }
+}
+
+/// A DestinationRule and a VirtualService (90/10) for every Service of `mesh`.
+pub fn traffic_changes(mesh: &SyntheticMesh) -> Vec<FactChange> {
+    mesh.services
+        .iter()
+        .flat_map(|(key, _)| [destination_rule(key), virtual_service(key, 10)])
+        .collect()
+}
+
+fn config<T>(spec: T) -> Config<T> {
+    Config {
+        generation: Some(1),
+        created: Some(1),
+        spec,
+        problems: Vec::new(),
+    }
 }

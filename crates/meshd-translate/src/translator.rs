@@ -31,7 +31,7 @@ use crate::outbound::{
 use crate::peer::PeerPolicies;
 use crate::proxy::CompiledMesh;
 use crate::resources::{Resource, ResourceSet, ResourceType};
-use crate::traffic::subsets::{filter_slice, subset_cluster_name, subsets_for};
+use crate::traffic::subsets::{EndpointPods, Pods, subset_cluster_name, subsets_for};
 
 mod entries;
 mod security;
@@ -158,15 +158,27 @@ struct ServiceHostsOf<'a> {
     domain: &'a str,
 }
 
-impl meshd_api::validate::verdicts::ServiceHosts for ServiceHostsOf<'_> {
-    fn service(&self, fqdn: &str) -> Option<(String, Vec<u16>)> {
+impl ServiceHostsOf<'_> {
+    /// `<name>.<namespace>.svc.<domain>`'s Service: namespace, name and what was compiled.
+    fn lookup<'f>(&self, fqdn: &'f str) -> Option<(&'f str, &'f str, &Arc<CompiledService>)> {
         let rest = fqdn.strip_suffix(self.domain)?.strip_suffix(".svc.")?;
         let (name, namespace) = rest.split_once('.')?;
         let s = self.services.get(&ObjectKey::new(namespace, name))?;
+        Some((namespace, name, s))
+    }
+}
+
+impl meshd_api::validate::verdicts::ServiceHosts for ServiceHostsOf<'_> {
+    fn service(&self, fqdn: &str) -> Option<(String, Vec<u16>)> {
+        let (namespace, name, s) = self.lookup(fqdn)?;
         Some((
             format!("{namespace}/{name}"),
             s.fact.ports.iter().map(|p| p.port).collect(),
         ))
+    }
+
+    fn has(&self, fqdn: &str) -> bool {
+        self.lookup(fqdn).is_some()
     }
 }
 
@@ -307,11 +319,24 @@ impl Translator {
 
         // Services whose selection changed, old and new, by namespace: their pods are marked once.
         let mut selecting: BTreeMap<String, Vec<Arc<Service>>> = BTreeMap::new();
+        // The Services to compile whole (clusters, routes, endpoints, subsets): each once, after the
+        // judgement, which may put their VirtualServices and DestinationRules in force.
+        let mut compile: BTreeSet<ObjectKey> = BTreeSet::new();
+        // Hosts that stay but whose port numbers changed. (A VirtualService routing to a host that came
+        // or went moves in or out of force: the judgement finds those.)
+        let mut ports_moved: BTreeSet<String> = BTreeSet::new();
         for (key, fact) in services {
-            let hosts_before = self.services.get(&key).map(|s| port_numbers(&s.fact));
+            let ports_before = self.services.get(&key).map(|s| port_numbers(&s.fact));
             outbound_dirty |= self.set_service(&key, fact, &mut out, &mut selecting);
-            judge |= hosts_before != self.services.get(&key).map(|s| port_numbers(&s.fact));
-            endpoints_of.remove(&key); // compiled with the service
+            let ports_after = self.services.get(&key).map(|s| port_numbers(&s.fact));
+            if ports_before != ports_after {
+                judge = true;
+                if ports_before.is_some() && ports_after.is_some() {
+                    let domain = &self.settings.cluster_domain;
+                    ports_moved.insert(service_fqdn(&key.name, &key.namespace, domain));
+                }
+            }
+            compile.insert(key);
         }
         if judge {
             let hosts = ServiceHostsOf {
@@ -322,12 +347,21 @@ impl Translator {
             if moved {
                 let touched = self.configs.take_touched(&self.settings.cluster_domain);
                 // A VirtualService's tcp[] routes are in the outbound listener's chains.
-                outbound_dirty |= self.refresh_routes(&touched, &mut out);
+                outbound_dirty |= self.touched_services(&touched, &mut compile);
                 // PeerAuthentications in force may have moved: MESH_INTERNAL entries follow them.
                 peers_changed |= self.sync_security(&mut endpoints_of, &mut out);
                 outbound_dirty |= self.compile_entries(&touched, &mut out);
             }
             self.refresh_gateways(&mut out);
+        }
+        if !ports_moved.is_empty() {
+            // A route to a host without a port takes the host's only port.
+            let domain = &self.settings.cluster_domain;
+            let touched = crate::traffic::routing_to(&self.configs, &ports_moved, domain);
+            if touched.all || !touched.hosts.is_empty() {
+                outbound_dirty |= self.touched_services(&touched, &mut compile);
+                outbound_dirty |= self.compile_entries(&touched, &mut out);
+            }
         }
         // The entries' shared HTTP routes end in the policy's catch-all.
         if policy_changed || ((identities_moved || peers_changed) && self.has_internal_entries()) {
@@ -339,16 +373,21 @@ impl Translator {
         for namespace in credentials_changed {
             self.mark_gateways(&namespace, &mut out);
         }
-        let with_subsets: Vec<ObjectKey> = self
+        for key in &compile {
+            self.compile_service(key, &mut out);
+        }
+        // Subsets select endpoints by their pods' labels: a pod change may move them.
+        let with_subsets = self
             .subset_clusters
             .keys()
             .filter(|k| pods_changed.contains(&k.namespace))
-            .cloned()
-            .collect();
-        for key in endpoints_of.into_iter().chain(with_subsets) {
-            if let Some(service) = self.services.get(&key).cloned() {
-                self.compile_endpoints(&key, &service, &mut out);
-                self.compile_subsets(&key, &mut out);
+            .cloned();
+        let endpoints_of: BTreeSet<ObjectKey> =
+            endpoints_of.into_iter().chain(with_subsets).collect();
+        for key in endpoints_of.difference(&compile) {
+            if let Some(service) = self.services.get(key).cloned() {
+                self.compile_endpoints(key, &service, &mut out);
+                self.compile_subsets(key, &mut out);
             }
         }
         if outbound_dirty {
@@ -388,7 +427,8 @@ impl Translator {
         }
     }
 
-    /// Recompiles one Service; whether `virtualOutbound` must be rebuilt.
+    /// Takes one Service's new fact (or its removal) and drops the resources it no longer produces;
+    /// [`Translator::compile_service`] compiles the rest. Whether `virtualOutbound` must be rebuilt.
     fn set_service(
         &mut self,
         key: &ObjectKey,
@@ -460,27 +500,31 @@ impl Translator {
             }
         }
         match new {
-            Some(new) => {
-                for view in new.views(key) {
-                    if view.port.protocol.is_http() && !view.vips.is_empty() {
-                        let route = route_configuration(&view, self.vs_routes(&view));
-                        out.put(
-                            &mut self.shared,
-                            ResourceType::Route,
-                            Resource::new(route.name.clone(), &route),
-                        );
-                    }
-                }
-                self.compile_endpoints(key, &new, out);
-                self.services.insert(key.clone(), new);
-                self.compile_subsets(key, out);
-            }
-            None => {
-                self.services.remove(key);
-                self.compile_subsets(key, out);
-            }
-        }
+            Some(new) => self.services.insert(key.clone(), new),
+            None => self.services.remove(key),
+        };
         outbound_changed
+    }
+
+    /// One Service's routes, clusters, load assignments and subset clusters from what is in force
+    /// (a removed Service's subset clusters go). Only the resources whose bytes differ are marked
+    /// changed (and pushed).
+    fn compile_service(&mut self, key: &ObjectKey, out: &mut ChangeSet) {
+        if let Some(service) = self.services.get(key).cloned() {
+            for view in service.views(key) {
+                if view.port.protocol.is_http() && !view.vips.is_empty() {
+                    let route = route_configuration(&view, self.vs_routes(&view));
+                    out.put(
+                        &mut self.shared,
+                        ResourceType::Route,
+                        Resource::new(route.name.clone(), &route),
+                    );
+                }
+            }
+            // The clusters carry the DestinationRule's policy; compiled with their endpoints (mTLS).
+            self.compile_endpoints(key, &service, out);
+        }
+        self.compile_subsets(key, out);
     }
 
     /// The routes a VirtualService in force gives one service port, if one routes it.
@@ -522,41 +566,28 @@ impl Translator {
             view.fqdn,
             view.port.port,
             subset,
-            &self.settings.cluster_domain,
         );
         cluster
     }
 
-    /// The clusters and routes of the services whose hosts `touched` names (all of them when a
-    /// wildcard or ServiceEntry moved), after what is in force changed: only the resources whose
-    /// content differs are marked changed (and pushed).
-    /// Returns whether a touched service has a TCP port (its outbound chain may have changed).
-    fn refresh_routes(&mut self, touched: &crate::configs::Touched, out: &mut ChangeSet) -> bool {
-        let services: Vec<(ObjectKey, Arc<CompiledService>)> = self
+    /// Adds to `compile` the services whose hosts `touched` names (all of them when a wildcard or
+    /// ServiceEntry moved), after what is in force changed. Returns whether a touched service has a
+    /// TCP port (its outbound chain may have changed).
+    fn touched_services(
+        &self,
+        touched: &crate::configs::Touched,
+        compile: &mut BTreeSet<ObjectKey>,
+    ) -> bool {
+        let mut tcp = false;
+        for (key, s) in self
             .services
             .iter()
             .filter(|(_, s)| touched.all || touched.hosts.contains(&s.fqdn))
-            .map(|(k, s)| (k.clone(), Arc::clone(s)))
-            .collect();
-        for (key, service) in &services {
-            self.compile_subsets(key, out);
-            // The clusters carry the DestinationRule's policy; compiled with their endpoints (mTLS).
-            self.compile_endpoints(key, service, out);
-            for view in service.views(key) {
-                if view.port.protocol.is_http() && !view.vips.is_empty() {
-                    let route = route_configuration(&view, self.vs_routes(&view));
-                    out.put(
-                        &mut self.shared,
-                        ResourceType::Route,
-                        Resource::new(route.name.clone(), &route),
-                    );
-                }
-            }
+        {
+            tcp |= s.fact.ports.iter().any(|p| !p.protocol.is_http());
+            compile.insert(key.clone());
         }
-        touched.all
-            || services
-                .iter()
-                .any(|(_, s)| s.fact.ports.iter().any(|p| !p.protocol.is_http()))
+        touched.all || tcp
     }
 
     /// One Service's subset clusters and their endpoints (the accepted DestinationRules' subsets); the
@@ -564,25 +595,37 @@ impl Translator {
     fn compile_subsets(&mut self, key: &ObjectKey, out: &mut ChangeSet) {
         let mut names = Vec::new();
         if let Some(service) = self.services.get(key).cloned() {
-            let subsets = subsets_for(&self.configs, &service.fqdn, &self.settings.cluster_domain);
+            let subsets = subsets_for(&self.configs, &service.fqdn);
+            let selected: Vec<(&String, Vec<EndpointSlice>)> = if subsets.is_empty() {
+                Vec::new()
+            } else {
+                let pods = Pods {
+                    workloads: &self.workloads,
+                    by_ip: &self.ip_pods,
+                };
+                let slices = self
+                    .slices_of
+                    .get(key)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| {
+                        self.slices
+                            .get(&ObjectKey::new(key.namespace.clone(), n.clone()))
+                    })
+                    .map(|s| &**s);
+                let endpoints = EndpointPods::new(slices, &key.namespace, &pods);
+                subsets
+                    .iter()
+                    .map(|(subset, labels)| (subset, endpoints.select(labels)))
+                    .collect()
+            };
             for view in service.views(key) {
-                for (subset, labels) in &subsets {
+                for (subset, slices) in &selected {
                     let name = subset_cluster_name(view.port.port, subset, &service.fqdn);
                     let sub = PortView {
                         cluster: &name,
                         ..view
                     };
-                    let slices: Vec<EndpointSlice> = self
-                        .slices_of
-                        .get(key)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|n| {
-                            self.slices
-                                .get(&ObjectKey::new(key.namespace.clone(), n.clone()))
-                        })
-                        .map(|s| filter_slice(s, &key.namespace, labels, &self.workloads))
-                        .collect();
                     let mut assignment = load_assignment(&sub, slices.iter());
                     let mut cluster = self.cluster_of(&sub, Some(subset));
                     let refs: Vec<&EndpointSlice> = slices.iter().collect();

@@ -101,6 +101,12 @@ enum Edit {
     /// A VirtualService in namespace n bound to Gateway `ns-<g>/gw` (or removed, shape 0) routing
     /// HTTP, TCP or TLS to service s.
     BoundVs(usize, usize, usize, u8),
+    /// Service s's traffic resources (shape 0 removes them): bit 0 a DestinationRule with subsets
+    /// v1/v2, bit 1 a VirtualService splitting 90/10 between them (50/50 with bit 3), bit 2 that
+    /// VirtualService also routes `/next` to the next Service by FQDN without a port.
+    Traffic(usize, u8),
+    /// Workload w's `version` label: v1, v2 or none.
+    Version(usize, u8),
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
@@ -121,6 +127,8 @@ fn edit() -> impl Strategy<Value = Edit> {
         1 => (0..11usize, any::<bool>()).prop_map(|(n, b)| Edit::Authz(n, b)),
         1 => (0..3u8).prop_map(Edit::MeshMtls),
         1 => (0..3usize, 0..18usize, 0..32u8).prop_map(|(n, w, v)| Edit::Entry(n, w, v)),
+        1 => (0..9usize, 0..16u8).prop_map(|(s, t)| Edit::Traffic(s, t)),
+        1 => (0..18usize, 0..3u8).prop_map(|(w, v)| Edit::Version(w, v)),
         // Gateways need a gateway pod, a Gateway selecting it and a VirtualService bound to it at
         // once: their edits are likelier, on the first two services' pods and namespaces.
         4 => (0..4usize).prop_map(Edit::GatewayPod),
@@ -411,6 +419,70 @@ fn apply_edit(state: &mut State, edit: &Edit) -> Vec<FactChange> {
             }
             touched.push(k);
         }
+        Edit::Traffic(s, shape) => {
+            let key = &base.services[*s].0;
+            let dr = (FactKind::DestinationRule, key.clone());
+            let vs = (FactKind::VirtualService, key.clone());
+            let next = &base.services[(s + 1) % 9].0;
+            let next = format!("{}.{}.svc.cluster.local", next.name, next.namespace);
+            let v2 = if shape & 8 == 8 { 50 } else { 10 };
+            let mut http = vec![serde_json::json!({"route": [
+                {"destination": {"host": key.name, "subset": "v1"}, "weight": 100 - v2},
+                {"destination": {"host": key.name, "subset": "v2"}, "weight": v2},
+            ]})];
+            if shape & 4 == 4 {
+                http.insert(
+                    0,
+                    serde_json::json!({"match": [{"uri": {"prefix": "/next"}}],
+                    "route": [{"destination": {"host": next}}]}),
+                );
+            }
+            let specs = [
+                (
+                    dr.clone(),
+                    shape & 1 == 1,
+                    serde_json::json!({
+                        "host": key.name,
+                        "trafficPolicy": {"outlierDetection": {"consecutive5xxErrors": 5}},
+                        "subsets": [{"name": "v1", "labels": {"version": "v1"}},
+                                    {"name": "v2", "labels": {"version": "v2"}}],
+                    }),
+                ),
+                (
+                    vs.clone(),
+                    shape & 2 == 2,
+                    serde_json::json!({"hosts": [key.name], "http": http}),
+                ),
+            ];
+            for (k, present, spec) in specs {
+                if !present {
+                    state.remove(&k);
+                } else {
+                    let fact = match k.0 {
+                        FactKind::DestinationRule => Fact::DestinationRule(Arc::new(config(
+                            serde_json::from_value(spec).expect("a DestinationRule spec"),
+                        ))),
+                        _ => Fact::VirtualService(Arc::new(config(
+                            serde_json::from_value(spec).expect("a VirtualService spec"),
+                        ))),
+                    };
+                    state.insert(k.clone(), fact);
+                }
+                touched.push(k);
+            }
+        }
+        Edit::Version(w, v) => {
+            let k = (FactKind::Workload, base.workloads[*w].0.clone());
+            if let Some(Fact::Workload(wl)) = state.get_mut(&k) {
+                let labels = &mut Arc::make_mut(wl).labels;
+                match v {
+                    0 => labels.insert("version".into(), "v1".into()),
+                    1 => labels.insert("version".into(), "v2".into()),
+                    _ => labels.remove("version"),
+                };
+            }
+            touched.push(k);
+        }
         Edit::Authz(ns, present) => {
             let namespace = if *ns == 10 {
                 "meshd-system".to_string()
@@ -563,5 +635,20 @@ fn a_mesh_internal_entry_follows_its_endpoint_pods_sidecar_and_the_mesh_mode() {
             .map(|(ty, name, _)| (ty, name))
             .collect();
         assert!(differ.is_empty(), "after {edit:?}: differ: {differ:?}");
+    }
+}
+
+/// A VirtualService routing to another Service without a port takes that Service's only port: when
+/// the port moves, the route follows, as translating from nothing gives.
+#[test]
+fn a_route_to_another_service_follows_its_port() {
+    let mut state = initial();
+    let mut translator = Translator::new(TranslateSettings::default());
+    translator.apply(everything(&state));
+    for edit in [Edit::Traffic(0, 0b0111), Edit::MovePort(1)] {
+        let changes = apply_edit(&mut state, &edit);
+        let (mesh, _) = translator.apply(changes);
+        let (fresh, _) = Translator::new(TranslateSettings::default()).apply(everything(&state));
+        assert_eq!(dump(&mesh, &state), dump(&fresh, &state), "after {edit:?}");
     }
 }

@@ -1,4 +1,8 @@
-//! State-of-the-world ADS: each response carries the whole set of a type (or of the names asked for).
+//! State-of-the-world ADS: a listener or cluster response carries the whole set of its type; a route or
+//! load assignment response the names asked for, and after a change only those that changed (the xDS
+//! protocol groups RDS and EDS resources as delta does: Envoy keeps the ones a response leaves out).
+//! An updated EDS cluster warms until its load assignment comes again, so the assignments of the
+//! clusters a push sends are sent again, changed or not (as delta does).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -69,18 +73,63 @@ pub(crate) async fn serve(
                         return;
                     }
                 };
-                // Clusters before endpoints, listeners before routes.
-                for ty in ResourceType::ALL {
-                    if let Some(state) = types.get_mut(&ty)
-                        && touches(&scope, ty, state)
-                        && respond(&mut ctx, ty, state, &tx, false, true).await.is_err()
-                    {
-                        return;
-                    }
+                if push_changes(&mut ctx, &mut types, &scope, &tx).await.is_err() {
+                    return;
                 }
             }
         }
     }
+}
+
+/// Pushes what a generation changed, type by type: clusters before endpoints, listeners before
+/// routes.
+async fn push_changes(
+    ctx: &mut StreamCtx,
+    types: &mut BTreeMap<ResourceType, TypeState>,
+    scope: &Scope,
+    tx: &Tx,
+) -> Result<(), ()> {
+    let mut clusters_sent: Vec<Arc<str>> = Vec::new();
+    for ty in ResourceType::ALL {
+        let Some(state) = types.get_mut(&ty) else {
+            continue;
+        };
+        let resend = ty == ResourceType::Endpoint
+            && clusters_sent.iter().any(|n| state.names.contains(&**n));
+        if !touches(scope, ty, state) && !resend {
+            continue;
+        }
+        // Routes and load assignments: only the changed ones (all of them on a full refresh), and
+        // the re-sent assignments.
+        let only: Option<Vec<Arc<str>>> = match scope.names(ty) {
+            Some(names) if !ty.is_wildcard() => {
+                let mut only = names.to_vec();
+                if resend {
+                    only.extend(clusters_sent.iter().cloned());
+                    only.sort();
+                    only.dedup();
+                }
+                Some(only)
+            }
+            _ => None,
+        };
+        let push = Push {
+            force: resend,
+            only: only.as_deref(),
+        };
+        let sent = respond(ctx, ty, state, tx, Some(push)).await?;
+        if sent && ty == ResourceType::Cluster {
+            clusters_sent = match scope.names(ty) {
+                Some(names) => names.to_vec(),
+                None => ctx
+                    .config
+                    .resources(ty)
+                    .map(|r| Arc::clone(&r.name))
+                    .collect(),
+            };
+        }
+    }
+    Ok(())
 }
 
 async fn handle(
@@ -108,7 +157,7 @@ async fn handle(
     let first = state.sent.is_none();
     let names_changed = !ty.is_wildcard() && state.names != state.sent_names;
     if first || names_changed {
-        respond(ctx, ty, state, tx, true, false).await?;
+        respond(ctx, ty, state, tx, None).await?;
     }
     Ok(())
 }
@@ -123,15 +172,23 @@ fn touches(scope: &Scope, ty: ResourceType, state: &TypeState) -> bool {
     }
 }
 
-/// Sends the type's current set if it differs from what was sent (or `force`).
+/// A push after a change (not an answer to a request).
+struct Push<'a> {
+    /// Send even if the version is what was sent (load assignments re-sent for warming clusters).
+    force: bool,
+    /// Send only these names (of those asked for; sorted); `None`: all of them.
+    only: Option<&'a [Arc<str>]>,
+}
+
+/// Sends the type's current set if it differs from what was sent, or always when answering a request
+/// (`push` is `None`); whether it sent.
 async fn respond(
     ctx: &mut StreamCtx,
     ty: ResourceType,
     state: &mut TypeState,
     tx: &Tx,
-    force: bool,
-    by_change: bool,
-) -> Result<(), ()> {
+    push: Option<Push<'_>>,
+) -> Result<bool, ()> {
     let selected: Vec<_> = if ty.is_wildcard() {
         ctx.config.resources(ty).collect()
     } else {
@@ -148,12 +205,15 @@ async fn respond(
     };
     let unchanged =
         state.sent.as_ref().is_some_and(|(v, _)| *v == version) && state.sent_names == state.names;
-    if unchanged && !force {
-        return Ok(());
+    if unchanged && push.as_ref().is_some_and(|p| !p.force) {
+        return Ok(false);
     }
+    let by_change = push.is_some();
+    let only = push.and_then(|p| p.only);
     let hook = &ctx.shared.resource_hook;
     let resources = selected
         .iter()
+        .filter(|r| only.is_none_or(|names| names.binary_search(&r.name).is_ok()))
         .map(|r| hook.outgoing(ty, &r.body))
         .collect();
     let nonce = ctx.next_nonce();
@@ -176,5 +236,5 @@ async fn respond(
     ctx.record_sent(ty, &version, &nonce, by_change);
     state.sent = Some((version, nonce));
     state.sent_names = state.names.clone();
-    Ok(())
+    Ok(true)
 }

@@ -40,37 +40,38 @@ pub fn virtual_service(
     refs: &dyn References,
 ) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    let mut check = |path: String, d: &Destination| {
-        destination(&mut errors, &path, d, namespace, domain, refs);
+    // Paths are built only for a destination with a problem: most have none.
+    let mut check = |path: &dyn Fn() -> String, d: &Destination| {
+        destination(&mut errors, path, d, namespace, domain, refs);
     };
     for (i, route) in spec.http.iter().enumerate() {
-        let rp = idx("spec.http", i);
+        let rp = || idx("spec.http", i);
         for (j, d) in route.route.iter().enumerate() {
             check(
-                at(&idx(&at(&rp, "route"), j), "destination"),
+                &|| at(&idx(&at(&rp(), "route"), j), "destination"),
                 &d.destination,
             );
         }
         if let Some(m) = &route.mirror {
-            check(at(&rp, "mirror"), m);
+            check(&|| at(&rp(), "mirror"), m);
         }
         for (j, m) in route.mirrors.iter().enumerate() {
             check(
-                at(&idx(&at(&rp, "mirrors"), j), "destination"),
+                &|| at(&idx(&at(&rp(), "mirrors"), j), "destination"),
                 &m.destination,
             );
         }
     }
     for (i, route) in spec.tcp.iter().enumerate() {
         for (j, d) in route.route.iter().enumerate() {
-            let path = idx(&at(&idx("spec.tcp", i), "route"), j);
-            check(at(&path, "destination"), &d.destination);
+            let path = || at(&idx(&at(&idx("spec.tcp", i), "route"), j), "destination");
+            check(&path, &d.destination);
         }
     }
     for (i, route) in spec.tls.iter().enumerate() {
         for (j, d) in route.route.iter().enumerate() {
-            let path = idx(&at(&idx("spec.tls", i), "route"), j);
-            check(at(&path, "destination"), &d.destination);
+            let path = || at(&idx(&at(&idx("spec.tls", i), "route"), j), "destination");
+            check(&path, &d.destination);
         }
     }
     errors
@@ -78,7 +79,7 @@ pub fn virtual_service(
 
 fn destination(
     errors: &mut Vec<FieldError>,
-    path: &str,
+    path: &dyn Fn() -> String,
     d: &Destination,
     namespace: &str,
     domain: &str,
@@ -86,7 +87,7 @@ fn destination(
 ) {
     let fqdn = resolve_host(&d.host, namespace, domain);
     if !refs.has_host(&fqdn) {
-        errors.push(unknown_host(&at(path, "host"), &d.host, domain, refs));
+        errors.push(unknown_host(&at(&path(), "host"), &d.host, domain, refs));
         return;
     }
     if let Some(subset) = &d.subset
@@ -94,7 +95,7 @@ fn destination(
     {
         errors.push(
             FieldError::new(
-                at(path, "subset"),
+                at(&path(), "subset"),
                 format!("is not a subset of any DestinationRule for {fqdn}"),
             )
             .with_str(subset),
@@ -103,7 +104,7 @@ fn destination(
     if let Some(p) = &d.port {
         port(
             errors,
-            &at(&at(path, "port"), "number"),
+            &at(&at(&path(), "port"), "number"),
             p.number,
             &fqdn,
             refs,

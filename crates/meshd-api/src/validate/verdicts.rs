@@ -71,6 +71,11 @@ impl Judged {
 /// The hosts of Kubernetes Services (never rejected): `namespace/name` and port numbers by FQDN.
 pub trait ServiceHosts {
     fn service(&self, fqdn: &str) -> Option<(String, Vec<u16>)>;
+
+    /// Whether a Service has this host (what most checks ask: no name or ports built).
+    fn has(&self, fqdn: &str) -> bool {
+        self.service(fqdn).is_some()
+    }
 }
 
 impl ServiceHosts for BTreeMap<String, (String, Vec<u16>)> {
@@ -102,7 +107,7 @@ pub fn judge(
     let mut catalog = Catalog {
         services,
         entries: Vec::new(),
-        subsets: BTreeSet::new(),
+        subsets: BTreeMap::new(),
         wildcard_subsets: Vec::new(),
     };
     for (c, j) in service_entries.iter().zip(&ses) {
@@ -120,7 +125,11 @@ pub fn judge(
                         .wildcard_subsets
                         .push((host.clone(), s.name.clone()));
                 } else {
-                    catalog.subsets.insert((host.clone(), s.name.clone()));
+                    catalog
+                        .subsets
+                        .entry(host.clone())
+                        .or_default()
+                        .insert(s.name.clone());
                 }
             }
         }
@@ -146,8 +155,8 @@ pub fn pick<'a, T>(c: &Candidate<'a, T>, j: &Judged) -> Option<&'a T> {
 struct Catalog<'a> {
     services: &'a dyn ServiceHosts,
     entries: Vec<&'a ServiceEntrySpec>,
-    /// (resolved DestinationRule host, subset name); wildcard hosts apart.
-    subsets: BTreeSet<(String, String)>,
+    /// Subset names by resolved DestinationRule host; wildcard hosts apart.
+    subsets: BTreeMap<String, BTreeSet<String>>,
     wildcard_subsets: Vec<(String, String)>,
 }
 
@@ -168,7 +177,7 @@ impl Catalog<'_> {
 
 impl References for Catalog<'_> {
     fn has_host(&self, fqdn: &str) -> bool {
-        self.services.service(fqdn).is_some() || self.entry(fqdn).is_some()
+        self.services.has(fqdn) || self.entry(fqdn).is_some()
     }
 
     fn host_ports(&self, fqdn: &str) -> Option<Vec<u16>> {
@@ -186,8 +195,7 @@ impl References for Catalog<'_> {
     }
 
     fn has_subset(&self, fqdn: &str, subset: &str) -> bool {
-        self.subsets
-            .contains(&(fqdn.to_string(), subset.to_string()))
+        self.subsets.get(fqdn).is_some_and(|s| s.contains(subset))
             || self
                 .wildcard_subsets
                 .iter()
@@ -281,12 +289,13 @@ fn judge_service_entries(
     out
 }
 
-/// What the rules of one namespace for one host merged so far.
+/// What the rules of one namespace for one host merged so far; rules by their index in the list (named
+/// only in a verdict's message).
 struct Merged {
-    first: String,
+    first: usize,
     export: Export,
-    policy_from: Option<String>,
-    subsets: BTreeMap<String, String>,
+    policy_from: Option<usize>,
+    subsets: BTreeMap<String, usize>,
 }
 
 fn judge_destination_rules(
@@ -310,14 +319,10 @@ fn judge_destination_rules(
                 merged.insert(
                     key,
                     Merged {
-                        first: c.display(),
+                        first: i,
                         export,
-                        policy_from: spec.traffic_policy.as_ref().map(|_| c.display()),
-                        subsets: spec
-                            .subsets
-                            .iter()
-                            .map(|s| (s.name.clone(), c.display()))
-                            .collect(),
+                        policy_from: spec.traffic_policy.as_ref().map(|_| i),
+                        subsets: spec.subsets.iter().map(|s| (s.name.clone(), i)).collect(),
                     },
                 );
                 return Ok(());
@@ -328,15 +333,16 @@ fn judge_destination_rules(
                     "spec.exportTo",
                     format!(
                         "differs from that of DestinationRule {}, an older rule for {host} in this namespace (rules for one host merge only with the same exportTo)",
-                        m.first
+                        list[m.first].display()
                     ),
                 ));
             }
-            if let (Some(_), Some(other)) = (&spec.traffic_policy, &m.policy_from) {
+            if let (Some(_), Some(other)) = (&spec.traffic_policy, m.policy_from) {
                 errors.push(FieldError::new(
                     "spec.trafficPolicy",
                     format!(
-                        "is also set by DestinationRule {other}, an older rule for {host} in this namespace (only one trafficPolicy applies)"
+                        "is also set by DestinationRule {}, an older rule for {host} in this namespace (only one trafficPolicy applies)",
+                        list[other].display()
                     ),
                 ));
             }
@@ -345,7 +351,7 @@ fn judge_destination_rules(
                     errors.push(
                         FieldError::new(
                             format!("spec.subsets[{k}].name"),
-                            format!("is also a subset of DestinationRule {other}, an older rule for {host} in this namespace"),
+                            format!("is also a subset of DestinationRule {}, an older rule for {host} in this namespace", list[*other].display()),
                         )
                         .with_str(&s.name),
                     );
@@ -355,10 +361,10 @@ fn judge_destination_rules(
                 return Err((reason::CONFLICT, errors));
             }
             if spec.traffic_policy.is_some() {
-                m.policy_from = Some(c.display());
+                m.policy_from = Some(i);
             }
             for s in &spec.subsets {
-                m.subsets.insert(s.name.clone(), c.display());
+                m.subsets.insert(s.name.clone(), i);
             }
             Ok(())
         });

@@ -51,15 +51,14 @@ pub(crate) fn virtual_service_for<'a>(
 }
 
 /// The accepted DestinationRules for `fqdn`, oldest first (rules of one host merge).
-fn rules_for<'a>(configs: &'a Configs, fqdn: &str, domain: &str) -> Vec<&'a DestinationRuleSpec> {
+fn rules_for<'a>(configs: &'a Configs, fqdn: &str) -> Vec<&'a DestinationRuleSpec> {
     let mut rules: Vec<_> = configs
-        .naming(FactKind::DestinationRule, fqdn)
+        .for_host(FactKind::DestinationRule, fqdn)
         .into_iter()
         .filter_map(|(key, fact)| match fact {
             Fact::DestinationRule(c) => Some((key, c)),
             _ => None,
         })
-        .filter(|(key, c)| resolve_host(&c.spec.host, &key.namespace, domain) == fqdn)
         .collect();
     rules.sort_by(|(a, ca), (b, cb)| {
         age_order(ca.created, &a.namespace, &a.name).cmp(&age_order(
@@ -77,9 +76,8 @@ pub(crate) fn cluster_policy<'a>(
     fqdn: &str,
     port: u16,
     subset: Option<&str>,
-    domain: &str,
 ) -> policy::Policy<'a> {
-    let rules = rules_for(configs, fqdn, domain);
+    let rules = rules_for(configs, fqdn);
     let rule: Option<&TrafficPolicy> = rules.iter().find_map(|r| r.traffic_policy.as_ref());
     let own = subset.and_then(|name| {
         rules
@@ -98,12 +96,8 @@ pub(crate) fn apply_policy(
     fqdn: &str,
     port: u16,
     subset: Option<&str>,
-    domain: &str,
 ) {
-    policy::apply(
-        cluster,
-        &cluster_policy(configs, fqdn, port, subset, domain),
-    );
+    policy::apply(cluster, &cluster_policy(configs, fqdn, port, subset));
 }
 
 /// The routes of a service port a VirtualService routes, or `None` (the default route applies).
@@ -114,7 +108,7 @@ pub(crate) fn service_routes(
     domain: &str,
     ports_of: &dyn Fn(&str) -> Option<Vec<u16>>,
 ) -> Option<Vec<Route>> {
-    let hash = cluster_policy(configs, fqdn, port, None, domain).consistent_hash();
+    let hash = cluster_policy(configs, fqdn, port, None).consistent_hash();
     let Some((namespace, vs)) = virtual_service_for(configs, fqdn) else {
         let cluster = crate::naming::outbound_cluster_name(port, fqdn);
         return hash.map(|h| vec![routes::default_route(&cluster, Some(h))]);
@@ -127,6 +121,49 @@ pub(crate) fn service_routes(
         hash,
     };
     Some(http_routes(&vs.http, &ctx))
+}
+
+/// The hosts of the VirtualServices in force that route to one of `moved` (a host whose ports
+/// changed): a destination without a port takes its host's only port, so their routes may differ.
+pub(crate) fn routing_to(
+    configs: &Configs,
+    moved: &std::collections::BTreeSet<String>,
+    domain: &str,
+) -> crate::configs::Touched {
+    let mut touched = crate::configs::Touched::default();
+    for (key, fact) in configs.in_force(FactKind::VirtualService) {
+        let Fact::VirtualService(c) = fact else {
+            continue;
+        };
+        let vs = &c.spec;
+        let http = vs.http.iter().flat_map(|r| {
+            r.route
+                .iter()
+                .map(|d| &d.destination)
+                .chain(&r.mirror)
+                .chain(r.mirrors.iter().map(|m| &m.destination))
+        });
+        let tcp = vs
+            .tcp
+            .iter()
+            .flat_map(|r| r.route.iter().map(|d| &d.destination));
+        let tls = vs
+            .tls
+            .iter()
+            .flat_map(|r| r.route.iter().map(|d| &d.destination));
+        let routes_to_moved = http
+            .chain(tcp)
+            .chain(tls)
+            .any(|d| moved.contains(&resolve_host(&d.host, &key.namespace, domain)));
+        if routes_to_moved {
+            for h in &vs.hosts {
+                let h = resolve_host(h, &key.namespace, domain);
+                touched.all |= h.starts_with('*');
+                touched.hosts.insert(h);
+            }
+        }
+    }
+    touched
 }
 
 /// The `tcp_proxy` of a TCP service port a VirtualService's `tcp[]` routes, if one does.

@@ -2,28 +2,22 @@
 //! the endpoints whose pod carries the subset's labels (SPEC §8: the Pod `targetRef` names, else the
 //! Pod whose IP the endpoint has).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use meshd_api::validate::references::resolve_host;
-
 use crate::configs::Configs;
-use crate::facts::{EndpointSlice, Fact, FactKind, ObjectKey, Workload};
+use crate::facts::{Endpoint, EndpointSlice, Fact, FactKind, ObjectKey, Workload};
 
 /// The subsets accepted DestinationRules define for `fqdn` (rules of one host merge): name → labels.
 pub(crate) fn subsets_for(
     configs: &Configs,
     fqdn: &str,
-    domain: &str,
 ) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
-    for (key, fact) in configs.naming(FactKind::DestinationRule, fqdn) {
+    for (_, fact) in configs.for_host(FactKind::DestinationRule, fqdn) {
         let Fact::DestinationRule(c) = fact else {
             continue;
         };
-        if resolve_host(&c.spec.host, &key.namespace, domain) != fqdn {
-            continue;
-        }
         for s in &c.spec.subsets {
             out.entry(s.name.clone())
                 .or_insert_with(|| s.labels.clone());
@@ -37,40 +31,89 @@ pub(crate) fn subset_cluster_name(port: u16, subset: &str, fqdn: &str) -> String
     format!("outbound|{port}|{subset}|{fqdn}")
 }
 
-/// The pod an endpoint address belongs to: by `targetRef`, else by IP in the namespace.
-fn pod_of<'a>(
-    namespace: &str,
-    pod: Option<&str>,
-    address: &str,
-    workloads: &'a imbl::OrdMap<ObjectKey, Arc<Workload>>,
-) -> Option<&'a Workload> {
-    if let Some(name) = pod {
-        return workloads
-            .get(&ObjectKey::new(namespace, name))
-            .map(|w| &**w);
-    }
-    let from = ObjectKey::new(namespace, String::new());
-    workloads
-        .range(from..)
-        .take_while(|(k, _)| k.namespace == namespace)
-        .find(|(_, w)| w.ips.iter().any(|ip| ip == address))
-        .map(|(_, w)| &**w)
+/// The Pods an endpoint's subset labels are read from: by key, and by IP (every namespace).
+pub(crate) struct Pods<'a> {
+    pub workloads: &'a imbl::OrdMap<ObjectKey, Arc<Workload>>,
+    pub by_ip: &'a BTreeMap<String, BTreeSet<ObjectKey>>,
 }
 
-/// `slice` with only the addresses whose pod has every label of `labels`.
-pub(crate) fn filter_slice(
-    slice: &EndpointSlice,
-    namespace: &str,
-    labels: &BTreeMap<String, String>,
-    workloads: &imbl::OrdMap<ObjectKey, Arc<Workload>>,
-) -> EndpointSlice {
-    let mut out = slice.clone();
-    for ep in &mut out.endpoints {
-        ep.addresses.retain(|address| {
-            pod_of(namespace, ep.pod.as_deref(), address, workloads)
-                .is_some_and(|w| labels.iter().all(|(k, v)| w.labels.get(k) == Some(v)))
-        });
+impl<'a> Pods<'a> {
+    /// The pod an endpoint address belongs to: by `targetRef`, else the first (by name) in the
+    /// namespace with that IP.
+    fn pod_of(&self, namespace: &str, pod: Option<&str>, address: &str) -> Option<&'a Workload> {
+        let found = match pod {
+            Some(name) => self.workloads.get(&ObjectKey::new(namespace, name)),
+            None => self
+                .by_ip
+                .get(address)?
+                .iter()
+                .find(|k| k.namespace == namespace)
+                .and_then(|k| self.workloads.get(k)),
+        };
+        found.map(|w| &**w)
     }
-    out.endpoints.retain(|ep| !ep.addresses.is_empty());
-    out
+}
+
+/// A Service's endpoint slices with the pod of each address, looked up once for all its subsets.
+pub(crate) struct EndpointPods<'a> {
+    slices: Vec<(&'a EndpointSlice, Vec<Vec<Option<&'a Workload>>>)>,
+}
+
+impl<'a> EndpointPods<'a> {
+    pub(crate) fn new(
+        slices: impl Iterator<Item = &'a EndpointSlice>,
+        namespace: &str,
+        pods: &Pods<'a>,
+    ) -> Self {
+        let slices = slices
+            .map(|slice| {
+                let of_endpoints = slice
+                    .endpoints
+                    .iter()
+                    .map(|ep| {
+                        ep.addresses
+                            .iter()
+                            .map(|a| pods.pod_of(namespace, ep.pod.as_deref(), a))
+                            .collect()
+                    })
+                    .collect();
+                (slice, of_endpoints)
+            })
+            .collect();
+        Self { slices }
+    }
+
+    /// The slices with only the addresses whose pod has every label of `labels` (and only the
+    /// endpoints left with an address).
+    pub(crate) fn select(&self, labels: &BTreeMap<String, String>) -> Vec<EndpointSlice> {
+        let matches = |w: &Option<&Workload>| {
+            w.is_some_and(|w| labels.iter().all(|(k, v)| w.labels.get(k) == Some(v)))
+        };
+        self.slices
+            .iter()
+            .map(|(slice, pods)| EndpointSlice {
+                service: slice.service.clone(),
+                ports: slice.ports.clone(),
+                endpoints: slice
+                    .endpoints
+                    .iter()
+                    .zip(pods)
+                    .filter(|(_, pods)| pods.iter().any(matches))
+                    .map(|(ep, pods)| Endpoint {
+                        addresses: ep
+                            .addresses
+                            .iter()
+                            .zip(pods)
+                            .filter(|(_, pod)| matches(pod))
+                            .map(|(a, _)| a.clone())
+                            .collect(),
+                        ready: ep.ready,
+                        serving: ep.serving,
+                        terminating: ep.terminating,
+                        pod: ep.pod.clone(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
 }

@@ -23,7 +23,7 @@ impl Translator {
         // Each host port's cluster, then one per DestinationRule subset of the host.
         let mut clusters = Vec::new();
         for e in &ports {
-            let subsets = subsets_for(&self.configs, e.host, &self.settings.cluster_domain);
+            let subsets = subsets_for(&self.configs, e.host);
             clusters.extend(
                 subsets
                     .iter()
@@ -40,7 +40,6 @@ impl Translator {
                 e.host,
                 e.port.port,
                 e.subset.as_ref().map(|(name, _)| name.as_str()),
-                &self.settings.cluster_domain,
             );
             let subset = e.subset.as_ref().map(|(name, _)| name.as_str());
             let mut secured = false;
@@ -60,13 +59,8 @@ impl Translator {
             if !secured {
                 // No auto mTLS here (MESH_EXTERNAL, or no EDS): only an explicit `tls` applies, e.g.
                 // SIMPLE origination towards an external host.
-                let policy = crate::traffic::cluster_policy(
-                    &self.configs,
-                    e.host,
-                    e.port.port,
-                    subset,
-                    &self.settings.cluster_domain,
-                );
+                let policy =
+                    crate::traffic::cluster_policy(&self.configs, e.host, e.port.port, subset);
                 let sni = crate::mtls::mesh_sni(e.port.port, "", e.host);
                 crate::traffic::tls::apply(&mut c, policy.tls, &sni, &[]);
             }

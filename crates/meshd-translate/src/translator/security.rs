@@ -300,14 +300,12 @@ impl Translator {
             lb.metadata = Some(meshed_endpoint_metadata());
         }
         let identities: Vec<String> = identities.into_iter().collect();
+        let policy =
+            crate::traffic::cluster_policy(&self.configs, view.fqdn, view.port.port, subset);
+        if identities.is_empty() && policy.tls.and_then(|t| t.mode).is_none() {
+            return; // plaintext, as `outbound_cluster` built it
+        }
         let sni = mesh_sni(view.port.port, "", view.fqdn);
-        let policy = crate::traffic::cluster_policy(
-            &self.configs,
-            view.fqdn,
-            view.port.port,
-            subset,
-            &self.settings.cluster_domain,
-        );
         if !crate::traffic::tls::apply(cluster, policy.tls, &sni, &identities)
             && !identities.is_empty()
         {

@@ -6,7 +6,8 @@
 //! Secret is missing; within 10 s of the Secret file appearing the agent is ready and Envoy serves that
 //! certificate (checked with rustls against a test CA); within 10 s of the file changing new handshakes
 //! get the new certificate while a connection opened before keeps working, and Envoy was not
-//! restarted.
+//! restarted; a listener update naming a Secret that does not exist yet warms, and the agent is not
+//! ready until that Secret appears.
 //!
 //! Needs root, `ip netns` and the Envoy venv (`.venv`); prints SKIP otherwise, fails under CI=true.
 
@@ -49,6 +50,8 @@ const HOST: &str = "web.example.com";
 const BODY: &str = "through the gateway";
 
 const MESH: &str = "apiVersion: meshd.io/v1alpha1\nkind: Mesh\nmetadata: {name: default}\nspec:\n  mtls: {mode: DISABLE}\n";
+/// A Service selecting the gateway pod: changes the pod's own listener.
+const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: edge, namespace: edge}\nspec:\n  clusterIP: 10.96.0.50\n  selector: {app: edge}\n  ports: [{name: https, port: 443, targetPort: 8443}]\n";
 const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: gw-0, namespace: edge, labels: {app: edge, meshd.io/gateway: edge}}\nspec:\n  serviceAccountName: edge\n  containers: [{name: agent, image: meshd}]\nstatus: {podIP: 10.1.0.9}\n";
 
 struct Guard(Child);
@@ -130,10 +133,10 @@ impl Pki {
     }
 }
 
-fn tls_secret(cert: &str, key: &str) -> String {
+fn tls_secret(name: &str, cert: &str, key: &str) -> String {
     let indent = |pem: &str| -> String { pem.lines().map(|l| format!("    {l}\n")).collect() };
     format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: web-cert, namespace: edge}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: edge}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
         indent(cert),
         indent(key)
     )
@@ -146,13 +149,22 @@ fn replace_file(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// Which Secret the hook's listener names: `web-cert`, or (later in the test) `api-cert`.
+static SECOND_SECRET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// What the hook puts in place of the gateway proxy's own listener: TLS on [`PORT`] with the
-/// credential `kubernetes://web-cert` over ADS, every request answered 200 with [`BODY`].
+/// credential `kubernetes://web-cert` (or `api-cert`) over ADS, every request answered 200 with
+/// [`BODY`].
 fn gateway_listener(name: &str) -> Listener {
+    let secret = if SECOND_SECRET.load(std::sync::atomic::Ordering::SeqCst) {
+        "api-cert"
+    } else {
+        "web-cert"
+    };
     let tls = DownstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
             tls_certificate_sds_secret_configs: vec![meshd_translate::credential_sds_config(
-                &meshd_translate::credential_sds_name("web-cert"),
+                &meshd_translate::credential_sds_name(secret),
             )],
             ..Default::default()
         }),
@@ -431,7 +443,7 @@ fn a_gateway_serves_its_secret_over_sds_and_rotates_it_without_dropping_connecti
     let client = pki.client_config();
     let (cert_v1, key_v1) = pki.issue("web v1");
     let secret_file = config.join("web-cert.yaml");
-    replace_file(&secret_file, &tls_secret(&cert_v1, &key_v1));
+    replace_file(&secret_file, &tls_secret("web-cert", &cert_v1, &key_v1));
     within("ready after the Secret appeared", SPEC_BOUND, || {
         (http_in(&ns, 15021, "/healthz/ready").0 == 200).then_some(())
     });
@@ -447,7 +459,7 @@ fn a_gateway_serves_its_secret_over_sds_and_rotates_it_without_dropping_connecti
 
     // Rotated: new handshakes get the new certificate within 10 s; the open connection goes on.
     let (cert_v2, key_v2) = pki.issue("web v2");
-    replace_file(&secret_file, &tls_secret(&cert_v2, &key_v2));
+    replace_file(&secret_file, &tls_secret("web-cert", &cert_v2, &key_v2));
     within(
         "new handshakes get the rotated certificate",
         SPEC_BOUND,
@@ -468,6 +480,31 @@ fn a_gateway_serves_its_secret_over_sds_and_rotates_it_without_dropping_connecti
         Some(0)
     );
     assert_eq!(http_in(&ns, 15021, "/healthz/ready").0, 200);
+
+    // A listener update naming a Secret that does not exist yet warms (the old listener serves on):
+    // the gateway is not ready until the Secret comes. (A Service selecting the pod changes its own
+    // listener, so it is pushed again, through the hook naming `api-cert`.)
+    SECOND_SECRET.store(true, std::sync::atomic::Ordering::SeqCst);
+    std::fs::write(config.join("svc.yaml"), SERVICE).unwrap();
+    within("the updated listener warms", SPEC_BOUND, || {
+        (stat(&ns, "listener_manager.total_listeners_warming") == Some(1)).then_some(())
+    });
+    let (status, body) = http_in(&ns, 15021, "/healthz/ready");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("warming"), "{body}");
+    let (cert_api, key_api) = pki.issue("api v1");
+    replace_file(
+        &config.join("api-cert.yaml"),
+        &tls_secret("api-cert", &cert_api, &key_api),
+    );
+    within(
+        "ready once the new listener has its Secret",
+        SPEC_BOUND,
+        || (http_in(&ns, 15021, "/healthz/ready").0 == 200).then_some(()),
+    );
+    let c = client.clone();
+    let (_, leaf) = ns.run_in(None, move || connect(&c)).unwrap();
+    assert_eq!(subject_cn(&leaf), "api v1");
     cancel.cancel();
     drop(agent);
 }

@@ -6,7 +6,9 @@
 //! Secret is missing; within 10 s of the Secret file appearing the agent is ready and Envoy serves that
 //! certificate (checked with rustls against a test CA); within 10 s of the file changing new handshakes
 //! get the new certificate while a connection opened before keeps working, and Envoy was not
-//! restarted.
+//! restarted; a listener update naming a Secret that does not exist yet warms, and the agent is not
+//! ready until that Secret appears. Over state-of-the-world ADS (Envoy without the agent), a missing
+//! Secret is waited for without a NACK, and served once its file appears.
 //!
 //! Needs root, `ip netns` and the Envoy venv (`.venv`); prints SKIP otherwise, fails under CI=true.
 
@@ -42,6 +44,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
 const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
+const NODE: &str = "gw-0.edge";
+/// The tests share the hook's switch ([`SECOND_SECRET`]): one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// SPEC §10: a Secret's change is served within 10 s.
 const SPEC_BOUND: Duration = Duration::from_secs(10);
 const PORT: u16 = 18443;
@@ -49,6 +54,8 @@ const HOST: &str = "web.example.com";
 const BODY: &str = "through the gateway";
 
 const MESH: &str = "apiVersion: meshd.io/v1alpha1\nkind: Mesh\nmetadata: {name: default}\nspec:\n  mtls: {mode: DISABLE}\n";
+/// A Service selecting the gateway pod: changes the pod's own listener.
+const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: edge, namespace: edge}\nspec:\n  clusterIP: 10.96.0.50\n  selector: {app: edge}\n  ports: [{name: https, port: 443, targetPort: 8443}]\n";
 const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: gw-0, namespace: edge, labels: {app: edge, meshd.io/gateway: edge}}\nspec:\n  serviceAccountName: edge\n  containers: [{name: agent, image: meshd}]\nstatus: {podIP: 10.1.0.9}\n";
 
 struct Guard(Child);
@@ -130,10 +137,10 @@ impl Pki {
     }
 }
 
-fn tls_secret(cert: &str, key: &str) -> String {
+fn tls_secret(name: &str, cert: &str, key: &str) -> String {
     let indent = |pem: &str| -> String { pem.lines().map(|l| format!("    {l}\n")).collect() };
     format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: web-cert, namespace: edge}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: edge}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
         indent(cert),
         indent(key)
     )
@@ -146,13 +153,22 @@ fn replace_file(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// Which Secret the hook's listener names: `web-cert`, or (later in the test) `api-cert`.
+static SECOND_SECRET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// What the hook puts in place of the gateway proxy's own listener: TLS on [`PORT`] with the
-/// credential `kubernetes://web-cert` over ADS, every request answered 200 with [`BODY`].
+/// credential `kubernetes://web-cert` (or `api-cert`) over ADS, every request answered 200 with
+/// [`BODY`].
 fn gateway_listener(name: &str) -> Listener {
+    let secret = if SECOND_SECRET.load(std::sync::atomic::Ordering::SeqCst) {
+        "api-cert"
+    } else {
+        "web-cert"
+    };
     let tls = DownstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
             tls_certificate_sds_secret_configs: vec![meshd_translate::credential_sds_config(
-                &meshd_translate::credential_sds_name("web-cert"),
+                &meshd_translate::credential_sds_name(secret),
             )],
             ..Default::default()
         }),
@@ -351,12 +367,77 @@ fn start_agent(ns: &NetNs, dir: &Path, envoy: &Path, socket: &Path) -> anyhow::R
     Ok(Guard(child))
 }
 
+/// The file-fed control plane as `meshd controlplane` wires it, in-process for the hook.
+struct ControlPlane {
+    server: meshd_xds::XdsServer,
+    cancel: tokio_util::sync::CancellationToken,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl ControlPlane {
+    fn start(config: &Path, socket: &Path) -> Self {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let server = runtime.block_on(async {
+            let index = meshd_index::SharedIndex::default();
+            let mut source = meshd_sources::FileSource::new(config, index.clone())
+                .with_rescan(Duration::from_secs(2));
+            source.scan().unwrap();
+            let options = meshd_xds::XdsOptions {
+                debounce: Duration::from_millis(50),
+                ..meshd_xds::XdsOptions::default()
+            };
+            let server = meshd_xds::XdsServer::start(
+                index,
+                meshd_translate::TranslateSettings::default(),
+                options,
+                &mut prometheus_client::registry::Registry::default(),
+                cancel.clone(),
+            );
+            server.rewrite_resources_for_tests(Some(Arc::new(to_gateway_listener)));
+            tokio::spawn(source.run(cancel.clone()));
+            let listen = meshd_translate::XdsAddress::Unix(socket.display().to_string());
+            let s = server.clone();
+            tokio::spawn(async move { s.serve(&listen, None).await });
+            server
+        });
+        within("the control plane listens", SPEC_BOUND, || {
+            socket.exists().then_some(())
+        });
+        Self {
+            server,
+            cancel,
+            _runtime: runtime,
+        }
+    }
+
+    /// NACKs of the gateway proxy's SDS responses so far.
+    fn sds_nacks(&self) -> u64 {
+        self.server
+            .proxies()
+            .list()
+            .iter()
+            .filter(|p| p.node_id == NODE)
+            .filter_map(|p| p.types.get(&meshd_api::syncz::XdsType::Sds))
+            .map(|t| t.nack_count)
+            .sum()
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
 fn prerequisites(test: &str) -> Option<PathBuf> {
     meshd_testbed::prereq::require_envoy(test, &["ip"], Path::new(env!("CARGO_MANIFEST_DIR")))
 }
 
 #[test]
 fn a_gateway_serves_its_secret_over_sds_and_rotates_it_without_dropping_connections() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    SECOND_SECRET.store(false, std::sync::atomic::Ordering::SeqCst);
     let Some(envoy) = prerequisites("gateway_credentials_envoy") else {
         return;
     };
@@ -367,33 +448,7 @@ fn a_gateway_serves_its_secret_over_sds_and_rotates_it_without_dropping_connecti
     std::fs::write(config.join("mesh.yaml"), MESH).unwrap();
     std::fs::write(config.join("gw-0.yaml"), POD).unwrap();
     let socket = d.join("xds.sock");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let cancel = tokio_util::sync::CancellationToken::new();
-    // The file-fed control plane as `meshd controlplane` wires it, in-process for the hook.
-    runtime.block_on(async {
-        let index = meshd_index::SharedIndex::default();
-        let mut source = meshd_sources::FileSource::new(&config, index.clone())
-            .with_rescan(Duration::from_secs(2));
-        source.scan().unwrap();
-        let options = meshd_xds::XdsOptions {
-            debounce: Duration::from_millis(50),
-            ..meshd_xds::XdsOptions::default()
-        };
-        let server = meshd_xds::XdsServer::start(
-            index,
-            meshd_translate::TranslateSettings::default(),
-            options,
-            &mut prometheus_client::registry::Registry::default(),
-            cancel.clone(),
-        );
-        server.rewrite_resources_for_tests(Some(Arc::new(to_gateway_listener)));
-        tokio::spawn(source.run(cancel.clone()));
-        let listen = meshd_translate::XdsAddress::Unix(socket.display().to_string());
-        tokio::spawn(async move { server.serve(&listen, None).await });
-    });
-    within("the control plane listens", SPEC_BOUND, || {
-        socket.exists().then_some(())
-    });
+    let cp = ControlPlane::start(&config, &socket);
     let ns = NetNs::new("gwcred").unwrap();
     let agent = start_agent(&ns, &d, &envoy, &socket).unwrap();
     let log = || std::fs::read_to_string(d.join("agent.log")).unwrap_or_default();
@@ -431,7 +486,7 @@ fn a_gateway_serves_its_secret_over_sds_and_rotates_it_without_dropping_connecti
     let client = pki.client_config();
     let (cert_v1, key_v1) = pki.issue("web v1");
     let secret_file = config.join("web-cert.yaml");
-    replace_file(&secret_file, &tls_secret(&cert_v1, &key_v1));
+    replace_file(&secret_file, &tls_secret("web-cert", &cert_v1, &key_v1));
     within("ready after the Secret appeared", SPEC_BOUND, || {
         (http_in(&ns, 15021, "/healthz/ready").0 == 200).then_some(())
     });
@@ -447,7 +502,7 @@ fn a_gateway_serves_its_secret_over_sds_and_rotates_it_without_dropping_connecti
 
     // Rotated: new handshakes get the new certificate within 10 s; the open connection goes on.
     let (cert_v2, key_v2) = pki.issue("web v2");
-    replace_file(&secret_file, &tls_secret(&cert_v2, &key_v2));
+    replace_file(&secret_file, &tls_secret("web-cert", &cert_v2, &key_v2));
     within(
         "new handshakes get the rotated certificate",
         SPEC_BOUND,
@@ -468,6 +523,124 @@ fn a_gateway_serves_its_secret_over_sds_and_rotates_it_without_dropping_connecti
         Some(0)
     );
     assert_eq!(http_in(&ns, 15021, "/healthz/ready").0, 200);
-    cancel.cancel();
+
+    // A listener update naming a Secret that does not exist yet warms (the old listener serves on):
+    // the gateway is not ready until the Secret comes. (A Service selecting the pod changes its own
+    // listener, so it is pushed again, through the hook naming `api-cert`.)
+    SECOND_SECRET.store(true, std::sync::atomic::Ordering::SeqCst);
+    std::fs::write(config.join("svc.yaml"), SERVICE).unwrap();
+    within("the updated listener warms", SPEC_BOUND, || {
+        (stat(&ns, "listener_manager.total_listeners_warming") == Some(1)).then_some(())
+    });
+    let (status, body) = http_in(&ns, 15021, "/healthz/ready");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("warming"), "{body}");
+    let (cert_api, key_api) = pki.issue("api v1");
+    replace_file(
+        &config.join("api-cert.yaml"),
+        &tls_secret("api-cert", &cert_api, &key_api),
+    );
+    within(
+        "ready once the new listener has its Secret",
+        SPEC_BOUND,
+        || (http_in(&ns, 15021, "/healthz/ready").0 == 200).then_some(()),
+    );
+    let c = client.clone();
+    let (_, leaf) = ns.run_in(None, move || connect(&c)).unwrap();
+    assert_eq!(subject_cn(&leaf), "api v1");
+    assert_eq!(cp.sds_nacks(), 0, "Envoy accepted every SDS response");
+    drop(cp);
     drop(agent);
+}
+
+/// Envoy bootstrapped by `meshd bootstrap` in `ns`, straight to the control plane (no agent), over
+/// state-of-the-world ADS.
+fn start_sotw_envoy(ns: &NetNs, dir: &Path, envoy: &Path, socket: &Path) -> anyhow::Result<Guard> {
+    let bootstrap = std::process::Command::new(MESHD)
+        .args([
+            "bootstrap",
+            "--node-id",
+            NODE,
+            "--format",
+            "json",
+            "--xds-api",
+            "sotw",
+        ])
+        .args([
+            "--label",
+            "app=edge,meshd.io/gateway=edge",
+            "--service-account",
+            "edge",
+        ])
+        .args(["--pod-ip", "10.1.0.9"])
+        .arg("--xds-address")
+        .arg(format!("unix:{}", socket.display()))
+        .output()?;
+    anyhow::ensure!(
+        bootstrap.status.success(),
+        "meshd bootstrap: {}",
+        String::from_utf8_lossy(&bootstrap.stderr)
+    );
+    let file = dir.join("envoy.json");
+    std::fs::write(&file, &bootstrap.stdout)?;
+    let log = std::fs::File::create(dir.join("envoy.log"))?;
+    let child = ns
+        .command(envoy.to_str().context("envoy path")?)
+        .arg("-c")
+        .arg(&file)
+        .args(["--disable-hot-restart", "--log-level", "info"])
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()?;
+    Ok(Guard(child))
+}
+
+#[test]
+fn over_sotw_a_missing_secret_is_waited_for_without_a_nack() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    SECOND_SECRET.store(false, std::sync::atomic::Ordering::SeqCst);
+    let Some(envoy) = prerequisites("gateway_credentials_envoy sotw") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let config = d.join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(config.join("mesh.yaml"), MESH).unwrap();
+    std::fs::write(config.join("gw-0.yaml"), POD).unwrap();
+    let socket = d.join("xds.sock");
+    let cp = ControlPlane::start(&config, &socket);
+    let ns = NetNs::new("gwsotw").unwrap();
+    let _envoy = start_sotw_envoy(&ns, &d, &envoy, &socket).unwrap();
+    within(
+        "Envoy asks for the certificate",
+        Duration::from_secs(30),
+        || {
+            http_in(&ns, 15000, "/config_dump?resource=dynamic_warming_secrets")
+                .1
+                .contains("kubernetes://web-cert")
+                .then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        cp.sds_nacks(),
+        0,
+        "no SDS answer Envoy rejects while the Secret is missing"
+    );
+    let pki = Pki::new();
+    let client = pki.client_config();
+    let (cert, key) = pki.issue("web sotw");
+    replace_file(
+        &config.join("web-cert.yaml"),
+        &tls_secret("web-cert", &cert, &key),
+    );
+    let leaf = within("the certificate is served", SPEC_BOUND, || {
+        let c = client.clone();
+        ns.run_in(None, move || connect(&c))
+            .ok()
+            .map(|(_, leaf)| leaf)
+    });
+    assert_eq!(subject_cn(&leaf), "web sotw");
+    assert_eq!(cp.sds_nacks(), 0);
 }

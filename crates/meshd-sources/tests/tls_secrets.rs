@@ -117,3 +117,49 @@ fn a_malformed_tls_secret_names_file_secret_and_field_never_the_key() {
         "{err}"
     );
 }
+
+const GATEWAY: &str = "apiVersion: networking.meshd.io/v1alpha1\nkind: Gateway\nmetadata: {name: web, namespace: edge}\nspec:\n  selector: {app: edge}\n  servers:\n  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [\"*/web.example.com\"]\n    tls: {mode: SIMPLE, credentialName: web-cert}\n";
+const OTHER_GATEWAY: &str = "apiVersion: networking.meshd.io/v1alpha1\nkind: Gateway\nmetadata: {name: plain, namespace: edge}\nspec:\n  selector: {app: edge}\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*/web.example.com\"]\n";
+
+#[test]
+fn a_gateway_naming_a_missing_secret_file_is_rejected_until_the_file_comes() {
+    use meshd_api::status::VerdictKey;
+    use meshd_translate::{TranslateSettings, Translator};
+    let dir = tempfile::tempdir().unwrap();
+    let gw = dir.path().join("gateway.yaml");
+    std::fs::write(&gw, format!("{GATEWAY}---\n{OTHER_GATEWAY}")).unwrap();
+    let index = SharedIndex::default();
+    let mut source = FileSource::new(dir.path(), index.clone());
+    source.scan().unwrap();
+    let mut translator = Translator::new(TranslateSettings::default());
+    let origins = source.origins();
+    let mut line = |name: &str| {
+        let (changes, _) = index.take();
+        let (mesh, _) = translator.apply(changes);
+        let key = VerdictKey::new("Gateway", "edge", name);
+        meshd_sources::verdict_line(&origins, &key, &mesh.verdicts[&key])
+    };
+    assert_eq!(
+        line("web"),
+        format!(
+            "{}: Gateway edge/web: spec.servers[0].tls.credentialName: \"web-cert\" names no kubernetes.io/tls Secret in namespace edge (not applied) (DanglingReference)",
+            gw.display()
+        )
+    );
+    assert_eq!(
+        line("plain"),
+        format!("{}: Gateway edge/plain: accepted", gw.display()),
+        "the other Gateway is unaffected"
+    );
+    let (cert, key) = pki("web.example.com");
+    std::fs::write(
+        dir.path().join("web-cert.yaml"),
+        tls_secret("web-cert", &cert, &key),
+    )
+    .unwrap();
+    source.scan().unwrap();
+    assert_eq!(
+        line("web"),
+        format!("{}: Gateway edge/web: accepted", gw.display())
+    );
+}

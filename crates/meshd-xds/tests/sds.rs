@@ -14,6 +14,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use envoy_types::pb::google::protobuf::Any;
+use meshd_api::syncz::{SyncState, Timestamp, XdsType};
 use meshd_index::{Index, SharedIndex};
 use meshd_translate::facts::{Fact, FactKind, ObjectKey, TlsCredential, Workload};
 use meshd_translate::{ResourceType, TranslateSettings};
@@ -58,6 +59,7 @@ fn credential(ns: &str, tag: &str) -> (ObjectKey, Option<Fact>) {
 
 struct Harness {
     index: SharedIndex,
+    server: XdsServer,
     addr: SocketAddr,
     cancel: CancellationToken,
 }
@@ -94,9 +96,11 @@ async fn start() -> Harness {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { server.serve_tcp(listener).await.unwrap() });
+    let s = server.clone();
+    tokio::spawn(async move { s.serve_tcp(listener).await.unwrap() });
     Harness {
         index,
+        server,
         addr,
         cancel,
     }
@@ -186,6 +190,23 @@ async fn sotw_serves_a_credential_by_name_and_pushes_its_rotation() {
     })
     .await
     .unwrap();
+    // /debug/syncz shows the type as SDS, acknowledged.
+    let acked = async {
+        loop {
+            let list = h.server.proxies().list();
+            let sds = list
+                .iter()
+                .find(|p| p.node_id == "gw-0.edge")
+                .and_then(|p| p.types.get(&XdsType::Sds).cloned());
+            if let Some(t) = sds.filter(|t| t.state(Timestamp::now()) == SyncState::Synced) {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, acked)
+        .await
+        .expect("SDS SYNCED in syncz");
     h.rotate("2");
     let pushed = next(&mut rx).await;
     assert_ne!(pushed.version_info, r.version_info);

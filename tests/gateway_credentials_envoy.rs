@@ -1,8 +1,8 @@
 //! Gateway TLS credentials with real parts (SPEC §10): a file-fed control plane (in-process, for the
 //! test-only resource hook), `meshd agent --gateway` running a real Envoy in its own network namespace,
-//! and a `kubernetes.io/tls` Secret file. The gateway listeners' translation is another part's (issue
-//! 11), so the hook turns the gateway proxy's own listener into a TLS listener naming
-//! `kubernetes://web-cert` over ADS. Proven: the listener warms and the agent is not ready while the
+//! and a `kubernetes.io/tls` Secret file. The SDS mechanics on their own: the hook turns the listener
+//! of the pod's plain-HTTP Gateway into a hand-built TLS listener naming `kubernetes://web-cert` over
+//! ADS (`tests/gateway_tls_envoy.rs` has the translated HTTPS servers end to end). Proven: the listener warms and the agent is not ready while the
 //! Secret is missing; within 10 s of the Secret file appearing the agent is ready and Envoy serves that
 //! certificate (checked with rustls against a test CA); within 10 s of the file changing new handshakes
 //! get the new certificate while a connection opened before keeps working, and Envoy was not
@@ -54,9 +54,10 @@ const HOST: &str = "web.example.com";
 const BODY: &str = "through the gateway";
 
 const MESH: &str = "apiVersion: meshd.io/v1alpha1\nkind: Mesh\nmetadata: {name: default}\nspec:\n  mtls: {mode: DISABLE}\n";
-/// A Service selecting the gateway pod: changes the pod's own listener.
-const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: edge, namespace: edge}\nspec:\n  clusterIP: 10.96.0.50\n  selector: {app: edge}\n  ports: [{name: https, port: 443, targetPort: 8443}]\n";
-const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: gw-0, namespace: edge, labels: {app: edge, meshd.io/gateway: edge}}\nspec:\n  serviceAccountName: edge\n  containers: [{name: agent, image: meshd}]\nstatus: {podIP: 10.1.0.9}\n";
+/// The gateway pod, and a Gateway selecting it (plain HTTP on 7000: the listener the hook turns into
+/// the TLS one).
+const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: gw-0, namespace: edge, labels: {app: edge, meshd.io/gateway: edge}}\nspec:\n  serviceAccountName: edge\n  containers: [{name: agent, image: meshd}]\nstatus: {podIP: 10.1.0.9}\n---\napiVersion: networking.meshd.io/v1alpha1\nkind: Gateway\nmetadata: {name: edge, namespace: edge}\nspec:\n  selector: {app: edge}\n  servers: [{port: {number: 7000, name: http, protocol: HTTP}, hosts: [\"*\"]}]\n";
+const HOOKED: &str = "0.0.0.0_7000";
 
 struct Guard(Child);
 
@@ -236,7 +237,7 @@ fn gateway_listener(name: &str) -> Listener {
     }
 }
 
-/// The hook: the proxy's own `virtualInbound` becomes the gateway listener (same name).
+/// The hook: the gateway proxy's own listener from its Gateway becomes the TLS listener (same name).
 fn to_gateway_listener(ty: ResourceType, any: &mut Any) {
     if ty != ResourceType::Listener {
         return;
@@ -244,7 +245,7 @@ fn to_gateway_listener(ty: ResourceType, any: &mut Any) {
     let Ok(listener) = Listener::decode(any.value.as_slice()) else {
         return;
     };
-    if listener.name == meshd_translate::VIRTUAL_INBOUND {
+    if listener.name == HOOKED {
         any.value = gateway_listener(&listener.name).encode_to_vec();
     }
 }
@@ -525,10 +526,13 @@ fn a_gateway_serves_its_secret_over_sds_and_rotates_it_without_dropping_connecti
     assert_eq!(http_in(&ns, 15021, "/healthz/ready").0, 200);
 
     // A listener update naming a Secret that does not exist yet warms (the old listener serves on):
-    // the gateway is not ready until the Secret comes. (A Service selecting the pod changes its own
-    // listener, so it is pushed again, through the hook naming `api-cert`.)
+    // the gateway is not ready until the Secret comes. (The Gateway's server turned TCP changes the
+    // pod's own listener, so it is pushed again, through the hook naming `api-cert`.)
     SECOND_SECRET.store(true, std::sync::atomic::Ordering::SeqCst);
-    std::fs::write(config.join("svc.yaml"), SERVICE).unwrap();
+    replace_file(
+        &config.join("gw-0.yaml"),
+        &POD.replace("name: http, protocol: HTTP", "name: tcp, protocol: TCP"),
+    );
     within("the updated listener warms", SPEC_BOUND, || {
         (stat(&ns, "listener_manager.total_listeners_warming") == Some(1)).then_some(())
     });

@@ -175,7 +175,8 @@ impl Scope {
             })
             .collect();
         let j = judge(domain, &self.services, &ses, &drs, &vss, &in_force);
-        let mut out = Vec::new();
+        // The Secrets the control plane would refuse first: a Gateway naming one is reported next.
+        let mut out = self.reduced.clone();
         lines(&mut out, "Gateway", &self.gateways, &gj);
         lines(
             &mut out,
@@ -195,7 +196,6 @@ impl Scope {
             &self.virtual_services,
             &j.virtual_services,
         );
-        out.extend(self.reduced.iter().cloned());
         out
     }
 }

@@ -99,6 +99,24 @@ pub(crate) fn credential_resources(
     out
 }
 
+/// Every SDS name the credentials of `namespace` can answer: each Secret's, and its `-cacert` when it
+/// has `ca.crt`. A gateway proxy may fetch these (as Istio lets a gateway read its namespace's TLS
+/// Secrets); Envoy asks by name, so only what its listeners reference goes out.
+pub(crate) fn credential_names(credentials: &Credentials, namespace: &str) -> BTreeSet<String> {
+    let from = ObjectKey::new(namespace, String::new());
+    let mut out = BTreeSet::new();
+    for (key, c) in credentials.range(from..) {
+        if key.namespace != namespace {
+            break;
+        }
+        out.insert(credential_sds_name(&key.name));
+        if c.ca.is_some() {
+            out.insert(credential_ca_sds_name(&key.name));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;

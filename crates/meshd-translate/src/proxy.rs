@@ -6,7 +6,7 @@ use std::sync::Arc;
 use meshd_api::MeshSpec;
 
 use crate::authz::{AuthzPolicies, workload_rbac};
-use crate::credentials::{Credentials, credential_resources};
+use crate::credentials::{Credentials, credential_names, credential_resources};
 use crate::facts::{ObjectKey, Workload};
 use crate::gateway::{GatewayInputs, gateway_config, is_gateway, namespace_services, pod_ports};
 use crate::inbound::{InboundPolicy, inbound_cluster, inbound_ports, virtual_inbound};
@@ -156,8 +156,10 @@ impl CompiledMesh {
         for r in &gw.routes {
             own.push(ResourceType::Route, Resource::new(r.name.clone(), r));
         }
-        // Only the credentials its servers name, of its own namespace (SPEC §10).
-        for secret in self.credential_resources(&node.namespace, &gw.credentials) {
+        // Its own namespace's credentials only (SPEC §10); Envoy asks for those its listeners name,
+        // so a listener waits for a Secret until it exists (even one whose Gateway is not in force).
+        let names = credential_names(&self.credentials, &node.namespace);
+        for secret in self.credential_resources(&node.namespace, &names) {
             own.push(ResourceType::Secret, secret);
         }
         ProxyConfig {

@@ -141,9 +141,26 @@ pub(super) fn mesh() -> Vec<FactChange> {
     ]
 }
 
+/// The `kubernetes.io/tls` credentials the tests' HTTPS servers name, in the gateway pod's namespace
+/// (without them their Gateways are rejected); `b-cert` carries a client CA.
+fn credentials() -> Vec<FactChange> {
+    ["a-cert", "b-cert", "any-cert", "again", "db-cert"]
+        .into_iter()
+        .map(|name| {
+            let fact = Fact::TlsCredential(Arc::new(crate::facts::TlsCredential {
+                cert_chain: format!("cert of {name}").into_bytes(),
+                key: format!("key of {name}").into_bytes(),
+                ca: (name == "b-cert").then(|| b"client CA".to_vec()),
+            }));
+            change(FactKind::TlsCredential, "edge", name, Some(fact))
+        })
+        .collect()
+}
+
 pub(super) fn compile(extra: Vec<FactChange>) -> (Translator, CompiledMesh) {
     let mut t = Translator::new(TranslateSettings::default());
     let mut changes = mesh();
+    changes.extend(credentials());
     changes.extend(extra);
     let (compiled, _) = t.apply(changes);
     (t, compiled)

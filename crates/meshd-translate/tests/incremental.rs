@@ -527,12 +527,30 @@ fn apply_edit(state: &mut State, edit: &Edit) -> Vec<FactChange> {
         .collect()
 }
 
+/// The synthetic mesh, and in every namespace the `kubernetes.io/tls` credential `c` that the
+/// Gateways' HTTPS servers name (without it they would be rejected, and a rejected update keeps the
+/// previous version in force: history, which a translation from nothing cannot know).
 fn initial() -> State {
-    synthetic_mesh(9, 2)
+    let mut state: State = synthetic_mesh(9, 2)
         .changes()
         .into_iter()
         .map(|c| ((c.kind, c.key), c.fact.expect("all present")))
-        .collect()
+        .collect();
+    for ns in 0..9 {
+        let credential = meshd_translate::facts::TlsCredential {
+            cert_chain: b"certificate".to_vec(),
+            key: b"key".to_vec(),
+            ca: None,
+        };
+        state.insert(
+            (
+                FactKind::TlsCredential,
+                ObjectKey::new(format!("ns-{ns}"), "c"),
+            ),
+            Fact::TlsCredential(Arc::new(credential)),
+        );
+    }
+    state
 }
 
 proptest! {

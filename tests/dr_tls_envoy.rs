@@ -165,14 +165,14 @@ fn destination_rule_tls_disable_mesh_mutual_and_simple_on_real_envoy() {
     assert!(xfcc.contains(&frontend_id), "auto mTLS first: {xfcc:?}");
 
     // DISABLE wins over auto mTLS: plaintext to a meshed pod that would take mTLS.
-    mesh.write_file("reviews-dr.yaml", Some(&rule("reviews", "{mode: DISABLE}")))
+    mesh.write_config_file("reviews-dr.yaml", Some(&rule("reviews", "{mode: DISABLE}")))
         .unwrap();
     eventually("plaintext to reviews after DISABLE", || {
         let body = reviews_xfcc(&mesh)?;
         body.is_empty().then_some(()).ok_or(body)
     });
     // MESH_MUTUAL: the mesh's identity again, SAN checked.
-    mesh.write_file(
+    mesh.write_config_file(
         "reviews-dr.yaml",
         Some(&rule("reviews", "{mode: MESH_MUTUAL}")),
     )
@@ -209,9 +209,9 @@ fn destination_rule_tls_disable_mesh_mutual_and_simple_on_real_envoy() {
             ),
         )
     };
-    mesh.write_file("secure.yaml", Some(&secure_service()))
+    mesh.write_config_file("secure.yaml", Some(&secure_service()))
         .unwrap();
-    mesh.write_file("secure-dr.yaml", Some(&simple("secure.example.com")))
+    mesh.write_config_file("secure-dr.yaml", Some(&simple("secure.example.com")))
         .unwrap();
     eventually(
         "an answer from the TLS backend through SIMPLE",
@@ -229,7 +229,7 @@ fn destination_rule_tls_disable_mesh_mutual_and_simple_on_real_envoy() {
         "the client side did TLS: {handshakes:?}"
     );
     // A SAN the server's certificate does not carry: the handshake fails, no answer from the backend.
-    mesh.write_file("secure-dr.yaml", Some(&simple("other.example.com")))
+    mesh.write_config_file("secure-dr.yaml", Some(&simple("other.example.com")))
         .unwrap();
     eventually("a wrong SAN refused", || {
         match from_frontend(&mesh, SECURE_VIP, "/") {

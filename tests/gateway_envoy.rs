@@ -329,9 +329,9 @@ fn a_gateway_routes_by_host_redirects_forwards_tcp_and_passes_tls_through_on_rea
         mesh.declare_pod(name, app, ip).expect("config");
         mesh.start_pod(name, app, ip).expect("pod");
     }
-    mesh.write_file("cluster.yaml", Some(&cluster_objects()))
+    mesh.write_config_file("cluster.yaml", Some(&cluster_objects()))
         .unwrap();
-    mesh.write_file("edge.yaml", Some(EDGE)).unwrap();
+    mesh.write_config_file("edge.yaml", Some(EDGE)).unwrap();
     mesh.wait_ready(READY).expect("every sidecar ready");
 
     let certs = tempfile::tempdir().unwrap();
@@ -444,7 +444,8 @@ fn a_gateway_routes_by_host_redirects_forwards_tcp_and_passes_tls_through_on_rea
     assert!(refused.is_err(), "an unmatched SNI is closed: {refused:?}");
 
     // A younger Gateway claiming 8080 as TCP is rejected whole: 7000 never appears, 8080 still HTTP.
-    mesh.write_file("conflict.yaml", Some(CONFLICT)).unwrap();
+    mesh.write_config_file("conflict.yaml", Some(CONFLICT))
+        .unwrap();
     eventually("the conflict's verdict logged", || {
         let log = mesh.control_plane_log();
         log.lines()
@@ -468,7 +469,8 @@ fn a_gateway_routes_by_host_redirects_forwards_tcp_and_passes_tls_through_on_rea
     let mut https = TLS_EDGE.to_string();
     https.push_str(&tls_secret(certs.path(), "a-tls", "a.example.com", false));
     https.push_str(&tls_secret(certs.path(), "b-tls", "b.example.com", true));
-    mesh.write_file("tls-edge.yaml", Some(&https)).unwrap();
+    mesh.write_config_file("tls-edge.yaml", Some(&https))
+        .unwrap();
     eventually("the HTTPS listeners in Envoy's config", || {
         let dump = admin(gateway_ns, "/config_dump");
         let wanted = [

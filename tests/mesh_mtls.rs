@@ -192,7 +192,7 @@ fn peer_authentication_precedence_and_authorization_policies_on_real_envoy() {
     let allow = format!(
         "apiVersion: security.meshd.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {{name: reviews-allow, namespace: demo}}\nspec:\n  selector: {{matchLabels: {{app: reviews}}}}\n  action: ALLOW\n  rules:\n  - from: [{{source: {{principals: [cluster.local/ns/demo/sa/frontend]}}}}]\n    to: [{{operation: {{methods: [GET], paths: [/, {XFCC_PATH}, /admin/*]}}}}]\n"
     );
-    mesh.write_file("allow.yaml", Some(&allow)).unwrap();
+    mesh.write_config_file("allow.yaml", Some(&allow)).unwrap();
     eventually("the outsider is denied (no principal)", || {
         let body = status(from_outside(&mesh), 403)?;
         (body == "RBAC: access denied").then_some(()).ok_or(body)
@@ -211,7 +211,7 @@ fn peer_authentication_precedence_and_authorization_policies_on_real_envoy() {
     // DENY comes first: the frontend's /admin/* is denied although allowed.
     assert_eq!(from_frontend(&mesh, "GET", "/admin/x").unwrap().0, 200);
     let deny = "apiVersion: security.meshd.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: reviews-deny, namespace: demo}\nspec:\n  selector: {matchLabels: {app: reviews}}\n  action: DENY\n  rules:\n  - from: [{source: {principals: [cluster.local/ns/demo/sa/frontend]}}]\n    to: [{operation: {paths: [/admin/*]}}]\n";
-    mesh.write_file("deny.yaml", Some(deny)).unwrap();
+    mesh.write_config_file("deny.yaml", Some(deny)).unwrap();
     eventually("DENY before ALLOW", || {
         status(from_frontend(&mesh, "GET", "/admin/x"), 403).map(drop)
     });
@@ -219,7 +219,7 @@ fn peer_authentication_precedence_and_authorization_policies_on_real_envoy() {
     // TCP (network RBAC): the outsider's connection to a port no Service targets, denied by port.
     let tcp_port: SocketAddr = (REVIEWS, UNSERVED_PORT).into();
     let outsider = mesh.outsider(0).unwrap();
-    mesh.write_file("allow.yaml", None).unwrap();
+    mesh.write_config_file("allow.yaml", None).unwrap();
     eventually("ALLOW removed", || {
         status(from_outside(&mesh), 200).map(drop)
     });
@@ -232,7 +232,8 @@ fn peer_authentication_precedence_and_authorization_policies_on_real_envoy() {
     let deny_tcp = format!(
         "apiVersion: security.meshd.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {{name: reviews-tcp, namespace: demo}}\nspec:\n  selector: {{matchLabels: {{app: reviews}}}}\n  action: DENY\n  rules:\n  - to: [{{operation: {{ports: ['{UNSERVED_PORT}']}}}}]\n"
     );
-    mesh.write_file("deny-tcp.yaml", Some(&deny_tcp)).unwrap();
+    mesh.write_config_file("deny-tcp.yaml", Some(&deny_tcp))
+        .unwrap();
     eventually("the TCP connection is closed by network RBAC", || {
         refused(get_in(outsider, None, tcp_port, "/"))
     });
@@ -241,21 +242,22 @@ fn peer_authentication_precedence_and_authorization_policies_on_real_envoy() {
         200,
         "other ports unaffected"
     );
-    mesh.write_file("deny-tcp.yaml", None).unwrap();
-    mesh.write_file("deny.yaml", None).unwrap();
+    mesh.write_config_file("deny-tcp.yaml", None).unwrap();
+    mesh.write_config_file("deny.yaml", None).unwrap();
     eventually("policies removed", || {
         status(from_frontend(&mesh, "GET", "/admin/x"), 200).map(drop)
     });
 
     // Workload STRICT beats a namespace DISABLE, which beats the Mesh's PERMISSIVE.
     let ns_disable = "apiVersion: security.meshd.io/v1alpha1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: demo}\nspec:\n  mtls: {mode: DISABLE}\n";
-    mesh.write_file("pa-ns.yaml", Some(ns_disable)).unwrap();
+    mesh.write_config_file("pa-ns.yaml", Some(ns_disable))
+        .unwrap();
     eventually("namespace DISABLE: the sidecars talk plaintext", || {
         let body = status(from_frontend(&mesh, "GET", XFCC_PATH), 200)?;
         body.is_empty().then_some(()).ok_or(body)
     });
     let workload_strict = "apiVersion: security.meshd.io/v1alpha1\nkind: PeerAuthentication\nmetadata: {name: reviews, namespace: demo}\nspec:\n  selector: {matchLabels: {app: reviews}}\n  mtls: {mode: STRICT}\n";
-    mesh.write_file("pa-reviews.yaml", Some(workload_strict))
+    mesh.write_config_file("pa-reviews.yaml", Some(workload_strict))
         .unwrap();
     eventually("workload STRICT refuses the outsider", || {
         refused(from_outside(&mesh))
@@ -269,7 +271,7 @@ fn peer_authentication_precedence_and_authorization_policies_on_real_envoy() {
     // portLevelMtls: the app port in DISABLE again, the rest of the workload STRICT.
     let port_disable =
         format!("{workload_strict}  portLevelMtls:\n    '{APP_PORT}': {{mode: DISABLE}}\n");
-    mesh.write_file("pa-reviews.yaml", Some(&port_disable))
+    mesh.write_config_file("pa-reviews.yaml", Some(&port_disable))
         .unwrap();
     eventually("portLevelMtls DISABLE on the app port", || {
         status(from_outside(&mesh), 200).map(drop)
@@ -310,7 +312,7 @@ fn kept_alive_connection_gets_the_new_policy(mesh: &Mesh) {
         .unwrap();
     opened_rx.recv().unwrap();
     let deny = "apiVersion: security.meshd.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: no-kept, namespace: demo}\nspec:\n  selector: {matchLabels: {app: reviews}}\n  action: DENY\n  rules:\n  - to: [{operation: {paths: [/kept]}}]\n";
-    mesh.write_file("no-kept.yaml", Some(deny)).unwrap();
+    mesh.write_config_file("no-kept.yaml", Some(deny)).unwrap();
     go_tx.send(()).unwrap();
     let (before, after) = client.join().unwrap().unwrap();
     assert_eq!(
@@ -318,5 +320,5 @@ fn kept_alive_connection_gets_the_new_policy(mesh: &Mesh) {
         (200, 403),
         "a request 5.5 s after the DENY, on a connection opened before it"
     );
-    mesh.write_file("no-kept.yaml", None).unwrap();
+    mesh.write_config_file("no-kept.yaml", None).unwrap();
 }

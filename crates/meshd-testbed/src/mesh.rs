@@ -15,6 +15,7 @@ use anyhow::{Context, bail};
 
 use crate::app::{App, get_in};
 use crate::netns::{Identity, NetNs, checked, link_veth};
+use crate::pki::{DevCa, IssuedCert};
 pub use crate::pod::{ChildGuard, Pod, children, rss_kib};
 
 pub const PROXY: Identity = Identity::new(1337, 1337);
@@ -34,6 +35,8 @@ pub const GATEWAY_LABEL: &str = "meshd.io/gateway";
 /// Where a gateway pod listens for its Service's port 80 and 443 (the operator's defaults).
 pub const GATEWAY_HTTP_PORT: u16 = 8080;
 pub const GATEWAY_HTTPS_PORT: u16 = 8443;
+/// The host `examples/gateway.yaml` serves ([`Mesh::start_example_edge`]).
+pub const EXAMPLE_HOST: &str = "shop.example.com";
 const BRIDGE_ADDR: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 1);
 const BRIDGE: &str = "br0";
 
@@ -154,20 +157,6 @@ impl Mesh {
         self.write_config()
     }
 
-    /// Writes (or, with `None`, removes) one more file of the config directory, e.g. a policy.
-    pub fn write_file(&self, name: &str, yaml: Option<&str>) -> anyhow::Result<()> {
-        let config = self.work.path().join("config");
-        match yaml {
-            Some(yaml) => {
-                let tmp = config.join(format!(".{name}.tmp"));
-                std::fs::write(&tmp, yaml)?;
-                std::fs::rename(&tmp, config.join(name))?;
-            }
-            None => std::fs::remove_file(config.join(name))?,
-        }
-        Ok(())
-    }
-
     /// A namespace on the bridge at `ip` without capture or sidecar: a client outside the mesh.
     pub fn start_outsider(&mut self, ip: Ipv4Addr) -> anyhow::Result<&NetNs> {
         let index = self.outsiders.len();
@@ -257,6 +246,31 @@ impl Mesh {
             ns,
         });
         Ok(self.pods.last().expect("just pushed"))
+    }
+
+    /// The repository's edge example, served: `examples/gateway.yaml` (Gateway `demo/frontend` and the
+    /// VirtualService binding [`EXAMPLE_HOST`] to frontend), the `kubernetes.io/tls` Secret
+    /// `frontend-cert` for that host from a new edge CA, and gateway pod `ingress-0` at `ip`, ready
+    /// within `bound`. The edge CA (clients trust it) and the certificate the gateway serves.
+    pub fn start_example_edge(
+        &mut self,
+        ip: Ipv4Addr,
+        bound: Duration,
+    ) -> anyhow::Result<(DevCa, IssuedCert)> {
+        let ca = DevCa::new()?;
+        let cert = ca.issue(&[EXAMPLE_HOST])?;
+        self.write_config_file(
+            "frontend-cert.yaml",
+            Some(&cert.tls_secret_yaml("frontend-cert", NAMESPACE, None)),
+        )?;
+        self.write_config_file(
+            "gateway.yaml",
+            Some(include_str!("../../../examples/gateway.yaml")),
+        )?;
+        self.declare_gateway("ingress-0", "ingress", ip)?;
+        self.start_gateway("ingress-0", "ingress", ip)?;
+        self.wait_ready(bound)?;
+        Ok((ca, cert))
     }
 
     /// A declared gateway pod: its namespace on the bridge and `meshd agent --gateway` (no capture, no

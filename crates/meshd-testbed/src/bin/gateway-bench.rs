@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use meshd_testbed::load::quantile;
-use meshd_testbed::mesh::{APP_PORT, ChildGuard, GATEWAY_HTTPS_PORT, Mesh, PROXY, wait_for};
-use meshd_testbed::pki::{DevCa, IssuedCert};
+use meshd_testbed::mesh::{
+    APP_PORT, ChildGuard, EXAMPLE_HOST, GATEWAY_HTTPS_PORT, Mesh, PROXY, wait_for,
+};
+use meshd_testbed::pki::IssuedCert;
 use meshd_testbed::tls::{self, TlsClient};
 use meshd_testbed::{prereq, signal};
 
@@ -41,7 +43,7 @@ const FRONTEND: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 10);
 const INGRESS: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 30);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 51);
 const STATIC_PORT: u16 = 9443;
-const SHOP: &str = "shop.example.com";
+const SHOP: &str = EXAMPLE_HOST;
 
 fn main() {
     if let Err(e) = run(Args::parse()) {
@@ -63,19 +65,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut mesh = Mesh::start_with(&meshd, &envoy, "DISABLE")?;
     mesh.declare_pod("frontend-0", "frontend", FRONTEND)?;
     mesh.start_pod("frontend-0", "frontend", FRONTEND)?;
-    let ca = DevCa::new()?;
-    let cert = ca.issue(&[SHOP])?;
-    mesh.write_config_file(
-        "frontend-cert.yaml",
-        Some(&cert.tls_secret_yaml("frontend-cert", "demo", None)),
-    )?;
-    mesh.write_config_file(
-        "gateway.yaml",
-        Some(include_str!("../../../../examples/gateway.yaml")),
-    )?;
-    mesh.declare_gateway("ingress-0", "ingress", INGRESS)?;
-    mesh.start_gateway("ingress-0", "ingress", INGRESS)?;
-    mesh.wait_ready(Duration::from_secs(30))?;
+    let (ca, cert) = mesh.start_example_edge(INGRESS, Duration::from_secs(30))?;
     let _static_envoy = start_static_envoy(&mesh, &envoy, &cert)?;
     mesh.start_outsider(CLIENT)?;
     let roots = ca.ca_pem();

@@ -19,11 +19,10 @@ use clap::Parser;
 use meshd_testbed::app::{HttpConn, XFCC_PATH, get_in};
 use meshd_testbed::load::{answers, latencies, quantile};
 use meshd_testbed::mesh::{
-    APP, APP_PORT, DIRECT_PORT, GATEWAY_HTTP_PORT, GATEWAY_HTTPS_PORT, INBOUND, Mesh, PROXY,
-    REVIEWS_OUTBOUND, REVIEWS_VIP, rss_kib, spiffe_id, wait_for,
+    APP, APP_PORT, DIRECT_PORT, EXAMPLE_HOST, GATEWAY_HTTP_PORT, GATEWAY_HTTPS_PORT, INBOUND, Mesh,
+    PROXY, REVIEWS_OUTBOUND, REVIEWS_VIP, rss_kib, spiffe_id, wait_for,
 };
 use meshd_testbed::mtls_cost::{self, PLAIN_VIP};
-use meshd_testbed::pki::DevCa;
 use meshd_testbed::tls::{self, TlsClient};
 use meshd_testbed::{prereq, signal};
 
@@ -179,7 +178,7 @@ fn show(mesh: &mut Mesh, args: &Args) -> anyhow::Result<()> {
 /// The gateway pod, and the client outside the mesh that calls it (its own namespace).
 const INGRESS: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 30);
 const EDGE_CLIENT: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 51);
-const SHOP: &str = "shop.example.com";
+const SHOP: &str = EXAMPLE_HOST;
 
 /// SPEC §10 with the repository's example: Gateway `demo/frontend` (HTTPS SIMPLE with Secret
 /// `frontend-cert`, HTTP redirected) and the VirtualService binding `shop.example.com` to frontend.
@@ -188,19 +187,7 @@ fn edge(mesh: &mut Mesh) -> anyhow::Result<()> {
         "\n-- 8. the edge: HTTPS from outside the mesh through an ingress gateway to frontend --"
     );
     let t = Instant::now();
-    let ca = DevCa::new()?;
-    let cert = ca.issue(&[SHOP])?;
-    mesh.write_config_file(
-        "frontend-cert.yaml",
-        Some(&cert.tls_secret_yaml("frontend-cert", "demo", None)),
-    )?;
-    mesh.write_config_file(
-        "gateway.yaml",
-        Some(include_str!("../../../../examples/gateway.yaml")),
-    )?;
-    mesh.declare_gateway("ingress-0", "ingress", INGRESS)?;
-    mesh.start_gateway("ingress-0", "ingress", INGRESS)?;
-    mesh.wait_ready(READY)?;
+    let (ca, _) = mesh.start_example_edge(INGRESS, READY)?;
     println!(
         "gateway     : ingress-0 {INGRESS}, meshd agent --gateway ingress (no capture), ready in {:.1?} \
          (a Gateway selects it, its listeners serve with their certificate)",
@@ -443,7 +430,7 @@ fn outsider_refused(mesh: &Mesh) -> anyhow::Result<()> {
 
 fn deny_policy(mesh: &Mesh) -> anyhow::Result<()> {
     let policy = "apiVersion: security.meshd.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: no-admin, namespace: demo}\nspec:\n  selector: {matchLabels: {app: reviews}}\n  action: DENY\n  rules:\n  - from: [{source: {principals: [cluster.local/ns/demo/sa/frontend]}}]\n    to: [{operation: {methods: [GET], paths: [/admin/*]}}]\n";
-    mesh.write_file("no-admin.yaml", Some(policy))?;
+    mesh.write_config_file("no-admin.yaml", Some(policy))?;
     let t = Instant::now();
     wait_for("the DENY policy in force", CHANGE, || {
         Ok(every_reviews_pod(|| {
@@ -462,7 +449,7 @@ fn deny_policy(mesh: &Mesh) -> anyhow::Result<()> {
     if denied != (403, "RBAC: access denied".to_string()) || allowed.0 != 200 {
         bail!("expected 403 \"RBAC: access denied\" and 200, got {denied:?} and {allowed:?}");
     }
-    mesh.write_file("no-admin.yaml", None)?;
+    mesh.write_config_file("no-admin.yaml", None)?;
     wait_for("the DENY policy removed", CHANGE, || {
         Ok(every_reviews_pod(|| {
             call(mesh, "GET", "/admin/users").is_ok_and(|(s, _)| s == 200)

@@ -29,6 +29,8 @@ use meshd_api::mesh::OutboundTrafficPolicy;
 use crate::envoy::{ads, pack, seconds, socket, tcp_proxy_filter};
 use crate::facts::{EndpointSlice, ObjectKey, ServicePort};
 use crate::naming::*;
+use crate::protocol::Protocol;
+use crate::traffic::sni::{SniRoute, tls_chains};
 
 /// One Service port as the builders see it: the Service's names and VIPs, and the port.
 #[derive(Clone, Copy, Debug)]
@@ -270,11 +272,13 @@ pub(crate) fn cidr(ip: &str) -> CidrRange {
 /// `virtualOutbound` on 15001: the original destination picks a filter chain per service VIP:port; what
 /// no service claims goes to the passthrough (ALLOW_ANY) or the blackhole (REGISTRY_ONLY). `views` in
 /// (namespace, service, port) order: the first to claim a VIP:port keeps it.
-/// `tcp` gives a TCP port's filter when a VirtualService routes it (else the port's own cluster).
+/// `tcp` gives a TCP port's filter when a VirtualService routes it (else the port's own cluster);
+/// `sni` a TLS/HTTPS port's `tls[]` routes on its VIPs, chains by SNI before the port's own.
 pub(crate) fn virtual_outbound<'a>(
     views: impl Iterator<Item = PortView<'a>>,
     policy: OutboundTrafficPolicy,
     tcp: &dyn Fn(&PortView<'_>) -> Option<Filter>,
+    sni: &dyn Fn(&PortView<'_>, &[CidrRange]) -> Vec<SniRoute>,
     warnings: &mut Vec<String>,
 ) -> Listener {
     let mut claimed: BTreeSet<(&str, u16)> = BTreeSet::new();
@@ -296,6 +300,17 @@ pub(crate) fn virtual_outbound<'a>(
             continue;
         }
         let stat_prefix = view.cluster;
+        let ranges: Vec<CidrRange> = vips.iter().map(|ip| cidr(ip)).collect();
+        if matches!(view.port.protocol, Protocol::Tls | Protocol::Https) {
+            let routes = sni(&view, &ranges);
+            if !routes.is_empty() {
+                let name = route_name(view.fqdn, port);
+                chains.extend(tls_chains(&name, port, &ranges, routes, Vec::new(), || {
+                    tcp(&view).unwrap_or_else(|| tcp_proxy_filter(stat_prefix, view.cluster))
+                }));
+                continue;
+            }
+        }
         let filter = if view.port.protocol.is_http() {
             http_connection_manager(
                 stat_prefix,
@@ -313,7 +328,7 @@ pub(crate) fn virtual_outbound<'a>(
                 destination_port: Some(UInt32Value {
                     value: u32::from(port),
                 }),
-                prefix_ranges: vips.iter().map(|ip| cidr(ip)).collect(),
+                prefix_ranges: ranges,
                 ..Default::default()
             }),
             filters: vec![filter],

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use meshd_api::MeshSpec;
 use meshd_api::validate::gateway_credentials::SecretFacts;
 
@@ -747,10 +748,22 @@ impl Translator {
                 view.cluster,
             )
         };
+        let sni = |view: &PortView<'_>, addresses: &[CidrRange]| {
+            crate::traffic::service_sni_routes(
+                &self.configs,
+                view.fqdn,
+                view.port.port,
+                &self.settings.cluster_domain,
+                &ports_of,
+                addresses,
+                view.cluster,
+            )
+        };
         let mut listener = virtual_outbound(
             views,
             self.mesh.outbound_traffic_policy,
             &tcp,
+            &sni,
             &mut warnings,
         );
         let entries = self.entry_chains(&listener.filter_chains, &mut warnings);

@@ -7,10 +7,12 @@
 //! TLS (SNI) routes for sidecars (gateways pass TLS through by them: `crate::gateway`); `exportTo` and
 //! `sourceLabels` are not applied per proxy (the routes are shared by every proxy).
 
+pub(crate) mod cidrs;
 pub(crate) mod matches;
 pub(crate) mod policy;
 pub(crate) mod routes;
 pub(crate) mod service_entry;
+pub(crate) mod sni;
 pub(crate) mod subsets;
 pub(crate) mod tcp;
 pub(crate) mod tls;
@@ -184,6 +186,29 @@ pub(crate) fn service_tcp_filter(
         hash: None,
     };
     tcp::tcp_filter(vs, &ctx, stat_prefix)
+}
+
+/// The SNI chains of a TLS/HTTPS port of `fqdn` on `addresses` a VirtualService's `tls[]` routes.
+pub(crate) fn service_sni_routes(
+    configs: &Configs,
+    fqdn: &str,
+    port: u16,
+    domain: &str,
+    ports_of: &dyn Fn(&str) -> Option<Vec<u16>>,
+    addresses: &[envoy_types::pb::envoy::config::core::v3::CidrRange],
+    stat_prefix: &str,
+) -> Vec<sni::SniRoute> {
+    let Some((namespace, vs)) = virtual_service_for(configs, fqdn) else {
+        return Vec::new();
+    };
+    let ctx = RouteContext {
+        namespace,
+        domain,
+        port,
+        ports_of,
+        hash: None,
+    };
+    sni::sni_routes(vs, &ctx, addresses, stat_prefix)
 }
 
 #[cfg(test)]

@@ -33,7 +33,12 @@ use crate::configs::Configs;
 use crate::envoy::{ads, pack, seconds, socket, tcp_proxy_filter};
 use crate::facts::{Config, Fact, FactKind, ObjectKey, ServicePort, TargetPort};
 use crate::naming::{BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, outbound_cluster_name, route_name};
-use crate::outbound::{cidr, http_connection_manager, set_http2};
+use crate::outbound::{http_connection_manager, set_http2};
+use crate::traffic::cidrs::prefix;
+use crate::traffic::sni::{SniRoute, tls_chains};
+
+/// A TLS port's `tls[]` routes on some addresses (none: any address).
+pub(crate) type Sni<'s> = dyn Fn(&EntryPort<'_>, &[CidrRange]) -> Vec<SniRoute> + 's;
 use crate::protocol::Protocol;
 
 /// The accepted ServiceEntries, oldest first (the first to claim an address:port keeps it).
@@ -352,32 +357,15 @@ fn catch_all(policy: OutboundTrafficPolicy) -> VirtualHost {
     virtual_host(name.into(), vec!["*".into()], vec![route])
 }
 
-/// An address or CIDR as a prefix range; `None` for one that is neither.
-fn prefix(address: &str) -> Option<CidrRange> {
-    match address.split_once('/') {
-        Some((ip, len)) => {
-            ip.parse::<std::net::IpAddr>().ok()?;
-            Some(CidrRange {
-                address_prefix: ip.to_string(),
-                prefix_len: Some(UInt32Value {
-                    value: len.parse().ok()?,
-                }),
-            })
-        }
-        None => address
-            .parse::<std::net::IpAddr>()
-            .ok()
-            .map(|_| cidr(address)),
-    }
-}
-
 /// The `virtualOutbound` chains of the entries' ports that nothing in `claimed` (the Services'
 /// `(prefix, port)`s; an empty prefix is the whole port) has; `tcp` gives a TCP port's filter when
-/// a VirtualService routes its host. What is skipped is said in `warnings`.
+/// a VirtualService routes its host, `sni` a TLS port's `tls[]` routes (chains by SNI before the
+/// port's own). What is skipped is said in `warnings`.
 pub(crate) fn outbound_chains(
     ports: &[EntryPort<'_>],
     claimed: &mut BTreeSet<(String, u16)>,
     tcp: &dyn Fn(&EntryPort<'_>) -> Option<Filter>,
+    sni: &Sni<'_>,
     warnings: &mut Vec<String>,
 ) -> Vec<FilterChain> {
     let mut chains = Vec::new();
@@ -390,8 +378,9 @@ pub(crate) fn outbound_chains(
         }
         let http = e.port.protocol.is_http();
         let ranges: Vec<CidrRange> = e.spec.addresses.iter().filter_map(|a| prefix(a)).collect();
-        if ranges.is_empty() && matches!(e.port.protocol, Protocol::Tls | Protocol::Https) {
-            sni_chains(e, ports, claimed, &mut chains, warnings);
+        let tls = matches!(e.port.protocol, Protocol::Tls | Protocol::Https);
+        if ranges.is_empty() && tls {
+            sni_chains(e, ports, claimed, (tcp, sni), &mut chains, warnings);
             continue;
         }
         let original_dst = matches!(e.resolution(), Resolution::None | Resolution::DynamicDns);
@@ -424,13 +413,22 @@ pub(crate) fn outbound_chains(
             continue;
         }
         claimed.extend(keys);
+        let own = || tcp(e).unwrap_or_else(|| tcp_proxy_filter(&e.cluster, &e.cluster));
+        if !http && !ranges.is_empty() && tls {
+            let routes = sni(e, &ranges);
+            if !routes.is_empty() {
+                let name = route_name(e.host, port);
+                chains.extend(tls_chains(&name, port, &ranges, routes, Vec::new(), own));
+                continue;
+            }
+        }
         let filter = match (http, ranges.is_empty()) {
             (true, true) => {
                 claimed.insert(("http".into(), port));
                 rds(&e.cluster, port_route_name(port))
             }
             (true, false) => rds(&e.cluster, route_name(&e.spec.hosts[0], port)),
-            (false, _) => tcp(e).unwrap_or_else(|| tcp_proxy_filter(&e.cluster, &e.cluster)),
+            (false, _) => own(),
         };
         chains.push(FilterChain {
             name: if ranges.is_empty() {
@@ -452,12 +450,14 @@ pub(crate) fn outbound_chains(
     chains
 }
 
-/// A TLS port without addresses: one chain per host by SNI (as Istio's TLS ports), each to its
-/// host's cluster; the listener needs [`tls_inspector`] on the port.
+/// A TLS port without addresses: chains by SNI per host (as Istio's TLS ports), its `tls[]` routes'
+/// then its own name to its `tcp[]` route or cluster; an SNI an earlier chain of the port has is
+/// skipped. The listener needs [`tls_inspector`] on the port.
 fn sni_chains(
     e: &EntryPort<'_>,
     ports: &[EntryPort<'_>],
     claimed: &mut BTreeSet<(String, u16)>,
+    (tcp, sni): (&dyn Fn(&EntryPort<'_>) -> Option<Filter>, &Sni<'_>),
     chains: &mut Vec<FilterChain>,
     warnings: &mut Vec<String>,
 ) {
@@ -466,26 +466,36 @@ fn sni_chains(
         .iter()
         .filter(|o| std::ptr::eq(o.spec, e.spec) && o.port.port == port)
     {
-        if !claimed.insert((format!("sni:{}", host.host), port)) {
-            warnings.push(format!(
-                "ServiceEntry {}/{} port {port}: SNI {} is already claimed; skipped",
-                e.key.namespace, e.key.name, host.host
-            ));
-            continue;
+        let own = || tcp(host).unwrap_or_else(|| tcp_proxy_filter(&host.cluster, &host.cluster));
+        let name = route_name(host.host, port);
+        let built = tls_chains(
+            &name,
+            port,
+            &[],
+            sni(host, &[]),
+            vec![host.host.into()],
+            own,
+        );
+        for mut chain in built {
+            let Some(m) = chain.filter_chain_match.as_mut() else {
+                continue;
+            };
+            let (fresh, taken): (Vec<String>, Vec<String>) = std::mem::take(&mut m.server_names)
+                .into_iter()
+                .partition(|n| claimed.insert((format!("sni:{n}"), port)));
+            if !taken.is_empty() {
+                warnings.push(format!(
+                    "ServiceEntry {}/{} port {port}: SNI {} is already claimed; skipped",
+                    e.key.namespace,
+                    e.key.name,
+                    taken.join(", ")
+                ));
+            }
+            if !fresh.is_empty() {
+                m.server_names = fresh;
+                chains.push(chain);
+            }
         }
-        chains.push(FilterChain {
-            name: route_name(host.host, port),
-            filter_chain_match: Some(FilterChainMatch {
-                destination_port: Some(UInt32Value {
-                    value: u32::from(port),
-                }),
-                server_names: vec![host.host.to_string()],
-                transport_protocol: "tls".into(),
-                ..Default::default()
-            }),
-            filters: vec![tcp_proxy_filter(&host.cluster, &host.cluster)],
-            ..Default::default()
-        });
     }
 }
 

@@ -2,6 +2,7 @@
 //! load assignments and routes, recompiled whenever what is in force or the outbound policy changes
 //! (only the resources whose bytes differ are pushed), and their `virtualOutbound` chains.
 
+use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use envoy_types::pb::envoy::config::listener::v3::FilterChain;
 
 use super::{ChangeSet, Translator};
@@ -131,6 +132,18 @@ impl Translator {
                 &e.cluster,
             )
         };
-        outbound_chains(&ports, &mut claimed, &tcp, warnings)
+        let sni = |e: &EntryPort<'_>, addresses: &[CidrRange]| {
+            let ports_of = |fqdn: &str| self.ports_of(fqdn);
+            crate::traffic::service_sni_routes(
+                &self.configs,
+                e.host,
+                e.port.port,
+                &self.settings.cluster_domain,
+                &ports_of,
+                addresses,
+                &e.cluster,
+            )
+        };
+        outbound_chains(&ports, &mut claimed, &tcp, &sni, warnings)
     }
 }

@@ -738,13 +738,14 @@ impl Translator {
             .iter()
             .flat_map(|(key, service)| service.views(key));
         let ports_of = |fqdn: &str| self.ports_of(fqdn);
-        let tcp = |view: &PortView<'_>| {
-            crate::traffic::service_tcp_filter(
+        let tcp = |view: &PortView<'_>, addresses: &[CidrRange]| {
+            crate::traffic::service_tcp_chains(
                 &self.configs,
                 view.fqdn,
                 view.port.port,
                 &self.settings.cluster_domain,
                 &ports_of,
+                addresses,
                 view.cluster,
             )
         };

@@ -168,24 +168,35 @@ pub(crate) fn routing_to(
     touched
 }
 
-/// The `tcp_proxy` of a TCP service port a VirtualService's `tcp[]` routes, if one does.
-pub(crate) fn service_tcp_filter(
+/// The chains of a TCP (or TLS) port of `fqdn` on `addresses` (empty: any address): a
+/// VirtualService's `tcp[]` routes, then `cluster` (the port's own) for the rest; each `tcp_proxy`
+/// with its DestinationRule's `connectionPool.tcp.idleTimeout`.
+pub(crate) fn service_tcp_chains(
     configs: &Configs,
     fqdn: &str,
     port: u16,
     domain: &str,
     ports_of: &dyn Fn(&str) -> Option<Vec<u16>>,
-    stat_prefix: &str,
-) -> Option<envoy_types::pb::envoy::config::listener::v3::Filter> {
-    let (namespace, vs) = virtual_service_for(configs, fqdn)?;
-    let ctx = RouteContext {
+    addresses: &[envoy_types::pb::envoy::config::core::v3::CidrRange],
+    cluster: &str,
+) -> Vec<tcp::TcpChain> {
+    let idle = cluster_policy(configs, fqdn, port, None).tcp_idle_timeout();
+    let vs = virtual_service_for(configs, fqdn);
+    let ctx = vs.map(|(namespace, _)| RouteContext {
         namespace,
         domain,
         port,
         ports_of,
         hash: None,
-    };
-    tcp::tcp_filter(vs, &ctx, stat_prefix)
+    });
+    let routed = vs.zip(ctx.as_ref()).map(|((_, vs), ctx)| (vs, ctx));
+    let mut chains = tcp::tcp_chains(routed, addresses, cluster, || {
+        crate::envoy::tcp_proxy_filter(cluster, cluster)
+    });
+    for c in &mut chains {
+        c.filter = tcp::with_idle_timeout(std::mem::take(&mut c.filter), idle);
+    }
+    chains
 }
 
 /// The SNI chains of a TLS/HTTPS port of `fqdn` on `addresses` a VirtualService's `tls[]` routes.
@@ -208,7 +219,12 @@ pub(crate) fn service_sni_routes(
         ports_of,
         hash: None,
     };
-    sni::sni_routes(vs, &ctx, addresses, stat_prefix)
+    let idle = cluster_policy(configs, fqdn, port, None).tcp_idle_timeout();
+    let mut routes = sni::sni_routes(vs, &ctx, addresses, stat_prefix);
+    for r in &mut routes {
+        r.filter = tcp::with_idle_timeout(std::mem::take(&mut r.filter), idle);
+    }
+    routes
 }
 
 #[cfg(test)]

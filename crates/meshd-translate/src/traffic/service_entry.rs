@@ -16,8 +16,8 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
 use envoy_types::pb::envoy::config::listener::v3::{
-    Filter, FilterChain, FilterChainMatch, ListenerFilter, ListenerFilterChainMatchPredicate,
-    listener_filter, listener_filter_chain_match_predicate,
+    Filter, FilterChain, ListenerFilter, ListenerFilterChainMatchPredicate, listener_filter,
+    listener_filter_chain_match_predicate,
 };
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, Route, RouteConfiguration, VirtualHost, route,
@@ -35,7 +35,11 @@ use crate::facts::{Config, Fact, FactKind, ObjectKey, ServicePort, TargetPort};
 use crate::naming::{BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, outbound_cluster_name, route_name};
 use crate::outbound::{http_connection_manager, set_http2};
 use crate::traffic::cidrs::prefix;
-use crate::traffic::sni::{SniRoute, tls_chains};
+use crate::traffic::sni::{SniRoute, l4_chain, tls_chains};
+use crate::traffic::tcp::TcpChain;
+
+/// A TCP port's chains on some addresses (none: any address): `tcp[]` routes, the host's cluster.
+pub(crate) type Tcp<'s> = dyn Fn(&EntryPort<'_>, &[CidrRange]) -> Vec<TcpChain> + 's;
 
 /// A TLS port's `tls[]` routes on some addresses (none: any address).
 pub(crate) type Sni<'s> = dyn Fn(&EntryPort<'_>, &[CidrRange]) -> Vec<SniRoute> + 's;
@@ -358,13 +362,13 @@ fn catch_all(policy: OutboundTrafficPolicy) -> VirtualHost {
 }
 
 /// The `virtualOutbound` chains of the entries' ports that nothing in `claimed` (the Services'
-/// `(prefix, port)`s; an empty prefix is the whole port) has; `tcp` gives a TCP port's filter when
-/// a VirtualService routes its host, `sni` a TLS port's `tls[]` routes (chains by SNI before the
-/// port's own). What is skipped is said in `warnings`.
+/// `(prefix, port)`s; an empty prefix is the whole port) has; `tcp` gives a TCP port's chains (its
+/// host's `tcp[]` routes, its cluster), `sni` a TLS port's `tls[]` routes (chains by SNI before
+/// those). What is skipped is said in `warnings`.
 pub(crate) fn outbound_chains(
     ports: &[EntryPort<'_>],
     claimed: &mut BTreeSet<(String, u16)>,
-    tcp: &dyn Fn(&EntryPort<'_>) -> Option<Filter>,
+    tcp: &Tcp<'_>,
     sni: &Sni<'_>,
     warnings: &mut Vec<String>,
 ) -> Vec<FilterChain> {
@@ -413,39 +417,52 @@ pub(crate) fn outbound_chains(
             continue;
         }
         claimed.extend(keys);
-        let own = || tcp(e).unwrap_or_else(|| tcp_proxy_filter(&e.cluster, &e.cluster));
-        if !http && !ranges.is_empty() && tls {
-            let routes = sni(e, &ranges);
-            if !routes.is_empty() {
-                let name = route_name(e.host, port);
-                chains.extend(tls_chains(&name, port, &ranges, routes, Vec::new(), own));
-                continue;
+        let name = if ranges.is_empty() {
+            format!("0.0.0.0_{port}")
+        } else {
+            route_name(e.host, port)
+        };
+        if http {
+            let route = if ranges.is_empty() {
+                claimed.insert(("http".into(), port));
+                port_route_name(port)
+            } else {
+                route_name(&e.spec.hosts[0], port)
+            };
+            chains.push(l4_chain(
+                name,
+                port,
+                ranges,
+                Vec::new(),
+                rds(&e.cluster, route),
+            ));
+            continue;
+        }
+        for (k, group) in tcp(e, &ranges).into_iter().enumerate() {
+            let name = if k == 0 {
+                name.clone()
+            } else {
+                format!("{name}.{k}")
+            };
+            // Without ranges only a plain TCP port (TLS ones went by SNI above).
+            let routes = if tls && !group.ranges.is_empty() {
+                sni(e, &group.ranges)
+            } else {
+                Vec::new()
+            };
+            if routes.is_empty() {
+                chains.push(l4_chain(name, port, group.ranges, Vec::new(), group.filter));
+            } else {
+                chains.extend(tls_chains(
+                    &name,
+                    port,
+                    &group.ranges,
+                    routes,
+                    Vec::new(),
+                    || group.filter,
+                ));
             }
         }
-        let filter = match (http, ranges.is_empty()) {
-            (true, true) => {
-                claimed.insert(("http".into(), port));
-                rds(&e.cluster, port_route_name(port))
-            }
-            (true, false) => rds(&e.cluster, route_name(&e.spec.hosts[0], port)),
-            (false, _) => own(),
-        };
-        chains.push(FilterChain {
-            name: if ranges.is_empty() {
-                format!("0.0.0.0_{port}")
-            } else {
-                route_name(e.host, port)
-            },
-            filter_chain_match: Some(FilterChainMatch {
-                destination_port: Some(UInt32Value {
-                    value: u32::from(port),
-                }),
-                prefix_ranges: ranges,
-                ..Default::default()
-            }),
-            filters: vec![filter],
-            ..Default::default()
-        });
     }
     chains
 }
@@ -457,7 +474,7 @@ fn sni_chains(
     e: &EntryPort<'_>,
     ports: &[EntryPort<'_>],
     claimed: &mut BTreeSet<(String, u16)>,
-    (tcp, sni): (&dyn Fn(&EntryPort<'_>) -> Option<Filter>, &Sni<'_>),
+    (tcp, sni): (&Tcp<'_>, &Sni<'_>),
     chains: &mut Vec<FilterChain>,
     warnings: &mut Vec<String>,
 ) {
@@ -466,7 +483,16 @@ fn sni_chains(
         .iter()
         .filter(|o| std::ptr::eq(o.spec, e.spec) && o.port.port == port)
     {
-        let own = || tcp(host).unwrap_or_else(|| tcp_proxy_filter(&host.cluster, &host.cluster));
+        // Any address: the chain of the rest of the port (no ranges), if no subnet route took all.
+        let own = || {
+            tcp(host, &[])
+                .into_iter()
+                .find(|c| c.ranges.is_empty())
+                .map_or_else(
+                    || tcp_proxy_filter(&host.cluster, &host.cluster),
+                    |c| c.filter,
+                )
+        };
         let name = route_name(host.host, port);
         let built = tls_chains(
             &name,

@@ -90,6 +90,30 @@ pub(crate) fn sni_routes(
     out
 }
 
+/// A `virtualOutbound` chain on `port` and `ranges` (empty: any address), by SNI when
+/// `server_names` has some.
+pub(crate) fn l4_chain(
+    name: String,
+    port: u16,
+    ranges: Vec<CidrRange>,
+    server_names: Vec<String>,
+    filter: Filter,
+) -> FilterChain {
+    FilterChain {
+        name,
+        filter_chain_match: Some(FilterChainMatch {
+            destination_port: Some(UInt32Value {
+                value: u32::from(port),
+            }),
+            prefix_ranges: ranges,
+            server_names,
+            ..Default::default()
+        }),
+        filters: vec![filter],
+        ..Default::default()
+    }
+}
+
 /// The chains of one TLS port on `ranges`: one per SNI route (named `<name>.tls<i>`), then `<name>`
 /// for every other SNI with the `*` route, else `fallback`. Without ranges (a port of any address)
 /// the chains match on TLS and `<name>` takes only `own_names` (the host's) that no route took.
@@ -101,23 +125,14 @@ pub(crate) fn tls_chains(
     own_names: Vec<String>,
     fallback: impl FnOnce() -> Filter,
 ) -> Vec<FilterChain> {
-    let chain = |name: String, server_names: Vec<String>, filter: Filter| FilterChain {
-        name,
-        filter_chain_match: Some(FilterChainMatch {
-            destination_port: Some(UInt32Value {
-                value: u32::from(port),
-            }),
-            prefix_ranges: ranges.to_vec(),
-            transport_protocol: if ranges.is_empty() {
-                "tls".into()
-            } else {
-                String::new()
-            },
-            server_names,
-            ..Default::default()
-        }),
-        filters: vec![filter],
-        ..Default::default()
+    let chain = |name: String, server_names: Vec<String>, filter: Filter| {
+        let mut c = l4_chain(name, port, ranges.to_vec(), server_names, filter);
+        if ranges.is_empty()
+            && let Some(m) = c.filter_chain_match.as_mut()
+        {
+            m.transport_protocol = "tls".into();
+        }
+        c
     };
     let mut any = None;
     let mut chains = Vec::new();

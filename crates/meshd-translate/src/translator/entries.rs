@@ -121,14 +121,15 @@ impl Translator {
     ) -> Vec<FilterChain> {
         let ports = entry_ports(&self.configs);
         let mut claimed = claims(chains);
-        let tcp = |e: &EntryPort<'_>| {
+        let tcp = |e: &EntryPort<'_>, addresses: &[CidrRange]| {
             let ports_of = |fqdn: &str| self.ports_of(fqdn);
-            crate::traffic::service_tcp_filter(
+            crate::traffic::service_tcp_chains(
                 &self.configs,
                 e.host,
                 e.port.port,
                 &self.settings.cluster_domain,
                 &ports_of,
+                addresses,
                 &e.cluster,
             )
         };

@@ -2,10 +2,10 @@
 //! host, and its HTTP routes ([`routes`], [`matches`]). Only versions in force (`configs`) are read.
 //!
 //! Subsets are their own EDS clusters ([`subsets`]); DestinationRule policies go on the clusters
-//! ([`policy`]), their `tls` with the endpoints ([`tls`]); `tcp[]` routes are the port's `tcp_proxy`
-//! ([`tcp`]); ServiceEntries become clusters, routes and outbound chains ([`service_entry`]). Not yet:
-//! TLS (SNI) routes for sidecars (gateways pass TLS through by them: `crate::gateway`); `exportTo` and
-//! `sourceLabels` are not applied per proxy (the routes are shared by every proxy).
+//! ([`policy`]), their `tls` with the endpoints ([`tls`]); `tcp[]` routes are the port's `tcp_proxy`s,
+//! by `destinationSubnets` ([`tcp`], [`cidrs`]), `tls[]` routes chains by SNI before them ([`sni`]);
+//! ServiceEntries become clusters, routes and outbound chains ([`service_entry`]). Not yet: `exportTo`
+//! and `sourceLabels` are not applied per proxy (the routes are shared by every proxy).
 
 pub(crate) mod cidrs;
 pub(crate) mod matches;

@@ -171,3 +171,7 @@ pub(crate) fn l4_filter(
         config_type: Some(filter::ConfigType::TypedConfig(pack(&proxy))),
     })
 }
+
+#[cfg(test)]
+#[path = "tcp_tests.rs"]
+mod tests;

@@ -3,7 +3,8 @@
 //! Envoy) and three TLS backends outside the mesh (`openssl s_server`, each with its own certificate
 //! naming `backend-<x>.test`). The app dials the `front` Service's VIP on its TLS port; the sidecar
 //! picks the backend by SNI without terminating TLS, splits one SNI 70/30, sends every other SNI to
-//! front's own endpoint, and closes connections idle longer than front's DestinationRule allows.
+//! front's own endpoint, and closes connections idle longer than front's DestinationRule allows. A
+//! `tcp[]` route by `destinationSubnets` takes part of a ServiceEntry's CIDR.
 //! A DestinationRule with `loadBalancer: PASSTHROUGH` makes the sidecar dial the address the app
 //! dialled instead of the Service's endpoints. Envoy's own stats prove that it rejected nothing.
 //!
@@ -86,6 +87,25 @@ spec:
     route:
     - {destination: {host: tls-a}, weight: 70}
     - {destination: {host: tls-b}, weight: 30}
+---
+# The backends' /30 as a ServiceEntry: to the address dialled, but b's address goes to tls-a.
+apiVersion: networking.meshd.io/v1alpha1
+kind: ServiceEntry
+metadata: {name: backends, namespace: demo}
+spec:
+  hosts: [backends.internal]
+  addresses: [10.44.0.60/30]
+  ports: [{number: 443, name: tcp, protocol: TCP}]
+  resolution: NONE
+---
+apiVersion: networking.meshd.io/v1alpha1
+kind: VirtualService
+metadata: {name: backends, namespace: demo}
+spec:
+  hosts: [backends.internal]
+  tcp:
+  - match: [{destinationSubnets: [10.44.0.62/32, 192.168.0.0/16]}]
+    route: [{destination: {host: tls-a}}]
 ---
 apiVersion: networking.meshd.io/v1alpha1
 kind: DestinationRule
@@ -251,6 +271,17 @@ fn a_sidecar_routes_tls_by_sni_splits_by_weight_and_passes_through_to_the_dialle
         Ok(idle(frontend) > before)
     })
     .unwrap();
+
+    // tcp[] destinationSubnets over the ServiceEntry's CIDR: b's address is routed to tls-a, the
+    // rest of the CIDR goes where it was dialled.
+    let dialled =
+        |ip: Ipv4Addr| backends(frontend, (ip, 443).into(), "direct.test", &roots, 3).unwrap();
+    assert_eq!(dialled(BACKENDS[0]), ["a"; 3]);
+    assert_eq!(
+        dialled(BACKENDS[1]),
+        ["a"; 3],
+        "b's address, by the subnet route"
+    );
 
     // PASSTHROUGH: `direct`'s VIP is backend c's address. Without it the sidecar balances over the
     // endpoint (backend a); with it, it dials what the app dialled (backend c).

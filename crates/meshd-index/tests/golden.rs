@@ -468,4 +468,19 @@ fn service_entries_for_web_pod_match_golden() {
         lds.contains("0.0.0.0_25") && lds.contains("240.0.0.20"),
         "{lds}"
     );
+    // uploads' tls[] route: its SNI to api.github.com, beside uploads' own SNI chain.
+    let chains = json["lds"][0]["filterChains"].as_array().unwrap();
+    let sni = |name: &str| {
+        chains
+            .iter()
+            .find(|c| c["filterChainMatch"]["serverNames"][0] == name)
+            .unwrap_or_else(|| panic!("a chain for SNI {name}"))["filters"][0]["typedConfig"]
+            ["cluster"]
+            .clone()
+    };
+    assert_eq!(sni("eu.uploads.github.com"), "outbound|443||api.github.com");
+    assert_eq!(
+        sni("uploads.github.com"),
+        "outbound|443||uploads.github.com"
+    );
 }

@@ -34,6 +34,7 @@ use crate::envoy::{ads, pack, seconds, socket, tcp_proxy_filter};
 use crate::facts::{Config, Fact, FactKind, ObjectKey, ServicePort, TargetPort};
 use crate::naming::{BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, outbound_cluster_name, route_name};
 use crate::outbound::{http_connection_manager, set_http2};
+use crate::protocol::Protocol;
 use crate::traffic::cidrs::prefix;
 use crate::traffic::sni::{SniRoute, l4_chain, tls_chains};
 use crate::traffic::tcp::TcpChain;
@@ -43,7 +44,6 @@ pub(crate) type Tcp<'s> = dyn Fn(&EntryPort<'_>, &[CidrRange]) -> Vec<TcpChain> 
 
 /// A TLS port's `tls[]` routes on some addresses (none: any address).
 pub(crate) type Sni<'s> = dyn Fn(&EntryPort<'_>, &[CidrRange]) -> Vec<SniRoute> + 's;
-use crate::protocol::Protocol;
 
 /// The accepted ServiceEntries, oldest first (the first to claim an address:port keeps it).
 pub(crate) fn entries(configs: &Configs) -> Vec<(&ObjectKey, &Arc<Config<ServiceEntrySpec>>)> {

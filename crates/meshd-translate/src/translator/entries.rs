@@ -8,6 +8,7 @@ use super::{ChangeSet, Translator};
 use crate::configs::Touched;
 use crate::outbound::PortView;
 use crate::resources::{Resource, ResourceType};
+use crate::traffic::Source;
 use crate::traffic::service_entry::{
     EntryPort, claims, cluster, entry_ports, load_assignment, outbound_chains, route_configurations,
 };
@@ -68,7 +69,7 @@ impl Translator {
         }
         let routes = |e: &EntryPort<'_>| {
             let view = self.entry_view(e);
-            self.vs_routes(&view)
+            self.vs_routes(&view, Source::SHARED)
                 .unwrap_or_else(|| vec![crate::traffic::routes::default_route(&e.cluster, None)])
         };
         for r in route_configurations(&ports, self.mesh.outbound_traffic_policy, &routes) {
@@ -129,6 +130,7 @@ impl Translator {
                 &self.settings.cluster_domain,
                 &ports_of,
                 &e.cluster,
+                Source::SHARED,
             )
         };
         outbound_chains(&ports, &mut claimed, &tcp, warnings)

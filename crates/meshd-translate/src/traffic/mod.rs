@@ -3,9 +3,12 @@
 //!
 //! Subsets are their own EDS clusters ([`subsets`]); DestinationRule policies go on the clusters
 //! ([`policy`]), their `tls` with the endpoints ([`tls`]); `tcp[]` routes are the port's `tcp_proxy`
-//! ([`tcp`]); ServiceEntries become clusters, routes and outbound chains ([`service_entry`]). Not yet:
-//! TLS (SNI) routes for sidecars (gateways pass TLS through by them: `crate::gateway`); `exportTo` and
-//! `sourceLabels` are not applied per proxy (the routes are shared by every proxy).
+//! ([`tcp`]); ServiceEntries become clusters, routes and outbound chains ([`service_entry`]). Which
+//! VirtualService a proxy sees (`exportTo`) and which matches apply to it (`sourceLabels`,
+//! `sourceNamespace`): [`source`]; a proxy whose view differs gets its own routes and chains. Not yet:
+//! TLS (SNI) routes for sidecars (gateways pass TLS through by them: `crate::gateway`);
+//! DestinationRule and ServiceEntry `exportTo` (their clusters are every proxy's), per-proxy views of
+//! ServiceEntry hosts' routes (they get the shared view).
 
 pub(crate) mod matches;
 pub(crate) mod policy;

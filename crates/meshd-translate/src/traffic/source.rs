@@ -89,7 +89,7 @@ pub(crate) fn varies(spec: &VirtualServiceSpec) -> bool {
             .tcp
             .iter()
             .flat_map(|r| &r.matches)
-            .any(|m| !m.source_labels.is_empty())
+            .any(|m| !m.source_labels.is_empty() || m.source_namespace.is_some())
 }
 
 /// What decides a proxy's routes for one host: the VirtualService it sees and which of its
@@ -118,8 +118,8 @@ impl View {
             .tcp
             .iter()
             .flat_map(|r| &r.matches)
-            .filter(|m| !m.source_labels.is_empty())
-            .map(|m| source.selected_by(&m.source_labels, None));
+            .filter(|m| !m.source_labels.is_empty() || m.source_namespace.is_some())
+            .map(|m| source.selected_by(&m.source_labels, m.source_namespace.as_deref()));
         Self {
             virtual_service: Some(key.clone()),
             selected: http.chain(tcp).collect(),

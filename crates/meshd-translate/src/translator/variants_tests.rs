@@ -242,6 +242,28 @@ fn a_tcp_source_labels_match_gives_those_pods_their_own_outbound_chain() {
 }
 
 #[test]
+fn a_tcp_source_namespace_match_applies_only_to_that_namespace() {
+    let vs = virtual_service(
+        "shop/db",
+        1,
+        serde_json::json!({"hosts": ["db"], "tcp": [
+            {"match": [{"sourceNamespace": "other"}], "route": [{"destination": {"host": "db-v2"}}]},
+            {"route": [{"destination": {"host": "db"}}]},
+        ]}),
+    );
+    let (_, mesh) = compile(vec![vs]);
+    let chain = "db.shop.svc.cluster.local:5432";
+    assert_eq!(
+        tcp_routed(&mesh, "c-0.other", chain),
+        "outbound|5432||db-v2.shop.svc.cluster.local"
+    );
+    assert_eq!(
+        tcp_routed(&mesh, "a-0.shop", chain),
+        "outbound|5432||db.shop.svc.cluster.local"
+    );
+}
+
+#[test]
 fn a_label_change_moves_a_pod_between_views_and_marks_only_it() {
     let (mut t, _) = compile(vec![by_source(
         serde_json::json!({"sourceLabels": {"app": "a"}}),

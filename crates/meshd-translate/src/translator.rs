@@ -780,7 +780,7 @@ impl Translator {
         };
         let mut listener =
             virtual_outbound(views, self.mesh.outbound_traffic_policy, &tcp, warnings);
-        let entries = self.entry_chains(&listener.filter_chains, warnings);
+        let entries = self.entry_chains(&listener.filter_chains, source, warnings);
         listener.filter_chains.extend(entries);
         // After original_dst: it matches on the restored destination port.
         listener

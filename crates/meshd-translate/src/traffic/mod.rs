@@ -7,8 +7,7 @@
 //! VirtualService a proxy sees (`exportTo`) and which matches apply to it (`sourceLabels`,
 //! `sourceNamespace`): [`source`]; a proxy whose view differs gets its own routes and chains. Not yet:
 //! TLS (SNI) routes for sidecars (gateways pass TLS through by them: `crate::gateway`);
-//! DestinationRule and ServiceEntry `exportTo` (their clusters are every proxy's), per-proxy views of
-//! ServiceEntry hosts' routes (they get the shared view).
+//! DestinationRule `exportTo` (their policies are every proxy's).
 
 pub(crate) mod matches;
 pub(crate) mod policy;

@@ -1,14 +1,15 @@
-//! Proxies whose routes differ from the shared ones (SPEC §8: a VirtualService's `exportTo`, a
-//! match's `sourceLabels`/`sourceNamespace`): each gets the resources of the hosts it sees
-//! differently as its own, under the shared names, which they shadow
-//! ([`crate::ProxyConfig::get`]). Only hosts a VirtualService with such fields names are looked at,
-//! so a mesh without them costs one scan of the VirtualServices after a judgement that moved
-//! something; proxies with equal views share one set of resources.
+//! Proxies whose routes differ from the shared ones (SPEC §8: a VirtualService's or ServiceEntry's
+//! `exportTo`, a match's `sourceLabels`/`sourceNamespace`): each gets the resources of the hosts it
+//! sees differently as its own, under the shared names, which they shadow
+//! ([`crate::ProxyConfig::get`]), and the entries only it sees. Only hosts a VirtualService with such
+//! fields names, and entries not exported everywhere, are looked at, so a mesh without them costs one
+//! scan of the VirtualServices and ServiceEntries after a judgement that moved something; proxies
+//! with equal views share one set of resources.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use meshd_api::validate::references::{host_matches, resolve_host};
+use meshd_api::validate::references::{Export, host_matches, resolve_host};
 use meshd_api::validate::verdicts::binds_mesh;
 
 use super::{ChangeSet, CompiledService, Translator};
@@ -19,6 +20,7 @@ use crate::node::NodeId;
 use crate::outbound::route_configuration;
 use crate::resources::{Resource, ResourceType};
 use crate::traffic::Source;
+use crate::traffic::service_entry::entries;
 use crate::traffic::source::{View, varies};
 
 /// One proxy's own versions of shared resources (same names, other bodies), sorted by type and name.
@@ -29,6 +31,8 @@ pub(crate) struct ProxyVariants {
     /// The (resolved) hosts of the VirtualServices in force whose routes vary by proxy; wildcards
     /// included.
     hosts: BTreeSet<String>,
+    /// A ServiceEntry in force is not exported everywhere: proxies' views of the entries may differ.
+    restricted_entries: bool,
     /// Each sidecar whose view differs from the shared one, by its Pod.
     pub by_proxy: imbl::OrdMap<ObjectKey, Arc<Variant>>,
 }
@@ -37,6 +41,9 @@ impl ProxyVariants {
     /// Finds the hosts again, after the versions in force changed.
     pub fn find_hosts(&mut self, configs: &Configs, domain: &str) {
         self.hosts.clear();
+        self.restricted_entries = entries(configs)
+            .iter()
+            .any(|(_, c)| !c.spec.export_to.is_empty() && !Export::of(&c.spec.export_to).public);
         for (key, fact) in configs.in_force(FactKind::VirtualService) {
             let Fact::VirtualService(c) = fact else {
                 continue;
@@ -69,7 +76,8 @@ impl Translator {
     /// Every sidecar's variant from the current state; the proxies whose variant changed (or came
     /// or went) are marked in `out`.
     pub(super) fn refresh_variants(&mut self, out: &mut ChangeSet) {
-        if self.variants.hosts.is_empty() && self.variants.by_proxy.is_empty() {
+        let v = &self.variants;
+        if v.hosts.is_empty() && !v.restricted_entries && v.by_proxy.is_empty() {
             return;
         }
         let varying: Vec<(&ObjectKey, &Arc<CompiledService>)> = self
@@ -81,10 +89,41 @@ impl Translator {
             .iter()
             .map(|(_, s)| View::of(&self.configs, &s.fqdn, Source::SHARED))
             .collect();
-        let mut built: HashMap<Vec<(usize, View)>, Option<Arc<Variant>>> = HashMap::new();
+        let entries = entries(&self.configs);
+        // The entry hosts a varying VirtualService names.
+        let entry_hosts: BTreeSet<&str> = entries
+            .iter()
+            .flat_map(|(_, c)| &c.spec.hosts)
+            .map(String::as_str)
+            .filter(|h| self.variants.names(h))
+            .collect();
+        let entries_vary = self.variants.restricted_entries || !entry_hosts.is_empty();
+        // What decides a proxy's view of the entries: the restricted ones exported to it, and its
+        // views of the entry hosts that varying VirtualServices name.
+        let entry_view = |source: Source<'_>| -> Option<(Vec<&ObjectKey>, Vec<View>)> {
+            entries_vary.then(|| {
+                let visible = entries
+                    .iter()
+                    .filter(|(key, c)| {
+                        !c.spec.export_to.is_empty()
+                            && Export::of(&c.spec.export_to)
+                                .visible_to(&key.namespace, source.namespace)
+                    })
+                    .map(|(key, _)| *key)
+                    .collect();
+                let views = entry_hosts
+                    .iter()
+                    .map(|h| View::of(&self.configs, h, source))
+                    .collect();
+                (visible, views)
+            })
+        };
+        let shared_entries = entry_view(Source::SHARED);
+        type Key<'k> = (Vec<(usize, View)>, Option<(Vec<&'k ObjectKey>, Vec<View>)>);
+        let mut built: HashMap<Key<'_>, Option<Arc<Variant>>> = HashMap::new();
         let mut next = imbl::OrdMap::new();
         for (pod, workload) in &self.workloads {
-            if is_gateway(workload) || varying.is_empty() {
+            if is_gateway(workload) {
                 continue;
             }
             let source = Source {
@@ -99,15 +138,17 @@ impl Translator {
                     (view != shared[i]).then_some((i, view))
                 })
                 .collect();
-            if differs.is_empty() {
+            let own_entries = entry_view(source).filter(|e| Some(e) != shared_entries.as_ref());
+            if differs.is_empty() && own_entries.is_none() {
                 continue;
             }
-            let variant = match built.get(&differs) {
+            let key = (differs, own_entries);
+            let variant = match built.get(&key) {
                 Some(v) => v.clone(),
                 None => {
-                    let services = differs.iter().map(|(i, _)| varying[*i]);
-                    let v = self.variant(services, source);
-                    built.insert(differs, v.clone());
+                    let services = key.0.iter().map(|(i, _)| varying[*i]);
+                    let v = self.variant(services, key.1.is_some(), source);
+                    built.insert(key, v.clone());
                     v
                 }
             };
@@ -132,16 +173,21 @@ impl Translator {
         }
     }
 
-    /// The resources of `services` as proxies of `source` see them, where they differ from the
-    /// shared ones: their HTTP ports' route configurations and, when one has another port,
-    /// `virtualOutbound` (its `tcp[]` chains).
+    /// The resources of `services` (and with `entries`, of the ServiceEntries) as proxies of `source`
+    /// see them, where they differ from the shared ones: their HTTP ports' route configurations and,
+    /// when one has another port, `virtualOutbound` (its `tcp[]` chains); the entries' clusters,
+    /// assignments, routes and chains.
     fn variant<'a>(
         &self,
         services: impl Iterator<Item = (&'a ObjectKey, &'a Arc<CompiledService>)>,
+        entries: bool,
         source: Source<'_>,
     ) -> Option<Arc<Variant>> {
         let mut own: Variant = Vec::new();
-        let mut tcp = false;
+        let mut tcp = entries;
+        if entries {
+            own.extend(self.entry_resources_for(source, |_| {}));
+        }
         for (key, service) in services {
             for view in service.views(key) {
                 if view.vips.is_empty() {

@@ -67,6 +67,22 @@ fn virtual_service(key: &str, created: i64, spec: serde_json::Value) -> FactChan
     at(FactKind::VirtualService, key, Some(fact))
 }
 
+fn service_entry(key: &str, spec: serde_json::Value) -> FactChange {
+    let (ns, name) = key.split_once('/').unwrap();
+    let object: meshd_api::networking::ServiceEntry = serde_json::from_value(serde_json::json!({
+        "apiVersion": "networking.meshd.io/v1alpha1", "kind": "ServiceEntry",
+        "metadata": {"name": name, "namespace": ns}, "spec": spec,
+    }))
+    .unwrap();
+    let fact = Fact::ServiceEntry(Arc::new(Config {
+        generation: None,
+        created: Some(1),
+        problems: object.validate(),
+        spec: object.spec,
+    }));
+    at(FactKind::ServiceEntry, key, Some(fact))
+}
+
 /// reviews and ratings (HTTP), db and db-v2 (TCP) in `shop`; clients `a-0.shop` (app a),
 /// `b-0.shop` (app b) and `c-0.other` (app a).
 fn compile(extra: Vec<FactChange>) -> (Translator, CompiledMesh) {
@@ -294,4 +310,58 @@ fn without_source_matches_or_restricted_exports_no_proxy_has_a_variant() {
     let (_, mesh) = compile(vec![vs]);
     assert!(mesh.variants.is_empty());
     assert_eq!(routed(&mesh, "a-0.shop", REVIEWS), [TO_RATINGS, TO_REVIEWS]);
+}
+
+#[test]
+fn a_service_entry_exported_to_its_namespace_is_only_that_namespaces() {
+    let entry = service_entry(
+        "shop/api",
+        serde_json::json!({"hosts": ["api.example.com"], "addresses": ["240.0.0.1"],
+            "ports": [{"number": 80, "name": "http", "protocol": "HTTP"},
+                      {"number": 5432, "name": "pg", "protocol": "TCP"}],
+            "resolution": "STATIC", "endpoints": [{"address": "192.0.2.1"}], "exportTo": ["."]}),
+    );
+    let (mut t, mesh) = compile(vec![entry]);
+    let cluster = "outbound|80||api.example.com";
+    assert!(
+        mesh.shared(ResourceType::Cluster)
+            .all(|r| &*r.name != cluster)
+    );
+    let chains = |proxy: &str| -> Vec<String> {
+        let config = mesh.proxy_config(&node(proxy));
+        let r = config
+            .get(ResourceType::Listener, crate::VIRTUAL_OUTBOUND)
+            .unwrap();
+        let l = Listener::decode(r.body.value.as_slice()).unwrap();
+        l.filter_chains.into_iter().map(|c| c.name).collect()
+    };
+    for (proxy, sees) in [("a-0.shop", true), ("b-0.shop", true), ("c-0.other", false)] {
+        let config = mesh.proxy_config(&node(proxy));
+        for ty in [ResourceType::Cluster, ResourceType::Endpoint] {
+            assert_eq!(
+                config.get(ty, cluster).is_some(),
+                sees,
+                "{proxy} {}",
+                ty.short()
+            );
+        }
+        let entry_chains = chains(proxy)
+            .into_iter()
+            .filter(|c| c.contains("api.example.com"))
+            .count();
+        assert_eq!(entry_chains > 0, sees, "{proxy}: {:?}", chains(proxy));
+    }
+    // Exported everywhere, it is shared again and no proxy keeps a variant.
+    let (mesh, changed) = t.apply(vec![service_entry(
+        "shop/api",
+        serde_json::json!({"hosts": ["api.example.com"], "addresses": ["240.0.0.1"],
+            "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
+            "resolution": "STATIC", "endpoints": [{"address": "192.0.2.1"}]}),
+    )]);
+    assert!(
+        mesh.shared(ResourceType::Cluster)
+            .any(|r| &*r.name == cluster)
+    );
+    assert!(mesh.variants.is_empty());
+    assert!(changed.affects_proxy(&node("a-0.shop")));
 }

@@ -31,10 +31,14 @@ use crate::outbound::{
 use crate::peer::PeerPolicies;
 use crate::proxy::CompiledMesh;
 use crate::resources::{Resource, ResourceSet, ResourceType};
+use crate::traffic::Source;
 use crate::traffic::subsets::{EndpointPods, Pods, subset_cluster_name, subsets_for};
 
 mod entries;
 mod security;
+mod variants;
+
+pub(crate) use variants::Variant;
 
 use security::{EndpointRef, Touched};
 
@@ -150,6 +154,8 @@ pub struct Translator {
     gateway_warnings: Vec<String>,
     /// Gateway TLS credentials (`kubernetes.io/tls` Secrets), served to gateway proxies over SDS.
     credentials: Credentials,
+    /// Hosts whose routes may differ between proxies, and each proxy's own view of them.
+    variants: variants::ProxyVariants,
 }
 
 /// The Services' hosts, as the verdicts' checks ask for them.
@@ -211,6 +217,7 @@ impl Translator {
             gateways: Arc::default(),
             gateway_warnings: Vec::new(),
             credentials: Credentials::new(),
+            variants: variants::ProxyVariants::default(),
         };
         translator.rebuild_outbound(&mut ChangeSet::default());
         translator
@@ -345,6 +352,8 @@ impl Translator {
             };
             let moved = self.configs.judge(&self.settings.cluster_domain, &hosts);
             if moved {
+                self.variants
+                    .find_hosts(&self.configs, &self.settings.cluster_domain);
                 let touched = self.configs.take_touched(&self.settings.cluster_domain);
                 // A VirtualService's tcp[] routes are in the outbound listener's chains.
                 outbound_dirty |= self.touched_services(&touched, &mut compile);
@@ -392,6 +401,9 @@ impl Translator {
         }
         if outbound_dirty {
             self.rebuild_outbound(&mut out);
+        }
+        if judge || outbound_dirty || !compile.is_empty() || !pods_changed.is_empty() {
+            self.refresh_variants(&mut out);
         }
         (self.compiled(), out)
     }
@@ -513,7 +525,7 @@ impl Translator {
         if let Some(service) = self.services.get(key).cloned() {
             for view in service.views(key) {
                 if view.port.protocol.is_http() && !view.vips.is_empty() {
-                    let route = route_configuration(&view, self.vs_routes(&view));
+                    let route = route_configuration(&view, self.vs_routes(&view, Source::SHARED));
                     out.put(
                         &mut self.shared,
                         ResourceType::Route,
@@ -527,10 +539,12 @@ impl Translator {
         self.compile_subsets(key, out);
     }
 
-    /// The routes a VirtualService in force gives one service port, if one routes it.
+    /// The routes a VirtualService in force gives one service port for proxies of `source`, if one
+    /// routes it.
     fn vs_routes(
         &self,
         view: &PortView<'_>,
+        source: Source<'_>,
     ) -> Option<Vec<envoy_types::pb::envoy::config::route::v3::Route>> {
         let ports_of = |fqdn: &str| self.ports_of(fqdn);
         crate::traffic::service_routes(
@@ -539,6 +553,7 @@ impl Translator {
             view.port.port,
             &self.settings.cluster_domain,
             &ports_of,
+            source,
         )
     }
 
@@ -732,6 +747,21 @@ impl Translator {
 
     fn rebuild_outbound(&mut self, out: &mut ChangeSet) {
         let mut warnings = Vec::new();
+        let listener = self.outbound_listener(Source::SHARED, &mut warnings);
+        out.put(
+            &mut self.shared,
+            ResourceType::Listener,
+            Resource::new(listener.name.clone(), &listener),
+        );
+        self.outbound_warnings = warnings;
+    }
+
+    /// `virtualOutbound` as proxies of `source` see it (their VirtualServices' `tcp[]` routes).
+    fn outbound_listener(
+        &self,
+        source: Source<'_>,
+        warnings: &mut Vec<String>,
+    ) -> envoy_types::pb::envoy::config::listener::v3::Listener {
         let views = self
             .services
             .iter()
@@ -745,15 +775,12 @@ impl Translator {
                 &self.settings.cluster_domain,
                 &ports_of,
                 view.cluster,
+                source,
             )
         };
-        let mut listener = virtual_outbound(
-            views,
-            self.mesh.outbound_traffic_policy,
-            &tcp,
-            &mut warnings,
-        );
-        let entries = self.entry_chains(&listener.filter_chains, &mut warnings);
+        let mut listener =
+            virtual_outbound(views, self.mesh.outbound_traffic_policy, &tcp, warnings);
+        let entries = self.entry_chains(&listener.filter_chains, source, warnings);
         listener.filter_chains.extend(entries);
         // After original_dst: it matches on the restored destination port.
         listener
@@ -761,12 +788,7 @@ impl Translator {
             .extend(crate::traffic::service_entry::tls_inspector(
                 &listener.filter_chains,
             ));
-        out.put(
-            &mut self.shared,
-            ResourceType::Listener,
-            Resource::new(listener.name.clone(), &listener),
-        );
-        self.outbound_warnings = warnings;
+        listener
     }
 
     /// Collects what gateway proxies are built from again; when it differs, every gateway proxy's own
@@ -798,7 +820,8 @@ impl Translator {
                 crate::gateway::namespace_services(&self.services, &pod.namespace),
                 workload,
             );
-            let config = crate::gateway::gateway_config(&self.gateways, workload, &targets);
+            let config =
+                crate::gateway::gateway_config(&self.gateways, &pod.namespace, workload, &targets);
             self.gateway_warnings
                 .extend(config.warnings.into_iter().map(|w| format!("{pod}: {w}")));
         }
@@ -822,6 +845,7 @@ impl Translator {
                 .collect(),
             verdicts: self.configs.verdicts.clone(),
             credentials: self.credentials.clone(),
+            variants: self.variants.by_proxy.clone(),
         }
     }
 }
@@ -833,3 +857,7 @@ fn port_numbers(s: &Service) -> Vec<u16> {
 #[cfg(test)]
 #[path = "translator/credentials_tests.rs"]
 mod credentials_tests;
+
+#[cfg(test)]
+#[path = "translator/variants_tests.rs"]
+mod variants_tests;

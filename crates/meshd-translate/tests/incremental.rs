@@ -103,7 +103,9 @@ enum Edit {
     BoundVs(usize, usize, usize, u8),
     /// Service s's traffic resources (shape 0 removes them): bit 0 a DestinationRule with subsets
     /// v1/v2, bit 1 a VirtualService splitting 90/10 between them (50/50 with bit 3), bit 2 that
-    /// VirtualService also routes `/next` to the next Service by FQDN without a port.
+    /// VirtualService also routes `/next` to the next Service by FQDN without a port, bit 4 it sends
+    /// pods labelled `version: v2` (HTTP and TCP) to the next Service, bit 5 it is exported only to
+    /// its namespace: per-proxy variants.
     Traffic(usize, u8),
     /// Workload w's `version` label: v1, v2 or none.
     Version(usize, u8),
@@ -127,7 +129,7 @@ fn edit() -> impl Strategy<Value = Edit> {
         1 => (0..11usize, any::<bool>()).prop_map(|(n, b)| Edit::Authz(n, b)),
         1 => (0..3u8).prop_map(Edit::MeshMtls),
         1 => (0..3usize, 0..18usize, 0..32u8).prop_map(|(n, w, v)| Edit::Entry(n, w, v)),
-        1 => (0..9usize, 0..16u8).prop_map(|(s, t)| Edit::Traffic(s, t)),
+        3 => (0..9usize, 0..64u8).prop_map(|(s, t)| Edit::Traffic(s, t)),
         1 => (0..18usize, 0..3u8).prop_map(|(w, v)| Edit::Version(w, v)),
         // Gateways need a gateway pod, a Gateway selecting it and a VirtualService bound to it at
         // once: their edits are likelier, on the first two services' pods and namespaces.
@@ -437,6 +439,19 @@ fn apply_edit(state: &mut State, edit: &Edit) -> Vec<FactChange> {
                     "route": [{"destination": {"host": next}}]}),
                 );
             }
+            let mut spec = serde_json::json!({"hosts": [key.name], "http": http});
+            if shape & 16 == 16 {
+                let v2 = serde_json::json!({"match": [{"sourceLabels": {"version": "v2"}}],
+                    "route": [{"destination": {"host": next}}]});
+                spec["http"]
+                    .as_array_mut()
+                    .expect("a list")
+                    .insert(0, v2.clone());
+                spec["tcp"] = serde_json::json!([v2]);
+            }
+            if shape & 32 == 32 {
+                spec["exportTo"] = serde_json::json!(["."]);
+            }
             let specs = [
                 (
                     dr.clone(),
@@ -448,11 +463,7 @@ fn apply_edit(state: &mut State, edit: &Edit) -> Vec<FactChange> {
                                     {"name": "v2", "labels": {"version": "v2"}}],
                     }),
                 ),
-                (
-                    vs.clone(),
-                    shape & 2 == 2,
-                    serde_json::json!({"hosts": [key.name], "http": http}),
-                ),
+                (vs.clone(), shape & 2 == 2, spec),
             ];
             for (k, present, spec) in specs {
                 if !present {

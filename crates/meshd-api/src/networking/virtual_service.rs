@@ -531,7 +531,7 @@ pub struct L4MatchAttributes {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(max = 317)))]
     pub gateways: Vec<String>,
-    /// Accepted for Istio compatibility; meshd does not act on it.
+    /// Namespace of the calling workload.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63))]
     pub source_namespace: Option<String>,

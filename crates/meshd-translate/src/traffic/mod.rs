@@ -3,52 +3,31 @@
 //!
 //! Subsets are their own EDS clusters ([`subsets`]); DestinationRule policies go on the clusters
 //! ([`policy`]), their `tls` with the endpoints ([`tls`]); `tcp[]` routes are the port's `tcp_proxy`
-//! ([`tcp`]); ServiceEntries become clusters, routes and outbound chains ([`service_entry`]). Not yet:
-//! TLS (SNI) routes for sidecars (gateways pass TLS through by them: `crate::gateway`); `exportTo` and
-//! `sourceLabels` are not applied per proxy (the routes are shared by every proxy).
+//! ([`tcp`]); ServiceEntries become clusters, routes and outbound chains ([`service_entry`]). Which
+//! VirtualService a proxy sees (`exportTo`) and which matches apply to it (`sourceLabels`,
+//! `sourceNamespace`): [`source`]; a proxy whose view differs gets its own routes and chains. Not yet:
+//! TLS (SNI) routes for sidecars (gateways pass TLS through by them: `crate::gateway`);
+//! DestinationRule `exportTo` (their policies are every proxy's).
 
 pub(crate) mod matches;
 pub(crate) mod policy;
 pub(crate) mod routes;
 pub(crate) mod service_entry;
+pub(crate) mod source;
 pub(crate) mod subsets;
 pub(crate) mod tcp;
 pub(crate) mod tls;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::route::v3::Route;
+use meshd_api::networking::DestinationRuleSpec;
 use meshd_api::networking::destination_rule::TrafficPolicy;
-use meshd_api::networking::{DestinationRuleSpec, VirtualServiceSpec};
 use meshd_api::validate::references::{age_order, resolve_host};
-use meshd_api::validate::verdicts::binds_mesh;
 
 use crate::configs::Configs;
 use crate::facts::{Fact, FactKind};
 use routes::{RouteContext, http_routes};
-
-/// The accepted VirtualService bound to sidecars (`mesh`) that routes `fqdn`, its namespace: the
-/// oldest when several do (the verdicts refuse the ones it outranks everywhere).
-pub(crate) fn virtual_service_for<'a>(
-    configs: &'a Configs,
-    fqdn: &str,
-) -> Option<(&'a str, &'a VirtualServiceSpec)> {
-    configs
-        .naming(FactKind::VirtualService, fqdn)
-        .into_iter()
-        .filter_map(|(key, fact)| match fact {
-            Fact::VirtualService(c) => Some((key, c)),
-            _ => None,
-        })
-        .filter(|(_, c)| binds_mesh(&c.spec))
-        .min_by(|(a, ca), (b, cb)| {
-            age_order(ca.created, &a.namespace, &a.name).cmp(&age_order(
-                cb.created,
-                &b.namespace,
-                &b.name,
-            ))
-        })
-        .map(|(key, c)| (key.namespace.as_str(), &c.spec))
-}
+pub(crate) use source::Source;
 
 /// The accepted DestinationRules for `fqdn`, oldest first (rules of one host merge).
 fn rules_for<'a>(configs: &'a Configs, fqdn: &str) -> Vec<&'a DestinationRuleSpec> {
@@ -100,25 +79,28 @@ pub(crate) fn apply_policy(
     policy::apply(cluster, &cluster_policy(configs, fqdn, port, subset));
 }
 
-/// The routes of a service port a VirtualService routes, or `None` (the default route applies).
+/// The routes of a service port a VirtualService routes for proxies of `source`, or `None` (the
+/// default route applies).
 pub(crate) fn service_routes(
     configs: &Configs,
     fqdn: &str,
     port: u16,
     domain: &str,
     ports_of: &dyn Fn(&str) -> Option<Vec<u16>>,
+    source: Source<'_>,
 ) -> Option<Vec<Route>> {
     let hash = cluster_policy(configs, fqdn, port, None).consistent_hash();
-    let Some((namespace, vs)) = virtual_service_for(configs, fqdn) else {
+    let Some((key, vs)) = source::virtual_service_for(configs, fqdn, source) else {
         let cluster = crate::naming::outbound_cluster_name(port, fqdn);
         return hash.map(|h| vec![routes::default_route(&cluster, Some(h))]);
     };
     let ctx = RouteContext {
-        namespace,
+        namespace: &key.namespace,
         domain,
         port,
         ports_of,
         hash,
+        source,
     };
     Some(http_routes(&vs.http, &ctx))
 }
@@ -166,7 +148,8 @@ pub(crate) fn routing_to(
     touched
 }
 
-/// The `tcp_proxy` of a TCP service port a VirtualService's `tcp[]` routes, if one does.
+/// The `tcp_proxy` of a TCP service port a VirtualService's `tcp[]` routes for proxies of `source`,
+/// if one does.
 pub(crate) fn service_tcp_filter(
     configs: &Configs,
     fqdn: &str,
@@ -174,14 +157,16 @@ pub(crate) fn service_tcp_filter(
     domain: &str,
     ports_of: &dyn Fn(&str) -> Option<Vec<u16>>,
     stat_prefix: &str,
+    source: Source<'_>,
 ) -> Option<envoy_types::pb::envoy::config::listener::v3::Filter> {
-    let (namespace, vs) = virtual_service_for(configs, fqdn)?;
+    let (key, vs) = source::virtual_service_for(configs, fqdn, source)?;
     let ctx = RouteContext {
-        namespace,
+        namespace: &key.namespace,
         domain,
         port,
         ports_of,
         hash: None,
+        source,
     };
     tcp::tcp_filter(vs, &ctx, stat_prefix)
 }

@@ -77,6 +77,9 @@ pub(crate) struct RouteContext<'a> {
     pub ports_of: &'a dyn Fn(&str) -> Option<Vec<u16>>,
     /// The host's DestinationRule consistent hash: the routes' hash policy, and no `previous_hosts`.
     pub hash: Option<&'a ConsistentHashLb>,
+    /// The proxy the routes are for: a match with `sourceLabels`/`sourceNamespace` it does not
+    /// meet is left out.
+    pub source: super::Source<'a>,
 }
 
 impl RouteContext<'_> {
@@ -416,14 +419,20 @@ pub(crate) fn default_route(cluster: &str, hash: Option<&ConsistentHashLb>) -> R
 pub(crate) fn http_routes(routes: &[HttpRoute], ctx: &RouteContext<'_>) -> Vec<Route> {
     let mut out = Vec::new();
     for (i, route) in routes.iter().enumerate() {
-        // A match on another port is not this port's route (Istio's config-time predicate).
+        // A match on another port, or for other proxies, is not this port's route (Istio's
+        // config-time predicates).
         let matches: Vec<_> = if route.matches.is_empty() {
             vec![None]
         } else {
             route
                 .matches
                 .iter()
-                .filter(|m| m.port.is_none_or(|p| p == u32::from(ctx.port)))
+                .filter(|m| {
+                    m.port.is_none_or(|p| p == u32::from(ctx.port))
+                        && ctx
+                            .source
+                            .selected_by(&m.source_labels, m.source_namespace.as_deref())
+                })
                 .map(Some)
                 .collect()
         };

@@ -116,9 +116,19 @@ impl<'a> EntryPort<'a> {
 }
 
 /// Every host × port of the accepted entries, oldest entry first.
-pub(crate) fn entry_ports(configs: &Configs) -> Vec<EntryPort<'_>> {
+pub(crate) fn entry_ports<'a>(
+    configs: &'a Configs,
+    source: crate::traffic::Source<'_>,
+) -> Vec<EntryPort<'a>> {
     let mut out = Vec::new();
     for (key, c) in entries(configs) {
+        // Only the entries exported to the proxy's namespace (the shared view: the public ones).
+        if !c.spec.export_to.is_empty()
+            && !meshd_api::validate::references::Export::of(&c.spec.export_to)
+                .visible_to(&key.namespace, source.namespace)
+        {
+            continue;
+        }
         for host in &c.spec.hosts {
             for p in &c.spec.ports {
                 let Some(number) = port_number(p.number) else {

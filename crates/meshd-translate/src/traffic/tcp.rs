@@ -1,6 +1,7 @@
 //! A VirtualService's `tcp[]` for one service port, Istio's way (`core/networkfilter.go`): the first
 //! route whose match fits the port (no match fits every port) becomes the chain's `tcp_proxy`, to one
-//! cluster or weighted clusters (weight 0 dropped). Not yet: `destinationSubnets` and `sourceLabels`
+//! cluster or weighted clusters (weight 0 dropped); a match whose `sourceLabels` the proxy's pod does
+//! not carry, or whose `sourceNamespace` is not the pod's, does not fit. Not yet: `destinationSubnets`
 //! matches (a route that has them is skipped). A gateway's `tls[]` passthrough routes use the same
 //! destinations ([`l4_filter`]).
 
@@ -23,7 +24,9 @@ pub(crate) fn tcp_filter(
             || r.matches.iter().any(|m| {
                 m.port.is_none_or(|p| p == u32::from(ctx.port))
                     && m.destination_subnets.is_empty()
-                    && m.source_labels.is_empty()
+                    && ctx
+                        .source
+                        .selected_by(&m.source_labels, m.source_namespace.as_deref())
             })
     })?;
     l4_filter(&route.route, ctx, stat_prefix)

@@ -8,6 +8,7 @@ use super::{ChangeSet, Translator};
 use crate::configs::Touched;
 use crate::outbound::PortView;
 use crate::resources::{Resource, ResourceType};
+use crate::traffic::Source;
 use crate::traffic::service_entry::{
     EntryPort, claims, cluster, entry_ports, load_assignment, outbound_chains, route_configurations,
 };
@@ -17,9 +18,35 @@ impl Translator {
     /// Every accepted entry's clusters, assignments and routes; the ones no longer produced are
     /// removed. Whether the outbound listener may differ (an entry with a non-HTTP port is touched).
     pub(super) fn compile_entries(&mut self, touched: &Touched, out: &mut ChangeSet) -> bool {
-        let mut produced: Vec<(ResourceType, std::sync::Arc<Resource>)> = Vec::new();
-        let ports = entry_ports(&self.configs);
         let mut tcp_touched = touched.all;
+        let produced = self.entry_resources_for(Source::SHARED, |e| {
+            tcp_touched |= !e.port.protocol.is_http() && touched.hosts.contains(e.host);
+        });
+        let names: Vec<(ResourceType, String)> = produced
+            .iter()
+            .map(|(ty, r)| (*ty, r.name.to_string()))
+            .collect();
+        for (ty, r) in produced {
+            out.put(&mut self.shared, ty, r);
+        }
+        for (ty, name) in std::mem::take(&mut self.entry_resources) {
+            if !names.iter().any(|(t, n)| *t == ty && *n == name) {
+                out.remove(&mut self.shared, ty, &name);
+            }
+        }
+        self.entry_resources = names;
+        tcp_touched
+    }
+
+    /// The clusters, assignments and routes of the entries exported to proxies of `source`, as
+    /// they see them; `each` sees every host port (and subset) produced.
+    pub(super) fn entry_resources_for(
+        &self,
+        source: Source<'_>,
+        mut each: impl FnMut(&EntryPort<'_>),
+    ) -> Vec<(ResourceType, std::sync::Arc<Resource>)> {
+        let mut produced: Vec<(ResourceType, std::sync::Arc<Resource>)> = Vec::new();
+        let ports = entry_ports(&self.configs, source);
         // Each host port's cluster, then one per DestinationRule subset of the host.
         let mut clusters = Vec::new();
         for e in &ports {
@@ -31,7 +58,7 @@ impl Translator {
             );
         }
         for e in ports.iter().chain(&clusters) {
-            tcp_touched |= !e.port.protocol.is_http() && touched.hosts.contains(e.host);
+            each(e);
             let view = self.entry_view(e);
             let mut c = cluster(e);
             crate::traffic::apply_policy(
@@ -68,28 +95,13 @@ impl Translator {
         }
         let routes = |e: &EntryPort<'_>| {
             let view = self.entry_view(e);
-            self.vs_routes(&view)
+            self.vs_routes(&view, source)
                 .unwrap_or_else(|| vec![crate::traffic::routes::default_route(&e.cluster, None)])
         };
         for r in route_configurations(&ports, self.mesh.outbound_traffic_policy, &routes) {
             produced.push((ResourceType::Route, Resource::new(r.name.clone(), &r)));
         }
-        drop(clusters);
-        drop(ports);
-        let names: Vec<(ResourceType, String)> = produced
-            .iter()
-            .map(|(ty, r)| (*ty, r.name.to_string()))
-            .collect();
-        for (ty, r) in produced {
-            out.put(&mut self.shared, ty, r);
-        }
-        for (ty, name) in std::mem::take(&mut self.entry_resources) {
-            if !names.iter().any(|(t, n)| *t == ty && *n == name) {
-                out.remove(&mut self.shared, ty, &name);
-            }
-        }
-        self.entry_resources = names;
-        tcp_touched
+        produced
     }
 
     /// Whether a MESH_INTERNAL entry is in force (its clusters depend on pods and PeerAuthentications).
@@ -116,9 +128,10 @@ impl Translator {
     pub(super) fn entry_chains(
         &self,
         chains: &[FilterChain],
+        source: Source<'_>,
         warnings: &mut Vec<String>,
     ) -> Vec<FilterChain> {
-        let ports = entry_ports(&self.configs);
+        let ports = entry_ports(&self.configs, source);
         let mut claimed = claims(chains);
         let tcp = |e: &EntryPort<'_>| {
             let ports_of = |fqdn: &str| self.ports_of(fqdn);
@@ -129,6 +142,7 @@ impl Translator {
                 &self.settings.cluster_domain,
                 &ports_of,
                 &e.cluster,
+                source,
             )
         };
         outbound_chains(&ports, &mut claimed, &tcp, warnings)

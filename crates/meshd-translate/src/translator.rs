@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use meshd_api::MeshSpec;
+use meshd_api::networking::destination_rule::ClientTlsSettings;
 use meshd_api::validate::gateway_credentials::SecretFacts;
 
 use crate::authz::AuthzPolicies;
@@ -35,6 +36,7 @@ use crate::traffic::Source;
 use crate::traffic::subsets::{EndpointPods, Pods, subset_cluster_name, subsets_for};
 
 mod entries;
+mod parallel;
 mod security;
 mod variants;
 
@@ -83,6 +85,21 @@ impl CompiledService {
                 cluster,
             })
     }
+}
+
+/// Whether a Service is compiled whole, or only what its endpoints feed (clusters, load assignments,
+/// subsets): a Pod or an EndpointSlice changed, not the Service or what routes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Whole {
+    Yes,
+    Endpoints,
+}
+
+/// One Service's compiled resources, in the order they are put, and its subset clusters' names.
+struct ServiceOutput {
+    key: ObjectKey,
+    resources: Vec<(ResourceType, Arc<Resource>)>,
+    subsets: Vec<String>,
 }
 
 /// What one [`Translator::apply`] changed: the shared resources (by name, per type) and the proxies
@@ -382,9 +399,6 @@ impl Translator {
         for namespace in credentials_changed {
             self.mark_gateways(&namespace, &mut out);
         }
-        for key in &compile {
-            self.compile_service(key, &mut out);
-        }
         // Subsets select endpoints by their pods' labels: a pod change may move them.
         let with_subsets = self
             .subset_clusters
@@ -393,11 +407,20 @@ impl Translator {
             .cloned();
         let endpoints_of: BTreeSet<ObjectKey> =
             endpoints_of.into_iter().chain(with_subsets).collect();
-        for key in endpoints_of.difference(&compile) {
-            if let Some(service) = self.services.get(key).cloned() {
-                self.compile_endpoints(key, &service, &mut out);
-                self.compile_subsets(key, &mut out);
-            }
+        // Each Service compiles from the facts alone, so many compile at once; what they produced is
+        // put into the shared set in key order, as one by one would.
+        let work: Vec<(&ObjectKey, Whole)> = compile
+            .iter()
+            .map(|k| (k, Whole::Yes))
+            .chain(
+                endpoints_of
+                    .difference(&compile)
+                    .map(|k| (k, Whole::Endpoints)),
+            )
+            .collect();
+        let compiled = parallel::map(&work, |(key, whole)| self.compile_service(key, *whole));
+        for service in compiled {
+            self.put_service(service, &mut out);
         }
         if outbound_dirty {
             self.rebuild_outbound(&mut out);
@@ -518,25 +541,51 @@ impl Translator {
         outbound_changed
     }
 
-    /// One Service's routes, clusters, load assignments and subset clusters from what is in force
-    /// (a removed Service's subset clusters go). Only the resources whose bytes differ are marked
-    /// changed (and pushed).
-    fn compile_service(&mut self, key: &ObjectKey, out: &mut ChangeSet) {
-        if let Some(service) = self.services.get(key).cloned() {
-            for view in service.views(key) {
-                if view.port.protocol.is_http() && !view.vips.is_empty() {
-                    let route = route_configuration(&view, self.vs_routes(&view, Source::SHARED));
-                    out.put(
-                        &mut self.shared,
-                        ResourceType::Route,
-                        Resource::new(route.name.clone(), &route),
-                    );
+    /// One Service's routes (unless only its endpoints moved), clusters, load assignments and
+    /// subset clusters, from what is in force. Reads only: [`Translator::put_service`] stores them.
+    fn compile_service(&self, key: &ObjectKey, whole: Whole) -> ServiceOutput {
+        let mut output = ServiceOutput {
+            key: key.clone(),
+            resources: Vec::new(),
+            subsets: Vec::new(),
+        };
+        if let Some(service) = self.services.get(key) {
+            if whole == Whole::Yes {
+                for view in service.views(key) {
+                    if view.port.protocol.is_http() && !view.vips.is_empty() {
+                        let route = route_configuration(&view, self.vs_routes(&view, Source::SHARED));
+                        output.resources.push((
+                            ResourceType::Route,
+                            Resource::new(route.name.clone(), &route),
+                        ));
+                    }
                 }
             }
             // The clusters carry the DestinationRule's policy; compiled with their endpoints (mTLS).
-            self.compile_endpoints(key, &service, out);
+            self.compile_endpoints(key, service, &mut output);
+            self.compile_subsets(key, service, &mut output);
         }
-        self.compile_subsets(key, out);
+        output
+    }
+
+    /// Puts what [`Translator::compile_service`] produced into the shared set (only the resources
+    /// whose bytes differ are marked changed, and pushed) and removes the subset clusters the Service
+    /// no longer has.
+    fn put_service(&mut self, service: ServiceOutput, out: &mut ChangeSet) {
+        for (ty, resource) in service.resources {
+            out.put(&mut self.shared, ty, resource);
+        }
+        let old = self
+            .subset_clusters
+            .remove(&service.key)
+            .unwrap_or_default();
+        for name in old.iter().filter(|n| !service.subsets.contains(n)) {
+            out.remove(&mut self.shared, ResourceType::Cluster, name);
+            out.remove(&mut self.shared, ResourceType::Endpoint, name);
+        }
+        if !service.subsets.is_empty() {
+            self.subset_clusters.insert(service.key, service.subsets);
+        }
     }
 
     /// The routes a VirtualService in force gives one service port for proxies of `source`, if one
@@ -568,21 +617,25 @@ impl Translator {
             .or_else(|| crate::traffic::service_entry::ports(&self.configs, fqdn))
     }
 
-    /// A service port's cluster (or a subset's) with its DestinationRule policy.
+    /// A service port's cluster (or a subset's) with its DestinationRule policy, and the policy's
+    /// `tls` (applied with the endpoints).
     fn cluster_of(
         &self,
         view: &PortView<'_>,
         subset: Option<&str>,
-    ) -> envoy_types::pb::envoy::config::cluster::v3::Cluster {
+    ) -> (
+        envoy_types::pb::envoy::config::cluster::v3::Cluster,
+        Option<&ClientTlsSettings>,
+    ) {
         let mut cluster = outbound_cluster(view);
-        crate::traffic::apply_policy(
+        let tls = crate::traffic::apply_policy(
             &mut cluster,
             &self.configs,
             view.fqdn,
             view.port.port,
             subset,
         );
-        cluster
+        (cluster, tls)
     }
 
     /// Adds to `compile` the services whose hosts `touched` names (all of them when a wildcard or
@@ -605,11 +658,14 @@ impl Translator {
         touched.all || tcp
     }
 
-    /// One Service's subset clusters and their endpoints (the accepted DestinationRules' subsets); the
-    /// ones no longer defined are removed.
-    fn compile_subsets(&mut self, key: &ObjectKey, out: &mut ChangeSet) {
-        let mut names = Vec::new();
-        if let Some(service) = self.services.get(key).cloned() {
+    /// One Service's subset clusters and their endpoints (the accepted DestinationRules' subsets).
+    fn compile_subsets(
+        &self,
+        key: &ObjectKey,
+        service: &CompiledService,
+        output: &mut ServiceOutput,
+    ) {
+        {
             let subsets = subsets_for(&self.configs, &service.fqdn);
             let selected: Vec<(&String, Vec<EndpointSlice>)> = if subsets.is_empty() {
                 Vec::new()
@@ -642,33 +698,25 @@ impl Translator {
                         ..view
                     };
                     let mut assignment = load_assignment(&sub, slices.iter());
-                    let mut cluster = self.cluster_of(&sub, Some(subset));
+                    let (mut cluster, tls) = self.cluster_of(&sub, Some(subset));
                     let refs: Vec<&EndpointSlice> = slices.iter().collect();
                     self.secure(
                         &sub,
-                        Some(subset),
+                        tls,
                         &security::endpoint_pods(&refs),
                         &mut assignment,
                         &mut cluster,
                     );
-                    let cluster = Resource::new(name.clone(), &cluster);
-                    out.put(&mut self.shared, ResourceType::Cluster, cluster);
-                    out.put(
-                        &mut self.shared,
+                    output
+                        .resources
+                        .push((ResourceType::Cluster, Resource::new(name.clone(), &cluster)));
+                    output.resources.push((
                         ResourceType::Endpoint,
                         Resource::new(name.clone(), &assignment),
-                    );
-                    names.push(name);
+                    ));
+                    output.subsets.push(name);
                 }
             }
-        }
-        let old = self.subset_clusters.remove(key).unwrap_or_default();
-        for name in old.iter().filter(|n| !names.contains(n)) {
-            out.remove(&mut self.shared, ResourceType::Cluster, name);
-            out.remove(&mut self.shared, ResourceType::Endpoint, name);
-        }
-        if !names.is_empty() {
-            self.subset_clusters.insert(key.clone(), names);
         }
     }
 
@@ -708,10 +756,10 @@ impl Translator {
     /// A Service's clusters and load assignments: both depend on its endpoints (which of them get
     /// mTLS, and the identities the cluster checks).
     fn compile_endpoints(
-        &mut self,
+        &self,
         key: &ObjectKey,
         service: &CompiledService,
-        out: &mut ChangeSet,
+        output: &mut ServiceOutput,
     ) {
         let names = self.slices_of.get(key);
         let slices: Vec<&EndpointSlice> = names
@@ -724,24 +772,18 @@ impl Translator {
             })
             .collect();
         let pods = security::endpoint_pods(&slices);
-        let mut compiled = Vec::new();
         for view in service.views(key) {
             let mut assignment = load_assignment(&view, slices.iter().copied());
-            let mut cluster = self.cluster_of(&view, None);
-            self.secure(&view, None, &pods, &mut assignment, &mut cluster);
-            compiled.push((cluster, assignment));
-        }
-        for (cluster, assignment) in compiled {
-            out.put(
-                &mut self.shared,
+            let (mut cluster, tls) = self.cluster_of(&view, None);
+            self.secure(&view, tls, &pods, &mut assignment, &mut cluster);
+            output.resources.push((
                 ResourceType::Cluster,
                 Resource::new(cluster.name.clone(), &cluster),
-            );
-            out.put(
-                &mut self.shared,
+            ));
+            output.resources.push((
                 ResourceType::Endpoint,
                 Resource::new(assignment.cluster_name.clone(), &assignment),
-            );
+            ));
         }
     }
 

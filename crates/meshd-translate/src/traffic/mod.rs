@@ -21,7 +21,7 @@ pub(crate) mod tls;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::route::v3::Route;
 use meshd_api::networking::DestinationRuleSpec;
-use meshd_api::networking::destination_rule::TrafficPolicy;
+use meshd_api::networking::destination_rule::{ClientTlsSettings, TrafficPolicy};
 use meshd_api::validate::references::{age_order, resolve_host};
 
 use crate::configs::Configs;
@@ -68,15 +68,18 @@ pub(crate) fn cluster_policy<'a>(
     policy::Policy::of(rule, own, port)
 }
 
-/// Applies `fqdn`'s DestinationRule policy to one of its clusters.
-pub(crate) fn apply_policy(
+/// Applies `fqdn`'s DestinationRule policy to one of its clusters; its `tls`, which goes on with
+/// the endpoints (`Translator::secure`).
+pub(crate) fn apply_policy<'a>(
     cluster: &mut Cluster,
-    configs: &Configs,
+    configs: &'a Configs,
     fqdn: &str,
     port: u16,
     subset: Option<&str>,
-) {
-    policy::apply(cluster, &cluster_policy(configs, fqdn, port, subset));
+) -> Option<&'a ClientTlsSettings> {
+    let policy = cluster_policy(configs, fqdn, port, subset);
+    policy::apply(cluster, &policy);
+    policy.tls
 }
 
 /// The routes of a service port a VirtualService routes for proxies of `source`, or `None` (the

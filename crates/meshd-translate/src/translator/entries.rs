@@ -61,21 +61,20 @@ impl Translator {
             each(e);
             let view = self.entry_view(e);
             let mut c = cluster(e);
-            crate::traffic::apply_policy(
+            let tls = crate::traffic::apply_policy(
                 &mut c,
                 &self.configs,
                 e.host,
                 e.port.port,
                 e.subset.as_ref().map(|(name, _)| name.as_str()),
             );
-            let subset = e.subset.as_ref().map(|(name, _)| name.as_str());
             let mut secured = false;
             if c.eds_cluster_config.is_some() {
                 let mut assignment = load_assignment(e);
                 if e.internal() {
                     // Endpoints that are pods of this mesh (by IP) get auto mTLS, unless the
                     // DestinationRule's `tls` says otherwise.
-                    self.secure(&view, subset, &Default::default(), &mut assignment, &mut c);
+                    self.secure(&view, tls, &Default::default(), &mut assignment, &mut c);
                     secured = true;
                 }
                 produced.push((
@@ -86,10 +85,8 @@ impl Translator {
             if !secured {
                 // No auto mTLS here (MESH_EXTERNAL, or no EDS): only an explicit `tls` applies, e.g.
                 // SIMPLE origination towards an external host.
-                let policy =
-                    crate::traffic::cluster_policy(&self.configs, e.host, e.port.port, subset);
                 let sni = crate::mtls::mesh_sni(e.port.port, "", e.host);
-                crate::traffic::tls::apply(&mut c, policy.tls, &sni, &[]);
+                crate::traffic::tls::apply(&mut c, tls, &sni, &[]);
             }
             produced.push((ResourceType::Cluster, Resource::new(e.cluster.clone(), &c)));
         }

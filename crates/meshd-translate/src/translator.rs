@@ -553,7 +553,8 @@ impl Translator {
             if whole == Whole::Yes {
                 for view in service.views(key) {
                     if view.port.protocol.is_http() && !view.vips.is_empty() {
-                        let route = route_configuration(&view, self.vs_routes(&view, Source::SHARED));
+                        let route =
+                            route_configuration(&view, self.vs_routes(&view, Source::SHARED));
                         output.resources.push((
                             ResourceType::Route,
                             Resource::new(route.name.clone(), &route),

@@ -8,6 +8,7 @@ use meshd_api::MeshSpec;
 use meshd_api::mesh::{MtlsMode, OutboundTrafficPolicy};
 use meshd_api::security::authorization_policy::{Action, From, Rule, Source};
 use meshd_api::security::peer_authentication::PeerMtlsMode;
+use meshd_api::status::VerdictKey;
 use meshd_translate::facts::{
     Age, AuthorizationPolicy, Config, Fact, FactChange, FactKind, ObjectKey, PeerAuthentication,
     TargetPort,
@@ -564,6 +565,44 @@ fn initial() -> State {
     state
 }
 
+/// Records the version of each judged resource that is accepted now.
+fn remember_accepted(state: &State, mesh: &CompiledMesh, accepted: &mut State) {
+    for ((kind, key), fact) in state.iter().filter(|((k, _), _)| k.has_verdict()) {
+        let verdict = mesh.verdicts.get(&VerdictKey::new(
+            kind.name(),
+            key.namespace.clone(),
+            key.name.clone(),
+        ));
+        if verdict.is_some_and(|v| v.accepted) {
+            accepted.insert((*kind, key.clone()), fact.clone());
+        }
+    }
+}
+
+/// What is in force: `state`, with a rejected update's resource at its last accepted version (SPEC
+/// §8: a rejected update leaves it in force), history that a translation from nothing cannot know.
+fn in_force(state: &State, mesh: &CompiledMesh, accepted: &State) -> State {
+    let mut out = state.clone();
+    for ((kind, key), fact) in state.iter().filter(|((k, _), _)| k.has_verdict()) {
+        let verdict = mesh.verdicts.get(&VerdictKey::new(
+            kind.name(),
+            key.namespace.clone(),
+            key.name.clone(),
+        ));
+        let kept = verdict.is_some_and(|v| {
+            !v.accepted
+                && v.message
+                    .ends_with("the last accepted version stays in force)")
+        });
+        if let (true, Some(previous)) = (kept, accepted.get(&(*kind, key.clone()))) {
+            out.insert((*kind, key.clone()), previous.clone());
+        } else {
+            out.insert((*kind, key.clone()), fact.clone());
+        }
+    }
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
@@ -580,10 +619,14 @@ proptest! {
             .map(|(_, k)| NodeId { pod: k.name.clone(), namespace: k.namespace.clone() })
             .collect();
         let mut held: Vec<ProxyConfig> = nodes.iter().map(|n| first.proxy_config(n)).collect();
+        let mut accepted = BTreeMap::new();
+        remember_accepted(&state, &first, &mut accepted);
         for e in &edits {
             let changes = apply_edit(&mut state, e);
             let (mesh, changed) = incremental.apply(changes);
-            let (fresh, _) = Translator::new(TranslateSettings::default()).apply(everything(&state));
+            let in_force = in_force(&state, &mesh, &accepted);
+            remember_accepted(&state, &mesh, &mut accepted);
+            let (fresh, _) = Translator::new(TranslateSettings::default()).apply(everything(&in_force));
             prop_assert_eq!(dump(&mesh, &state), dump(&fresh, &state), "after {:?}", e);
             prop_assert_eq!(&mesh.warnings, &fresh.warnings);
             for (config, node) in held.iter_mut().zip(&nodes) {
@@ -598,6 +641,47 @@ proptest! {
             }
         }
     }
+}
+
+/// A found case: a Gateway route's update naming a removed Service is rejected and the route it
+/// replaces stays in force; compared with a translation from nothing given that route.
+#[test]
+fn a_rejected_gateway_route_update_keeps_the_route_it_replaces() {
+    let edits = [
+        Edit::RemoveService(7),
+        Edit::Gateway(1, 1, 4),
+        Edit::BoundVs(1, 1, 0, 1),
+        Edit::GatewayPod(3),
+        Edit::BoundVs(1, 0, 7, 1),
+    ];
+    let mut state = initial();
+    let mut incremental = Translator::new(TranslateSettings::default());
+    let (first, _) = incremental.apply(everything(&state));
+    let mut accepted = BTreeMap::new();
+    remember_accepted(&state, &first, &mut accepted);
+    let mut mesh = first;
+    for e in &edits {
+        let changes = apply_edit(&mut state, e);
+        mesh = incremental.apply(changes).0;
+        remember_accepted(&state, &mesh, &mut accepted);
+    }
+    let verdict = &mesh.verdicts[&VerdictKey::new("VirtualService", "ns-1", "gvs")];
+    assert!(!verdict.accepted, "{verdict:?}");
+    assert!(
+        verdict
+            .message
+            .ends_with("the last accepted version stays in force)"),
+        "{verdict:?}"
+    );
+    let (fresh, _) = Translator::new(TranslateSettings::default())
+        .apply(everything(&in_force(&state, &mesh, &accepted)));
+    assert_eq!(dump(&mesh, &state), dump(&fresh, &state));
+    let (from_nothing, _) = Translator::new(TranslateSettings::default()).apply(everything(&state));
+    assert_ne!(
+        dump(&mesh, &state),
+        dump(&from_nothing, &state),
+        "the kept route is history"
+    );
 }
 
 #[test]

@@ -144,6 +144,8 @@ pub struct Translator {
     subset_clusters: BTreeMap<ObjectKey, Vec<String>>,
     /// The ServiceEntries' clusters, assignments and routes, to remove stale ones.
     entry_resources: Vec<(ResourceType, String)>,
+    /// The ports whose unknown destinations end in the `<port>` route's catch-all (`entries.rs`).
+    catch_all_ports: BTreeSet<u16>,
     /// What gateway proxies' own parts are built from; when it changes, they are all marked.
     gateways: Arc<GatewayInputs>,
     /// What building the gateway proxies' configs left out, for the caller to log.
@@ -208,6 +210,7 @@ impl Translator {
             configs: Configs::default(),
             subset_clusters: BTreeMap::new(),
             entry_resources: Vec::new(),
+            catch_all_ports: BTreeSet::new(),
             gateways: Arc::default(),
             gateway_warnings: Vec::new(),
             credentials: Credentials::new(),
@@ -731,6 +734,7 @@ impl Translator {
     }
 
     fn rebuild_outbound(&mut self, out: &mut ChangeSet) {
+        self.sync_catch_all_ports(out);
         let mut warnings = Vec::new();
         let views = self
             .services

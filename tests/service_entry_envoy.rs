@@ -84,15 +84,6 @@ spec:
     )
 }
 
-fn rejections(pod: &Pod) -> Vec<String> {
-    pod.admin("/stats?filter=update_rejected")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim_end().ends_with(": 0"))
-        .map(String::from)
-        .collect()
-}
-
 /// One request from frontend-0's app to `target` with `host`: the status and body, or why none came.
 fn request(pod: &Pod, target: SocketAddr, host: &'static str) -> anyhow::Result<(u16, String)> {
     request_path(pod, target, host, "/")
@@ -225,6 +216,6 @@ fn registry_only_reaches_an_external_backend_only_through_a_service_entry() {
         "ALLOW_ANY passes an unknown address on the Services' HTTP port through"
     );
 
-    let rejected = rejections(frontend);
+    let rejected = frontend.rejections();
     assert!(rejected.is_empty(), "Envoy rejected config: {rejected:?}");
 }

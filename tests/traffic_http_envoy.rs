@@ -1,6 +1,7 @@
 //! More of VirtualService and DestinationRule through real Envoy (SPEC §8), beside
 //! `tests/traffic_envoy.rs`: the connection pool's pending-request overflow answered 503 by Envoy,
-//! and rewrite, redirect and header operations as the backend and the client see them. The
+//! rewrite, redirect and header operations as the backend and the client see them, and a bad
+//! resource beside them that changes nothing any proxy has. The
 //! testbed's mesh (file-fed `meshd controlplane`, pods in network namespaces with capture,
 //! `meshd agent` + Envoy); traffic by the reviews VIP from frontend-0's app. Envoy's own stats prove
 //! that it rejected nothing.
@@ -154,6 +155,16 @@ spec:
       headers: {request: {set: {x-destination: five}}}
 ";
 
+/// A VirtualService for frontend naming a subset nobody defines.
+const BAD: &str = "apiVersion: networking.meshd.io/v1alpha1
+kind: VirtualService
+metadata: {name: frontend, namespace: demo}
+spec:
+  hosts: [frontend]
+  http:
+  - route: [{destination: {host: frontend, subset: v9}}]
+";
+
 #[test]
 fn rewrites_redirects_and_header_operations_reach_the_backend_and_the_client() {
     let test = "rewrites_redirects_and_header_operations_reach_the_backend_and_the_client";
@@ -232,6 +243,29 @@ fn rewrites_redirects_and_header_operations_reach_the_backend_and_the_client() {
     assert_eq!(r.header("x-answer"), Some("three"), "{r:?}");
     assert_eq!(r.header("x-answer-added"), Some("four"), "{r:?}");
     assert_eq!(r.header("content-type"), None, "response remove: {r:?}");
+
+    // A bad resource beside them: refused, and nothing is pushed to any proxy.
+    let pushes = |pod: &Pod| -> u64 {
+        pod.stats("update_success")
+            .map(|s| s.values().sum())
+            .unwrap_or_default()
+    };
+    let before: Vec<u64> = mesh.pods().iter().map(pushes).collect();
+    assert!(before.iter().all(|n| *n > 0), "pushes counted: {before:?}");
+    mesh.write_config_file("bad.yaml", Some(BAD)).unwrap();
+    wait_for("the bad VirtualService refused", READY, || {
+        Ok(mesh.control_plane_log().contains(
+            "bad.yaml: VirtualService demo/frontend: spec.http[0].route[0].destination.subset",
+        ))
+    })
+    .unwrap();
+    // Past the debounce (50 ms) and a push's way to Envoy.
+    std::thread::sleep(Duration::from_secs(1));
+    let after: Vec<u64> = mesh.pods().iter().map(pushes).collect();
+    assert_eq!(after, before, "xDS updates accepted by each pod");
+    let r = frontend.call(TARGET, "GET", "/old/page-2", &[]).unwrap();
+    assert_eq!(r.status, 200);
+    seen("/new/page-2");
 
     for pod in mesh.pods() {
         assert_eq!(pod.rejections(), Vec::<String>::new(), "{}", pod.name);

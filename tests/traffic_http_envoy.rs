@@ -150,6 +150,7 @@ spec:
         set: {x-answer: three}
         add: {x-answer-added: four}
         remove: [content-type]
+    retries: {attempts: 2, retryRemoteLocalities: true}
     route:
     - destination: {host: reviews}
       headers: {request: {set: {x-destination: five}}}

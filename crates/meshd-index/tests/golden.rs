@@ -371,6 +371,61 @@ fn traffic_resources_for_web_pod_match_golden() {
     );
 }
 
+/// What `traffic.yaml` leaves out (`traffic-fields.yaml`), on the gRPC service: uri regex, authority
+/// and port matches, rewrite of the authority, mirrors, a gRPC abort, a redirect with scheme and port,
+/// cookie hashing, port-level settings and subset policies.
+#[test]
+fn more_traffic_fields_for_web_pod_match_golden() {
+    let pool = descriptor_pool();
+    let compiled = load_mesh("traffic-fields.yaml").compile();
+    for (key, verdict) in &compiled.verdicts {
+        assert!(verdict.accepted, "{key}: {}", verdict.message);
+    }
+    assert!(compiled.warnings.is_empty(), "{:?}", compiled.warnings);
+    let config = compiled.proxy_config(&NodeId::parse("web-0.shop").unwrap());
+    let json = render(&pool, &config);
+    check_golden("web-0.shop.traffic-fields.json", &json);
+    let route = json["rds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "api.backend.svc.cluster.local:9090")
+        .unwrap()
+        .to_string();
+    for expected in [
+        "safeRegex",
+        ":authority",
+        "api.internal",
+        "requestMirrorPolicies",
+        "outbound|9090|v3|api.backend.svc.cluster.local",
+        "grpcStatus",
+        "\"schemeRedirect\":\"https\"",
+        "\"portRedirect\":8443",
+        "TEMPORARY_REDIRECT",
+        "session",
+        "envoy.retry_priorities.previous_priorities",
+    ] {
+        assert!(route.contains(expected), "{expected} in {route}");
+    }
+    let cluster = |name: &str| {
+        json["cds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("cluster {name}"))
+            .clone()
+    };
+    assert_eq!(
+        cluster("outbound|9090||api.backend.svc.cluster.local")["lbPolicy"],
+        "RING_HASH"
+    );
+    assert_eq!(
+        cluster("outbound|9090|v3|api.backend.svc.cluster.local")["lbPolicy"],
+        "RANDOM"
+    );
+}
+
 /// ServiceEntries of each resolution under REGISTRY_ONLY (`service-entries.yaml`): their clusters
 /// (ORIGINAL_DST, EDS, STRICT_DNS, LOGICAL_DNS), load assignments, routes and outbound chains.
 #[test]

@@ -392,6 +392,29 @@ impl Mesh {
         Ok(ChildGuard(child))
     }
 
+    /// The traffic tests' pods: frontend-0 at `frontend` and `reviews-<i>` at each of `reviews`
+    /// (labelled `version: v<i+1>` when `versions`), declared, started, and every sidecar ready
+    /// within `bound`.
+    pub fn start_frontend_and_reviews(
+        &mut self,
+        frontend: Ipv4Addr,
+        reviews: &[Ipv4Addr],
+        versions: bool,
+        bound: Duration,
+    ) -> anyhow::Result<()> {
+        self.declare_pod("frontend-0", "frontend", frontend)?;
+        self.start_pod("frontend-0", "frontend", frontend)?;
+        for (i, ip) in reviews.iter().enumerate() {
+            let name = format!("reviews-{i}");
+            self.declare_pod(&name, "reviews", *ip)?;
+            if versions {
+                self.label_pod(&name, "version", &format!("v{}", i + 1))?;
+            }
+            self.start_pod(&name, "reviews", *ip)?;
+        }
+        self.wait_ready(bound)
+    }
+
     /// Waits until every running agent answers `/healthz/ready` with 200.
     pub fn wait_ready(&self, bound: Duration) -> anyhow::Result<()> {
         for pod in self.pods.iter().filter(|p| p.agent.is_some()) {

@@ -165,6 +165,8 @@ pub struct Translator {
     subset_clusters: BTreeMap<ObjectKey, Vec<String>>,
     /// The ServiceEntries' clusters, assignments and routes, to remove stale ones.
     entry_resources: Vec<(ResourceType, String)>,
+    /// The ports whose unknown destinations end in the `<port>` route's catch-all (`entries.rs`).
+    catch_all_ports: BTreeSet<u16>,
     /// What gateway proxies' own parts are built from; when it changes, they are all marked.
     gateways: Arc<GatewayInputs>,
     /// What building the gateway proxies' configs left out, for the caller to log.
@@ -231,6 +233,7 @@ impl Translator {
             configs: Configs::default(),
             subset_clusters: BTreeMap::new(),
             entry_resources: Vec::new(),
+            catch_all_ports: BTreeSet::new(),
             gateways: Arc::default(),
             gateway_warnings: Vec::new(),
             credentials: Credentials::new(),
@@ -789,6 +792,7 @@ impl Translator {
     }
 
     fn rebuild_outbound(&mut self, out: &mut ChangeSet) {
+        self.sync_catch_all_ports(out);
         let mut warnings = Vec::new();
         let listener = self.outbound_listener(Source::SHARED, &mut warnings);
         out.put(

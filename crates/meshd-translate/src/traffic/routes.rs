@@ -17,6 +17,7 @@ use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{
     FaultAbort, HttpFault, fault_abort,
 };
 use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
+use envoy_types::pb::envoy::extensions::retry::priority::previous_priorities::v3::PreviousPrioritiesConfig;
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
 use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
 use meshd_api::networking::destination_rule::ConsistentHashLb;
@@ -161,6 +162,18 @@ fn retry_policy(route: &HttpRoute, ctx: &RouteContext<'_>) -> Option<RetryPolicy
         policy.retriable_status_codes = codes.iter().filter_map(|c| c.parse().ok()).collect();
     }
     policy.per_try_timeout = r.per_try_timeout.as_ref().and_then(duration);
+    if r.retry_remote_localities == Some(true) {
+        // Istio's translation: retries skip the priorities already tried (every endpoint is at one
+        // priority today, so it changes nothing yet).
+        policy.retry_priority = Some(retry_policy::RetryPriority {
+            name: "envoy.retry_priorities.previous_priorities".into(),
+            config_type: Some(retry_policy::retry_priority::ConfigType::TypedConfig(pack(
+                &PreviousPrioritiesConfig {
+                    update_frequency: 2,
+                },
+            ))),
+        });
+    }
     if r.retry_ignore_previous_hosts == Some(false) {
         policy.retry_host_predicate.clear();
         policy.host_selection_retry_max_attempts = 0;

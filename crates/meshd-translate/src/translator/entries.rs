@@ -1,6 +1,7 @@
 //! The Translator's side of ServiceEntries (`traffic::service_entry` builds them): their clusters,
 //! load assignments and routes, recompiled whenever what is in force or the outbound policy changes
-//! (only the resources whose bytes differ are pushed), and their `virtualOutbound` chains.
+//! (only the resources whose bytes differ are pushed), and their `virtualOutbound` chains; with them
+//! the `<port>` routes and chains that answer unknown addresses on the Services' HTTP ports.
 
 use envoy_types::pb::envoy::config::listener::v3::FilterChain;
 
@@ -10,7 +11,8 @@ use crate::outbound::PortView;
 use crate::resources::{Resource, ResourceType};
 use crate::traffic::Source;
 use crate::traffic::service_entry::{
-    EntryPort, claims, cluster, entry_ports, load_assignment, outbound_chains, route_configurations,
+    EntryPort, catch_all_ports, claims, cluster, entry_ports, load_assignment, outbound_chains,
+    route_configurations,
 };
 use crate::traffic::subsets::subsets_for;
 
@@ -95,7 +97,8 @@ impl Translator {
             self.vs_routes(&view, source)
                 .unwrap_or_else(|| vec![crate::traffic::routes::default_route(&e.cluster, None)])
         };
-        for r in route_configurations(&ports, self.mesh.outbound_traffic_policy, &routes) {
+        let policy = self.mesh.outbound_traffic_policy;
+        for r in route_configurations(&ports, policy, &self.catch_all_ports, &routes) {
             produced.push((ResourceType::Route, Resource::new(r.name.clone(), &r)));
         }
         produced
@@ -142,6 +145,24 @@ impl Translator {
                 source,
             )
         };
-        outbound_chains(&ports, &mut claimed, &tcp, warnings)
+        outbound_chains(&ports, &mut claimed, &self.catch_all_ports, &tcp, warnings)
+    }
+
+    /// Before `virtualOutbound` is rebuilt: the ports Services proxy as HTTP whose unknown
+    /// destinations get the `<port>` route's catch-all (REGISTRY_ONLY only); when they change, the
+    /// entries' routes are recompiled with them.
+    pub(super) fn sync_catch_all_ports(&mut self, out: &mut ChangeSet) {
+        let http_ports = self
+            .services
+            .values()
+            .filter(|s| !s.fact.vips.is_empty())
+            .flat_map(|s| &s.fact.ports)
+            .filter(|p| p.protocol.is_http())
+            .map(|p| p.port);
+        let ports = catch_all_ports(self.mesh.outbound_traffic_policy, http_ports);
+        if ports != self.catch_all_ports {
+            self.catch_all_ports = ports;
+            self.compile_entries(&Touched::default(), out);
+        }
     }
 }

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use meshd_testbed::app::{HttpConn, XFCC_PATH};
 use meshd_testbed::mesh::{APP, Mesh, spiffe_id};
-use meshd_testbed::pod::Pod;
 
 const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
 const READY: Duration = Duration::from_secs(30);
@@ -61,15 +60,6 @@ fn rule(host: &str, tls: &str) -> String {
     format!(
         "apiVersion: networking.meshd.io/v1alpha1\nkind: DestinationRule\nmetadata: {{name: {host}, namespace: demo}}\nspec:\n  host: {host}\n  trafficPolicy:\n    tls: {tls}\n"
     )
-}
-
-fn rejections(pod: &Pod) -> Vec<String> {
-    pod.admin("/stats?filter=update_rejected")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim_end().ends_with(": 0"))
-        .map(String::from)
-        .collect()
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -244,7 +234,7 @@ fn destination_rule_tls_disable_mesh_mutual_and_simple_on_real_envoy() {
 
     for pod in mesh.pods() {
         assert_eq!(
-            rejections(pod),
+            pod.rejections(),
             Vec::<String>::new(),
             "{} rejected config",
             pod.name

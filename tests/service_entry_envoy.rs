@@ -3,8 +3,9 @@
 //! Envoy) and an external backend in a namespace outside the mesh (no capture, no sidecar). Under
 //! REGISTRY_ONLY the backend is reached only through a ServiceEntry (STATIC by VIP, DNS by VIP with
 //! an IP-literal endpoint since the test namespaces have no DNS server, NONE by Host on an HTTP
-//! port); without one a connection is closed and a request on an HTTP-proxied port gets 502; under
-//! ALLOW_ANY it passes through. Envoy's own stats prove that it rejected nothing.
+//! port); without one a connection is closed and a request on an HTTP-proxied port gets 502 (an
+//! entry's port, or port 80 that the mesh's Services serve as HTTP); under ALLOW_ANY it passes
+//! through. Envoy's own stats prove that it rejected nothing.
 //!
 //! Needs root, `ip netns`, iptables, setpriv and the Envoy venv; prints SKIP otherwise, fails under CI=true.
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use meshd_testbed::app::{App, HttpConn};
 use meshd_testbed::mesh::{APP, APP_PORT, Mesh, Pod, wait_for};
+use meshd_testbed::netns::Identity;
 
 const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
 const READY: Duration = Duration::from_secs(30);
@@ -23,6 +25,10 @@ const EXTERNAL: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 60);
 /// The ServiceEntries' virtual IPs.
 const STATIC_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 60);
 const DNS_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 61);
+/// The port the mesh's Services (frontend, reviews) serve as HTTP; no entry has it without addresses.
+const SERVICE_HTTP_PORT: u16 = 80;
+/// The external backend binds port 80 too, which takes root.
+const ROOT: Identity = Identity::new(0, 0);
 
 fn entries() -> String {
     format!(
@@ -78,15 +84,6 @@ spec:
     )
 }
 
-fn rejections(pod: &Pod) -> Vec<String> {
-    pod.admin("/stats?filter=update_rejected")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim_end().ends_with(": 0"))
-        .map(String::from)
-        .collect()
-}
-
 /// One request from frontend-0's app to `target` with `host`: the status and body, or why none came.
 fn request(pod: &Pod, target: SocketAddr, host: &'static str) -> anyhow::Result<(u16, String)> {
     request_path(pod, target, host, "/")
@@ -122,18 +119,30 @@ fn registry_only_reaches_an_external_backend_only_through_a_service_entry() {
     let outside = mesh
         .start_outsider(EXTERNAL)
         .expect("the external namespace");
-    let _backend = App::start(outside, APP, "external", &[(EXTERNAL, APP_PORT).into()])
-        .expect("the external backend");
+    let listen: [SocketAddr; 2] = [
+        (EXTERNAL, APP_PORT).into(),
+        (EXTERNAL, SERVICE_HTTP_PORT).into(),
+    ];
+    let _backend = App::start(outside, ROOT, "external", &listen).expect("the external backend");
     mesh.declare_pod("frontend-0", "frontend", FRONTEND)
         .unwrap();
     mesh.start_pod("frontend-0", "frontend", FRONTEND).unwrap();
     mesh.wait_ready(READY).expect("the sidecar ready");
     let frontend = mesh.pod("frontend-0").unwrap();
     let direct: SocketAddr = (EXTERNAL, APP_PORT).into();
+    let service_port: SocketAddr = (EXTERNAL, SERVICE_HTTP_PORT).into();
 
-    // REGISTRY_ONLY without an entry: the connection is closed without an answer.
+    // REGISTRY_ONLY without an entry: the connection is closed without an answer; on the port the
+    // Services proxy as HTTP, the answer is 502 (the backend listening there never sees it).
     wait_for("REGISTRY_ONLY in force", READY, || {
         Ok(request(frontend, direct, "host.example.com").is_err())
+    })
+    .unwrap();
+    wait_for("502 on the Services' HTTP port", READY, || {
+        Ok(matches!(
+            request(frontend, service_port, "unknown.example.com"),
+            Ok((502, _))
+        ))
     })
     .unwrap();
 
@@ -172,6 +181,9 @@ fn registry_only_reaches_an_external_backend_only_through_a_service_entry() {
     assert!(answered(frontend, direct, "host.example.com"));
     let (status, _) = request(frontend, direct, "unknown.example.com").unwrap();
     assert_eq!(status, 502, "an unregistered Host on an HTTP-proxied port");
+    // Port 80 has an entry by VIP only: another address on it still gets 502.
+    let (status, _) = request(frontend, service_port, "unknown.example.com").unwrap();
+    assert_eq!(status, 502, "an unknown address on the Services' HTTP port");
     let dump = frontend
         .admin("/config_dump?resource=dynamic_active_clusters")
         .unwrap();
@@ -190,14 +202,20 @@ fn registry_only_reaches_an_external_backend_only_through_a_service_entry() {
         Ok(request(frontend, direct, "host.example.com").is_err())
     })
     .unwrap();
-    assert!(request(frontend, (STATIC_VIP, 80).into(), "static.example.com").is_err());
+    // The entry's VIP is an unknown address again, on the Services' HTTP port.
+    let (status, _) = request(frontend, (STATIC_VIP, 80).into(), "static.example.com").unwrap();
+    assert_eq!(status, 502, "the removed entry's VIP");
     mesh.set_outbound_policy("ALLOW_ANY").unwrap();
     let frontend = mesh.pod("frontend-0").unwrap();
     wait_for("ALLOW_ANY passes through", READY, || {
         Ok(answered(frontend, direct, "host.example.com"))
     })
     .unwrap();
+    assert!(
+        answered(frontend, service_port, "unknown.example.com"),
+        "ALLOW_ANY passes an unknown address on the Services' HTTP port through"
+    );
 
-    let rejected = rejections(frontend);
+    let rejected = frontend.rejections();
     assert!(rejected.is_empty(), "Envoy rejected config: {rejected:?}");
 }

@@ -69,15 +69,6 @@ spec:
   - route: [{destination: {host: reviews, subset: v3}}]
 ";
 
-fn rejections(pod: &Pod) -> Vec<String> {
-    pod.admin("/stats?filter=update_rejected")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim_end().ends_with(": 0"))
-        .map(String::from)
-        .collect()
-}
-
 /// `n` requests on one keep-alive connection from frontend-0's app; the answering pods.
 fn answers(
     pod: &Pod,
@@ -114,17 +105,8 @@ fn a_canary_splits_by_weight_and_header_mirrors_faults_inject_and_a_bad_update_c
         return;
     };
     let mut mesh = Mesh::start(Path::new(MESHD), &envoy).expect("control plane and bridge");
-    mesh.declare_pod("frontend-0", "frontend", FRONTEND)
-        .unwrap();
-    mesh.start_pod("frontend-0", "frontend", FRONTEND).unwrap();
-    for (i, ip) in REVIEWS.iter().enumerate() {
-        let name = format!("reviews-{i}");
-        mesh.declare_pod(&name, "reviews", *ip).unwrap();
-        mesh.label_pod(&name, "version", &format!("v{}", i + 1))
-            .unwrap();
-        mesh.start_pod(&name, "reviews", *ip).unwrap();
-    }
-    mesh.wait_ready(READY).expect("every sidecar ready");
+    mesh.start_frontend_and_reviews(FRONTEND, &REVIEWS, true, READY)
+        .expect("every sidecar ready");
     mesh.write_config_file("canary.yaml", Some(CANARY)).unwrap();
     let endpoint: SocketAddr = (REVIEWS[1], APP_PORT).into();
     mesh.wait_endpoint("frontend-0", V2, endpoint, READY)
@@ -203,7 +185,7 @@ fn a_canary_splits_by_weight_and_header_mirrors_faults_inject_and_a_bad_update_c
 
     for pod in mesh.pods() {
         assert_eq!(
-            rejections(pod),
+            pod.rejections(),
             Vec::<String>::new(),
             "{} rejected config",
             pod.name
@@ -252,15 +234,8 @@ fn a_retry_hides_a_failing_pod_and_outlier_detection_ejects_it() {
         return;
     };
     let mut mesh = Mesh::start(Path::new(MESHD), &envoy).expect("control plane and bridge");
-    mesh.declare_pod("frontend-0", "frontend", FRONTEND)
-        .unwrap();
-    mesh.start_pod("frontend-0", "frontend", FRONTEND).unwrap();
-    for (i, ip) in REVIEWS.iter().enumerate() {
-        let name = format!("reviews-{i}");
-        mesh.declare_pod(&name, "reviews", *ip).unwrap();
-        mesh.start_pod(&name, "reviews", *ip).unwrap();
-    }
-    mesh.wait_ready(READY).expect("every sidecar ready");
+    mesh.start_frontend_and_reviews(FRONTEND, &REVIEWS, false, READY)
+        .expect("every sidecar ready");
     let cluster = "outbound|80||reviews.demo.svc.cluster.local";
     for ip in REVIEWS {
         mesh.wait_endpoint("frontend-0", cluster, (ip, APP_PORT).into(), READY)
@@ -321,7 +296,7 @@ fn a_retry_hides_a_failing_pod_and_outlier_detection_ejects_it() {
 
     for pod in mesh.pods() {
         assert_eq!(
-            rejections(pod),
+            pod.rejections(),
             Vec::<String>::new(),
             "{} rejected config",
             pod.name
@@ -371,15 +346,8 @@ fn a_route_timeout_answers_504_and_a_consistent_hash_keeps_a_user_on_one_pod() {
         return;
     };
     let mut mesh = Mesh::start(Path::new(MESHD), &envoy).expect("control plane and bridge");
-    mesh.declare_pod("frontend-0", "frontend", FRONTEND)
-        .unwrap();
-    mesh.start_pod("frontend-0", "frontend", FRONTEND).unwrap();
-    for (i, ip) in REVIEWS.iter().enumerate() {
-        let name = format!("reviews-{i}");
-        mesh.declare_pod(&name, "reviews", *ip).unwrap();
-        mesh.start_pod(&name, "reviews", *ip).unwrap();
-    }
-    mesh.wait_ready(READY).expect("every sidecar ready");
+    mesh.start_frontend_and_reviews(FRONTEND, &REVIEWS, false, READY)
+        .expect("every sidecar ready");
     mesh.write_config_file("reviews.yaml", Some(TIMEOUT_AND_HASH))
         .unwrap();
     let frontend = mesh.pod("frontend-0").unwrap();
@@ -430,7 +398,7 @@ fn a_route_timeout_answers_504_and_a_consistent_hash_keeps_a_user_on_one_pod() {
 
     for pod in mesh.pods() {
         assert_eq!(
-            rejections(pod),
+            pod.rejections(),
             Vec::<String>::new(),
             "{} rejected config",
             pod.name
@@ -496,17 +464,8 @@ fn a_tcp_route_splits_connections_by_weight() {
         return;
     };
     let mut mesh = Mesh::start(Path::new(MESHD), &envoy).expect("control plane and bridge");
-    mesh.declare_pod("frontend-0", "frontend", FRONTEND)
-        .unwrap();
-    mesh.start_pod("frontend-0", "frontend", FRONTEND).unwrap();
-    for (i, ip) in REVIEWS.iter().enumerate() {
-        let name = format!("reviews-{i}");
-        mesh.declare_pod(&name, "reviews", *ip).unwrap();
-        mesh.label_pod(&name, "version", &format!("v{}", i + 1))
-            .unwrap();
-        mesh.start_pod(&name, "reviews", *ip).unwrap();
-    }
-    mesh.wait_ready(READY).expect("every sidecar ready");
+    mesh.start_frontend_and_reviews(FRONTEND, &REVIEWS, true, READY)
+        .expect("every sidecar ready");
     mesh.write_config_file("tcp.yaml", Some(TCP_SPLIT)).unwrap();
     let v2: SocketAddr = (REVIEWS[1], APP_PORT).into();
     mesh.wait_endpoint(
@@ -547,7 +506,7 @@ fn a_tcp_route_splits_connections_by_weight() {
     );
     for pod in mesh.pods() {
         assert_eq!(
-            rejections(pod),
+            pod.rejections(),
             Vec::<String>::new(),
             "{} rejected config",
             pod.name

@@ -14,6 +14,7 @@ pub mod selector;
 pub mod settings;
 pub mod status;
 pub mod syncz;
+pub mod text;
 pub mod validate;
 pub mod values;
 

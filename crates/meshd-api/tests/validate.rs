@@ -148,6 +148,11 @@ fn virtual_service() {
         ),
         (
             VS,
+            "  hosts: [db]\n  tcp:\n  - match: [{sourceNamespace: Shop_1}]\n    route: [{destination: {host: db}}]\n",
+            &["spec.tcp[0].match[0].sourceNamespace: \"Shop_1\" is not a namespace name"],
+        ),
+        (
+            VS,
             "  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews}\n      wieght: 10\n",
             &[
                 "spec.http[0].route[0].wieght: is not a field of this kind (misspelt, or not supported)",

@@ -237,7 +237,7 @@ fn a_changed_endpoint_changes_only_its_own_versions() {
 }
 
 #[test]
-fn registry_only_sends_unknown_destinations_to_the_blackhole() {
+fn registry_only_closes_unknown_destinations_and_answers_502_on_http_ports() {
     let mut snap = load_mesh("mesh.yaml");
     snap.spec.outbound_traffic_policy = OutboundTrafficPolicy::RegistryOnly;
     let config = snap
@@ -248,6 +248,46 @@ fn registry_only_sends_unknown_destinations_to_the_blackhole() {
         json["lds"][0]["defaultFilterChain"]["name"],
         "BlackHoleCluster"
     );
+    // The ports Services proxy as HTTP (80, gRPC 9090) answer unknown addresses with 502 (their
+    // `<port>` route's last virtual host); TCP 5432 stays closed.
+    let chains: Vec<&str> = json["lds"][0]["filterChains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        chains.contains(&"0.0.0.0_80") && chains.contains(&"0.0.0.0_9090"),
+        "{chains:?}"
+    );
+    assert!(!chains.contains(&"0.0.0.0_5432"), "{chains:?}");
+    let route = |name: &str| {
+        json["rds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("route {name}"))
+            .clone()
+    };
+    let blocked = route("80");
+    assert_eq!(blocked["virtualHosts"][0]["name"], "block_all", "{blocked}");
+    assert_eq!(
+        blocked["virtualHosts"][0]["routes"][0]["directResponse"]["status"],
+        502
+    );
+    route("9090");
+    // ALLOW_ANY: nothing of it; unknown destinations pass through as TCP.
+    snap.spec.outbound_traffic_policy = OutboundTrafficPolicy::AllowAny;
+    let json = render(
+        &descriptor_pool(),
+        &snap
+            .compile()
+            .proxy_config(&NodeId::parse("web-0.shop").unwrap()),
+    );
+    let text = json["lds"].to_string();
+    assert!(!text.contains("0.0.0.0_80"), "{text}");
+    assert!(!json["rds"].to_string().contains("block_all"));
 }
 
 #[test]
@@ -420,6 +460,61 @@ fn traffic_resources_for_web_pod_match_golden() {
     );
 }
 
+/// What `traffic.yaml` leaves out (`traffic-fields.yaml`), on the gRPC service: uri regex, authority
+/// and port matches, rewrite of the authority, mirrors, a gRPC abort, a redirect with scheme and port,
+/// cookie hashing, port-level settings and subset policies.
+#[test]
+fn more_traffic_fields_for_web_pod_match_golden() {
+    let pool = descriptor_pool();
+    let compiled = load_mesh("traffic-fields.yaml").compile();
+    for (key, verdict) in &compiled.verdicts {
+        assert!(verdict.accepted, "{key}: {}", verdict.message);
+    }
+    assert!(compiled.warnings.is_empty(), "{:?}", compiled.warnings);
+    let config = compiled.proxy_config(&NodeId::parse("web-0.shop").unwrap());
+    let json = render(&pool, &config);
+    check_golden("web-0.shop.traffic-fields.json", &json);
+    let route = json["rds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "api.backend.svc.cluster.local:9090")
+        .unwrap()
+        .to_string();
+    for expected in [
+        "safeRegex",
+        ":authority",
+        "api.internal",
+        "requestMirrorPolicies",
+        "outbound|9090|v3|api.backend.svc.cluster.local",
+        "grpcStatus",
+        "\"schemeRedirect\":\"https\"",
+        "\"portRedirect\":8443",
+        "TEMPORARY_REDIRECT",
+        "session",
+        "envoy.retry_priorities.previous_priorities",
+    ] {
+        assert!(route.contains(expected), "{expected} in {route}");
+    }
+    let cluster = |name: &str| {
+        json["cds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("cluster {name}"))
+            .clone()
+    };
+    assert_eq!(
+        cluster("outbound|9090||api.backend.svc.cluster.local")["lbPolicy"],
+        "RING_HASH"
+    );
+    assert_eq!(
+        cluster("outbound|9090|v3|api.backend.svc.cluster.local")["lbPolicy"],
+        "RANDOM"
+    );
+}
+
 /// ServiceEntries of each resolution under REGISTRY_ONLY (`service-entries.yaml`): their clusters
 /// (ORIGINAL_DST, EDS, STRICT_DNS, LOGICAL_DNS), load assignments, routes and outbound chains.
 #[test]
@@ -465,7 +560,7 @@ fn service_entries_for_web_pod_match_golden() {
     assert!(rds.contains("block_all") && rds.contains("502"), "{rds}");
     let lds = json["lds"].to_string();
     assert!(
-        lds.contains("0.0.0.0_25") && lds.contains("240.0.0.20"),
+        lds.contains("0.0.0.0_25") && lds.contains("240.0.0.20") && lds.contains("0.0.0.0_9090"),
         "{lds}"
     );
     // uploads' tls[] route: its SNI to api.github.com, beside uploads' own SNI chain.

@@ -171,7 +171,10 @@ fn problems(fact: Option<Fact>) -> Vec<String> {
     match fact {
         Some(Fact::PeerAuthentication(c)) => c.problems.iter().map(ToString::to_string).collect(),
         Some(Fact::AuthorizationPolicy(c)) => c.problems.iter().map(ToString::to_string).collect(),
-        other => panic!("a security policy fact, not {other:?}"),
+        Some(Fact::VirtualService(c)) => c.problems.iter().map(ToString::to_string).collect(),
+        Some(Fact::DestinationRule(c)) => c.problems.iter().map(ToString::to_string).collect(),
+        Some(Fact::ServiceEntry(c)) => c.problems.iter().map(ToString::to_string).collect(),
+        other => panic!("a policy fact, not {other:?}"),
     }
 }
 
@@ -220,6 +223,51 @@ fn invalid_security_policies_are_facts_with_problems_naming_the_field() {
     assert_eq!(
         p,
         ["spec.mtls.mode: does not parse: unknown variant `STRICTER`"]
+    );
+}
+
+/// The traffic kinds alike: an invalid object is a fact whose problems name the field and value.
+#[test]
+fn invalid_traffic_resources_are_facts_with_problems_naming_the_field() {
+    use meshd_index::{DestinationRuleKind, ServiceEntryKind, VirtualServiceKind};
+    let p = problems(
+        reduce::<VirtualServiceKind>(
+            "metadata: {name: r, namespace: shop}\nspec:\n  hosts: [reviews]\n  http:\n  - match: [{uri: {regex: '(?<=a)b'}}]\n    route: [{destination: {host: reviews}, weight: 0}, {destination: {host: ratings}, weight: 0}]\n",
+        )
+        .unwrap()
+        .1,
+    );
+    assert!(
+        p.iter()
+            .any(|p| p.contains("spec.http[0].match[0].uri.regex")),
+        "an RE2-rejected regex: {p:?}"
+    );
+    assert!(
+        p.iter().any(|p| p.contains("spec.http[0].route")),
+        "weights all zero: {p:?}"
+    );
+    let p = problems(
+        reduce::<DestinationRuleKind>(
+            "metadata: {name: r, namespace: shop}\nspec:\n  host: reviews\n  subsets: [{name: v1, labels: {version: v1}}, {name: v1, labels: {version: v2}}]\n",
+        )
+        .unwrap()
+        .1,
+    );
+    assert!(
+        p.iter()
+            .any(|p| p.contains("spec.subsets[1].name") && p.contains("\"v1\"")),
+        "a subset named twice: {p:?}"
+    );
+    let p = problems(
+        reduce::<ServiceEntryKind>(
+            "metadata: {name: e, namespace: shop}\nspec:\n  hosts: [api.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: NONE\n  endpoints: [{address: 10.0.0.1}]\n",
+        )
+        .unwrap()
+        .1,
+    );
+    assert!(
+        p.iter().any(|p| p.contains("spec.endpoints")),
+        "endpoints under resolution NONE: {p:?}"
     );
 }
 

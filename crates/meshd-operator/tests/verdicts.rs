@@ -157,3 +157,50 @@ async fn the_writer_covers_every_kind_and_writes_each_verdict_once() {
     cancel.cancel();
     task.await.unwrap();
 }
+
+/// DestinationRule, ServiceEntry and Gateway verdicts land on their own status subresources, once.
+#[tokio::test]
+async fn every_traffic_kind_gets_its_status_written_once() {
+    let fake = FakeApi::default();
+    let kinds = [
+        ("DestinationRule", "destinationrules", "networking"),
+        ("ServiceEntry", "serviceentries", "networking"),
+        ("Gateway", "gateways", "networking"),
+    ];
+    for (kind, plural, group) in kinds {
+        let path = format!("/apis/{group}.meshd.io/v1alpha1/namespaces/shop/{plural}/reviews");
+        fake.put(
+            &path,
+            json!({
+                "apiVersion": format!("{group}.meshd.io/v1alpha1"), "kind": kind,
+                "metadata": {"name": "reviews", "namespace": "shop", "generation": 3},
+                "spec": {},
+            }),
+        );
+        fake.clear_log();
+        let client = fake.client();
+        let key = VerdictKey::new(kind, "shop", "reviews");
+        let verdict = Verdict::accepted(Some(3));
+        assert_eq!(
+            write_one(&client, &key, &verdict).await.unwrap(),
+            Written::Applied,
+            "{kind}"
+        );
+        let writes = fake.writes();
+        assert_eq!(writes.len(), 1, "{kind}");
+        assert_eq!(writes[0].path, format!("{path}/status"));
+        let cond = &fake.get(&path).unwrap()["status"]["conditions"][0];
+        assert_eq!(
+            (&cond["type"], &cond["status"], &cond["observedGeneration"]),
+            (&json!("Accepted"), &json!("True"), &json!(3)),
+            "{kind}"
+        );
+        fake.clear_log();
+        assert_eq!(
+            write_one(&client, &key, &verdict).await.unwrap(),
+            Written::Unchanged,
+            "{kind}"
+        );
+        assert!(fake.writes().is_empty(), "{kind}: written again");
+    }
+}

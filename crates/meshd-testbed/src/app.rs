@@ -2,10 +2,11 @@
 //! HTTP/1.1 client to call it (and Envoy's admin) from inside a namespace. No curl: the calls run on
 //! threads that entered the pod's namespace as the app's uid, so capture sees what a real app does.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -20,8 +21,47 @@ pub const XFCC_PATH: &str = "/xfcc";
 /// which mode served a request, in answers of one length either way.
 pub const PEER_PATH: &str = "/peer";
 
+/// How many of the latest requests an app keeps for [`App::received`].
+const KEPT: usize = 64;
+
+/// A request as the app received it: its path and headers (names lower-cased), in order.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Received {
+    /// The first value of header `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// An answer as a client got it: status, headers (names lower-cased) and body.
+#[derive(Clone, Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    /// The first value of header `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+}
+
 /// An app serving on `addrs` inside a namespace until dropped; answers `<pod name>` to every request
-/// (but [`XFCC_PATH`] and [`PEER_PATH`]).
+/// (but [`XFCC_PATH`] and [`PEER_PATH`]) and keeps the latest requests it received.
 #[derive(Debug)]
 pub struct App {
     stop: Arc<AtomicBool>,
@@ -29,6 +69,8 @@ pub struct App {
     status: Arc<AtomicU16>,
     /// How long the app waits before answering, in milliseconds.
     delay_ms: Arc<AtomicU64>,
+    /// The latest [`KEPT`] requests, oldest first.
+    received: Arc<Mutex<VecDeque<Received>>>,
 }
 
 impl App {
@@ -42,6 +84,7 @@ impl App {
         let stop = Arc::new(AtomicBool::new(false));
         let status = Arc::new(AtomicU16::new(200));
         let delay_ms = Arc::new(AtomicU64::new(0));
+        let received = Arc::new(Mutex::new(VecDeque::new()));
         for &addr in addrs {
             let listener = ns
                 .run_in(Some(who), move || Ok(TcpListener::bind(addr)?))
@@ -51,6 +94,7 @@ impl App {
                 stop: stop.clone(),
                 status: status.clone(),
                 delay_ms: delay_ms.clone(),
+                received: received.clone(),
             };
             let pod = pod.to_string();
             std::thread::spawn(move || serve(listener, &pod, &behaviour));
@@ -59,7 +103,16 @@ impl App {
             stop,
             status,
             delay_ms,
+            received,
         })
+    }
+
+    /// The latest requests the app received (up to 64), oldest first.
+    pub fn received(&self) -> Vec<Received> {
+        self.received
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// From now on every answer waits `delay` first (a slow backend).
@@ -86,6 +139,7 @@ struct Behaviour {
     stop: Arc<AtomicBool>,
     status: Arc<AtomicU16>,
     delay_ms: Arc<AtomicU64>,
+    received: Arc<Mutex<VecDeque<Received>>>,
 }
 
 fn serve(listener: TcpListener, pod: &str, behaviour: &Behaviour) {
@@ -113,6 +167,7 @@ fn answer(stream: TcpStream, pod: &str, behaviour: &Behaviour) {
         let mut first = true;
         let mut path = String::new();
         let mut xfcc = String::new();
+        let mut headers = Vec::new();
         loop {
             let mut line = String::new();
             match reader.read_line(&mut line) {
@@ -133,6 +188,9 @@ fn answer(stream: TcpStream, pod: &str, behaviour: &Behaviour) {
                     if lower.starts_with(XFCC) {
                         xfcc = line[XFCC.len()..].trim().to_string();
                     }
+                    if let Some((name, value)) = line.split_once(':') {
+                        headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
+                    }
                 }
                 Err(e)
                     if e.kind() == std::io::ErrorKind::WouldBlock
@@ -144,6 +202,15 @@ fn answer(stream: TcpStream, pod: &str, behaviour: &Behaviour) {
                 }
                 Err(_) => return,
             }
+        }
+        if let Ok(mut received) = behaviour.received.lock() {
+            if received.len() == KEPT {
+                received.pop_front();
+            }
+            received.push_back(Received {
+                path: path.clone(),
+                headers: std::mem::take(&mut headers),
+            });
         }
         let delay = behaviour.delay_ms.load(Ordering::Relaxed);
         if delay > 0 {
@@ -246,6 +313,17 @@ impl HttpConn {
         path: &str,
         headers: &[(&str, &str)],
     ) -> anyhow::Result<(u16, String)> {
+        let r = self.exchange(method, path, headers)?;
+        Ok((r.status, r.body))
+    }
+
+    /// `method path` with more request headers and without a body: the whole answer.
+    pub fn exchange(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Response> {
         let mut extra: String = headers
             .iter()
             .map(|(k, v)| format!("{k}: {v}\r\n"))
@@ -268,6 +346,7 @@ impl HttpConn {
         let mut status = None;
         let mut length = None;
         let mut chunked = false;
+        let mut headers = Vec::new();
         loop {
             let mut line = String::new();
             if self
@@ -295,16 +374,24 @@ impl HttpConn {
                 if name.eq_ignore_ascii_case("transfer-encoding") {
                     chunked = value.trim().eq_ignore_ascii_case("chunked");
                 }
+                headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
             }
         }
         let status = status.with_context(|| format!("no status line from {}", self.target))?;
-        if chunked {
-            return Ok((status, self.read_chunked()?));
-        }
-        let length = length.with_context(|| format!("no content-length from {}", self.target))?;
-        let mut body = vec![0; length];
-        self.stream.read_exact(&mut body)?;
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        let body = if chunked {
+            self.read_chunked()?
+        } else {
+            let length =
+                length.with_context(|| format!("no content-length from {}", self.target))?;
+            let mut body = vec![0; length];
+            self.stream.read_exact(&mut body)?;
+            String::from_utf8_lossy(&body).into_owned()
+        };
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// A `transfer-encoding: chunked` body (Envoy's admin answers so).

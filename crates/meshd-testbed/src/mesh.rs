@@ -52,6 +52,8 @@ pub struct Mesh {
     declared: Vec<(String, String, Ipv4Addr)>,
     /// Gateway pods in the config directory (name, gateway, ip).
     gateways: Vec<(String, String, Ipv4Addr)>,
+    /// Pods of other namespaces than [`NAMESPACE`] (name, app, namespace, ip): clients of its Services.
+    elsewhere: Vec<(String, String, String, Ipv4Addr)>,
     /// `Mesh.spec.mtls.mode`.
     mode: String,
     /// `Mesh.spec.outboundTrafficPolicy` (ALLOW_ANY, the default, when empty).
@@ -87,6 +89,7 @@ impl Mesh {
             envoy: envoy.to_path_buf(),
             declared: Vec::new(),
             gateways: Vec::new(),
+            elsewhere: Vec::new(),
             mode: mode.to_string(),
             outbound: String::new(),
             outsiders: Vec::new(),
@@ -176,6 +179,20 @@ impl Mesh {
         self.write_config()
     }
 
+    /// Declares a pod of another namespace (its Pod object, and a service-account-token Secret for
+    /// service account `app` there), without starting it: [`Mesh::start_pod_in`].
+    pub fn declare_pod_in(
+        &mut self,
+        name: &str,
+        app: &str,
+        namespace: &str,
+        ip: Ipv4Addr,
+    ) -> anyhow::Result<()> {
+        self.elsewhere
+            .push((name.into(), app.into(), namespace.into(), ip));
+        self.write_config()
+    }
+
     /// Declares a gateway pod (`meshd.io/gateway: <gateway>`, service account `<gateway>`) and the
     /// gateway's Service (ports 80 → [`GATEWAY_HTTP_PORT`], 443 → [`GATEWAY_HTTPS_PORT`]), as the
     /// operator makes them; without starting it.
@@ -220,6 +237,17 @@ impl Mesh {
 
     /// Creates the pod's namespace on the bridge, capture, app and sidecar. Call [`Mesh::wait_ready`].
     pub fn start_pod(&mut self, name: &str, app: &str, ip: Ipv4Addr) -> anyhow::Result<&Pod> {
+        self.start_pod_in(name, app, NAMESPACE, ip)
+    }
+
+    /// [`Mesh::start_pod`] for a pod of `namespace` (declared with [`Mesh::declare_pod_in`]).
+    pub fn start_pod_in(
+        &mut self,
+        name: &str,
+        app: &str,
+        namespace: &str,
+        ip: Ipv4Addr,
+    ) -> anyhow::Result<&Pod> {
         let ns = self.pod_namespace(ip)?;
         checked(
             ns.command(&self.meshd.display().to_string())
@@ -234,7 +262,8 @@ impl Mesh {
         let probes = format!(
             r#"{{"app/readyz":{{"httpGet":{{"path":"/","port":{APP_PORT},"scheme":"HTTP"}}}}}}"#
         );
-        let agent = self.spawn_agent(&ns, name, app, ip, &format!("app={app}"), |c| {
+        let who = (namespace, app);
+        let agent = self.spawn_agent(&ns, name, who, ip, &format!("app={app}"), |c| {
             c.env("MESHD_APP_PROBES", probes);
         })?;
         self.pods.push(Pod {
@@ -286,7 +315,7 @@ impl Mesh {
             "app={gateway},{}={gateway},meshd.io/mesh=default",
             GATEWAY_LABEL
         );
-        let agent = self.spawn_agent(&ns, name, gateway, ip, &labels, |c| {
+        let agent = self.spawn_agent(&ns, name, (NAMESPACE, gateway), ip, &labels, |c| {
             c.env("MESHD_GATEWAY", gateway);
         })?;
         self.pods.push(Pod {
@@ -313,12 +342,13 @@ impl Mesh {
     }
 
     /// `meshd agent` as uid 1337 in `ns`, with the pod's credential (its projected token in a
-    /// cluster: the one of its service account's Secret in the config directory).
+    /// cluster: the one of its service account's Secret in the config directory); `who`: the pod's
+    /// namespace and service account.
     fn spawn_agent(
         &self,
         ns: &NetNs,
         name: &str,
-        service_account: &str,
+        (namespace, service_account): (&str, &str),
         ip: Ipv4Addr,
         labels: &str,
         more: impl FnOnce(&mut Command),
@@ -331,14 +361,14 @@ impl Mesh {
             Some(PROXY.gid.into()),
         )?;
         let token = dir.join("token");
-        std::fs::write(&token, token_of(service_account))?;
+        std::fs::write(&token, token_in(namespace, service_account))?;
         nix::unistd::chown(&token, Some(PROXY.uid.into()), Some(PROXY.gid.into()))?;
         let log = std::fs::File::create(dir.join("agent.log"))?;
         let mut agent = ns.command_as(PROXY, &self.meshd.display().to_string());
         agent
             .arg("agent")
             .env("MESHD_POD_NAME", name)
-            .env("MESHD_POD_NAMESPACE", NAMESPACE)
+            .env("MESHD_POD_NAMESPACE", namespace)
             .env("MESHD_POD_IP", ip.to_string())
             .env("MESHD_SERVICE_ACCOUNT", service_account)
             .env("MESHD_NODE_NAME", "demo-node")
@@ -360,6 +390,29 @@ impl Mesh {
             .spawn()
             .with_context(|| format!("{name}: starting meshd agent"))?;
         Ok(ChildGuard(child))
+    }
+
+    /// The traffic tests' pods: frontend-0 at `frontend` and `reviews-<i>` at each of `reviews`
+    /// (labelled `version: v<i+1>` when `versions`), declared, started, and every sidecar ready
+    /// within `bound`.
+    pub fn start_frontend_and_reviews(
+        &mut self,
+        frontend: Ipv4Addr,
+        reviews: &[Ipv4Addr],
+        versions: bool,
+        bound: Duration,
+    ) -> anyhow::Result<()> {
+        self.declare_pod("frontend-0", "frontend", frontend)?;
+        self.start_pod("frontend-0", "frontend", frontend)?;
+        for (i, ip) in reviews.iter().enumerate() {
+            let name = format!("reviews-{i}");
+            self.declare_pod(&name, "reviews", *ip)?;
+            if versions {
+                self.label_pod(&name, "version", &format!("v{}", i + 1))?;
+            }
+            self.start_pod(&name, "reviews", *ip)?;
+        }
+        self.wait_ready(bound)
     }
 
     /// Waits until every running agent answers `/healthz/ready` with 200.
@@ -449,6 +502,7 @@ impl Mesh {
         let tmp = config.join(".demo.yaml.tmp");
         let mut text = render(&self.declared, &self.labels);
         text.push_str(&render_gateways(&self.gateways));
+        text.push_str(&render_elsewhere(&self.elsewhere, &self.labels));
         std::fs::write(&tmp, text)?;
         std::fs::rename(&tmp, config.join("demo.yaml"))?;
         Ok(())
@@ -458,6 +512,43 @@ impl Mesh {
 /// The token of service account `sa`'s Secret (a test credential, not a secret worth keeping).
 fn token_of(sa: &str) -> String {
     format!("demo-token-{sa}")
+}
+
+/// The token of service account `sa` of `namespace`.
+fn token_in(namespace: &str, sa: &str) -> String {
+    if namespace == NAMESPACE {
+        token_of(sa)
+    } else {
+        format!("demo-token-{namespace}-{sa}")
+    }
+}
+
+/// The pods of other namespaces (carrying a meshd sidecar, and their extra labels) and a
+/// service-account-token Secret per service account there.
+fn render_elsewhere(
+    pods: &[(String, String, String, Ipv4Addr)],
+    labels: &std::collections::BTreeMap<String, Vec<(String, String)>>,
+) -> String {
+    let mut out = String::new();
+    let mut accounts = std::collections::BTreeSet::new();
+    for (name, app, namespace, ip) in pods {
+        if accounts.insert((namespace, app)) {
+            out.push_str(&format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {app}-token\n  namespace: {namespace}\n  annotations: {{kubernetes.io/service-account.name: {app}}}\ntype: kubernetes.io/service-account-token\nstringData: {{token: {}}}\n---\n",
+                token_in(namespace, app)
+            ));
+        }
+        let extra: String = labels
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!(", {k}: {v}"))
+            .collect();
+        out.push_str(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {namespace}, labels: {{app: {app}, meshd.io/mesh: default{extra}}}}}\nspec:\n  serviceAccountName: {app}\n  containers: [{{name: app, image: app}}]\nstatus: {{podIP: {ip}}}\n---\n"
+        ));
+    }
+    out
 }
 
 /// The SPIFFE identity of service account `sa` of the demo's namespace.

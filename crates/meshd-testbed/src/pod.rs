@@ -2,13 +2,14 @@
 //! Envoy's admin stats, and the process facts (children, RSS) the demo reports. Torn down on Drop.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use crate::app::{App, get_in};
+use crate::app::{App, HttpConn, Received, Response, get_in};
+use crate::mesh::APP;
 use crate::netns::NetNs;
 
 /// A child process killed (and reaped) on Drop.
@@ -47,6 +48,44 @@ impl Pod {
         if let Some(app) = &self.app {
             app.answer_with(status);
         }
+    }
+
+    /// The latest requests the pod's app received, oldest first (none for a gateway pod).
+    pub fn received(&self) -> Vec<Received> {
+        self.app.as_ref().map(App::received).unwrap_or_default()
+    }
+
+    /// One request from the pod's app (uid [`APP`], through capture) to `target` on a fresh
+    /// connection: the whole answer.
+    pub fn call(
+        &self,
+        target: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Response> {
+        let (method, path) = (method.to_string(), path.to_string());
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.ns.run_in(Some(APP), move || {
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            HttpConn::connect(target)?.exchange(&method, &path, &headers)
+        })
+    }
+
+    /// Every `*update_rejected` stat of the pod's Envoy that is not 0: config it refused (a bug).
+    pub fn rejections(&self) -> Vec<String> {
+        self.admin("/stats?filter=update_rejected")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim_end().ends_with(": 0"))
+            .map(String::from)
+            .collect()
     }
 
     /// The agent's pid (the `ip netns exec`/`setpriv` chain execs, so it is the spawned child).

@@ -20,6 +20,8 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
 use envoy_types::pb::google::protobuf::{BoolValue, Struct, Value, value};
 
+use meshd_api::text::{Digits, concat};
+
 use crate::envoy::pack;
 use crate::{SDS_DEFAULT, SDS_ROOTCA, sds_secret_config};
 
@@ -54,12 +56,26 @@ pub(crate) const CIPHERS: [&str; 6] = [
 
 /// `spiffe://<trustDomain>/ns/<ns>/sa/<sa>`.
 pub fn spiffe_id(trust_domain: &str, namespace: &str, service_account: &str) -> String {
-    format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
+    concat(&[
+        "spiffe://",
+        trust_domain,
+        "/ns/",
+        namespace,
+        "/sa/",
+        service_account,
+    ])
 }
 
 /// Istio's SNI towards a service port: `outbound_.<port>_.<subset>_.<host>`.
 pub fn mesh_sni(port: u16, subset: &str, host: &str) -> String {
-    format!("outbound_.{port}_.{subset}_.{host}")
+    concat(&[
+        "outbound_.",
+        Digits::new(port).as_str(),
+        "_.",
+        subset,
+        "_.",
+        host,
+    ])
 }
 
 fn tls_params() -> TlsParameters {

@@ -1,6 +1,8 @@
 //! Envoy object names meshd generates (SPEC §6). Tests, `meshd proxy-status` and people reading
 //! `/config_dump` rely on them.
 
+use meshd_api::text::{Digits, concat};
+
 /// The outbound capture listener on 15001.
 pub const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
 /// The inbound capture listener on 15006.
@@ -15,9 +17,9 @@ pub const INBOUND_PASSTHROUGH_CLUSTER: &str = "InboundPassthroughCluster";
 /// 127.0.0.6 on `lo` (as Istio's do), so Envoy's own inbound hop is never captured again.
 pub const INBOUND_PASSTHROUGH_SOURCE: &str = "127.0.0.6";
 
-/// `outbound|<port>|<subset>|<svc>.<ns>.svc.<domain>`; meshd has no subsets yet.
+/// `outbound|<port>||<svc>.<ns>.svc.<domain>` (a subset's: `traffic::subsets::subset_cluster_name`).
 pub fn outbound_cluster_name(port: u16, fqdn: &str) -> String {
-    format!("outbound|{port}||{fqdn}")
+    concat(&["outbound|", Digits::new(port).as_str(), "||", fqdn])
 }
 
 /// `inbound|<port>||`: the app's port on this pod.
@@ -27,10 +29,10 @@ pub fn inbound_cluster_name(port: u16) -> String {
 
 /// `<svc>.<ns>.svc.<domain>`.
 pub fn service_fqdn(name: &str, namespace: &str, domain: &str) -> String {
-    format!("{name}.{namespace}.svc.{domain}")
+    concat(&[name, ".", namespace, ".svc.", domain])
 }
 
 /// The RDS name of one service port: `<fqdn>:<port>`.
 pub fn route_name(fqdn: &str, port: u16) -> String {
-    format!("{fqdn}:{port}")
+    concat(&[fqdn, ":", Digits::new(port).as_str()])
 }

@@ -37,15 +37,30 @@ pub struct CompiledMesh {
     pub verdicts: crate::Verdicts,
     /// Gateway TLS credentials by Secret (`kubernetes.io/tls`), for gateway proxies' SDS.
     pub(crate) credentials: Credentials,
+    /// The sidecars whose routes differ from the shared ones (`exportTo`, source matches): their
+    /// versions of those resources, under the shared names.
+    pub(crate) variants: imbl::OrdMap<ObjectKey, Arc<crate::translator::Variant>>,
 }
 
 /// A proxy's own resources (a few): a sorted `Vec` per type.
 #[derive(Clone, Debug, Default)]
 struct OwnResources {
     by_type: [Vec<Arc<Resource>>; ResourceType::COUNT],
+    /// How many of a type's own resources have a shared namesake, which they replace.
+    shadowing: [usize; ResourceType::COUNT],
 }
 
 impl OwnResources {
+    /// Counts the own resources that replace shared ones of their name.
+    fn shadow(&mut self, shared: &ResourceSet) {
+        for ty in ResourceType::ALL {
+            self.shadowing[ty.index()] = self.by_type[ty.index()]
+                .iter()
+                .filter(|r| shared.get(ty, &r.name).is_some())
+                .count();
+        }
+    }
+
     fn push(&mut self, ty: ResourceType, r: Arc<Resource>) {
         let list = &mut self.by_type[ty.index()];
         let at = list.partition_point(|x| x.name < r.name);
@@ -136,6 +151,13 @@ impl CompiledMesh {
             ResourceType::Listener,
             Resource::new(listener.name.clone(), &listener),
         );
+        let key = ObjectKey::new(node.namespace.clone(), node.pod.clone());
+        if let Some(variant) = self.variants.get(&key) {
+            for (ty, r) in variant.iter() {
+                own.push(*ty, Arc::clone(r));
+            }
+            own.shadow(&self.shared);
+        }
         ProxyConfig {
             node: node.clone(),
             known: true,
@@ -182,7 +204,7 @@ impl CompiledMesh {
     /// target their ports.
     fn gateway_of(&self, namespace: &str, workload: &Workload) -> crate::GatewayConfig {
         let targets = pod_ports(namespace_services(&self.services, namespace), workload);
-        gateway_config(&self.gateways, workload, &targets)
+        gateway_config(&self.gateways, namespace, workload, &targets)
     }
 
     /// `config` moved to this generation: the shared part replaced (a pointer copy), its own part
@@ -222,16 +244,19 @@ impl ProxyConfig {
         !(self.gateway && ty == ResourceType::Listener)
     }
 
-    /// Every resource of a type: the shared ones, then the proxy's own (each part sorted by name).
+    /// Every resource of a type: the shared ones (but those an own one replaces), then the proxy's
+    /// own (each part sorted by name).
     pub fn resources(&self, ty: ResourceType) -> impl Iterator<Item = &Arc<Resource>> {
         let shared = self.has_shared(ty).then(|| self.shared.of(ty));
+        let shadowing = self.own.shadowing[ty.index()] > 0;
         shared
             .into_iter()
             .flatten()
+            .filter(move |r| !shadowing || self.own.get(ty, &r.name).is_none())
             .chain(&self.own.by_type[ty.index()])
     }
 
-    /// The proxy's own resources of a type (its inbound side).
+    /// The proxy's own resources of a type (its inbound side, and its versions of shared ones).
     pub fn own(&self, ty: ResourceType) -> &[Arc<Resource>] {
         &self.own.by_type[ty.index()]
     }
@@ -259,7 +284,7 @@ impl ProxyConfig {
 
     pub fn count(&self, ty: ResourceType) -> usize {
         let shared = if self.has_shared(ty) {
-            self.shared.len(ty)
+            self.shared.len(ty) - self.own.shadowing[ty.index()]
         } else {
             0
         };

@@ -93,7 +93,7 @@ impl Resource {
             name: name.into(),
             body,
             body_hash,
-            version: format!("{body_hash:016x}"),
+            version: meshd_api::text::hex16(body_hash),
         })
     }
 

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use meshd_api::MeshSpec;
+use meshd_api::networking::destination_rule::ClientTlsSettings;
 use meshd_api::validate::gateway_credentials::SecretFacts;
 
 use crate::authz::AuthzPolicies;
@@ -32,10 +33,15 @@ use crate::outbound::{
 use crate::peer::PeerPolicies;
 use crate::proxy::CompiledMesh;
 use crate::resources::{Resource, ResourceSet, ResourceType};
+use crate::traffic::Source;
 use crate::traffic::subsets::{EndpointPods, Pods, subset_cluster_name, subsets_for};
 
 mod entries;
+mod parallel;
 mod security;
+mod variants;
+
+pub(crate) use variants::Variant;
 
 use security::{EndpointRef, Touched};
 
@@ -80,6 +86,21 @@ impl CompiledService {
                 cluster,
             })
     }
+}
+
+/// Whether a Service is compiled whole, or only what its endpoints feed (clusters, load assignments,
+/// subsets): a Pod or an EndpointSlice changed, not the Service or what routes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Whole {
+    Yes,
+    Endpoints,
+}
+
+/// One Service's compiled resources, in the order they are put, and its subset clusters' names.
+struct ServiceOutput {
+    key: ObjectKey,
+    resources: Vec<(ResourceType, Arc<Resource>)>,
+    subsets: Vec<String>,
 }
 
 /// What one [`Translator::apply`] changed: the shared resources (by name, per type) and the proxies
@@ -145,12 +166,16 @@ pub struct Translator {
     subset_clusters: BTreeMap<ObjectKey, Vec<String>>,
     /// The ServiceEntries' clusters, assignments and routes, to remove stale ones.
     entry_resources: Vec<(ResourceType, String)>,
+    /// The ports whose unknown destinations end in the `<port>` route's catch-all (`entries.rs`).
+    catch_all_ports: BTreeSet<u16>,
     /// What gateway proxies' own parts are built from; when it changes, they are all marked.
     gateways: Arc<GatewayInputs>,
     /// What building the gateway proxies' configs left out, for the caller to log.
     gateway_warnings: Vec<String>,
     /// Gateway TLS credentials (`kubernetes.io/tls` Secrets), served to gateway proxies over SDS.
     credentials: Credentials,
+    /// Hosts whose routes may differ between proxies, and each proxy's own view of them.
+    variants: variants::ProxyVariants,
 }
 
 /// The Services' hosts, as the verdicts' checks ask for them.
@@ -209,9 +234,11 @@ impl Translator {
             configs: Configs::default(),
             subset_clusters: BTreeMap::new(),
             entry_resources: Vec::new(),
+            catch_all_ports: BTreeSet::new(),
             gateways: Arc::default(),
             gateway_warnings: Vec::new(),
             credentials: Credentials::new(),
+            variants: variants::ProxyVariants::default(),
         };
         translator.rebuild_outbound(&mut ChangeSet::default());
         translator
@@ -346,6 +373,8 @@ impl Translator {
             };
             let moved = self.configs.judge(&self.settings.cluster_domain, &hosts);
             if moved {
+                self.variants
+                    .find_hosts(&self.configs, &self.settings.cluster_domain);
                 let touched = self.configs.take_touched(&self.settings.cluster_domain);
                 // A VirtualService's tcp[] routes are in the outbound listener's chains.
                 outbound_dirty |= self.touched_services(&touched, &mut compile);
@@ -374,9 +403,6 @@ impl Translator {
         for namespace in credentials_changed {
             self.mark_gateways(&namespace, &mut out);
         }
-        for key in &compile {
-            self.compile_service(key, &mut out);
-        }
         // Subsets select endpoints by their pods' labels: a pod change may move them.
         let with_subsets = self
             .subset_clusters
@@ -385,14 +411,26 @@ impl Translator {
             .cloned();
         let endpoints_of: BTreeSet<ObjectKey> =
             endpoints_of.into_iter().chain(with_subsets).collect();
-        for key in endpoints_of.difference(&compile) {
-            if let Some(service) = self.services.get(key).cloned() {
-                self.compile_endpoints(key, &service, &mut out);
-                self.compile_subsets(key, &mut out);
-            }
+        // Each Service compiles from the facts alone, so many compile at once; what they produced is
+        // put into the shared set in key order, as one by one would.
+        let work: Vec<(&ObjectKey, Whole)> = compile
+            .iter()
+            .map(|k| (k, Whole::Yes))
+            .chain(
+                endpoints_of
+                    .difference(&compile)
+                    .map(|k| (k, Whole::Endpoints)),
+            )
+            .collect();
+        let compiled = parallel::map(&work, |(key, whole)| self.compile_service(key, *whole));
+        for service in compiled {
+            self.put_service(service, &mut out);
         }
         if outbound_dirty {
             self.rebuild_outbound(&mut out);
+        }
+        if judge || outbound_dirty || !compile.is_empty() || !pods_changed.is_empty() {
+            self.refresh_variants(&mut out);
         }
         (self.compiled(), out)
     }
@@ -507,31 +545,60 @@ impl Translator {
         outbound_changed
     }
 
-    /// One Service's routes, clusters, load assignments and subset clusters from what is in force
-    /// (a removed Service's subset clusters go). Only the resources whose bytes differ are marked
-    /// changed (and pushed).
-    fn compile_service(&mut self, key: &ObjectKey, out: &mut ChangeSet) {
-        if let Some(service) = self.services.get(key).cloned() {
-            for view in service.views(key) {
-                if view.port.protocol.is_http() && !view.vips.is_empty() {
-                    let route = route_configuration(&view, self.vs_routes(&view));
-                    out.put(
-                        &mut self.shared,
-                        ResourceType::Route,
-                        Resource::new(route.name.clone(), &route),
-                    );
+    /// One Service's routes (unless only its endpoints moved), clusters, load assignments and
+    /// subset clusters, from what is in force. Reads only: [`Translator::put_service`] stores them.
+    fn compile_service(&self, key: &ObjectKey, whole: Whole) -> ServiceOutput {
+        let mut output = ServiceOutput {
+            key: key.clone(),
+            resources: Vec::new(),
+            subsets: Vec::new(),
+        };
+        if let Some(service) = self.services.get(key) {
+            if whole == Whole::Yes {
+                for view in service.views(key) {
+                    if view.port.protocol.is_http() && !view.vips.is_empty() {
+                        let route =
+                            route_configuration(&view, self.vs_routes(&view, Source::SHARED));
+                        output.resources.push((
+                            ResourceType::Route,
+                            Resource::new(route.name.clone(), &route),
+                        ));
+                    }
                 }
             }
             // The clusters carry the DestinationRule's policy; compiled with their endpoints (mTLS).
-            self.compile_endpoints(key, &service, out);
+            self.compile_endpoints(key, service, &mut output);
+            self.compile_subsets(key, service, &mut output);
         }
-        self.compile_subsets(key, out);
+        output
     }
 
-    /// The routes a VirtualService in force gives one service port, if one routes it.
+    /// Puts what [`Translator::compile_service`] produced into the shared set (only the resources
+    /// whose bytes differ are marked changed, and pushed) and removes the subset clusters the Service
+    /// no longer has.
+    fn put_service(&mut self, service: ServiceOutput, out: &mut ChangeSet) {
+        for (ty, resource) in service.resources {
+            out.put(&mut self.shared, ty, resource);
+        }
+        let old = self
+            .subset_clusters
+            .remove(&service.key)
+            .unwrap_or_default();
+        for name in old.iter().filter(|n| !service.subsets.contains(n)) {
+            out.remove(&mut self.shared, ResourceType::Cluster, name);
+            out.remove(&mut self.shared, ResourceType::Endpoint, name);
+        }
+        if !service.subsets.is_empty() {
+            self.subset_clusters.insert(service.key, service.subsets);
+        }
+    }
+
+    /// The routes a VirtualService in force gives one service port for proxies of `source`, if one
+    /// routes it.
     fn vs_routes(
         &self,
         view: &PortView<'_>,
+        source: Source<'_>,
     ) -> Option<Vec<envoy_types::pb::envoy::config::route::v3::Route>> {
         let ports_of = |fqdn: &str| self.ports_of(fqdn);
         crate::traffic::service_routes(
@@ -540,7 +607,26 @@ impl Translator {
             view.port.port,
             &self.settings.cluster_domain,
             &ports_of,
+            source,
         )
+    }
+
+    /// A host port as proxies of `source` see it, for its TCP and SNI chains.
+    fn host_port<'a>(
+        &'a self,
+        ports_of: &'a dyn Fn(&str) -> Option<Vec<u16>>,
+        fqdn: &'a str,
+        port: u16,
+        source: Source<'a>,
+    ) -> crate::traffic::HostPort<'a> {
+        crate::traffic::HostPort {
+            configs: &self.configs,
+            domain: &self.settings.cluster_domain,
+            ports_of,
+            fqdn,
+            port,
+            source,
+        }
     }
 
     /// A host's port numbers: a Service's, else an accepted ServiceEntry's.
@@ -554,21 +640,25 @@ impl Translator {
             .or_else(|| crate::traffic::service_entry::ports(&self.configs, fqdn))
     }
 
-    /// A service port's cluster (or a subset's) with its DestinationRule policy.
+    /// A service port's cluster (or a subset's) with its DestinationRule policy, and the policy's
+    /// `tls` (applied with the endpoints).
     fn cluster_of(
         &self,
         view: &PortView<'_>,
         subset: Option<&str>,
-    ) -> envoy_types::pb::envoy::config::cluster::v3::Cluster {
+    ) -> (
+        envoy_types::pb::envoy::config::cluster::v3::Cluster,
+        Option<&ClientTlsSettings>,
+    ) {
         let mut cluster = outbound_cluster(view);
-        crate::traffic::apply_policy(
+        let tls = crate::traffic::apply_policy(
             &mut cluster,
             &self.configs,
             view.fqdn,
             view.port.port,
             subset,
         );
-        cluster
+        (cluster, tls)
     }
 
     /// Adds to `compile` the services whose hosts `touched` names (all of them when a wildcard or
@@ -591,11 +681,14 @@ impl Translator {
         touched.all || tcp
     }
 
-    /// One Service's subset clusters and their endpoints (the accepted DestinationRules' subsets); the
-    /// ones no longer defined are removed.
-    fn compile_subsets(&mut self, key: &ObjectKey, out: &mut ChangeSet) {
-        let mut names = Vec::new();
-        if let Some(service) = self.services.get(key).cloned() {
+    /// One Service's subset clusters and their endpoints (the accepted DestinationRules' subsets).
+    fn compile_subsets(
+        &self,
+        key: &ObjectKey,
+        service: &CompiledService,
+        output: &mut ServiceOutput,
+    ) {
+        {
             let subsets = subsets_for(&self.configs, &service.fqdn);
             let selected: Vec<(&String, Vec<EndpointSlice>)> = if subsets.is_empty() {
                 Vec::new()
@@ -628,33 +721,25 @@ impl Translator {
                         ..view
                     };
                     let mut assignment = load_assignment(&sub, slices.iter());
-                    let mut cluster = self.cluster_of(&sub, Some(subset));
+                    let (mut cluster, tls) = self.cluster_of(&sub, Some(subset));
                     let refs: Vec<&EndpointSlice> = slices.iter().collect();
                     self.secure(
                         &sub,
-                        Some(subset),
+                        tls,
                         &security::endpoint_pods(&refs),
                         &mut assignment,
                         &mut cluster,
                     );
-                    let cluster = Resource::new(name.clone(), &cluster);
-                    out.put(&mut self.shared, ResourceType::Cluster, cluster);
-                    out.put(
-                        &mut self.shared,
+                    output
+                        .resources
+                        .push((ResourceType::Cluster, Resource::new(name.clone(), &cluster)));
+                    output.resources.push((
                         ResourceType::Endpoint,
                         Resource::new(name.clone(), &assignment),
-                    );
-                    names.push(name);
+                    ));
+                    output.subsets.push(name);
                 }
             }
-        }
-        let old = self.subset_clusters.remove(key).unwrap_or_default();
-        for name in old.iter().filter(|n| !names.contains(n)) {
-            out.remove(&mut self.shared, ResourceType::Cluster, name);
-            out.remove(&mut self.shared, ResourceType::Endpoint, name);
-        }
-        if !names.is_empty() {
-            self.subset_clusters.insert(key.clone(), names);
         }
     }
 
@@ -694,10 +779,10 @@ impl Translator {
     /// A Service's clusters and load assignments: both depend on its endpoints (which of them get
     /// mTLS, and the identities the cluster checks).
     fn compile_endpoints(
-        &mut self,
+        &self,
         key: &ObjectKey,
         service: &CompiledService,
-        out: &mut ChangeSet,
+        output: &mut ServiceOutput,
     ) {
         let names = self.slices_of.get(key);
         let slices: Vec<&EndpointSlice> = names
@@ -710,64 +795,60 @@ impl Translator {
             })
             .collect();
         let pods = security::endpoint_pods(&slices);
-        let mut compiled = Vec::new();
         for view in service.views(key) {
             let mut assignment = load_assignment(&view, slices.iter().copied());
-            let mut cluster = self.cluster_of(&view, None);
-            self.secure(&view, None, &pods, &mut assignment, &mut cluster);
-            compiled.push((cluster, assignment));
-        }
-        for (cluster, assignment) in compiled {
-            out.put(
-                &mut self.shared,
+            let (mut cluster, tls) = self.cluster_of(&view, None);
+            self.secure(&view, tls, &pods, &mut assignment, &mut cluster);
+            output.resources.push((
                 ResourceType::Cluster,
                 Resource::new(cluster.name.clone(), &cluster),
-            );
-            out.put(
-                &mut self.shared,
+            ));
+            output.resources.push((
                 ResourceType::Endpoint,
                 Resource::new(assignment.cluster_name.clone(), &assignment),
-            );
+            ));
         }
     }
 
     fn rebuild_outbound(&mut self, out: &mut ChangeSet) {
+        self.sync_catch_all_ports(out);
         let mut warnings = Vec::new();
+        let listener = self.outbound_listener(Source::SHARED, &mut warnings);
+        out.put(
+            &mut self.shared,
+            ResourceType::Listener,
+            Resource::new(listener.name.clone(), &listener),
+        );
+        self.outbound_warnings = warnings;
+    }
+
+    /// `virtualOutbound` as proxies of `source` see it (their VirtualServices' `tcp[]` routes).
+    fn outbound_listener(
+        &self,
+        source: Source<'_>,
+        warnings: &mut Vec<String>,
+    ) -> envoy_types::pb::envoy::config::listener::v3::Listener {
         let views = self
             .services
             .iter()
             .flat_map(|(key, service)| service.views(key));
         let ports_of = |fqdn: &str| self.ports_of(fqdn);
         let tcp = |view: &PortView<'_>, addresses: &[CidrRange]| {
-            crate::traffic::service_tcp_chains(
-                &self.configs,
-                view.fqdn,
-                view.port.port,
-                &self.settings.cluster_domain,
-                &ports_of,
-                addresses,
-                view.cluster,
-            )
+            let at = self.host_port(&ports_of, view.fqdn, view.port.port, source);
+            crate::traffic::service_tcp_chains(&at, addresses, view.cluster)
         };
         let sni = |view: &PortView<'_>, addresses: &[CidrRange]| {
-            crate::traffic::service_sni_routes(
-                &self.configs,
-                view.fqdn,
-                view.port.port,
-                &self.settings.cluster_domain,
-                &ports_of,
-                addresses,
-                view.cluster,
-            )
+            let at = self.host_port(&ports_of, view.fqdn, view.port.port, source);
+            crate::traffic::service_sni_routes(&at, addresses, view.cluster)
         };
         let mut listener = virtual_outbound(
             views,
             self.mesh.outbound_traffic_policy,
             &tcp,
             &sni,
-            &mut warnings,
+            warnings,
         );
-        let entries = self.entry_chains(&listener.filter_chains, &mut warnings);
+        let entries = self.entry_chains(&listener.filter_chains, source, warnings);
         listener.filter_chains.extend(entries);
         // After original_dst: it matches on the restored destination port.
         listener
@@ -775,12 +856,7 @@ impl Translator {
             .extend(crate::traffic::service_entry::tls_inspector(
                 &listener.filter_chains,
             ));
-        out.put(
-            &mut self.shared,
-            ResourceType::Listener,
-            Resource::new(listener.name.clone(), &listener),
-        );
-        self.outbound_warnings = warnings;
+        listener
     }
 
     /// Collects what gateway proxies are built from again; when it differs, every gateway proxy's own
@@ -812,7 +888,8 @@ impl Translator {
                 crate::gateway::namespace_services(&self.services, &pod.namespace),
                 workload,
             );
-            let config = crate::gateway::gateway_config(&self.gateways, workload, &targets);
+            let config =
+                crate::gateway::gateway_config(&self.gateways, &pod.namespace, workload, &targets);
             self.gateway_warnings
                 .extend(config.warnings.into_iter().map(|w| format!("{pod}: {w}")));
         }
@@ -836,6 +913,7 @@ impl Translator {
                 .collect(),
             verdicts: self.configs.verdicts.clone(),
             credentials: self.credentials.clone(),
+            variants: self.variants.by_proxy.clone(),
         }
     }
 }
@@ -847,3 +925,7 @@ fn port_numbers(s: &Service) -> Vec<u16> {
 #[cfg(test)]
 #[path = "translator/credentials_tests.rs"]
 mod credentials_tests;
+
+#[cfg(test)]
+#[path = "translator/variants_tests.rs"]
+mod variants_tests;

@@ -8,6 +8,7 @@ use meshd_api::MeshSpec;
 use meshd_api::mesh::{MtlsMode, OutboundTrafficPolicy};
 use meshd_api::security::authorization_policy::{Action, From, Rule, Source};
 use meshd_api::security::peer_authentication::PeerMtlsMode;
+use meshd_api::status::VerdictKey;
 use meshd_translate::facts::{
     Age, AuthorizationPolicy, Config, Fact, FactChange, FactKind, ObjectKey, PeerAuthentication,
     TargetPort,
@@ -103,7 +104,9 @@ enum Edit {
     BoundVs(usize, usize, usize, u8),
     /// Service s's traffic resources (shape 0 removes them): bit 0 a DestinationRule with subsets
     /// v1/v2, bit 1 a VirtualService splitting 90/10 between them (50/50 with bit 3), bit 2 that
-    /// VirtualService also routes `/next` to the next Service by FQDN without a port.
+    /// VirtualService also routes `/next` to the next Service by FQDN without a port, bit 4 it sends
+    /// pods labelled `version: v2` (HTTP and TCP) to the next Service, bit 5 it is exported only to
+    /// its namespace: per-proxy variants.
     Traffic(usize, u8),
     /// Workload w's `version` label: v1, v2 or none.
     Version(usize, u8),
@@ -127,7 +130,7 @@ fn edit() -> impl Strategy<Value = Edit> {
         1 => (0..11usize, any::<bool>()).prop_map(|(n, b)| Edit::Authz(n, b)),
         1 => (0..3u8).prop_map(Edit::MeshMtls),
         1 => (0..3usize, 0..18usize, 0..32u8).prop_map(|(n, w, v)| Edit::Entry(n, w, v)),
-        1 => (0..9usize, 0..16u8).prop_map(|(s, t)| Edit::Traffic(s, t)),
+        3 => (0..9usize, 0..64u8).prop_map(|(s, t)| Edit::Traffic(s, t)),
         1 => (0..18usize, 0..3u8).prop_map(|(w, v)| Edit::Version(w, v)),
         // Gateways need a gateway pod, a Gateway selecting it and a VirtualService bound to it at
         // once: their edits are likelier, on the first two services' pods and namespaces.
@@ -437,6 +440,19 @@ fn apply_edit(state: &mut State, edit: &Edit) -> Vec<FactChange> {
                     "route": [{"destination": {"host": next}}]}),
                 );
             }
+            let mut spec = serde_json::json!({"hosts": [key.name], "http": http});
+            if shape & 16 == 16 {
+                let v2 = serde_json::json!({"match": [{"sourceLabels": {"version": "v2"}}],
+                    "route": [{"destination": {"host": next}}]});
+                spec["http"]
+                    .as_array_mut()
+                    .expect("a list")
+                    .insert(0, v2.clone());
+                spec["tcp"] = serde_json::json!([v2]);
+            }
+            if shape & 32 == 32 {
+                spec["exportTo"] = serde_json::json!(["."]);
+            }
             let specs = [
                 (
                     dr.clone(),
@@ -448,11 +464,7 @@ fn apply_edit(state: &mut State, edit: &Edit) -> Vec<FactChange> {
                                     {"name": "v2", "labels": {"version": "v2"}}],
                     }),
                 ),
-                (
-                    vs.clone(),
-                    shape & 2 == 2,
-                    serde_json::json!({"hosts": [key.name], "http": http}),
-                ),
+                (vs.clone(), shape & 2 == 2, spec),
             ];
             for (k, present, spec) in specs {
                 if !present {
@@ -553,6 +565,44 @@ fn initial() -> State {
     state
 }
 
+/// Records the version of each judged resource that is accepted now.
+fn remember_accepted(state: &State, mesh: &CompiledMesh, accepted: &mut State) {
+    for ((kind, key), fact) in state.iter().filter(|((k, _), _)| k.has_verdict()) {
+        let verdict = mesh.verdicts.get(&VerdictKey::new(
+            kind.name(),
+            key.namespace.clone(),
+            key.name.clone(),
+        ));
+        if verdict.is_some_and(|v| v.accepted) {
+            accepted.insert((*kind, key.clone()), fact.clone());
+        }
+    }
+}
+
+/// What is in force: `state`, with a rejected update's resource at its last accepted version (SPEC
+/// §8: a rejected update leaves it in force), history that a translation from nothing cannot know.
+fn in_force(state: &State, mesh: &CompiledMesh, accepted: &State) -> State {
+    let mut out = state.clone();
+    for ((kind, key), fact) in state.iter().filter(|((k, _), _)| k.has_verdict()) {
+        let verdict = mesh.verdicts.get(&VerdictKey::new(
+            kind.name(),
+            key.namespace.clone(),
+            key.name.clone(),
+        ));
+        let kept = verdict.is_some_and(|v| {
+            !v.accepted
+                && v.message
+                    .ends_with("the last accepted version stays in force)")
+        });
+        if let (true, Some(previous)) = (kept, accepted.get(&(*kind, key.clone()))) {
+            out.insert((*kind, key.clone()), previous.clone());
+        } else {
+            out.insert((*kind, key.clone()), fact.clone());
+        }
+    }
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
@@ -569,10 +619,14 @@ proptest! {
             .map(|(_, k)| NodeId { pod: k.name.clone(), namespace: k.namespace.clone() })
             .collect();
         let mut held: Vec<ProxyConfig> = nodes.iter().map(|n| first.proxy_config(n)).collect();
+        let mut accepted = BTreeMap::new();
+        remember_accepted(&state, &first, &mut accepted);
         for e in &edits {
             let changes = apply_edit(&mut state, e);
             let (mesh, changed) = incremental.apply(changes);
-            let (fresh, _) = Translator::new(TranslateSettings::default()).apply(everything(&state));
+            let in_force = in_force(&state, &mesh, &accepted);
+            remember_accepted(&state, &mesh, &mut accepted);
+            let (fresh, _) = Translator::new(TranslateSettings::default()).apply(everything(&in_force));
             prop_assert_eq!(dump(&mesh, &state), dump(&fresh, &state), "after {:?}", e);
             prop_assert_eq!(&mesh.warnings, &fresh.warnings);
             for (config, node) in held.iter_mut().zip(&nodes) {
@@ -587,6 +641,47 @@ proptest! {
             }
         }
     }
+}
+
+/// A found case: a Gateway route's update naming a removed Service is rejected and the route it
+/// replaces stays in force; compared with a translation from nothing given that route.
+#[test]
+fn a_rejected_gateway_route_update_keeps_the_route_it_replaces() {
+    let edits = [
+        Edit::RemoveService(7),
+        Edit::Gateway(1, 1, 4),
+        Edit::BoundVs(1, 1, 0, 1),
+        Edit::GatewayPod(3),
+        Edit::BoundVs(1, 0, 7, 1),
+    ];
+    let mut state = initial();
+    let mut incremental = Translator::new(TranslateSettings::default());
+    let (first, _) = incremental.apply(everything(&state));
+    let mut accepted = BTreeMap::new();
+    remember_accepted(&state, &first, &mut accepted);
+    let mut mesh = first;
+    for e in &edits {
+        let changes = apply_edit(&mut state, e);
+        mesh = incremental.apply(changes).0;
+        remember_accepted(&state, &mesh, &mut accepted);
+    }
+    let verdict = &mesh.verdicts[&VerdictKey::new("VirtualService", "ns-1", "gvs")];
+    assert!(!verdict.accepted, "{verdict:?}");
+    assert!(
+        verdict
+            .message
+            .ends_with("the last accepted version stays in force)"),
+        "{verdict:?}"
+    );
+    let (fresh, _) = Translator::new(TranslateSettings::default())
+        .apply(everything(&in_force(&state, &mesh, &accepted)));
+    assert_eq!(dump(&mesh, &state), dump(&fresh, &state));
+    let (from_nothing, _) = Translator::new(TranslateSettings::default()).apply(everything(&state));
+    assert_ne!(
+        dump(&mesh, &state),
+        dump(&from_nothing, &state),
+        "the kept route is history"
+    );
 }
 
 #[test]

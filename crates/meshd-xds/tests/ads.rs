@@ -835,3 +835,70 @@ async fn delta_sync_state_follows_acks_and_nacks() {
         h.metrics()
     );
 }
+
+/// A VirtualService exported only to the node's namespace routes its TCP port elsewhere: the node's
+/// own `virtualOutbound` replaces the shared one (sent once, over SotW's whole set), and goes when the
+/// VirtualService does.
+#[tokio::test]
+async fn sotw_sends_a_proxys_own_version_of_a_shared_listener_in_its_place() {
+    use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
+    use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+    use prost::Message;
+    const LDS: ResourceType = ResourceType::Listener;
+    let h = start(synthetic_mesh(3, 2)).await;
+    let db = "svc-2.ns-2.svc.cluster.local:5432";
+    let to = |r: &DiscoveryResponse| -> (usize, String) {
+        let outbound: Vec<Listener> = r
+            .resources
+            .iter()
+            .map(|a| Listener::decode(a.value.as_slice()).unwrap())
+            .filter(|l| l.name == meshd_translate::VIRTUAL_OUTBOUND)
+            .collect();
+        let chain = outbound[0]
+            .filter_chains
+            .iter()
+            .find(|c| c.name == db)
+            .unwrap();
+        let Some(filter::ConfigType::TypedConfig(any)) = &chain.filters[0].config_type else {
+            panic!("a typed tcp_proxy");
+        };
+        let proxy = TcpProxy::decode(any.value.as_slice()).unwrap();
+        (outbound.len(), format!("{:?}", proxy.cluster_specifier))
+    };
+    let mut s = sotw(&h, NODE, LDS, &[]).await;
+    let first = next(&mut s.rx).await;
+    let (count, chain) = to(&first);
+    assert_eq!(count, 1);
+    assert!(chain.contains("outbound|5432||svc-2"), "{chain}");
+    s.tx.send(ack(LDS, &first, &[])).await.unwrap();
+
+    let spec: meshd_api::networking::VirtualServiceSpec =
+        serde_json::from_value(serde_json::json!({
+            "hosts": ["svc-2.ns-2.svc.cluster.local"], "exportTo": ["."],
+            "tcp": [{"route": [{"destination": {"host": "svc-0", "port": {"number": 80}}}]}],
+        }))
+        .unwrap();
+    let vs = meshd_translate::facts::Fact::VirtualService(std::sync::Arc::new(
+        meshd_translate::facts::Config {
+            generation: None,
+            created: Some(1),
+            spec,
+            problems: Vec::new(),
+        },
+    ));
+    let key = meshd_translate::facts::ObjectKey::new("ns-0", "db");
+    h.index
+        .update(|i| i.set(FactKind::VirtualService, key.clone(), Some(vs)));
+    let second = next(&mut s.rx).await;
+    let (count, chain) = to(&second);
+    assert_eq!(count, 1, "the own version replaces the shared one");
+    assert!(chain.contains("outbound|80||svc-0.ns-0"), "{chain}");
+    s.tx.send(ack(LDS, &second, &[])).await.unwrap();
+
+    h.index
+        .update(|i| i.set(FactKind::VirtualService, key, None));
+    let third = next(&mut s.rx).await;
+    let (count, chain) = to(&third);
+    assert_eq!(count, 1);
+    assert!(chain.contains("outbound|5432||svc-2"), "{chain}");
+}

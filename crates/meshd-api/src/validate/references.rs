@@ -18,7 +18,7 @@ pub fn resolve_host(host: &str, namespace: &str, domain: &str) -> String {
     if host == "*" || host.contains('.') || host.parse::<IpAddr>().is_ok() {
         host.to_string()
     } else {
-        format!("{host}.{namespace}.svc.{domain}")
+        crate::text::concat(&[host, ".", namespace, ".svc.", domain])
     }
 }
 

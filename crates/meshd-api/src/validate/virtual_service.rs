@@ -54,6 +54,11 @@ pub(super) fn virtual_service(vs: &VirtualService) -> Vec<FieldError> {
                 port(&mut r, &at(&mp, "port"), p);
             }
             labels(&mut r, &at(&mp, "sourceLabels"), &m.source_labels);
+            if let Some(ns) = &m.source_namespace
+                && !is_dns_label(ns)
+            {
+                r.bad(&at(&mp, "sourceNamespace"), ns, "is not a namespace name");
+            }
         }
         l4_route(&mut r, &at(&path, "route"), &route.route);
     }
@@ -73,6 +78,11 @@ pub(super) fn virtual_service(vs: &VirtualService) -> Vec<FieldError> {
                 port(&mut r, &at(&mp, "port"), p);
             }
             labels(&mut r, &at(&mp, "sourceLabels"), &m.source_labels);
+            if let Some(ns) = &m.source_namespace
+                && !is_dns_label(ns)
+            {
+                r.bad(&at(&mp, "sourceNamespace"), ns, "is not a namespace name");
+            }
         }
         l4_route(&mut r, &at(&path, "route"), &route.route);
     }

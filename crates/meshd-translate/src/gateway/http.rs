@@ -14,6 +14,7 @@ use meshd_api::validate::gateway_refs::{binds_gateway, gateway_host};
 use meshd_api::validate::references::resolve_host;
 
 use super::{GatewayInputs, ServerRef};
+use crate::traffic::Source;
 use crate::traffic::matches::route_match;
 use crate::traffic::routes::{RouteContext, http_routes};
 
@@ -79,6 +80,7 @@ pub(super) fn route_configuration(
             port,
             ports_of: &ports_of,
             hash: None,
+            source: servers.first().map_or(Source::SHARED, |s| s.source),
         };
         let routes = http_routes(&vs.spec.http, &ctx);
         for (host, redirect) in mine {

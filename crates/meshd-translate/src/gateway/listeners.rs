@@ -236,6 +236,7 @@ fn passthrough(
                 port,
                 ports_of: &ports_of,
                 hash: None,
+                source: s.source,
             };
             let name = format!("{}.{i}", s.chain_name("tls"));
             let Some(filter) = l4_filter(&route.route, &ctx, &name) else {
@@ -275,6 +276,7 @@ fn tcp_chain(port: u16, s: &ServerRef<'_>, inputs: &GatewayInputs) -> Option<Fil
             port,
             ports_of: &ports_of,
             hash: None,
+            source: s.source,
         };
         tcp_filter(vs, &ctx, &name)
     })?;

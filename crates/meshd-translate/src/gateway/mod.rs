@@ -127,6 +127,8 @@ pub(crate) struct ServerRef<'a> {
     pub gateway: &'a ObjectKey,
     pub index: usize,
     pub server: &'a Server,
+    /// The gateway pod: `sourceLabels`/`sourceNamespace` matches are checked against it.
+    pub source: crate::traffic::Source<'a>,
 }
 
 impl ServerRef<'_> {
@@ -193,6 +195,7 @@ impl PortKind {
 /// pod running as non-root listens on 8080/8443 for a Service's 80/443.
 pub(crate) fn gateway_config(
     inputs: &GatewayInputs,
+    namespace: &str,
     workload: &Workload,
     targets: &[(u16, u16)],
 ) -> GatewayConfig {
@@ -204,6 +207,10 @@ pub(crate) fn gateway_config(
     };
     let mut out = GatewayConfig::default();
     let mut ports: BTreeMap<u16, (Protocol, Vec<ServerRef<'_>>)> = BTreeMap::new();
+    let source = crate::traffic::Source {
+        namespace,
+        labels: &workload.labels,
+    };
     for (key, gw) in &inputs.gateways {
         if !selects_pod(&gw.spec, &workload.labels) {
             continue;
@@ -226,6 +233,7 @@ pub(crate) fn gateway_config(
                 gateway: key,
                 index,
                 server,
+                source,
             });
         }
     }

@@ -4,8 +4,10 @@
 //! Subsets are their own EDS clusters ([`subsets`]); DestinationRule policies go on the clusters
 //! ([`policy`]), their `tls` with the endpoints ([`tls`]); `tcp[]` routes are the port's `tcp_proxy`s,
 //! by `destinationSubnets` ([`tcp`], [`cidrs`]), `tls[]` routes chains by SNI before them ([`sni`]);
-//! ServiceEntries become clusters, routes and outbound chains ([`service_entry`]). Not yet: `exportTo`
-//! and `sourceLabels` are not applied per proxy (the routes are shared by every proxy).
+//! ServiceEntries become clusters, routes and outbound chains ([`service_entry`]). Which
+//! VirtualService a proxy sees (`exportTo`) and which matches apply to it (`sourceLabels`,
+//! `sourceNamespace`): [`source`]; a proxy whose view differs gets its own routes and chains. Not yet:
+//! DestinationRule `exportTo` (their policies are every proxy's).
 
 pub(crate) mod cidrs;
 pub(crate) mod matches;
@@ -13,44 +15,21 @@ pub(crate) mod policy;
 pub(crate) mod routes;
 pub(crate) mod service_entry;
 pub(crate) mod sni;
+pub(crate) mod source;
 pub(crate) mod subsets;
 pub(crate) mod tcp;
 pub(crate) mod tls;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::route::v3::Route;
-use meshd_api::networking::destination_rule::TrafficPolicy;
-use meshd_api::networking::{DestinationRuleSpec, VirtualServiceSpec};
+use meshd_api::networking::DestinationRuleSpec;
+use meshd_api::networking::destination_rule::{ClientTlsSettings, TrafficPolicy};
 use meshd_api::validate::references::{age_order, resolve_host};
-use meshd_api::validate::verdicts::binds_mesh;
 
 use crate::configs::Configs;
 use crate::facts::{Fact, FactKind};
 use routes::{RouteContext, http_routes};
-
-/// The accepted VirtualService bound to sidecars (`mesh`) that routes `fqdn`, its namespace: the
-/// oldest when several do (the verdicts refuse the ones it outranks everywhere).
-pub(crate) fn virtual_service_for<'a>(
-    configs: &'a Configs,
-    fqdn: &str,
-) -> Option<(&'a str, &'a VirtualServiceSpec)> {
-    configs
-        .naming(FactKind::VirtualService, fqdn)
-        .into_iter()
-        .filter_map(|(key, fact)| match fact {
-            Fact::VirtualService(c) => Some((key, c)),
-            _ => None,
-        })
-        .filter(|(_, c)| binds_mesh(&c.spec))
-        .min_by(|(a, ca), (b, cb)| {
-            age_order(ca.created, &a.namespace, &a.name).cmp(&age_order(
-                cb.created,
-                &b.namespace,
-                &b.name,
-            ))
-        })
-        .map(|(key, c)| (key.namespace.as_str(), &c.spec))
-}
+pub(crate) use source::Source;
 
 /// The accepted DestinationRules for `fqdn`, oldest first (rules of one host merge).
 fn rules_for<'a>(configs: &'a Configs, fqdn: &str) -> Vec<&'a DestinationRuleSpec> {
@@ -91,36 +70,42 @@ pub(crate) fn cluster_policy<'a>(
     policy::Policy::of(rule, own, port)
 }
 
-/// Applies `fqdn`'s DestinationRule policy to one of its clusters.
-pub(crate) fn apply_policy(
+/// Applies `fqdn`'s DestinationRule policy to one of its clusters; its `tls`, which goes on with
+/// the endpoints (`Translator::secure`).
+pub(crate) fn apply_policy<'a>(
     cluster: &mut Cluster,
-    configs: &Configs,
+    configs: &'a Configs,
     fqdn: &str,
     port: u16,
     subset: Option<&str>,
-) {
-    policy::apply(cluster, &cluster_policy(configs, fqdn, port, subset));
+) -> Option<&'a ClientTlsSettings> {
+    let policy = cluster_policy(configs, fqdn, port, subset);
+    policy::apply(cluster, &policy);
+    policy.tls
 }
 
-/// The routes of a service port a VirtualService routes, or `None` (the default route applies).
+/// The routes of a service port a VirtualService routes for proxies of `source`, or `None` (the
+/// default route applies).
 pub(crate) fn service_routes(
     configs: &Configs,
     fqdn: &str,
     port: u16,
     domain: &str,
     ports_of: &dyn Fn(&str) -> Option<Vec<u16>>,
+    source: Source<'_>,
 ) -> Option<Vec<Route>> {
     let hash = cluster_policy(configs, fqdn, port, None).consistent_hash();
-    let Some((namespace, vs)) = virtual_service_for(configs, fqdn) else {
+    let Some((key, vs)) = source::virtual_service_for(configs, fqdn, source) else {
         let cluster = crate::naming::outbound_cluster_name(port, fqdn);
         return hash.map(|h| vec![routes::default_route(&cluster, Some(h))]);
     };
     let ctx = RouteContext {
-        namespace,
+        namespace: &key.namespace,
         domain,
         port,
         ports_of,
         hash,
+        source,
     };
     Some(http_routes(&vs.http, &ctx))
 }
@@ -168,27 +153,44 @@ pub(crate) fn routing_to(
     touched
 }
 
-/// The chains of a TCP (or TLS) port of `fqdn` on `addresses` (empty: any address): a
-/// VirtualService's `tcp[]` routes, then `cluster` (the port's own) for the rest; each `tcp_proxy`
-/// with its DestinationRule's `connectionPool.tcp.idleTimeout`.
+/// One host port as a proxy of `source` sees it: what its TCP and SNI chains are built from.
+pub(crate) struct HostPort<'a> {
+    pub configs: &'a Configs,
+    pub domain: &'a str,
+    pub ports_of: &'a dyn Fn(&str) -> Option<Vec<u16>>,
+    pub fqdn: &'a str,
+    pub port: u16,
+    pub source: Source<'a>,
+}
+
+impl HostPort<'_> {
+    fn context<'c>(&'c self, namespace: &'c str) -> RouteContext<'c> {
+        RouteContext {
+            namespace,
+            domain: self.domain,
+            port: self.port,
+            ports_of: self.ports_of,
+            hash: None,
+            source: self.source,
+        }
+    }
+
+    fn idle_timeout(&self) -> Option<envoy_types::pb::google::protobuf::Duration> {
+        cluster_policy(self.configs, self.fqdn, self.port, None).tcp_idle_timeout()
+    }
+}
+
+/// The chains of a TCP (or TLS) port on `addresses` (empty: any address): a VirtualService's
+/// `tcp[]` routes, then `cluster` (the port's own) for the rest; each `tcp_proxy` with its
+/// DestinationRule's `connectionPool.tcp.idleTimeout`.
 pub(crate) fn service_tcp_chains(
-    configs: &Configs,
-    fqdn: &str,
-    port: u16,
-    domain: &str,
-    ports_of: &dyn Fn(&str) -> Option<Vec<u16>>,
+    at: &HostPort<'_>,
     addresses: &[envoy_types::pb::envoy::config::core::v3::CidrRange],
     cluster: &str,
 ) -> Vec<tcp::TcpChain> {
-    let idle = cluster_policy(configs, fqdn, port, None).tcp_idle_timeout();
-    let vs = virtual_service_for(configs, fqdn);
-    let ctx = vs.map(|(namespace, _)| RouteContext {
-        namespace,
-        domain,
-        port,
-        ports_of,
-        hash: None,
-    });
+    let idle = at.idle_timeout();
+    let vs = source::virtual_service_for(at.configs, at.fqdn, at.source);
+    let ctx = vs.map(|(key, _)| at.context(&key.namespace));
     let routed = vs.zip(ctx.as_ref()).map(|((_, vs), ctx)| (vs, ctx));
     let mut chains = tcp::tcp_chains(routed, addresses, cluster, || {
         crate::envoy::tcp_proxy_filter(cluster, cluster)
@@ -199,28 +201,17 @@ pub(crate) fn service_tcp_chains(
     chains
 }
 
-/// The SNI chains of a TLS/HTTPS port of `fqdn` on `addresses` a VirtualService's `tls[]` routes.
+/// The SNI chains of a TLS/HTTPS port on `addresses` a VirtualService's `tls[]` routes.
 pub(crate) fn service_sni_routes(
-    configs: &Configs,
-    fqdn: &str,
-    port: u16,
-    domain: &str,
-    ports_of: &dyn Fn(&str) -> Option<Vec<u16>>,
+    at: &HostPort<'_>,
     addresses: &[envoy_types::pb::envoy::config::core::v3::CidrRange],
     stat_prefix: &str,
 ) -> Vec<sni::SniRoute> {
-    let Some((namespace, vs)) = virtual_service_for(configs, fqdn) else {
+    let Some((key, vs)) = source::virtual_service_for(at.configs, at.fqdn, at.source) else {
         return Vec::new();
     };
-    let ctx = RouteContext {
-        namespace,
-        domain,
-        port,
-        ports_of,
-        hash: None,
-    };
-    let idle = cluster_policy(configs, fqdn, port, None).tcp_idle_timeout();
-    let mut routes = sni::sni_routes(vs, &ctx, addresses, stat_prefix);
+    let idle = at.idle_timeout();
+    let mut routes = sni::sni_routes(vs, &at.context(&key.namespace), addresses, stat_prefix);
     for r in &mut routes {
         r.filter = tcp::with_idle_timeout(std::mem::take(&mut r.filter), idle);
     }

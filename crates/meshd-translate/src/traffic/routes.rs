@@ -17,6 +17,7 @@ use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{
     FaultAbort, HttpFault, fault_abort,
 };
 use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
+use envoy_types::pb::envoy::extensions::retry::priority::previous_priorities::v3::PreviousPrioritiesConfig;
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
 use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
 use meshd_api::networking::destination_rule::ConsistentHashLb;
@@ -77,6 +78,9 @@ pub(crate) struct RouteContext<'a> {
     pub ports_of: &'a dyn Fn(&str) -> Option<Vec<u16>>,
     /// The host's DestinationRule consistent hash: the routes' hash policy, and no `previous_hosts`.
     pub hash: Option<&'a ConsistentHashLb>,
+    /// The proxy the routes are for: a match with `sourceLabels`/`sourceNamespace` it does not
+    /// meet is left out.
+    pub source: super::Source<'a>,
 }
 
 impl RouteContext<'_> {
@@ -158,6 +162,18 @@ fn retry_policy(route: &HttpRoute, ctx: &RouteContext<'_>) -> Option<RetryPolicy
         policy.retriable_status_codes = codes.iter().filter_map(|c| c.parse().ok()).collect();
     }
     policy.per_try_timeout = r.per_try_timeout.as_ref().and_then(duration);
+    if r.retry_remote_localities == Some(true) {
+        // Istio's translation: retries skip the priorities already tried (every endpoint is at one
+        // priority today, so it changes nothing yet).
+        policy.retry_priority = Some(retry_policy::RetryPriority {
+            name: "envoy.retry_priorities.previous_priorities".into(),
+            config_type: Some(retry_policy::retry_priority::ConfigType::TypedConfig(pack(
+                &PreviousPrioritiesConfig {
+                    update_frequency: 2,
+                },
+            ))),
+        });
+    }
     if r.retry_ignore_previous_hosts == Some(false) {
         policy.retry_host_predicate.clear();
         policy.host_selection_retry_max_attempts = 0;
@@ -416,14 +432,20 @@ pub(crate) fn default_route(cluster: &str, hash: Option<&ConsistentHashLb>) -> R
 pub(crate) fn http_routes(routes: &[HttpRoute], ctx: &RouteContext<'_>) -> Vec<Route> {
     let mut out = Vec::new();
     for (i, route) in routes.iter().enumerate() {
-        // A match on another port is not this port's route (Istio's config-time predicate).
+        // A match on another port, or for other proxies, is not this port's route (Istio's
+        // config-time predicates).
         let matches: Vec<_> = if route.matches.is_empty() {
             vec![None]
         } else {
             route
                 .matches
                 .iter()
-                .filter(|m| m.port.is_none_or(|p| p == u32::from(ctx.port)))
+                .filter(|m| {
+                    m.port.is_none_or(|p| p == u32::from(ctx.port))
+                        && ctx
+                            .source
+                            .selected_by(&m.source_labels, m.source_namespace.as_deref())
+                })
                 .map(Some)
                 .collect()
         };

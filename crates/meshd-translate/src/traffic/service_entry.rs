@@ -4,7 +4,9 @@
 //! route them) and `virtualOutbound` chains: by `addresses`:port, or for an entry without addresses by
 //! the port alone (HTTP by Host, in the shared route `<port>` whose last virtual host is ALLOW_ANY's
 //! passthrough or REGISTRY_ONLY's 502; TLS/HTTPS by SNI per host, with `tls_inspector` on those ports
-//! only; other TCP only for resolution NONE, "any IP on that port").
+//! only; other TCP only for resolution NONE, "any IP on that port"). Under REGISTRY_ONLY the ports
+//! Services proxy as HTTP get the same `<port>` route and chain ([`catch_all_ports`]), so that an
+//! unknown address on them is answered 502 (Istio's `0.0.0.0_<port>` listener of every HTTP port).
 //! Only versions in force are read; an older entry keeps an address:port another one also claims.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -125,9 +127,19 @@ impl<'a> EntryPort<'a> {
 }
 
 /// Every host × port of the accepted entries, oldest entry first.
-pub(crate) fn entry_ports(configs: &Configs) -> Vec<EntryPort<'_>> {
+pub(crate) fn entry_ports<'a>(
+    configs: &'a Configs,
+    source: crate::traffic::Source<'_>,
+) -> Vec<EntryPort<'a>> {
     let mut out = Vec::new();
     for (key, c) in entries(configs) {
+        // Only the entries exported to the proxy's namespace (the shared view: the public ones).
+        if !c.spec.export_to.is_empty()
+            && !meshd_api::validate::references::Export::of(&c.spec.export_to)
+                .visible_to(&key.namespace, source.namespace)
+        {
+            continue;
+        }
         for host in &c.spec.hosts {
             for p in &c.spec.ports {
                 let Some(number) = port_number(p.number) else {
@@ -272,17 +284,36 @@ fn virtual_host(name: String, domains: Vec<String>, routes: Vec<Route>) -> Virtu
     }
 }
 
+/// The ports whose unknown destinations end in the `<port>` route's catch-all although no entry
+/// without addresses has them: under REGISTRY_ONLY, the ports `service_http_ports` (those Services
+/// proxy as HTTP, by a VIP), whose answer is then 502 rather than a closed connection. Under
+/// ALLOW_ANY none: those destinations pass through as TCP, whatever protocol they speak.
+pub(crate) fn catch_all_ports(
+    policy: OutboundTrafficPolicy,
+    service_http_ports: impl Iterator<Item = u16>,
+) -> BTreeSet<u16> {
+    match policy {
+        OutboundTrafficPolicy::RegistryOnly => service_http_ports.collect(),
+        OutboundTrafficPolicy::AllowAny => BTreeSet::new(),
+    }
+}
+
 /// The route configurations of the entries' HTTP ports: one per entry and port with addresses (a
 /// virtual host per host, the addresses answering as the first), and one per port number for the
-/// entries without (a virtual host per host, then `*`: the passthrough under ALLOW_ANY, 502 under
-/// REGISTRY_ONLY). `routes` gives a host's routes (a VirtualService's, or the default one).
+/// entries without and for `catch_all` (a virtual host per host, then `*`: the passthrough under
+/// ALLOW_ANY, 502 under REGISTRY_ONLY). `routes` gives a host's routes (a VirtualService's, or the
+/// default one).
 pub(crate) fn route_configurations(
     ports: &[EntryPort<'_>],
     policy: OutboundTrafficPolicy,
+    catch_all: &BTreeSet<u16>,
     routes: &dyn Fn(&EntryPort<'_>) -> Vec<Route>,
 ) -> Vec<RouteConfiguration> {
     let mut addressed: BTreeMap<String, Vec<VirtualHost>> = BTreeMap::new();
-    let mut by_port: BTreeMap<u16, (BTreeSet<&str>, Vec<VirtualHost>)> = BTreeMap::new();
+    let mut by_port: BTreeMap<u16, (BTreeSet<&str>, Vec<VirtualHost>)> = catch_all
+        .iter()
+        .map(|port| (*port, Default::default()))
+        .collect();
     for e in ports.iter().filter(|e| e.port.protocol.is_http()) {
         let vhost_name = route_name(e.host, e.port.port);
         if e.spec.addresses.is_empty() {
@@ -332,14 +363,14 @@ pub(crate) fn route_configurations(
         .map(|(name, vhosts)| config(name, vhosts))
         .collect();
     for (port, (_, mut vhosts)) in by_port {
-        vhosts.push(catch_all(policy));
+        vhosts.push(catch_all_host(policy));
         out.push(config(port_route_name(port), vhosts));
     }
     out
 }
 
 /// Istio's last virtual host: `allow_any` (to the original destination) or `block_all` (502).
-fn catch_all(policy: OutboundTrafficPolicy) -> VirtualHost {
+fn catch_all_host(policy: OutboundTrafficPolicy) -> VirtualHost {
     let route = match policy {
         OutboundTrafficPolicy::AllowAny => {
             crate::traffic::routes::default_route(PASSTHROUGH_CLUSTER, None)
@@ -362,12 +393,14 @@ fn catch_all(policy: OutboundTrafficPolicy) -> VirtualHost {
 }
 
 /// The `virtualOutbound` chains of the entries' ports that nothing in `claimed` (the Services'
-/// `(prefix, port)`s; an empty prefix is the whole port) has; `tcp` gives a TCP port's chains (its
-/// host's `tcp[]` routes, its cluster), `sni` a TLS port's `tls[]` routes (chains by SNI before
-/// those). What is skipped is said in `warnings`.
+/// `(prefix, port)`s; an empty prefix is the whole port) has, then the `<port>` route's chain of
+/// each `catch_all` port no entry took whole; `tcp` gives a TCP port's chains (its host's `tcp[]`
+/// routes, its cluster), `sni` a TLS port's `tls[]` routes (chains by SNI before those). What is
+/// skipped is said in `warnings`.
 pub(crate) fn outbound_chains(
     ports: &[EntryPort<'_>],
     claimed: &mut BTreeSet<(String, u16)>,
+    catch_all: &BTreeSet<u16>,
     tcp: &Tcp<'_>,
     sni: &Sni<'_>,
     warnings: &mut Vec<String>,
@@ -418,7 +451,7 @@ pub(crate) fn outbound_chains(
         }
         claimed.extend(keys);
         let name = if ranges.is_empty() {
-            format!("0.0.0.0_{port}")
+            port_chain_name(port)
         } else {
             route_name(e.host, port)
         };
@@ -464,7 +497,26 @@ pub(crate) fn outbound_chains(
             }
         }
     }
+    // After the entries: one that takes a port whole (NONE TCP, HTTP without addresses) keeps it.
+    for &port in catch_all {
+        if claimed.insert((String::new(), port)) {
+            let stat_prefix = format!("outbound_{}", port_chain_name(port));
+            let filter = rds(&stat_prefix, port_route_name(port));
+            chains.push(l4_chain(
+                port_chain_name(port),
+                port,
+                Vec::new(),
+                Vec::new(),
+                filter,
+            ));
+        }
+    }
     chains
+}
+
+/// The name of a chain taking a whole port (any address): Istio's listener name.
+fn port_chain_name(port: u16) -> String {
+    format!("0.0.0.0_{port}")
 }
 
 /// A TLS port without addresses: chains by SNI per host (as Istio's TLS ports), its `tls[]` routes'

@@ -67,7 +67,9 @@ pub(crate) fn sni_routes(
             .iter()
             .filter(|m| {
                 m.port.is_none_or(|p| p == u32::from(ctx.port))
-                    && m.source_labels.is_empty()
+                    && ctx
+                        .source
+                        .selected_by(&m.source_labels, m.source_namespace.as_deref())
                     && (m.destination_subnets.is_empty()
                         || within_any(addresses, &m.destination_subnets))
             })

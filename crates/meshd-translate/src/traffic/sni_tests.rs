@@ -14,6 +14,14 @@ fn spec(tls: serde_json::Value) -> VirtualServiceSpec {
 }
 
 fn routes(vs: &VirtualServiceSpec, addresses: &[CidrRange]) -> Vec<SniRoute> {
+    routes_for(vs, addresses, crate::traffic::Source::SHARED)
+}
+
+fn routes_for(
+    vs: &VirtualServiceSpec,
+    addresses: &[CidrRange],
+    source: crate::traffic::Source<'_>,
+) -> Vec<SniRoute> {
     let ports = |_: &str| Some(vec![443]);
     let ctx = RouteContext {
         namespace: "shop",
@@ -21,8 +29,38 @@ fn routes(vs: &VirtualServiceSpec, addresses: &[CidrRange]) -> Vec<SniRoute> {
         port: 443,
         ports_of: &ports,
         hash: None,
+        source,
     };
     sni_routes(vs, &ctx, addresses, "pay")
+}
+
+#[test]
+fn a_match_with_source_labels_or_namespace_fits_only_those_proxies() {
+    let vs = spec(serde_json::json!([
+        {"match": [{"sniHosts": ["pay"], "sourceLabels": {"app": "a"}}], "route": [{"destination": {"host": "pay", "port": {"number": 443}}}]},
+        {"match": [{"sniHosts": ["eu.pay.example.com"], "sourceNamespace": "eu"}], "route": [{"destination": {"host": "pay", "port": {"number": 443}}}]},
+    ]));
+    let addresses = [cidr("10.96.0.20")];
+    let labels: std::collections::BTreeMap<String, String> =
+        [("app".to_string(), "a".to_string())].into();
+    let none = std::collections::BTreeMap::new();
+    let names = |source| -> Vec<String> {
+        routes_for(&vs, &addresses, source)
+            .into_iter()
+            .flat_map(|r| r.server_names)
+            .collect()
+    };
+    let shop_a = crate::traffic::Source {
+        namespace: "shop",
+        labels: &labels,
+    };
+    let eu = crate::traffic::Source {
+        namespace: "eu",
+        labels: &none,
+    };
+    assert!(names(crate::traffic::Source::SHARED).is_empty());
+    assert_eq!(names(shop_a), ["pay.shop.svc.cluster.local"]);
+    assert_eq!(names(eu), ["eu.pay.example.com"]);
 }
 
 fn proxy(f: &Filter) -> TcpProxy {

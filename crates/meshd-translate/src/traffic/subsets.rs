@@ -28,7 +28,14 @@ pub(crate) fn subsets_for(
 
 /// `outbound|<port>|<subset>|<fqdn>`.
 pub(crate) fn subset_cluster_name(port: u16, subset: &str, fqdn: &str) -> String {
-    format!("outbound|{port}|{subset}|{fqdn}")
+    meshd_api::text::concat(&[
+        "outbound|",
+        meshd_api::text::Digits::new(port).as_str(),
+        "|",
+        subset,
+        "|",
+        fqdn,
+    ])
 }
 
 /// The Pods an endpoint's subset labels are read from: by key, and by IP (every namespace).

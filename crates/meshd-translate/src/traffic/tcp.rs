@@ -4,7 +4,8 @@
 //! `tcp_proxy` to one cluster or weighted clusters (weight 0 dropped); what is left goes to the
 //! host's own cluster ([`tcp_chains`]). A Service's VIP is one address: a subnet either holds it or
 //! not; a ServiceEntry's CIDR may be split by narrower subnets (Envoy picks the longest prefix).
-//! Matches with `sourceLabels` are not applied here (they are per proxy). A gateway's TCP and `tls[]`
+//! A match whose `sourceLabels` the proxy's pod does not carry, or whose `sourceNamespace` is not the
+//! pod's, does not fit (per-proxy views: `translator::variants`). A gateway's TCP and `tls[]`
 //! passthrough routes use the first route that fits ([`tcp_filter`]) and the same destinations
 //! ([`l4_filter`]).
 
@@ -31,7 +32,9 @@ pub(crate) fn tcp_filter(
             || r.matches.iter().any(|m| {
                 m.port.is_none_or(|p| p == u32::from(ctx.port))
                     && m.destination_subnets.is_empty()
-                    && m.source_labels.is_empty()
+                    && ctx
+                        .source
+                        .selected_by(&m.source_labels, m.source_namespace.as_deref())
             })
     })?;
     l4_filter(&route.route, ctx, stat_prefix)
@@ -74,7 +77,10 @@ pub(crate) fn tcp_chains(
             Vec::new()
         };
         let fitting = route.matches.iter().filter(|m| {
-            m.port.is_none_or(|p| p == u32::from(ctx.port)) && m.source_labels.is_empty()
+            m.port.is_none_or(|p| p == u32::from(ctx.port))
+                && ctx
+                    .source
+                    .selected_by(&m.source_labels, m.source_namespace.as_deref())
         });
         for m in fitting {
             let part = if m.destination_subnets.is_empty() {

@@ -34,6 +34,7 @@ fn chains(tcp: serde_json::Value, addresses: &[&str]) -> Vec<(Vec<String>, Strin
         port: 7000,
         ports_of: &ports,
         hash: None,
+        source: crate::traffic::Source::SHARED,
     };
     let addresses: Vec<CidrRange> = addresses.iter().filter_map(|a| prefix(a)).collect();
     tcp_chains(Some((&vs, &ctx)), &addresses, "corp", || {

@@ -14,6 +14,7 @@ fn routes(http: serde_json::Value) -> Vec<envoy_types::pb::envoy::config::route:
         port: 9080,
         ports_of: &ports,
         hash: None,
+        source: super::Source::SHARED,
     };
     http_routes(&http, &ctx)
 }

@@ -9,6 +9,7 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
 use meshd_api::mesh::MtlsMode;
 use meshd_api::names::SYSTEM_NAMESPACE;
+use meshd_api::networking::destination_rule::ClientTlsSettings;
 
 use super::{ChangeSet, Translator};
 use crate::facts::{
@@ -242,15 +243,16 @@ impl Translator {
         namespace: &str,
         pod: Option<&str>,
         ip: &str,
-    ) -> Option<(ObjectKey, &Workload)> {
-        if let Some(name) = pod {
-            let key = ObjectKey::new(namespace, name);
-            if let Some(w) = self.workloads.get(&key) {
-                return Some((key, w));
-            }
+    ) -> Option<(&ObjectKey, &Workload)> {
+        if let Some(name) = pod
+            && let Some((key, w)) = self
+                .workloads
+                .get_key_value(&ObjectKey::new(namespace, name))
+        {
+            return Some((key, w));
         }
         let key = self.ip_pods.get(ip)?.iter().next()?;
-        Some((key.clone(), self.workloads.get(key)?))
+        Some((key, self.workloads.get(key)?))
     }
 
     /// Auto mTLS for one Service port: endpoints whose pods carry a sidecar of this mesh (not a
@@ -260,7 +262,7 @@ impl Translator {
     pub(super) fn secure(
         &self,
         view: &PortView<'_>,
-        subset: Option<&str>,
+        tls: Option<&ClientTlsSettings>,
         pods: &BTreeMap<&str, &str>,
         assignment: &mut ClusterLoadAssignment,
         cluster: &mut Cluster,
@@ -292,23 +294,19 @@ impl Translator {
             if mode.port(port) == MtlsMode::Disable {
                 continue;
             }
-            identities.insert(spiffe_id(
-                &self.mesh.trust_domain,
-                &key.namespace,
-                &w.service_account,
-            ));
+            // Formatted once per identity below, not once per endpoint.
+            identities.insert((key.namespace.as_str(), w.service_account.as_str()));
             lb.metadata = Some(meshed_endpoint_metadata());
         }
-        let identities: Vec<String> = identities.into_iter().collect();
-        let policy =
-            crate::traffic::cluster_policy(&self.configs, view.fqdn, view.port.port, subset);
-        if identities.is_empty() && policy.tls.and_then(|t| t.mode).is_none() {
+        let identities: Vec<String> = identities
+            .into_iter()
+            .map(|(namespace, account)| spiffe_id(&self.mesh.trust_domain, namespace, account))
+            .collect();
+        if identities.is_empty() && tls.and_then(|t| t.mode).is_none() {
             return; // plaintext, as `outbound_cluster` built it
         }
         let sni = mesh_sni(view.port.port, "", view.fqdn);
-        if !crate::traffic::tls::apply(cluster, policy.tls, &sni, &identities)
-            && !identities.is_empty()
-        {
+        if !crate::traffic::tls::apply(cluster, tls, &sni, &identities) && !identities.is_empty() {
             auto_mtls(cluster, &sni, &identities);
         }
     }

@@ -1,0 +1,367 @@
+//! Per-proxy views through the whole translation: `sourceLabels`, `sourceNamespace` and `exportTo`
+//! give a sidecar its own version of a host's routes (or of `virtualOutbound`), under the shared name.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
+use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, route, route_action};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
+use meshd_api::validate::Validate;
+use prost::Message;
+
+use crate::facts::{
+    Config, Fact, FactChange, FactKind, ObjectKey, Service, ServicePort, TargetPort, Workload,
+};
+use crate::{CompiledMesh, NodeId, Protocol, ResourceType, TranslateSettings, Translator};
+
+const REVIEWS: &str = "reviews.shop.svc.cluster.local:9080";
+
+fn at(kind: FactKind, key: &str, fact: Option<Fact>) -> FactChange {
+    let (ns, name) = key.split_once('/').unwrap();
+    FactChange {
+        kind,
+        key: ObjectKey::new(ns, name),
+        fact,
+    }
+}
+
+fn service(key: &str, port: u16, protocol: Protocol, vip: &str) -> FactChange {
+    let fact = Fact::Service(Arc::new(Service {
+        vips: vec![vip.into()],
+        ports: vec![ServicePort {
+            port,
+            name: "p".into(),
+            protocol,
+            target_port: TargetPort::Number(port),
+        }],
+        selector: BTreeMap::new(),
+    }));
+    at(FactKind::Service, key, Some(fact))
+}
+
+fn pod(key: &str, app: &str) -> FactChange {
+    let fact = Fact::Workload(Arc::new(Workload {
+        ips: vec!["10.0.9.1".into()],
+        labels: [("app".to_string(), app.to_string())].into(),
+        service_account: "default".into(),
+        mesh: None,
+        ports: Vec::new(),
+    }));
+    at(FactKind::Workload, key, Some(fact))
+}
+
+fn virtual_service(key: &str, created: i64, spec: serde_json::Value) -> FactChange {
+    let (ns, name) = key.split_once('/').unwrap();
+    let object: meshd_api::networking::VirtualService = serde_json::from_value(serde_json::json!({
+        "apiVersion": "networking.meshd.io/v1alpha1", "kind": "VirtualService",
+        "metadata": {"name": name, "namespace": ns}, "spec": spec,
+    }))
+    .unwrap();
+    let fact = Fact::VirtualService(Arc::new(Config {
+        generation: None,
+        created: Some(created),
+        problems: object.validate(),
+        spec: object.spec,
+    }));
+    at(FactKind::VirtualService, key, Some(fact))
+}
+
+fn service_entry(key: &str, spec: serde_json::Value) -> FactChange {
+    let (ns, name) = key.split_once('/').unwrap();
+    let object: meshd_api::networking::ServiceEntry = serde_json::from_value(serde_json::json!({
+        "apiVersion": "networking.meshd.io/v1alpha1", "kind": "ServiceEntry",
+        "metadata": {"name": name, "namespace": ns}, "spec": spec,
+    }))
+    .unwrap();
+    let fact = Fact::ServiceEntry(Arc::new(Config {
+        generation: None,
+        created: Some(1),
+        problems: object.validate(),
+        spec: object.spec,
+    }));
+    at(FactKind::ServiceEntry, key, Some(fact))
+}
+
+/// reviews and ratings (HTTP), db and db-v2 (TCP) in `shop`; clients `a-0.shop` (app a),
+/// `b-0.shop` (app b) and `c-0.other` (app a).
+fn compile(extra: Vec<FactChange>) -> (Translator, CompiledMesh) {
+    let mut changes = vec![
+        service("shop/reviews", 9080, Protocol::Http, "10.96.0.1"),
+        service("shop/ratings", 9080, Protocol::Http, "10.96.0.2"),
+        service("shop/db", 5432, Protocol::Tcp, "10.96.0.3"),
+        service("shop/db-v2", 5432, Protocol::Tcp, "10.96.0.4"),
+        pod("shop/a-0", "a"),
+        pod("shop/b-0", "b"),
+        pod("other/c-0", "a"),
+    ];
+    changes.extend(extra);
+    let mut t = Translator::new(TranslateSettings::default());
+    let (mesh, _) = t.apply(changes);
+    assert!(mesh.verdicts.values().all(|v| v.accepted), "{mesh:?}");
+    (t, mesh)
+}
+
+fn node(id: &str) -> NodeId {
+    NodeId::parse(id).unwrap()
+}
+
+/// The clusters of one route configuration's routes, in order, as a proxy sees it.
+fn routed(mesh: &CompiledMesh, proxy: &str, name: &str) -> Vec<String> {
+    let config = mesh.proxy_config(&node(proxy));
+    let r = config.get(ResourceType::Route, name).unwrap();
+    let rc = RouteConfiguration::decode(r.body.value.as_slice()).unwrap();
+    rc.virtual_hosts[0]
+        .routes
+        .iter()
+        .map(|r| match &r.action {
+            Some(route::Action::Route(a)) => match &a.cluster_specifier {
+                Some(route_action::ClusterSpecifier::Cluster(c)) => c.clone(),
+                other => panic!("one cluster: {other:?}"),
+            },
+            other => panic!("a route: {other:?}"),
+        })
+        .collect()
+}
+
+/// The cluster `virtualOutbound`'s chain for `chain` proxies to, as a proxy sees it.
+fn tcp_routed(mesh: &CompiledMesh, proxy: &str, chain: &str) -> String {
+    let config = mesh.proxy_config(&node(proxy));
+    let listeners: Vec<&Arc<crate::Resource>> = config
+        .resources(ResourceType::Listener)
+        .filter(|r| &*r.name == crate::VIRTUAL_OUTBOUND)
+        .collect();
+    assert_eq!(listeners.len(), 1, "one virtualOutbound, shared or own");
+    let l = Listener::decode(listeners[0].body.value.as_slice()).unwrap();
+    let c = l.filter_chains.iter().find(|c| c.name == chain).unwrap();
+    let Some(filter::ConfigType::TypedConfig(any)) = &c.filters[0].config_type else {
+        panic!("typed config");
+    };
+    match TcpProxy::decode(any.value.as_slice())
+        .unwrap()
+        .cluster_specifier
+    {
+        Some(tcp_proxy::ClusterSpecifier::Cluster(c)) => c,
+        other => panic!("one cluster: {other:?}"),
+    }
+}
+
+const TO_REVIEWS: &str = "outbound|9080||reviews.shop.svc.cluster.local";
+const TO_RATINGS: &str = "outbound|9080||ratings.shop.svc.cluster.local";
+
+fn by_source(m: serde_json::Value) -> FactChange {
+    virtual_service(
+        "shop/reviews",
+        1,
+        serde_json::json!({"hosts": ["reviews"], "http": [
+            {"match": [m], "route": [{"destination": {"host": "ratings"}}]},
+            {"route": [{"destination": {"host": "reviews"}}]},
+        ]}),
+    )
+}
+
+#[test]
+fn a_source_labels_match_applies_only_to_the_pods_carrying_them() {
+    let (_, mesh) = compile(vec![by_source(
+        serde_json::json!({"sourceLabels": {"app": "a"}}),
+    )]);
+    assert_eq!(routed(&mesh, "a-0.shop", REVIEWS), [TO_RATINGS]);
+    assert_eq!(routed(&mesh, "c-0.other", REVIEWS), [TO_RATINGS]);
+    assert_eq!(routed(&mesh, "b-0.shop", REVIEWS), [TO_REVIEWS]);
+    // Its match is a catch-all for a and c: nothing after it. b sees the shared route; a and c
+    // share one variant, which replaces the shared one.
+    assert!(!mesh.variants.contains_key(&ObjectKey::new("shop", "b-0")));
+    let (a, c) = (
+        &mesh.variants[&ObjectKey::new("shop", "a-0")],
+        &mesh.variants[&ObjectKey::new("other", "c-0")],
+    );
+    assert!(Arc::ptr_eq(a, c));
+    let (pa, pb) = (
+        mesh.proxy_config(&node("a-0.shop")),
+        mesh.proxy_config(&node("b-0.shop")),
+    );
+    assert_eq!(
+        pa.count(ResourceType::Route),
+        pb.count(ResourceType::Route),
+        "a variant replaces, it does not add"
+    );
+    assert_eq!(
+        pa.resources(ResourceType::Route).count(),
+        pa.count(ResourceType::Route)
+    );
+    assert_ne!(
+        pa.type_version(ResourceType::Route),
+        pb.type_version(ResourceType::Route)
+    );
+}
+
+#[test]
+fn a_source_namespace_match_applies_only_to_that_namespace() {
+    let (_, mesh) = compile(vec![by_source(
+        serde_json::json!({"sourceNamespace": "other", "sourceLabels": {"app": "a"}}),
+    )]);
+    assert_eq!(routed(&mesh, "c-0.other", REVIEWS), [TO_RATINGS]);
+    assert_eq!(routed(&mesh, "a-0.shop", REVIEWS), [TO_REVIEWS]);
+    assert_eq!(routed(&mesh, "b-0.shop", REVIEWS), [TO_REVIEWS]);
+}
+
+#[test]
+fn a_virtual_service_exported_to_its_namespace_routes_only_there() {
+    let private = virtual_service(
+        "shop/private",
+        2,
+        serde_json::json!({"hosts": ["reviews"], "exportTo": ["."],
+            "http": [{"route": [{"destination": {"host": "ratings"}}]}]}),
+    );
+    let (_, mesh) = compile(vec![private.clone()]);
+    assert_eq!(routed(&mesh, "a-0.shop", REVIEWS), [TO_RATINGS]);
+    assert_eq!(
+        routed(&mesh, "c-0.other", REVIEWS),
+        [TO_REVIEWS],
+        "the default route"
+    );
+    // An older public one for the same host: other namespaces see it, `shop` still its own.
+    let public = virtual_service(
+        "other/public",
+        1,
+        serde_json::json!({"hosts": ["reviews.shop.svc.cluster.local"],
+            "http": [{"route": [{"destination": {"host": "db.shop.svc.cluster.local", "port": {"number": 5432}}}]}]}),
+    );
+    let (_, mesh) = compile(vec![private, public]);
+    assert_eq!(routed(&mesh, "a-0.shop", REVIEWS), [TO_RATINGS]);
+    assert_eq!(
+        routed(&mesh, "c-0.other", REVIEWS),
+        ["outbound|5432||db.shop.svc.cluster.local"]
+    );
+}
+
+#[test]
+fn a_tcp_source_labels_match_gives_those_pods_their_own_outbound_chain() {
+    let vs = virtual_service(
+        "shop/db",
+        1,
+        serde_json::json!({"hosts": ["db"], "tcp": [
+            {"match": [{"sourceLabels": {"app": "a"}}], "route": [{"destination": {"host": "db-v2"}}]},
+            {"route": [{"destination": {"host": "db"}}]},
+        ]}),
+    );
+    let (_, mesh) = compile(vec![vs]);
+    let chain = "db.shop.svc.cluster.local:5432";
+    assert_eq!(
+        tcp_routed(&mesh, "a-0.shop", chain),
+        "outbound|5432||db-v2.shop.svc.cluster.local"
+    );
+    assert_eq!(
+        tcp_routed(&mesh, "b-0.shop", chain),
+        "outbound|5432||db.shop.svc.cluster.local"
+    );
+}
+
+#[test]
+fn a_tcp_source_namespace_match_applies_only_to_that_namespace() {
+    let vs = virtual_service(
+        "shop/db",
+        1,
+        serde_json::json!({"hosts": ["db"], "tcp": [
+            {"match": [{"sourceNamespace": "other"}], "route": [{"destination": {"host": "db-v2"}}]},
+            {"route": [{"destination": {"host": "db"}}]},
+        ]}),
+    );
+    let (_, mesh) = compile(vec![vs]);
+    let chain = "db.shop.svc.cluster.local:5432";
+    assert_eq!(
+        tcp_routed(&mesh, "c-0.other", chain),
+        "outbound|5432||db-v2.shop.svc.cluster.local"
+    );
+    assert_eq!(
+        tcp_routed(&mesh, "a-0.shop", chain),
+        "outbound|5432||db.shop.svc.cluster.local"
+    );
+}
+
+#[test]
+fn a_label_change_moves_a_pod_between_views_and_marks_only_it() {
+    let (mut t, _) = compile(vec![by_source(
+        serde_json::json!({"sourceLabels": {"app": "a"}}),
+    )]);
+    let (mesh, changed) = t.apply(vec![pod("shop/b-0", "a")]);
+    assert_eq!(routed(&mesh, "b-0.shop", REVIEWS), [TO_RATINGS]);
+    assert!(changed.affects_proxy(&node("b-0.shop")));
+    assert!(!changed.affects_proxy(&node("a-0.shop")));
+    // The VirtualService goes: every variant goes, and the proxies that had one are marked.
+    let (mesh, changed) = t.apply(vec![at(FactKind::VirtualService, "shop/reviews", None)]);
+    assert!(mesh.variants.is_empty());
+    for p in ["a-0.shop", "b-0.shop", "c-0.other"] {
+        assert!(changed.affects_proxy(&node(p)), "{p}");
+        assert_eq!(routed(&mesh, p, REVIEWS), [TO_REVIEWS]);
+    }
+}
+
+#[test]
+fn without_source_matches_or_restricted_exports_no_proxy_has_a_variant() {
+    let vs = virtual_service(
+        "shop/reviews",
+        1,
+        serde_json::json!({"hosts": ["reviews"], "exportTo": ["*"], "http": [
+            {"match": [{"headers": {"x": {"exact": "1"}}}], "route": [{"destination": {"host": "ratings"}}]},
+            {"route": [{"destination": {"host": "reviews"}}]},
+        ]}),
+    );
+    let (_, mesh) = compile(vec![vs]);
+    assert!(mesh.variants.is_empty());
+    assert_eq!(routed(&mesh, "a-0.shop", REVIEWS), [TO_RATINGS, TO_REVIEWS]);
+}
+
+#[test]
+fn a_service_entry_exported_to_its_namespace_is_only_that_namespaces() {
+    let entry = service_entry(
+        "shop/api",
+        serde_json::json!({"hosts": ["api.example.com"], "addresses": ["240.0.0.1"],
+            "ports": [{"number": 80, "name": "http", "protocol": "HTTP"},
+                      {"number": 5432, "name": "pg", "protocol": "TCP"}],
+            "resolution": "STATIC", "endpoints": [{"address": "192.0.2.1"}], "exportTo": ["."]}),
+    );
+    let (mut t, mesh) = compile(vec![entry]);
+    let cluster = "outbound|80||api.example.com";
+    assert!(
+        mesh.shared(ResourceType::Cluster)
+            .all(|r| &*r.name != cluster)
+    );
+    let chains = |proxy: &str| -> Vec<String> {
+        let config = mesh.proxy_config(&node(proxy));
+        let r = config
+            .get(ResourceType::Listener, crate::VIRTUAL_OUTBOUND)
+            .unwrap();
+        let l = Listener::decode(r.body.value.as_slice()).unwrap();
+        l.filter_chains.into_iter().map(|c| c.name).collect()
+    };
+    for (proxy, sees) in [("a-0.shop", true), ("b-0.shop", true), ("c-0.other", false)] {
+        let config = mesh.proxy_config(&node(proxy));
+        for ty in [ResourceType::Cluster, ResourceType::Endpoint] {
+            assert_eq!(
+                config.get(ty, cluster).is_some(),
+                sees,
+                "{proxy} {}",
+                ty.short()
+            );
+        }
+        let entry_chains = chains(proxy)
+            .into_iter()
+            .filter(|c| c.contains("api.example.com"))
+            .count();
+        assert_eq!(entry_chains > 0, sees, "{proxy}: {:?}", chains(proxy));
+    }
+    // Exported everywhere, it is shared again and no proxy keeps a variant.
+    let (mesh, changed) = t.apply(vec![service_entry(
+        "shop/api",
+        serde_json::json!({"hosts": ["api.example.com"], "addresses": ["240.0.0.1"],
+            "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
+            "resolution": "STATIC", "endpoints": [{"address": "192.0.2.1"}]}),
+    )]);
+    assert!(
+        mesh.shared(ResourceType::Cluster)
+            .any(|r| &*r.name == cluster)
+    );
+    assert!(mesh.variants.is_empty());
+    assert!(changed.affects_proxy(&node("a-0.shop")));
+}

@@ -140,6 +140,14 @@ fn virtual_service() {
         ),
         (
             VS,
+            "  hosts: [pay, \"*.pay.example.com\"]\n  tls:\n  - match:\n    - sniHosts: [pay, eu.pay.example.com, \"*.eu.pay.example.com\", api.example.com, \"*.example.com\"]\n    route:\n    - destination: {host: pay}\n",
+            &[
+                "spec.tls[0].match[0].sniHosts[3]: \"api.example.com\" is not one of the VirtualService's hosts nor covered by one (Istio requires each sniHost to be)",
+                "spec.tls[0].match[0].sniHosts[4]: \"*.example.com\" is not one of the VirtualService's hosts nor covered by one (Istio requires each sniHost to be)",
+            ],
+        ),
+        (
+            VS,
             "  hosts: [db]\n  tcp:\n  - match: [{sourceNamespace: Shop_1}]\n    route: [{destination: {host: db}}]\n",
             &["spec.tcp[0].match[0].sourceNamespace: \"Shop_1\" is not a namespace name"],
         ),

@@ -358,6 +358,95 @@ fn traffic_resources_for_web_pod_match_golden() {
             && text.contains("outbound|5432|replica|db.shop.svc.cluster.local"),
         "the tcp[] split in virtualOutbound"
     );
+    // pay's TLS port: a chain per tls[] route by SNI on its VIP, then the VIP's own chain for every
+    // other SNI; each tcp_proxy closes idle connections after the DestinationRule's 90 s.
+    let chains = json["lds"][0]["filterChains"].as_array().unwrap();
+    let on_port = |port: u64| -> Vec<(&str, serde_json::Value, String)> {
+        chains
+            .iter()
+            .filter(|c| c["filterChainMatch"]["destinationPort"] == port)
+            .map(|c| {
+                let proxy = &c["filters"][0]["typedConfig"];
+                assert_eq!(
+                    proxy["@type"],
+                    "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+                );
+                let to = proxy["cluster"]
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| proxy["weightedClusters"]["clusters"].to_string());
+                (
+                    c["name"].as_str().unwrap(),
+                    c["filterChainMatch"]["serverNames"].clone(),
+                    to,
+                )
+            })
+            .collect()
+    };
+    let pay = on_port(443);
+    assert_eq!(pay.len(), 3, "{pay:?}");
+    assert_eq!(pay[0].1, serde_json::json!(["eu.pay.example.com"]));
+    assert_eq!(pay[0].2, "outbound|443|eu|pay.shop.svc.cluster.local");
+    assert_eq!(
+        pay[1].1,
+        serde_json::json!(["pay.example.com", "*.pay.example.com"])
+    );
+    assert!(
+        pay[1].2.contains("\"weight\":70") && pay[1].2.contains("|us|"),
+        "{}",
+        pay[1].2
+    );
+    assert_eq!(
+        (pay[2].1.clone(), pay[2].2.as_str()),
+        (
+            serde_json::Value::Null,
+            "outbound|443||pay.shop.svc.cluster.local"
+        )
+    );
+    for c in chains
+        .iter()
+        .filter(|c| c["filterChainMatch"]["destinationPort"] == 443)
+    {
+        assert_eq!(c["filters"][0]["typedConfig"]["idleTimeout"], "90s");
+    }
+    let inspector = json["lds"][0]["listenerFilters"][1].to_string();
+    assert!(
+        inspector.contains("tls_inspector") && inspector.contains("443"),
+        "{inspector}"
+    );
+    // corp's CIDR: the subnet route takes 240.1.2.0/24 (10.0.0.0/8 is not corp's; the second route's
+    // /25 is inside the first's), the rest of 240.1.0.0/16 goes to corp's own cluster.
+    let prefixes = |name: &str| {
+        let c = chains.iter().find(|c| c["name"] == name).unwrap();
+        c["filterChainMatch"]["prefixRanges"].to_string()
+    };
+    let corp = on_port(7000);
+    let corp: Vec<(&str, &str)> = corp
+        .iter()
+        .filter(|c| c.0.starts_with("corp"))
+        .map(|c| (c.0, c.2.as_str()))
+        .collect();
+    assert_eq!(
+        corp,
+        [
+            ("corp.internal:7000", "outbound|7000||audit.internal"),
+            ("corp.internal:7000.1", "outbound|7000||corp.internal")
+        ]
+    );
+    assert!(prefixes("corp.internal:7000").contains("\"240.1.2.0\""));
+    assert!(prefixes("corp.internal:7000.1").contains("\"240.1.0.0\""));
+    // PASSTHROUGH: api's cluster dials the address the client dialled.
+    let api = json["cds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "outbound|9090||api.backend.svc.cluster.local")
+        .unwrap();
+    assert_eq!(
+        (api["type"].as_str(), api["lbPolicy"].as_str()),
+        (Some("ORIGINAL_DST"), Some("CLUSTER_PROVIDED"))
+    );
+    assert!(api.get("edsClusterConfig").is_none(), "{api}");
     // v2's endpoints are the pods labelled version: v2 only (web-1, not web-0).
     let eds = json["eds"].as_array().unwrap();
     let v2 = eds
@@ -473,5 +562,20 @@ fn service_entries_for_web_pod_match_golden() {
     assert!(
         lds.contains("0.0.0.0_25") && lds.contains("240.0.0.20") && lds.contains("0.0.0.0_9090"),
         "{lds}"
+    );
+    // uploads' tls[] route: its SNI to api.github.com, beside uploads' own SNI chain.
+    let chains = json["lds"][0]["filterChains"].as_array().unwrap();
+    let sni = |name: &str| {
+        chains
+            .iter()
+            .find(|c| c["filterChainMatch"]["serverNames"][0] == name)
+            .unwrap_or_else(|| panic!("a chain for SNI {name}"))["filters"][0]["typedConfig"]
+            ["cluster"]
+            .clone()
+    };
+    assert_eq!(sni("eu.uploads.github.com"), "outbound|443||api.github.com");
+    assert_eq!(
+        sni("uploads.github.com"),
+        "outbound|443||uploads.github.com"
     );
 }

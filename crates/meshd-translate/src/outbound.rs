@@ -12,7 +12,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
 use envoy_types::pb::envoy::config::listener::v3::{
-    Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
+    Filter, FilterChain, Listener, ListenerFilter, filter, listener_filter,
 };
 use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
@@ -29,6 +29,9 @@ use meshd_api::mesh::OutboundTrafficPolicy;
 use crate::envoy::{ads, pack, seconds, socket, tcp_proxy_filter};
 use crate::facts::{EndpointSlice, ObjectKey, ServicePort};
 use crate::naming::*;
+use crate::protocol::Protocol;
+use crate::traffic::sni::{SniRoute, l4_chain, tls_chains};
+use crate::traffic::tcp::TcpChain;
 
 /// One Service port as the builders see it: the Service's names and VIPs, and the port.
 #[derive(Clone, Copy, Debug)]
@@ -270,11 +273,13 @@ pub(crate) fn cidr(ip: &str) -> CidrRange {
 /// `virtualOutbound` on 15001: the original destination picks a filter chain per service VIP:port; what
 /// no service claims goes to the passthrough (ALLOW_ANY) or the blackhole (REGISTRY_ONLY). `views` in
 /// (namespace, service, port) order: the first to claim a VIP:port keeps it.
-/// `tcp` gives a TCP port's filter when a VirtualService routes it (else the port's own cluster).
+/// `tcp` gives a TCP port's chains on its VIPs (a VirtualService's `tcp[]` routes, the port's own
+/// cluster); `sni` a TLS/HTTPS port's `tls[]` routes, chains by SNI before those.
 pub(crate) fn virtual_outbound<'a>(
     views: impl Iterator<Item = PortView<'a>>,
     policy: OutboundTrafficPolicy,
-    tcp: &dyn Fn(&PortView<'_>) -> Option<Filter>,
+    tcp: &dyn Fn(&PortView<'_>, &[CidrRange]) -> Vec<TcpChain>,
+    sni: &dyn Fn(&PortView<'_>, &[CidrRange]) -> Vec<SniRoute>,
     warnings: &mut Vec<String>,
 ) -> Listener {
     let mut claimed: BTreeSet<(&str, u16)> = BTreeSet::new();
@@ -296,29 +301,40 @@ pub(crate) fn virtual_outbound<'a>(
             continue;
         }
         let stat_prefix = view.cluster;
-        let filter = if view.port.protocol.is_http() {
-            http_connection_manager(
+        let name = route_name(view.fqdn, port);
+        let ranges: Vec<CidrRange> = vips.iter().map(|ip| cidr(ip)).collect();
+        if view.port.protocol.is_http() {
+            let filter = http_connection_manager(
                 stat_prefix,
                 http_connection_manager::RouteSpecifier::Rds(Rds {
                     config_source: Some(ads()),
                     route_config_name: route_name(view.fqdn, port),
                 }),
-            )
-        } else {
-            tcp(&view).unwrap_or_else(|| tcp_proxy_filter(stat_prefix, view.cluster))
-        };
-        chains.push(FilterChain {
-            name: route_name(view.fqdn, port),
-            filter_chain_match: Some(FilterChainMatch {
-                destination_port: Some(UInt32Value {
-                    value: u32::from(port),
-                }),
-                prefix_ranges: vips.iter().map(|ip| cidr(ip)).collect(),
-                ..Default::default()
-            }),
-            filters: vec![filter],
-            ..Default::default()
-        });
+            );
+            chains.push(l4_chain(name, port, ranges, Vec::new(), filter));
+            continue;
+        }
+        let tls = matches!(view.port.protocol, Protocol::Tls | Protocol::Https);
+        for (k, group) in tcp(&view, &ranges).into_iter().enumerate() {
+            let name = if k == 0 {
+                name.clone()
+            } else {
+                format!("{name}.{k}")
+            };
+            let routes = if tls {
+                sni(&view, &group.ranges)
+            } else {
+                Vec::new()
+            };
+            chains.extend(tls_chains(
+                &name,
+                port,
+                &group.ranges,
+                routes,
+                Vec::new(),
+                || group.filter,
+            ));
+        }
     }
     let fallback = match policy {
         OutboundTrafficPolicy::AllowAny => PASSTHROUGH_CLUSTER,

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use meshd_api::MeshSpec;
 use meshd_api::networking::destination_rule::ClientTlsSettings;
 use meshd_api::validate::gateway_credentials::SecretFacts;
@@ -610,6 +611,24 @@ impl Translator {
         )
     }
 
+    /// A host port as proxies of `source` see it, for its TCP and SNI chains.
+    fn host_port<'a>(
+        &'a self,
+        ports_of: &'a dyn Fn(&str) -> Option<Vec<u16>>,
+        fqdn: &'a str,
+        port: u16,
+        source: Source<'a>,
+    ) -> crate::traffic::HostPort<'a> {
+        crate::traffic::HostPort {
+            configs: &self.configs,
+            domain: &self.settings.cluster_domain,
+            ports_of,
+            fqdn,
+            port,
+            source,
+        }
+    }
+
     /// A host's port numbers: a Service's, else an accepted ServiceEntry's.
     fn ports_of(&self, fqdn: &str) -> Option<Vec<u16>> {
         let hosts = ServiceHostsOf {
@@ -814,19 +833,21 @@ impl Translator {
             .iter()
             .flat_map(|(key, service)| service.views(key));
         let ports_of = |fqdn: &str| self.ports_of(fqdn);
-        let tcp = |view: &PortView<'_>| {
-            crate::traffic::service_tcp_filter(
-                &self.configs,
-                view.fqdn,
-                view.port.port,
-                &self.settings.cluster_domain,
-                &ports_of,
-                view.cluster,
-                source,
-            )
+        let tcp = |view: &PortView<'_>, addresses: &[CidrRange]| {
+            let at = self.host_port(&ports_of, view.fqdn, view.port.port, source);
+            crate::traffic::service_tcp_chains(&at, addresses, view.cluster)
         };
-        let mut listener =
-            virtual_outbound(views, self.mesh.outbound_traffic_policy, &tcp, warnings);
+        let sni = |view: &PortView<'_>, addresses: &[CidrRange]| {
+            let at = self.host_port(&ports_of, view.fqdn, view.port.port, source);
+            crate::traffic::service_sni_routes(&at, addresses, view.cluster)
+        };
+        let mut listener = virtual_outbound(
+            views,
+            self.mesh.outbound_traffic_policy,
+            &tcp,
+            &sni,
+            warnings,
+        );
         let entries = self.entry_chains(&listener.filter_chains, source, warnings);
         listener.filter_chains.extend(entries);
         // After original_dst: it matches on the restored destination port.

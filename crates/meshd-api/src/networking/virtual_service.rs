@@ -476,7 +476,7 @@ pub struct TlsMatchAttributes {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(min = 1, max = 64), inner(length(max = 253), regex(pattern = crate::schema::HOST_OR_ANY_PATTERN)))]
     pub sni_hosts: Vec<String>,
-    /// Accepted for Istio compatibility; meshd does not act on it.
+    /// The route applies only where the connection's original destination is in one of these.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(max = 43)))]
     #[schemars(extend("x-kubernetes-validations" = [crate::schema::ips_or_cidrs("destinationSubnets")]))]
@@ -484,7 +484,7 @@ pub struct TlsMatchAttributes {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<u32>,
-    /// Accepted for Istio compatibility; meshd does not act on it.
+    /// Labels the calling workload must carry.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "crate::schema::label_map")]
     pub source_labels: BTreeMap<String, String>,
@@ -492,7 +492,7 @@ pub struct TlsMatchAttributes {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(max = 317)))]
     pub gateways: Vec<String>,
-    /// Accepted for Istio compatibility; meshd does not act on it.
+    /// Namespace of the calling workload.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63))]
     pub source_namespace: Option<String>,

@@ -35,7 +35,15 @@ pub(super) fn virtual_service(vs: &VirtualService) -> Vec<FieldError> {
                 r.field(&at(&mp, "sniHosts"), "is required");
             }
             for (k, h) in m.sni_hosts.iter().enumerate() {
-                host(&mut r, &idx(&at(&mp, "sniHosts"), k), h, true);
+                let hp = idx(&at(&mp, "sniHosts"), k);
+                host(&mut r, &hp, h, true);
+                if !spec.hosts.iter().any(|vh| sni_within(h, vh)) {
+                    r.bad(
+                        &hp,
+                        h,
+                        "is not one of the VirtualService's hosts nor covered by one (Istio requires each sniHost to be)",
+                    );
+                }
             }
             ips_or_cidrs(
                 &mut r,
@@ -46,6 +54,11 @@ pub(super) fn virtual_service(vs: &VirtualService) -> Vec<FieldError> {
                 port(&mut r, &at(&mp, "port"), p);
             }
             labels(&mut r, &at(&mp, "sourceLabels"), &m.source_labels);
+            if let Some(ns) = &m.source_namespace
+                && !is_dns_label(ns)
+            {
+                r.bad(&at(&mp, "sourceNamespace"), ns, "is not a namespace name");
+            }
         }
         l4_route(&mut r, &at(&path, "route"), &route.route);
     }
@@ -75,6 +88,19 @@ pub(super) fn virtual_service(vs: &VirtualService) -> Vec<FieldError> {
     }
     export_to(&mut r, "spec.exportTo", &spec.export_to);
     r.errors
+}
+
+/// Whether SNI `sni` (a name or `*.domain`) is `host` or a name `host` covers, as Istio's
+/// `SubsetOf`: a wildcard SNI only under a wildcard host.
+fn sni_within(sni: &str, host: &str) -> bool {
+    match (sni.strip_prefix('*'), host.strip_prefix('*')) {
+        (_, Some("")) => true,
+        (Some(s), Some(h)) => {
+            s.len() >= h.len() && s.to_ascii_lowercase().ends_with(&h.to_ascii_lowercase())
+        }
+        (Some(_), None) => false,
+        (None, _) => crate::validate::references::host_matches(host, sni),
+    }
 }
 
 /// `*` is a host only for VirtualServices bound to gateways and not to `mesh` (SPEC §10).

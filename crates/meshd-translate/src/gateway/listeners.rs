@@ -26,33 +26,8 @@ use crate::envoy::{ads, pack, socket, tcp_proxy_filter};
 use crate::naming::BLACKHOLE_CLUSTER;
 use crate::outbound::{connection_manager, hcm_filter};
 use crate::traffic::routes::RouteContext;
+use crate::traffic::sni::Claimed;
 use crate::traffic::tcp::{l4_filter, tcp_filter};
-
-/// The SNI names the chains of one listener hold so far.
-#[derive(Default)]
-struct Claimed {
-    names: BTreeSet<String>,
-    /// A chain without `server_names` (a `*` host) exists.
-    any: bool,
-}
-
-impl Claimed {
-    /// The `server_names` of a new chain for `hosts` (`*`: every SNI, an empty list): the ones no
-    /// earlier chain holds; `None` when nothing is left.
-    fn claim<'a>(&mut self, hosts: impl IntoIterator<Item = &'a str>) -> Option<Vec<String>> {
-        let hosts: Vec<&str> = hosts.into_iter().collect();
-        if hosts.contains(&"*") {
-            return (!std::mem::replace(&mut self.any, true)).then(Vec::new);
-        }
-        // SNI is matched without regard to case: one name, one chain.
-        let fresh: Vec<String> = hosts
-            .into_iter()
-            .map(str::to_ascii_lowercase)
-            .filter(|h| self.names.insert(h.clone()))
-            .collect();
-        (!fresh.is_empty()).then_some(fresh)
-    }
-}
 
 /// The HTTP connection manager of a gateway server, with its route table `route` over RDS. The
 /// gateway is the edge: the downstream address is the client's (`use_remote_address`, as Istio's

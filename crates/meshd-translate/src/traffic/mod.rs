@@ -2,17 +2,19 @@
 //! host, and its HTTP routes ([`routes`], [`matches`]). Only versions in force (`configs`) are read.
 //!
 //! Subsets are their own EDS clusters ([`subsets`]); DestinationRule policies go on the clusters
-//! ([`policy`]), their `tls` with the endpoints ([`tls`]); `tcp[]` routes are the port's `tcp_proxy`
-//! ([`tcp`]); ServiceEntries become clusters, routes and outbound chains ([`service_entry`]). Which
+//! ([`policy`]), their `tls` with the endpoints ([`tls`]); `tcp[]` routes are the port's `tcp_proxy`s,
+//! by `destinationSubnets` ([`tcp`], [`cidrs`]), `tls[]` routes chains by SNI before them ([`sni`]);
+//! ServiceEntries become clusters, routes and outbound chains ([`service_entry`]). Which
 //! VirtualService a proxy sees (`exportTo`) and which matches apply to it (`sourceLabels`,
 //! `sourceNamespace`): [`source`]; a proxy whose view differs gets its own routes and chains. Not yet:
-//! TLS (SNI) routes for sidecars (gateways pass TLS through by them: `crate::gateway`);
 //! DestinationRule `exportTo` (their policies are every proxy's).
 
+pub(crate) mod cidrs;
 pub(crate) mod matches;
 pub(crate) mod policy;
 pub(crate) mod routes;
 pub(crate) mod service_entry;
+pub(crate) mod sni;
 pub(crate) mod source;
 pub(crate) mod subsets;
 pub(crate) mod tcp;
@@ -151,27 +153,69 @@ pub(crate) fn routing_to(
     touched
 }
 
-/// The `tcp_proxy` of a TCP service port a VirtualService's `tcp[]` routes for proxies of `source`,
-/// if one does.
-pub(crate) fn service_tcp_filter(
-    configs: &Configs,
-    fqdn: &str,
-    port: u16,
-    domain: &str,
-    ports_of: &dyn Fn(&str) -> Option<Vec<u16>>,
+/// One host port as a proxy of `source` sees it: what its TCP and SNI chains are built from.
+pub(crate) struct HostPort<'a> {
+    pub configs: &'a Configs,
+    pub domain: &'a str,
+    pub ports_of: &'a dyn Fn(&str) -> Option<Vec<u16>>,
+    pub fqdn: &'a str,
+    pub port: u16,
+    pub source: Source<'a>,
+}
+
+impl HostPort<'_> {
+    fn context<'c>(&'c self, namespace: &'c str) -> RouteContext<'c> {
+        RouteContext {
+            namespace,
+            domain: self.domain,
+            port: self.port,
+            ports_of: self.ports_of,
+            hash: None,
+            source: self.source,
+        }
+    }
+
+    fn idle_timeout(&self) -> Option<envoy_types::pb::google::protobuf::Duration> {
+        cluster_policy(self.configs, self.fqdn, self.port, None).tcp_idle_timeout()
+    }
+}
+
+/// The chains of a TCP (or TLS) port on `addresses` (empty: any address): a VirtualService's
+/// `tcp[]` routes, then `cluster` (the port's own) for the rest; each `tcp_proxy` with its
+/// DestinationRule's `connectionPool.tcp.idleTimeout`.
+pub(crate) fn service_tcp_chains(
+    at: &HostPort<'_>,
+    addresses: &[envoy_types::pb::envoy::config::core::v3::CidrRange],
+    cluster: &str,
+) -> Vec<tcp::TcpChain> {
+    let idle = at.idle_timeout();
+    let vs = source::virtual_service_for(at.configs, at.fqdn, at.source);
+    let ctx = vs.map(|(key, _)| at.context(&key.namespace));
+    let routed = vs.zip(ctx.as_ref()).map(|((_, vs), ctx)| (vs, ctx));
+    let mut chains = tcp::tcp_chains(routed, addresses, cluster, || {
+        crate::envoy::tcp_proxy_filter(cluster, cluster)
+    });
+    for c in &mut chains {
+        c.filter = tcp::with_idle_timeout(std::mem::take(&mut c.filter), idle);
+    }
+    chains
+}
+
+/// The SNI chains of a TLS/HTTPS port on `addresses` a VirtualService's `tls[]` routes.
+pub(crate) fn service_sni_routes(
+    at: &HostPort<'_>,
+    addresses: &[envoy_types::pb::envoy::config::core::v3::CidrRange],
     stat_prefix: &str,
-    source: Source<'_>,
-) -> Option<envoy_types::pb::envoy::config::listener::v3::Filter> {
-    let (key, vs) = source::virtual_service_for(configs, fqdn, source)?;
-    let ctx = RouteContext {
-        namespace: &key.namespace,
-        domain,
-        port,
-        ports_of,
-        hash: None,
-        source,
+) -> Vec<sni::SniRoute> {
+    let Some((key, vs)) = source::virtual_service_for(at.configs, at.fqdn, at.source) else {
+        return Vec::new();
     };
-    tcp::tcp_filter(vs, &ctx, stat_prefix)
+    let idle = at.idle_timeout();
+    let mut routes = sni::sni_routes(vs, &at.context(&key.namespace), addresses, stat_prefix);
+    for r in &mut routes {
+        r.filter = tcp::with_idle_timeout(std::mem::take(&mut r.filter), idle);
+    }
+    routes
 }
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 //! rule's policy, with a matching `portLevelSettings` entry and then the subset's own policy each
 //! replacing whole blocks. `loadBalancer.simple` (LEAST_REQUEST default) and `consistentHash` (RING_HASH,
 //! minimum ring 1024), `connectionPool` as circuit breakers starting at max uint32 with
-//! `track_remaining`, `connectTimeout`, HTTP idle timeout and requests per connection, and
-//! `outlierDetection`; `tls` is layered the same way and applied with the cluster's endpoints
-//! ([`super::tls`]). Not yet: PASSTHROUGH.
+//! `track_remaining`, `connectTimeout`, HTTP idle timeout and requests per connection (the TCP idle
+//! timeout goes on the `tcp_proxy`s: [`Policy::tcp_idle_timeout`]), and `outlierDetection`; `tls` is
+//! layered the same way and applied with the cluster's endpoints ([`super::tls`]). PASSTHROUGH makes
+//! the cluster ORIGINAL_DST: the address the client dialled.
 
 use envoy_types::pb::envoy::config::cluster::v3::{
     CircuitBreakers, Cluster, OutlierDetection as EnvoyOutlier, circuit_breakers, cluster,
@@ -85,6 +86,16 @@ impl<'a> Policy<'a> {
         Self::default().layer(rule, port).layer(subset, port)
     }
 
+    /// `connectionPool.tcp.idleTimeout`: the `tcp_proxy`'s idle timeout (Istio), if set.
+    pub(crate) fn tcp_idle_timeout(&self) -> Option<Duration> {
+        self.connection_pool?
+            .tcp
+            .as_ref()?
+            .idle_timeout
+            .as_ref()
+            .and_then(duration)
+    }
+
     /// The consistent hash the routes to this cluster must carry, if any.
     pub(crate) fn consistent_hash(&self) -> Option<&'a ConsistentHashLb> {
         self.load_balancer?.consistent_hash.as_ref()
@@ -122,6 +133,15 @@ pub(crate) fn apply(cluster: &mut Cluster, policy: &Policy<'_>) {
                     },
                 ));
                 cluster::LbPolicy::RingHash
+            }
+            (None, Some(SimpleLb::Passthrough)) => {
+                // Istio: to the address the caller dialled, endpoints unused.
+                cluster.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
+                    cluster::DiscoveryType::OriginalDst as i32,
+                ));
+                cluster.eds_cluster_config = None;
+                cluster.load_assignment = None;
+                cluster::LbPolicy::ClusterProvided
             }
             (None, Some(SimpleLb::RoundRobin)) => cluster::LbPolicy::RoundRobin,
             (None, Some(SimpleLb::Random)) => cluster::LbPolicy::Random,

@@ -18,8 +18,8 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
 use envoy_types::pb::envoy::config::listener::v3::{
-    Filter, FilterChain, FilterChainMatch, ListenerFilter, ListenerFilterChainMatchPredicate,
-    listener_filter, listener_filter_chain_match_predicate,
+    Filter, FilterChain, ListenerFilter, ListenerFilterChainMatchPredicate, listener_filter,
+    listener_filter_chain_match_predicate,
 };
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, Route, RouteConfiguration, VirtualHost, route,
@@ -35,8 +35,17 @@ use crate::configs::Configs;
 use crate::envoy::{ads, pack, seconds, socket, tcp_proxy_filter};
 use crate::facts::{Config, Fact, FactKind, ObjectKey, ServicePort, TargetPort};
 use crate::naming::{BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, outbound_cluster_name, route_name};
-use crate::outbound::{cidr, http_connection_manager, set_http2};
+use crate::outbound::{http_connection_manager, set_http2};
 use crate::protocol::Protocol;
+use crate::traffic::cidrs::prefix;
+use crate::traffic::sni::{SniRoute, l4_chain, tls_chains};
+use crate::traffic::tcp::TcpChain;
+
+/// A TCP port's chains on some addresses (none: any address): `tcp[]` routes, the host's cluster.
+pub(crate) type Tcp<'s> = dyn Fn(&EntryPort<'_>, &[CidrRange]) -> Vec<TcpChain> + 's;
+
+/// A TLS port's `tls[]` routes on some addresses (none: any address).
+pub(crate) type Sni<'s> = dyn Fn(&EntryPort<'_>, &[CidrRange]) -> Vec<SniRoute> + 's;
 
 /// The accepted ServiceEntries, oldest first (the first to claim an address:port keeps it).
 pub(crate) fn entries(configs: &Configs) -> Vec<(&ObjectKey, &Arc<Config<ServiceEntrySpec>>)> {
@@ -383,34 +392,17 @@ fn catch_all_host(policy: OutboundTrafficPolicy) -> VirtualHost {
     virtual_host(name.into(), vec!["*".into()], vec![route])
 }
 
-/// An address or CIDR as a prefix range; `None` for one that is neither.
-fn prefix(address: &str) -> Option<CidrRange> {
-    match address.split_once('/') {
-        Some((ip, len)) => {
-            ip.parse::<std::net::IpAddr>().ok()?;
-            Some(CidrRange {
-                address_prefix: ip.to_string(),
-                prefix_len: Some(UInt32Value {
-                    value: len.parse().ok()?,
-                }),
-            })
-        }
-        None => address
-            .parse::<std::net::IpAddr>()
-            .ok()
-            .map(|_| cidr(address)),
-    }
-}
-
 /// The `virtualOutbound` chains of the entries' ports that nothing in `claimed` (the Services'
 /// `(prefix, port)`s; an empty prefix is the whole port) has, then the `<port>` route's chain of
-/// each `catch_all` port no entry took whole; `tcp` gives a TCP port's filter when a VirtualService
-/// routes its host. What is skipped is said in `warnings`.
+/// each `catch_all` port no entry took whole; `tcp` gives a TCP port's chains (its host's `tcp[]`
+/// routes, its cluster), `sni` a TLS port's `tls[]` routes (chains by SNI before those). What is
+/// skipped is said in `warnings`.
 pub(crate) fn outbound_chains(
     ports: &[EntryPort<'_>],
     claimed: &mut BTreeSet<(String, u16)>,
     catch_all: &BTreeSet<u16>,
-    tcp: &dyn Fn(&EntryPort<'_>) -> Option<Filter>,
+    tcp: &Tcp<'_>,
+    sni: &Sni<'_>,
     warnings: &mut Vec<String>,
 ) -> Vec<FilterChain> {
     let mut chains = Vec::new();
@@ -423,8 +415,9 @@ pub(crate) fn outbound_chains(
         }
         let http = e.port.protocol.is_http();
         let ranges: Vec<CidrRange> = e.spec.addresses.iter().filter_map(|a| prefix(a)).collect();
-        if ranges.is_empty() && matches!(e.port.protocol, Protocol::Tls | Protocol::Https) {
-            sni_chains(e, ports, claimed, &mut chains, warnings);
+        let tls = matches!(e.port.protocol, Protocol::Tls | Protocol::Https);
+        if ranges.is_empty() && tls {
+            sni_chains(e, ports, claimed, (tcp, sni), &mut chains, warnings);
             continue;
         }
         let original_dst = matches!(e.resolution(), Resolution::None | Resolution::DynamicDns);
@@ -457,27 +450,65 @@ pub(crate) fn outbound_chains(
             continue;
         }
         claimed.extend(keys);
-        let filter = match (http, ranges.is_empty()) {
-            (true, true) => {
-                claimed.insert(("http".into(), port));
-                rds(&e.cluster, port_route_name(port))
-            }
-            (true, false) => rds(&e.cluster, route_name(&e.spec.hosts[0], port)),
-            (false, _) => tcp(e).unwrap_or_else(|| tcp_proxy_filter(&e.cluster, &e.cluster)),
-        };
         let name = if ranges.is_empty() {
             port_chain_name(port)
         } else {
             route_name(e.host, port)
         };
-        chains.push(chain(name, port, ranges, filter));
+        if http {
+            let route = if ranges.is_empty() {
+                claimed.insert(("http".into(), port));
+                port_route_name(port)
+            } else {
+                route_name(&e.spec.hosts[0], port)
+            };
+            chains.push(l4_chain(
+                name,
+                port,
+                ranges,
+                Vec::new(),
+                rds(&e.cluster, route),
+            ));
+            continue;
+        }
+        for (k, group) in tcp(e, &ranges).into_iter().enumerate() {
+            let name = if k == 0 {
+                name.clone()
+            } else {
+                format!("{name}.{k}")
+            };
+            // Without ranges only a plain TCP port (TLS ones went by SNI above).
+            let routes = if tls && !group.ranges.is_empty() {
+                sni(e, &group.ranges)
+            } else {
+                Vec::new()
+            };
+            if routes.is_empty() {
+                chains.push(l4_chain(name, port, group.ranges, Vec::new(), group.filter));
+            } else {
+                chains.extend(tls_chains(
+                    &name,
+                    port,
+                    &group.ranges,
+                    routes,
+                    Vec::new(),
+                    || group.filter,
+                ));
+            }
+        }
     }
     // After the entries: one that takes a port whole (NONE TCP, HTTP without addresses) keeps it.
     for &port in catch_all {
         if claimed.insert((String::new(), port)) {
             let stat_prefix = format!("outbound_{}", port_chain_name(port));
             let filter = rds(&stat_prefix, port_route_name(port));
-            chains.push(chain(port_chain_name(port), port, Vec::new(), filter));
+            chains.push(l4_chain(
+                port_chain_name(port),
+                port,
+                Vec::new(),
+                Vec::new(),
+                filter,
+            ));
         }
     }
     chains
@@ -488,27 +519,14 @@ fn port_chain_name(port: u16) -> String {
     format!("0.0.0.0_{port}")
 }
 
-fn chain(name: String, port: u16, ranges: Vec<CidrRange>, filter: Filter) -> FilterChain {
-    FilterChain {
-        name,
-        filter_chain_match: Some(FilterChainMatch {
-            destination_port: Some(UInt32Value {
-                value: u32::from(port),
-            }),
-            prefix_ranges: ranges,
-            ..Default::default()
-        }),
-        filters: vec![filter],
-        ..Default::default()
-    }
-}
-
-/// A TLS port without addresses: one chain per host by SNI (as Istio's TLS ports), each to its
-/// host's cluster; the listener needs [`tls_inspector`] on the port.
+/// A TLS port without addresses: chains by SNI per host (as Istio's TLS ports), its `tls[]` routes'
+/// then its own name to its `tcp[]` route or cluster; an SNI an earlier chain of the port has is
+/// skipped. The listener needs [`tls_inspector`] on the port.
 fn sni_chains(
     e: &EntryPort<'_>,
     ports: &[EntryPort<'_>],
     claimed: &mut BTreeSet<(String, u16)>,
+    (tcp, sni): (&Tcp<'_>, &Sni<'_>),
     chains: &mut Vec<FilterChain>,
     warnings: &mut Vec<String>,
 ) {
@@ -517,26 +535,45 @@ fn sni_chains(
         .iter()
         .filter(|o| std::ptr::eq(o.spec, e.spec) && o.port.port == port)
     {
-        if !claimed.insert((format!("sni:{}", host.host), port)) {
-            warnings.push(format!(
-                "ServiceEntry {}/{} port {port}: SNI {} is already claimed; skipped",
-                e.key.namespace, e.key.name, host.host
-            ));
-            continue;
+        // Any address: the chain of the rest of the port (no ranges), if no subnet route took all.
+        let own = || {
+            tcp(host, &[])
+                .into_iter()
+                .find(|c| c.ranges.is_empty())
+                .map_or_else(
+                    || tcp_proxy_filter(&host.cluster, &host.cluster),
+                    |c| c.filter,
+                )
+        };
+        let name = route_name(host.host, port);
+        let built = tls_chains(
+            &name,
+            port,
+            &[],
+            sni(host, &[]),
+            vec![host.host.into()],
+            own,
+        );
+        for mut chain in built {
+            let Some(m) = chain.filter_chain_match.as_mut() else {
+                continue;
+            };
+            let (fresh, taken): (Vec<String>, Vec<String>) = std::mem::take(&mut m.server_names)
+                .into_iter()
+                .partition(|n| claimed.insert((format!("sni:{n}"), port)));
+            if !taken.is_empty() {
+                warnings.push(format!(
+                    "ServiceEntry {}/{} port {port}: SNI {} is already claimed; skipped",
+                    e.key.namespace,
+                    e.key.name,
+                    taken.join(", ")
+                ));
+            }
+            if !fresh.is_empty() {
+                m.server_names = fresh;
+                chains.push(chain);
+            }
         }
-        chains.push(FilterChain {
-            name: route_name(host.host, port),
-            filter_chain_match: Some(FilterChainMatch {
-                destination_port: Some(UInt32Value {
-                    value: u32::from(port),
-                }),
-                server_names: vec![host.host.to_string()],
-                transport_protocol: "tls".into(),
-                ..Default::default()
-            }),
-            filters: vec![tcp_proxy_filter(&host.cluster, &host.cluster)],
-            ..Default::default()
-        });
     }
 }
 

@@ -75,11 +75,19 @@ fn a_service_http_port_gets_the_port_route_unless_an_entry_takes_the_port_whole(
     assert_eq!(routes[1].virtual_hosts[0].name, "block_all");
     let mut claimed = BTreeSet::new();
     let mut warnings = Vec::new();
+    // No VirtualService: a TCP port's one chain goes to its cluster, a TLS port has no SNI routes.
+    let tcp = |e: &EntryPort<'_>, addresses: &[CidrRange]| {
+        vec![crate::traffic::tcp::TcpChain {
+            ranges: addresses.to_vec(),
+            filter: crate::envoy::tcp_proxy_filter(&e.cluster, &e.cluster),
+        }]
+    };
     let chains = outbound_chains(
         &smtp,
         &mut claimed,
         &ports,
-        &|_: &EntryPort<'_>| None,
+        &tcp,
+        &|_: &EntryPort<'_>, _: &[CidrRange]| Vec::new(),
         &mut warnings,
     );
     let names: Vec<&str> = chains.iter().map(|c| c.name.as_str()).collect();

@@ -90,6 +90,11 @@ pub(crate) fn varies(spec: &VirtualServiceSpec) -> bool {
             .iter()
             .flat_map(|r| &r.matches)
             .any(|m| !m.source_labels.is_empty() || m.source_namespace.is_some())
+        || spec
+            .tls
+            .iter()
+            .flat_map(|r| &r.matches)
+            .any(|m| !m.source_labels.is_empty() || m.source_namespace.is_some())
 }
 
 /// What decides a proxy's routes for one host: the VirtualService it sees and which of its
@@ -120,9 +125,15 @@ impl View {
             .flat_map(|r| &r.matches)
             .filter(|m| !m.source_labels.is_empty() || m.source_namespace.is_some())
             .map(|m| source.selected_by(&m.source_labels, m.source_namespace.as_deref()));
+        let tls = vs
+            .tls
+            .iter()
+            .flat_map(|r| &r.matches)
+            .filter(|m| !m.source_labels.is_empty() || m.source_namespace.is_some())
+            .map(|m| source.selected_by(&m.source_labels, m.source_namespace.as_deref()));
         Self {
             virtual_service: Some(key.clone()),
-            selected: http.chain(tcp).collect(),
+            selected: http.chain(tcp).chain(tls).collect(),
         }
     }
 }

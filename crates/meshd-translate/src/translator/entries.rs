@@ -3,6 +3,7 @@
 //! (only the resources whose bytes differ are pushed), and their `virtualOutbound` chains; with them
 //! the `<port>` routes and chains that answer unknown addresses on the Services' HTTP ports.
 
+use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use envoy_types::pb::envoy::config::listener::v3::FilterChain;
 
 use super::{ChangeSet, Translator};
@@ -133,19 +134,23 @@ impl Translator {
     ) -> Vec<FilterChain> {
         let ports = entry_ports(&self.configs, source);
         let mut claimed = claims(chains);
-        let tcp = |e: &EntryPort<'_>| {
-            let ports_of = |fqdn: &str| self.ports_of(fqdn);
-            crate::traffic::service_tcp_filter(
-                &self.configs,
-                e.host,
-                e.port.port,
-                &self.settings.cluster_domain,
-                &ports_of,
-                &e.cluster,
-                source,
-            )
+        let ports_of = |fqdn: &str| self.ports_of(fqdn);
+        let tcp = |e: &EntryPort<'_>, addresses: &[CidrRange]| {
+            let at = self.host_port(&ports_of, e.host, e.port.port, source);
+            crate::traffic::service_tcp_chains(&at, addresses, &e.cluster)
         };
-        outbound_chains(&ports, &mut claimed, &self.catch_all_ports, &tcp, warnings)
+        let sni = |e: &EntryPort<'_>, addresses: &[CidrRange]| {
+            let at = self.host_port(&ports_of, e.host, e.port.port, source);
+            crate::traffic::service_sni_routes(&at, addresses, &e.cluster)
+        };
+        outbound_chains(
+            &ports,
+            &mut claimed,
+            &self.catch_all_ports,
+            &tcp,
+            &sni,
+            warnings,
+        )
     }
 
     /// Before `virtualOutbound` is rebuilt: the ports Services proxy as HTTP whose unknown

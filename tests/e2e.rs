@@ -12,7 +12,7 @@
 //! by its Service VIP while a pod outside the mesh is refused (SPEC §9); then a Gateway selects the
 //! `ingress` gateway's pods, which become ready, and one HTTP route through it reaches the echo
 //! Deployment from a pod outside the mesh (SPEC §10, `e2e/gateway.rs`); last, a VirtualService applied
-//! with `kubectl` splits 80/20 between two Deployments' subsets, counted from an injected caller, and a
+//! from YAML (server-side apply) splits 80/20 between two Deployments' subsets, counted from an injected caller, and a
 //! bad update of it gets `Accepted=False` naming the field (SPEC §8, `e2e/traffic.rs`). On a failure it
 //! prints the Mesh's status and this run's Events (created since the run started, about the Mesh or
 //! objects in meshd-system or the run's namespace) before cleanup deletes them.
@@ -28,8 +28,6 @@
 //! - `MESHD_E2E_PROXY_IMAGE`: a pullable meshd-proxy image, set as the Mesh's proxy image. With it the
 //!   gateway's replicas must run and connect (so it needs `MESHD_E2E_DISCOVERY_ADDRESS`), become ready
 //!   once a Gateway selects them, and the injected pod must start.
-//!
-//! `kubectl` must be on PATH when `MESHD_E2E_PROXY_IMAGE` is set (the traffic check applies with it).
 //!
 //! The cluster must not already run meshd (the test owns the `default` Mesh for its duration).
 

@@ -1,19 +1,18 @@
-//! Traffic management on a real cluster (SPEC §8): two Deployments of one Service (`version: v1`
-//! and `v2`), a DestinationRule with their subsets and a VirtualService sending 80/20 between them,
-//! applied with `kubectl` as a user applies them; both get `Accepted=True`, and an injected caller
-//! counts which version answers 300 requests to the Service's VIP (the cluster has no kube-proxy:
-//! the caller's sidecar capture routes the VIP, so the split is the mesh's alone). Then an update
-//! naming an undefined subset gets `Accepted=False` with the field path and value.
+//! Traffic management on a real cluster (SPEC §8): two Deployments of one Service (`version: v1` and
+//! `v2`), a DestinationRule with their subsets and a VirtualService sending 80/20 between them, applied
+//! from YAML by server-side apply, as `kubectl apply --server-side` does; both get `Accepted=True`, and
+//! an injected caller counts which version answers 300 requests to the Service's VIP (the cluster has
+//! no kube-proxy: the caller's sidecar capture routes the VIP, so the split is the mesh's alone). Then
+//! an update naming an undefined subset gets `Accepted=False` with the field path and value.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::Client;
-use kube::api::{Api, ListParams, LogParams, PostParams};
+use kube::api::{Api, ListParams, LogParams, Patch, PatchParams, PostParams};
+use serde::Deserialize as _;
 use serde_json::json;
 
 use super::{ECHO_ENVOY, ECHO_HCM, Run, eventually, eventually_within};
@@ -62,31 +61,30 @@ spec:
     )
 }
 
-/// `kubectl apply -f -` of `yaml` against the run's cluster.
-fn kubectl_apply(run: &Run, yaml: &str) -> Result<()> {
-    let mut child = Command::new("kubectl")
-        .args(["--kubeconfig", &run.kubeconfig, "apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context(
-            "running kubectl (the split is applied with it: install kubectl on this machine)",
-        )?;
-    child
-        .stdin
-        .take()
-        .context("kubectl's stdin")?
-        .write_all(yaml.as_bytes())?;
-    let out = child.wait_with_output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    say!("e2e: kubectl apply: {}", text.trim());
-    if !out.status.success() {
-        bail!("kubectl apply failed: {text}");
+/// Server-side apply of each document of `yaml` (DestinationRules and VirtualServices) in `ns`, as
+/// `kubectl apply --server-side` does: the suite's host needs no kubectl.
+async fn apply(client: &Client, ns: &str, yaml: &str) -> Result<()> {
+    let pp = PatchParams::apply("meshd-e2e").force();
+    for doc in serde_yaml::Deserializer::from_str(yaml) {
+        let value = serde_json::Value::deserialize(doc).context("a traffic document")?;
+        let name = value["metadata"]["name"]
+            .as_str()
+            .context("a traffic document without metadata.name")?
+            .to_string();
+        match value["kind"].as_str() {
+            Some("DestinationRule") => {
+                let api: Api<meshd_api::networking::DestinationRule> =
+                    Api::namespaced(client.clone(), ns);
+                api.patch(&name, &pp, &Patch::Apply(&value)).await?;
+            }
+            Some("VirtualService") => {
+                let api: Api<meshd_api::networking::VirtualService> =
+                    Api::namespaced(client.clone(), ns);
+                api.patch(&name, &pp, &Patch::Apply(&value)).await?;
+            }
+            other => bail!("not a traffic kind this check applies: {other:?}"),
+        }
+        say!("e2e: applied {} {ns}/{name}", value["kind"]);
     }
     Ok(())
 }
@@ -178,7 +176,7 @@ pub(super) async fn check_split(client: &Client, run: &Run, image: &str) -> Resu
         .and_then(|s| s.cluster_ip)
         .context("the split Service has no clusterIP")?;
 
-    kubectl_apply(run, &traffic(ns))?;
+    apply(client, ns, &traffic(ns)).await?;
     let rules: Api<meshd_api::networking::DestinationRule> = Api::namespaced(client.clone(), ns);
     let routes: Api<meshd_api::networking::VirtualService> = Api::namespaced(client.clone(), ns);
     wait_verdict(&rules, "split", "True").await?;
@@ -252,7 +250,7 @@ echo \"split: v1=$v1 v2=$v2 other=$other\""
     }
 
     // A bad update: refused, naming the field and value (the accepted version stays in force).
-    kubectl_apply(run, &bad_update(ns))?;
+    apply(client, ns, &bad_update(ns)).await?;
     let (reason, message) = wait_verdict(&routes, "split", "False").await?;
     say!("e2e: VirtualService split update: Accepted=False {reason}: {message}");
     if !message.contains("spec.http[0].route[0].destination.subset") || !message.contains("\"v3\"")

@@ -496,6 +496,25 @@ fn more_traffic_fields_for_web_pod_match_golden() {
     ] {
         assert!(route.contains(expected), "{expected} in {route}");
     }
+    // A route to subset v1 hashes as v1's own policy says (source IP), not the host's cookie
+    // (Istio's hash per destination), and keeps no `previous_hosts` (one destination that hashes).
+    let to_v1 = json["rds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["virtualHosts"].as_array().unwrap())
+        .flat_map(|v| v["routes"].as_array().unwrap())
+        .find(|r| r["route"]["cluster"] == "outbound|9090|v1|api.backend.svc.cluster.local")
+        .expect("a route to subset v1");
+    assert_eq!(
+        to_v1["route"]["hashPolicy"],
+        serde_json::json!([{"connectionProperties": {"sourceIp": true}}]),
+        "{to_v1}"
+    );
+    assert!(
+        to_v1["route"]["retryPolicy"]["retryHostPredicate"].is_null(),
+        "{to_v1}"
+    );
     let cluster = |name: &str| {
         json["cds"]
             .as_array()

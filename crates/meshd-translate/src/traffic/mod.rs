@@ -104,7 +104,7 @@ pub(crate) fn service_routes(
         domain,
         port,
         ports_of,
-        hash,
+        hash: Some(configs),
         source,
     };
     Some(http_routes(&vs.http, &ctx))

@@ -76,8 +76,9 @@ pub(crate) struct RouteContext<'a> {
     pub port: u16,
     /// The ports of a host, when it is known (for a destination without `port`).
     pub ports_of: &'a dyn Fn(&str) -> Option<Vec<u16>>,
-    /// The host's DestinationRule consistent hash: the routes' hash policy, and no `previous_hosts`.
-    pub hash: Option<&'a ConsistentHashLb>,
+    /// Where each destination's DestinationRule is found for its consistent hash (Istio's hash
+    /// policy per destination, its subset's replacing the host's); `None`: no hash policies.
+    pub hash: Option<&'a crate::configs::Configs>,
     /// The proxy the routes are for: a match with `sourceLabels`/`sourceNamespace` it does not
     /// meet is left out.
     pub source: super::Source<'a>,
@@ -87,6 +88,15 @@ impl RouteContext<'_> {
     /// `outbound|<port>|<subset>|<fqdn>`: the port is `destination.port`, else the host's only
     /// port, else the port being routed (Istio's `GetDestinationCluster`).
     pub(crate) fn cluster(&self, d: &Destination) -> String {
+        let (fqdn, port) = self.target(d);
+        format!(
+            "outbound|{port}|{}|{fqdn}",
+            d.subset.as_deref().unwrap_or_default()
+        )
+    }
+
+    /// A destination's host and port, as its cluster names them.
+    fn target(&self, d: &Destination) -> (String, u16) {
         let fqdn = resolve_host(&d.host, self.namespace, self.domain);
         let port = match d.port {
             Some(p) => u16::try_from(p.number).unwrap_or(self.port),
@@ -95,10 +105,17 @@ impl RouteContext<'_> {
                 _ => self.port,
             },
         };
-        format!(
-            "outbound|{port}|{}|{fqdn}",
-            d.subset.as_deref().unwrap_or_default()
-        )
+        (fqdn, port)
+    }
+
+    /// The hash policy of a destination's DestinationRule (the subset's consistent hash, else its
+    /// port's, else the rule's), as Istio's `hashForHTTPDestination`.
+    fn hash_policy(&self, d: &Destination) -> Option<route_action::HashPolicy> {
+        let configs = self.hash?;
+        let (fqdn, port) = self.target(d);
+        super::cluster_policy(configs, &fqdn, port, d.subset.as_deref())
+            .consistent_hash()
+            .and_then(super::policy::hash_policy)
     }
 }
 
@@ -135,15 +152,17 @@ fn duration(d: &meshd_api::duration::Duration) -> Option<Duration> {
     })
 }
 
-fn retry_policy(route: &HttpRoute, ctx: &RouteContext<'_>) -> Option<RetryPolicy> {
+/// `consistent_hash`: the route's one destination hashes (Istio keeps `previous_hosts` for a
+/// weighted route even then).
+fn retry_policy(route: &HttpRoute, consistent_hash: bool) -> Option<RetryPolicy> {
     let Some(r) = &route.retries else {
-        return Some(default_retry_policy(ctx.hash.is_some()));
+        return Some(default_retry_policy(consistent_hash));
     };
     let attempts = r.attempts.unwrap_or(2);
     if attempts <= 0 {
         return None;
     }
-    let mut policy = default_retry_policy(ctx.hash.is_some());
+    let mut policy = default_retry_policy(consistent_hash);
     policy.num_retries = Some(UInt32Value {
         value: u32::try_from(attempts).unwrap_or(2),
     });
@@ -323,6 +342,11 @@ fn action(route: &HttpRoute, ctx: &RouteContext<'_>) -> RouteAction {
         .iter()
         .filter(|d| route.route.len() == 1 || d.weight.unwrap_or(0) > 0)
         .collect();
+    // Each destination's own hash policy, in order (Istio appends one per destination).
+    let hash_policy: Vec<route_action::HashPolicy> = live
+        .iter()
+        .filter_map(|d| ctx.hash_policy(&d.destination))
+        .collect();
     let cluster_specifier = match live.as_slice() {
         [one] if one.headers.is_none() => {
             route_action::ClusterSpecifier::Cluster(ctx.cluster(&one.destination))
@@ -363,12 +387,8 @@ fn action(route: &HttpRoute, ctx: &RouteContext<'_>) -> RouteAction {
                 .and_then(duration)
                 .unwrap_or_else(|| seconds(0)),
         ),
-        retry_policy: retry_policy(route, ctx),
-        hash_policy: ctx
-            .hash
-            .and_then(super::policy::hash_policy)
-            .into_iter()
-            .collect(),
+        retry_policy: retry_policy(route, route.route.len() == 1 && !hash_policy.is_empty()),
+        hash_policy,
         ..Default::default()
     };
     if let Some(rw) = &route.rewrite {

@@ -375,7 +375,15 @@ impl Translator {
             if moved {
                 self.variants
                     .find_hosts(&self.configs, &self.settings.cluster_domain);
-                let touched = self.configs.take_touched(&self.settings.cluster_domain);
+                let mut touched = self.configs.take_touched(&self.settings.cluster_domain);
+                // A route's hash policy is its destinations' DestinationRules': the hosts whose
+                // VirtualServices route to a moved host are compiled again too.
+                if !touched.all {
+                    let domain = &self.settings.cluster_domain;
+                    let routing = crate::traffic::routing_to(&self.configs, &touched.hosts, domain);
+                    touched.all |= routing.all;
+                    touched.hosts.extend(routing.hosts);
+                }
                 // A VirtualService's tcp[] routes are in the outbound listener's chains.
                 outbound_dirty |= self.touched_services(&touched, &mut compile);
                 // PeerAuthentications in force may have moved: MESH_INTERNAL entries follow them.

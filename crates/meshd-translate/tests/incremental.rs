@@ -459,7 +459,10 @@ fn apply_edit(state: &mut State, edit: &Edit) -> Vec<FactChange> {
                     shape & 1 == 1,
                     serde_json::json!({
                         "host": key.name,
-                        "trafficPolicy": {"outlierDetection": {"consecutive5xxErrors": 5}},
+                        // A consistent hash: the routes to this host (another Service's `/next`
+                        // among them) carry its hash policy.
+                        "trafficPolicy": {"outlierDetection": {"consecutive5xxErrors": 5},
+                                          "loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}}},
                         "subsets": [{"name": "v1", "labels": {"version": "v1"}},
                                     {"name": "v2", "labels": {"version": "v2"}}],
                     }),
@@ -682,6 +685,31 @@ fn a_rejected_gateway_route_update_keeps_the_route_it_replaces() {
         dump(&from_nothing, &state),
         "the kept route is history"
     );
+}
+
+/// A route's hash policy is its destination's DestinationRule's: when svc-1 gets a rule with a
+/// consistent hash, svc-0's `/next` route to it changes too.
+#[test]
+fn a_destination_rule_reaches_the_routes_of_other_hosts_that_route_to_its_host() {
+    let mut state = initial();
+    let mut incremental = Translator::new(TranslateSettings::default());
+    incremental.apply(everything(&state));
+    let mut mesh = None;
+    for e in [Edit::Traffic(0, 1 | 2 | 4), Edit::Traffic(1, 1)] {
+        let changes = apply_edit(&mut state, &e);
+        mesh = Some(incremental.apply(changes).0);
+    }
+    let mesh = mesh.expect("two edits");
+    let (fresh, _) = Translator::new(TranslateSettings::default()).apply(everything(&state));
+    let next = dump(&fresh, &state)
+        .into_iter()
+        .find(|(ty, name, _)| ty == "rds" && name.starts_with("svc-0.ns-0"))
+        .expect("svc-0's route");
+    assert!(
+        String::from_utf8_lossy(&next.2).contains("x-user"),
+        "the /next route hashes by svc-1's rule"
+    );
+    assert_eq!(dump(&mesh, &state), dump(&fresh, &state));
 }
 
 #[test]

@@ -514,6 +514,27 @@ fn token_of(sa: &str) -> String {
     format!("demo-token-{sa}")
 }
 
+/// The service-account-token Secret of service account `sa` of `namespace` (`<sa>-token`).
+fn token_secret(namespace: &str, sa: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {sa}-token\n  namespace: {namespace}\n  annotations: {{kubernetes.io/service-account.name: {sa}}}\ntype: kubernetes.io/service-account-token\nstringData: {{token: {}}}\n---\n",
+        token_in(namespace, sa)
+    )
+}
+
+/// A pod's extra labels, as they follow its `app` label in the Pod YAML (`, k: v` each).
+fn extra_labels(
+    labels: &std::collections::BTreeMap<String, Vec<(String, String)>>,
+    pod: &str,
+) -> String {
+    labels
+        .get(pod)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!(", {k}: {v}"))
+        .collect()
+}
+
 /// The token of service account `sa` of `namespace`.
 fn token_in(namespace: &str, sa: &str) -> String {
     if namespace == NAMESPACE {
@@ -533,17 +554,9 @@ fn render_elsewhere(
     let mut accounts = std::collections::BTreeSet::new();
     for (name, app, namespace, ip) in pods {
         if accounts.insert((namespace, app)) {
-            out.push_str(&format!(
-                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {app}-token\n  namespace: {namespace}\n  annotations: {{kubernetes.io/service-account.name: {app}}}\ntype: kubernetes.io/service-account-token\nstringData: {{token: {}}}\n---\n",
-                token_in(namespace, app)
-            ));
+            out.push_str(&token_secret(namespace, app));
         }
-        let extra: String = labels
-            .get(name)
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| format!(", {k}: {v}"))
-            .collect();
+        let extra = extra_labels(labels, name);
         out.push_str(&format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {namespace}, labels: {{app: {app}, meshd.io/mesh: default{extra}}}}}\nspec:\n  serviceAccountName: {app}\n  containers: [{{name: app, image: app}}]\nstatus: {{podIP: {ip}}}\n---\n"
         ));
@@ -565,10 +578,7 @@ fn render(
 ) -> String {
     let mut out = String::new();
     for (service, vip) in [("frontend", FRONTEND_VIP), ("reviews", REVIEWS_VIP)] {
-        out.push_str(&format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {service}-token\n  namespace: {NAMESPACE}\n  annotations: {{kubernetes.io/service-account.name: {service}}}\ntype: kubernetes.io/service-account-token\nstringData: {{token: {}}}\n---\n",
-            token_of(service)
-        ));
+        out.push_str(&token_secret(NAMESPACE, service));
         out.push_str(&format!(
             "apiVersion: v1\nkind: Service\nmetadata: {{name: {service}, namespace: {NAMESPACE}}}\nspec:\n  clusterIP: {vip}\n  selector: {{app: {service}}}\n  ports: [{{name: http, port: 80, targetPort: {APP_PORT}}}]\n---\n"
         ));
@@ -587,12 +597,7 @@ fn render(
         ));
     }
     for (name, app, ip) in pods {
-        let extra: String = labels
-            .get(name)
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| format!(", {k}: {v}"))
-            .collect();
+        let extra = extra_labels(labels, name);
         out.push_str(&format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {NAMESPACE}, labels: {{app: {app}, meshd.io/mesh: default{extra}}}}}\nspec:\n  serviceAccountName: {app}\n  containers: [{{name: app, image: app, ports: [{{name: http, containerPort: {APP_PORT}}}]}}]\nstatus: {{podIP: {ip}}}\n---\n"
         ));
@@ -607,10 +612,7 @@ fn render_gateways(gateways: &[(String, String, Ipv4Addr)]) -> String {
     let mut seen = std::collections::BTreeSet::new();
     for (name, gateway, ip) in gateways {
         if seen.insert(gateway) {
-            out.push_str(&format!(
-                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {gateway}-token\n  namespace: {NAMESPACE}\n  annotations: {{kubernetes.io/service-account.name: {gateway}}}\ntype: kubernetes.io/service-account-token\nstringData: {{token: {}}}\n---\n",
-                token_of(gateway)
-            ));
+            out.push_str(&token_secret(NAMESPACE, gateway));
             out.push_str(&format!(
                 "apiVersion: v1\nkind: Service\nmetadata: {{name: {gateway}, namespace: {NAMESPACE}}}\nspec:\n  selector: {{{GATEWAY_LABEL}: {gateway}}}\n  ports: [{{name: http2, port: 80, targetPort: {GATEWAY_HTTP_PORT}}}, {{name: https, port: 443, targetPort: {GATEWAY_HTTPS_PORT}}}]\n---\n"
             ));

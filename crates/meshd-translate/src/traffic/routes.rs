@@ -469,6 +469,18 @@ pub(crate) fn http_routes(routes: &[HttpRoute], ctx: &RouteContext<'_>) -> Vec<R
                 .map(Some)
                 .collect()
         };
+        if matches.is_empty() {
+            continue;
+        }
+        // One action for all of the route's matches (its destinations' hash policies are looked up
+        // once).
+        let action = match &route.redirect {
+            Some(rd) => match redirect(rd) {
+                Some(rd) => route::Action::Redirect(rd),
+                None => continue,
+            },
+            None => route::Action::Route(action(route, ctx)),
+        };
         for (j, m) in matches.into_iter().enumerate() {
             let r#match = route_match(m);
             let catch_all = is_catch_all(&r#match);
@@ -477,17 +489,10 @@ pub(crate) fn http_routes(routes: &[HttpRoute], ctx: &RouteContext<'_>) -> Vec<R
                 (Some(r), None) => r.clone(),
                 _ => format!("{i}.{j}"),
             };
-            let action = match &route.redirect {
-                Some(rd) => match redirect(rd) {
-                    Some(rd) => route::Action::Redirect(rd),
-                    None => continue,
-                },
-                None => route::Action::Route(action(route, ctx)),
-            };
             let mut r = Route {
                 name,
                 r#match: Some(r#match),
-                action: Some(action),
+                action: Some(action.clone()),
                 ..Default::default()
             };
             apply_headers(&mut r, route.headers.as_ref());

@@ -5,7 +5,7 @@
 use std::num::NonZeroUsize;
 
 /// Below this many items a thread is not worth starting.
-const PER_THREAD: usize = 64;
+pub(super) const PER_THREAD: usize = 64;
 
 /// At most this many threads, whatever the machine has: beyond a few, the caller's other work (the
 /// xDS streams) needs the cores more.
@@ -36,6 +36,21 @@ pub(super) fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> 
             }
         }
         out
+    })
+}
+
+/// `(a(), b())`, `a` on another thread when the machine has more than one core.
+pub(super) fn join<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
+    if std::thread::available_parallelism().map_or(1, NonZeroUsize::get) == 1 {
+        return (a(), b());
+    }
+    std::thread::scope(|scope| {
+        let other = scope.spawn(a);
+        let b = b();
+        match other.join() {
+            Ok(a) => (a, b),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     })
 }
 

@@ -10,7 +10,7 @@
 //! Compiling the same facts gives the same bytes whatever the order or the history of changes (see
 //! the `incremental` tests): every resource is built from the current facts alone.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::CidrRange;
@@ -191,7 +191,7 @@ pub struct Translator {
     /// EndpointSlices by what their endpoints name (a Pod, an address): whose load assignment and
     /// cluster a Pod's change touches (its sidecar, service account and mTLS mode decide them).
     /// (A hash map: it holds two entries per endpoint, looked up one by one, never in order.)
-    refs: HashMap<EndpointRef, Vec<Arc<ObjectKey>>>,
+    refs: foldhash::HashMap<EndpointRef, Vec<Arc<ObjectKey>>>,
     /// Pods by IP, for endpoints without `targetRef`.
     ip_pods: BTreeMap<String, BTreeSet<ObjectKey>>,
     shared: ResourceSet,
@@ -262,7 +262,7 @@ impl Translator {
             services: imbl::OrdMap::new(),
             peers: PeerPolicies::new(),
             authz: AuthzPolicies::new(),
-            refs: HashMap::new(),
+            refs: foldhash::HashMap::default(),
             ip_pods: BTreeMap::new(),
             shared,
             outbound_warnings: Vec::new(),
@@ -475,12 +475,23 @@ impl Translator {
                     .map(|k| (k, Whole::Endpoints)),
             )
             .collect();
-        let compiled = parallel::map(&work, |(key, whole)| self.compile_service(key, *whole));
+        // `virtualOutbound` reads the Services and what is in force, not what they compile to: it is
+        // built beside them.
+        if outbound_dirty {
+            self.sync_catch_all_ports(&mut out);
+        }
+        let outbound = || outbound_dirty.then(|| self.shared_outbound());
+        let services = || parallel::map(&work, |(key, whole)| self.compile_service(key, *whole));
+        let (outbound, compiled) = if outbound_dirty && work.len() >= parallel::PER_THREAD {
+            parallel::join(outbound, services)
+        } else {
+            (outbound(), services())
+        };
         for service in compiled {
             self.put_service(service, &mut out);
         }
-        if outbound_dirty {
-            self.rebuild_outbound(&mut out);
+        if let Some(outbound) = outbound {
+            self.put_outbound(outbound, &mut out);
         }
         if judge || outbound_dirty || !compile.is_empty() || !pods_changed.is_empty() {
             self.refresh_variants(&mut out);
@@ -854,13 +865,23 @@ impl Translator {
 
     fn rebuild_outbound(&mut self, out: &mut ChangeSet) {
         self.sync_catch_all_ports(out);
+        let outbound = self.shared_outbound();
+        self.put_outbound(outbound, out);
+    }
+
+    /// The shared `virtualOutbound`, encoded, and what building it left out.
+    fn shared_outbound(&self) -> (Arc<Resource>, Vec<String>) {
         let mut warnings = Vec::new();
         let listener = self.outbound_listener(Source::SHARED, &mut warnings);
-        out.put(
-            &mut self.shared,
-            ResourceType::Listener,
-            Resource::new(listener.name.clone(), &listener),
-        );
+        (Resource::new(listener.name.clone(), &listener), warnings)
+    }
+
+    fn put_outbound(
+        &mut self,
+        (listener, warnings): (Arc<Resource>, Vec<String>),
+        out: &mut ChangeSet,
+    ) {
+        out.put(&mut self.shared, ResourceType::Listener, listener);
         self.outbound_warnings = warnings;
     }
 

@@ -5,7 +5,7 @@
 //! (`Translator::apply`): nothing here reads the judged resources, and the judgement reads no Pod
 //! or slice (gateway Pods reach it through `configs.edge`, set before).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::security::Touched;
@@ -53,7 +53,7 @@ fn named_by(slice: Option<&EndpointSlice>) -> Vec<NamedBy<'_>> {
 pub(super) struct PodIndex<'a> {
     pub(super) slices: &'a mut BTreeMap<ObjectKey, Arc<EndpointSlice>>,
     pub(super) slices_of: &'a mut BTreeMap<ObjectKey, BTreeSet<String>>,
-    pub(super) refs: &'a mut HashMap<EndpointRef, Vec<Arc<ObjectKey>>>,
+    pub(super) refs: &'a mut foldhash::HashMap<EndpointRef, Vec<Arc<ObjectKey>>>,
     pub(super) workloads: &'a mut imbl::OrdMap<ObjectKey, Arc<Workload>>,
     pub(super) ip_pods: &'a mut BTreeMap<String, BTreeSet<ObjectKey>>,
     /// Read only: when everything is touched, every Service's endpoints are.
@@ -232,4 +232,3 @@ fn same_for_endpoints(a: Option<&Workload>, b: Option<&Workload>) -> bool {
         _ => false,
     }
 }
-

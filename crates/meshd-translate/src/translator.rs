@@ -147,7 +147,7 @@ impl ChangeSet {
 struct Judgement<'a> {
     configs: &'a mut Configs,
     variants: &'a mut variants::ProxyVariants,
-    services: &'a imbl::OrdMap<ObjectKey, Arc<CompiledService>>,
+    services: &'a foldhash::HashMap<String, Arc<CompiledService>>,
     domain: &'a str,
 }
 
@@ -156,7 +156,7 @@ impl Judgement<'_> {
     /// follow it.
     fn judge(self) -> Option<crate::configs::Touched> {
         let hosts = ServiceHostsOf {
-            services: self.services,
+            by_host: self.services,
             domain: self.domain,
         };
         if !self.configs.judge(self.domain, &hosts) {
@@ -186,6 +186,9 @@ pub struct Translator {
     slices_of: BTreeMap<ObjectKey, BTreeSet<String>>,
     workloads: imbl::OrdMap<ObjectKey, Arc<Workload>>,
     services: imbl::OrdMap<ObjectKey, Arc<CompiledService>>,
+    /// The same Services by host: routes and verdicts look hosts up by name, thousands of times in
+    /// a large mesh, without building a key for each.
+    services_by_host: foldhash::HashMap<String, Arc<CompiledService>>,
     peers: PeerPolicies,
     authz: AuthzPolicies,
     /// EndpointSlices by what their endpoints name (a Pod, an address): whose load assignment and
@@ -215,7 +218,7 @@ pub struct Translator {
 
 /// The Services' hosts, as the verdicts' checks ask for them.
 struct ServiceHostsOf<'a> {
-    services: &'a imbl::OrdMap<ObjectKey, Arc<CompiledService>>,
+    by_host: &'a foldhash::HashMap<String, Arc<CompiledService>>,
     domain: &'a str,
 }
 
@@ -224,7 +227,7 @@ impl ServiceHostsOf<'_> {
     fn lookup<'f>(&self, fqdn: &'f str) -> Option<(&'f str, &'f str, &Arc<CompiledService>)> {
         let rest = fqdn.strip_suffix(self.domain)?.strip_suffix(".svc.")?;
         let (name, namespace) = rest.split_once('.')?;
-        let s = self.services.get(&ObjectKey::new(namespace, name))?;
+        let s = self.by_host.get(fqdn)?;
         Some((namespace, name, s))
     }
 }
@@ -239,7 +242,7 @@ impl meshd_api::validate::verdicts::ServiceHosts for ServiceHostsOf<'_> {
     }
 
     fn has(&self, fqdn: &str) -> bool {
-        self.lookup(fqdn).is_some()
+        self.by_host.contains_key(fqdn)
     }
 }
 
@@ -260,6 +263,7 @@ impl Translator {
             slices_of: BTreeMap::new(),
             workloads: imbl::OrdMap::new(),
             services: imbl::OrdMap::new(),
+            services_by_host: foldhash::HashMap::default(),
             peers: PeerPolicies::new(),
             authz: AuthzPolicies::new(),
             refs: foldhash::HashMap::default(),
@@ -505,7 +509,7 @@ impl Translator {
             Judgement {
                 configs: &mut self.configs,
                 variants: &mut self.variants,
-                services: &self.services,
+                services: &self.services_by_host,
                 domain: &self.settings.cluster_domain,
             },
             pod_index::PodIndex {
@@ -591,8 +595,15 @@ impl Translator {
                 out.remove(&mut self.shared, ResourceType::Route, name);
             }
         }
+        if let Some(old) = &old {
+            self.services_by_host.remove(&old.fqdn);
+        }
         match new {
-            Some(new) => self.services.insert(key.clone(), new),
+            Some(new) => {
+                self.services_by_host
+                    .insert(new.fqdn.clone(), Arc::clone(&new));
+                self.services.insert(key.clone(), new)
+            }
             None => self.services.remove(key),
         };
         outbound_changed
@@ -684,13 +695,10 @@ impl Translator {
 
     /// A host's port numbers: a Service's, else an accepted ServiceEntry's.
     fn ports_of(&self, fqdn: &str) -> Option<Vec<u16>> {
-        let hosts = ServiceHostsOf {
-            services: &self.services,
-            domain: &self.settings.cluster_domain,
-        };
-        meshd_api::validate::verdicts::ServiceHosts::service(&hosts, fqdn)
-            .map(|(_, p)| p)
-            .or_else(|| crate::traffic::service_entry::ports(&self.configs, fqdn))
+        match self.services_by_host.get(fqdn) {
+            Some(s) => Some(s.fact.ports.iter().map(|p| p.port).collect()),
+            None => crate::traffic::service_entry::ports(&self.configs, fqdn),
+        }
     }
 
     /// A service port's cluster (or a subset's) with its DestinationRule policy, and the policy's

@@ -88,11 +88,7 @@ impl RouteContext<'_> {
     /// `outbound|<port>|<subset>|<fqdn>`: the port is `destination.port`, else the host's only
     /// port, else the port being routed (Istio's `GetDestinationCluster`).
     pub(crate) fn cluster(&self, d: &Destination) -> String {
-        let (fqdn, port) = self.target(d);
-        format!(
-            "outbound|{port}|{}|{fqdn}",
-            d.subset.as_deref().unwrap_or_default()
-        )
+        cluster_at(d, &self.target(d))
     }
 
     /// A destination's host and port, as its cluster names them.
@@ -110,13 +106,24 @@ impl RouteContext<'_> {
 
     /// The hash policy of a destination's DestinationRule (the subset's consistent hash, else its
     /// port's, else the rule's), as Istio's `hashForHTTPDestination`.
-    fn hash_policy(&self, d: &Destination) -> Option<route_action::HashPolicy> {
+    fn hash_policy(
+        &self,
+        d: &Destination,
+        (fqdn, port): &(String, u16),
+    ) -> Option<route_action::HashPolicy> {
         let configs = self.hash?;
-        let (fqdn, port) = self.target(d);
-        super::cluster_policy(configs, &fqdn, port, d.subset.as_deref())
+        super::cluster_policy(configs, fqdn, *port, d.subset.as_deref())
             .consistent_hash()
             .and_then(super::policy::hash_policy)
     }
+}
+
+/// The cluster of a destination at its host and port.
+fn cluster_at(d: &Destination, (fqdn, port): &(String, u16)) -> String {
+    format!(
+        "outbound|{port}|{}|{fqdn}",
+        d.subset.as_deref().unwrap_or_default()
+    )
 }
 
 /// Istio's default retry policy (SPEC §8).
@@ -342,21 +349,25 @@ fn action(route: &HttpRoute, ctx: &RouteContext<'_>) -> RouteAction {
         .iter()
         .filter(|d| route.route.len() == 1 || d.weight.unwrap_or(0) > 0)
         .collect();
+    // Resolved once for the cluster names and the hash policies.
+    let targets: Vec<(String, u16)> = live.iter().map(|d| ctx.target(&d.destination)).collect();
     // Each destination's own hash policy, in order (Istio appends one per destination).
     let hash_policy: Vec<route_action::HashPolicy> = live
         .iter()
-        .filter_map(|d| ctx.hash_policy(&d.destination))
+        .zip(&targets)
+        .filter_map(|(d, at)| ctx.hash_policy(&d.destination, at))
         .collect();
-    let cluster_specifier = match live.as_slice() {
-        [one] if one.headers.is_none() => {
-            route_action::ClusterSpecifier::Cluster(ctx.cluster(&one.destination))
+    let cluster_specifier = match (live.as_slice(), targets.as_slice()) {
+        ([one], [at]) if one.headers.is_none() => {
+            route_action::ClusterSpecifier::Cluster(cluster_at(&one.destination, at))
         }
         _ => route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
             clusters: live
                 .iter()
-                .map(|d| {
+                .zip(&targets)
+                .map(|(d, at)| {
                     let mut c = weighted_cluster::ClusterWeight {
-                        name: ctx.cluster(&d.destination),
+                        name: cluster_at(&d.destination, at),
                         weight: Some(UInt32Value {
                             value: d.weight.and_then(|w| u32::try_from(w).ok()).unwrap_or(100),
                         }),

@@ -214,6 +214,7 @@ pub(crate) fn service_sni_routes(
     let mut routes = sni::sni_routes(vs, &at.context(&key.namespace), addresses, stat_prefix);
     for r in &mut routes {
         r.filter = tcp::with_idle_timeout(std::mem::take(&mut r.filter), idle);
+        r.vs = Some(key.clone());
     }
     routes
 }

@@ -2,6 +2,7 @@
 //! with Services in `shop`, a gateway pod `ingress-0.edge` and a sidecar `web-0.shop`.
 
 mod http;
+mod policy;
 mod tls;
 mod upstream;
 
@@ -92,6 +93,28 @@ pub(super) fn virtual_service(
         problems,
     }));
     change(FactKind::VirtualService, ns, name, Some(fact))
+}
+
+pub(super) fn destination_rule(
+    ns: &str,
+    name: &str,
+    created: i64,
+    spec: serde_json::Value,
+) -> FactChange {
+    let object: meshd_api::networking::DestinationRule =
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "networking.meshd.io/v1alpha1", "kind": "DestinationRule",
+            "metadata": {"name": name, "namespace": ns}, "spec": spec,
+        }))
+        .unwrap();
+    let problems = object.validate();
+    let fact = Fact::DestinationRule(Arc::new(Config {
+        generation: None,
+        created: Some(created),
+        spec: object.spec,
+        problems,
+    }));
+    change(FactKind::DestinationRule, ns, name, Some(fact))
 }
 
 /// Services web (HTTP 80), api (HTTP 8080), db (TCP 5432), secure (TLS 443) in `shop`; the gateway pod

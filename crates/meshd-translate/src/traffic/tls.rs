@@ -8,6 +8,8 @@
 //! CA come over SDS instead, from the Secret of that name in the proxy's own namespace (Istio's
 //! `kubernetes://<name>` and `kubernetes://<name>-cacert`).
 
+use std::collections::BTreeSet;
+
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
@@ -16,8 +18,6 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     tls_parameters,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
-use std::collections::BTreeSet;
-
 use meshd_api::networking::destination_rule::{ClientTlsMode, ClientTlsSettings, TrafficPolicy};
 
 use crate::configs::Configs;

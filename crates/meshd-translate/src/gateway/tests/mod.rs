@@ -230,6 +230,32 @@ pub(super) fn verdict(mesh: &CompiledMesh, kind: &'static str, ns: &str, name: &
     }
 }
 
+/// Gateway `edge/tcp` with a TCP server on 5432 and `more` servers, selecting `istio: ingress`, and
+/// VirtualService `shop/db` bound to it: port 5432 to db, and the `tls` routes given.
+pub(super) fn tcp_edge(more: serde_json::Value, tls: serde_json::Value) -> Vec<FactChange> {
+    let mut servers = vec![
+        serde_json::json!({"port": {"number": 5432, "name": "pg", "protocol": "TCP"}, "hosts": ["*"]}),
+    ];
+    servers.extend(more.as_array().cloned().unwrap_or_default());
+    let gw = gateway(
+        "edge",
+        "tcp",
+        10,
+        serde_json::json!({"selector": {"istio": "ingress"}, "servers": servers}),
+    );
+    let vs = virtual_service(
+        "shop",
+        "db",
+        10,
+        serde_json::json!({
+            "hosts": ["*"], "gateways": ["edge/tcp"],
+            "tcp": [{"match": [{"port": 5432}], "route": [{"destination": {"host": "db"}}]}],
+            "tls": tls,
+        }),
+    );
+    vec![gw, vs]
+}
+
 /// The public Gateway: HTTP on 80 for any host of any namespace, selecting `istio: ingress`.
 pub(super) fn public_http() -> FactChange {
     gateway(

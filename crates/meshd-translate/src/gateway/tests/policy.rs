@@ -75,29 +75,13 @@ fn idle_timeout(f: &Filter) -> Option<i64> {
 
 #[test]
 fn a_gateway_tcp_proxy_takes_its_destinations_tcp_idle_timeout() {
-    let gw = gateway(
-        "edge",
-        "tcp",
-        10,
-        serde_json::json!({
-            "selector": {"istio": "ingress"},
-            "servers": [
-                {"port": {"number": 5432, "name": "pg", "protocol": "TCP"}, "hosts": ["*"]},
-                {"port": {"number": 6443, "name": "tls", "protocol": "TLS"}, "hosts": ["secure.example.com"],
-                 "tls": {"mode": "PASSTHROUGH"}},
-            ],
-        }),
-    );
-    let vs = virtual_service(
-        "shop",
-        "db",
-        10,
-        serde_json::json!({
-            "hosts": ["*"], "gateways": ["edge/tcp"],
-            "tcp": [{"match": [{"port": 5432}], "route": [{"destination": {"host": "db"}}]}],
-            "tls": [{"match": [{"port": 6443, "sniHosts": ["secure.example.com"]}],
-                     "route": [{"destination": {"host": "secure"}}]}],
-        }),
+    let edge = tcp_edge(
+        serde_json::json!([
+            {"port": {"number": 6443, "name": "tls", "protocol": "TLS"}, "hosts": ["secure.example.com"],
+             "tls": {"mode": "PASSTHROUGH"}},
+        ]),
+        serde_json::json!([{"match": [{"port": 6443, "sniHosts": ["secure.example.com"]}],
+                            "route": [{"destination": {"host": "secure"}}]}]),
     );
     let rule = |host: &str, idle: &str| {
         destination_rule(
@@ -110,7 +94,7 @@ fn a_gateway_tcp_proxy_takes_its_destinations_tcp_idle_timeout() {
             }),
         )
     };
-    let (mut t, mesh) = compile(vec![gw, vs]);
+    let (mut t, mesh) = compile(edge);
     let idle = |mesh: &CompiledMesh| -> Vec<Option<i64>> {
         listeners(&mesh.proxy_config(&node(GATEWAY)))
             .iter()
@@ -120,4 +104,53 @@ fn a_gateway_tcp_proxy_takes_its_destinations_tcp_idle_timeout() {
     assert_eq!(idle(&mesh), [None, None], "Envoy's default without a rule");
     let (mesh, _) = t.apply(vec![rule("db", "90s"), rule("secure", "5m")]);
     assert_eq!(idle(&mesh), [Some(90), Some(300)]);
+}
+
+#[test]
+fn a_destination_rules_credential_name_is_the_gateways_own_namespace_secret() {
+    let rule = destination_rule(
+        "shop",
+        "web",
+        10,
+        serde_json::json!({
+            "host": "web",
+            "trafficPolicy": {"tls": {"mode": "MUTUAL", "credentialName": "b-cert"}},
+        }),
+    );
+    let (_, mesh) = compile(vec![public_http(), web_route(), rule]);
+    let gateway = mesh.proxy_config(&node(GATEWAY));
+    let cluster = gateway
+        .get(
+            ResourceType::Cluster,
+            "outbound|80||web.shop.svc.cluster.local",
+        )
+        .expect("web's cluster");
+    let cluster =
+        envoy_types::pb::envoy::config::cluster::v3::Cluster::decode(cluster.body.value.as_slice())
+            .unwrap();
+    use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType;
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
+    let Some(ConfigType::TypedConfig(any)) = cluster.transport_socket.and_then(|t| t.config_type)
+    else {
+        panic!("a TLS transport socket");
+    };
+    let common = UpstreamTlsContext::decode(any.value.as_slice())
+        .unwrap()
+        .common_tls_context
+        .unwrap();
+    assert_eq!(
+        common.tls_certificate_sds_secret_configs[0].name,
+        "kubernetes://b-cert"
+    );
+    // Envoy asks for what the cluster names; the gateway holds them (edge has b-cert with ca.crt).
+    let secrets: Vec<&str> = gateway
+        .resources(ResourceType::Secret)
+        .map(|r| &*r.name)
+        .collect();
+    for name in ["kubernetes://b-cert", "kubernetes://b-cert-cacert"] {
+        assert!(secrets.contains(&name), "{name}: {secrets:?}");
+    }
+    // The sidecar in shop, which has no b-cert, gets none.
+    let sidecar = mesh.proxy_config(&node(SIDECAR));
+    assert_eq!(sidecar.resources(ResourceType::Secret).count(), 0);
 }

@@ -210,8 +210,11 @@ pub struct Translator {
     gateways: Arc<GatewayInputs>,
     /// What building the gateway proxies' configs left out, for the caller to log.
     gateway_warnings: Vec<String>,
-    /// Gateway TLS credentials (`kubernetes.io/tls` Secrets), served to gateway proxies over SDS.
+    /// TLS credentials (`kubernetes.io/tls` Secrets), served over SDS to gateway proxies and, those
+    /// a DestinationRule names, to sidecars.
     credentials: Credentials,
+    /// The Secrets the DestinationRules in force name (`tls.credentialName`): each sidecar's own.
+    upstream_credentials: Arc<BTreeSet<String>>,
     /// Hosts whose routes may differ between proxies, and each proxy's own view of them.
     variants: variants::ProxyVariants,
 }
@@ -277,6 +280,7 @@ impl Translator {
             gateways: Arc::default(),
             gateway_warnings: Vec::new(),
             credentials: Credentials::new(),
+            upstream_credentials: Arc::default(),
             variants: variants::ProxyVariants::default(),
         };
         translator.rebuild_outbound(&mut ChangeSet::default());
@@ -440,6 +444,7 @@ impl Translator {
                 outbound_dirty |= self.compile_entries(&touched, &mut out);
             }
             self.refresh_gateways(&mut out);
+            self.refresh_upstream_credentials(&mut out);
         }
         if !ports_moved.is_empty() {
             // A route to a host without a port takes the host's only port.
@@ -458,7 +463,7 @@ impl Translator {
             self.mark_selected(&namespace, &services, &mut out);
         }
         for namespace in credentials_changed {
-            self.mark_gateways(&namespace, &mut out);
+            self.mark_credential_holders(&namespace, &mut out);
         }
         // Subsets select endpoints by their pods' labels: a pod change may move them.
         let with_subsets = self
@@ -821,14 +826,16 @@ impl Translator {
         }
     }
 
-    /// The gateway proxies of a namespace: their credentials changed.
-    fn mark_gateways(&self, namespace: &str, out: &mut ChangeSet) {
+    /// The proxies of a namespace that hold its credentials, which changed: its gateway proxies, and
+    /// its sidecars when a DestinationRule names a credential.
+    fn mark_credential_holders(&self, namespace: &str, out: &mut ChangeSet) {
+        let sidecars = !self.upstream_credentials.is_empty();
         let from = ObjectKey::new(namespace, String::new());
         for (pod, workload) in self.workloads.range(from..) {
             if pod.namespace != namespace {
                 break;
             }
-            if is_gateway(workload) {
+            if sidecars || is_gateway(workload) {
                 out.proxies.insert(NodeId {
                     pod: pod.name.clone(),
                     namespace: pod.namespace.clone(),
@@ -966,6 +973,24 @@ impl Translator {
         }
     }
 
+    /// Collects the Secrets the DestinationRules in force name again; when they differ, every
+    /// sidecar's own part (its Secrets) is marked changed.
+    fn refresh_upstream_credentials(&mut self, out: &mut ChangeSet) {
+        let names = crate::traffic::tls::credential_names(&self.configs);
+        if names == *self.upstream_credentials {
+            return;
+        }
+        self.upstream_credentials = Arc::new(names);
+        for (pod, workload) in self.workloads.iter() {
+            if !is_gateway(workload) {
+                out.proxies.insert(NodeId {
+                    pod: pod.name.clone(),
+                    namespace: pod.namespace.clone(),
+                });
+            }
+        }
+    }
+
     fn compiled(&self) -> CompiledMesh {
         CompiledMesh {
             shared: self.shared.clone(),
@@ -984,6 +1009,7 @@ impl Translator {
                 .collect(),
             verdicts: self.configs.verdicts.clone(),
             credentials: self.credentials.clone(),
+            upstream_credentials: Arc::clone(&self.upstream_credentials),
             variants: self.variants.by_proxy.clone(),
         }
     }

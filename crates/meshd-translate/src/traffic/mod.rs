@@ -58,7 +58,16 @@ pub(crate) fn cluster_policy<'a>(
     port: u16,
     subset: Option<&str>,
 ) -> policy::Policy<'a> {
-    let rules = rules_for(configs, fqdn);
+    merged_policy(&rules_for(configs, fqdn), port, subset)
+}
+
+/// The policy of one host's rules (oldest first) for `port` and `subset`: the first rule with a
+/// `trafficPolicy`, the first subset of that name.
+fn merged_policy<'a>(
+    rules: &[&'a DestinationRuleSpec],
+    port: u16,
+    subset: Option<&str>,
+) -> policy::Policy<'a> {
     let rule: Option<&TrafficPolicy> = rules.iter().find_map(|r| r.traffic_policy.as_ref());
     let own = subset.and_then(|name| {
         rules
@@ -68,6 +77,44 @@ pub(crate) fn cluster_policy<'a>(
             .and_then(|s| s.traffic_policy.as_ref())
     });
     policy::Policy::of(rule, own, port)
+}
+
+/// Where the routes find their destinations' DestinationRule policies (hash policy, TCP idle
+/// timeout): what is in force for sidecars, a gateway's snapshot of it for gateways.
+pub(crate) trait DestinationPolicies {
+    fn policy<'s>(&'s self, fqdn: &str, port: u16, subset: Option<&str>) -> policy::Policy<'s>;
+}
+
+impl DestinationPolicies for Configs {
+    fn policy<'s>(&'s self, fqdn: &str, port: u16, subset: Option<&str>) -> policy::Policy<'s> {
+        cluster_policy(self, fqdn, port, subset)
+    }
+}
+
+/// The DestinationRules of some hosts, as they were in force: what a gateway's routes to those
+/// hosts carry from them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct HostRules(std::collections::BTreeMap<String, Vec<DestinationRuleSpec>>);
+
+impl HostRules {
+    /// The rules in force for `hosts` (resolved), oldest first.
+    pub(crate) fn collect<'h>(configs: &Configs, hosts: impl IntoIterator<Item = &'h str>) -> Self {
+        let mut out = std::collections::BTreeMap::new();
+        for fqdn in hosts {
+            let rules = rules_for(configs, fqdn);
+            if !rules.is_empty() {
+                out.insert(fqdn.to_string(), rules.into_iter().cloned().collect());
+            }
+        }
+        Self(out)
+    }
+}
+
+impl DestinationPolicies for HostRules {
+    fn policy<'s>(&'s self, fqdn: &str, port: u16, subset: Option<&str>) -> policy::Policy<'s> {
+        let rules: Vec<&DestinationRuleSpec> = self.0.get(fqdn).into_iter().flatten().collect();
+        merged_policy(&rules, port, subset)
+    }
 }
 
 /// Applies `fqdn`'s DestinationRule policy to one of its clusters; its `tls`, which goes on with
@@ -214,6 +261,7 @@ pub(crate) fn service_sni_routes(
     let mut routes = sni::sni_routes(vs, &at.context(&key.namespace), addresses, stat_prefix);
     for r in &mut routes {
         r.filter = tcp::with_idle_timeout(std::mem::take(&mut r.filter), idle);
+        r.vs = Some(key.clone());
     }
     routes
 }

@@ -78,7 +78,7 @@ pub(crate) struct RouteContext<'a> {
     pub ports_of: &'a dyn Fn(&str) -> Option<Vec<u16>>,
     /// Where each destination's DestinationRule is found for its consistent hash (Istio's hash
     /// policy per destination, its subset's replacing the host's); `None`: no hash policies.
-    pub hash: Option<&'a crate::configs::Configs>,
+    pub hash: Option<&'a dyn super::DestinationPolicies>,
     /// The proxy the routes are for: a match with `sourceLabels`/`sourceNamespace` it does not
     /// meet is left out.
     pub source: super::Source<'a>,
@@ -111,10 +111,19 @@ impl RouteContext<'_> {
         d: &Destination,
         (fqdn, port): &(String, u16),
     ) -> Option<route_action::HashPolicy> {
-        let configs = self.hash?;
-        super::cluster_policy(configs, fqdn, *port, d.subset.as_deref())
+        let rules = self.hash?;
+        rules
+            .policy(fqdn, *port, d.subset.as_deref())
             .consistent_hash()
             .and_then(super::policy::hash_policy)
+    }
+
+    /// The TCP idle timeout of a destination's DestinationRule (its host's and port's), for the
+    /// `tcp_proxy` a gateway's L4 route makes: Istio takes the first destination's rule there.
+    pub(crate) fn idle_timeout(&self, d: &Destination) -> Option<Duration> {
+        let rules = self.hash?;
+        let (fqdn, port) = self.target(d);
+        rules.policy(&fqdn, port, None).tcp_idle_timeout()
     }
 }
 

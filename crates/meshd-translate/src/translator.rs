@@ -105,6 +105,34 @@ struct ServiceOutput {
     subsets: Vec<String>,
 }
 
+/// Where compiled Services are put (the translator's own, taken out while its Services compile).
+struct Puts {
+    shared: ResourceSet,
+    subset_clusters: BTreeMap<ObjectKey, Vec<String>>,
+}
+
+impl Puts {
+    /// Puts what [`Translator::compile_service`] produced into the shared set (only the resources
+    /// whose bytes differ are marked changed, and pushed) and removes the subset clusters the Service
+    /// no longer has.
+    fn service(&mut self, service: ServiceOutput, out: &mut ChangeSet) {
+        for (ty, resource) in service.resources {
+            out.put(&mut self.shared, ty, resource);
+        }
+        let old = self
+            .subset_clusters
+            .remove(&service.key)
+            .unwrap_or_default();
+        for name in old.iter().filter(|n| !service.subsets.contains(n)) {
+            out.remove(&mut self.shared, ResourceType::Cluster, name);
+            out.remove(&mut self.shared, ResourceType::Endpoint, name);
+        }
+        if !service.subsets.is_empty() {
+            self.subset_clusters.insert(service.key, service.subsets);
+        }
+    }
+}
+
 /// What one [`Translator::apply`] changed: the shared resources (by name, per type) and the proxies
 /// whose own part may differ. Streams look at these names only.
 #[derive(Debug, Default)]
@@ -489,16 +517,27 @@ impl Translator {
         if outbound_dirty {
             self.sync_catch_all_ports(&mut out);
         }
+        // Compiling reads neither the shared set nor the subset clusters: they are taken out, and
+        // each Service's output is put into them, in key order, while later ones still compile.
+        let mut puts = Puts {
+            shared: std::mem::take(&mut self.shared),
+            subset_clusters: std::mem::take(&mut self.subset_clusters),
+        };
         let outbound = || outbound_dirty.then(|| self.shared_outbound());
-        let services = || parallel::map(&work, |(key, whole)| self.compile_service(key, *whole));
-        let (outbound, compiled) = if outbound_dirty && work.len() >= parallel::PER_THREAD {
+        let mut services = || {
+            parallel::for_each_in_order(
+                &work,
+                |(key, whole)| self.compile_service(key, *whole),
+                |service| puts.service(service, &mut out),
+            );
+        };
+        let (outbound, ()) = if outbound_dirty && work.len() >= parallel::PER_THREAD {
             parallel::join(outbound, services)
         } else {
             (outbound(), services())
         };
-        for service in compiled {
-            self.put_service(service, &mut out);
-        }
+        self.shared = puts.shared;
+        self.subset_clusters = puts.subset_clusters;
         if let Some(outbound) = outbound {
             self.put_outbound(outbound, &mut out);
         }
@@ -615,7 +654,7 @@ impl Translator {
     }
 
     /// One Service's routes (unless only its endpoints moved), clusters, load assignments and
-    /// subset clusters, from what is in force. Reads only: [`Translator::put_service`] stores them.
+    /// subset clusters, from what is in force. Reads only: [`Puts::service`] stores them.
     fn compile_service(&self, key: &ObjectKey, whole: Whole) -> ServiceOutput {
         let mut output = ServiceOutput {
             key: key.clone(),
@@ -640,26 +679,6 @@ impl Translator {
             self.compile_subsets(key, service, &mut output);
         }
         output
-    }
-
-    /// Puts what [`Translator::compile_service`] produced into the shared set (only the resources
-    /// whose bytes differ are marked changed, and pushed) and removes the subset clusters the Service
-    /// no longer has.
-    fn put_service(&mut self, service: ServiceOutput, out: &mut ChangeSet) {
-        for (ty, resource) in service.resources {
-            out.put(&mut self.shared, ty, resource);
-        }
-        let old = self
-            .subset_clusters
-            .remove(&service.key)
-            .unwrap_or_default();
-        for name in old.iter().filter(|n| !service.subsets.contains(n)) {
-            out.remove(&mut self.shared, ResourceType::Cluster, name);
-            out.remove(&mut self.shared, ResourceType::Endpoint, name);
-        }
-        if !service.subsets.is_empty() {
-            self.subset_clusters.insert(service.key, service.subsets);
-        }
     }
 
     /// The routes a VirtualService in force gives one service port for proxies of `source`, if one

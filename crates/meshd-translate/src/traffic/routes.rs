@@ -77,7 +77,8 @@ pub(crate) struct RouteContext<'a> {
     /// The ports of a host, when it is known (for a destination without `port`).
     pub ports_of: &'a dyn Fn(&str) -> Option<Vec<u16>>,
     /// Where each destination's DestinationRule is found for its consistent hash (Istio's hash
-    /// policy per destination, its subset's replacing the host's); `None`: no hash policies.
+    /// policy per destination, its subset's replacing the host's; the rule `source`'s namespace
+    /// sees); `None`: no hash policies.
     pub hash: Option<&'a crate::configs::Configs>,
     /// The proxy the routes are for: a match with `sourceLabels`/`sourceNamespace` it does not
     /// meet is left out.
@@ -113,7 +114,11 @@ impl RouteContext<'_> {
     fn hash_policy(&self, d: &Destination) -> Option<route_action::HashPolicy> {
         let configs = self.hash?;
         let (fqdn, port) = self.target(d);
-        super::cluster_policy(configs, &fqdn, port, d.subset.as_deref())
+        let lookup = super::RuleLookup {
+            service_namespace: super::host_namespace(configs, &fqdn, self.domain),
+            proxy_namespace: self.source.namespace,
+        };
+        super::cluster_policy(configs, &fqdn, port, d.subset.as_deref(), lookup)
             .consistent_hash()
             .and_then(super::policy::hash_policy)
     }

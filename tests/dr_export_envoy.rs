@@ -3,7 +3,8 @@
 //! namespace's clients only. Both rules define subset `pick` with other labels, so the subset
 //! cluster of one name has other endpoints in each client's Envoy; a VirtualService routes every
 //! request to it. Deleting the client namespace's rule sends its client back to the service's
-//! subset. The testbed's mesh (file-fed `meshd controlplane`, pods in network namespaces with
+//! subset; with the service's rule private to its namespace, the client has no such subset and gets
+//! 503, as Istio's. The testbed's mesh (file-fed `meshd controlplane`, pods in network namespaces with
 //! capture, `meshd agent` + Envoy); traffic by the reviews VIP, counted by which pod answered;
 //! Envoy's own stats prove that it rejected nothing.
 //!
@@ -76,7 +77,8 @@ fn a_client_namespaces_destination_rule_applies_to_its_clients_only() {
         return;
     };
     let mut mesh = Mesh::start(Path::new(MESHD), &envoy).expect("control plane and bridge");
-    mesh.declare_pod("frontend-0", "frontend", FRONTEND).unwrap();
+    mesh.declare_pod("frontend-0", "frontend", FRONTEND)
+        .unwrap();
     mesh.declare_pod_in("client-0", "client", "other", CLIENT)
         .unwrap();
     for (i, ip) in REVIEWS.iter().enumerate() {
@@ -109,6 +111,20 @@ fn a_client_namespaces_destination_rule_applies_to_its_clients_only() {
     mesh.write_config_file("rules.yaml", Some(SERVICE_RULES))
         .unwrap();
     all_answered_by(&mesh, "client-0", "reviews-0");
+    all_answered_by(&mesh, "frontend-0", "reviews-0");
+
+    // demo's rule private to demo: other's client sees no rule, so no `pick` cluster, and the
+    // route naming it gets Envoy's 503 (Istio's outcome), while Envoy accepts the config.
+    let private = SERVICE_RULES.replace("  host: reviews\n", "  host: reviews\n  exportTo: [.]\n");
+    mesh.write_config_file("rules.yaml", Some(&private))
+        .unwrap();
+    let client = mesh.pod("client-0").unwrap();
+    let target: SocketAddr = (REVIEWS_VIP, 80).into();
+    wait_for("other's client without the subset", READY, || {
+        Ok(meshd_testbed::load::answers(&client.ns, APP, target, 1)
+            .is_err_and(|e| e.to_string().contains(": 503 ")))
+    })
+    .unwrap();
     all_answered_by(&mesh, "frontend-0", "reviews-0");
 
     for pod in mesh.pods() {

@@ -419,6 +419,9 @@ impl Translator {
             .cloned();
         let endpoints_of: BTreeSet<ObjectKey> =
             endpoints_of.into_iter().chain(with_subsets).collect();
+        // A proxy's own clusters of a host (its DestinationRules differ) carry their endpoints'
+        // identities, and its own subsets their endpoints.
+        let own_endpoints = !endpoints_of.is_empty() && self.variants.has_rule_hosts();
         // Each Service compiles from the facts alone, so many compile at once; what they produced is
         // put into the shared set in key order, as one by one would.
         let work: Vec<(&ObjectKey, Whole)> = compile
@@ -437,7 +440,12 @@ impl Translator {
         if outbound_dirty {
             self.rebuild_outbound(&mut out);
         }
-        if judge || outbound_dirty || !compile.is_empty() || !pods_changed.is_empty() {
+        if judge
+            || outbound_dirty
+            || own_endpoints
+            || !compile.is_empty()
+            || !pods_changed.is_empty()
+        {
             self.refresh_variants(&mut out);
         }
         (self.compiled(), out)

@@ -78,6 +78,11 @@ impl ProxyVariants {
         }
     }
 
+    /// Whether some host's DestinationRules may differ between proxies.
+    pub fn has_rule_hosts(&self) -> bool {
+        !self.rule_hosts.is_empty()
+    }
+
     fn names(&self, fqdn: &str) -> bool {
         self.hosts.contains(fqdn)
             || self

@@ -569,3 +569,58 @@ fn a_clients_rule_gives_its_routes_their_hash_policy() {
     assert_eq!(hashes("c-0.other"), 1);
     assert_eq!(hashes("a-0.shop"), 0);
 }
+
+#[test]
+fn an_endpoint_change_reaches_a_proxys_own_subset() {
+    // reviews-v2-0 (version v2) in shop; other's rule for reviews has subset v2, shop's none.
+    let reviews_pod = {
+        let fact = Fact::Workload(Arc::new(Workload {
+            ips: vec!["10.0.7.1".into()],
+            labels: [("version".to_string(), "v2".to_string())].into(),
+            service_account: "default".into(),
+            mesh: None,
+            ports: Vec::new(),
+        }));
+        at(FactKind::Workload, "shop/reviews-v2-0", Some(fact))
+    };
+    let slice = |addresses: &[&str]| {
+        let fact = Fact::EndpointSlice(Arc::new(crate::facts::EndpointSlice {
+            service: "reviews".into(),
+            ports: vec![crate::facts::EndpointPort {
+                name: "p".into(),
+                port: 9080,
+            }],
+            endpoints: addresses
+                .iter()
+                .map(|a| crate::facts::Endpoint {
+                    addresses: vec![a.to_string()],
+                    ready: true,
+                    serving: true,
+                    terminating: false,
+                    pod: None,
+                })
+                .collect(),
+        }));
+        at(FactKind::EndpointSlice, "shop/reviews-abc", Some(fact))
+    };
+    let (mut t, mesh) = compile(vec![
+        reviews_pod,
+        slice(&[]),
+        reviews_rule("other/reviews", "RANDOM", "v2", Some(&["."])),
+    ]);
+    let endpoints = |mesh: &CompiledMesh| -> usize {
+        let config = mesh.proxy_config(&node("c-0.other"));
+        let r = config
+            .get(ResourceType::Endpoint, &subset_of_reviews("v2"))
+            .unwrap();
+        let cla = envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment::decode(
+            r.body.value.as_slice(),
+        )
+        .unwrap();
+        cla.endpoints.iter().map(|l| l.lb_endpoints.len()).sum()
+    };
+    assert_eq!(endpoints(&mesh), 0);
+    let (mesh, changed) = t.apply(vec![slice(&["10.0.7.1"])]);
+    assert_eq!(endpoints(&mesh), 1);
+    assert!(changed.affects_proxy(&node("c-0.other")));
+}

@@ -54,35 +54,40 @@ fn pod(key: &str, app: &str) -> FactChange {
     at(FactKind::Workload, key, Some(fact))
 }
 
-fn virtual_service(key: &str, created: i64, spec: serde_json::Value) -> FactChange {
+/// A traffic object `ns/name` of `kind` with `spec`, decoded as the sources decode it.
+fn object(kind: FactKind, key: &str, spec: serde_json::Value) -> serde_json::Value {
     let (ns, name) = key.split_once('/').unwrap();
-    let object: meshd_api::networking::VirtualService = serde_json::from_value(serde_json::json!({
-        "apiVersion": "networking.meshd.io/v1alpha1", "kind": "VirtualService",
+    serde_json::json!({
+        "apiVersion": "networking.meshd.io/v1alpha1", "kind": kind.name(),
         "metadata": {"name": name, "namespace": ns}, "spec": spec,
-    }))
-    .unwrap();
-    let fact = Fact::VirtualService(Arc::new(Config {
+    })
+}
+
+/// Its fact: created at `created`, with its validation's problems.
+fn config<S>(
+    created: i64,
+    problems: Vec<meshd_api::validate::FieldError>,
+    spec: S,
+) -> Arc<Config<S>> {
+    Arc::new(Config {
         generation: None,
         created: Some(created),
-        problems: object.validate(),
-        spec: object.spec,
-    }));
+        problems,
+        spec,
+    })
+}
+
+fn virtual_service(key: &str, created: i64, spec: serde_json::Value) -> FactChange {
+    let o: meshd_api::networking::VirtualService =
+        serde_json::from_value(object(FactKind::VirtualService, key, spec)).unwrap();
+    let fact = Fact::VirtualService(config(created, o.validate(), o.spec));
     at(FactKind::VirtualService, key, Some(fact))
 }
 
 fn service_entry(key: &str, spec: serde_json::Value) -> FactChange {
-    let (ns, name) = key.split_once('/').unwrap();
-    let object: meshd_api::networking::ServiceEntry = serde_json::from_value(serde_json::json!({
-        "apiVersion": "networking.meshd.io/v1alpha1", "kind": "ServiceEntry",
-        "metadata": {"name": name, "namespace": ns}, "spec": spec,
-    }))
-    .unwrap();
-    let fact = Fact::ServiceEntry(Arc::new(Config {
-        generation: None,
-        created: Some(1),
-        problems: object.validate(),
-        spec: object.spec,
-    }));
+    let o: meshd_api::networking::ServiceEntry =
+        serde_json::from_value(object(FactKind::ServiceEntry, key, spec)).unwrap();
+    let fact = Fact::ServiceEntry(config(1, o.validate(), o.spec));
     at(FactKind::ServiceEntry, key, Some(fact))
 }
 
@@ -370,19 +375,9 @@ fn a_service_entry_exported_to_its_namespace_is_only_that_namespaces() {
 }
 
 fn destination_rule(key: &str, created: i64, spec: serde_json::Value) -> FactChange {
-    let (ns, name) = key.split_once('/').unwrap();
-    let object: meshd_api::networking::DestinationRule =
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "networking.meshd.io/v1alpha1", "kind": "DestinationRule",
-            "metadata": {"name": name, "namespace": ns}, "spec": spec,
-        }))
-        .unwrap();
-    let fact = Fact::DestinationRule(Arc::new(Config {
-        generation: None,
-        created: Some(created),
-        problems: object.validate(),
-        spec: object.spec,
-    }));
+    let o: meshd_api::networking::DestinationRule =
+        serde_json::from_value(object(FactKind::DestinationRule, key, spec)).unwrap();
+    let fact = Fact::DestinationRule(config(created, o.validate(), o.spec));
     at(FactKind::DestinationRule, key, Some(fact))
 }
 

@@ -124,10 +124,16 @@ pub(crate) fn host_namespace<'a>(configs: &'a Configs, fqdn: &'a str, domain: &s
         .and_then(|r| r.split_once('.'))
         .map(|(_, ns)| ns);
     service.unwrap_or_else(|| {
-        service_entry::entries(configs)
-            .into_iter()
-            .find(|(_, c)| c.spec.hosts.iter().any(|h| h == fqdn))
-            .map_or("", |(key, _)| key.namespace.as_str())
+        configs
+            .in_force(FactKind::ServiceEntry)
+            .filter_map(|(key, fact)| match fact {
+                Fact::ServiceEntry(c) if c.spec.hosts.iter().any(|h| h == fqdn) => {
+                    Some(age_order(c.created, &key.namespace, &key.name))
+                }
+                _ => None,
+            })
+            .min()
+            .map_or("", |(_, namespace, _)| namespace)
     })
 }
 

@@ -114,6 +114,13 @@ impl RouteContext<'_> {
     fn hash_policy(&self, d: &Destination) -> Option<route_action::HashPolicy> {
         let configs = self.hash?;
         let (fqdn, port) = self.target(d);
+        // Most destinations' hosts have no rule: no need to find their namespace.
+        if configs
+            .for_host(crate::facts::FactKind::DestinationRule, &fqdn)
+            .is_empty()
+        {
+            return None;
+        }
         let lookup = super::RuleLookup {
             service_namespace: super::host_namespace(configs, &fqdn, self.domain),
             proxy_namespace: self.source.namespace,

@@ -3,7 +3,10 @@
 //! overrides auto mTLS (the server's sidecar sees no client certificate), `MESH_MUTUAL` brings it back,
 //! and `SIMPLE` originates TLS to a backend outside the mesh that terminates TLS itself (`openssl
 //! s_server`), verified against the CA file and SAN the rule names; a wrong SAN fails the handshake.
-//! No proxy rejects any of it.
+//! `MUTUAL` with `credentialName` reaches a backend that requires a client certificate with the
+//! certificate and CA of that `kubernetes.io/tls` Secret in the proxy's namespace, over SDS: before
+//! the Secret exists the cluster is not held warming (Envoy's initial fetch timeout) and answers 503;
+//! `SIMPLE` with it presents no certificate, which that backend refuses. No proxy rejects any of it.
 //!
 //! Needs root, `ip netns`, iptables, setpriv, openssl and the Envoy venv; prints SKIP otherwise, fails
 //! under CI=true.
@@ -27,6 +30,12 @@ const BACKEND: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 50);
 const SECURE_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 12);
 const BACKEND_PORT: u16 = 8443;
 const SECURE_CLUSTER: &str = "outbound|80||secure.demo.svc.cluster.local";
+/// Service `vault`: the same backend's port that requires a client certificate.
+const VAULT_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 13);
+const VAULT_PORT: u16 = 8444;
+const VAULT_CLUSTER: &str = "outbound|80||vault.demo.svc.cluster.local";
+/// Envoy's initial fetch timeout (15 s) for a Secret that never comes, and some.
+const NO_SECRET: Duration = Duration::from_secs(30);
 
 fn from_frontend(mesh: &Mesh, vip: Ipv4Addr, path: &str) -> anyhow::Result<(u16, String)> {
     let path = path.to_string();
@@ -43,17 +52,21 @@ fn reviews_xfcc(mesh: &Mesh) -> Result<String, String> {
     }
 }
 
-fn eventually(what: &str, mut check: impl FnMut() -> Result<(), String>) {
+fn eventually(what: &str, check: impl FnMut() -> Result<(), String>) {
+    eventually_within(what, CHANGE, check);
+}
+
+fn eventually_within(what: &str, bound: Duration, mut check: impl FnMut() -> Result<(), String>) {
     let started = Instant::now();
     let mut last = String::new();
-    while started.elapsed() < CHANGE {
+    while started.elapsed() < bound {
         match check() {
             Ok(()) => return,
             Err(seen) => last = seen,
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("{what}: not within {CHANGE:?}; last seen: {last}");
+    panic!("{what}: not within {bound:?}; last seen: {last}");
 }
 
 fn rule(host: &str, tls: &str) -> String {
@@ -75,31 +88,54 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// A CA and a server certificate for `secure.example.com` signed by it, readable by the proxy.
+/// A CA, a server certificate for `secure.example.com` and a client certificate (`client.pem`,
+/// `client.key`) signed by it, the CA readable by the proxy.
 fn certificates(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
     let mut ca = vec!["req", "-x509", "-days", "1", "-subj", "/CN=backend-ca"];
-    ca.extend(ec);
+    ca.extend(EC);
     ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
     openssl(dir, &ca);
-    let mut csr = vec!["req", "-subj", "/CN=secure.example.com"];
-    csr.extend(ec);
-    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
-    openssl(dir, &csr);
-    std::fs::write(dir.join("ext"), "subjectAltName=DNS:secure.example.com\n").unwrap();
+    signed(
+        dir,
+        "server",
+        "secure.example.com",
+        "subjectAltName=DNS:secure.example.com",
+    );
+    signed(dir, "client", "frontend", "extendedKeyUsage=clientAuth");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(dir.join("ca.pem"), std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+/// A P-256 key without a passphrase.
+const EC: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
+/// `<name>.key` and `<name>.pem` for `cn`, signed by the CA in `dir`, with the extension `ext`.
+fn signed(dir: &Path, name: &str, cn: &str, ext: &str) {
+    let (key, csr, pem, ext_file) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+        format!("{name}.ext"),
+    );
+    let subject = format!("/CN={cn}");
+    let mut req = vec!["req", "-subj", &subject];
+    req.extend(EC);
+    req.extend(["-keyout", &key, "-out", &csr]);
+    openssl(dir, &req);
+    std::fs::write(dir.join(&ext_file), format!("{ext}\n")).unwrap();
     openssl(
         dir,
         &[
             "x509",
             "-req",
             "-in",
-            "server.csr",
+            &csr,
             "-CA",
             "ca.pem",
             "-CAkey",
@@ -108,19 +144,40 @@ fn certificates(dir: &Path) {
             "-days",
             "1",
             "-extfile",
-            "ext",
+            &ext_file,
             "-out",
-            "server.pem",
+            &pem,
         ],
     );
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(dir.join("ca.pem"), std::fs::Permissions::from_mode(0o644)).unwrap();
 }
 
-/// Service `secure` (port 80, HTTP) whose one endpoint is the backend outside the mesh.
-fn secure_service() -> String {
+/// Service `name` (port 80, HTTP) whose one endpoint is the backend outside the mesh on `port`.
+fn backend_service(name: &str, vip: Ipv4Addr, port: u16) -> String {
     format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: secure, namespace: demo}}\nspec:\n  clusterIP: {SECURE_VIP}\n  ports: [{{name: http, port: 80, targetPort: {BACKEND_PORT}}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: secure-1\n  namespace: demo\n  labels: {{kubernetes.io/service-name: secure}}\naddressType: IPv4\nports: [{{name: http, port: {BACKEND_PORT}}}]\nendpoints:\n- addresses: [\"{BACKEND}\"]\n  conditions: {{ready: true}}\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: demo}}\nspec:\n  clusterIP: {vip}\n  ports: [{{name: http, port: 80, targetPort: {port}}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-1\n  namespace: demo\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nports: [{{name: http, port: {port}}}]\nendpoints:\n- addresses: [\"{BACKEND}\"]\n  conditions: {{ready: true}}\n"
+    )
+}
+
+/// `openssl s_server -www` in the backend's namespace on `port`, with `extra` arguments.
+fn s_server(
+    backend: &meshd_testbed::netns::NetNs,
+    certs: &Path,
+    port: u16,
+    extra: &[&str],
+) -> Killed {
+    Killed(
+        backend
+            .command("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(port.to_string())
+            .args(["-cert", "server.pem", "-key", "server.key"])
+            .args(extra)
+            .current_dir(certs)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server"),
     )
 }
 
@@ -133,9 +190,9 @@ impl Drop for Killed {
 }
 
 #[test]
-fn destination_rule_tls_disable_mesh_mutual_and_simple_on_real_envoy() {
+fn destination_rule_tls_disable_mesh_mutual_simple_and_credential_name_on_real_envoy() {
     let Some(envoy): Option<PathBuf> = meshd_testbed::prereq::require_envoy(
-        "destination_rule_tls_disable_mesh_mutual_and_simple_on_real_envoy",
+        "destination_rule_tls_disable_mesh_mutual_simple_and_credential_name_on_real_envoy",
         &["iptables", "setpriv", "openssl"],
         Path::new(env!("CARGO_MANIFEST_DIR")),
     ) else {
@@ -176,18 +233,13 @@ fn destination_rule_tls_disable_mesh_mutual_and_simple_on_real_envoy() {
     let certs = tempfile::tempdir().unwrap();
     certificates(certs.path());
     let backend = mesh.start_outsider(BACKEND).expect("backend namespace");
-    let _server = Killed(
-        backend
-            .command("openssl")
-            .args(["s_server", "-quiet", "-www", "-accept"])
-            .arg(BACKEND_PORT.to_string())
-            .args(["-cert", "server.pem", "-key", "server.key"])
-            .current_dir(certs.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("openssl s_server"),
+    let _server = s_server(backend, certs.path(), BACKEND_PORT, &[]);
+    // -Verify: a client without a certificate from the CA fails the handshake.
+    let _vault = s_server(
+        backend,
+        certs.path(),
+        VAULT_PORT,
+        &["-Verify", "1", "-CAfile", "ca.pem"],
     );
     let ca = certs.path().join("ca.pem");
     let simple = |san: &str| {
@@ -199,8 +251,11 @@ fn destination_rule_tls_disable_mesh_mutual_and_simple_on_real_envoy() {
             ),
         )
     };
-    mesh.write_config_file("secure.yaml", Some(&secure_service()))
-        .unwrap();
+    mesh.write_config_file(
+        "secure.yaml",
+        Some(&backend_service("secure", SECURE_VIP, BACKEND_PORT)),
+    )
+    .unwrap();
     mesh.write_config_file("secure-dr.yaml", Some(&simple("secure.example.com")))
         .unwrap();
     eventually(
@@ -231,6 +286,69 @@ fn destination_rule_tls_disable_mesh_mutual_and_simple_on_real_envoy() {
         .stats(&format!("cluster.{SECURE_CLUSTER}.ssl.fail_verify_san"))
         .unwrap();
     assert!(failed.values().any(|v| *v > 0), "{failed:?}");
+
+    // credentialName: the Secret of that name in the proxy's namespace (demo), over SDS. Before it
+    // exists the cluster waits for it no longer than Envoy's initial fetch timeout: no cluster
+    // stays warming, the route answers 503, and the rest of the config still flows.
+    let mutual = |mode: &str| {
+        rule(
+            "vault",
+            &format!(
+                "{{mode: {mode}, credentialName: frontend-client, sni: secure.example.com, subjectAltNames: [secure.example.com]}}"
+            ),
+        )
+    };
+    mesh.write_config_file(
+        "vault.yaml",
+        Some(&backend_service("vault", VAULT_VIP, VAULT_PORT)),
+    )
+    .unwrap();
+    mesh.write_config_file("vault-dr.yaml", Some(&mutual("MUTUAL")))
+        .unwrap();
+    let frontend = mesh.pod("frontend-0").unwrap();
+    let vault = || from_frontend(&mesh, VAULT_VIP, "/");
+    eventually_within("the vault cluster up without its Secret", NO_SECRET, || {
+        // /clusters lists the active clusters only.
+        let active = frontend
+            .admin("/clusters")
+            .map_err(|e| e.to_string())?
+            .contains(VAULT_CLUSTER);
+        let warming = frontend
+            .stats("cluster_manager.warming_clusters")
+            .map_err(|e| e.to_string())?;
+        match (active, warming.values().sum::<u64>(), vault()) {
+            (true, 0, Ok((503, _))) => Ok(()),
+            other => Err(format!("{other:?} {warming:?}")),
+        }
+    });
+    assert!(reviews_xfcc(&mesh).is_ok(), "other routes still served");
+    let cert = |name: &str| std::fs::read_to_string(certs.path().join(name)).unwrap();
+    let client = meshd_testbed::pki::IssuedCert {
+        cert_pem: cert("client.pem"),
+        key_pem: cert("client.key"),
+    };
+    mesh.write_config_file(
+        "frontend-client.yaml",
+        Some(&client.tls_secret_yaml("frontend-client", "demo", Some(&cert("ca.pem")))),
+    )
+    .unwrap();
+    eventually(
+        "the backend's answer once the Secret exists",
+        || match vault() {
+            Ok((200, body)) if body.contains("s_server") => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    // SIMPLE with credentialName takes only the CA: no client certificate, which -Verify refuses.
+    mesh.write_config_file("vault-dr.yaml", Some(&mutual("SIMPLE")))
+        .unwrap();
+    eventually(
+        "SIMPLE refused by a backend requiring a client certificate",
+        || match vault() {
+            Ok((503, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
 
     for pod in mesh.pods() {
         assert_eq!(

@@ -5,6 +5,8 @@
 //! two backends (upstream over the mesh's mTLS), 404 for an unknown host, `httpsRedirect`'s 301, a TCP
 //! server, TLS PASSTHROUGH by SNI to backends that terminate TLS themselves (`openssl s_server`) with
 //! an unknown SNI closed, and a Gateway rejected for a protocol conflict leaving the other in force.
+//! A DestinationRule for a destination reaches the gateway's routes too: its `tcp.idleTimeout` closes
+//! an idle connection through the TCP server, its consistent hash is the HTTP route's hash policy.
 //! The gateway's Envoy rejects none of its config.
 //!
 //! Needs root, `ip netns`, iptables, setpriv, openssl and the Envoy venv; prints SKIP otherwise, fails
@@ -115,6 +117,9 @@ spec:
     route: [{destination: {host: other}}]
 "#;
 
+/// reviews' rule: a 1 s TCP idle timeout and a consistent hash on `x-user`.
+const REVIEWS_RULE: &str = "apiVersion: networking.meshd.io/v1alpha1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: demo}\nspec:\n  host: reviews\n  trafficPolicy:\n    connectionPool: {tcp: {idleTimeout: 1s}}\n    loadBalancer: {consistentHash: {httpHeaderName: x-user}}\n";
+
 /// Younger than `public`, selecting the same pod: port 8080 as TCP conflicts, so all of it is refused.
 const CONFLICT: &str = r#"apiVersion: networking.meshd.io/v1alpha1
 kind: Gateway
@@ -215,6 +220,25 @@ fn raw(client: &NetNs, port: u16, request: String) -> Result<String, String> {
             let mut answer = Vec::new();
             let _ = s.read_to_end(&mut answer);
             Ok(String::from_utf8_lossy(&answer).into_owned())
+        })
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// How long a connection to the gateway's `port` that sends nothing stays open; `None`: still
+/// open after `wait`.
+fn idle_close(client: &NetNs, port: u16, wait: Duration) -> Result<Option<Duration>, String> {
+    client
+        .run_in(None, move || {
+            let target: SocketAddr = (GATEWAY, port).into();
+            let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(3))?;
+            s.set_read_timeout(Some(wait))?;
+            let opened = Instant::now();
+            let mut rest = Vec::new();
+            match s.read_to_end(&mut rest) {
+                Ok(_) => Ok(Some(opened.elapsed())),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+                Err(e) => Err(e.into()),
+            }
         })
         .map_err(|e| format!("{e:#}"))
 }
@@ -433,6 +457,29 @@ fn a_gateway_routes_by_host_redirects_forwards_tcp_and_passes_tls_through_on_rea
     assert!(
         answer.starts_with("HTTP/1.1 200") && answer.ends_with("reviews-0"),
         "{answer}"
+    );
+
+    // reviews' DestinationRule on the gateway: an idle TCP connection closed after 1 s (Envoy's
+    // default is 1 h), and the route to reviews hashing on x-user.
+    let before = idle_close(client, 5000, Duration::from_secs(3));
+    assert_eq!(
+        before,
+        Ok(None),
+        "without the rule an idle connection stays open"
+    );
+    mesh.write_config_file("reviews-dr.yaml", Some(REVIEWS_RULE))
+        .unwrap();
+    eventually(
+        "an idle TCP connection through the gateway closed",
+        || match idle_close(client, 5000, Duration::from_secs(4))? {
+            Some(idle) if idle >= Duration::from_millis(800) => Ok(()),
+            other => Err(format!("closed after {other:?}")),
+        },
+    );
+    let dump = admin(gateway_ns, "/config_dump?resource=dynamic_route_configs");
+    assert!(
+        dump.contains("\"header_name\": \"x-user\""),
+        "the route to reviews hashes on x-user: {dump}"
     );
 
     // PASSTHROUGH: each SNI to its own backend, which presents its own certificate; others closed.

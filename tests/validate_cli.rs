@@ -36,9 +36,8 @@ fn istios_examples_pass_their_object_checks_and_only_their_missing_services_are_
     let out = validate(&["-f", "tests/fixtures/istio"]);
     let lines = stdout_lines(&out);
     // Istio's examples, unrelated to each other, route to Services they do not define and reuse
-    // hosts: only such reference problems are reported, nothing in any object on its own, except
-    // what meshd does not support (a sidecar's DestinationRule credentialName: Secrets are not served
-    // to sidecars yet), and Gateways naming TLS Secrets the examples do not define.
+    // hosts: only such reference problems are reported, nothing in any object on its own, and
+    // Gateways naming TLS Secrets the examples do not define.
     assert!(!lines.is_empty());
     for line in &lines {
         assert!(
@@ -47,7 +46,6 @@ fn istios_examples_pass_their_object_checks_and_only_their_missing_services_are_
                 ", which is older and wins",
                 " is not a port of example.com (80)",
                 "names no kubernetes.io/tls Secret in namespace default",
-                "tls.credentialName: \"client-credential\" is not supported for sidecars yet (name the files: clientCertificate, privateKey, caCertificates)",
             ]
             .iter()
             .any(|p| line.ends_with(p)),

@@ -215,9 +215,15 @@ fn destination_rule() {
             DR,
             "  host: reviews\n  trafficPolicy:\n    tls: {mode: SIMPLE, credentialName: reviews-ca, subjectAltNames: [\"\"]}\n  subsets:\n  - name: v1\n    trafficPolicy: {tls: {mode: MESH_MUTUAL, caCertificates: /etc/ca.pem}}\n",
             &[
-                "spec.trafficPolicy.tls.credentialName: \"reviews-ca\" is not supported for sidecars yet (name the files: clientCertificate, privateKey, caCertificates)",
                 "spec.trafficPolicy.tls.subjectAltNames[0]: is empty",
                 "spec.subsets[0].trafficPolicy.tls.caCertificates: \"/etc/ca.pem\" cannot be set with the mesh's own certificates (mode MESH_MUTUAL/ISTIO_MUTUAL)",
+            ],
+        ),
+        (
+            DR,
+            "  host: reviews\n  trafficPolicy:\n    tls: {mode: MUTUAL, credentialName: reviews-client}\n    portLevelSettings:\n    - port: {number: 80}\n      tls: {mode: ISTIO_MUTUAL, credentialName: reviews-client}\n",
+            &[
+                "spec.trafficPolicy.portLevelSettings[0].tls.credentialName: \"reviews-client\" cannot be set with the mesh's own certificates (mode MESH_MUTUAL/ISTIO_MUTUAL)",
             ],
         ),
         (

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use meshd_api::MeshSpec;
 use meshd_api::mesh::MtlsMode;
-use meshd_translate::facts::{Fact, FactChange, FactKind, ObjectKey};
-use meshd_translate::{NodeId, ResourceType, TranslateSettings, Translator};
+use meshd_translate::facts::{Fact, FactChange, FactKind, ObjectKey, TlsCredential};
+use meshd_translate::{CompiledMesh, NodeId, ResourceType, TranslateSettings, Translator};
 use serde_json::{Value, json};
 use support::{check_golden, descriptor_pool, load, reduce_documents, render_types};
 
@@ -17,7 +17,15 @@ const WEB: &str = "outbound|80||web.shop.svc.cluster.local";
 
 /// The clusters batch-0 gets with `rule` (a DestinationRule's spec for web) under PERMISSIVE.
 fn clusters(rule: &str) -> Value {
+    let compiled = compile(rule, Vec::new());
+    let config = compiled.proxy_config(&NodeId::parse("batch-0.jobs").unwrap());
+    render_types(&descriptor_pool(), &config, &[ResourceType::Cluster])
+}
+
+/// `security.yaml`'s mesh under PERMISSIVE with `rule` for web, and `more` facts.
+fn compile(rule: &str, more: Vec<FactChange>) -> CompiledMesh {
     let mut changes = load("security.yaml");
+    changes.extend(more);
     let doc = format!(
         "apiVersion: networking.meshd.io/v1alpha1\nkind: DestinationRule\nmetadata: {{name: web, namespace: shop}}\nspec:\n  host: web\n{rule}"
     );
@@ -29,11 +37,9 @@ fn clusters(rule: &str) -> Value {
         key: ObjectKey::new("", "default"),
         fact: Some(Fact::Mesh(Arc::new(spec))),
     });
-    let compiled = Translator::new(TranslateSettings::default())
+    Translator::new(TranslateSettings::default())
         .apply(changes)
-        .0;
-    let config = compiled.proxy_config(&NodeId::parse("batch-0.jobs").unwrap());
-    render_types(&descriptor_pool(), &config, &[ResourceType::Cluster])
+        .0
 }
 
 fn cluster<'a>(json: &'a Value, name: &str) -> &'a Value {
@@ -186,4 +192,87 @@ fn port_level_and_subset_tls_replace_the_rules() {
     // The subset's own MESH_MUTUAL wins over both.
     let tls = socket(cluster(&json, "outbound|80|v1|web.shop.svc.cluster.local"));
     assert_eq!(tls["commonTlsContext"]["alpnProtocols"], json!(["istio"]));
+}
+
+/// A `kubernetes.io/tls` Secret's fact (its bytes are not looked at here).
+fn secret(namespace: &str, name: &str, ca: bool) -> FactChange {
+    FactChange {
+        kind: FactKind::TlsCredential,
+        key: ObjectKey::new(namespace, name),
+        fact: Some(Fact::TlsCredential(Arc::new(TlsCredential {
+            cert_chain: b"cert".to_vec(),
+            key: b"key".to_vec(),
+            ca: ca.then(|| b"ca".to_vec()),
+        }))),
+    }
+}
+
+/// The SDS Secrets a proxy gets, by name.
+fn secrets(compiled: &CompiledMesh, node: &str) -> Vec<String> {
+    let config = compiled.proxy_config(&NodeId::parse(node).unwrap());
+    config
+        .resources(ResourceType::Secret)
+        .map(|r| r.name.to_string())
+        .collect()
+}
+
+#[test]
+fn credential_name_is_the_proxys_own_namespace_secret_over_sds() {
+    let rule = "  trafficPolicy:\n    tls: {mode: MUTUAL, credentialName: web-client, sni: web.example.com, subjectAltNames: [web.example.com]}\n  subsets:\n  - name: v1\n    labels: {app: web}\n    trafficPolicy: {tls: {mode: SIMPLE, credentialName: web-ca, insecureSkipVerify: true}}\n";
+    // batch-0's namespace has both Secrets (and one no rule names); shop has none.
+    let compiled = compile(
+        rule,
+        vec![
+            secret("jobs", "web-client", true),
+            secret("jobs", "web-ca", false),
+            secret("jobs", "unrelated", true),
+        ],
+    );
+    let config = compiled.proxy_config(&NodeId::parse("batch-0.jobs").unwrap());
+    let json = render_types(&descriptor_pool(), &config, &[ResourceType::Cluster]);
+    let c = cluster(&json, WEB);
+    check_golden("dr-tls-credential.json", c);
+    let common = &socket(c)["commonTlsContext"];
+    assert!(
+        common.get("tlsCertificates").is_none(),
+        "no files: {common}"
+    );
+    assert_eq!(
+        common["tlsCertificateSdsSecretConfigs"],
+        json!([{"name": "kubernetes://web-client", "sdsConfig": {"ads": {}, "resourceApiVersion": "V3"}}]),
+        "over ADS with Envoy's initial fetch timeout: a proxy without the Secret is not held for ever"
+    );
+    let combined = &common["combinedValidationContext"];
+    assert_eq!(
+        combined["validationContextSdsSecretConfig"]["name"],
+        "kubernetes://web-client-cacert"
+    );
+    assert_eq!(
+        combined["defaultValidationContext"]["matchTypedSubjectAltNames"],
+        json!([{"sanType": "DNS", "matcher": {"exact": "web.example.com"}}])
+    );
+    // The subset's SIMPLE without verification: no certificate, no CA.
+    let port =
+        &socket(cluster(&json, "outbound|80|v1|web.shop.svc.cluster.local"))["commonTlsContext"];
+    assert!(
+        port.get("tlsCertificateSdsSecretConfigs").is_none(),
+        "{port}"
+    );
+    assert!(port.get("combinedValidationContext").is_none(), "{port}");
+    // What the rules name, from the proxy's own namespace only; web-ca has no ca.crt.
+    assert_eq!(
+        secrets(&compiled, "batch-0.jobs"),
+        [
+            "kubernetes://web-ca",
+            "kubernetes://web-client",
+            "kubernetes://web-client-cacert"
+        ]
+    );
+    assert_eq!(secrets(&compiled, "web-0.shop"), Vec::<String>::new());
+    // No rule names a credential: sidecars get no Secret at all.
+    let none = compile(
+        "  trafficPolicy: {tls: {mode: SIMPLE}}\n",
+        vec![secret("jobs", "web-client", true)],
+    );
+    assert_eq!(secrets(&none, "batch-0.jobs"), Vec::<String>::new());
 }

@@ -597,4 +597,30 @@ fn service_entries_for_web_pod_match_golden() {
         sni("uploads.github.com"),
         "outbound|443||uploads.github.com"
     );
+    // A TLS port on a CIDR: each host by its SNI on the addresses, to its own cluster.
+    for host in ["a.partners.example.com", "b.partners.example.com"] {
+        let chain = chains
+            .iter()
+            .find(|c| c["filterChainMatch"]["serverNames"][0] == host)
+            .unwrap_or_else(|| panic!("a chain for SNI {host}"));
+        assert_eq!(
+            chain["filterChainMatch"]["prefixRanges"],
+            serde_json::json!([{"addressPrefix": "240.1.0.0", "prefixLen": 16}])
+        );
+        assert_eq!(
+            chain["filters"][0]["typedConfig"]["cluster"],
+            format!("outbound|8443||{host}")
+        );
+    }
+    // The wildcard VirtualService's route: one chain for its SNI (no warning, asserted above).
+    let eu = chains
+        .iter()
+        .filter(|c| {
+            c["filterChainMatch"]["serverNames"]
+                .as_array()
+                .is_some_and(|n| n.iter().any(|n| n == "eu.cdn.example.com"))
+        })
+        .count();
+    assert_eq!(eu, 1);
+    assert_eq!(sni("eu.cdn.example.com"), "outbound|443||a.cdn.example.com");
 }

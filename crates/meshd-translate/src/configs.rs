@@ -92,7 +92,7 @@ pub(crate) struct Touched {
 /// Resources by host: exact hosts in a map, wildcards (`*.example.com`) in a list.
 #[derive(Debug, Default)]
 struct HostIndex {
-    exact: std::collections::HashMap<String, Vec<ObjectKey>>,
+    exact: foldhash::HashMap<String, Vec<ObjectKey>>,
     wildcard: Vec<(String, ObjectKey)>,
 }
 

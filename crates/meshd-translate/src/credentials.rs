@@ -49,6 +49,17 @@ pub fn credential_sds_config(sds_name: &str) -> SdsSecretConfig {
     }
 }
 
+/// How an upstream cluster names a credential (a DestinationRule's `tls.credentialName`): SDS over
+/// ADS with Envoy's initial fetch timeout (15 s), as Istio's. A proxy whose namespace has no such
+/// Secret is never answered; its cluster waits that long, then comes up with its TLS handshakes
+/// failing, instead of holding the proxy's whole config back for ever.
+pub fn upstream_credential_sds_config(sds_name: &str) -> SdsSecretConfig {
+    SdsSecretConfig {
+        name: sds_name.to_string(),
+        sds_config: Some(crate::envoy::ads()),
+    }
+}
+
 fn inline(bytes: &[u8]) -> Option<DataSource> {
     Some(DataSource {
         specifier: Some(data_source::Specifier::InlineBytes(bytes.to_vec())),

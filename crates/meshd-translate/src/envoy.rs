@@ -13,9 +13,15 @@ use prost::{Message, Name};
 /// Packs a message as `Any` with its `type.googleapis.com/...` type URL.
 pub fn pack<M: Message + Name>(message: &M) -> Any {
     Any {
-        type_url: M::type_url(),
+        type_url: type_url::<M>(),
         value: message.encode_to_vec(),
     }
+}
+
+/// `type.googleapis.com/<package>.<name>`: prost's `Name::type_url`, in one allocation instead of
+/// two `format!`s (every resource and typed config is packed, thousands per translation).
+fn type_url<M: Name>() -> String {
+    meshd_api::text::concat(&["type.googleapis.com/", M::PACKAGE, ".", M::NAME])
 }
 
 pub fn socket(ip: &str, port: u16) -> Address {
@@ -56,5 +62,22 @@ pub fn tcp_proxy_filter(stat_prefix: &str, cluster: &str) -> Filter {
     Filter {
         name: "envoy.filters.network.tcp_proxy".to_string(),
         config_type: Some(filter::ConfigType::TypedConfig(pack(&proxy))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_urls_are_prosts() {
+        use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+        use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+        assert_eq!(type_url::<Cluster>(), Cluster::type_url());
+        assert_eq!(type_url::<TcpProxy>(), TcpProxy::type_url());
+        assert_eq!(
+            type_url::<HttpConnectionManager>(),
+            HttpConnectionManager::type_url()
+        );
     }
 }

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use meshd_api::MeshSpec;
 
 use crate::authz::{AuthzPolicies, workload_rbac};
-use crate::credentials::{Credentials, credential_names, credential_resources};
+use crate::credentials::{
+    Credentials, credential_ca_sds_name, credential_names, credential_resources,
+    credential_sds_name,
+};
 use crate::facts::{ObjectKey, Workload};
 use crate::gateway::{GatewayInputs, gateway_config, is_gateway, namespace_services, pod_ports};
 use crate::inbound::{InboundPolicy, inbound_cluster, inbound_ports, virtual_inbound};
@@ -35,8 +38,11 @@ pub struct CompiledMesh {
     pub warnings: Vec<String>,
     /// The verdict on every traffic resource (SPEC §8).
     pub verdicts: crate::Verdicts,
-    /// Gateway TLS credentials by Secret (`kubernetes.io/tls`), for gateway proxies' SDS.
+    /// TLS credentials by Secret (`kubernetes.io/tls`), for gateway proxies' SDS and sidecars'.
     pub(crate) credentials: Credentials,
+    /// The Secrets DestinationRules name (`tls.credentialName`): the only ones a sidecar gets, from
+    /// its own namespace.
+    pub(crate) upstream_credentials: Arc<BTreeSet<String>>,
     /// The sidecars whose routes differ from the shared ones (`exportTo`, source matches): their
     /// versions of those resources, under the shared names.
     pub(crate) variants: imbl::OrdMap<ObjectKey, Arc<crate::translator::Variant>>,
@@ -151,6 +157,16 @@ impl CompiledMesh {
             ResourceType::Listener,
             Resource::new(listener.name.clone(), &listener),
         );
+        // The credentials DestinationRules name, from its own namespace (Istio's rule); a name its
+        // namespace has no Secret for is left unanswered (see `upstream_credential_sds_config`).
+        let names = self
+            .upstream_credentials
+            .iter()
+            .flat_map(|n| [credential_sds_name(n), credential_ca_sds_name(n)])
+            .collect();
+        for secret in self.credential_resources(&node.namespace, &names) {
+            own.push(ResourceType::Secret, secret);
+        }
         let key = ObjectKey::new(node.namespace.clone(), node.pod.clone());
         if let Some(variant) = self.variants.get(&key) {
             for (ty, r) in variant.iter() {

@@ -38,12 +38,14 @@ use crate::traffic::subsets::{EndpointPods, Pods, subset_cluster_name, subsets_f
 
 mod entries;
 mod parallel;
+mod pod_index;
 mod security;
 mod variants;
 
 pub(crate) use variants::Variant;
 
-use security::{EndpointRef, Touched};
+use pod_index::EndpointRef;
+use security::Touched;
 
 /// Which Mesh applies, and the cluster's DNS domain.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,6 +143,38 @@ impl ChangeSet {
     }
 }
 
+/// What the judgement of the traffic and security resources reads and writes.
+struct Judgement<'a> {
+    configs: &'a mut Configs,
+    variants: &'a mut variants::ProxyVariants,
+    services: &'a foldhash::HashMap<String, Arc<CompiledService>>,
+    domain: &'a str,
+}
+
+impl Judgement<'_> {
+    /// Judges every held resource again; when what is in force moved, the hosts whose resources
+    /// follow it.
+    fn judge(self) -> Option<crate::configs::Touched> {
+        let hosts = ServiceHostsOf {
+            by_host: self.services,
+            domain: self.domain,
+        };
+        if !self.configs.judge(self.domain, &hosts) {
+            return None;
+        }
+        self.variants.find_hosts(self.configs, self.domain);
+        let mut touched = self.configs.take_touched(self.domain);
+        // A route's hash policy is its destinations' DestinationRules': the hosts whose
+        // VirtualServices route to a moved host are compiled again too.
+        if !touched.all {
+            let routing = crate::traffic::routing_to(self.configs, &touched.hosts, self.domain);
+            touched.all |= routing.all;
+            touched.hosts.extend(routing.hosts);
+        }
+        Some(touched)
+    }
+}
+
 /// The translation's state: the facts it has been given and what it compiled from them.
 #[derive(Debug)]
 pub struct Translator {
@@ -152,11 +186,15 @@ pub struct Translator {
     slices_of: BTreeMap<ObjectKey, BTreeSet<String>>,
     workloads: imbl::OrdMap<ObjectKey, Arc<Workload>>,
     services: imbl::OrdMap<ObjectKey, Arc<CompiledService>>,
+    /// The same Services by host: routes and verdicts look hosts up by name, thousands of times in
+    /// a large mesh, without building a key for each.
+    services_by_host: foldhash::HashMap<String, Arc<CompiledService>>,
     peers: PeerPolicies,
     authz: AuthzPolicies,
     /// EndpointSlices by what their endpoints name (a Pod, an address): whose load assignment and
     /// cluster a Pod's change touches (its sidecar, service account and mTLS mode decide them).
-    refs: BTreeMap<EndpointRef, BTreeSet<ObjectKey>>,
+    /// (A hash map: it holds two entries per endpoint, looked up one by one, never in order.)
+    refs: foldhash::HashMap<EndpointRef, Vec<Arc<ObjectKey>>>,
     /// Pods by IP, for endpoints without `targetRef`.
     ip_pods: BTreeMap<String, BTreeSet<ObjectKey>>,
     shared: ResourceSet,
@@ -172,15 +210,18 @@ pub struct Translator {
     gateways: Arc<GatewayInputs>,
     /// What building the gateway proxies' configs left out, for the caller to log.
     gateway_warnings: Vec<String>,
-    /// Gateway TLS credentials (`kubernetes.io/tls` Secrets), served to gateway proxies over SDS.
+    /// TLS credentials (`kubernetes.io/tls` Secrets), served over SDS to gateway proxies and, those
+    /// a DestinationRule names, to sidecars.
     credentials: Credentials,
+    /// The Secrets the DestinationRules in force name (`tls.credentialName`): each sidecar's own.
+    upstream_credentials: Arc<BTreeSet<String>>,
     /// Hosts whose routes may differ between proxies, and each proxy's own view of them.
     variants: variants::ProxyVariants,
 }
 
 /// The Services' hosts, as the verdicts' checks ask for them.
 struct ServiceHostsOf<'a> {
-    services: &'a imbl::OrdMap<ObjectKey, Arc<CompiledService>>,
+    by_host: &'a foldhash::HashMap<String, Arc<CompiledService>>,
     domain: &'a str,
 }
 
@@ -189,7 +230,7 @@ impl ServiceHostsOf<'_> {
     fn lookup<'f>(&self, fqdn: &'f str) -> Option<(&'f str, &'f str, &Arc<CompiledService>)> {
         let rest = fqdn.strip_suffix(self.domain)?.strip_suffix(".svc.")?;
         let (name, namespace) = rest.split_once('.')?;
-        let s = self.services.get(&ObjectKey::new(namespace, name))?;
+        let s = self.by_host.get(fqdn)?;
         Some((namespace, name, s))
     }
 }
@@ -204,7 +245,7 @@ impl meshd_api::validate::verdicts::ServiceHosts for ServiceHostsOf<'_> {
     }
 
     fn has(&self, fqdn: &str) -> bool {
-        self.lookup(fqdn).is_some()
+        self.by_host.contains_key(fqdn)
     }
 }
 
@@ -225,9 +266,10 @@ impl Translator {
             slices_of: BTreeMap::new(),
             workloads: imbl::OrdMap::new(),
             services: imbl::OrdMap::new(),
+            services_by_host: foldhash::HashMap::default(),
             peers: PeerPolicies::new(),
             authz: AuthzPolicies::new(),
-            refs: BTreeMap::new(),
+            refs: foldhash::HashMap::default(),
             ip_pods: BTreeMap::new(),
             shared,
             outbound_warnings: Vec::new(),
@@ -238,6 +280,7 @@ impl Translator {
             gateways: Arc::default(),
             gateway_warnings: Vec::new(),
             credentials: Credentials::new(),
+            upstream_credentials: Arc::default(),
             variants: variants::ProxyVariants::default(),
         };
         translator.rebuild_outbound(&mut ChangeSet::default());
@@ -249,13 +292,15 @@ impl Translator {
         let mut out = ChangeSet::default();
         let mut services: BTreeMap<ObjectKey, Option<Arc<Service>>> = BTreeMap::new();
         let mut endpoints_of: BTreeSet<ObjectKey> = BTreeSet::new();
-        let mut touched = Touched::default();
         let mut judge = false;
         // Namespaces whose pods changed: their subsets' endpoints may differ.
         let mut pods_changed: BTreeSet<String> = BTreeSet::new();
         let mut peers_changed = false;
         // Namespaces whose credentials changed: their gateway proxies get new Secrets.
         let mut credentials_changed: BTreeSet<String> = BTreeSet::new();
+        // Pods and EndpointSlices are indexed after the other facts are taken (below).
+        let mut slices: Vec<(ObjectKey, Option<Arc<EndpointSlice>>)> = Vec::new();
+        let mut pods: Vec<(ObjectKey, Option<Arc<Workload>>)> = Vec::new();
         for FactChange { kind, key, fact } in changes {
             match (kind, fact) {
                 // Kinds with a verdict (FactKind::has_verdict): held and judged in `configs`.
@@ -281,7 +326,7 @@ impl Translator {
                         Some(Fact::EndpointSlice(s)) => Some(s),
                         _ => None,
                     };
-                    self.set_slice(key, new, &mut endpoints_of);
+                    slices.push((key, new));
                 }
                 (FactKind::Workload, fact) => {
                     let node = NodeId {
@@ -297,7 +342,7 @@ impl Translator {
                     // for their credentials in its namespace.
                     let gateway = new.as_deref().filter(|w| is_gateway(w)).map(|w| &w.labels);
                     judge |= self.configs.edge.set_gateway_pod(key.clone(), gateway);
-                    self.set_workload(key, new, &mut touched);
+                    pods.push((key, new));
                     out.proxies.insert(node);
                 }
                 (FactKind::TlsCredential, fact) => {
@@ -337,13 +382,15 @@ impl Translator {
             .unwrap_or_default();
         let mut outbound_dirty = *mesh != *self.mesh;
         let policy_changed = mesh.outbound_traffic_policy != self.mesh.outbound_traffic_policy;
-        touched.everything |=
-            mesh.mtls.mode != self.mesh.mtls.mode || mesh.trust_domain != self.mesh.trust_domain;
+        let mut touched = Touched {
+            everything: mesh.mtls.mode != self.mesh.mtls.mode
+                || mesh.trust_domain != self.mesh.trust_domain,
+            ..Touched::default()
+        };
         self.mesh = mesh;
         // MESH_INTERNAL entries' auto mTLS follows their endpoint pods' sidecars and modes (and the
         // PeerAuthentications in force, known after the judgement below).
         let identities_moved = touched.everything || !pods_changed.is_empty();
-        self.apply_touched(touched, &mut endpoints_of, &mut out);
 
         // Services whose selection changed, old and new, by namespace: their pods are marked once.
         let mut selecting: BTreeMap<String, Vec<Arc<Service>>> = BTreeMap::new();
@@ -366,24 +413,30 @@ impl Translator {
             }
             compile.insert(key);
         }
-        if judge {
-            let hosts = ServiceHostsOf {
-                services: &self.services,
-                domain: &self.settings.cluster_domain,
-            };
-            let moved = self.configs.judge(&self.settings.cluster_domain, &hosts);
-            if moved {
-                self.variants
-                    .find_hosts(&self.configs, &self.settings.cluster_domain);
-                let mut touched = self.configs.take_touched(&self.settings.cluster_domain);
-                // A route's hash policy is its destinations' DestinationRules': the hosts whose
-                // VirtualServices route to a moved host are compiled again too.
-                if !touched.all {
-                    let domain = &self.settings.cluster_domain;
-                    let routing = crate::traffic::routing_to(&self.configs, &touched.hosts, domain);
-                    touched.all |= routing.all;
-                    touched.hosts.extend(routing.hosts);
-                }
+
+        // The judgement (with the Services known) and the Pods and slices' indexes read and write
+        // apart: with many of both (a first translation), they run at once.
+        let concurrently = judge && slices.len() + pods.len() >= parallel::PER_THREAD;
+        let (judged, index) = self.split_for_judgement();
+        let index_batch = move || {
+            let mut index = index;
+            for (key, new) in slices {
+                index.set_slice(key, new, &mut endpoints_of);
+            }
+            for (key, new) in pods {
+                index.set_workload(key, new, &mut touched);
+            }
+            index.apply_touched(touched, &mut endpoints_of, &mut out);
+            (endpoints_of, out)
+        };
+        let judge_batch = move || judge.then(|| judged.judge());
+        let (moved, (mut endpoints_of, mut out)) = if concurrently {
+            parallel::join(judge_batch, index_batch)
+        } else {
+            (judge_batch(), index_batch())
+        };
+        if let Some(moved) = moved {
+            if let Some(touched) = moved {
                 // A VirtualService's tcp[] routes are in the outbound listener's chains.
                 outbound_dirty |= self.touched_services(&touched, &mut compile);
                 // PeerAuthentications in force may have moved: MESH_INTERNAL entries follow them.
@@ -391,6 +444,7 @@ impl Translator {
                 outbound_dirty |= self.compile_entries(&touched, &mut out);
             }
             self.refresh_gateways(&mut out);
+            self.refresh_upstream_credentials(&mut out);
         }
         if !ports_moved.is_empty() {
             // A route to a host without a port takes the host's only port.
@@ -409,7 +463,7 @@ impl Translator {
             self.mark_selected(&namespace, &services, &mut out);
         }
         for namespace in credentials_changed {
-            self.mark_gateways(&namespace, &mut out);
+            self.mark_credential_holders(&namespace, &mut out);
         }
         // Subsets select endpoints by their pods' labels: a pod change may move them.
         let with_subsets = self
@@ -433,12 +487,23 @@ impl Translator {
                     .map(|k| (k, Whole::Endpoints)),
             )
             .collect();
-        let compiled = parallel::map(&work, |(key, whole)| self.compile_service(key, *whole));
+        // `virtualOutbound` reads the Services and what is in force, not what they compile to: it is
+        // built beside them.
+        if outbound_dirty {
+            self.sync_catch_all_ports(&mut out);
+        }
+        let outbound = || outbound_dirty.then(|| self.shared_outbound());
+        let services = || parallel::map(&work, |(key, whole)| self.compile_service(key, *whole));
+        let (outbound, compiled) = if outbound_dirty && work.len() >= parallel::PER_THREAD {
+            parallel::join(outbound, services)
+        } else {
+            (outbound(), services())
+        };
         for service in compiled {
             self.put_service(service, &mut out);
         }
-        if outbound_dirty {
-            self.rebuild_outbound(&mut out);
+        if let Some(outbound) = outbound {
+            self.put_outbound(outbound, &mut out);
         }
         if judge
             || outbound_dirty
@@ -451,35 +516,24 @@ impl Translator {
         (self.compiled(), out)
     }
 
-    fn set_slice(
-        &mut self,
-        key: ObjectKey,
-        new: Option<Arc<EndpointSlice>>,
-        endpoints_of: &mut BTreeSet<ObjectKey>,
-    ) {
-        let old = match &new {
-            Some(s) => self.slices.insert(key.clone(), Arc::clone(s)),
-            None => self.slices.remove(&key),
-        };
-        self.set_refs(&key, old.as_deref(), new.as_deref());
-        if let Some(old) = old {
-            let service = ObjectKey::new(key.namespace.clone(), old.service.clone());
-            if let Some(names) = self.slices_of.get_mut(&service) {
-                names.remove(&key.name);
-                if names.is_empty() {
-                    self.slices_of.remove(&service);
-                }
-            }
-            endpoints_of.insert(service);
-        }
-        if let Some(new) = new {
-            let service = ObjectKey::new(key.namespace.clone(), new.service.clone());
-            self.slices_of
-                .entry(service.clone())
-                .or_default()
-                .insert(key.name);
-            endpoints_of.insert(service);
-        }
+    /// Borrows the state the judgement reads and writes apart from the Pods and slices' indexes.
+    fn split_for_judgement(&mut self) -> (Judgement<'_>, pod_index::PodIndex<'_>) {
+        (
+            Judgement {
+                configs: &mut self.configs,
+                variants: &mut self.variants,
+                services: &self.services_by_host,
+                domain: &self.settings.cluster_domain,
+            },
+            pod_index::PodIndex {
+                slices: &mut self.slices,
+                slices_of: &mut self.slices_of,
+                refs: &mut self.refs,
+                workloads: &mut self.workloads,
+                ip_pods: &mut self.ip_pods,
+                services: &self.services,
+            },
+        )
     }
 
     /// Takes one Service's new fact (or its removal) and drops the resources it no longer produces;
@@ -554,8 +608,15 @@ impl Translator {
                 out.remove(&mut self.shared, ResourceType::Route, name);
             }
         }
+        if let Some(old) = &old {
+            self.services_by_host.remove(&old.fqdn);
+        }
         match new {
-            Some(new) => self.services.insert(key.clone(), new),
+            Some(new) => {
+                self.services_by_host
+                    .insert(new.fqdn.clone(), Arc::clone(&new));
+                self.services.insert(key.clone(), new)
+            }
             None => self.services.remove(key),
         };
         outbound_changed
@@ -648,13 +709,10 @@ impl Translator {
 
     /// A host's port numbers: a Service's, else an accepted ServiceEntry's.
     fn ports_of(&self, fqdn: &str) -> Option<Vec<u16>> {
-        let hosts = ServiceHostsOf {
-            services: &self.services,
-            domain: &self.settings.cluster_domain,
-        };
-        meshd_api::validate::verdicts::ServiceHosts::service(&hosts, fqdn)
-            .map(|(_, p)| p)
-            .or_else(|| crate::traffic::service_entry::ports(&self.configs, fqdn))
+        match self.services_by_host.get(fqdn) {
+            Some(s) => Some(s.fact.ports.iter().map(|p| p.port).collect()),
+            None => crate::traffic::service_entry::ports(&self.configs, fqdn),
+        }
     }
 
     /// A service port's cluster (or a subset's) with its DestinationRule policy as proxies of
@@ -785,14 +843,16 @@ impl Translator {
         }
     }
 
-    /// The gateway proxies of a namespace: their credentials changed.
-    fn mark_gateways(&self, namespace: &str, out: &mut ChangeSet) {
+    /// The proxies of a namespace that hold its credentials, which changed: its gateway proxies, and
+    /// its sidecars when a DestinationRule names a credential.
+    fn mark_credential_holders(&self, namespace: &str, out: &mut ChangeSet) {
+        let sidecars = !self.upstream_credentials.is_empty();
         let from = ObjectKey::new(namespace, String::new());
         for (pod, workload) in self.workloads.range(from..) {
             if pod.namespace != namespace {
                 break;
             }
-            if is_gateway(workload) {
+            if sidecars || is_gateway(workload) {
                 out.proxies.insert(NodeId {
                     pod: pod.name.clone(),
                     namespace: pod.namespace.clone(),
@@ -838,13 +898,23 @@ impl Translator {
 
     fn rebuild_outbound(&mut self, out: &mut ChangeSet) {
         self.sync_catch_all_ports(out);
+        let outbound = self.shared_outbound();
+        self.put_outbound(outbound, out);
+    }
+
+    /// The shared `virtualOutbound`, encoded, and what building it left out.
+    fn shared_outbound(&self) -> (Arc<Resource>, Vec<String>) {
         let mut warnings = Vec::new();
         let listener = self.outbound_listener(Source::SHARED, &mut warnings);
-        out.put(
-            &mut self.shared,
-            ResourceType::Listener,
-            Resource::new(listener.name.clone(), &listener),
-        );
+        (Resource::new(listener.name.clone(), &listener), warnings)
+    }
+
+    fn put_outbound(
+        &mut self,
+        (listener, warnings): (Arc<Resource>, Vec<String>),
+        out: &mut ChangeSet,
+    ) {
+        out.put(&mut self.shared, ResourceType::Listener, listener);
         self.outbound_warnings = warnings;
     }
 
@@ -921,6 +991,24 @@ impl Translator {
         }
     }
 
+    /// Collects the Secrets the DestinationRules in force name again; when they differ, every
+    /// sidecar's own part (its Secrets) is marked changed.
+    fn refresh_upstream_credentials(&mut self, out: &mut ChangeSet) {
+        let names = crate::traffic::tls::credential_names(&self.configs);
+        if names == *self.upstream_credentials {
+            return;
+        }
+        self.upstream_credentials = Arc::new(names);
+        for (pod, workload) in self.workloads.iter() {
+            if !is_gateway(workload) {
+                out.proxies.insert(NodeId {
+                    pod: pod.name.clone(),
+                    namespace: pod.namespace.clone(),
+                });
+            }
+        }
+    }
+
     fn compiled(&self) -> CompiledMesh {
         CompiledMesh {
             shared: self.shared.clone(),
@@ -939,6 +1027,7 @@ impl Translator {
                 .collect(),
             verdicts: self.configs.verdicts.clone(),
             credentials: self.credentials.clone(),
+            upstream_credentials: Arc::clone(&self.upstream_credentials),
             variants: self.variants.by_proxy.clone(),
         }
     }

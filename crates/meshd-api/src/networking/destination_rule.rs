@@ -339,8 +339,9 @@ pub struct ClientTlsSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub ca_certificates: Option<String>,
-    /// A Secret holding `tls.crt`, `tls.key` and optionally `ca.crt`: not supported for sidecars yet
-    /// (validation refuses it).
+    /// SIMPLE, MUTUAL: a `kubernetes.io/tls` Secret in the proxy's own namespace, served over SDS
+    /// instead of files: `tls.crt`/`tls.key` the client certificate (MUTUAL), `ca.crt` (or the Secret
+    /// `<name>-cacert`) the CA that verifies the server.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub credential_name: Option<String>,

@@ -246,15 +246,8 @@ mod traffic {
         {
             r.bad(&at(path, "credentialName"), name, "is not a Secret name");
         }
-        if let Some(name) = &t.credential_name {
-            r.bad(
-                &at(path, "credentialName"),
-                name,
-                "is not supported for sidecars yet (name the files: clientCertificate, privateKey, caCertificates)",
-            );
-        }
         match t.mode {
-            // (With credentialName, refused above, the files are not asked for as well.)
+            // With credentialName the certificate and key are the Secret's.
             Some(ClientTlsMode::Mutual) if t.credential_name.is_none() => {
                 for (field, v) in [
                     ("clientCertificate", &t.client_certificate),
@@ -270,6 +263,7 @@ mod traffic {
                     ("clientCertificate", &t.client_certificate),
                     ("privateKey", &t.private_key),
                     ("caCertificates", &t.ca_certificates),
+                    ("credentialName", &t.credential_name),
                 ] {
                     if let Some(v) = v {
                         r.bad(

@@ -79,7 +79,7 @@ pub(super) fn route_configuration(
             domain: &inputs.domain,
             port,
             ports_of: &ports_of,
-            hash: None,
+            hash: Some(&inputs.rules),
             source: servers.first().map_or(Source::SHARED, |s| s.source),
         };
         let routes = http_routes(&vs.spec.http, &ctx);

@@ -235,7 +235,7 @@ fn passthrough(
                 domain: &inputs.domain,
                 port,
                 ports_of: &ports_of,
-                hash: None,
+                hash: Some(&inputs.rules),
                 source: s.source,
             };
             let name = format!("{}.{i}", s.chain_name("tls"));
@@ -275,7 +275,7 @@ fn tcp_chain(port: u16, s: &ServerRef<'_>, inputs: &GatewayInputs) -> Option<Fil
             domain: &inputs.domain,
             port,
             ports_of: &ports_of,
-            hash: None,
+            hash: Some(&inputs.rules),
             source: s.source,
         };
         tcp_filter(vs, &ctx, &name)

@@ -43,6 +43,9 @@ pub(crate) struct GatewayInputs {
     pub bound: Vec<(ObjectKey, Arc<Config<VirtualServiceSpec>>)>,
     /// Ports of every destination host of `bound` (resolved) that has known ports.
     pub ports: BTreeMap<String, Vec<u16>>,
+    /// The DestinationRules of those hosts: the routes' hash policies and the `tcp_proxy`s' idle
+    /// timeouts, as the sidecars' routes carry them.
+    pub rules: crate::traffic::HostRules,
     pub domain: String,
 }
 
@@ -62,18 +65,25 @@ impl GatewayInputs {
             _ => None,
         });
         let mut ports = BTreeMap::new();
+        let mut hosts = BTreeSet::new();
         for (key, vs) in &bound {
             for host in destination_hosts(&vs.spec) {
                 let fqdn = resolve_host(host, &key.namespace, domain);
                 if let Some(p) = ports_of(&fqdn) {
-                    ports.insert(fqdn, p);
+                    ports.insert(fqdn.clone(), p);
                 }
+                hosts.insert(fqdn);
             }
         }
         Self {
             gateways,
             bound,
             ports,
+            rules: crate::traffic::HostRules::collect(
+                configs,
+                domain,
+                hosts.iter().map(String::as_str),
+            ),
             domain: domain.to_string(),
         }
     }

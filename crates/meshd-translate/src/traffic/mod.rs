@@ -145,7 +145,16 @@ pub(crate) fn cluster_policy<'a>(
     subset: Option<&str>,
     lookup: RuleLookup<'_>,
 ) -> policy::Policy<'a> {
-    let (_, rules) = rules_for(configs, fqdn, lookup);
+    merged_policy(&rules_for(configs, fqdn, lookup).1, port, subset)
+}
+
+/// The policy of one host's rules (oldest first) for `port` and `subset`: the first rule with a
+/// `trafficPolicy`, the first subset of that name.
+fn merged_policy<'a>(
+    rules: &[&'a DestinationRuleSpec],
+    port: u16,
+    subset: Option<&str>,
+) -> policy::Policy<'a> {
     let rule: Option<&TrafficPolicy> = rules.iter().find_map(|r| r.traffic_policy.as_ref());
     let own = subset.and_then(|name| {
         rules
@@ -155,6 +164,73 @@ pub(crate) fn cluster_policy<'a>(
             .and_then(|s| s.traffic_policy.as_ref())
     });
     policy::Policy::of(rule, own, port)
+}
+
+/// Where the routes find their destinations' DestinationRule policies (hash policy, TCP idle
+/// timeout): what is in force as sidecars of one namespace see it, a gateway's snapshot of it for
+/// gateways.
+pub(crate) trait DestinationPolicies {
+    fn policy<'s>(&'s self, fqdn: &str, port: u16, subset: Option<&str>) -> policy::Policy<'s>;
+}
+
+/// What is in force, as sidecars of `namespace` see it ([`rules_for`] per destination host).
+pub(crate) struct SidecarRules<'a> {
+    pub configs: &'a Configs,
+    pub domain: &'a str,
+    pub namespace: &'a str,
+}
+
+impl DestinationPolicies for SidecarRules<'_> {
+    fn policy<'s>(&'s self, fqdn: &str, port: u16, subset: Option<&str>) -> policy::Policy<'s> {
+        // Most destinations' hosts have no rule: no need to find their namespace.
+        if self
+            .configs
+            .for_host(FactKind::DestinationRule, fqdn)
+            .is_empty()
+        {
+            return merged_policy(&[], port, subset);
+        }
+        let lookup = RuleLookup {
+            service_namespace: host_namespace(self.configs, fqdn, self.domain),
+            proxy_namespace: self.namespace,
+        };
+        cluster_policy(self.configs, fqdn, port, subset, lookup)
+    }
+}
+
+/// The DestinationRules of some hosts, as they were in force: what a gateway's routes to those
+/// hosts carry from them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct HostRules(std::collections::BTreeMap<String, Vec<DestinationRuleSpec>>);
+
+impl HostRules {
+    /// The rules in force for `hosts` (resolved), oldest first, as the shared view sees them
+    /// (gateways get no per-namespace lookup yet).
+    pub(crate) fn collect<'h>(
+        configs: &Configs,
+        domain: &str,
+        hosts: impl IntoIterator<Item = &'h str>,
+    ) -> Self {
+        let mut out = std::collections::BTreeMap::new();
+        for fqdn in hosts {
+            let lookup = RuleLookup {
+                service_namespace: host_namespace(configs, fqdn, domain),
+                proxy_namespace: Source::SHARED.namespace,
+            };
+            let (_, rules) = rules_for(configs, fqdn, lookup);
+            if !rules.is_empty() {
+                out.insert(fqdn.to_string(), rules.into_iter().cloned().collect());
+            }
+        }
+        Self(out)
+    }
+}
+
+impl DestinationPolicies for HostRules {
+    fn policy<'s>(&'s self, fqdn: &str, port: u16, subset: Option<&str>) -> policy::Policy<'s> {
+        let rules: Vec<&DestinationRuleSpec> = self.0.get(fqdn).into_iter().flatten().collect();
+        merged_policy(&rules, port, subset)
+    }
 }
 
 /// Applies `fqdn`'s DestinationRule policy to one of its clusters; its `tls`, which goes on with
@@ -192,12 +268,17 @@ pub(crate) fn service_routes(
         let cluster = crate::naming::outbound_cluster_name(port, fqdn);
         return hash.map(|h| vec![routes::default_route(&cluster, Some(h))]);
     };
+    let rules = SidecarRules {
+        configs,
+        domain,
+        namespace: source.namespace,
+    };
     let ctx = RouteContext {
         namespace: &key.namespace,
         domain,
         port,
         ports_of,
-        hash: Some(configs),
+        hash: Some(&rules),
         source,
     };
     Some(http_routes(&vs.http, &ctx))
@@ -313,6 +394,7 @@ pub(crate) fn service_sni_routes(
     let mut routes = sni::sni_routes(vs, &at.context(&key.namespace), addresses, stat_prefix);
     for r in &mut routes {
         r.filter = tcp::with_idle_timeout(std::mem::take(&mut r.filter), idle);
+        r.vs = Some(key.clone());
     }
     routes
 }

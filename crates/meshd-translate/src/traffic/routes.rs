@@ -77,9 +77,9 @@ pub(crate) struct RouteContext<'a> {
     /// The ports of a host, when it is known (for a destination without `port`).
     pub ports_of: &'a dyn Fn(&str) -> Option<Vec<u16>>,
     /// Where each destination's DestinationRule is found for its consistent hash (Istio's hash
-    /// policy per destination, its subset's replacing the host's; the rule `source`'s namespace
-    /// sees); `None`: no hash policies.
-    pub hash: Option<&'a crate::configs::Configs>,
+    /// policy per destination, its subset's replacing the host's; for sidecars the rules their
+    /// namespace sees); `None`: no hash policies.
+    pub hash: Option<&'a dyn super::DestinationPolicies>,
     /// The proxy the routes are for: a match with `sourceLabels`/`sourceNamespace` it does not
     /// meet is left out.
     pub source: super::Source<'a>,
@@ -89,11 +89,7 @@ impl RouteContext<'_> {
     /// `outbound|<port>|<subset>|<fqdn>`: the port is `destination.port`, else the host's only
     /// port, else the port being routed (Istio's `GetDestinationCluster`).
     pub(crate) fn cluster(&self, d: &Destination) -> String {
-        let (fqdn, port) = self.target(d);
-        format!(
-            "outbound|{port}|{}|{fqdn}",
-            d.subset.as_deref().unwrap_or_default()
-        )
+        cluster_at(d, &self.target(d))
     }
 
     /// A destination's host and port, as its cluster names them.
@@ -111,24 +107,33 @@ impl RouteContext<'_> {
 
     /// The hash policy of a destination's DestinationRule (the subset's consistent hash, else its
     /// port's, else the rule's), as Istio's `hashForHTTPDestination`.
-    fn hash_policy(&self, d: &Destination) -> Option<route_action::HashPolicy> {
-        let configs = self.hash?;
-        let (fqdn, port) = self.target(d);
-        // Most destinations' hosts have no rule: no need to find their namespace.
-        if configs
-            .for_host(crate::facts::FactKind::DestinationRule, &fqdn)
-            .is_empty()
-        {
-            return None;
-        }
-        let lookup = super::RuleLookup {
-            service_namespace: super::host_namespace(configs, &fqdn, self.domain),
-            proxy_namespace: self.source.namespace,
-        };
-        super::cluster_policy(configs, &fqdn, port, d.subset.as_deref(), lookup)
+    fn hash_policy(
+        &self,
+        d: &Destination,
+        (fqdn, port): &(String, u16),
+    ) -> Option<route_action::HashPolicy> {
+        let rules = self.hash?;
+        rules
+            .policy(fqdn, *port, d.subset.as_deref())
             .consistent_hash()
             .and_then(super::policy::hash_policy)
     }
+
+    /// The TCP idle timeout of a destination's DestinationRule (its host's and port's), for the
+    /// `tcp_proxy` a gateway's L4 route makes: Istio takes the first destination's rule there.
+    pub(crate) fn idle_timeout(&self, d: &Destination) -> Option<Duration> {
+        let rules = self.hash?;
+        let (fqdn, port) = self.target(d);
+        rules.policy(&fqdn, port, None).tcp_idle_timeout()
+    }
+}
+
+/// The cluster of a destination at its host and port.
+fn cluster_at(d: &Destination, (fqdn, port): &(String, u16)) -> String {
+    format!(
+        "outbound|{port}|{}|{fqdn}",
+        d.subset.as_deref().unwrap_or_default()
+    )
 }
 
 /// Istio's default retry policy (SPEC §8).
@@ -354,21 +359,25 @@ fn action(route: &HttpRoute, ctx: &RouteContext<'_>) -> RouteAction {
         .iter()
         .filter(|d| route.route.len() == 1 || d.weight.unwrap_or(0) > 0)
         .collect();
+    // Resolved once for the cluster names and the hash policies.
+    let targets: Vec<(String, u16)> = live.iter().map(|d| ctx.target(&d.destination)).collect();
     // Each destination's own hash policy, in order (Istio appends one per destination).
     let hash_policy: Vec<route_action::HashPolicy> = live
         .iter()
-        .filter_map(|d| ctx.hash_policy(&d.destination))
+        .zip(&targets)
+        .filter_map(|(d, at)| ctx.hash_policy(&d.destination, at))
         .collect();
-    let cluster_specifier = match live.as_slice() {
-        [one] if one.headers.is_none() => {
-            route_action::ClusterSpecifier::Cluster(ctx.cluster(&one.destination))
+    let cluster_specifier = match (live.as_slice(), targets.as_slice()) {
+        ([one], [at]) if one.headers.is_none() => {
+            route_action::ClusterSpecifier::Cluster(cluster_at(&one.destination, at))
         }
         _ => route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
             clusters: live
                 .iter()
-                .map(|d| {
+                .zip(&targets)
+                .map(|(d, at)| {
                     let mut c = weighted_cluster::ClusterWeight {
-                        name: ctx.cluster(&d.destination),
+                        name: cluster_at(&d.destination, at),
                         weight: Some(UInt32Value {
                             value: d.weight.and_then(|w| u32::try_from(w).ok()).unwrap_or(100),
                         }),

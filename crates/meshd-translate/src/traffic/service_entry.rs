@@ -37,7 +37,7 @@ use crate::facts::{Config, Fact, FactKind, ObjectKey, ServicePort, TargetPort};
 use crate::naming::{BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, outbound_cluster_name, route_name};
 use crate::outbound::{http_connection_manager, set_http2};
 use crate::protocol::Protocol;
-use crate::traffic::cidrs::prefix;
+use crate::traffic::cidrs::{contains, prefix};
 use crate::traffic::sni::{SniRoute, l4_chain, tls_chains};
 use crate::traffic::tcp::TcpChain;
 
@@ -406,6 +406,8 @@ pub(crate) fn outbound_chains(
     warnings: &mut Vec<String>,
 ) -> Vec<FilterChain> {
     let mut chains = Vec::new();
+    // Which VirtualService's route holds an SNI of a port without addresses.
+    let mut sni_owners = BTreeMap::new();
     // One chain per entry and port: the first host names it (the others are its virtual hosts).
     let mut done: BTreeSet<(&ObjectKey, u16)> = BTreeSet::new();
     for e in ports {
@@ -417,7 +419,11 @@ pub(crate) fn outbound_chains(
         let ranges: Vec<CidrRange> = e.spec.addresses.iter().filter_map(|a| prefix(a)).collect();
         let tls = matches!(e.port.protocol, Protocol::Tls | Protocol::Https);
         if ranges.is_empty() && tls {
-            sni_chains(e, ports, claimed, (tcp, sni), &mut chains, warnings);
+            let claims = SniClaims {
+                claimed: &mut *claimed,
+                owners: &mut sni_owners,
+            };
+            sni_chains(e, ports, claims, (tcp, sni), &mut chains, warnings);
             continue;
         }
         let original_dst = matches!(e.resolution(), Resolution::None | Resolution::DynamicDns);
@@ -471,12 +477,17 @@ pub(crate) fn outbound_chains(
             ));
             continue;
         }
+        // The addresses written as CIDRs: on a TLS port Istio tells the hosts there apart by SNI.
+        let cidrs: Vec<CidrRange> = e
+            .spec
+            .addresses
+            .iter()
+            .filter(|a| a.contains('/'))
+            .filter_map(|a| prefix(a))
+            .collect();
         for (k, group) in tcp(e, &ranges).into_iter().enumerate() {
-            let name = if k == 0 {
-                name.clone()
-            } else {
-                format!("{name}.{k}")
-            };
+            let suffix = |n: String| if k == 0 { n } else { format!("{n}.{k}") };
+            let name = suffix(name.clone());
             // Without ranges only a plain TCP port (TLS ones went by SNI above).
             let routes = if tls && !group.ranges.is_empty() {
                 sni(e, &group.ranges)
@@ -484,7 +495,44 @@ pub(crate) fn outbound_chains(
                 Vec::new()
             };
             if routes.is_empty() {
-                chains.push(l4_chain(name, port, group.ranges, Vec::new(), group.filter));
+                let (by_sni, plain): (Vec<CidrRange>, Vec<CidrRange>) = if tls {
+                    group
+                        .ranges
+                        .into_iter()
+                        .partition(|r| cidrs.iter().any(|c| contains(c, r)))
+                } else {
+                    (Vec::new(), group.ranges)
+                };
+                if !by_sni.is_empty() {
+                    let hosts = ports
+                        .iter()
+                        .filter(|o| std::ptr::eq(o.spec, e.spec) && o.port.port == port);
+                    let mut named = BTreeSet::new();
+                    for host in hosts.filter(|h| named.insert(h.host.to_ascii_lowercase())) {
+                        let filter = if std::ptr::eq(host, e) {
+                            group.filter.clone()
+                        } else {
+                            host_filter(tcp, host, &by_sni)
+                        };
+                        chains.push(l4_chain(
+                            suffix(route_name(host.host, port)),
+                            port,
+                            by_sni.clone(),
+                            vec![host.host.to_ascii_lowercase()],
+                            filter,
+                        ));
+                    }
+                }
+                // (No ranges at all: any address.)
+                if by_sni.is_empty() || !plain.is_empty() {
+                    // (A name apart from the first host's SNI chain on the CIDRs.)
+                    let name = if by_sni.is_empty() {
+                        name
+                    } else {
+                        format!("{name}.ip")
+                    };
+                    chains.push(l4_chain(name, port, plain, Vec::new(), group.filter));
+                }
             } else {
                 chains.extend(tls_chains(
                     &name,
@@ -514,22 +562,42 @@ pub(crate) fn outbound_chains(
     chains
 }
 
+/// The `tcp_proxy` of `host` on exactly `ranges`: its `tcp[]` route there, else its own cluster.
+fn host_filter(tcp: &Tcp<'_>, host: &EntryPort<'_>, ranges: &[CidrRange]) -> Filter {
+    tcp(host, ranges)
+        .into_iter()
+        .find(|c| c.ranges == ranges)
+        .map_or_else(
+            || tcp_proxy_filter(&host.cluster, &host.cluster),
+            |c| c.filter,
+        )
+}
+
 /// The name of a chain taking a whole port (any address): Istio's listener name.
 fn port_chain_name(port: u16) -> String {
     format!("0.0.0.0_{port}")
 }
 
+/// What the chains of a listener hold: `(prefix, port)`s and `sni:<name>`s, and the VirtualService
+/// whose `tls[]` route holds an SNI of a port without addresses.
+struct SniClaims<'c> {
+    claimed: &'c mut BTreeSet<(String, u16)>,
+    owners: &'c mut BTreeMap<(String, u16), ObjectKey>,
+}
+
 /// A TLS port without addresses: chains by SNI per host (as Istio's TLS ports), its `tls[]` routes'
 /// then its own name to its `tcp[]` route or cluster; an SNI an earlier chain of the port has is
-/// skipped. The listener needs [`tls_inspector`] on the port.
+/// skipped, with a warning unless the same VirtualService's route holds it (a wildcard one over
+/// several hosts routes their SNIs once). The listener needs [`tls_inspector`] on the port.
 fn sni_chains(
     e: &EntryPort<'_>,
     ports: &[EntryPort<'_>],
-    claimed: &mut BTreeSet<(String, u16)>,
+    claims: SniClaims<'_>,
     (tcp, sni): (&Tcp<'_>, &Sni<'_>),
     chains: &mut Vec<FilterChain>,
     warnings: &mut Vec<String>,
 ) {
+    let SniClaims { claimed, owners } = claims;
     let port = e.port.port;
     for host in ports
         .iter()
@@ -546,21 +614,32 @@ fn sni_chains(
                 )
         };
         let name = route_name(host.host, port);
-        let built = tls_chains(
-            &name,
-            port,
-            &[],
-            sni(host, &[]),
-            vec![host.host.into()],
-            own,
-        );
+        let routes = sni(host, &[]);
+        // tls_chains names route i's chain `<name>.tls<i>`.
+        let owner_of: BTreeMap<String, ObjectKey> = routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((format!("{name}.tls{i}"), r.vs.clone()?)))
+            .collect();
+        let built = tls_chains(&name, port, &[], routes, vec![host.host.into()], own);
         for mut chain in built {
+            let owner = owner_of.get(&chain.name);
             let Some(m) = chain.filter_chain_match.as_mut() else {
                 continue;
             };
             let (fresh, taken): (Vec<String>, Vec<String>) = std::mem::take(&mut m.server_names)
                 .into_iter()
                 .partition(|n| claimed.insert((format!("sni:{n}"), port)));
+            if let Some(owner) = owner {
+                for n in &fresh {
+                    owners.insert((n.clone(), port), owner.clone());
+                }
+            }
+            // The same VirtualService's route already holds these: nothing is lost.
+            let taken: Vec<String> = taken
+                .into_iter()
+                .filter(|n| owner.is_none() || owners.get(&(n.clone(), port)) != owner)
+                .collect();
             if !taken.is_empty() {
                 warnings.push(format!(
                     "ServiceEntry {}/{} port {port}: SNI {} is already claimed; skipped",

@@ -17,6 +17,7 @@ use meshd_api::validate::references::resolve_host;
 use super::cidrs::within_any;
 use super::routes::RouteContext;
 use super::tcp::l4_filter;
+use crate::facts::ObjectKey;
 
 /// The SNI names the chains of one listener (or one address:port) hold so far.
 #[derive(Default)]
@@ -49,6 +50,9 @@ impl Claimed {
 pub(crate) struct SniRoute {
     pub server_names: Vec<String>,
     pub filter: Filter,
+    /// The VirtualService whose route it is, when known: a wildcard one over several hosts gives
+    /// each host the same routes, and the same SNI from it twice is no conflict.
+    pub vs: Option<ObjectKey>,
 }
 
 /// The `tls[]` routes of `vs` for the port of `ctx`, in order, for a chain on `addresses` (empty:
@@ -86,6 +90,7 @@ pub(crate) fn sni_routes(
             out.push(SniRoute {
                 server_names,
                 filter,
+                vs: None,
             });
         }
     }

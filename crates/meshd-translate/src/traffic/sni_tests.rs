@@ -145,6 +145,7 @@ fn on_a_vip_every_other_sni_falls_to_the_ports_own_chain() {
     let route = SniRoute {
         server_names: vec!["eu.pay.example.com".into()],
         filter: tcp_proxy_filter("pay", "outbound|443|eu|pay"),
+        vs: None,
     };
     let ranges = [cidr("10.96.0.40")];
     let chains = tls_chains("pay:443", 443, &ranges, vec![route], Vec::new(), || {
@@ -181,6 +182,7 @@ fn on_a_port_of_any_address_the_host_keeps_only_the_names_no_route_took() {
     let route = |names: &[&str]| SniRoute {
         server_names: names.iter().map(|n| n.to_string()).collect(),
         filter: tcp_proxy_filter("api", "outbound|443|v2|api.example.com"),
+        vs: None,
     };
     let fallback = || tcp_proxy_filter("api", "outbound|443||api.example.com");
     let chains = tls_chains(

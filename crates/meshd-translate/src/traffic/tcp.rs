@@ -143,7 +143,9 @@ pub(crate) fn with_idle_timeout(filter: Filter, idle: Option<Duration>) -> Filte
 }
 
 /// The `tcp_proxy` to an L4 route's destinations (one cluster, or weighted clusters without the
-/// weight-0 ones); `None` when no destination is left.
+/// weight-0 ones); `None` when no destination is left. With the context's DestinationRules (a
+/// gateway's), the first destination's `tcp.idleTimeout` is its idle timeout, as Istio's gateways;
+/// a sidecar's chains take their host's ([`super::service_tcp_chains`]).
 pub(crate) fn l4_filter(
     route: &[RouteDestination],
     ctx: &RouteContext<'_>,
@@ -170,6 +172,7 @@ pub(crate) fn l4_filter(
     let proxy = TcpProxy {
         stat_prefix: stat_prefix.to_string(),
         cluster_specifier: Some(cluster_specifier),
+        idle_timeout: live.first().and_then(|d| ctx.idle_timeout(&d.destination)),
         ..Default::default()
     };
     Some(Filter {

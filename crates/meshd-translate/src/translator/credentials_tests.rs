@@ -1,6 +1,7 @@
 //! Gateway credentials through the Translator: a Gateway naming a missing Secret is rejected and
 //! re-judged when the Secret comes; a credential change marks the gateway proxies of its namespace
-//! (and only those); only gateway proxies hold credentials, those of their own namespace.
+//! (and only those); gateway proxies hold their own namespace's credentials, sidecars those of their
+//! namespace a DestinationRule names.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -221,4 +222,74 @@ fn a_gateway_is_judged_again_when_its_gateway_pods_change() {
         pod(&[("app", "other"), (meshd_api::names::LABEL_GATEWAY, "edge")]),
     )];
     assert!(accepted(&mut t, relabelled), "no longer selected");
+}
+
+/// The rule's host: a rule for a host nobody serves is not in force.
+fn web_service() -> Fact {
+    Fact::Service(Arc::new(crate::facts::Service {
+        vips: vec!["10.96.0.1".into()],
+        ports: vec![crate::facts::ServicePort {
+            port: 80,
+            name: "http".into(),
+            protocol: crate::Protocol::Http,
+            target_port: crate::facts::TargetPort::Number(80),
+        }],
+        selector: BTreeMap::new(),
+    }))
+}
+
+fn rule_naming(secret: &str) -> Option<Fact> {
+    let spec: meshd_api::networking::DestinationRuleSpec =
+        serde_json::from_value(serde_json::json!({
+            "host": "web.shop.svc.cluster.local",
+            "trafficPolicy": {"tls": {"mode": "MUTUAL", "credentialName": secret}},
+        }))
+        .expect("a DestinationRule spec");
+    Some(Fact::DestinationRule(Arc::new(Config {
+        generation: None,
+        created: None,
+        spec,
+        problems: Vec::new(),
+    })))
+}
+
+#[test]
+fn a_sidecar_gets_the_secrets_destination_rules_name_and_is_pushed_when_they_change() {
+    let mut t = Translator::new(TranslateSettings::default());
+    let (app, elsewhere) = (node("apps", "app-0"), node("other", "app-1"));
+    t.apply(vec![
+        change(FactKind::Workload, "apps", "app-0", pod(&[("app", "a")])),
+        change(FactKind::Workload, "other", "app-1", pod(&[("app", "b")])),
+        change(FactKind::TlsCredential, "apps", "client", credential("1")),
+        change(FactKind::TlsCredential, "apps", "unnamed", credential("1")),
+        change(FactKind::Service, "shop", "web", Some(web_service())),
+    ]);
+    assert!(secrets(&mut t, &app).is_empty(), "no rule names one yet");
+    // A rule naming `client`: every sidecar is pushed, those with the Secret get it.
+    let rule = change(
+        FactKind::DestinationRule,
+        "shop",
+        "web",
+        rule_naming("client"),
+    );
+    let (_, changes) = t.apply(vec![rule]);
+    assert!(changes.affects_proxy(&app) && changes.affects_proxy(&elsewhere));
+    assert_eq!(secrets(&mut t, &app), ["kubernetes://client"]);
+    assert!(
+        secrets(&mut t, &elsewhere).is_empty(),
+        "not its namespace's"
+    );
+    // The Secret arriving in the other namespace pushes its sidecars, then they hold it.
+    let (_, changes) = t.apply(vec![change(
+        FactKind::TlsCredential,
+        "other",
+        "client",
+        credential("2"),
+    )]);
+    assert!(changes.affects_proxy(&elsewhere) && !changes.affects_proxy(&app));
+    assert_eq!(secrets(&mut t, &elsewhere), ["kubernetes://client"]);
+    // The rule gone: the sidecars hold no Secret again.
+    let (_, changes) = t.apply(vec![change(FactKind::DestinationRule, "shop", "web", None)]);
+    assert!(changes.affects_proxy(&app));
+    assert!(secrets(&mut t, &app).is_empty());
 }

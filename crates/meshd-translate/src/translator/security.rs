@@ -16,68 +16,25 @@ use crate::facts::{
     AuthorizationPolicy, EndpointSlice, Fact, FactKind, ObjectKey, PeerAuthentication, Workload,
 };
 use crate::mtls::{auto_mtls, mesh_sni, meshed_endpoint_metadata, spiffe_id};
-use crate::node::NodeId;
 use crate::outbound::PortView;
 use crate::peer::resolve;
-
-/// What an endpoint names: the Pod of its `targetRef`, and its addresses (the Pod with that IP when
-/// there is no `targetRef`, or it names no known Pod).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum EndpointRef {
-    Pod(ObjectKey),
-    Ip(String),
-}
 
 /// What one batch of changes touched, resolved once at its end.
 #[derive(Debug, Default)]
 pub(crate) struct Touched {
     /// Pods whose endpoints may change, with the IPs they had or have.
-    pods: Vec<(ObjectKey, Vec<String>)>,
+    pub(super) pods: Vec<(ObjectKey, Vec<String>)>,
     /// Namespaces whose PeerAuthentications changed (endpoints and proxies) ...
-    peer_namespaces: BTreeSet<String>,
+    pub(super) peer_namespaces: BTreeSet<String>,
     /// ... and whose AuthorizationPolicies changed (proxies only).
-    authz_namespaces: BTreeSet<String>,
+    pub(super) authz_namespaces: BTreeSet<String>,
     /// Every endpoint and every proxy (the Mesh's mTLS settings, a mesh-wide PeerAuthentication).
     pub everything: bool,
     /// Every proxy (a mesh-wide AuthorizationPolicy).
-    all_proxies: bool,
+    pub(super) all_proxies: bool,
 }
 
 impl Translator {
-    pub(super) fn set_workload(
-        &mut self,
-        key: ObjectKey,
-        new: Option<Arc<Workload>>,
-        touched: &mut Touched,
-    ) {
-        let old = match &new {
-            Some(w) => self.workloads.insert(key.clone(), Arc::clone(w)),
-            None => self.workloads.remove(&key),
-        };
-        if same_for_endpoints(old.as_deref(), new.as_deref()) {
-            return;
-        }
-        let mut ips: Vec<String> = Vec::new();
-        for w in old.iter().chain(&new) {
-            ips.extend(w.ips.iter().cloned());
-        }
-        for ip in old.iter().flat_map(|w| &w.ips) {
-            if let Some(pods) = self.ip_pods.get_mut(ip) {
-                pods.remove(&key);
-                if pods.is_empty() {
-                    self.ip_pods.remove(ip);
-                }
-            }
-        }
-        for ip in new.iter().flat_map(|w| &w.ips) {
-            self.ip_pods
-                .entry(ip.clone())
-                .or_default()
-                .insert(key.clone());
-        }
-        touched.pods.push((key, ips));
-    }
-
     pub(super) fn set_peer(
         &mut self,
         key: ObjectKey,
@@ -143,98 +100,8 @@ impl Translator {
         for (key, new) in authz_changes {
             self.set_authz(key, new, &mut touched);
         }
-        self.apply_touched(touched, endpoints_of, out);
+        self.pod_index().apply_touched(touched, endpoints_of, out);
         peers_changed
-    }
-
-    /// Keeps [`Translator::refs`] in step with one slice's endpoints.
-    pub(super) fn set_refs(
-        &mut self,
-        key: &ObjectKey,
-        old: Option<&EndpointSlice>,
-        new: Option<&EndpointSlice>,
-    ) {
-        let refs_of = |slice: Option<&EndpointSlice>| -> BTreeSet<EndpointRef> {
-            let mut refs = BTreeSet::new();
-            for ep in slice.iter().flat_map(|s| &s.endpoints) {
-                if let Some(pod) = &ep.pod {
-                    refs.insert(EndpointRef::Pod(ObjectKey::new(
-                        key.namespace.clone(),
-                        pod.clone(),
-                    )));
-                }
-                refs.extend(ep.addresses.iter().cloned().map(EndpointRef::Ip));
-            }
-            refs
-        };
-        let (old, new) = (refs_of(old), refs_of(new));
-        for r in old.difference(&new) {
-            if let Some(slices) = self.refs.get_mut(r) {
-                slices.remove(key);
-                if slices.is_empty() {
-                    self.refs.remove(r);
-                }
-            }
-        }
-        for r in new.difference(&old) {
-            self.refs.entry(r.clone()).or_default().insert(key.clone());
-        }
-    }
-
-    /// The Services whose endpoints name this pod (by name or by one of `ips`).
-    fn services_naming(&self, pod: &ObjectKey, ips: &[String], into: &mut BTreeSet<ObjectKey>) {
-        let refs = std::iter::once(EndpointRef::Pod(pod.clone()))
-            .chain(ips.iter().cloned().map(EndpointRef::Ip));
-        for r in refs {
-            for slice in self.refs.get(&r).into_iter().flatten() {
-                if let Some(s) = self.slices.get(slice) {
-                    into.insert(ObjectKey::new(slice.namespace.clone(), s.service.clone()));
-                }
-            }
-        }
-    }
-
-    /// Marks what `touched` reaches: Services to recompile (into `endpoints_of`) and proxies.
-    pub(super) fn apply_touched(
-        &mut self,
-        touched: Touched,
-        endpoints_of: &mut BTreeSet<ObjectKey>,
-        out: &mut ChangeSet,
-    ) {
-        if touched.everything {
-            endpoints_of.extend(self.services.keys().cloned());
-            out.all_proxies = true;
-            return;
-        }
-        out.all_proxies |= touched.all_proxies;
-        for (pod, ips) in &touched.pods {
-            self.services_naming(pod, ips, endpoints_of);
-        }
-        for ns in touched.peer_namespaces.iter() {
-            for (key, w) in self
-                .workloads
-                .range(ObjectKey::new(ns.clone(), String::new())..)
-                .take_while(|(k, _)| &k.namespace == ns)
-            {
-                self.services_naming(key, &w.ips, endpoints_of);
-            }
-        }
-        for ns in touched
-            .peer_namespaces
-            .iter()
-            .chain(&touched.authz_namespaces)
-        {
-            for (key, _) in self
-                .workloads
-                .range(ObjectKey::new(ns.clone(), String::new())..)
-                .take_while(|(k, _)| &k.namespace == ns)
-            {
-                out.proxies.insert(NodeId {
-                    pod: key.name.clone(),
-                    namespace: key.namespace.clone(),
-                });
-            }
-        }
     }
 
     /// The Pod behind an endpoint address: its `targetRef`, else the Pod with that IP.
@@ -328,21 +195,6 @@ fn changes<T: Clone + PartialEq>(
             .map(|k| (k.clone(), None)),
     );
     out
-}
-
-/// Whether two versions of a Pod look the same to the endpoints naming it (container ports, say, do
-/// not matter to them).
-fn same_for_endpoints(a: Option<&Workload>, b: Option<&Workload>) -> bool {
-    match (a, b) {
-        (Some(a), Some(b)) => {
-            a.ips == b.ips
-                && a.labels == b.labels
-                && a.service_account == b.service_account
-                && a.mesh == b.mesh
-        }
-        (None, None) => true,
-        _ => false,
-    }
 }
 
 /// The Pod each endpoint address names by `targetRef`.

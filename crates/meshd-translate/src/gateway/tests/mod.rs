@@ -2,6 +2,7 @@
 //! with Services in `shop`, a gateway pod `ingress-0.edge` and a sidecar `web-0.shop`.
 
 mod http;
+mod policy;
 mod tls;
 mod upstream;
 
@@ -92,6 +93,28 @@ pub(super) fn virtual_service(
         problems,
     }));
     change(FactKind::VirtualService, ns, name, Some(fact))
+}
+
+pub(super) fn destination_rule(
+    ns: &str,
+    name: &str,
+    created: i64,
+    spec: serde_json::Value,
+) -> FactChange {
+    let object: meshd_api::networking::DestinationRule =
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "networking.meshd.io/v1alpha1", "kind": "DestinationRule",
+            "metadata": {"name": name, "namespace": ns}, "spec": spec,
+        }))
+        .unwrap();
+    let problems = object.validate();
+    let fact = Fact::DestinationRule(Arc::new(Config {
+        generation: None,
+        created: Some(created),
+        spec: object.spec,
+        problems,
+    }));
+    change(FactKind::DestinationRule, ns, name, Some(fact))
 }
 
 /// Services web (HTTP 80), api (HTTP 8080), db (TCP 5432), secure (TLS 443) in `shop`; the gateway pod
@@ -205,6 +228,32 @@ pub(super) fn verdict(mesh: &CompiledMesh, kind: &'static str, ns: &str, name: &
     } else {
         v.message.clone()
     }
+}
+
+/// Gateway `edge/tcp` with a TCP server on 5432 and `more` servers, selecting `istio: ingress`, and
+/// VirtualService `shop/db` bound to it: port 5432 to db, and the `tls` routes given.
+pub(super) fn tcp_edge(more: serde_json::Value, tls: serde_json::Value) -> Vec<FactChange> {
+    let mut servers = vec![
+        serde_json::json!({"port": {"number": 5432, "name": "pg", "protocol": "TCP"}, "hosts": ["*"]}),
+    ];
+    servers.extend(more.as_array().cloned().unwrap_or_default());
+    let gw = gateway(
+        "edge",
+        "tcp",
+        10,
+        serde_json::json!({"selector": {"istio": "ingress"}, "servers": servers}),
+    );
+    let vs = virtual_service(
+        "shop",
+        "db",
+        10,
+        serde_json::json!({
+            "hosts": ["*"], "gateways": ["edge/tcp"],
+            "tcp": [{"match": [{"port": 5432}], "route": [{"destination": {"host": "db"}}]}],
+            "tls": tls,
+        }),
+    );
+    vec![gw, vs]
 }
 
 /// The public Gateway: HTTP on 80 for any host of any namespace, selecting `istio: ingress`.

@@ -244,28 +244,13 @@ fn passthrough_chains_follow_the_tls_routes_sni_hosts_and_close_the_rest() {
 
 #[test]
 fn a_tcp_server_forwards_by_the_bound_tcp_route_and_closes_without_one() {
-    let gw = gateway(
-        "edge",
-        "tcp",
-        10,
-        serde_json::json!({
-            "selector": {"istio": "ingress"},
-            "servers": [
-                {"port": {"number": 5432, "name": "pg", "protocol": "TCP"}, "hosts": ["*"]},
-                {"port": {"number": 6000, "name": "none", "protocol": "TCP"}, "hosts": ["*"]},
-            ],
-        }),
+    let edge = tcp_edge(
+        serde_json::json!([
+            {"port": {"number": 6000, "name": "none", "protocol": "TCP"}, "hosts": ["*"]},
+        ]),
+        serde_json::json!([]),
     );
-    let vs = virtual_service(
-        "shop",
-        "db",
-        10,
-        serde_json::json!({
-            "hosts": ["*"], "gateways": ["edge/tcp"],
-            "tcp": [{"match": [{"port": 5432}], "route": [{"destination": {"host": "db"}}]}],
-        }),
-    );
-    let (_, mesh) = compile(vec![gw, vs]);
+    let (_, mesh) = compile(edge);
     assert_eq!(verdict(&mesh, "VirtualService", "shop", "db"), "accepted");
     let all = listeners(&mesh.proxy_config(&node(GATEWAY)));
     assert_eq!(

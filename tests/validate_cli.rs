@@ -392,3 +392,23 @@ fn gateway_conflicts_and_unserved_hosts_are_reported_with_a_directory() {
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// DestinationRules with `exportTo`, one of a client namespace for another namespace's host: each
+/// passes, and a VirtualService may name a subset any accepted rule of its host defines (Istio does
+/// not reject it either; which rule a sidecar gets is the translation's per-namespace lookup).
+#[test]
+fn destination_rules_exported_per_namespace_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: shop}\nspec:\n  ports: [{name: http, port: 9080}]\n---\n\
+apiVersion: networking.meshd.io/v1alpha1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: shop}\nspec:\n  host: reviews\n  exportTo: [.]\n  subsets: [{name: v1, labels: {version: v1}}]\n---\n\
+apiVersion: networking.meshd.io/v1alpha1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: other}\nspec:\n  host: reviews.shop.svc.cluster.local\n  exportTo: ['~']\n  subsets: [{name: v2, labels: {version: v2}}]\n---\n\
+apiVersion: networking.meshd.io/v1alpha1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: meshd-system}\nspec:\n  host: reviews.shop.svc.cluster.local\n  exportTo: [other, shop]\n---\n\
+apiVersion: networking.meshd.io/v1alpha1\nkind: VirtualService\nmetadata: {name: reviews, namespace: other}\nspec:\n  hosts: [reviews.shop.svc.cluster.local]\n  exportTo: [.]\n  http:\n  - route: [{destination: {host: reviews.shop.svc.cluster.local, subset: v1}}]\n",
+    )
+    .unwrap();
+    let out = validate(&["-f", dir.path().to_str().unwrap()]);
+    assert_eq!(stdout_lines(&out), Vec::<String>::new());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

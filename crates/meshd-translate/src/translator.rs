@@ -501,6 +501,9 @@ impl Translator {
             .cloned();
         let endpoints_of: BTreeSet<ObjectKey> =
             endpoints_of.into_iter().chain(with_subsets).collect();
+        // A proxy's own clusters of a host (its DestinationRules differ) carry their endpoints'
+        // identities, and its own subsets their endpoints.
+        let own_endpoints = !endpoints_of.is_empty() && self.variants.has_rule_hosts();
         // Each Service compiles from the facts alone, so many compile at once; what they produced is
         // put into the shared set in key order, as one by one would.
         let work: Vec<(&ObjectKey, Whole)> = compile
@@ -541,7 +544,12 @@ impl Translator {
         if let Some(outbound) = outbound {
             self.put_outbound(outbound, &mut out);
         }
-        if judge || outbound_dirty || !compile.is_empty() || !pods_changed.is_empty() {
+        if judge
+            || outbound_dirty
+            || own_endpoints
+            || !compile.is_empty()
+            || !pods_changed.is_empty()
+        {
             self.refresh_variants(&mut out);
         }
         (self.compiled(), out)
@@ -675,8 +683,8 @@ impl Translator {
                 }
             }
             // The clusters carry the DestinationRule's policy; compiled with their endpoints (mTLS).
-            self.compile_endpoints(key, service, &mut output);
-            self.compile_subsets(key, service, &mut output);
+            self.compile_endpoints(key, service, Source::SHARED, &mut output);
+            self.compile_subsets(key, service, Source::SHARED, &mut output);
         }
         output
     }
@@ -696,6 +704,7 @@ impl Translator {
             &self.settings.cluster_domain,
             &ports_of,
             source,
+            &view.service.namespace,
         )
     }
 
@@ -703,16 +712,16 @@ impl Translator {
     fn host_port<'a>(
         &'a self,
         ports_of: &'a dyn Fn(&str) -> Option<Vec<u16>>,
-        fqdn: &'a str,
-        port: u16,
+        view: &PortView<'a>,
         source: Source<'a>,
     ) -> crate::traffic::HostPort<'a> {
         crate::traffic::HostPort {
             configs: &self.configs,
             domain: &self.settings.cluster_domain,
             ports_of,
-            fqdn,
-            port,
+            fqdn: view.fqdn,
+            namespace: &view.service.namespace,
+            port: view.port.port,
             source,
         }
     }
@@ -725,12 +734,13 @@ impl Translator {
         }
     }
 
-    /// A service port's cluster (or a subset's) with its DestinationRule policy, and the policy's
-    /// `tls` (applied with the endpoints).
+    /// A service port's cluster (or a subset's) with its DestinationRule policy as proxies of
+    /// `source` see it, and the policy's `tls` (applied with the endpoints).
     fn cluster_of(
         &self,
         view: &PortView<'_>,
         subset: Option<&str>,
+        source: Source<'_>,
     ) -> (
         envoy_types::pb::envoy::config::cluster::v3::Cluster,
         Option<&ClientTlsSettings>,
@@ -742,6 +752,7 @@ impl Translator {
             view.fqdn,
             view.port.port,
             subset,
+            rule_lookup(view, source),
         );
         (cluster, tls)
     }
@@ -766,15 +777,21 @@ impl Translator {
         touched.all || tcp
     }
 
-    /// One Service's subset clusters and their endpoints (the accepted DestinationRules' subsets).
+    /// One Service's subset clusters and their endpoints (the subsets of the DestinationRules proxies
+    /// of `source` see).
     fn compile_subsets(
         &self,
         key: &ObjectKey,
         service: &CompiledService,
+        source: Source<'_>,
         output: &mut ServiceOutput,
     ) {
         {
-            let subsets = subsets_for(&self.configs, &service.fqdn);
+            let lookup = crate::traffic::RuleLookup {
+                service_namespace: &key.namespace,
+                proxy_namespace: source.namespace,
+            };
+            let subsets = subsets_for(&self.configs, &service.fqdn, lookup);
             let selected: Vec<(&String, Vec<EndpointSlice>)> = if subsets.is_empty() {
                 Vec::new()
             } else {
@@ -806,7 +823,7 @@ impl Translator {
                         ..view
                     };
                     let mut assignment = load_assignment(&sub, slices.iter());
-                    let (mut cluster, tls) = self.cluster_of(&sub, Some(subset));
+                    let (mut cluster, tls) = self.cluster_of(&sub, Some(subset), source);
                     let refs: Vec<&EndpointSlice> = slices.iter().collect();
                     self.secure(
                         &sub,
@@ -863,12 +880,13 @@ impl Translator {
         }
     }
 
-    /// A Service's clusters and load assignments: both depend on its endpoints (which of them get
-    /// mTLS, and the identities the cluster checks).
+    /// A Service's clusters and load assignments (as proxies of `source` see them): both depend on
+    /// its endpoints (which of them get mTLS, and the identities the cluster checks).
     fn compile_endpoints(
         &self,
         key: &ObjectKey,
         service: &CompiledService,
+        source: Source<'_>,
         output: &mut ServiceOutput,
     ) {
         let names = self.slices_of.get(key);
@@ -884,7 +902,7 @@ impl Translator {
         let pods = security::endpoint_pods(&slices);
         for view in service.views(key) {
             let mut assignment = load_assignment(&view, slices.iter().copied());
-            let (mut cluster, tls) = self.cluster_of(&view, None);
+            let (mut cluster, tls) = self.cluster_of(&view, None, source);
             self.secure(&view, tls, &pods, &mut assignment, &mut cluster);
             output.resources.push((
                 ResourceType::Cluster,
@@ -931,11 +949,11 @@ impl Translator {
             .flat_map(|(key, service)| service.views(key));
         let ports_of = |fqdn: &str| self.ports_of(fqdn);
         let tcp = |view: &PortView<'_>, addresses: &[CidrRange]| {
-            let at = self.host_port(&ports_of, view.fqdn, view.port.port, source);
+            let at = self.host_port(&ports_of, view, source);
             crate::traffic::service_tcp_chains(&at, addresses, view.cluster)
         };
         let sni = |view: &PortView<'_>, addresses: &[CidrRange]| {
-            let at = self.host_port(&ports_of, view.fqdn, view.port.port, source);
+            let at = self.host_port(&ports_of, view, source);
             crate::traffic::service_sni_routes(&at, addresses, view.cluster)
         };
         let mut listener = virtual_outbound(
@@ -1031,6 +1049,15 @@ impl Translator {
             upstream_credentials: Arc::clone(&self.upstream_credentials),
             variants: self.variants.by_proxy.clone(),
         }
+    }
+}
+
+/// Where a host port's DestinationRules are looked up for proxies of `source`: the namespace of its
+/// Service (or ServiceEntry).
+fn rule_lookup<'a>(view: &PortView<'a>, source: Source<'a>) -> crate::traffic::RuleLookup<'a> {
+    crate::traffic::RuleLookup {
+        service_namespace: &view.service.namespace,
+        proxy_namespace: source.namespace,
     }
 }
 

@@ -110,6 +110,10 @@ enum Edit {
     Traffic(usize, u8),
     /// Workload w's `version` label: v1, v2 or none.
     Version(usize, u8),
+    /// A DestinationRule for service s's host in the namespace of service o (meshd-system for 9):
+    /// shape 0 removes it, else `exportTo` is omitted, `.`, s's namespace, `~`, or `.` and s's
+    /// namespace; its subset v1 selects `version: v2` and it hashes by a cookie. Per-proxy clusters.
+    ForeignRule(usize, usize, u8),
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
@@ -132,6 +136,7 @@ fn edit() -> impl Strategy<Value = Edit> {
         1 => (0..3usize, 0..18usize, 0..32u8).prop_map(|(n, w, v)| Edit::Entry(n, w, v)),
         3 => (0..9usize, 0..64u8).prop_map(|(s, t)| Edit::Traffic(s, t)),
         1 => (0..18usize, 0..3u8).prop_map(|(w, v)| Edit::Version(w, v)),
+        2 => (0..9usize, 0..10usize, 0..6u8).prop_map(|(s, o, v)| Edit::ForeignRule(s, o, v)),
         // Gateways need a gateway pod, a Gateway selecting it and a VirtualService bound to it at
         // once: their edits are likelier, on the first two services' pods and namespaces.
         4 => (0..4usize).prop_map(Edit::GatewayPod),
@@ -485,6 +490,43 @@ fn apply_edit(state: &mut State, edit: &Edit) -> Vec<FactChange> {
                 }
                 touched.push(k);
             }
+        }
+        Edit::ForeignRule(s, o, shape) => {
+            let (service, _) = &base.services[*s];
+            let namespace = match base.services.get(*o) {
+                Some((other, _)) => other.namespace.clone(),
+                None => "meshd-system".to_string(),
+            };
+            let k = (
+                FactKind::DestinationRule,
+                ObjectKey::new(namespace, format!("for-{}", service.name)),
+            );
+            let export_to = match shape {
+                1 => None,
+                2 => Some(vec![".".to_string()]),
+                3 => Some(vec![service.namespace.clone()]),
+                4 => Some(vec!["~".to_string()]),
+                _ => Some(vec![".".to_string(), service.namespace.clone()]),
+            };
+            if *shape == 0 {
+                state.remove(&k);
+            } else {
+                let mut spec = serde_json::json!({
+                    "host": format!("{}.{}.svc.cluster.local", service.name, service.namespace),
+                    "trafficPolicy": {"loadBalancer": {"consistentHash": {"httpCookie": {"name": "u", "ttl": "10s"}}}},
+                    "subsets": [{"name": "v1", "labels": {"version": "v2"}}],
+                });
+                if let Some(e) = export_to {
+                    spec["exportTo"] = serde_json::json!(e);
+                }
+                state.insert(
+                    k.clone(),
+                    Fact::DestinationRule(Arc::new(config(
+                        serde_json::from_value(spec).expect("a DestinationRule spec"),
+                    ))),
+                );
+            }
+            touched.push(k);
         }
         Edit::Version(w, v) => {
             let k = (FactKind::Workload, base.workloads[*w].0.clone());

@@ -79,7 +79,11 @@ impl GatewayInputs {
             gateways,
             bound,
             ports,
-            rules: crate::traffic::HostRules::collect(configs, hosts.iter().map(String::as_str)),
+            rules: crate::traffic::HostRules::collect(
+                configs,
+                domain,
+                hosts.iter().map(String::as_str),
+            ),
             domain: domain.to_string(),
         }
     }

@@ -6,8 +6,9 @@
 //! by `destinationSubnets` ([`tcp`], [`cidrs`]), `tls[]` routes chains by SNI before them ([`sni`]);
 //! ServiceEntries become clusters, routes and outbound chains ([`service_entry`]). Which
 //! VirtualService a proxy sees (`exportTo`) and which matches apply to it (`sourceLabels`,
-//! `sourceNamespace`): [`source`]; a proxy whose view differs gets its own routes and chains. Not yet:
-//! DestinationRule `exportTo` (their policies are every proxy's).
+//! `sourceNamespace`): [`source`]; which DestinationRules apply to a proxy's clusters (`exportTo`,
+//! Istio's per-namespace lookup): [`rules_for`]; a proxy whose view differs gets its own routes,
+//! chains and clusters.
 
 pub(crate) mod cidrs;
 pub(crate) mod matches;
@@ -22,17 +23,36 @@ pub(crate) mod tls;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::route::v3::Route;
+use meshd_api::names::SYSTEM_NAMESPACE;
 use meshd_api::networking::DestinationRuleSpec;
 use meshd_api::networking::destination_rule::{ClientTlsSettings, TrafficPolicy};
-use meshd_api::validate::references::{age_order, resolve_host};
+use meshd_api::validate::references::{Export, age_order, resolve_host};
 
 use crate::configs::Configs;
 use crate::facts::{Fact, FactKind};
 use routes::{RouteContext, http_routes};
 pub(crate) use source::Source;
 
-/// The accepted DestinationRules for `fqdn`, oldest first (rules of one host merge).
-fn rules_for<'a>(configs: &'a Configs, fqdn: &str) -> Vec<&'a DestinationRuleSpec> {
+/// Who asks for a host's DestinationRules: proxies of `proxy_namespace` (`""`: the shared view),
+/// for a host whose Service or ServiceEntry is of `service_namespace`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RuleLookup<'a> {
+    pub service_namespace: &'a str,
+    pub proxy_namespace: &'a str,
+}
+
+/// The DestinationRules that apply to `fqdn` for `lookup`'s proxies, oldest first, and their
+/// namespace: Istio's lookup (`PushContext.destinationRule`), where the rules of one namespace for one
+/// host merge (the verdicts give them one `exportTo`). First the proxy's own namespace's rules, when
+/// exported to it (`~` or only other namespaces: not even there); in the root namespace
+/// (`meshd-system`) only its rules private to it. Then the service namespace's rules exported to
+/// the proxy's namespace, then the root namespace's. The shared view (no namespace) gets the service
+/// namespace's public rules, else the root namespace's.
+pub(crate) fn rules_for<'a>(
+    configs: &'a Configs,
+    fqdn: &str,
+    lookup: RuleLookup<'_>,
+) -> (Option<&'a str>, Vec<&'a DestinationRuleSpec>) {
     let mut rules: Vec<_> = configs
         .for_host(FactKind::DestinationRule, fqdn)
         .into_iter()
@@ -41,6 +61,36 @@ fn rules_for<'a>(configs: &'a Configs, fqdn: &str) -> Vec<&'a DestinationRuleSpe
             _ => None,
         })
         .collect();
+    if rules.is_empty() {
+        return (None, Vec::new());
+    }
+    let proxy = lookup.proxy_namespace;
+    // Whether the rules of `ns` for the host apply to the proxy: `exportTo` is one per namespace.
+    let applies = |ns: &str, private_only: bool| {
+        rules
+            .iter()
+            .find(|(k, _)| k.namespace == ns)
+            .is_some_and(|(_, c)| {
+                let export_to = &c.spec.export_to;
+                if private_only {
+                    matches!(export_to.as_slice(), [x] if x == "." || x == ns)
+                } else {
+                    Export::of(export_to).visible_to(ns, proxy)
+                }
+            })
+    };
+    let own = (proxy != SYSTEM_NAMESPACE && applies(proxy, false))
+        || (proxy == SYSTEM_NAMESPACE && applies(proxy, true));
+    let chosen = if own {
+        proxy
+    } else if applies(lookup.service_namespace, false) {
+        lookup.service_namespace
+    } else if applies(SYSTEM_NAMESPACE, false) {
+        SYSTEM_NAMESPACE
+    } else {
+        return (None, Vec::new());
+    };
+    rules.retain(|(k, _)| k.namespace == chosen);
     rules.sort_by(|(a, ca), (b, cb)| {
         age_order(ca.created, &a.namespace, &a.name).cmp(&age_order(
             cb.created,
@@ -48,7 +98,43 @@ fn rules_for<'a>(configs: &'a Configs, fqdn: &str) -> Vec<&'a DestinationRuleSpe
             &b.name,
         ))
     });
-    rules.into_iter().map(|(_, c)| &c.spec).collect()
+    let namespace = rules.first().map(|(k, _)| k.namespace.as_str());
+    (namespace, rules.into_iter().map(|(_, c)| &c.spec).collect())
+}
+
+/// Whether proxies' DestinationRules for a host of `service_namespace` may differ from the shared
+/// view's because of this rule of `namespace`: it is restricted, or of another namespace than the
+/// service's and the root one (a public rule of the root namespace applies to everyone the
+/// service's does not cover, the shared view included).
+pub(crate) fn rule_varies(
+    spec: &DestinationRuleSpec,
+    namespace: &str,
+    service_namespace: &str,
+) -> bool {
+    !Export::of(&spec.export_to).public
+        || (namespace != service_namespace && namespace != SYSTEM_NAMESPACE)
+}
+
+/// The namespace of a host's Service (`<name>.<ns>.svc.<domain>`), else of the oldest accepted
+/// ServiceEntry naming it (Istio's service namespace), else `""`.
+pub(crate) fn host_namespace<'a>(configs: &'a Configs, fqdn: &'a str, domain: &str) -> &'a str {
+    let service = fqdn
+        .strip_suffix(domain)
+        .and_then(|r| r.strip_suffix(".svc."))
+        .and_then(|r| r.split_once('.'))
+        .map(|(_, ns)| ns);
+    service.unwrap_or_else(|| {
+        configs
+            .in_force(FactKind::ServiceEntry)
+            .filter_map(|(key, fact)| match fact {
+                Fact::ServiceEntry(c) if c.spec.hosts.iter().any(|h| h == fqdn) => {
+                    Some(age_order(c.created, &key.namespace, &key.name))
+                }
+                _ => None,
+            })
+            .min()
+            .map_or("", |(_, namespace, _)| namespace)
+    })
 }
 
 /// The DestinationRule policy of `fqdn`'s cluster for `port` (and `subset`), if any rule has one.
@@ -57,8 +143,9 @@ pub(crate) fn cluster_policy<'a>(
     fqdn: &str,
     port: u16,
     subset: Option<&str>,
+    lookup: RuleLookup<'_>,
 ) -> policy::Policy<'a> {
-    merged_policy(&rules_for(configs, fqdn), port, subset)
+    merged_policy(&rules_for(configs, fqdn, lookup).1, port, subset)
 }
 
 /// The policy of one host's rules (oldest first) for `port` and `subset`: the first rule with a
@@ -80,14 +167,34 @@ fn merged_policy<'a>(
 }
 
 /// Where the routes find their destinations' DestinationRule policies (hash policy, TCP idle
-/// timeout): what is in force for sidecars, a gateway's snapshot of it for gateways.
+/// timeout): what is in force as sidecars of one namespace see it, a gateway's snapshot of it for
+/// gateways.
 pub(crate) trait DestinationPolicies {
     fn policy<'s>(&'s self, fqdn: &str, port: u16, subset: Option<&str>) -> policy::Policy<'s>;
 }
 
-impl DestinationPolicies for Configs {
+/// What is in force, as sidecars of `namespace` see it ([`rules_for`] per destination host).
+pub(crate) struct SidecarRules<'a> {
+    pub configs: &'a Configs,
+    pub domain: &'a str,
+    pub namespace: &'a str,
+}
+
+impl DestinationPolicies for SidecarRules<'_> {
     fn policy<'s>(&'s self, fqdn: &str, port: u16, subset: Option<&str>) -> policy::Policy<'s> {
-        cluster_policy(self, fqdn, port, subset)
+        // Most destinations' hosts have no rule: no need to find their namespace.
+        if self
+            .configs
+            .for_host(FactKind::DestinationRule, fqdn)
+            .is_empty()
+        {
+            return merged_policy(&[], port, subset);
+        }
+        let lookup = RuleLookup {
+            service_namespace: host_namespace(self.configs, fqdn, self.domain),
+            proxy_namespace: self.namespace,
+        };
+        cluster_policy(self.configs, fqdn, port, subset, lookup)
     }
 }
 
@@ -97,11 +204,20 @@ impl DestinationPolicies for Configs {
 pub(crate) struct HostRules(std::collections::BTreeMap<String, Vec<DestinationRuleSpec>>);
 
 impl HostRules {
-    /// The rules in force for `hosts` (resolved), oldest first.
-    pub(crate) fn collect<'h>(configs: &Configs, hosts: impl IntoIterator<Item = &'h str>) -> Self {
+    /// The rules in force for `hosts` (resolved), oldest first, as the shared view sees them
+    /// (gateways get no per-namespace lookup yet).
+    pub(crate) fn collect<'h>(
+        configs: &Configs,
+        domain: &str,
+        hosts: impl IntoIterator<Item = &'h str>,
+    ) -> Self {
         let mut out = std::collections::BTreeMap::new();
         for fqdn in hosts {
-            let rules = rules_for(configs, fqdn);
+            let lookup = RuleLookup {
+                service_namespace: host_namespace(configs, fqdn, domain),
+                proxy_namespace: Source::SHARED.namespace,
+            };
+            let (_, rules) = rules_for(configs, fqdn, lookup);
             if !rules.is_empty() {
                 out.insert(fqdn.to_string(), rules.into_iter().cloned().collect());
             }
@@ -125,8 +241,9 @@ pub(crate) fn apply_policy<'a>(
     fqdn: &str,
     port: u16,
     subset: Option<&str>,
+    lookup: RuleLookup<'_>,
 ) -> Option<&'a ClientTlsSettings> {
-    let policy = cluster_policy(configs, fqdn, port, subset);
+    let policy = cluster_policy(configs, fqdn, port, subset, lookup);
     policy::apply(cluster, &policy);
     policy.tls
 }
@@ -140,18 +257,28 @@ pub(crate) fn service_routes(
     domain: &str,
     ports_of: &dyn Fn(&str) -> Option<Vec<u16>>,
     source: Source<'_>,
+    service_namespace: &str,
 ) -> Option<Vec<Route>> {
-    let hash = cluster_policy(configs, fqdn, port, None).consistent_hash();
+    let lookup = RuleLookup {
+        service_namespace,
+        proxy_namespace: source.namespace,
+    };
+    let hash = cluster_policy(configs, fqdn, port, None, lookup).consistent_hash();
     let Some((key, vs)) = source::virtual_service_for(configs, fqdn, source) else {
         let cluster = crate::naming::outbound_cluster_name(port, fqdn);
         return hash.map(|h| vec![routes::default_route(&cluster, Some(h))]);
+    };
+    let rules = SidecarRules {
+        configs,
+        domain,
+        namespace: source.namespace,
     };
     let ctx = RouteContext {
         namespace: &key.namespace,
         domain,
         port,
         ports_of,
-        hash: Some(configs),
+        hash: Some(&rules),
         source,
     };
     Some(http_routes(&vs.http, &ctx))
@@ -206,6 +333,8 @@ pub(crate) struct HostPort<'a> {
     pub domain: &'a str,
     pub ports_of: &'a dyn Fn(&str) -> Option<Vec<u16>>,
     pub fqdn: &'a str,
+    /// The namespace of the host's Service or ServiceEntry (where its DestinationRules are looked up).
+    pub namespace: &'a str,
     pub port: u16,
     pub source: Source<'a>,
 }
@@ -223,7 +352,11 @@ impl HostPort<'_> {
     }
 
     fn idle_timeout(&self) -> Option<envoy_types::pb::google::protobuf::Duration> {
-        cluster_policy(self.configs, self.fqdn, self.port, None).tcp_idle_timeout()
+        let lookup = RuleLookup {
+            service_namespace: self.namespace,
+            proxy_namespace: self.source.namespace,
+        };
+        cluster_policy(self.configs, self.fqdn, self.port, None, lookup).tcp_idle_timeout()
     }
 }
 

@@ -77,7 +77,8 @@ pub(crate) struct RouteContext<'a> {
     /// The ports of a host, when it is known (for a destination without `port`).
     pub ports_of: &'a dyn Fn(&str) -> Option<Vec<u16>>,
     /// Where each destination's DestinationRule is found for its consistent hash (Istio's hash
-    /// policy per destination, its subset's replacing the host's); `None`: no hash policies.
+    /// policy per destination, its subset's replacing the host's; for sidecars the rules their
+    /// namespace sees); `None`: no hash policies.
     pub hash: Option<&'a dyn super::DestinationPolicies>,
     /// The proxy the routes are for: a match with `sourceLabels`/`sourceNamespace` it does not
     /// meet is left out.

@@ -6,19 +6,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::configs::Configs;
-use crate::facts::{Endpoint, EndpointSlice, Fact, FactKind, ObjectKey, Workload};
+use crate::facts::{Endpoint, EndpointSlice, ObjectKey, Workload};
+use crate::traffic::{RuleLookup, rules_for};
 
-/// The subsets accepted DestinationRules define for `fqdn` (rules of one host merge): name → labels.
+/// The subsets the DestinationRules that apply to `fqdn` for `lookup` define (rules of one host
+/// merge): name → labels.
 pub(crate) fn subsets_for(
     configs: &Configs,
     fqdn: &str,
+    lookup: RuleLookup<'_>,
 ) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
-    for (_, fact) in configs.for_host(FactKind::DestinationRule, fqdn) {
-        let Fact::DestinationRule(c) = fact else {
-            continue;
-        };
-        for s in &c.spec.subsets {
+    for spec in rules_for(configs, fqdn, lookup).1 {
+        for s in &spec.subsets {
             out.entry(s.name.clone())
                 .or_insert_with(|| s.labels.clone());
         }

@@ -53,7 +53,11 @@ impl Translator {
         // Each host port's cluster, then one per DestinationRule subset of the host.
         let mut clusters = Vec::new();
         for e in &ports {
-            let subsets = subsets_for(&self.configs, e.host);
+            let lookup = crate::traffic::RuleLookup {
+                service_namespace: &e.key.namespace,
+                proxy_namespace: source.namespace,
+            };
+            let subsets = subsets_for(&self.configs, e.host, lookup);
             clusters.extend(
                 subsets
                     .iter()
@@ -70,6 +74,7 @@ impl Translator {
                 e.host,
                 e.port.port,
                 e.subset.as_ref().map(|(name, _)| name.as_str()),
+                super::rule_lookup(&view, source),
             );
             let mut secured = false;
             if c.eds_cluster_config.is_some() {
@@ -136,11 +141,11 @@ impl Translator {
         let mut claimed = claims(chains);
         let ports_of = |fqdn: &str| self.ports_of(fqdn);
         let tcp = |e: &EntryPort<'_>, addresses: &[CidrRange]| {
-            let at = self.host_port(&ports_of, e.host, e.port.port, source);
+            let at = self.host_port(&ports_of, &self.entry_view(e), source);
             crate::traffic::service_tcp_chains(&at, addresses, &e.cluster)
         };
         let sni = |e: &EntryPort<'_>, addresses: &[CidrRange]| {
-            let at = self.host_port(&ports_of, e.host, e.port.port, source);
+            let at = self.host_port(&ports_of, &self.entry_view(e), source);
             crate::traffic::service_sni_routes(&at, addresses, &e.cluster)
         };
         outbound_chains(

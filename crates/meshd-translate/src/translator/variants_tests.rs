@@ -1,9 +1,12 @@
 //! Per-proxy views through the whole translation: `sourceLabels`, `sourceNamespace` and `exportTo`
-//! give a sidecar its own version of a host's routes (or of `virtualOutbound`), under the shared name.
+//! give a sidecar its own version of a host's routes (or of `virtualOutbound`), under the shared name;
+//! DestinationRules by Istio's per-namespace lookup, its own clusters.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
 use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
 use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, route, route_action};
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
@@ -51,35 +54,40 @@ fn pod(key: &str, app: &str) -> FactChange {
     at(FactKind::Workload, key, Some(fact))
 }
 
-fn virtual_service(key: &str, created: i64, spec: serde_json::Value) -> FactChange {
+/// A traffic object `ns/name` of `kind` with `spec`, decoded as the sources decode it.
+fn object(kind: FactKind, key: &str, spec: serde_json::Value) -> serde_json::Value {
     let (ns, name) = key.split_once('/').unwrap();
-    let object: meshd_api::networking::VirtualService = serde_json::from_value(serde_json::json!({
-        "apiVersion": "networking.meshd.io/v1alpha1", "kind": "VirtualService",
+    serde_json::json!({
+        "apiVersion": "networking.meshd.io/v1alpha1", "kind": kind.name(),
         "metadata": {"name": name, "namespace": ns}, "spec": spec,
-    }))
-    .unwrap();
-    let fact = Fact::VirtualService(Arc::new(Config {
+    })
+}
+
+/// Its fact: created at `created`, with its validation's problems.
+fn config<S>(
+    created: i64,
+    problems: Vec<meshd_api::validate::FieldError>,
+    spec: S,
+) -> Arc<Config<S>> {
+    Arc::new(Config {
         generation: None,
         created: Some(created),
-        problems: object.validate(),
-        spec: object.spec,
-    }));
+        problems,
+        spec,
+    })
+}
+
+fn virtual_service(key: &str, created: i64, spec: serde_json::Value) -> FactChange {
+    let o: meshd_api::networking::VirtualService =
+        serde_json::from_value(object(FactKind::VirtualService, key, spec)).unwrap();
+    let fact = Fact::VirtualService(config(created, o.validate(), o.spec));
     at(FactKind::VirtualService, key, Some(fact))
 }
 
 fn service_entry(key: &str, spec: serde_json::Value) -> FactChange {
-    let (ns, name) = key.split_once('/').unwrap();
-    let object: meshd_api::networking::ServiceEntry = serde_json::from_value(serde_json::json!({
-        "apiVersion": "networking.meshd.io/v1alpha1", "kind": "ServiceEntry",
-        "metadata": {"name": name, "namespace": ns}, "spec": spec,
-    }))
-    .unwrap();
-    let fact = Fact::ServiceEntry(Arc::new(Config {
-        generation: None,
-        created: Some(1),
-        problems: object.validate(),
-        spec: object.spec,
-    }));
+    let o: meshd_api::networking::ServiceEntry =
+        serde_json::from_value(object(FactKind::ServiceEntry, key, spec)).unwrap();
+    let fact = Fact::ServiceEntry(config(1, o.validate(), o.spec));
     at(FactKind::ServiceEntry, key, Some(fact))
 }
 
@@ -364,4 +372,250 @@ fn a_service_entry_exported_to_its_namespace_is_only_that_namespaces() {
     );
     assert!(mesh.variants.is_empty());
     assert!(changed.affects_proxy(&node("a-0.shop")));
+}
+
+fn destination_rule(key: &str, created: i64, spec: serde_json::Value) -> FactChange {
+    let o: meshd_api::networking::DestinationRule =
+        serde_json::from_value(object(FactKind::DestinationRule, key, spec)).unwrap();
+    let fact = Fact::DestinationRule(config(created, o.validate(), o.spec));
+    at(FactKind::DestinationRule, key, Some(fact))
+}
+
+/// A rule for reviews with `simple` load balancing, one subset and `exportTo` (none: omitted).
+fn reviews_rule(key: &str, simple: &str, subset: &str, export_to: Option<&[&str]>) -> FactChange {
+    let mut spec = serde_json::json!({
+        "host": "reviews.shop.svc.cluster.local",
+        "trafficPolicy": {"loadBalancer": {"simple": simple}},
+        "subsets": [{"name": subset, "labels": {"version": subset}}],
+    });
+    if let Some(e) = export_to {
+        spec["exportTo"] = serde_json::json!(e);
+    }
+    destination_rule(key, 1, spec)
+}
+
+/// The load balancing policy of a cluster as a proxy sees it (`None`: it has no such cluster).
+fn balanced(mesh: &CompiledMesh, proxy: &str, name: &str) -> Option<LbPolicy> {
+    let config = mesh.proxy_config(&node(proxy));
+    let r = config.get(ResourceType::Cluster, name)?;
+    let c = Cluster::decode(r.body.value.as_slice()).unwrap();
+    Some(c.lb_policy())
+}
+
+fn subset_of_reviews(subset: &str) -> String {
+    format!("outbound|9080|{subset}|reviews.shop.svc.cluster.local")
+}
+
+#[test]
+fn a_destination_rule_exported_to_its_namespace_applies_only_to_that_namespaces_proxies() {
+    let (_, mesh) = compile(vec![reviews_rule(
+        "shop/reviews",
+        "ROUND_ROBIN",
+        "v1",
+        Some(&["."]),
+    )]);
+    for proxy in ["a-0.shop", "b-0.shop"] {
+        assert_eq!(
+            balanced(&mesh, proxy, TO_REVIEWS),
+            Some(LbPolicy::RoundRobin)
+        );
+        assert!(balanced(&mesh, proxy, &subset_of_reviews("v1")).is_some());
+    }
+    // Not exported to `other`: its proxy, like the shared set, has the cluster without the rule.
+    assert_eq!(
+        balanced(&mesh, "c-0.other", TO_REVIEWS),
+        Some(LbPolicy::LeastRequest)
+    );
+    assert_eq!(balanced(&mesh, "c-0.other", &subset_of_reviews("v1")), None);
+    assert!(
+        mesh.shared(ResourceType::Cluster)
+            .all(|r| *r.name != *subset_of_reviews("v1"))
+    );
+    // The proxies of shop share one variant.
+    assert!(Arc::ptr_eq(
+        &mesh.variants[&ObjectKey::new("shop", "a-0")],
+        &mesh.variants[&ObjectKey::new("shop", "b-0")]
+    ));
+    assert!(!mesh.variants.contains_key(&ObjectKey::new("other", "c-0")));
+}
+
+#[test]
+fn a_rule_of_the_clients_namespace_overrides_the_service_namespaces_for_its_proxies_only() {
+    let (_, mesh) = compile(vec![
+        reviews_rule("shop/reviews", "ROUND_ROBIN", "v1", None),
+        // Public, but a rule of `other` for another namespace's host applies only in `other`.
+        reviews_rule("other/reviews", "RANDOM", "v2", None),
+    ]);
+    assert_eq!(
+        balanced(&mesh, "a-0.shop", TO_REVIEWS),
+        Some(LbPolicy::RoundRobin)
+    );
+    assert_eq!(
+        balanced(&mesh, "c-0.other", TO_REVIEWS),
+        Some(LbPolicy::Random)
+    );
+    assert!(balanced(&mesh, "c-0.other", &subset_of_reviews("v2")).is_some());
+    assert_eq!(balanced(&mesh, "a-0.shop", &subset_of_reviews("v2")), None);
+    assert!(mesh.variants.contains_key(&ObjectKey::new("other", "c-0")));
+    assert!(!mesh.variants.contains_key(&ObjectKey::new("shop", "a-0")));
+}
+
+#[test]
+fn a_rule_exported_to_tilde_applies_to_nobody_not_even_its_namespace() {
+    let (_, mesh) = compile(vec![reviews_rule(
+        "shop/reviews",
+        "ROUND_ROBIN",
+        "v1",
+        Some(&["~"]),
+    )]);
+    for proxy in ["a-0.shop", "c-0.other"] {
+        assert_eq!(
+            balanced(&mesh, proxy, TO_REVIEWS),
+            Some(LbPolicy::LeastRequest),
+            "{proxy}"
+        );
+        assert_eq!(balanced(&mesh, proxy, &subset_of_reviews("v1")), None);
+    }
+    assert!(mesh.variants.is_empty());
+}
+
+#[test]
+fn a_rule_exported_by_name_applies_there_and_the_root_namespaces_to_the_rest() {
+    let (_, mesh) = compile(vec![
+        reviews_rule("shop/reviews", "ROUND_ROBIN", "v1", Some(&["other"])),
+        reviews_rule("meshd-system/reviews", "RANDOM", "v2", None),
+    ]);
+    assert_eq!(
+        balanced(&mesh, "c-0.other", TO_REVIEWS),
+        Some(LbPolicy::RoundRobin)
+    );
+    // `shop` is not in the rule's exportTo: its proxies fall through to the root namespace's rule.
+    assert_eq!(
+        balanced(&mesh, "a-0.shop", TO_REVIEWS),
+        Some(LbPolicy::Random)
+    );
+    assert!(balanced(&mesh, "a-0.shop", &subset_of_reviews("v2")).is_some());
+}
+
+#[test]
+fn public_rules_of_the_service_or_root_namespace_give_no_proxy_a_variant() {
+    let (_, mesh) = compile(vec![
+        reviews_rule("shop/reviews", "ROUND_ROBIN", "v1", None),
+        reviews_rule("meshd-system/ratings", "RANDOM", "v2", Some(&["*"])),
+    ]);
+    assert!(mesh.variants.is_empty());
+    assert_eq!(
+        balanced(&mesh, "c-0.other", TO_REVIEWS),
+        Some(LbPolicy::RoundRobin)
+    );
+}
+
+#[test]
+fn a_rule_moving_or_going_moves_the_variants_and_marks_the_proxies() {
+    let (mut t, _) = compile(vec![reviews_rule("other/reviews", "RANDOM", "v2", None)]);
+    // The rule moves to `shop` (same name in a new namespace: a new object; the old one goes).
+    let (mesh, changed) = t.apply(vec![
+        at(FactKind::DestinationRule, "other/reviews", None),
+        reviews_rule("shop/reviews", "RANDOM", "v2", Some(&["."])),
+    ]);
+    assert_eq!(
+        balanced(&mesh, "c-0.other", TO_REVIEWS),
+        Some(LbPolicy::LeastRequest)
+    );
+    assert_eq!(
+        balanced(&mesh, "a-0.shop", TO_REVIEWS),
+        Some(LbPolicy::Random)
+    );
+    for p in ["a-0.shop", "b-0.shop", "c-0.other"] {
+        assert!(changed.affects_proxy(&node(p)), "{p}");
+    }
+    let (mesh, changed) = t.apply(vec![at(FactKind::DestinationRule, "shop/reviews", None)]);
+    assert!(mesh.variants.is_empty());
+    assert!(changed.affects_proxy(&node("a-0.shop")));
+    assert!(!changed.affects_proxy(&node("c-0.other")));
+    assert_eq!(
+        balanced(&mesh, "a-0.shop", TO_REVIEWS),
+        Some(LbPolicy::LeastRequest)
+    );
+}
+
+#[test]
+fn a_clients_rule_gives_its_routes_their_hash_policy() {
+    let hashing = destination_rule(
+        "other/reviews",
+        1,
+        serde_json::json!({"host": "reviews.shop.svc.cluster.local",
+            "trafficPolicy": {"loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}}}}),
+    );
+    let (_, mesh) = compile(vec![hashing]);
+    let hashes = |proxy: &str| -> usize {
+        let config = mesh.proxy_config(&node(proxy));
+        let r = config.get(ResourceType::Route, REVIEWS).unwrap();
+        let rc = RouteConfiguration::decode(r.body.value.as_slice()).unwrap();
+        rc.virtual_hosts[0]
+            .routes
+            .iter()
+            .map(|r| match &r.action {
+                Some(route::Action::Route(a)) => a.hash_policy.len(),
+                _ => 0,
+            })
+            .sum()
+    };
+    assert_eq!(hashes("c-0.other"), 1);
+    assert_eq!(hashes("a-0.shop"), 0);
+}
+
+#[test]
+fn an_endpoint_change_reaches_a_proxys_own_subset() {
+    // reviews-v2-0 (version v2) in shop; other's rule for reviews has subset v2, shop's none.
+    let reviews_pod = {
+        let fact = Fact::Workload(Arc::new(Workload {
+            ips: vec!["10.0.7.1".into()],
+            labels: [("version".to_string(), "v2".to_string())].into(),
+            service_account: "default".into(),
+            mesh: None,
+            ports: Vec::new(),
+        }));
+        at(FactKind::Workload, "shop/reviews-v2-0", Some(fact))
+    };
+    let slice = |addresses: &[&str]| {
+        let fact = Fact::EndpointSlice(Arc::new(crate::facts::EndpointSlice {
+            service: "reviews".into(),
+            ports: vec![crate::facts::EndpointPort {
+                name: "p".into(),
+                port: 9080,
+            }],
+            endpoints: addresses
+                .iter()
+                .map(|a| crate::facts::Endpoint {
+                    addresses: vec![a.to_string()],
+                    ready: true,
+                    serving: true,
+                    terminating: false,
+                    pod: None,
+                })
+                .collect(),
+        }));
+        at(FactKind::EndpointSlice, "shop/reviews-abc", Some(fact))
+    };
+    let (mut t, mesh) = compile(vec![
+        reviews_pod,
+        slice(&[]),
+        reviews_rule("other/reviews", "RANDOM", "v2", Some(&["."])),
+    ]);
+    let endpoints = |mesh: &CompiledMesh| -> usize {
+        let config = mesh.proxy_config(&node("c-0.other"));
+        let r = config
+            .get(ResourceType::Endpoint, &subset_of_reviews("v2"))
+            .unwrap();
+        let cla = envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment::decode(
+            r.body.value.as_slice(),
+        )
+        .unwrap();
+        cla.endpoints.iter().map(|l| l.lb_endpoints.len()).sum()
+    };
+    assert_eq!(endpoints(&mesh), 0);
+    let (mesh, changed) = t.apply(vec![slice(&["10.0.7.1"])]);
+    assert_eq!(endpoints(&mesh), 1);
+    assert!(changed.affects_proxy(&node("c-0.other")));
 }

@@ -32,6 +32,13 @@ pub fn service_fqdn(name: &str, namespace: &str, domain: &str) -> String {
     concat(&[name, ".", namespace, ".svc.", domain])
 }
 
+/// A Service host's name and namespace: [`service_fqdn`] read back (`None` for another host).
+pub fn service_of_fqdn<'f>(fqdn: &'f str, domain: &str) -> Option<(&'f str, &'f str)> {
+    fqdn.strip_suffix(domain)?
+        .strip_suffix(".svc.")?
+        .split_once('.')
+}
+
 /// The RDS name of one service port: `<fqdn>:<port>`.
 pub fn route_name(fqdn: &str, port: u16) -> String {
     concat(&[fqdn, ":", Digits::new(port).as_str()])

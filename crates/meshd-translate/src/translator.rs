@@ -256,8 +256,7 @@ struct ServiceHostsOf<'a> {
 impl ServiceHostsOf<'_> {
     /// `<name>.<namespace>.svc.<domain>`'s Service: namespace, name and what was compiled.
     fn lookup<'f>(&self, fqdn: &'f str) -> Option<(&'f str, &'f str, &Arc<CompiledService>)> {
-        let rest = fqdn.strip_suffix(self.domain)?.strip_suffix(".svc.")?;
-        let (name, namespace) = rest.split_once('.')?;
+        let (name, namespace) = crate::naming::service_of_fqdn(fqdn, self.domain)?;
         let s = self.by_host.get(fqdn)?;
         Some((namespace, name, s))
     }

@@ -29,7 +29,7 @@ use meshd_api::networking::destination_rule::{ClientTlsSettings, TrafficPolicy};
 use meshd_api::validate::references::{Export, age_order, resolve_host};
 
 use crate::configs::Configs;
-use crate::facts::{Fact, FactKind};
+use crate::facts::{Fact, FactKind, ObjectKey};
 use routes::{RouteContext, http_routes};
 pub(crate) use source::Source;
 
@@ -53,8 +53,15 @@ pub(crate) fn rules_for<'a>(
     fqdn: &str,
     lookup: RuleLookup<'_>,
 ) -> (Option<&'a str>, Vec<&'a DestinationRuleSpec>) {
-    let mut rules: Vec<_> = configs
-        .for_host(FactKind::DestinationRule, fqdn)
+    choose_rules(configs.for_host(FactKind::DestinationRule, fqdn), lookup)
+}
+
+/// [`rules_for`] among a host's rules in force (`Configs::for_host`).
+fn choose_rules<'a>(
+    for_host: Vec<(&'a ObjectKey, &'a Fact)>,
+    lookup: RuleLookup<'_>,
+) -> (Option<&'a str>, Vec<&'a DestinationRuleSpec>) {
+    let mut rules: Vec<_> = for_host
         .into_iter()
         .filter_map(|(key, fact)| match fact {
             Fact::DestinationRule(c) => Some((key, c)),
@@ -118,11 +125,7 @@ pub(crate) fn rule_varies(
 /// The namespace of a host's Service (`<name>.<ns>.svc.<domain>`), else of the oldest accepted
 /// ServiceEntry naming it (Istio's service namespace), else `""`.
 pub(crate) fn host_namespace<'a>(configs: &'a Configs, fqdn: &'a str, domain: &str) -> &'a str {
-    let service = fqdn
-        .strip_suffix(domain)
-        .and_then(|r| r.strip_suffix(".svc."))
-        .and_then(|r| r.split_once('.'))
-        .map(|(_, ns)| ns);
+    let service = crate::naming::service_of_fqdn(fqdn, domain).map(|(_, ns)| ns);
     service.unwrap_or_else(|| {
         configs
             .in_force(FactKind::ServiceEntry)
@@ -183,18 +186,15 @@ pub(crate) struct SidecarRules<'a> {
 impl DestinationPolicies for SidecarRules<'_> {
     fn policy<'s>(&'s self, fqdn: &str, port: u16, subset: Option<&str>) -> policy::Policy<'s> {
         // Most destinations' hosts have no rule: no need to find their namespace.
-        if self
-            .configs
-            .for_host(FactKind::DestinationRule, fqdn)
-            .is_empty()
-        {
+        let for_host = self.configs.for_host(FactKind::DestinationRule, fqdn);
+        if for_host.is_empty() {
             return merged_policy(&[], port, subset);
         }
         let lookup = RuleLookup {
             service_namespace: host_namespace(self.configs, fqdn, self.domain),
             proxy_namespace: self.namespace,
         };
-        cluster_policy(self.configs, fqdn, port, subset, lookup)
+        merged_policy(&choose_rules(for_host, lookup).1, port, subset)
     }
 }
 

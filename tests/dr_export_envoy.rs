@@ -127,12 +127,5 @@ fn a_client_namespaces_destination_rule_applies_to_its_clients_only() {
     .unwrap();
     all_answered_by(&mesh, "frontend-0", "reviews-0");
 
-    for pod in mesh.pods() {
-        assert_eq!(
-            pod.rejections(),
-            Vec::<String>::new(),
-            "{} rejected config",
-            pod.name
-        );
-    }
+    mesh.assert_no_rejections();
 }

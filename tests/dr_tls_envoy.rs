@@ -350,12 +350,5 @@ fn destination_rule_tls_disable_mesh_mutual_simple_and_credential_name_on_real_e
         },
     );
 
-    for pod in mesh.pods() {
-        assert_eq!(
-            pod.rejections(),
-            Vec::<String>::new(),
-            "{} rejected config",
-            pod.name
-        );
-    }
+    mesh.assert_no_rejections();
 }

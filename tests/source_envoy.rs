@@ -65,15 +65,6 @@ spec:
   - route: [{destination: {host: reviews.demo.svc.cluster.local, subset: v2}}]
 ";
 
-fn rejections(pod: &Pod) -> Vec<String> {
-    pod.admin("/stats?filter=update_rejected")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim_end().ends_with(": 0"))
-        .map(String::from)
-        .collect()
-}
-
 /// `n` requests on one keep-alive connection from a pod's app: the answering pods.
 fn answers(pod: &Pod, n: usize) -> anyhow::Result<Vec<String>> {
     let target: SocketAddr = (REVIEWS_VIP, 80).into();
@@ -152,12 +143,5 @@ fn source_labels_and_a_private_export_route_each_client_by_its_pod() {
     all_answered_by(&mesh, "frontend-1", "reviews-1");
     all_answered_by(&mesh, "frontend-0", "reviews-1");
 
-    for pod in mesh.pods() {
-        assert_eq!(
-            rejections(pod),
-            Vec::<String>::new(),
-            "{} rejected config",
-            pod.name
-        );
-    }
+    mesh.assert_no_rejections();
 }

@@ -137,15 +137,6 @@ impl Drop for Killed {
     }
 }
 
-fn rejections(pod: &Pod) -> Vec<String> {
-    pod.admin("/stats?filter=update_rejected")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim_end().ends_with(": 0"))
-        .map(String::from)
-        .collect()
-}
-
 /// `n` TLS handshakes with `sni` from frontend-0's app to `target`, each on its own connection; the
 /// backend that answered each (`a`, `b`, `c`), from its certificate.
 fn backends(
@@ -306,7 +297,7 @@ fn a_sidecar_routes_tls_by_sni_splits_by_weight_and_passes_through_to_the_dialle
         .unwrap();
     assert!(cds.contains("ORIGINAL_DST"), "the direct cluster");
     assert_eq!(
-        rejections(frontend),
+        frontend.rejections(),
         Vec::<String>::new(),
         "frontend-0 rejected config"
     );

@@ -183,14 +183,7 @@ fn a_canary_splits_by_weight_and_header_mirrors_faults_inject_and_a_bad_update_c
         "the last accepted version stays: {jason:?}"
     );
 
-    for pod in mesh.pods() {
-        assert_eq!(
-            pod.rejections(),
-            Vec::<String>::new(),
-            "{} rejected config",
-            pod.name
-        );
-    }
+    mesh.assert_no_rejections();
 }
 
 /// `n` requests on fresh connections from frontend-0's app: (status, answering pod) of each.
@@ -294,14 +287,7 @@ fn a_retry_hides_a_failing_pod_and_outlier_detection_ejects_it() {
         "{got:?}"
     );
 
-    for pod in mesh.pods() {
-        assert_eq!(
-            pod.rejections(),
-            Vec::<String>::new(),
-            "{} rejected config",
-            pod.name
-        );
-    }
+    mesh.assert_no_rejections();
 }
 
 const TIMEOUT_AND_HASH: &str = "apiVersion: networking.meshd.io/v1alpha1
@@ -396,14 +382,7 @@ fn a_route_timeout_answers_504_and_a_consistent_hash_keeps_a_user_on_one_pod() {
         "no timeout unless set (not Envoy's 15 s either)"
     );
 
-    for pod in mesh.pods() {
-        assert_eq!(
-            pod.rejections(),
-            Vec::<String>::new(),
-            "{} rejected config",
-            pod.name
-        );
-    }
+    mesh.assert_no_rejections();
 }
 
 /// A TCP Service beside `reviews` (same pods, port 9000 to the app's port), with subsets and a
@@ -504,12 +483,5 @@ fn a_tcp_route_splits_connections_by_weight() {
         (60..=120).contains(&to_v2),
         "v2 got {to_v2} of 300 connections (90 expected)"
     );
-    for pod in mesh.pods() {
-        assert_eq!(
-            pod.rejections(),
-            Vec::<String>::new(),
-            "{} rejected config",
-            pod.name
-        );
-    }
+    mesh.assert_no_rejections();
 }

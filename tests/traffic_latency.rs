@@ -128,19 +128,5 @@ fn a_route_with_retries_and_a_zero_percent_fault_against_a_plain_route() {
     for s in &samples {
         assert_eq!(s.len(), n, "every timed request answered");
     }
-    for pod in mesh.pods() {
-        let rejected: Vec<String> = pod
-            .admin("/stats?filter=update_rejected")
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.trim_end().ends_with(": 0"))
-            .map(String::from)
-            .collect();
-        assert_eq!(
-            rejected,
-            Vec::<String>::new(),
-            "{} rejected config",
-            pod.name
-        );
-    }
+    mesh.assert_no_rejections();
 }

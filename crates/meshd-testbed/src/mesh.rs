@@ -469,6 +469,19 @@ impl Mesh {
         &self.pods
     }
 
+    /// Panics naming the first pod whose Envoy refused config ([`Pod::rejections`]): a bug in what
+    /// the control plane sent.
+    pub fn assert_no_rejections(&self) {
+        for pod in &self.pods {
+            assert_eq!(
+                pod.rejections(),
+                Vec::<String>::new(),
+                "{} rejected config",
+                pod.name
+            );
+        }
+    }
+
     /// Waits until `pod`'s Envoy lists `endpoint` in `cluster` (from admin `/clusters`).
     pub fn wait_endpoint(
         &self,

@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use meshd_api::MeshSpec;
-use meshd_api::networking::destination_rule::ClientTlsSettings;
 use meshd_api::validate::gateway_credentials::SecretFacts;
 
 use crate::authz::AuthzPolicies;
@@ -34,7 +33,7 @@ use crate::peer::PeerPolicies;
 use crate::proxy::CompiledMesh;
 use crate::resources::{Resource, ResourceSet, ResourceType};
 use crate::traffic::Source;
-use crate::traffic::subsets::{EndpointPods, Pods, subset_cluster_name, subsets_for};
+use crate::traffic::subsets::{EndpointPods, Pods, subset_cluster_name, subsets_of};
 
 mod entries;
 mod parallel;
@@ -682,8 +681,7 @@ impl Translator {
                 }
             }
             // The clusters carry the DestinationRule's policy; compiled with their endpoints (mTLS).
-            self.compile_endpoints(key, service, Source::SHARED, &mut output);
-            self.compile_subsets(key, service, Source::SHARED, &mut output);
+            self.compile_clusters(key, service, Source::SHARED, &mut output);
         }
         output
     }
@@ -733,29 +731,6 @@ impl Translator {
         }
     }
 
-    /// A service port's cluster (or a subset's) with its DestinationRule policy as proxies of
-    /// `source` see it, and the policy's `tls` (applied with the endpoints).
-    fn cluster_of(
-        &self,
-        view: &PortView<'_>,
-        subset: Option<&str>,
-        source: Source<'_>,
-    ) -> (
-        envoy_types::pb::envoy::config::cluster::v3::Cluster,
-        Option<&ClientTlsSettings>,
-    ) {
-        let mut cluster = outbound_cluster(view);
-        let tls = crate::traffic::apply_policy(
-            &mut cluster,
-            &self.configs,
-            view.fqdn,
-            view.port.port,
-            subset,
-            rule_lookup(view, source),
-        );
-        (cluster, tls)
-    }
-
     /// Adds to `compile` the services whose hosts `touched` names (all of them when a wildcard or
     /// ServiceEntry moved), after what is in force changed. Returns whether a touched service has a
     /// TCP port (its outbound chain may have changed).
@@ -774,74 +749,6 @@ impl Translator {
             compile.insert(key.clone());
         }
         touched.all || tcp
-    }
-
-    /// One Service's subset clusters and their endpoints (the subsets of the DestinationRules proxies
-    /// of `source` see).
-    fn compile_subsets(
-        &self,
-        key: &ObjectKey,
-        service: &CompiledService,
-        source: Source<'_>,
-        output: &mut ServiceOutput,
-    ) {
-        {
-            let lookup = crate::traffic::RuleLookup {
-                service_namespace: &key.namespace,
-                proxy_namespace: source.namespace,
-            };
-            let subsets = subsets_for(&self.configs, &service.fqdn, lookup);
-            let selected: Vec<(&String, Vec<EndpointSlice>)> = if subsets.is_empty() {
-                Vec::new()
-            } else {
-                let pods = Pods {
-                    workloads: &self.workloads,
-                    by_ip: &self.ip_pods,
-                };
-                let slices = self
-                    .slices_of
-                    .get(key)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|n| {
-                        self.slices
-                            .get(&ObjectKey::new(key.namespace.clone(), n.clone()))
-                    })
-                    .map(|s| &**s);
-                let endpoints = EndpointPods::new(slices, &key.namespace, &pods);
-                subsets
-                    .iter()
-                    .map(|(subset, labels)| (subset, endpoints.select(labels)))
-                    .collect()
-            };
-            for view in service.views(key) {
-                for (subset, slices) in &selected {
-                    let name = subset_cluster_name(view.port.port, subset, &service.fqdn);
-                    let sub = PortView {
-                        cluster: &name,
-                        ..view
-                    };
-                    let mut assignment = load_assignment(&sub, slices.iter());
-                    let (mut cluster, tls) = self.cluster_of(&sub, Some(subset), source);
-                    let refs: Vec<&EndpointSlice> = slices.iter().collect();
-                    self.secure(
-                        &sub,
-                        tls,
-                        &security::endpoint_pods(&refs),
-                        &mut assignment,
-                        &mut cluster,
-                    );
-                    output
-                        .resources
-                        .push((ResourceType::Cluster, Resource::new(name.clone(), &cluster)));
-                    output.resources.push((
-                        ResourceType::Endpoint,
-                        Resource::new(name.clone(), &assignment),
-                    ));
-                    output.subsets.push(name);
-                }
-            }
-        }
     }
 
     /// The pods of a namespace that any of `services` selects: their own part may change.
@@ -879,17 +786,26 @@ impl Translator {
         }
     }
 
-    /// A Service's clusters and load assignments (as proxies of `source` see them): both depend on
-    /// its endpoints (which of them get mTLS, and the identities the cluster checks).
-    fn compile_endpoints(
+    /// A Service's clusters and load assignments, then its subset clusters and theirs, as proxies
+    /// of `source` see them (their DestinationRules): all depend on its endpoints (which of them
+    /// get mTLS, and the identities a cluster checks). A subset without a policy of its own is its
+    /// port's cluster under another name (only its endpoints' identities differ), so it is copied,
+    /// not built and looked up again.
+    fn compile_clusters(
         &self,
         key: &ObjectKey,
         service: &CompiledService,
         source: Source<'_>,
         output: &mut ServiceOutput,
     ) {
-        let names = self.slices_of.get(key);
-        let slices: Vec<&EndpointSlice> = names
+        let lookup = crate::traffic::RuleLookup {
+            service_namespace: &key.namespace,
+            proxy_namespace: source.namespace,
+        };
+        let (_, rules) = crate::traffic::rules_for(&self.configs, &service.fqdn, lookup);
+        let slices: Vec<&EndpointSlice> = self
+            .slices_of
+            .get(key)
             .into_iter()
             .flatten()
             .filter_map(|name| {
@@ -899,10 +815,58 @@ impl Translator {
             })
             .collect();
         let pods = security::endpoint_pods(&slices);
+        let subsets = subsets_of(&rules);
+        // Each subset's endpoints: those whose pod has the subset's labels.
+        let selected: Vec<(&str, Vec<EndpointSlice>)> = if subsets.is_empty() {
+            Vec::new()
+        } else {
+            let by = Pods {
+                workloads: &self.workloads,
+                by_ip: &self.ip_pods,
+            };
+            let endpoints = EndpointPods::new(slices.iter().copied(), &key.namespace, &by);
+            subsets
+                .iter()
+                .map(|(subset, labels)| (*subset, endpoints.select(labels)))
+                .collect()
+        };
+        let mut subset_resources = Vec::new();
         for view in service.views(key) {
+            let port = view.port.port;
+            let plain = outbound_cluster(&view);
+            let policy = crate::traffic::merged_policy(&rules, port, None);
+            let mut with_policy = plain.clone();
+            crate::traffic::policy::apply(&mut with_policy, &policy);
+            for (subset, slices) in &selected {
+                let name = subset_cluster_name(port, subset, &service.fqdn);
+                let sub = PortView {
+                    cluster: &name,
+                    ..view
+                };
+                let own = crate::traffic::merged_policy(&rules, port, Some(subset));
+                let mut cluster = if own == policy {
+                    with_policy.clone()
+                } else {
+                    let mut cluster = plain.clone();
+                    crate::traffic::policy::apply(&mut cluster, &own);
+                    cluster
+                };
+                rename_cluster(&mut cluster, &name);
+                let mut assignment = load_assignment(&sub, slices.iter());
+                let refs: Vec<&EndpointSlice> = slices.iter().collect();
+                let pods = security::endpoint_pods(&refs);
+                self.secure(&sub, own.tls, &pods, &mut assignment, &mut cluster);
+                subset_resources
+                    .push((ResourceType::Cluster, Resource::new(name.clone(), &cluster)));
+                subset_resources.push((
+                    ResourceType::Endpoint,
+                    Resource::new(name.clone(), &assignment),
+                ));
+                output.subsets.push(name);
+            }
+            let mut cluster = with_policy;
             let mut assignment = load_assignment(&view, slices.iter().copied());
-            let (mut cluster, tls) = self.cluster_of(&view, None, source);
-            self.secure(&view, tls, &pods, &mut assignment, &mut cluster);
+            self.secure(&view, policy.tls, &pods, &mut assignment, &mut cluster);
             output.resources.push((
                 ResourceType::Cluster,
                 Resource::new(cluster.name.clone(), &cluster),
@@ -912,6 +876,7 @@ impl Translator {
                 Resource::new(assignment.cluster_name.clone(), &assignment),
             ));
         }
+        output.resources.extend(subset_resources);
     }
 
     fn rebuild_outbound(&mut self, out: &mut ChangeSet) {
@@ -1057,6 +1022,15 @@ fn rule_lookup<'a>(view: &PortView<'a>, source: Source<'a>) -> crate::traffic::R
     crate::traffic::RuleLookup {
         service_namespace: &view.service.namespace,
         proxy_namespace: source.namespace,
+    }
+}
+
+/// A copy of a port's cluster as one of its subsets' (`outbound|<port>|<subset>|<fqdn>`, with
+/// that subset's load assignment).
+fn rename_cluster(cluster: &mut envoy_types::pb::envoy::config::cluster::v3::Cluster, name: &str) {
+    cluster.name = name.to_string();
+    if let Some(eds) = &mut cluster.eds_cluster_config {
+        eds.service_name = name.to_string();
     }
 }
 

@@ -153,7 +153,7 @@ pub(crate) fn cluster_policy<'a>(
 
 /// The policy of one host's rules (oldest first) for `port` and `subset`: the first rule with a
 /// `trafficPolicy`, the first subset of that name.
-fn merged_policy<'a>(
+pub(crate) fn merged_policy<'a>(
     rules: &[&'a DestinationRuleSpec],
     port: u16,
     subset: Option<&str>,

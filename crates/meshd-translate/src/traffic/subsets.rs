@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::configs::Configs;
 use crate::facts::{Endpoint, EndpointSlice, ObjectKey, Workload};
 use crate::traffic::{RuleLookup, rules_for};
+use meshd_api::networking::DestinationRuleSpec;
 
 /// The subsets the DestinationRules that apply to `fqdn` for `lookup` define (rules of one host
 /// merge): name → labels.
@@ -16,12 +17,19 @@ pub(crate) fn subsets_for(
     fqdn: &str,
     lookup: RuleLookup<'_>,
 ) -> BTreeMap<String, BTreeMap<String, String>> {
+    subsets_of(&rules_for(configs, fqdn, lookup).1)
+        .into_iter()
+        .map(|(name, labels)| (name.to_string(), labels.clone()))
+        .collect()
+}
+
+/// The subsets one host's rules (oldest first) define: name → labels, the first of a name wins.
+pub(crate) fn subsets_of<'a>(
+    rules: &[&'a DestinationRuleSpec],
+) -> BTreeMap<&'a str, &'a BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
-    for spec in rules_for(configs, fqdn, lookup).1 {
-        for s in &spec.subsets {
-            out.entry(s.name.clone())
-                .or_insert_with(|| s.labels.clone());
-        }
+    for s in rules.iter().flat_map(|r| &r.subsets) {
+        out.entry(s.name.as_str()).or_insert(&s.labels);
     }
     out
 }

@@ -280,8 +280,7 @@ impl Translator {
                     resources: Vec::new(),
                     subsets: Vec::new(),
                 };
-                self.compile_endpoints(key, service, source, &mut output);
-                self.compile_subsets(key, service, source, &mut output);
+                self.compile_clusters(key, service, source, &mut output);
                 own.extend(output.resources);
             }
         }

@@ -89,11 +89,13 @@ pub(crate) struct Touched {
     pub hosts: std::collections::BTreeSet<String>,
 }
 
-/// Resources by host: exact hosts in a map, wildcards (`*.example.com`) in a list.
+/// Resources in force by host: exact hosts in a map, wildcards (`*.example.com`) in a list. Each
+/// entry holds the version in force (rebuilt whenever what is in force moves), so a lookup reads
+/// no table.
 #[derive(Debug, Default)]
 struct HostIndex {
-    exact: foldhash::HashMap<String, Vec<ObjectKey>>,
-    wildcard: Vec<(String, ObjectKey)>,
+    exact: foldhash::HashMap<String, Vec<(ObjectKey, Fact)>>,
+    wildcard: Vec<(String, ObjectKey, Fact)>,
 }
 
 fn vkey(kind: FactKind, key: &ObjectKey) -> VerdictKey {
@@ -190,46 +192,45 @@ impl Configs {
     /// The versions in force of one kind (VirtualService, DestinationRule) that name `fqdn`, exactly
     /// or by a wildcard, each once.
     pub fn naming(&self, kind: FactKind, fqdn: &str) -> Vec<(&ObjectKey, &Fact)> {
-        let (Some(index), Some(table)) = (self.hosts.get(&kind), self.tables.get(&kind)) else {
-            return Vec::new();
-        };
-        let mut keys: Vec<&ObjectKey> = index.exact.get(fqdn).into_iter().flatten().collect();
-        keys.extend(
-            index
-                .wildcard
-                .iter()
-                .filter(|(pattern, _)| meshd_api::validate::references::host_matches(pattern, fqdn))
-                .map(|(_, k)| k),
-        );
-        keys.sort();
-        keys.dedup();
-        keys.into_iter()
-            .filter_map(|k| table.get_key_value(k))
-            .filter_map(|(k, t)| t.in_force.as_ref().map(|f| (k, f)))
-            .collect()
+        self.indexed(kind, fqdn, |pattern| {
+            meshd_api::validate::references::host_matches(pattern, fqdn)
+        })
     }
 
     /// The versions in force of one kind whose (resolved) host is `fqdn` itself: a DestinationRule
     /// for exactly that host, not one for a wildcard that matches it. Found in the index, without
     /// resolving every candidate's host again.
     pub fn for_host(&self, kind: FactKind, fqdn: &str) -> Vec<(&ObjectKey, &Fact)> {
-        let (Some(index), Some(table)) = (self.hosts.get(&kind), self.tables.get(&kind)) else {
+        self.indexed(kind, fqdn, |pattern| pattern == fqdn)
+    }
+
+    /// The index's entries for `fqdn` and the wildcards `wildcard` takes, by key, each once.
+    fn indexed(
+        &self,
+        kind: FactKind,
+        fqdn: &str,
+        wildcard: impl Fn(&str) -> bool,
+    ) -> Vec<(&ObjectKey, &Fact)> {
+        let Some(index) = self.hosts.get(&kind) else {
             return Vec::new();
         };
-        let mut keys: Vec<&ObjectKey> = index.exact.get(fqdn).into_iter().flatten().collect();
-        keys.extend(
+        let mut found: Vec<(&ObjectKey, &Fact)> = index
+            .exact
+            .get(fqdn)
+            .into_iter()
+            .flatten()
+            .map(|(k, f)| (k, f))
+            .collect();
+        found.extend(
             index
                 .wildcard
                 .iter()
-                .filter(|(pattern, _)| pattern == fqdn)
-                .map(|(_, k)| k),
+                .filter(|(pattern, _, _)| wildcard(pattern))
+                .map(|(_, k, f)| (k, f)),
         );
-        keys.sort();
-        keys.dedup();
-        keys.into_iter()
-            .filter_map(|k| table.get_key_value(k))
-            .filter_map(|(k, t)| t.in_force.as_ref().map(|f| (k, f)))
-            .collect()
+        found.sort_by(|a, b| a.0.cmp(b.0));
+        found.dedup_by(|a, b| a.0 == b.0);
+        found
     }
 
     /// The hosts of the versions that moved in or out of force since the last call.
@@ -265,13 +266,17 @@ impl Configs {
         for (key, fact) in self.in_force(FactKind::VirtualService) {
             if let Fact::VirtualService(c) = fact {
                 for h in &c.spec.hosts {
-                    vs.add(resolve_host(h, &key.namespace, domain), key);
+                    vs.add(resolve_host(h, &key.namespace, domain), key, fact);
                 }
             }
         }
         for (key, fact) in self.in_force(FactKind::DestinationRule) {
             if let Fact::DestinationRule(c) = fact {
-                dr.add(resolve_host(&c.spec.host, &key.namespace, domain), key);
+                dr.add(
+                    resolve_host(&c.spec.host, &key.namespace, domain),
+                    key,
+                    fact,
+                );
             }
         }
         self.hosts.insert(FactKind::VirtualService, vs);
@@ -442,11 +447,12 @@ impl Configs {
 }
 
 impl HostIndex {
-    fn add(&mut self, host: String, key: &ObjectKey) {
+    fn add(&mut self, host: String, key: &ObjectKey, fact: &Fact) {
         if host.starts_with('*') {
-            self.wildcard.push((host, key.clone()));
+            self.wildcard.push((host, key.clone(), fact.clone()));
         } else {
-            self.exact.entry(host).or_default().push(key.clone());
+            let entries = self.exact.entry(host).or_default();
+            entries.push((key.clone(), fact.clone()));
         }
     }
 }

@@ -833,23 +833,31 @@ impl Translator {
         let mut subset_resources = Vec::new();
         for view in service.views(key) {
             let port = view.port.port;
-            let plain = outbound_cluster(&view);
             let policy = crate::traffic::merged_policy(&rules, port, None);
-            let mut with_policy = plain.clone();
+            let owns: Vec<_> = selected
+                .iter()
+                .map(|(subset, _)| crate::traffic::merged_policy(&rules, port, Some(subset)))
+                .collect();
+            let mut with_policy = outbound_cluster(&view);
+            // A subset with a policy of its own starts from the cluster before the port's policy.
+            let plain = owns
+                .iter()
+                .any(|own| *own != policy)
+                .then(|| with_policy.clone());
             crate::traffic::policy::apply(&mut with_policy, &policy);
-            for (subset, slices) in &selected {
+            for ((subset, slices), own) in selected.iter().zip(owns) {
                 let name = subset_cluster_name(port, subset, &service.fqdn);
                 let sub = PortView {
                     cluster: &name,
                     ..view
                 };
-                let own = crate::traffic::merged_policy(&rules, port, Some(subset));
-                let mut cluster = if own == policy {
-                    with_policy.clone()
-                } else {
-                    let mut cluster = plain.clone();
-                    crate::traffic::policy::apply(&mut cluster, &own);
-                    cluster
+                let mut cluster = match &plain {
+                    Some(plain) if own != policy => {
+                        let mut cluster = plain.clone();
+                        crate::traffic::policy::apply(&mut cluster, &own);
+                        cluster
+                    }
+                    _ => with_policy.clone(),
                 };
                 rename_cluster(&mut cluster, &name);
                 let mut assignment = load_assignment(&sub, slices.iter());

@@ -15,7 +15,8 @@ use crate::networking::{Destination, DestinationRuleSpec, VirtualServiceSpec};
 /// name of that namespace (`reviews` → `reviews.<namespace>.svc.<domain>`); anything else (an FQDN, a
 /// wildcard, an IP) is taken as written.
 pub fn resolve_host(host: &str, namespace: &str, domain: &str) -> String {
-    if host == "*" || host.contains('.') || host.parse::<IpAddr>().is_ok() {
+    // Without a dot, only an IPv6 address (which has a colon) is an IP: most hosts are short names.
+    if host == "*" || host.contains('.') || (host.contains(':') && host.parse::<IpAddr>().is_ok()) {
         host.to_string()
     } else {
         crate::text::concat(&[host, ".", namespace, ".svc.", domain])

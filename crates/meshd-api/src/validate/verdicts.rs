@@ -119,18 +119,12 @@ pub fn judge(
     for (c, j) in destination_rules.iter().zip(&drs) {
         if let Some(spec) = pick(c, j) {
             let host = resolve_host(&spec.host, c.namespace, domain);
-            for s in &spec.subsets {
-                if host.starts_with('*') {
-                    catalog
-                        .wildcard_subsets
-                        .push((host.clone(), s.name.clone()));
-                } else {
-                    catalog
-                        .subsets
-                        .entry(host.clone())
-                        .or_default()
-                        .insert(s.name.clone());
-                }
+            if host.starts_with('*') {
+                let named = spec.subsets.iter().map(|s| (host.clone(), s.name.clone()));
+                catalog.wildcard_subsets.extend(named);
+            } else if !spec.subsets.is_empty() {
+                let names = catalog.subsets.entry(host).or_default();
+                names.extend(spec.subsets.iter().map(|s| s.name.clone()));
             }
         }
     }

@@ -98,6 +98,10 @@ struct HostIndex {
     wildcard: Vec<(String, ObjectKey, Fact)>,
 }
 
+/// Below this many routing versions moved, their hosts are always found one by one
+/// ([`Configs::take_touched`]): it costs little, and a small mesh's change compiles only its hosts.
+const BULK_MOVE: usize = 64;
+
 fn vkey(kind: FactKind, key: &ObjectKey) -> VerdictKey {
     VerdictKey::new(kind.name(), &key.namespace, &key.name)
 }
@@ -233,11 +237,26 @@ impl Configs {
         found
     }
 
-    /// The hosts of the versions that moved in or out of force since the last call.
-    pub fn take_touched(&mut self, domain: &str) -> Touched {
+    /// The hosts of the versions that moved in or out of force since the last call, in a mesh of
+    /// `services` Services.
+    pub fn take_touched(&mut self, domain: &str, services: usize) -> Touched {
         use meshd_api::validate::references::resolve_host;
         let mut t = Touched::default();
-        for (key, fact) in std::mem::take(&mut self.moved) {
+        let moved = std::mem::take(&mut self.moved);
+        // When at least as many routing versions moved as there are Services (a first translation,
+        // a bulk apply), the hosts they touch would cover about every Service: all are marked, without
+        // resolving each version's hosts and then finding what routes to them. That compiles at most
+        // as many Services as versions moved, and those that did not change give the same bytes,
+        // which push nothing.
+        let moved_routing = moved
+            .iter()
+            .filter(|(_, f)| matches!(f, Fact::VirtualService(_) | Fact::DestinationRule(_)))
+            .count();
+        if moved_routing >= services.max(BULK_MOVE) {
+            t.all = true;
+            return t;
+        }
+        for (key, fact) in moved {
             let hosts: Vec<String> = match &fact {
                 Fact::VirtualService(c) => c.spec.hosts.clone(),
                 Fact::DestinationRule(c) => vec![c.spec.host.clone()],

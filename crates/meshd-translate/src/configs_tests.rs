@@ -216,3 +216,58 @@ fn deleting_a_resource_in_force_is_a_change_and_leaves_the_host_index() {
             .is_empty()
     );
 }
+
+/// Services `h<i>` in `shop`.
+fn many_services(n: usize) -> BTreeMap<String, (String, Vec<u16>)> {
+    (0..n)
+        .map(|i| {
+            (
+                format!("h{i}.shop.svc.cluster.local"),
+                (format!("shop/h{i}"), vec![80]),
+            )
+        })
+        .collect()
+}
+
+/// A DestinationRule `r<i>` for each Service `h<i>` of `range`.
+fn rules_for_hosts(c: &mut Configs, range: std::ops::Range<usize>) {
+    for i in range {
+        let spec: DestinationRuleSpec =
+            serde_json::from_value(serde_json::json!({"host": format!("h{i}")})).unwrap();
+        let fact = Fact::DestinationRule(Arc::new(Config {
+            generation: Some(1),
+            created: None,
+            spec,
+            problems: Vec::new(),
+        }));
+        c.set(FactKind::DestinationRule, key(&format!("r{i}")), Some(fact));
+    }
+}
+
+#[test]
+fn a_bulk_move_marks_every_host_and_a_small_one_only_its_own() {
+    let mut c = Configs::default();
+    let services = many_services(3 * BULK_MOVE);
+    rules_for_hosts(&mut c, 0..BULK_MOVE);
+    assert!(c.judge(DOMAIN, &services));
+    // As many routing versions moved as the mesh has Services (here fewer: BULK_MOVE counts).
+    let bulk = c.take_touched(DOMAIN, 1);
+    assert!(bulk.all && bulk.hosts.is_empty(), "{bulk:?}");
+
+    rules_for_hosts(&mut c, BULK_MOVE..BULK_MOVE + 2);
+    assert!(c.judge(DOMAIN, &services));
+    let small = c.take_touched(DOMAIN, 1);
+    assert!(!small.all, "{small:?}");
+    let hosts: Vec<&str> = small.hosts.iter().map(String::as_str).collect();
+    let expected = [BULK_MOVE, BULK_MOVE + 1].map(|i| format!("h{i}.shop.svc.cluster.local"));
+    assert_eq!(
+        hosts,
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+
+    // Fewer versions moved than there are Services: each one's hosts.
+    rules_for_hosts(&mut c, 2 * BULK_MOVE..3 * BULK_MOVE);
+    assert!(c.judge(DOMAIN, &services));
+    let many = c.take_touched(DOMAIN, 10 * BULK_MOVE);
+    assert!(!many.all && many.hosts.len() == BULK_MOVE, "{many:?}");
+}

@@ -190,7 +190,7 @@ impl Judgement<'_> {
             return None;
         }
         self.variants.find_hosts(self.configs, self.domain);
-        let mut touched = self.configs.take_touched(self.domain);
+        let mut touched = self.configs.take_touched(self.domain, self.services.len());
         // A route's hash policy is its destinations' DestinationRules': the hosts whose
         // VirtualServices route to a moved host are compiled again too.
         if !touched.all {

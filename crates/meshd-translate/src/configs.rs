@@ -244,10 +244,10 @@ impl Configs {
         let mut t = Touched::default();
         let moved = std::mem::take(&mut self.moved);
         // When at least as many routing versions moved as there are Services (a first translation,
-        // a bulk apply), the hosts they touch would cover about every Service: all are marked, without
-        // resolving each version's hosts and then finding what routes to them. That compiles at most
-        // as many Services as versions moved, and those that did not change give the same bytes,
-        // which push nothing.
+        // a bulk apply), every host is marked, without resolving each version's hosts and then
+        // finding what routes to them: that compiles no more Services than versions moved, so it
+        // costs about what naming them would, and a Service that did not change gives the same
+        // bytes, which push nothing.
         let moved_routing = moved
             .iter()
             .filter(|(_, f)| matches!(f, Fact::VirtualService(_) | Fact::DestinationRule(_)))

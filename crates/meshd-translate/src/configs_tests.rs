@@ -250,7 +250,7 @@ fn a_bulk_move_marks_every_host_and_a_small_one_only_its_own() {
     let services = many_services(3 * BULK_MOVE);
     rules_for_hosts(&mut c, 0..BULK_MOVE);
     assert!(c.judge(DOMAIN, &services));
-    // As many routing versions moved as the mesh has Services (here fewer: BULK_MOVE counts).
+    // BULK_MOVE versions moved, more than the one Service the call is told of: every host.
     let bulk = c.take_touched(DOMAIN, 1);
     assert!(bulk.all && bulk.hosts.is_empty(), "{bulk:?}");
 

@@ -21,11 +21,10 @@ pub(crate) mod subsets;
 pub(crate) mod tcp;
 pub(crate) mod tls;
 
-use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::route::v3::Route;
 use meshd_api::names::SYSTEM_NAMESPACE;
 use meshd_api::networking::DestinationRuleSpec;
-use meshd_api::networking::destination_rule::{ClientTlsSettings, TrafficPolicy};
+use meshd_api::networking::destination_rule::TrafficPolicy;
 use meshd_api::validate::references::{Export, age_order, resolve_host};
 
 use crate::configs::Configs;
@@ -231,21 +230,6 @@ impl DestinationPolicies for HostRules {
         let rules: Vec<&DestinationRuleSpec> = self.0.get(fqdn).into_iter().flatten().collect();
         merged_policy(&rules, port, subset)
     }
-}
-
-/// Applies `fqdn`'s DestinationRule policy to one of its clusters; its `tls`, which goes on with
-/// the endpoints (`Translator::secure`).
-pub(crate) fn apply_policy<'a>(
-    cluster: &mut Cluster,
-    configs: &'a Configs,
-    fqdn: &str,
-    port: u16,
-    subset: Option<&str>,
-    lookup: RuleLookup<'_>,
-) -> Option<&'a ClientTlsSettings> {
-    let policy = cluster_policy(configs, fqdn, port, subset, lookup);
-    policy::apply(cluster, &policy);
-    policy.tls
 }
 
 /// The routes of a service port a VirtualService routes for proxies of `source`, or `None` (the

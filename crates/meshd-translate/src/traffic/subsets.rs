@@ -5,23 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::configs::Configs;
 use crate::facts::{Endpoint, EndpointSlice, ObjectKey, Workload};
-use crate::traffic::{RuleLookup, rules_for};
 use meshd_api::networking::DestinationRuleSpec;
-
-/// The subsets the DestinationRules that apply to `fqdn` for `lookup` define (rules of one host
-/// merge): name → labels.
-pub(crate) fn subsets_for(
-    configs: &Configs,
-    fqdn: &str,
-    lookup: RuleLookup<'_>,
-) -> BTreeMap<String, BTreeMap<String, String>> {
-    subsets_of(&rules_for(configs, fqdn, lookup).1)
-        .into_iter()
-        .map(|(name, labels)| (name.to_string(), labels.clone()))
-        .collect()
-}
 
 /// The subsets one host's rules (oldest first) define: name → labels, the first of a name wins.
 pub(crate) fn subsets_of<'a>(

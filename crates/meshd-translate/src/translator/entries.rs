@@ -15,7 +15,8 @@ use crate::traffic::service_entry::{
     EntryPort, catch_all_ports, claims, cluster, entry_ports, load_assignment, outbound_chains,
     route_configurations,
 };
-use crate::traffic::subsets::subsets_for;
+use crate::traffic::subsets::subsets_of;
+use meshd_api::networking::DestinationRuleSpec;
 
 impl Translator {
     /// Every accepted entry's clusters, assignments and routes; the ones no longer produced are
@@ -50,32 +51,37 @@ impl Translator {
     ) -> Vec<(ResourceType, std::sync::Arc<Resource>)> {
         let mut produced: Vec<(ResourceType, std::sync::Arc<Resource>)> = Vec::new();
         let ports = entry_ports(&self.configs, source);
-        // Each host port's cluster, then one per DestinationRule subset of the host.
+        // Each host port's DestinationRules, looked up once: they give its cluster's policy, its
+        // subsets and theirs.
+        let rules: Vec<Vec<&DestinationRuleSpec>> = ports
+            .iter()
+            .map(|e| {
+                let lookup = super::rule_lookup(&self.entry_view(e), source);
+                crate::traffic::rules_for(&self.configs, e.host, lookup).1
+            })
+            .collect();
+        // Each host port's cluster, then one per DestinationRule subset of the host, each with the
+        // index of its port's rules.
         let mut clusters = Vec::new();
-        for e in &ports {
-            let lookup = crate::traffic::RuleLookup {
-                service_namespace: &e.key.namespace,
-                proxy_namespace: source.namespace,
-            };
-            let subsets = subsets_for(&self.configs, e.host, lookup);
+        for (i, e) in ports.iter().enumerate() {
             clusters.extend(
-                subsets
-                    .iter()
-                    .map(|(name, labels)| e.with_subset(name, labels)),
+                subsets_of(&rules[i])
+                    .into_iter()
+                    .map(|(name, labels)| (e.with_subset(name, labels), i)),
             );
         }
-        for e in ports.iter().chain(&clusters) {
+        let each_cluster = ports
+            .iter()
+            .zip(0..)
+            .chain(clusters.iter().map(|(e, i)| (e, *i)));
+        for (e, i) in each_cluster {
             each(e);
             let view = self.entry_view(e);
             let mut c = cluster(e);
-            let tls = crate::traffic::apply_policy(
-                &mut c,
-                &self.configs,
-                e.host,
-                e.port.port,
-                e.subset.as_ref().map(|(name, _)| name.as_str()),
-                super::rule_lookup(&view, source),
-            );
+            let subset = e.subset.as_ref().map(|(name, _)| name.as_str());
+            let policy = crate::traffic::merged_policy(&rules[i], e.port.port, subset);
+            crate::traffic::policy::apply(&mut c, &policy);
+            let tls = policy.tls;
             let mut secured = false;
             if c.eds_cluster_config.is_some() {
                 let mut assignment = load_assignment(e);

@@ -60,26 +60,26 @@ impl Translator {
                 crate::traffic::rules_for(&self.configs, e.host, lookup).1
             })
             .collect();
-        // Each host port's cluster, then one per DestinationRule subset of the host, each with the
-        // index of its port's rules.
+        // Each host port's cluster, then one per DestinationRule subset of the host, each with its
+        // port's rules.
         let mut clusters = Vec::new();
-        for (i, e) in ports.iter().enumerate() {
+        for (e, rules) in ports.iter().zip(&rules) {
             clusters.extend(
-                subsets_of(&rules[i])
+                subsets_of(rules)
                     .into_iter()
-                    .map(|(name, labels)| (e.with_subset(name, labels), i)),
+                    .map(|(name, labels)| (e.with_subset(name, labels), rules)),
             );
         }
         let each_cluster = ports
             .iter()
-            .zip(0..)
-            .chain(clusters.iter().map(|(e, i)| (e, *i)));
-        for (e, i) in each_cluster {
+            .zip(&rules)
+            .chain(clusters.iter().map(|(e, rules)| (e, *rules)));
+        for (e, rules) in each_cluster {
             each(e);
             let view = self.entry_view(e);
             let mut c = cluster(e);
             let subset = e.subset.as_ref().map(|(name, _)| name.as_str());
-            let policy = crate::traffic::merged_policy(&rules[i], e.port.port, subset);
+            let policy = crate::traffic::merged_policy(rules, e.port.port, subset);
             crate::traffic::policy::apply(&mut c, &policy);
             let tls = policy.tls;
             let mut secured = false;

@@ -147,14 +147,16 @@ fn a_canary_splits_by_weight_and_header_mirrors_faults_inject_and_a_bad_update_c
         .run_in(Some(APP), move || HttpConn::connect(target)?.get("/teapot"))
         .unwrap();
     assert_eq!(status, 418);
-    let started = std::time::Instant::now();
-    let slow = answers(frontend, "/slow", &[], 2);
-    assert!(
-        started.elapsed() >= Duration::from_millis(800),
-        "{:?}",
-        started.elapsed()
-    );
-    assert!(slow.iter().all(|p| p.starts_with("reviews-")), "{slow:?}");
+    // Each /slow request is timed on its own against 390 ms, not 400: Envoy's timer may fire a
+    // fraction of a millisecond early (two delays once measured 799.25 ms). An undelayed
+    // request here takes a few milliseconds, so the bound still tells the fault from none.
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let slow = answers(frontend, "/slow", &[], 1);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(390), "/slow took {took:?}");
+        assert!(slow.iter().all(|p| p.starts_with("reviews-")), "{slow:?}");
+    }
 
     // A rejected update: logged with its file, and the canary still in force.
     mesh.write_config_file(

@@ -20,7 +20,7 @@ pub fn pack<M: Message + Name>(message: &M) -> Any {
 
 /// `type.googleapis.com/<package>.<name>`: prost's `Name::type_url`, in one allocation instead of
 /// two `format!`s (every resource and typed config is packed, thousands per translation).
-fn type_url<M: Name>() -> String {
+pub(crate) fn type_url<M: Name>() -> String {
     meshd_api::text::concat(&["type.googleapis.com/", M::PACKAGE, ".", M::NAME])
 }
 

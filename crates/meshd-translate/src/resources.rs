@@ -3,14 +3,16 @@
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::EdsClusterConfig;
+use envoy_types::pb::envoy::config::core::v3::ConfigSource;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::google::protobuf::Any;
-use prost::Name;
+use prost::{Message, Name};
 
-use crate::envoy::pack;
+use crate::envoy::{pack, type_url};
 
 /// The xDS resource types, in the order they are pushed: clusters before their endpoints, secrets
 /// (SDS, a gateway's certificates) before the listeners that name them, listeners before their routes
@@ -86,7 +88,10 @@ pub struct Resource {
 
 impl Resource {
     pub(crate) fn new<M: prost::Message + Name>(name: String, message: &M) -> Arc<Self> {
-        let body = pack(message);
+        Self::packed(name, pack(message))
+    }
+
+    fn packed(name: String, body: Any) -> Arc<Self> {
         let body_hash = hash_bytes(&body.value);
         Arc::new(Self {
             name_hash: fnv1a(name.as_bytes()),
@@ -122,6 +127,57 @@ impl Resource {
         mix(self.name_hash ^ self.body_hash.rotate_left(17))
     }
 }
+
+/// A cluster encoded once without its name and its EDS service name, for the clusters that differ
+/// from it in those two fields alone: a Service port's cluster and its subset clusters that have no
+/// policy or mTLS of their own (the subset's pods differ, which only its load assignment says).
+/// Each is its two fields encoded with these bytes after them, instead of a whole cluster encoded
+/// again (a third of a mesh's clusters' encoding at 1,000 Services with two subsets each). Protobuf
+/// takes fields in any order, and neither field is in these bytes, so none is repeated (a repeated
+/// message field would be merged, not replaced).
+pub(crate) struct RenamedClusters {
+    rest: Vec<u8>,
+    eds_config: Option<ConfigSource>,
+}
+
+impl RenamedClusters {
+    pub(crate) fn new(cluster: &mut Cluster) -> Self {
+        // Taken out for the encoding and put back: no clone of the whole cluster.
+        let name = std::mem::take(&mut cluster.name);
+        let eds = cluster.eds_cluster_config.take();
+        let rest = cluster.encode_to_vec();
+        cluster.name = name;
+        let eds_config = eds.as_ref().and_then(|e| e.eds_config.clone());
+        cluster.eds_cluster_config = eds;
+        Self { rest, eds_config }
+    }
+
+    /// The cluster named `name`, with `name` as its EDS service name too (as `rename_cluster`).
+    pub(crate) fn named(&self, name: &str) -> Arc<Resource> {
+        use prost::encoding::{message, string};
+        let eds = EdsClusterConfig {
+            eds_config: self.eds_config.clone(),
+            service_name: name.to_string(),
+        };
+        let mut value = Vec::with_capacity(
+            string::encoded_len(NAME, &eds.service_name)
+                + message::encoded_len(EDS_CLUSTER_CONFIG, &eds)
+                + self.rest.len(),
+        );
+        string::encode(NAME, &eds.service_name, &mut value);
+        message::encode(EDS_CLUSTER_CONFIG, &eds, &mut value);
+        value.extend_from_slice(&self.rest);
+        let body = Any {
+            type_url: type_url::<Cluster>(),
+            value,
+        };
+        Resource::packed(eds.service_name, body)
+    }
+}
+
+/// `Cluster`'s field numbers for `name` and `eds_cluster_config` (envoy/config/cluster/v3/cluster.proto).
+const NAME: u32 = 1;
+const EDS_CLUSTER_CONFIG: u32 = 3;
 
 /// FNV-1a: stable across runs and platforms (unlike `std`'s hasher), fast enough for MBs of config.
 pub fn fnv1a(bytes: &[u8]) -> u64 {
@@ -211,5 +267,64 @@ impl ResourceSet {
             }
             None => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::config::cluster::v3::{CircuitBreakers, OutlierDetection, cluster};
+
+    use super::*;
+    use crate::envoy::{ads, seconds};
+
+    fn port_cluster(name: &str) -> Cluster {
+        Cluster {
+            name: name.into(),
+            cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+                cluster::DiscoveryType::Eds as i32,
+            )),
+            eds_cluster_config: Some(EdsClusterConfig {
+                eds_config: Some(ads()),
+                service_name: name.into(),
+            }),
+            connect_timeout: Some(seconds(10)),
+            lb_policy: cluster::LbPolicy::LeastRequest as i32,
+            circuit_breakers: Some(CircuitBreakers {
+                thresholds: vec![Default::default()],
+                ..Default::default()
+            }),
+            outlier_detection: Some(OutlierDetection {
+                consecutive_5xx: Some(envoy_types::pb::google::protobuf::UInt32Value { value: 5 }),
+                ..Default::default()
+            }),
+            typed_extension_protocol_options: [("options".to_string(), pack(&seconds(1)))].into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_renamed_cluster_decodes_to_the_cluster_built_under_that_name() {
+        let port = "outbound|80||svc.ns.svc.cluster.local";
+        let subset = "outbound|80|v1|svc.ns.svc.cluster.local";
+        let mut cluster = port_cluster(port);
+        let renamed = RenamedClusters::new(&mut cluster);
+        assert_eq!(
+            cluster,
+            port_cluster(port),
+            "the port's cluster is left as it was"
+        );
+        for name in [port, subset] {
+            let spliced = renamed.named(name);
+            assert_eq!(&*spliced.name, name);
+            assert_eq!(spliced.body.type_url, Cluster::type_url());
+            let decoded = Cluster::decode(spliced.body.value.as_slice()).unwrap();
+            assert_eq!(decoded, port_cluster(name));
+            // The same fields, each once: as long as the message encoded whole.
+            assert_eq!(spliced.body.value.len(), port_cluster(name).encoded_len());
+        }
+        assert_ne!(
+            renamed.named(port).body_hash,
+            renamed.named(subset).body_hash
+        );
     }
 }

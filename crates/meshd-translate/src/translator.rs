@@ -31,7 +31,7 @@ use crate::outbound::{
 };
 use crate::peer::PeerPolicies;
 use crate::proxy::CompiledMesh;
-use crate::resources::{Resource, ResourceSet, ResourceType};
+use crate::resources::{RenamedClusters, Resource, ResourceSet, ResourceType};
 use crate::traffic::Source;
 use crate::traffic::subsets::{EndpointPods, Pods, subset_cluster_name, subsets_of};
 
@@ -788,9 +788,9 @@ impl Translator {
 
     /// A Service's clusters and load assignments, then its subset clusters and theirs, as proxies
     /// of `source` see them (their DestinationRules): all depend on its endpoints (which of them
-    /// get mTLS, and the identities a cluster checks). A subset without a policy of its own is its
-    /// port's cluster under another name (only its endpoints' identities differ), so it is copied,
-    /// not built and looked up again.
+    /// get mTLS, and the identities a cluster checks). A subset without a policy or mTLS of its own
+    /// is its port's cluster under another name, so it is spliced from one encoding of that cluster
+    /// ([`RenamedClusters`]), not cloned and encoded again; so is the port's own cluster then.
     fn compile_clusters(
         &self,
         key: &ObjectKey,
@@ -845,40 +845,55 @@ impl Translator {
                 .any(|own| *own != policy)
                 .then(|| with_policy.clone());
             crate::traffic::policy::apply(&mut with_policy, &policy);
+            // Encoded once the first cluster that is `with_policy` renamed comes.
+            let mut renamed: Option<RenamedClusters> = None;
             for ((subset, slices), own) in selected.iter().zip(owns) {
                 let name = subset_cluster_name(port, subset, &service.fqdn);
                 let sub = PortView {
                     cluster: &name,
                     ..view
                 };
-                let mut cluster = match &plain {
-                    Some(plain) if own != policy => {
-                        let mut cluster = plain.clone();
-                        crate::traffic::policy::apply(&mut cluster, &own);
-                        cluster
-                    }
-                    _ => with_policy.clone(),
-                };
-                rename_cluster(&mut cluster, &name);
                 let mut assignment = load_assignment(&sub, slices.iter());
                 let refs: Vec<&EndpointSlice> = slices.iter().collect();
-                let pods = security::endpoint_pods(&refs);
-                self.secure(&sub, own.tls, &pods, &mut assignment, &mut cluster);
-                subset_resources
-                    .push((ResourceType::Cluster, Resource::new(name.clone(), &cluster)));
+                let identities =
+                    self.mark_meshed(&sub, &security::endpoint_pods(&refs), &mut assignment);
+                let cluster = if own == policy && security::stays_plaintext(own.tls, &identities) {
+                    renamed
+                        .get_or_insert_with(|| RenamedClusters::new(&mut with_policy))
+                        .named(&name)
+                } else {
+                    let mut cluster = match &plain {
+                        Some(plain) if own != policy => {
+                            let mut cluster = plain.clone();
+                            crate::traffic::policy::apply(&mut cluster, &own);
+                            cluster
+                        }
+                        _ => with_policy.clone(),
+                    };
+                    rename_cluster(&mut cluster, &name);
+                    security::secure_cluster(&sub, own.tls, &identities, &mut cluster);
+                    Resource::new(name.clone(), &cluster)
+                };
+                subset_resources.push((ResourceType::Cluster, cluster));
                 subset_resources.push((
                     ResourceType::Endpoint,
                     Resource::new(name.clone(), &assignment),
                 ));
                 output.subsets.push(name);
             }
-            let mut cluster = with_policy;
             let mut assignment = load_assignment(&view, slices.iter().copied());
-            self.secure(&view, policy.tls, &pods, &mut assignment, &mut cluster);
-            output.resources.push((
-                ResourceType::Cluster,
-                Resource::new(cluster.name.clone(), &cluster),
-            ));
+            let identities = self.mark_meshed(&view, &pods, &mut assignment);
+            let cluster = match &renamed {
+                Some(renamed) if security::stays_plaintext(policy.tls, &identities) => {
+                    renamed.named(view.cluster)
+                }
+                _ => {
+                    let mut cluster = with_policy;
+                    security::secure_cluster(&view, policy.tls, &identities, &mut cluster);
+                    Resource::new(cluster.name.clone(), &cluster)
+                }
+            };
+            output.resources.push((ResourceType::Cluster, cluster));
             output.resources.push((
                 ResourceType::Endpoint,
                 Resource::new(assignment.cluster_name.clone(), &assignment),

@@ -134,6 +134,18 @@ impl Translator {
         assignment: &mut ClusterLoadAssignment,
         cluster: &mut Cluster,
     ) {
+        let identities = self.mark_meshed(view, pods, assignment);
+        secure_cluster(view, tls, &identities, cluster);
+    }
+
+    /// Marks the endpoints of `assignment` that get auto mTLS (see [`Self::secure`]) and returns
+    /// the identities their cluster is to check.
+    pub(super) fn mark_meshed(
+        &self,
+        view: &PortView<'_>,
+        pods: &BTreeMap<&str, &str>,
+        assignment: &mut ClusterLoadAssignment,
+    ) -> Vec<String> {
         let mut identities = BTreeSet::new();
         let namespace = &view.service.namespace;
         for lb in assignment
@@ -165,17 +177,33 @@ impl Translator {
             identities.insert((key.namespace.as_str(), w.service_account.as_str()));
             lb.metadata = Some(meshed_endpoint_metadata());
         }
-        let identities: Vec<String> = identities
+        identities
             .into_iter()
             .map(|(namespace, account)| spiffe_id(&self.mesh.trust_domain, namespace, account))
-            .collect();
-        if identities.is_empty() && tls.and_then(|t| t.mode).is_none() {
-            return; // plaintext, as `outbound_cluster` built it
-        }
-        let sni = mesh_sni(view.port.port, "", view.fqdn);
-        if !crate::traffic::tls::apply(cluster, tls, &sni, &identities) && !identities.is_empty() {
-            auto_mtls(cluster, &sni, &identities);
-        }
+            .collect()
+    }
+}
+
+/// Whether [`secure_cluster`] leaves a cluster as `outbound_cluster` built it: no identity to check
+/// and no `tls` mode.
+pub(super) fn stays_plaintext(tls: Option<&ClientTlsSettings>, identities: &[String]) -> bool {
+    identities.is_empty() && tls.and_then(|t| t.mode).is_none()
+}
+
+/// A cluster's upstream TLS: the DestinationRule's `tls`, else auto mTLS to `identities` (the
+/// endpoints [`Translator::mark_meshed`] marked), else none.
+pub(super) fn secure_cluster(
+    view: &PortView<'_>,
+    tls: Option<&ClientTlsSettings>,
+    identities: &[String],
+    cluster: &mut Cluster,
+) {
+    if stays_plaintext(tls, identities) {
+        return;
+    }
+    let sni = mesh_sni(view.port.port, "", view.fqdn);
+    if !crate::traffic::tls::apply(cluster, tls, &sni, identities) && !identities.is_empty() {
+        auto_mtls(cluster, &sni, identities);
     }
 }
 

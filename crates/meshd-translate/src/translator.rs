@@ -222,8 +222,8 @@ pub struct Translator {
     /// cluster a Pod's change touches (its sidecar, service account and mTLS mode decide them).
     /// (A hash map: it holds two entries per endpoint, looked up one by one, never in order.)
     refs: foldhash::HashMap<EndpointRef, Vec<Arc<ObjectKey>>>,
-    /// Pods by IP, for endpoints without `targetRef`.
-    ip_pods: BTreeMap<String, BTreeSet<ObjectKey>>,
+    /// Pods by IP, for endpoints without `targetRef` (looked up one by one, never in order).
+    ip_pods: foldhash::HashMap<String, BTreeSet<ObjectKey>>,
     shared: ResourceSet,
     outbound_warnings: Vec<String>,
     configs: Configs,
@@ -296,7 +296,7 @@ impl Translator {
             peers: PeerPolicies::new(),
             authz: AuthzPolicies::new(),
             refs: foldhash::HashMap::default(),
-            ip_pods: BTreeMap::new(),
+            ip_pods: foldhash::HashMap::default(),
             shared,
             outbound_warnings: Vec::new(),
             configs: Configs::default(),

@@ -34,7 +34,7 @@ pub(crate) fn subset_cluster_name(port: u16, subset: &str, fqdn: &str) -> String
 /// The Pods an endpoint's subset labels are read from: by key, and by IP (every namespace).
 pub(crate) struct Pods<'a> {
     pub workloads: &'a imbl::OrdMap<ObjectKey, Arc<Workload>>,
-    pub by_ip: &'a BTreeMap<String, BTreeSet<ObjectKey>>,
+    pub by_ip: &'a foldhash::HashMap<String, BTreeSet<ObjectKey>>,
 }
 
 impl<'a> Pods<'a> {

@@ -55,7 +55,7 @@ pub(super) struct PodIndex<'a> {
     pub(super) slices_of: &'a mut BTreeMap<ObjectKey, BTreeSet<String>>,
     pub(super) refs: &'a mut foldhash::HashMap<EndpointRef, Vec<Arc<ObjectKey>>>,
     pub(super) workloads: &'a mut imbl::OrdMap<ObjectKey, Arc<Workload>>,
-    pub(super) ip_pods: &'a mut BTreeMap<String, BTreeSet<ObjectKey>>,
+    pub(super) ip_pods: &'a mut foldhash::HashMap<String, BTreeSet<ObjectKey>>,
     /// Read only: when everything is touched, every Service's endpoints are.
     pub(super) services: &'a imbl::OrdMap<ObjectKey, Arc<CompiledService>>,
 }

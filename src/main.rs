@@ -8,6 +8,10 @@ mod logging;
 
 use clap::Parser;
 
+/// mimalloc (why: `meshd_xds::heap`).
+#[global_allocator]
+static ALLOCATOR: meshd_xds::heap::Allocator = meshd_xds::heap::Allocator;
+
 /// Exit code for bad flags (EX_USAGE).
 const EXIT_USAGE: i32 = 64;
 

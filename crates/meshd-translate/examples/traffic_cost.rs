@@ -9,6 +9,11 @@ use std::time::Instant;
 use meshd_translate::synthetic::{synthetic_mesh, traffic_changes};
 use meshd_translate::{NodeId, TranslateSettings, Translator};
 
+// meshd's allocator, as meshd builds it (meshd_xds::heap, which this crate cannot depend on): the
+// translation's figure is the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let n: usize = args

@@ -9,13 +9,13 @@
 //! generation when it is ready for it and looks only at those names (its own part only when its Pod or
 //! a Service selecting it changed), so a slow proxy only delays itself and never queues stale configs.
 
-#![deny(unsafe_code)] // one exception: heap::trim calls glibc's malloc_trim
+#![deny(unsafe_code)] // one exception: heap sets and collects the allocator (mimalloc)
 
 mod auth;
 mod delta;
 mod generation;
 mod health;
-mod heap;
+pub mod heap;
 mod mesh_mtls;
 mod metrics;
 mod names;

@@ -39,13 +39,14 @@ struct CountingAlloc;
 static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is added.
-#[allow(unsafe_code)] // a counting allocator over System: see the SAFETY comments
+// SAFETY: every call is forwarded to meshd's allocator (meshd_xds::heap) unchanged; only a counter
+// is added.
+#[allow(unsafe_code)] // a counting allocator over meshd's: see the SAFETY comments
 unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
         use std::sync::atomic::Ordering::Relaxed;
         // SAFETY: same contract as the caller's.
-        let p = unsafe { std::alloc::System.alloc(layout) };
+        let p = unsafe { meshd_xds::heap::Allocator.alloc(layout) };
         if !p.is_null() {
             let now = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
             PEAK.fetch_max(now, Relaxed);
@@ -55,12 +56,12 @@ unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
         LIVE.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
         // SAFETY: same contract as the caller's.
-        unsafe { std::alloc::System.dealloc(ptr, layout) }
+        unsafe { meshd_xds::heap::Allocator.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
         use std::sync::atomic::Ordering::Relaxed;
         // SAFETY: same contract as the caller's.
-        let p = unsafe { std::alloc::System.realloc(ptr, layout, new) };
+        let p = unsafe { meshd_xds::heap::Allocator.realloc(ptr, layout, new) };
         if !p.is_null() {
             LIVE.fetch_sub(layout.size(), Relaxed);
             let now = LIVE.fetch_add(new, Relaxed) + new;

@@ -46,7 +46,8 @@ pub(crate) fn spawn_trimmer(cancel: CancellationToken) {
     });
 }
 
-/// Returns the pages mimalloc holds free to the OS.
+/// mimalloc's `mi_collect(true)`: collects the calling thread's heap and the pages abandoned by
+/// other threads, and gives what is free back to the OS.
 fn collect() {
     // SAFETY: mi_collect takes no pointer; it frees what the allocator itself holds unused.
     #[allow(unsafe_code)]
